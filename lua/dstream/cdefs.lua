@@ -1,0 +1,53 @@
+-- dstream/cdefs.lua: the C structs and functions worker code reaches through the FFI.
+-- Mirrors runtime/ds_block.h, runtime/ds_task.h, runtime/ds_pool.h and runtime/ds_hash.h:
+-- change both together. The symbols are exported by the dstream executable.
+local ffi = require("ffi")
+
+ffi.cdef [[
+typedef struct ds_block ds_block;
+typedef struct ds_slice {
+  ds_block *block;
+  const char *data;
+  size_t len;
+  uint64_t count;
+  int32_t format;
+  int32_t pairs;
+} ds_slice;
+typedef struct ds_output {
+  int32_t target;
+  ds_slice slice;
+} ds_output;
+typedef struct ds_task {
+  uint64_t id;
+  int32_t attempt;
+  int32_t worker;
+  char *desc;
+  size_t desc_len;
+  ds_slice *inputs;
+  int32_t ninputs;
+  int32_t status;
+  char *error;
+  ds_output *outputs;
+  int32_t noutputs;
+  int32_t capoutputs;
+  double run_ms;
+  uint64_t records_in;
+  struct ds_task *next;
+} ds_task;
+typedef struct ds_pool ds_pool;
+
+int ds_task_emit(ds_task *t, int32_t target, int32_t format, int32_t pairs, const void *p,
+                 size_t len, uint64_t count);
+void ds_task_set_error(ds_task *t, int32_t status, const char *msg, size_t len);
+const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len);
+uint32_t ds_hash_bytes(const char *p, size_t len);
+uint32_t ds_hash_number(double v);
+]]
+
+return {
+  FMT_LINES = 1,
+  FMT_SBUF = 2,
+  TASK_OK = 0,
+  TASK_FAILED = 1,
+  TASK_OOM = 2,
+}

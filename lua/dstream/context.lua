@@ -1,0 +1,462 @@
+-- dstream/context.lua: a streaming context: its settings, sources, batch clock and lifecycle.
+--
+-- The context owns the worker pool (through its scheduler), the graph of streams and the
+-- output operations. Once started, a clock seals every input at each batch boundary (the
+-- wall clock, or ctx:advance() with clock = "manual") and queues a batch job; batch jobs run
+-- one at a time, in time order, each in a coroutine that runs the output operations in the
+-- order they were registered. The loop keeps receiving while a batch runs, so a slow batch
+-- shows as scheduling delay, not as lost input.
+local core = require("dstream.core")
+local rdd_mod = require("dstream.rdd")
+local scheduler = require("dstream.scheduler")
+local ship = require("dstream.ship")
+local stream_mod = require("dstream.stream")
+local util = require("dstream.util")
+
+local Context = {}
+Context.__index = Context
+Context.__name = "context"
+
+local M = { Context = Context }
+local live = setmetatable({}, { __mode = "k" }) -- contexts whose pool is open
+
+local function cli_options()
+  return package.loaded["dstream.cli.options"] or {}
+end
+
+local function option(opts, key, cli_key, parse, default)
+  local v = opts[key]
+  if v == nil then v = cli_options()[cli_key or key] end
+  if v == nil then return default end
+  local parsed, err = parse(v)
+  if parsed == nil then
+    error("dstream.context: " .. key .. ": " .. err, 4)
+  end
+  return parsed
+end
+
+local function parse_count(v)
+  local n = tonumber(v)
+  if n and n >= 1 and n == math.floor(n) then return n end
+  return nil, "expected a whole number of at least 1, got " .. tostring(v)
+end
+
+local known_options = {
+  batch = true, workers = true, partitions = true, name = true, clock = true,
+  worker_memory = true, max_task_attempts = true,
+}
+
+function M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("dstream.context: expected a table of settings, got " .. type(opts), 3) end
+  for k in pairs(opts) do
+    if not known_options[k] then
+      error("dstream.context: unknown setting '" .. tostring(k) .. "'", 3)
+    end
+  end
+  local self = setmetatable({}, Context)
+  self.batch_ms = option(opts, "batch", nil, util.parse_duration, 1000)
+  self.workers = option(opts, "workers", nil, parse_count, core.cores())
+  self.partitions = option(opts, "partitions", nil, parse_count, self.workers)
+  self.worker_memory = option(opts, "worker_memory", "worker-memory", util.parse_size, 4 * 1024 ^ 3)
+  self.max_task_attempts = option(opts, "max_task_attempts", nil, parse_count, 4)
+  self.name = opts.name or "dstream"
+  self.clock = opts.clock or "system"
+  if self.clock ~= "system" and self.clock ~= "manual" then
+    error("dstream.context: clock must be \"system\" or \"manual\", got " .. tostring(self.clock), 3)
+  end
+  self.state = "initialized"
+  self.inputs, self.outputs, self.queue = {}, {}, {}
+  self.batches = {} -- the last finished batches, newest last
+  self._nstreams, self._blob_ids, self._next_blob = 0, {}, 1
+  self.time = 0 -- the last batch time generated (ms)
+  self.sched = scheduler.new {
+    workers = self.workers, worker_memory = self.worker_memory,
+    max_attempts = self.max_task_attempts, jit = cli_options().jit,
+  }
+  live[self] = true
+  return self
+end
+
+function Context:__tostring()
+  return string.format("context(%s, batch %d ms, %d workers, %s)", self.name, self.batch_ms,
+    self.workers, self.state)
+end
+
+---------------------------------------------------------------------------------------------
+-- Internals used by streams and rdds
+
+function Context:_scheduler()
+  if not self.sched then error("this context is stopped: create a new one", 3) end
+  return self.sched
+end
+
+-- Ships f to the workers once and returns its id. Raises on the user's line (`level`) when
+-- f captures something that cannot travel.
+function Context:_ship(f, who, level)
+  local bytes, err = ship.try_encode(f, "the function given to " .. who)
+  if not bytes then error(who .. ": " .. err, level + 1) end
+  local id = self._blob_ids[bytes]
+  if not id then
+    id = self._next_blob
+    self._next_blob = id + 1
+    self._blob_ids[bytes] = id
+    self:_scheduler().pool:put_blob(id, bytes)
+  end
+  return id
+end
+
+function Context:_register_stream()
+  self._nstreams = self._nstreams + 1
+  return self._nstreams
+end
+
+function Context:_add_output(stream, fn)
+  if self.state ~= "initialized" then
+    error("output operations must be added before ctx:start()", 3)
+  end
+  self.outputs[#self.outputs + 1] = { stream = stream, fn = fn }
+end
+
+local function check_not_started(self, who)
+  if self.state ~= "initialized" then
+    error(who .. ": sources must be created before ctx:start()", 3)
+  end
+end
+
+-- An input stream: seal(time) is called by the clock at every batch boundary.
+local function input_stream(self, name, compute, seal)
+  local s = stream_mod.new(self, {}, compute, name)
+  s.seal = seal
+  self.inputs[#self.inputs + 1] = s
+  return s
+end
+
+---------------------------------------------------------------------------------------------
+-- Sources
+
+-- batches: a list of lists; each batch takes the next list.
+-- opts: one_at_a_time (default true), default (a list for batches once the queue is empty),
+-- pairs (each element {k, v} becomes the pair k, v).
+function Context:queue_stream(batches, opts)
+  check_not_started(self, "queue_stream")
+  util.check_table(batches, "queue_stream", "the queue")
+  opts = opts or {}
+  local queue = {}
+  for i, b in ipairs(batches) do
+    if type(b) ~= "table" then error("queue_stream: batch " .. i .. " must be a list, got " .. type(b), 2) end
+    queue[i] = b
+  end
+  local one_at_a_time = opts.one_at_a_time ~= false
+  return input_stream(self, "queue_stream", function(s, time)
+    local list
+    if one_at_a_time then
+      list = table.remove(queue, 1) or opts.default or {}
+    else
+      list = {}
+      for _, b in ipairs(queue) do for _, v in ipairs(b) do list[#list + 1] = v end end
+      queue = {}
+    end
+    return rdd_mod.from_list(self, list, self.partitions, opts.pairs)
+  end)
+end
+
+-- Consecutive integers from 0, rows_per_second of them per second of batch interval.
+function Context:rate_stream(opts)
+  check_not_started(self, "rate_stream")
+  util.check_table(opts, "rate_stream", "the options")
+  local rate = opts.rows_per_second
+  if type(rate) ~= "number" or rate < 0 then
+    error("rate_stream: rows_per_second must be a number of at least 0, got " .. tostring(rate), 2)
+  end
+  local next_value, carry = 0, 0
+  return input_stream(self, "rate_stream", function(s, time)
+    local rows = rate * self.batch_ms / 1000 + carry
+    local count = math.floor(rows)
+    carry = rows - count
+    local r = rdd_mod.range(self, next_value, count, self.partitions)
+    next_value = next_value + count
+    return r
+  end)
+end
+
+-- Input backed by a C receiver: sealed at each boundary into C-memory slices.
+local function receiver_stream(self, name, open)
+  local s
+  s = input_stream(self, name, function(_, time)
+    local parts = s.sealed[time]
+    s.sealed[time] = nil
+    if not parts then
+      parts = {}
+      for i = 1, self.partitions do parts[i] = {} end
+    end
+    return rdd_mod.from_slices(self, parts)
+  end, function(_, time)
+    s.sealed[time] = s.source:seal(self.partitions)
+  end)
+  s.sealed = {}
+  s.open = open
+  return s
+end
+
+function Context:socket_text_stream(host, port, opts)
+  check_not_started(self, "socket_text_stream")
+  if type(host) ~= "string" then error("socket_text_stream: expected a host name, got " .. type(host), 2) end
+  port = tonumber(port)
+  if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
+    error("socket_text_stream: expected a port number from 1 to 65535", 2)
+  end
+  return receiver_stream(self, "socket_text_stream " .. host .. ":" .. port, function()
+    return core.socket_source(host, port, opts)
+  end)
+end
+
+function Context:text_file_stream(dir, opts)
+  check_not_started(self, "text_file_stream")
+  if type(dir) ~= "string" then error("text_file_stream: expected a directory, got " .. type(dir), 2) end
+  local probe = io.open(dir .. "/.", "r")
+  if not probe then
+    error("text_file_stream: directory '" .. dir .. "' does not exist or cannot be read: create it first", 2)
+  end
+  probe:close()
+  return receiver_stream(self, "text_file_stream " .. dir, function()
+    return core.file_source(dir, opts)
+  end)
+end
+
+function Context:union(streams)
+  util.check_table(streams, "union", "the list of streams")
+  local acc = streams[1]
+  if not stream_mod.is_stream(acc) then error("union: expected a list of streams", 2) end
+  for i = 2, #streams do acc = acc:union(streams[i]) end
+  return acc
+end
+
+-- Static datasets: batches with the same operators, run on the same workers.
+function Context:parallelize(list, nparts, opts)
+  util.check_table(list, "parallelize", "the list")
+  util.check_count(nparts, "parallelize", "the number of partitions", true)
+  return rdd_mod.from_list(self, list, nparts or self.partitions, opts and opts.pairs)
+end
+
+function Context:text_file(path, nparts)
+  util.check_count(nparts, "text_file", "the number of partitions", true)
+  local fh, err = io.open(path, "rb")
+  if not fh then error("text_file: cannot read " .. tostring(path) .. ": " .. tostring(err), 2) end
+  local lines = {}
+  for line in fh:lines() do lines[#lines + 1] = (line:gsub("\r$", "")) end
+  fh:close()
+  nparts = nparts or self.partitions
+  local parts = {}
+  for p = 0, nparts - 1 do
+    local chunk = {}
+    for i = math.floor(#lines * p / nparts) + 1, math.floor(#lines * (p + 1) / nparts) do
+      chunk[#chunk + 1] = lines[i]
+    end
+    parts[p + 1] = #chunk > 0 and { core.lines_slice(chunk) } or {}
+  end
+  return rdd_mod.from_slices(self, parts)
+end
+
+---------------------------------------------------------------------------------------------
+-- Batches
+
+-- Seals every input at `time` and queues the batch.
+function Context:_generate(time)
+  self.time = time
+  local records = 0
+  for _, input in ipairs(self.inputs) do
+    if input.seal then
+      input:seal(time)
+      local parts = input.sealed[time]
+      records = records + (parts and parts.count or 0)
+    end
+  end
+  self.queue[#self.queue + 1] = { time = time, generated_at = core.now_ms(), records = records }
+  self:_pump()
+end
+
+function Context:_run_batch(batch)
+  self._current_time = batch.time
+  for _, out in ipairs(self.outputs) do
+    local r = out.stream:get_rdd(batch.time)
+    if r then out.fn(r, batch.time) end
+  end
+end
+
+function Context:_forget(time)
+  for _, s in ipairs(self._streams_to_forget or {}) do s:_forget(time) end
+end
+
+-- Starts the next queued batch unless one is running.
+function Context:_pump()
+  if self.running or self.state == "stopped" then return end
+  local batch = table.remove(self.queue, 1)
+  if not batch then
+    if self.stopping then self:_terminate() end
+    return
+  end
+  self.running = batch
+  batch.started_at = core.now_ms()
+  scheduler.spawn(function() self:_run_batch(batch) end, function(ok, err)
+    self.running = nil
+    if self.state == "stopped" then return end
+    if not ok then return self:_fail(err) end
+    batch.finished_at = core.now_ms()
+    self.batches[#self.batches + 1] = batch
+    if #self.batches > 100 then table.remove(self.batches, 1) end
+    self:_cleanup(batch.time)
+    self:_pump()
+  end)
+end
+
+-- Forgets batches of every stream older than the batch just finished.
+function Context:_cleanup(time)
+  self._all_streams = self._all_streams or {}
+  local seen, todo = {}, {}
+  for _, out in ipairs(self.outputs) do todo[#todo + 1] = out.stream end
+  while #todo > 0 do
+    local s = table.remove(todo)
+    if not seen[s] then
+      seen[s] = true
+      s:_forget(time - (s.remember_ms or 0) + 1)
+      for _, p in ipairs(s.parents) do todo[#todo + 1] = p end
+    end
+  end
+end
+
+function Context:_fail(err)
+  if self.error then return end
+  self.error = tostring(err)
+  self:_terminate()
+end
+
+---------------------------------------------------------------------------------------------
+-- Lifecycle
+
+function Context:start()
+  if self.state == "active" then error("start: the context is already started", 2) end
+  if self.state == "stopped" then error("start: the context is stopped; create a new one", 2) end
+  if #self.outputs == 0 then
+    error("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream", 2)
+  end
+  for _, input in ipairs(self.inputs) do
+    if input.open then
+      local ok, src = pcall(input.open)
+      if not ok then error(input.name .. ": " .. tostring(src), 2) end
+      input.source = src
+    end
+  end
+  self.state = "active"
+  self.started_at = core.now_ms()
+  local function on_signal()
+    if self.stopping then return self:_terminate() end -- a second signal: stop now
+    io.stderr:write("dstream: stopping gracefully (finishing batches in flight; signal again to stop now)\n")
+    self:stop { graceful = true }
+  end
+  self._signals = { core.signal(core.SIGINT, on_signal), core.signal(core.SIGTERM, on_signal) }
+  if self.clock == "system" then
+    local now = core.now_ms()
+    self.next_time = (math.floor(now / self.batch_ms) + 1) * self.batch_ms
+    self._timer = core.timer(function() self:_tick() end)
+    self._timer:start(self.next_time - now)
+  end
+end
+
+function Context:_tick()
+  local time = self.next_time
+  self.next_time = time + self.batch_ms
+  self._timer:start(math.max(0, self.next_time - core.now_ms()))
+  self:_generate(time)
+end
+
+-- Manual clock: runs the next n batches now.
+function Context:advance(n)
+  n = n or 1
+  if self.clock ~= "manual" then error("advance: only a context with clock = \"manual\" can be advanced", 2) end
+  if self.state ~= "active" then error("advance: the context is " .. self.state .. "; call ctx:start() first", 2) end
+  for _ = 1, n do
+    core.run("nowait") -- let receivers take what has arrived
+    self:_generate(self.time + self.batch_ms)
+    while (self.running or #self.queue > 0) and self.state ~= "stopped" do core.run("once") end
+    if self.error then error(self.error, 2) end
+  end
+end
+
+-- Waits until the context stops (ctx:stop, a signal, a failed batch) or `timeout` seconds
+-- pass. Returns true if it stopped; raises the error of a failed batch.
+function Context:await_termination(timeout)
+  local timer, timed_out
+  if timeout then
+    local ms = util.parse_duration(timeout)
+    if not ms then error("await_termination: timeout must be a number of seconds", 2) end
+    timer = core.timer(function() timed_out = true end)
+    timer:start(ms)
+  end
+  while self.state ~= "stopped" and not timed_out do core.run("once") end
+  if timer then timer:close() end
+  if self.error then error(self.error, 2) end
+  return self.state == "stopped"
+end
+
+-- Stops the context. graceful: first process everything already received.
+function Context:stop(opts)
+  if self.state == "stopped" then return end
+  local graceful = type(opts) == "table" and opts.graceful
+  if self.state == "initialized" then return self:_terminate() end
+  if self._timer then
+    self._timer:close()
+    self._timer = nil
+  end
+  if graceful and not self.stopping then
+    self.stopping = true
+    local pending = false
+    for _, input in ipairs(self.inputs) do
+      if input.source then
+        input.source:stop()
+        if (input.source:stats().pending or 0) > 0 then pending = true end
+      end
+    end
+    if pending then
+      self:_generate((self.next_time or (self.time + self.batch_ms)))
+    end
+  else
+    self.queue = {}
+  end
+  self.stopping = true
+  if not self.running and #self.queue == 0 then return self:_terminate() end
+  if graceful and not core.running() and not coroutine.running() then
+    while self.state ~= "stopped" do core.run("once") end
+  elseif not graceful then
+    self:_terminate()
+  end
+end
+
+function Context:_terminate()
+  if self.state == "stopped" then return end
+  self.state = "stopped"
+  for _, input in ipairs(self.inputs) do
+    if input.source then input.source:stop() end
+  end
+  if self._timer then self._timer:close() end
+  for _, sig in ipairs(self._signals or {}) do sig:close() end
+  if self.sched then self.sched:close() end
+  self.sched = nil
+  live[self] = nil
+end
+
+-- Information about the running context, for people and tools.
+function Context:status()
+  return {
+    state = self.state, batch_ms = self.batch_ms, workers = self.workers,
+    queued = #self.queue, running = self.running and self.running.time or nil,
+    last_batch = self.batches[#self.batches],
+  }
+end
+
+-- Stops every context still open (the interpreter calls it before exiting).
+function M.shutdown()
+  for ctx in pairs(live) do ctx:stop() end
+end
+
+return M

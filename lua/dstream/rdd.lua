@@ -1,0 +1,347 @@
+-- dstream/rdd.lua: a batch (an "rdd"): partitioned records and the lineage that makes them.
+--
+-- An rdd is a source (slices of C memory, or a range of integers), a narrow operator over a
+-- parent, a union of parents, or a shuffle of a parent. Nothing runs until an action: then
+-- the lineage is cut into stages at shuffles. Each partition of a stage is one task: its
+-- input and the list of narrow operators from the source up, fused and run by a worker in one
+-- loop, ending in the action's terminal (or the next shuffle's map side). Shuffle outputs are
+-- kept on the shuffle node, so several actions on one rdd compute them once.
+local buffer = require("string.buffer")
+local core = require("dstream.core")
+local format = require("dstream.format")
+local util = require("dstream.util")
+
+local RDD = {}
+RDD.__index = RDD
+RDD.__name = "rdd"
+
+local M = { RDD = RDD }
+
+local function new(ctx, fields)
+  fields.ctx = ctx
+  return setmetatable(fields, RDD)
+end
+
+function M.is_rdd(v) return getmetatable(v) == RDD end
+
+---------------------------------------------------------------------------------------------
+-- Sources
+
+-- Partitions made of slices (arrays of ds.slice userdata), e.g. a sealed receiver batch.
+function M.from_slices(ctx, parts)
+  return new(ctx, { kind = "source", parts = parts, nparts = #parts })
+end
+
+-- Consecutive integers first .. first + count - 1 in `nparts` consecutive ranges.
+function M.range(ctx, first, count, nparts)
+  local parts = {}
+  for p = 0, nparts - 1 do
+    local lo = first + math.floor(count * p / nparts)
+    local hi = first + math.floor(count * (p + 1) / nparts)
+    parts[p + 1] = { range = { lo, hi - lo } }
+  end
+  return new(ctx, { kind = "source", parts = parts, nparts = nparts })
+end
+
+-- A Lua array split into `nparts` consecutive slices, encoded into C memory now.
+-- With pairs, each element {k, v} becomes the pair k, v.
+function M.from_list(ctx, list, nparts, pairs)
+  local n = #list
+  local parts = {}
+  local buf = buffer.new()
+  for p = 0, nparts - 1 do
+    local lo, hi = math.floor(n * p / nparts) + 1, math.floor(n * (p + 1) / nparts)
+    buf:reset()
+    for i = lo, hi do
+      local v = list[i]
+      if pairs then
+        if type(v) ~= "table" then error("element " .. i .. " is not a {key, value} table", 0) end
+        buf:encode(v[1]):encode(v[2])
+      else
+        buf:encode(v)
+      end
+    end
+    local count = hi - lo + 1
+    parts[p + 1] = count > 0 and { core.slice_from_string(buf:tostring(), count, pairs) } or {}
+  end
+  return M.from_slices(ctx, parts)
+end
+
+---------------------------------------------------------------------------------------------
+-- Transformations
+
+function RDD:_narrow(op)
+  return new(self.ctx, { kind = "narrow", parent = self, op = op, nparts = self.nparts })
+end
+
+function RDD:_shuffle(map_term, reduce_op, nparts)
+  return new(self.ctx, { kind = "shuffle", parent = self, map_term = map_term,
+    reduce_op = reduce_op, nparts = nparts })
+end
+
+-- Operators that take a function share one implementation: ship it, wrap it.
+local function fn_op(kind)
+  return function(self, f)
+    util.check_function(f, kind)
+    return self:_narrow({ kind = kind, fn = self.ctx:_ship(f, kind, 3) })
+  end
+end
+
+RDD.map = fn_op("map")
+RDD.flat_map = fn_op("flat_map")
+RDD.filter = fn_op("filter")
+RDD.map_partitions = fn_op("map_partitions")
+RDD.map_values = fn_op("map_values")
+
+function RDD:glom()
+  return self:_narrow({ kind = "glom" })
+end
+
+function RDD:union(other)
+  if not M.is_rdd(other) then error("union: expected a batch (rdd), got " .. type(other), 2) end
+  return new(self.ctx, { kind = "union", parents = { self, other }, nparts = self.nparts + other.nparts })
+end
+
+function RDD:repartition(n)
+  util.check_count(n, "repartition", "the number of partitions")
+  return self:_shuffle({ kind = "partition", who = "repartition" }, nil, n)
+end
+
+function RDD:reduce_by_key(f, nparts)
+  util.check_function(f, "reduce_by_key")
+  util.check_count(nparts, "reduce_by_key", "the number of partitions", true)
+  local id = self.ctx:_ship(f, "reduce_by_key", 3)
+  return self:_shuffle({ kind = "combine", fn = id, who = "reduce_by_key" },
+    { kind = "merge", fn = id }, nparts or self.ctx.partitions)
+end
+
+function RDD:count_by_value(nparts)
+  util.check_count(nparts, "count_by_value", "the number of partitions", true)
+  local ctx = self.ctx
+  ctx._count_ops = ctx._count_ops or {
+    one = { kind = "map", fn = ctx:_ship(function(v) return v, 1 end, "count_by_value") },
+    add = ctx:_ship(function(a, b) return a + b end, "count_by_value"),
+  }
+  local ops = ctx._count_ops
+  return self:_narrow(ops.one):_shuffle({ kind = "combine", fn = ops.add, who = "count_by_value" },
+    { kind = "merge", fn = ops.add }, nparts or ctx.partitions)
+end
+
+-- The count as a one-record batch (for streams): 0 for an empty batch.
+function RDD:_count_rdd()
+  return self:_shuffle({ kind = "count" }, { kind = "sum_counts" }, 1)
+end
+
+-- The reduction as a one-record batch (for streams): no record for an empty batch.
+function RDD:_reduce_rdd(f)
+  util.check_function(f, "reduce")
+  local id = self.ctx:_ship(f, "reduce", 3)
+  return self:_shuffle({ kind = "reduce", fn = id }, { kind = "reduce_partials", fn = id }, 1)
+end
+
+---------------------------------------------------------------------------------------------
+-- Planning
+
+-- Returns one plan per partition: { ops = {...}, input = ... } where input is
+-- { slices = {...} }, { range = {first, count} } or { shuffle = node, index = r }.
+function RDD:_plans()
+  local kind = self.kind
+  if kind == "source" then
+    local plans = {}
+    for i, part in ipairs(self.parts) do
+      if part.range then
+        plans[i] = { ops = {}, range = part.range }
+      else
+        plans[i] = { ops = {}, slices = part }
+      end
+    end
+    return plans
+  elseif kind == "narrow" then
+    local plans = self.parent:_plans()
+    for _, plan in ipairs(plans) do plan.ops[#plan.ops + 1] = self.op end
+    return plans
+  elseif kind == "union" then
+    local plans = self.parents[1]:_plans()
+    for _, plan in ipairs(self.parents[2]:_plans()) do plans[#plans + 1] = plan end
+    return plans
+  else -- shuffle: the reduce side reads the buckets the map side wrote
+    local plans = {}
+    for r = 1, self.nparts do
+      plans[r] = { ops = { self.reduce_op }, shuffle = self, index = r - 1 }
+    end
+    return plans
+  end
+end
+
+local function add_shuffle_deps(plans, deps, seen)
+  for _, plan in ipairs(plans) do
+    local node = plan.shuffle
+    if node and not seen[node] then
+      seen[node] = true
+      deps[#deps + 1] = node
+    end
+  end
+end
+
+-- Builds the tasks for plans ending in `term` (a function of the plan index giving the
+-- terminal spec), after computing every shuffle they read.
+function RDD:_tasks(plans, term, stage, time)
+  local deps = {}
+  add_shuffle_deps(plans, deps, {})
+  for _, node in ipairs(deps) do node:_materialize(time) end
+  local specs = {}
+  for i, plan in ipairs(plans) do
+    local ops = {}
+    for j, op in ipairs(plan.ops) do ops[j] = op end
+    local desc = { ops = ops, term = term(i - 1), range = plan.range }
+    local inputs = plan.slices
+    if plan.shuffle then inputs = plan.shuffle.buckets[plan.index + 1] end
+    specs[i] = {
+      desc = buffer.encode(desc), inputs = inputs or {}, part = i - 1, stage = stage,
+      time = time or self.ctx._current_time,
+    }
+  end
+  return specs
+end
+
+-- Runs the map side of a shuffle once and keeps its buckets: buckets[r] = slices.
+function RDD:_materialize(time)
+  if self.buckets then return end
+  local plans = self.parent:_plans()
+  local map_term, nparts = self.map_term, self.nparts
+  local specs = self.parent:_tasks(plans, function(index)
+    local t = {}
+    for k, v in pairs(map_term) do t[k] = v end
+    t.partitions, t.start = nparts, index % nparts
+    return t
+  end, (map_term.who or map_term.kind) .. " (map side)", time)
+  local results = self.ctx:_scheduler():run_tasks(specs)
+  local buckets = {}
+  for r = 1, nparts do buckets[r] = {} end
+  for _, outputs in ipairs(results) do
+    for _, out in ipairs(outputs) do
+      local b = buckets[out[1] + 1]
+      b[#b + 1] = out[2]
+    end
+  end
+  self.buckets = buckets
+end
+
+-- Runs an action: every partition ends in term(index). Returns per-partition outputs.
+function RDD:_run(term, stage)
+  local specs = self:_tasks(self:_plans(), term, stage)
+  return self.ctx:_scheduler():run_tasks(specs)
+end
+
+local function decode_outputs(results, limit)
+  local out, n = {}, 0
+  local reader = buffer.new()
+  for _, outputs in ipairs(results) do
+    for _, o in ipairs(outputs) do
+      local slice = o[2]
+      local bytes = slice:bytes()
+      reader:set(bytes)
+      local _, pairs_flag = slice:format()
+      for _ = 1, slice:count() do
+        if limit and n >= limit then return out end
+        n = n + 1
+        if pairs_flag then
+          local k = reader:decode()
+          out[n] = { k, reader:decode() }
+        else
+          out[n] = reader:decode()
+        end
+      end
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- Actions
+
+local function const(spec) return function() return spec end end
+
+function RDD:collect()
+  return decode_outputs(self:_run(const({ kind = "collect" }), "collect"))
+end
+
+function RDD:take(n)
+  util.check_count(n, "take", "n")
+  return decode_outputs(self:_run(const({ kind = "collect", limit = n }), "take"), n)
+end
+
+function RDD:first()
+  return self:take(1)[1]
+end
+
+function RDD:count()
+  local total = 0
+  for _, v in ipairs(decode_outputs(self:_run(const({ kind = "count" }), "count"))) do
+    total = total + v
+  end
+  return total
+end
+
+function RDD:reduce(f)
+  util.check_function(f, "reduce")
+  local id = self.ctx:_ship(f, "reduce", 3)
+  local partials = decode_outputs(self:_run(const({ kind = "reduce", fn = id }), "reduce"))
+  local acc = partials[1]
+  for i = 2, #partials do acc = f(acc, partials[i]) end
+  return acc
+end
+
+function RDD:collect_as_map()
+  local map = {}
+  for _, kv in ipairs(self:collect()) do
+    if type(kv) ~= "table" then error("collect_as_map: the records are not key/value pairs", 2) end
+    map[kv[1]] = kv[2]
+  end
+  return map
+end
+
+function RDD:foreach(f)
+  util.check_function(f, "foreach")
+  self:_run(const({ kind = "foreach", fn = self.ctx:_ship(f, "foreach", 3) }), "foreach")
+end
+
+function RDD:foreach_partition(f)
+  util.check_function(f, "foreach_partition")
+  self:_run(const({ kind = "foreach_partition", fn = self.ctx:_ship(f, "foreach_partition", 3) }),
+    "foreach_partition")
+end
+
+-- Writes one part file per partition into `path`, which must not exist yet, then _SUCCESS.
+-- The files are written into a temporary directory renamed into place at the end, so a
+-- reader never sees half a batch.
+local function save(self, path, kind, who)
+  if type(path) ~= "string" or path == "" then error(who .. ": expected a path, got " .. type(path), 3) end
+  local tmp = path .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
+  local ok, err = util.mkdir_p(tmp)
+  if not ok then error(who .. ": " .. err, 3) end
+  self:_run(function(index)
+    return { kind = kind, path = string.format("%s/part-%05d", tmp, index) }
+  end, who)
+  local fh = io.open(tmp .. "/_SUCCESS", "w")
+  if fh then fh:close() end
+  local renamed, rerr = os.rename(tmp, path)
+  if not renamed then error(who .. ": cannot move " .. tmp .. " to " .. path .. ": " .. tostring(rerr), 3) end
+end
+
+function RDD:save_as_text_file(path)
+  save(self, path, "save_text", "save_as_text_file")
+end
+
+function RDD:save_as_object_file(path)
+  save(self, path, "save_object", "save_as_object_file")
+end
+
+function RDD:num_partitions() return self.nparts end
+
+function RDD:__tostring()
+  return string.format("rdd(%s, %d partitions)", self.kind, self.nparts)
+end
+
+M.format = format
+return M

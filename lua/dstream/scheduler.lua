@@ -1,0 +1,129 @@
+-- dstream/scheduler.lua: runs tasks on a context's worker pool, from the driver.
+--
+-- A stage is a list of task specs; run_tasks submits them all, waits until every one has
+-- succeeded, and returns their outputs in spec order. A failed task is submitted again up to
+-- max_attempts times; then the stage fails with an error naming the batch time, the
+-- partition, the record and the user's traceback.
+--
+-- Waiting never blocks the event loop from inside a callback. Batch jobs run in coroutines
+-- made by spawn(): there, waiting yields, and the completion callback resumes the job.
+-- Outside any job (a script calling rdd:collect() at top level) waiting drives the loop.
+local buffer = require("string.buffer")
+local core = require("dstream.core")
+
+local M = {}
+M.__index = M
+
+local job_threads = setmetatable({}, { __mode = "k" }) -- coroutine -> on_finish
+
+function M.new(opts)
+  local self = setmetatable({
+    pending = {}, -- task id -> { job, index, spec, attempt }
+    next_id = 1,
+    max_attempts = opts.max_attempts or 4,
+    worker_memory = opts.worker_memory,
+    on_task = opts.on_task, -- optional observer of finished tasks
+  }, M)
+  self.pool = core.pool_new {
+    workers = opts.workers,
+    worker_memory = opts.worker_memory,
+    package_path = package.path,
+    package_cpath = package.cpath,
+    boot_arg = buffer.encode({ jit = opts.jit or {} }),
+    on_done = function(...) return self:_on_done(...) end,
+  }
+  return self
+end
+
+-- Resumes a job coroutine and reports its end to the function given to spawn().
+local function resume(co, ...)
+  local ok, err = coroutine.resume(co, ...)
+  if coroutine.status(co) == "dead" then
+    local on_finish = job_threads[co]
+    job_threads[co] = nil
+    if on_finish then on_finish(ok, err) end
+  end
+end
+
+-- Runs fn in a job coroutine; on_finish(ok, err) is called when it returns or raises.
+function M.spawn(fn, on_finish)
+  local co = coroutine.create(function()
+    return fn()
+  end)
+  job_threads[co] = on_finish or true
+  resume(co)
+  return co
+end
+
+local function describe_failure(self, spec, attempts, status, err)
+  local where = "batch " .. string.format("%d", spec.time or 0) .. " ms, " .. (spec.stage or "stage")
+    .. ", partition " .. (spec.part or 0)
+  if status == 2 then
+    local limit = self.worker_memory and string.format("%d MiB", self.worker_memory / 1048576) or "its limit"
+    return "out of memory in " .. where .. ": a worker's Lua memory went over " .. limit
+      .. " (" .. attempts .. " attempts). Raise context{ worker_memory = ... } or --worker-memory,"
+      .. " or use more partitions."
+  end
+  return "task failed " .. attempts .. " times (" .. where .. "): " .. tostring(err)
+end
+
+function M:_submit(job, index, spec, attempt)
+  local id = self.next_id
+  self.next_id = id + 1
+  self.pending[id] = { job = job, index = index, spec = spec, attempt = attempt }
+  self.pool:submit(id, spec.desc, spec.inputs, spec.affinity)
+end
+
+function M:_on_done(id, status, err, outputs, info)
+  local t = self.pending[id]
+  self.pending[id] = nil
+  if not t then return end
+  local job = t.job
+  if self.on_task then self.on_task(t.spec, status, info) end
+  if job.failed or job.cancelled then return end
+  if status == 0 then
+    job.results[t.index] = outputs
+    job.remaining = job.remaining - 1
+  elseif t.attempt < self.max_attempts and not job.cancelled then
+    return self:_submit(job, t.index, t.spec, t.attempt + 1)
+  else
+    job.failed = describe_failure(self, t.spec, t.attempt, status, err)
+  end
+  if (job.remaining == 0 or job.failed) and job.waiter then
+    local co = job.waiter
+    job.waiter = nil
+    resume(co)
+  end
+end
+
+-- Submits every spec ({ desc = bytes, inputs = {slices}, time, part, stage, affinity }) and
+-- returns the outputs of each task: an array of { target, slice }.
+function M:run_tasks(specs)
+  local job = { remaining = #specs, results = {} }
+  if #specs == 0 then return job.results end
+  for i, spec in ipairs(specs) do self:_submit(job, i, spec, 1) end
+  local co = coroutine.running()
+  if co and job_threads[co] then
+    job.waiter = co
+    coroutine.yield()
+  elseif core.running() then
+    job.cancelled = true
+    error("a batch action was called from a callback outside a job: call it from foreach_rdd or transform", 2)
+  else
+    while job.remaining > 0 and not job.failed do core.run("once") end
+  end
+  if job.failed then
+    job.cancelled = true
+    error(job.failed, 0)
+  end
+  return job.results
+end
+
+function M:close()
+  if self.pool then
+    self.pool:close()
+    self.pool = nil
+  end
+end
+
+return M

@@ -1,0 +1,78 @@
+-- dstream/util.lua: argument checks and parsing shared by the driver-side modules.
+-- Checks raise with level 3: the user's line that called the public method is blamed.
+local M = {}
+
+local units_ms = { ms = 1, s = 1000, sec = 1000, m = 60000, min = 60000, h = 3600000 }
+
+-- A duration in milliseconds from a number of seconds or a string such as "250ms", "2m".
+-- Returns nil, message for a bad value.
+function M.parse_duration(v)
+  if type(v) == "number" then
+    if v > 0 and v < math.huge then return v * 1000 end
+    return nil, "a duration must be a positive number of seconds, got " .. tostring(v)
+  end
+  if type(v) == "string" then
+    local num, unit = v:match("^%s*([%d%.]+)%s*(%a+)%s*$")
+    local n = tonumber(num)
+    local mult = unit and units_ms[unit:lower()]
+    if n and mult and n > 0 then return n * mult end
+  end
+  return nil, "a duration is a number of seconds or a string like \"250ms\", \"1s\", \"2m\", \"1h\"; got " .. string.format("%q", tostring(v))
+end
+
+local units_bytes = { b = 1, k = 1024, kb = 1024, m = 1024 ^ 2, mb = 1024 ^ 2, g = 1024 ^ 3, gb = 1024 ^ 3 }
+
+-- A size in bytes from a number or a string such as "64m", "2g", "512MB".
+function M.parse_size(v)
+  if type(v) == "number" and v > 0 then return math.floor(v) end
+  if type(v) == "string" then
+    local num, unit = v:match("^%s*([%d%.]+)%s*(%a*)%s*$")
+    local n = tonumber(num)
+    local mult = units_bytes[(unit or ""):lower() == "" and "b" or unit:lower()]
+    if n and mult and n > 0 then return math.floor(n * mult) end
+  end
+  return nil, "a size is a number of bytes or a string like \"512m\" or \"2g\"; got " .. string.format("%q", tostring(v))
+end
+
+function M.check_function(v, who)
+  if type(v) ~= "function" then
+    error(who .. ": expected a function, got " .. (v == nil and "nothing" or type(v)), 3)
+  end
+end
+
+function M.check_count(v, who, what, optional)
+  if v == nil and optional then return end
+  if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
+    error(who .. ": " .. what .. " must be a whole number of at least 1, got " .. tostring(v), 3)
+  end
+end
+
+function M.check_table(v, who, what)
+  if type(v) ~= "table" then
+    error(who .. ": " .. what .. " must be a table, got " .. type(v), 3)
+  end
+end
+
+local ffi = require("ffi")
+pcall(ffi.cdef, [[
+int mkdir(const char *path, unsigned int mode);
+char *strerror(int errnum);
+]])
+
+-- Creates a directory and its parents (like mkdir -p). Returns true or nil, message.
+function M.mkdir_p(path)
+  local prefix = path:sub(1, 1) == "/" and "/" or ""
+  for part in path:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if ffi.C.mkdir(prefix, 511) ~= 0 then
+      local errno = ffi.errno()
+      if errno ~= 17 then -- EEXIST
+        return nil, "cannot create directory " .. prefix .. ": " .. ffi.string(ffi.C.strerror(errno))
+      end
+    end
+    prefix = prefix .. "/"
+  end
+  return true
+end
+
+return M

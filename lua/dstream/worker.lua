@@ -1,0 +1,457 @@
+-- dstream/worker.lua: what runs inside each worker's Lua state.
+--
+-- A task names a pipeline: the narrow operators of one stage, fused, and a terminal that
+-- writes the stage's output (shuffle buckets, results for the driver, files). The worker
+-- builds the pipeline as a chain of small closures, then runs one Lua loop over the task's
+-- input records, read from C memory through the FFI, pushing each record down the chain.
+-- LuaJIT traces that loop together with the user's closures: there is no C call per record.
+-- Shipped closures are decoded once per worker and cached by id.
+local ffi = require("ffi")
+local buffer = require("string.buffer")
+local cdefs = require("dstream.cdefs")
+local ship = require("dstream.ship")
+local format = require("dstream.format")
+
+local C = ffi.C
+local type, select, error, tonumber, pairs = type, select, error, tonumber, pairs
+local u8p, u32p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint32_t *")
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+local FMT_LINES, FMT_SBUF = cdefs.FMT_LINES, cdefs.FMT_SBUF
+
+local M = {}
+
+local pool          -- ds_pool* of this worker
+local worker_index  -- 0-based
+local fn_cache = {} -- blob id -> decoded value
+local blob_len = ffi.new("size_t[1]")
+local task_buffers = {} -- reusable output buffers, one per shuffle target
+
+function M.boot(pool_ptr, index, boot_arg)
+  pool = ffi_cast("ds_pool *", pool_ptr)
+  worker_index = index
+  if boot_arg and #boot_arg > 0 then
+    local settings = buffer.decode(boot_arg)
+    local jitopt = require("dstream.jitopt")
+    for _, cmd in ipairs(settings.jit or {}) do jitopt.apply(cmd) end
+  end
+end
+
+local function shipped(id)
+  local v = fn_cache[id]
+  if v == nil then
+    local p = C.ds_pool_get_blob(pool, id, blob_len)
+    if p == nil then error("shipped code " .. id .. " is missing on worker " .. worker_index, 0) end
+    v = ship.decode(ffi_string(p, blob_len[0]))
+    fn_cache[id] = v
+  end
+  return v
+end
+
+local function out_buffer(i)
+  local b = task_buffers[i]
+  if not b then
+    b = buffer.new()
+    task_buffers[i] = b
+  end
+  return b:reset()
+end
+
+local function emit(task, target, buf, count, pairs_flag)
+  if count == 0 then return end
+  local p, len = buf:ref()
+  if C.ds_task_emit(task, target, FMT_SBUF, pairs_flag and 1 or 0, p, len, count) ~= 0 then
+    error("out of memory while storing the task's output", 0)
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Keys
+
+local function key_hash(k, who)
+  local tk = type(k)
+  if tk == "string" then return C.ds_hash_bytes(k, #k) end
+  if tk == "number" then
+    if k ~= k then error(who .. ": a key is NaN, which cannot be grouped", 0) end
+    return C.ds_hash_number(k)
+  end
+  if tk == "boolean" then return k and 1 or 0 end
+  if tk == "nil" then
+    error(who .. ": a record is a single value, not a key/value pair (return key, value from map)", 0)
+  end
+  error(who .. ": keys must be strings, numbers or booleans, got a " .. tk .. " key", 0)
+end
+M.key_hash = key_hash
+
+---------------------------------------------------------------------------------------------
+-- Terminals: the end of a pipeline. Each returns push(a, b) and finish().
+
+local terminals = {}
+
+-- The records, encoded for the driver (collect, take, print ...) or for the next stage.
+function terminals.collect(task, spec)
+  local buf, n, pairs_flag = out_buffer(1), 0, nil
+  local limit = spec.limit or math.huge
+  local function push(a, b)
+    if n >= limit then return end
+    if pairs_flag == nil then pairs_flag = b ~= nil end
+    if pairs_flag then
+      if b == nil then error("records of this stream mix key/value pairs and single values (this one: " .. format.brief(a) .. ")", 0) end
+      buf:encode(a):encode(b)
+    else
+      if b ~= nil then error("records of this stream mix single values and key/value pairs (this one: " .. format.brief(a, b) .. ")", 0) end
+      buf:encode(a)
+    end
+    n = n + 1
+  end
+  local function finish() emit(task, 0, buf, n, pairs_flag) end
+  return push, finish
+end
+
+-- Map side of a keyed shuffle with a combiner: one value per key per task, then buckets.
+function terminals.combine(task, spec)
+  local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
+  local acc = {}
+  local function push(k, v)
+    if v == nil then key_hash(nil, who) end
+    local old = acc[k]
+    if old == nil then
+      if k == nil or k ~= k then key_hash(k, who) end
+      acc[k] = v
+    else
+      acc[k] = f(old, v)
+    end
+  end
+  local function finish()
+    local bufs, counts = {}, {}
+    for k, v in pairs(acc) do
+      local t = key_hash(k, who) % nparts
+      local b = bufs[t]
+      if not b then
+        b = out_buffer(t + 1)
+        bufs[t] = b
+        counts[t] = 0
+      end
+      b:encode(k):encode(v)
+      counts[t] = counts[t] + 1
+    end
+    for t, b in pairs(bufs) do emit(task, t, b, counts[t], true) end
+  end
+  return push, finish
+end
+
+-- Map side of a shuffle without combining: by key hash, or round robin for single values.
+function terminals.partition(task, spec)
+  local nparts, who, by_key = spec.partitions, spec.who, spec.by_key
+  local bufs, counts = {}, {}
+  for t = 0, nparts - 1 do
+    bufs[t] = out_buffer(t + 1)
+    counts[t] = 0
+  end
+  local next_target = spec.start or 0
+  local pairs_flag
+  local function push(a, b)
+    local t
+    if by_key then
+      t = key_hash(b ~= nil and a or nil, who) % nparts
+    else
+      t = next_target
+      next_target = (t + 1) % nparts
+    end
+    if pairs_flag == nil then pairs_flag = b ~= nil end
+    if pairs_flag then bufs[t]:encode(a):encode(b) else bufs[t]:encode(a) end
+    counts[t] = counts[t] + 1
+  end
+  local function finish()
+    for t = 0, nparts - 1 do emit(task, t, bufs[t], counts[t], pairs_flag) end
+  end
+  return push, finish
+end
+
+-- count(): every task emits its count, empty or not, so the total is always there.
+function terminals.count(task)
+  local n = 0
+  local function push() n = n + 1 end
+  local function finish()
+    local b = out_buffer(1):encode(n)
+    emit(task, 0, b, 1, false)
+  end
+  return push, finish
+end
+
+-- reduce(f): one partial value per non-empty task.
+function terminals.reduce(task, spec)
+  local f = shipped(spec.fn)
+  local acc, seen = nil, false
+  local function push(a, b)
+    if b ~= nil then error("reduce: the records are key/value pairs; use reduce_by_key", 0) end
+    if seen then acc = f(acc, a) else acc, seen = a, true end
+  end
+  local function finish()
+    if seen then emit(task, 0, out_buffer(1):encode(acc), 1, false) end
+  end
+  return push, finish
+end
+
+function terminals.foreach(task, spec)
+  local f = shipped(spec.fn)
+  return function(a, b) f(a, b) end, function() end
+end
+
+local function buffered(consume)
+  local ka, va, n = {}, {}, 0
+  local function push(a, b)
+    n = n + 1
+    ka[n], va[n] = a, b
+  end
+  local function iterate()
+    local i = 0
+    return function()
+      i = i + 1
+      if i <= n then return ka[i], va[i] end
+    end
+  end
+  return push, function() consume(iterate, n, ka, va) end
+end
+
+function terminals.foreach_partition(task, spec)
+  local f = shipped(spec.fn)
+  return buffered(function(iterate) f(iterate()) end)
+end
+
+local function write_file(path, data)
+  local fh, err = io.open(path, "wb")
+  if not fh then error("cannot write " .. path .. ": " .. err, 0) end
+  local ok, werr = fh:write(data)
+  local cok, cerr = fh:close()
+  if not ok or not cok then error("cannot write " .. path .. ": " .. tostring(werr or cerr), 0) end
+end
+
+-- One part file per task: text lines (pairs as k<TAB>v, tables as JSON).
+function terminals.save_text(task, spec)
+  local buf, text = out_buffer(1), format.text
+  local function push(a, b) buf:put(text(a, b), "\n") end
+  local function finish() write_file(spec.path, buf:tostring()) end
+  return push, finish
+end
+
+-- One part file per task: records in string.buffer encoding (a pair as two values).
+function terminals.save_object(task, spec)
+  local buf = out_buffer(1)
+  local function push(a, b)
+    buf:encode(a)
+    if b ~= nil then buf:encode(b) end
+  end
+  local function finish() write_file(spec.path, buf:tostring()) end
+  return push, finish
+end
+
+---------------------------------------------------------------------------------------------
+-- Narrow operators: each wraps the next push(a, b) / finish().
+
+local operators = {}
+
+function operators.map(spec, nxt, fin)
+  local f = shipped(spec.fn)
+  return function(a, b) return nxt(f(a, b)) end, fin
+end
+
+function operators.filter(spec, nxt, fin)
+  local f = shipped(spec.fn)
+  return function(a, b) if f(a, b) then return nxt(a, b) end end, fin
+end
+
+function operators.map_values(spec, nxt, fin)
+  local f = shipped(spec.fn)
+  return function(k, v) return nxt(k, (f(v))) end, fin
+end
+
+local function flat_map_push(f, nxt, who)
+  return function(a, b)
+    local r, s, c = f(a, b)
+    local tr = type(r)
+    if tr == "function" then
+      for x, y in r, s, c do nxt(x, y) end
+    elseif tr == "table" then
+      for i = 1, #r do nxt(r[i]) end
+    elseif r ~= nil then
+      error(who .. ": the function must return an array or an iterator, not a " .. tr, 0)
+    end
+  end
+end
+
+function operators.flat_map(spec, nxt, fin)
+  return flat_map_push(shipped(spec.fn), nxt, "flat_map"), fin
+end
+
+function operators.map_partitions(spec, nxt, fin)
+  local f = shipped(spec.fn)
+  local forward = flat_map_push(function(iterate) return f(iterate) end, nxt, "map_partitions")
+  return buffered(function(iterate)
+    forward(iterate())
+    fin()
+  end)
+end
+
+function operators.glom(_, nxt, fin)
+  return buffered(function(_, n, ka, va)
+    local arr = {}
+    for i = 1, n do
+      if va[i] ~= nil then arr[i] = { ka[i], va[i] } else arr[i] = ka[i] end
+    end
+    nxt(arr)
+    fin()
+  end)
+end
+
+-- Reduce side of combine: merges the map side's partial values per key.
+function operators.merge(spec, nxt, fin)
+  local f = shipped(spec.fn)
+  local acc = {}
+  local function push(k, v)
+    local old = acc[k]
+    if old == nil then acc[k] = v else acc[k] = f(old, v) end
+  end
+  return push, function()
+    for k, v in pairs(acc) do nxt(k, v) end
+    fin()
+  end
+end
+
+-- Reduce side of count(): the sum of the partial counts, 0 when there were none.
+function operators.sum_counts(_, nxt, fin)
+  local total = 0
+  return function(n) total = total + n end, function()
+    nxt(total)
+    fin()
+  end
+end
+
+-- Reduce side of reduce(f): one record, or none for an empty batch.
+function operators.reduce_partials(spec, nxt, fin)
+  local f = shipped(spec.fn)
+  local acc, seen = nil, false
+  return function(a)
+    if seen then acc = f(acc, a) else acc, seen = a, true end
+  end, function()
+    if seen then nxt(acc) end
+    fin()
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Readers: the per-record loops. `input_record` is the name the error handler looks for.
+
+local function read_lines(s, push)
+  local p = ffi_cast(u8p, s.data)
+  local n = tonumber(s.len)
+  local off = 0
+  while off < n do
+    local len = ffi_cast(u32p, p + off)[0]
+    local input_record = ffi_string(p + off + 4, len)
+    off = off + 4 + len
+    push(input_record)
+  end
+end
+
+local reader = buffer.new()
+local function read_sbuf(s, push)
+  reader:set(s.data, s.len)
+  local count = tonumber(s.count)
+  if s.pairs ~= 0 then
+    for _ = 1, count do
+      local input_record, input_value = reader:decode(), reader:decode()
+      push(input_record, input_value)
+    end
+  else
+    for _ = 1, count do
+      local input_record = reader:decode()
+      push(input_record)
+    end
+  end
+end
+
+local function read_range(first, count, push)
+  for input_record = first, first + count - 1 do push(input_record) end
+end
+
+local readers = { [read_lines] = true, [read_sbuf] = true, [read_range] = true }
+
+-- The input record being processed when an error was raised: found in the reader's frame.
+local function current_record()
+  for level = 3, 200 do
+    local info = debug.getinfo(level, "f")
+    if not info then return nil end
+    if readers[info.func] then
+      local a, b
+      for i = 1, 50 do
+        local name, v = debug.getlocal(level, i)
+        if not name then break end
+        if name == "input_record" then a = v elseif name == "input_value" then b = v end
+      end
+      if a ~= nil then return format.brief(a, b, 200) end
+      return nil
+    end
+  end
+end
+
+local function on_error(err)
+  local msg = type(err) == "string" and err or ("error object: " .. tostring(err))
+  if err == "not enough memory" then return { oom = true, message = msg } end
+  return { message = msg, record = current_record(), traceback = debug.traceback("", 2) }
+end
+
+---------------------------------------------------------------------------------------------
+
+local function build(desc, task)
+  local term = terminals[desc.term.kind]
+  if not term then error("unknown terminal " .. tostring(desc.term.kind), 0) end
+  local push, fin = term(task, desc.term)
+  local ops = desc.ops
+  for i = #ops, 1, -1 do
+    local op = ops[i]
+    push, fin = operators[op.kind](op, push, fin)
+  end
+  return push, fin
+end
+
+local function execute(task, desc)
+  local push, finish = build(desc, task)
+  local records = 0
+  if desc.range then
+    read_range(desc.range[1], desc.range[2], push)
+    records = desc.range[2]
+  else
+    for i = 0, task.ninputs - 1 do
+      local s = task.inputs[i]
+      if s.format == FMT_LINES then read_lines(s, push) else read_sbuf(s, push) end
+      records = records + tonumber(s.count)
+    end
+  end
+  finish()
+  task.records_in = records
+end
+
+local desc_reader = buffer.new()
+
+function M.run(task_ptr)
+  local task = ffi_cast("ds_task *", task_ptr)
+  desc_reader:set(task.desc, task.desc_len)
+  local desc = desc_reader:decode()
+  local ok, err = xpcall(execute, on_error, task, desc)
+  for i = 1, #task_buffers do task_buffers[i]:reset() end
+  if ok then return end
+  local text
+  if type(err) ~= "table" then
+    text = tostring(err)
+  elseif err.oom then
+    C.ds_task_set_error(task, cdefs.TASK_OOM, err.message, #err.message)
+    return
+  else
+    text = err.message
+    if err.record then text = "record " .. err.record .. ": " .. text end
+    text = text .. "\n" .. err.traceback:gsub("^\n", "")
+  end
+  C.ds_task_set_error(task, cdefs.TASK_FAILED, text, #text)
+end
+
+return M

@@ -1,0 +1,246 @@
+/* ds_lua_sources.c - Lua bindings for input sources: core.socket_source and core.file_source. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds_lua.h"
+#include "ds_recv.h"
+#include "ds_recv_file.h"
+#include "ds_recv_socket.h"
+#include "ds_store.h"
+
+#define SOURCE_MT "ds.source"
+
+enum { SRC_SOCKET = 1, SRC_FILE = 2 };
+
+/* The store outlives the userdata while its receiver is still closing (the receiver may
+ * still append a last line), so both hold a reference and the last one frees it. */
+typedef struct shared_store {
+  ds_store *store;
+  int refs;
+} shared_store;
+
+typedef struct lsource {
+  int kind;
+  shared_store *sh;   /* NULL once collected */
+  void *recv;         /* ds_recv_socket* or ds_recv_file*; NULL once stopped */
+  ds_recv_stats last; /* stats taken at stop: the receiver frees itself afterwards */
+  char desc[320];     /* for tostring: "socket host:port", "files /dir" */
+} lsource;
+
+static void shared_release(void *ud) {
+  shared_store *sh = ud;
+  if (--sh->refs == 0) {
+    ds_store_free(sh->store);
+    free(sh);
+  }
+}
+
+static lsource *check_source(lua_State *L) {
+  lsource *s = luaL_checkudata(L, 1, SOURCE_MT);
+  if (!s->sh) luaL_error(L, "source is closed");
+  return s;
+}
+
+static void source_stop(lsource *s) {
+  if (!s->recv) return;
+  /* stop() stores the unfinished line now; stats stay readable until the close callback. */
+  if (s->kind == SRC_SOCKET) {
+    ds_recv_socket_stop(s->recv, shared_release, s->sh);
+    ds_recv_socket_stats(s->recv, &s->last);
+  } else {
+    ds_recv_file_stop(s->recv, shared_release, s->sh);
+    ds_recv_file_stats(s->recv, &s->last);
+  }
+  s->recv = NULL;
+}
+
+/* ---- options ---- */
+
+/* Unknown keys are errors, so a misspelt option is not silently ignored. */
+static void check_opt_names(lua_State *L, int idx, const char *const *names, const char *list) {
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    /* lua_tostring would convert a number key in place and break lua_next: check the type. */
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "option names must be strings (options: %s)", list);
+    int known = 0;
+    for (const char *const *n = names; *n; n++) known |= strcmp(lua_tostring(L, -1), *n) == 0;
+    if (!known) luaL_error(L, "unknown option '%s' (options: %s)", lua_tostring(L, -1), list);
+  }
+}
+
+/* A positive integer option in [1, max], or `def` when absent. */
+static lua_Number opt_count(lua_State *L, int idx, const char *name, lua_Number def,
+                            lua_Number max) {
+  lua_getfield(L, idx, name);
+  lua_Number v = def;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "option '%s' must be a number", name);
+    v = lua_tonumber(L, -1);
+    /* Written so that NaN fails too; the cast is safe once the range holds. */
+    if (!(v >= 1 && v <= max) || v != (lua_Number)(long long)v)
+      luaL_error(L, "option '%s' must be an integer from 1 to %d", name, (int)max);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Pushes a new, not yet started source userdata with its own store. */
+static lsource *new_source(lua_State *L, int kind) {
+  lsource *s = lua_newuserdata(L, sizeof *s);
+  memset(s, 0, sizeof *s);
+  s->kind = kind;
+  luaL_getmetatable(L, SOURCE_MT);
+  lua_setmetatable(L, -2);
+  shared_store *sh = malloc(sizeof *sh);
+  if (!sh || !(sh->store = ds_store_new(0))) {
+    free(sh);
+    luaL_error(L, "out of memory");
+  }
+  sh->refs = 1;
+  s->sh = sh;
+  return s;
+}
+
+/* core.socket_source(host, port [, {max_line=, backoff_max_ms=}]) */
+static int l_socket_source(lua_State *L) {
+  const char *host = luaL_checkstring(L, 1);
+  lua_Integer port = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, port >= 1 && port <= 65535, 2, "port must be from 1 to 65535");
+  ds_recv_socket_opts opts = {0, 0};
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    static const char *const names[] = {"max_line", "backoff_max_ms", NULL};
+    check_opt_names(L, 3, names, "max_line, backoff_max_ms");
+    opts.max_line = (size_t)opt_count(L, 3, "max_line", DS_RECORD_MAX, DS_RECORD_MAX);
+    opts.backoff_max_ms = (uint64_t)opt_count(L, 3, "backoff_max_ms", 2000, 86400000);
+  }
+  lsource *s = new_source(L, SRC_SOCKET);
+  snprintf(s->desc, sizeof s->desc, strchr(host, ':') ? "socket [%s]:%d" : "socket %s:%d", host,
+           (int)port);
+  char err[256];
+  ds_recv_socket *r;
+  if (ds_recv_socket_start(ds_lua_loop(), host, (int)port, s->sh->store, &opts, &r, err,
+                           sizeof err) < 0)
+    return luaL_error(L, "%s", err); /* __gc frees the store */
+  s->recv = r;
+  s->sh->refs++; /* the receiver's reference, dropped by its close callback */
+  return 1;
+}
+
+/* core.file_source(dir [, {new_files_only=bool, max_line=}]) */
+static int l_file_source(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  ds_recv_file_opts opts = {1, 0};
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TTABLE);
+    static const char *const names[] = {"new_files_only", "max_line", NULL};
+    check_opt_names(L, 2, names, "new_files_only, max_line");
+    lua_getfield(L, 2, "new_files_only");
+    if (!lua_isnil(L, -1)) {
+      if (!lua_isboolean(L, -1)) luaL_error(L, "option 'new_files_only' must be a boolean");
+      opts.new_files_only = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    opts.max_line = (size_t)opt_count(L, 2, "max_line", DS_RECORD_MAX, DS_RECORD_MAX);
+  }
+  lsource *s = new_source(L, SRC_FILE);
+  snprintf(s->desc, sizeof s->desc, "files %s", dir);
+  char err[256];
+  ds_recv_file *r;
+  if (ds_recv_file_start(ds_lua_loop(), dir, s->sh->store, &opts, &r, err, sizeof err) < 0)
+    return luaL_error(L, "%s", err);
+  s->recv = r;
+  s->sh->refs++;
+  return 1;
+}
+
+/* ---- methods ---- */
+
+/* src:seal(nparts) -> array of partitions holding every record received so far. */
+static int l_seal(lua_State *L) {
+  lsource *s = check_source(L);
+  lua_Integer nparts = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, nparts >= 1 && nparts <= 65536, 2, "nparts must be from 1 to 65536");
+  /* Files moved in before the batch boundary belong to this batch. A listing failure is
+   * logged by the receiver and shows in stats().last_error; the batch goes on without it. */
+  if (s->kind == SRC_FILE && s->recv) ds_recv_file_scan(s->recv);
+  ds_sealed *sealed;
+  int rc = ds_store_seal(s->sh->store, (int)nparts, &sealed);
+  if (rc < 0) return luaL_error(L, "seal: %s", strerror(-rc));
+  ds_lua_push_sealed(L, sealed);
+  return 1;
+}
+
+static void set_int(lua_State *L, const char *k, uint64_t v) {
+  lua_pushnumber(L, (lua_Number)v);
+  lua_setfield(L, -2, k);
+}
+
+/* src:stats() -> {records, bytes, skipped, errors, reconnects, connected, last_error, pending} */
+static int l_stats(lua_State *L) {
+  lsource *s = check_source(L);
+  ds_recv_stats st = s->last;
+  if (s->recv && s->kind == SRC_SOCKET) ds_recv_socket_stats(s->recv, &st);
+  else if (s->recv) ds_recv_file_stats(s->recv, &st);
+  lua_createtable(L, 0, 8);
+  set_int(L, "records", st.records);
+  set_int(L, "bytes", st.bytes);
+  set_int(L, "skipped", st.skipped);
+  set_int(L, "errors", st.errors);
+  set_int(L, "reconnects", st.reconnects);
+  set_int(L, "pending", ds_store_pending(s->sh->store));
+  lua_pushboolean(L, st.connected);
+  lua_setfield(L, -2, "connected");
+  if (st.last_error[0]) {
+    lua_pushstring(L, st.last_error);
+    lua_setfield(L, -2, "last_error");
+  }
+  return 1;
+}
+
+/* src:stop(): no more input; records already received can still be sealed. */
+static int l_stop(lua_State *L) {
+  source_stop(check_source(L));
+  return 0;
+}
+
+static int l_gc(lua_State *L) {
+  lsource *s = luaL_checkudata(L, 1, SOURCE_MT);
+  if (!s->sh) return 0;
+  source_stop(s);
+  shared_release(s->sh);
+  s->sh = NULL;
+  return 0;
+}
+
+static int l_tostring(lua_State *L) {
+  lsource *s = luaL_checkudata(L, 1, SOURCE_MT);
+  lua_pushfstring(L, "ds.source(%s%s)", s->desc, s->recv ? "" : ", stopped");
+  return 1;
+}
+
+void ds_lua_open_sources(lua_State *L) {
+  int t = lua_gettop(L);
+  if (luaL_newmetatable(L, SOURCE_MT)) {
+    static const luaL_Reg methods[] = {
+        {"seal", l_seal}, {"stats", l_stats}, {"stop", l_stop}, {NULL, NULL}};
+    lua_createtable(L, 0, 3);
+    luaL_setfuncs(L, methods, 0);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+  }
+  lua_pop(L, 1);
+  lua_pushcfunction(L, l_socket_source);
+  lua_setfield(L, t, "socket_source");
+  lua_pushcfunction(L, l_file_source);
+  lua_setfield(L, t, "file_source");
+}

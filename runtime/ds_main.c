@@ -1,0 +1,250 @@
+/* ds_main.c - the dstream interpreter: luajit's command line plus dstream's options. */
+#include <errno.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <luajit.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ds_log.h"
+#include "ds_paths.h"
+#include "ds_version.h"
+#include "ds_vm.h"
+
+static const char *progname = "dstream";
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s [options] [script [args...]]\n"
+          "Runs a dstream job written in Lua; with no script, opens the interactive prompt.\n"
+          "\n"
+          "  -e chunk            run the Lua code in chunk\n"
+          "  -l name             require library 'name' (as a global of that name)\n"
+          "  -i                  stay interactive after running the script\n"
+          "  -j cmd              LuaJIT control, in the driver and every worker (-jv, -jdump,\n"
+          "                      -joff); see luajit -h\n"
+          "  -O[opt]             LuaJIT optimiser flags, in the driver and every worker\n"
+          "  -                   read the script from standard input\n"
+          "  --                  stop handling options\n"
+          "  --workers N         worker threads (default: the number of cores)\n"
+          "  --worker-memory S   Lua memory limit of each worker, e.g. 512m, 2g (default 4g)\n"
+          "  --partitions N      default partitions of a batch (default: the number of workers)\n"
+          "  --log-level L       error, warn, info or debug (default: warn)\n"
+          "  -v, --version       print the version and exit\n"
+          "  -h, --help          print this help and exit\n"
+          "\n"
+          "Options given here are defaults: a job's dstream.context{...} settings win.\n",
+          progname);
+}
+
+/* Runs the function on top of the stack with a traceback handler; prints errors. */
+static int report_call(lua_State *L, int nargs, int nres) {
+  int base = lua_gettop(L) - nargs;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "dstream.cli");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+    lua_pop(L, 1);
+    lua_pushnil(L); /* run without the error formatter */
+  } else {
+    lua_getfield(L, -1, "error_handler");
+    lua_remove(L, -2);
+  }
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nres, lua_isnil(L, base) ? 0 : base);
+  lua_remove(L, base);
+  if (rc != 0) {
+    const char *msg = lua_tostring(L, -1);
+    fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object is not a string)");
+    lua_pop(L, 1);
+  }
+  return rc;
+}
+
+static void set_cli_field_string(lua_State *L, const char *k, const char *v) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "dstream.cli.options");
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+  lua_pop(L, 3);
+}
+
+static void add_jit_command(lua_State *L, const char *cmd) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "dstream.cli.options");
+  lua_getfield(L, -1, "jit");
+  lua_pushstring(L, cmd);
+  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+  lua_pop(L, 4);
+}
+
+/* Applies one -j or -O command to the driver now (workers replay the list at boot). */
+static int apply_jit(lua_State *L, const char *cmd) {
+  add_jit_command(L, cmd);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "dstream.cli");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "apply_jit");
+  lua_remove(L, -2);
+  lua_pushstring(L, cmd);
+  return report_call(L, 1, 0);
+}
+
+static void build_arg_table(lua_State *L, char **argv, int argc, int script) {
+  lua_createtable(L, argc - script, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int run_repl(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "dstream.repl");
+  if (report_call(L, 1, 1) != 0) return 1;
+  lua_getfield(L, -1, "run");
+  lua_remove(L, -2);
+  return report_call(L, 0, 0) != 0;
+}
+
+static int finish(lua_State *L, int status) {
+  /* Stop contexts the script left running, so worker threads end before the state does. */
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_getfield(L, -1, "dstream");
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "shutdown");
+    if (lua_isfunction(L, -1)) {
+      if (report_call(L, 0, 0) != 0) status = 1;
+    } else {
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 3);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argv[0] && argv[0][0]) {
+    const char *slash = strrchr(argv[0], '/');
+    progname = slash ? slash + 1 : argv[0];
+  }
+  signal(SIGPIPE, SIG_IGN); /* a closed socket is an error return, not a dead process */
+
+  ds_vm vm;
+  if (ds_vm_open(&vm, 0) != 0) {
+    fprintf(stderr, "%s: cannot create a Lua state (out of memory)\n", progname);
+    return 1;
+  }
+  lua_State *L = vm.L;
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "loaded");
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_setfield(L, -2, "jit");
+  lua_setfield(L, -2, "dstream.cli.options");
+  lua_pop(L, 2);
+
+  int status = 0, interactive = 0, ran_code = 0, script = 0;
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || strcmp(a, "-") == 0) break;
+    if (strcmp(a, "--") == 0) {
+      i++;
+      break;
+    }
+    const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout);
+      return 0;
+    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+      printf("dstream %s (%s)\n", DS_VERSION, LUAJIT_VERSION);
+      return 0;
+    } else if (strcmp(a, "-i") == 0) {
+      interactive = 1;
+    } else if (strncmp(a, "-e", 2) == 0 || strncmp(a, "-l", 2) == 0 ||
+               strncmp(a, "-j", 2) == 0) {
+      const char *val = a[2] ? a + 2 : next;
+      if (!val) {
+        fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
+        return 1;
+      }
+      if (!a[2]) i++;
+      if (a[1] == 'e') {
+        ran_code = 1;
+        if (luaL_loadbuffer(L, val, strlen(val), "=(command line)") != 0) {
+          fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+          return 1;
+        }
+        if (report_call(L, 0, 0) != 0) return finish(L, 1);
+      } else if (a[1] == 'l') {
+        lua_getglobal(L, "require");
+        lua_pushstring(L, val);
+        if (report_call(L, 1, 1) != 0) return 1;
+        lua_setglobal(L, val);
+      } else if (apply_jit(L, val) != 0) {
+        return 1;
+      }
+    } else if (strncmp(a, "-O", 2) == 0) {
+      if (apply_jit(L, a + 1) != 0) return 1;
+    } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--worker-memory") == 0 ||
+               strcmp(a, "--partitions") == 0 || strcmp(a, "--log-level") == 0) {
+      if (!next) {
+        fprintf(stderr, "%s: '%s' needs a value\n", progname, a);
+        return 1;
+      }
+      i++;
+      if (strcmp(a, "--log-level") == 0) {
+        int level = ds_log_parse_level(next);
+        if (level < 0) {
+          fprintf(stderr, "%s: --log-level takes error, warn, info or debug, not '%s'\n",
+                  progname, next);
+          return 1;
+        }
+        ds_log_set_level(level);
+      }
+      set_cli_field_string(L, a + 2, next); /* validated by the context, which says what is wrong */
+    } else {
+      fprintf(stderr, "%s: unknown option '%s' (try --help)\n", progname, a);
+      return 1;
+    }
+  }
+  if (i < argc) script = i;
+  build_arg_table(L, argv, argc, script ? script : argc);
+
+  if (script) {
+    const char *name = argv[script];
+    int rc = strcmp(name, "-") == 0 ? luaL_loadfile(L, NULL) : luaL_loadfile(L, name);
+    if (rc != 0) {
+      fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+      return finish(L, 1);
+    }
+    int nargs = argc - script - 1;
+    luaL_checkstack(L, nargs, "too many arguments");
+    for (int k = script + 1; k < argc; k++) lua_pushstring(L, argv[k]);
+    status = report_call(L, nargs, 0) != 0;
+  }
+  if (!status && (interactive || (!script && !ran_code))) {
+    if (!script && !ran_code && !isatty(0)) {
+      /* `dstream < job.lua`, like luajit: the script comes from standard input. */
+      if (luaL_loadfile(L, NULL) != 0) {
+        fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+        return finish(L, 1);
+      }
+      status = report_call(L, 0, 0) != 0;
+    } else {
+      status = run_repl(L);
+    }
+  }
+  status = finish(L, status);
+  ds_vm_close(&vm);
+  return status;
+}

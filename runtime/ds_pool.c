@@ -1,0 +1,357 @@
+/* ds_pool.c - worker threads with one Lua state each, task queues and completion delivery. */
+#include "ds_pool.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ds_vm.h"
+
+typedef struct task_queue {
+  ds_task *head, *tail;
+} task_queue;
+
+typedef struct worker {
+  ds_pool *pool;
+  int index;
+  pthread_t thread;
+  ds_vm vm;
+  int run_ref;
+  task_queue own; /* tasks pinned to this worker */
+  char init_error[512];
+} worker;
+
+typedef struct blob {
+  char *data;
+  size_t len;
+} blob;
+
+struct ds_pool {
+  uv_loop_t *loop;
+  uv_async_t async;
+  ds_pool_done_cb done;
+  void *ud;
+  ds_pool_config cfg;
+  char *package_path, *package_cpath, *boot_module;
+  char *boot_arg;
+  size_t boot_arg_len;
+
+  pthread_mutex_t lock;
+  pthread_cond_t work; /* a task was queued, or shutdown */
+  pthread_cond_t ready;
+  int nready;
+  int shutdown;
+  int inflight;
+  task_queue shared;
+  task_queue finished; /* ran, not yet delivered to the driver */
+
+  worker *workers;
+  int nworkers;
+
+  pthread_mutex_t blob_lock;
+  blob *blobs;
+  uint32_t nblobs;
+};
+
+static void queue_push(task_queue *q, ds_task *t) {
+  t->next = NULL;
+  if (q->tail)
+    q->tail->next = t;
+  else
+    q->head = t;
+  q->tail = t;
+}
+
+static ds_task *queue_pop(task_queue *q) {
+  ds_task *t = q->head;
+  if (t) {
+    q->head = t->next;
+    if (!q->head) q->tail = NULL;
+    t->next = NULL;
+  }
+  return t;
+}
+
+static void queue_free(task_queue *q) {
+  ds_task *t;
+  while ((t = queue_pop(q))) ds_task_free(t);
+}
+
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Builds the worker's Lua state and finds boot_module.run. Runs on the worker thread so the
+ * state is only ever touched by its own thread. */
+static int worker_boot(worker *w) {
+  ds_pool *p = w->pool;
+  if (ds_vm_open(&w->vm, p->cfg.worker_memory)) {
+    snprintf(w->init_error, sizeof w->init_error, "worker %d: cannot create a Lua state",
+             w->index);
+    return -1;
+  }
+  lua_State *L = w->vm.L;
+  lua_getglobal(L, "package");
+  if (p->package_path) {
+    lua_pushstring(L, p->package_path);
+    lua_setfield(L, -2, "path");
+  }
+  if (p->package_cpath) {
+    lua_pushstring(L, p->package_cpath);
+    lua_setfield(L, -2, "cpath");
+  }
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "require");
+  lua_pushstring(L, p->boot_module);
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    snprintf(w->init_error, sizeof w->init_error, "worker %d: %s", w->index,
+             lua_tostring(L, -1));
+    return -1;
+  }
+  lua_getfield(L, -1, "boot");
+  lua_pushlightuserdata(L, p);
+  lua_pushinteger(L, w->index);
+  lua_pushlstring(L, p->boot_arg ? p->boot_arg : "", p->boot_arg_len);
+  if (lua_pcall(L, 3, 0, 0) != 0) {
+    snprintf(w->init_error, sizeof w->init_error, "worker %d: %s", w->index,
+             lua_tostring(L, -1));
+    return -1;
+  }
+  lua_getfield(L, -1, "run");
+  w->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static void worker_run_task(worker *w, ds_task *t) {
+  lua_State *L = w->vm.L;
+  double start = now_ms();
+  t->worker = w->index;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->run_ref);
+  lua_pushlightuserdata(L, t);
+  int rc = lua_pcall(L, 1, 0, 0);
+  if (rc != 0) {
+    /* The worker module catches closure errors itself; what reaches here is an error it could
+     * not handle, most often a memory error raised while handling another. */
+    size_t len = 0;
+    const char *msg = lua_tolstring(L, -1, &len);
+    ds_task_set_error(t, rc == LUA_ERRMEM ? DS_TASK_OOM : DS_TASK_FAILED,
+                      msg ? msg : "unknown error", msg ? len : 13);
+    lua_pop(L, 1);
+  }
+  if (t->status != DS_TASK_OK) lua_gc(L, LUA_GCCOLLECT, 0);
+  t->run_ms = now_ms() - start;
+}
+
+static void *worker_main(void *arg) {
+  worker *w = arg;
+  ds_pool *p = w->pool;
+  int rc = worker_boot(w);
+
+  pthread_mutex_lock(&p->lock);
+  p->nready++;
+  pthread_cond_broadcast(&p->ready);
+  if (rc != 0) {
+    pthread_mutex_unlock(&p->lock);
+    return NULL;
+  }
+  for (;;) {
+    ds_task *t = NULL;
+    while (!p->shutdown && !(t = queue_pop(&w->own)) && !(t = queue_pop(&p->shared)))
+      pthread_cond_wait(&p->work, &p->lock);
+    if (p->shutdown) break;
+    pthread_mutex_unlock(&p->lock);
+
+    worker_run_task(w, t);
+
+    pthread_mutex_lock(&p->lock);
+    queue_push(&p->finished, t);
+    uv_async_send(&p->async); /* coalesces: the callback drains the whole queue */
+  }
+  pthread_mutex_unlock(&p->lock);
+  return NULL;
+}
+
+static void pool_deliver(uv_async_t *h) {
+  ds_pool *p = h->data;
+  for (;;) {
+    pthread_mutex_lock(&p->lock);
+    ds_task *t = queue_pop(&p->finished);
+    if (t) p->inflight--;
+    pthread_mutex_unlock(&p->lock);
+    if (!t) break;
+    p->done(p->ud, t);
+  }
+}
+
+static void pool_free(ds_pool *p) {
+  queue_free(&p->shared);
+  queue_free(&p->finished);
+  for (int i = 0; i < p->nworkers; i++) queue_free(&p->workers[i].own);
+  for (uint32_t i = 0; i < p->nblobs; i++) free(p->blobs[i].data);
+  free(p->blobs);
+  free(p->workers);
+  free(p->package_path);
+  free(p->package_cpath);
+  free(p->boot_module);
+  free(p->boot_arg);
+  pthread_mutex_destroy(&p->lock);
+  pthread_mutex_destroy(&p->blob_lock);
+  pthread_cond_destroy(&p->work);
+  pthread_cond_destroy(&p->ready);
+  free(p);
+}
+
+static void pool_join(ds_pool *p, int started) {
+  pthread_mutex_lock(&p->lock);
+  p->shutdown = 1;
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->lock);
+  for (int i = 0; i < started; i++) {
+    pthread_join(p->workers[i].thread, NULL);
+    ds_vm_close(&p->workers[i].vm);
+  }
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done, void *ud,
+                ds_pool **out, char *err, size_t errlen) {
+  if (cfg->workers < 1 || !cfg->boot_module) {
+    snprintf(err, errlen, "a pool needs at least one worker and a boot module");
+    return -EINVAL;
+  }
+  ds_pool *p = calloc(1, sizeof *p);
+  if (!p) goto oom;
+  p->loop = loop;
+  p->done = done;
+  p->ud = ud;
+  p->cfg = *cfg;
+  p->package_path = dup_or_null(cfg->package_path);
+  p->package_cpath = dup_or_null(cfg->package_cpath);
+  p->boot_module = strdup(cfg->boot_module);
+  if (cfg->boot_arg_len) {
+    p->boot_arg = malloc(cfg->boot_arg_len);
+    if (p->boot_arg) memcpy(p->boot_arg, cfg->boot_arg, cfg->boot_arg_len);
+    p->boot_arg_len = p->boot_arg ? cfg->boot_arg_len : 0;
+  }
+  pthread_mutex_init(&p->lock, NULL);
+  pthread_mutex_init(&p->blob_lock, NULL);
+  pthread_cond_init(&p->work, NULL);
+  pthread_cond_init(&p->ready, NULL);
+  p->workers = calloc((size_t)cfg->workers, sizeof *p->workers);
+  if (!p->workers || !p->boot_module) {
+    pool_free(p);
+    goto oom;
+  }
+  p->nworkers = cfg->workers;
+
+  int started = 0;
+  for (; started < p->nworkers; started++) {
+    worker *w = &p->workers[started];
+    w->pool = p;
+    w->index = started;
+    if (pthread_create(&w->thread, NULL, worker_main, w) != 0) break;
+  }
+  pthread_mutex_lock(&p->lock);
+  while (p->nready < started) pthread_cond_wait(&p->ready, &p->lock);
+  pthread_mutex_unlock(&p->lock);
+
+  const char *failure = started < p->nworkers ? "cannot start a worker thread" : NULL;
+  for (int i = 0; i < started && !failure; i++)
+    if (p->workers[i].init_error[0]) failure = p->workers[i].init_error;
+  if (failure) {
+    snprintf(err, errlen, "%s", failure);
+    pool_join(p, started);
+    pool_free(p);
+    return -EINVAL;
+  }
+  uv_async_init(loop, &p->async, pool_deliver);
+  p->async.data = p;
+  *out = p;
+  return 0;
+oom:
+  snprintf(err, errlen, "out of memory creating the worker pool");
+  return -ENOMEM;
+}
+
+int ds_pool_submit(ds_pool *p, ds_task *t, int affinity) {
+  pthread_mutex_lock(&p->lock);
+  if (p->shutdown) {
+    pthread_mutex_unlock(&p->lock);
+    return -ESHUTDOWN;
+  }
+  if (affinity >= 0 && affinity < p->nworkers)
+    queue_push(&p->workers[affinity].own, t);
+  else
+    queue_push(&p->shared, t);
+  p->inflight++;
+  /* Broadcast: a pinned task must wake its own worker, not just any one. */
+  pthread_cond_broadcast(&p->work);
+  pthread_mutex_unlock(&p->lock);
+  return 0;
+}
+
+int ds_pool_put_blob(ds_pool *p, uint32_t id, const void *data, size_t len) {
+  char *copy = malloc(len ? len : 1);
+  if (!copy) return -ENOMEM;
+  memcpy(copy, data, len);
+  pthread_mutex_lock(&p->blob_lock);
+  if (id >= p->nblobs) {
+    uint32_t n = p->nblobs ? p->nblobs : 64;
+    while (n <= id) n *= 2;
+    blob *blobs = realloc(p->blobs, n * sizeof *blobs);
+    if (!blobs) {
+      pthread_mutex_unlock(&p->blob_lock);
+      free(copy);
+      return -ENOMEM;
+    }
+    memset(blobs + p->nblobs, 0, (n - p->nblobs) * sizeof *blobs);
+    p->blobs = blobs;
+    p->nblobs = n;
+  }
+  if (p->blobs[id].data) {
+    pthread_mutex_unlock(&p->blob_lock);
+    free(copy);
+    return -EEXIST;
+  }
+  p->blobs[id].data = copy;
+  p->blobs[id].len = len;
+  pthread_mutex_unlock(&p->blob_lock);
+  return 0;
+}
+
+const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len) {
+  pthread_mutex_lock(&p->blob_lock);
+  const char *data = id < p->nblobs ? p->blobs[id].data : NULL;
+  *len = data ? p->blobs[id].len : 0;
+  pthread_mutex_unlock(&p->blob_lock);
+  return data;
+}
+
+int ds_pool_size(ds_pool *p) { return p->nworkers; }
+
+int ds_pool_inflight(ds_pool *p) {
+  pthread_mutex_lock(&p->lock);
+  int n = p->inflight;
+  pthread_mutex_unlock(&p->lock);
+  return n;
+}
+
+size_t ds_pool_worker_memory(ds_pool *p, int i) {
+  return i >= 0 && i < p->nworkers ? p->workers[i].vm.used : 0;
+}
+
+static void pool_closed(uv_handle_t *h) { pool_free(h->data); }
+
+void ds_pool_close(ds_pool *p) {
+  pool_join(p, p->nworkers);
+  uv_close((uv_handle_t *)&p->async, pool_closed);
+}

@@ -1,0 +1,52 @@
+/* ds_recv.h - what the receivers share: their statistics and the splitting of bytes into lines.
+ *
+ * Each receiver owns one ds_recv_lines splitter per input (connection, file). The splitter
+ * carries an unfinished line across reads in a buffer it owns (at most max_line + 1 bytes)
+ * and appends every finished line to the receiver's store. ds_recv_stats is a snapshot the
+ * receiver copies out; the caller owns the copy. */
+#ifndef DS_RECV_H
+#define DS_RECV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ds_store.h"
+
+typedef struct ds_recv_stats {
+  uint64_t records;     /* records appended to the store */
+  uint64_t bytes;       /* raw bytes read: terminators and skipped lines included */
+  uint64_t skipped;     /* lines longer than max_line, dropped */
+  uint64_t errors;      /* socket: failed resolves, connects and reads; files: unreadable files */
+  uint64_t reconnects;  /* socket: connections made after the first one */
+  int connected;        /* socket: connected now; file source: watching its directory */
+  char last_error[256]; /* text of the last failure, "" if none */
+} ds_recv_stats;
+
+typedef struct ds_recv_lines {
+  ds_store *store;
+  size_t max_line;    /* longest record kept, '\r' excluded; at most DS_RECORD_MAX */
+  char *buf;          /* the unfinished line */
+  size_t len, cap;
+  int skipping;       /* inside an oversized line: drop bytes up to the next '\n' */
+  uint64_t lines;     /* lines finished, skipped ones included */
+  uint64_t records;   /* lines appended to the store */
+  uint64_t skipped;   /* lines dropped for their length */
+  /* Called once per dropped line with its 1-based line number, so the receiver can log it. */
+  void (*on_skip)(void *ud, uint64_t lineno);
+  void *ud;
+} ds_recv_lines;
+
+/* max_line 0 means DS_RECORD_MAX. on_skip may be NULL. */
+void ds_recv_lines_init(ds_recv_lines *l, ds_store *store, size_t max_line,
+                        void (*on_skip)(void *ud, uint64_t lineno), void *ud);
+/* Splits `n` bytes at '\n', strips one trailing '\r' per line and appends the finished lines.
+ * Processing always continues to the end of the input; returns 0, or -ENOMEM when a line
+ * was lost for lack of memory. */
+int ds_recv_lines_feed(ds_recv_lines *l, const char *p, size_t n);
+/* End of input: an unfinished line becomes a record. Returns 0 or -ENOMEM. */
+int ds_recv_lines_flush(ds_recv_lines *l);
+/* Drops an unfinished line without storing it (a new input starts clean). */
+void ds_recv_lines_reset(ds_recv_lines *l);
+void ds_recv_lines_free(ds_recv_lines *l);
+
+#endif

@@ -1,0 +1,358 @@
+/* ds_recv_file.c - directory source (textFileStream): watch, rescan, read each new file once. */
+#include "ds_recv_file.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ds_log.h"
+
+#define RESCAN_MS 200 /* backstop for events the watch misses (overflow, network mounts) */
+
+struct ds_recv_file {
+  uv_loop_t *loop;
+  char *dir;
+  ds_recv_lines lines;
+  const char *cur_name;  /* file being read, for messages */
+  uint64_t line_base;    /* lines.lines when the current file started */
+  uv_fs_event_t ev;
+  int ev_open;
+  uv_timer_t timer;
+  int timer_open;
+  char **seen; /* hash set of names, open addressing, NULL = empty slot */
+  size_t nseen, capseen;
+  int list_failed; /* the last listing failed and was logged */
+  ds_recv_stats st;
+  int stopping;
+  void (*on_closed)(void *ud);
+  void *ud;
+  char rbuf[64 * 1024];
+};
+
+/* ---- the set of seen names ---- */
+
+static size_t name_hash(const char *s) {
+  uint64_t h = 1469598103934665603u; /* FNV-1a */
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211u;
+  return (size_t)h;
+}
+
+static int seen_has(ds_recv_file *r, const char *name) {
+  if (!r->capseen) return 0;
+  for (size_t i = name_hash(name) & (r->capseen - 1); r->seen[i]; i = (i + 1) & (r->capseen - 1))
+    if (strcmp(r->seen[i], name) == 0) return 1;
+  return 0;
+}
+
+/* Takes ownership of `name` (a malloc'd string not yet in the set). */
+static int seen_put(ds_recv_file *r, char *name) {
+  if ((r->nseen + 1) * 2 > r->capseen) {
+    size_t cap = r->capseen ? r->capseen * 2 : 64;
+    char **slots = calloc(cap, sizeof *slots);
+    if (!slots) return -ENOMEM;
+    for (size_t j = 0; j < r->capseen; j++) {
+      if (!r->seen[j]) continue;
+      size_t i = name_hash(r->seen[j]) & (cap - 1);
+      while (slots[i]) i = (i + 1) & (cap - 1);
+      slots[i] = r->seen[j];
+    }
+    free(r->seen);
+    r->seen = slots;
+    r->capseen = cap;
+  }
+  size_t i = name_hash(name) & (r->capseen - 1);
+  while (r->seen[i]) i = (i + 1) & (r->capseen - 1);
+  r->seen[i] = name;
+  r->nseen++;
+  return 0;
+}
+
+int ds_recv_file_mark_seen(ds_recv_file *r, const char *name) {
+  if (seen_has(r, name)) return 0;
+  char *copy = strdup(name);
+  if (!copy) return -ENOMEM;
+  if (seen_put(r, copy)) {
+    free(copy);
+    return -ENOMEM;
+  }
+  return 0;
+}
+
+void ds_recv_file_list_seen(ds_recv_file *r, void (*fn)(const char *name, void *ud), void *ud) {
+  for (size_t i = 0; i < r->capseen; i++)
+    if (r->seen[i]) fn(r->seen[i], ud);
+}
+
+/* ---- reading ---- */
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* Names under which tools write files that are not finished yet. */
+static int eligible(const char *name) {
+  return name[0] != '.' && name[0] != '_' && !ends_with(name, ".tmp") &&
+         !ends_with(name, ".COPYING");
+}
+
+static void file_failed(ds_recv_file *r, const char *name, const char *why) {
+  r->st.errors++;
+  snprintf(r->st.last_error, sizeof r->st.last_error, "cannot read '%s': %s", name, why);
+  ds_log(DS_LOG_WARN, "text_file_stream %s: cannot read '%s': %s; skipped", r->dir, name, why);
+}
+
+static void on_skip(void *ud, uint64_t lineno) {
+  ds_recv_file *r = ud;
+  ds_log(DS_LOG_WARN, "text_file_stream %s: '%s' line %" PRIu64 " is longer than %zu bytes; skipped",
+         r->dir, r->cur_name, lineno - r->line_base, r->lines.max_line);
+}
+
+/* Reads one file into the store. Returns 0, or -1 when it could not be read (reported). */
+static int read_file(ds_recv_file *r, const char *name) {
+  char path[PATH_MAX];
+  if ((size_t)snprintf(path, sizeof path, "%s/%s", r->dir, name) >= sizeof path) {
+    file_failed(r, name, "path too long");
+    return -1;
+  }
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below. */
+  int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    file_failed(r, name, strerror(errno));
+    return -1;
+  }
+  struct stat sb;
+  const char *why = NULL;
+  if (fstat(fd, &sb) < 0) why = strerror(errno);
+  else if (S_ISDIR(sb.st_mode)) why = "is a directory";
+  else if (!S_ISREG(sb.st_mode)) why = "not a regular file";
+  if (why) {
+    file_failed(r, name, why);
+    close(fd);
+    return -1;
+  }
+  r->cur_name = name;
+  r->line_base = r->lines.lines;
+  ds_recv_lines_reset(&r->lines);
+  int rc = 0, oom = 0;
+  for (;;) {
+    ssize_t n = read(fd, r->rbuf, sizeof r->rbuf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      /* Records before the failure stay; a line cut short by it is dropped. */
+      file_failed(r, name, strerror(errno));
+      ds_recv_lines_reset(&r->lines);
+      rc = -1;
+      break;
+    }
+    if (n == 0) {
+      oom |= ds_recv_lines_flush(&r->lines) < 0;
+      break;
+    }
+    r->st.bytes += (uint64_t)n;
+    oom |= ds_recv_lines_feed(&r->lines, r->rbuf, (size_t)n) < 0;
+  }
+  close(fd);
+  if (oom) file_failed(r, name, "out of memory; records lost");
+  r->st.records = r->lines.records;
+  r->st.skipped = r->lines.skipped;
+  r->cur_name = NULL;
+  return rc;
+}
+
+static int by_name(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Lists the directory; returns 0 and the eligible names not seen yet (sorted), or -errno. */
+static int list_new(ds_recv_file *r, char ***out, size_t *nout) {
+  DIR *d = opendir(r->dir);
+  if (!d) return -errno;
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (!eligible(e->d_name) || seen_has(r, e->d_name)) continue;
+    if (n == cap) {
+      cap = cap ? cap * 2 : 16;
+      char **grown = realloc(names, cap * sizeof *names);
+      if (!grown) {
+        rc = -ENOMEM;
+        break;
+      }
+      names = grown;
+    }
+    if (!(names[n] = strdup(e->d_name))) {
+      rc = -ENOMEM;
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  if (rc) {
+    while (n) free(names[--n]);
+    free(names);
+    return rc;
+  }
+  if (n) qsort(names, n, sizeof *names, by_name);
+  *out = names;
+  *nout = n;
+  return 0;
+}
+
+int ds_recv_file_scan(ds_recv_file *r) {
+  char **names;
+  size_t n;
+  int rc = list_new(r, &names, &n);
+  if (rc < 0) {
+    snprintf(r->st.last_error, sizeof r->st.last_error, "cannot list directory: %s",
+             strerror(-rc));
+    /* Logged once per outage: the rescan timer repeats this every RESCAN_MS. */
+    if (!r->list_failed)
+      ds_log(DS_LOG_WARN, "text_file_stream %s: cannot list directory: %s; will retry", r->dir,
+             strerror(-rc));
+    r->list_failed = 1;
+    return rc;
+  }
+  if (r->list_failed) ds_log(DS_LOG_WARN, "text_file_stream %s: directory readable again", r->dir);
+  r->list_failed = 0;
+  int nread = 0;
+  for (size_t i = 0; i < n; i++) {
+    /* Remember the name before reading, so a failure is never retried. */
+    if (rc == 0 && seen_put(r, names[i]) == 0) {
+      if (read_file(r, names[i]) == 0) nread++;
+    } else {
+      rc = -ENOMEM; /* not remembered, so not read: the next scan tries again */
+      free(names[i]);
+    }
+  }
+  free(names);
+  return rc < 0 ? rc : nread;
+}
+
+/* ---- handles ---- */
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status) {
+  ds_recv_file *r = h->data;
+  (void)events;
+  /* Writes to temp files and removals of old names fire events too: only an unknown
+   * eligible name (or an overflow, which has no name) is worth a scan. */
+  if (status < 0 || (filename && (!eligible(filename) || seen_has(r, filename)))) return;
+  ds_recv_file_scan(r);
+}
+
+static void on_tick(uv_timer_t *t) { ds_recv_file_scan(t->data); }
+
+static void maybe_finish(ds_recv_file *r) {
+  if (!r->stopping || r->ev_open || r->timer_open) return;
+  void (*cb)(void *) = r->on_closed;
+  void *ud = r->ud;
+  for (size_t i = 0; i < r->capseen; i++) free(r->seen[i]);
+  free(r->seen);
+  ds_recv_lines_free(&r->lines);
+  free(r->dir);
+  free(r);
+  if (cb) cb(ud);
+}
+
+static void on_ev_closed(uv_handle_t *h) {
+  ds_recv_file *r = h->data;
+  r->ev_open = 0;
+  maybe_finish(r);
+}
+
+static void on_timer_closed(uv_handle_t *h) {
+  ds_recv_file *r = h->data;
+  r->timer_open = 0;
+  maybe_finish(r);
+}
+
+int ds_recv_file_start(uv_loop_t *loop, const char *dir, ds_store *store,
+                       const ds_recv_file_opts *opts, ds_recv_file **out, char *err,
+                       size_t errlen) {
+  struct stat sb;
+  if (!dir || !*dir) {
+    snprintf(err, errlen, "text_file_stream: directory name is empty");
+    return -EINVAL;
+  }
+  if (stat(dir, &sb) < 0) {
+    int e = errno;
+    if (e == ENOENT) snprintf(err, errlen, "text_file_stream: directory '%s' does not exist", dir);
+    else snprintf(err, errlen, "text_file_stream: cannot access directory '%s': %s", dir, strerror(e));
+    return -e;
+  }
+  if (!S_ISDIR(sb.st_mode)) {
+    snprintf(err, errlen, "text_file_stream: '%s' is not a directory", dir);
+    return -ENOTDIR;
+  }
+  ds_recv_file *r = calloc(1, sizeof *r);
+  if (!r || !(r->dir = strdup(dir))) {
+    free(r);
+    snprintf(err, errlen, "text_file_stream %s: out of memory", dir);
+    return -ENOMEM;
+  }
+  r->loop = loop;
+  ds_recv_lines_init(&r->lines, store, opts ? opts->max_line : 0, on_skip, r);
+
+  /* List once now: it proves the directory is readable, and with new_files_only the
+   * files already there are marked seen so they are never read. */
+  char **names;
+  size_t n;
+  int rc = list_new(r, &names, &n);
+  if (rc < 0) {
+    snprintf(err, errlen, "text_file_stream: cannot list directory '%s': %s", dir, strerror(-rc));
+    free(r->dir);
+    free(r);
+    return rc;
+  }
+  int new_only = opts ? opts->new_files_only : 1;
+  for (size_t i = 0; i < n; i++) {
+    if (new_only && rc == 0 && (rc = seen_put(r, names[i])) == 0) continue;
+    free(names[i]);
+  }
+  free(names);
+  if (rc < 0) {
+    for (size_t i = 0; i < r->capseen; i++) free(r->seen[i]);
+    free(r->seen);
+    free(r->dir);
+    free(r);
+    snprintf(err, errlen, "text_file_stream %s: out of memory", dir);
+    return rc;
+  }
+
+  uv_timer_init(loop, &r->timer);
+  r->timer.data = r;
+  r->timer_open = 1;
+  uv_timer_start(&r->timer, on_tick, RESCAN_MS, RESCAN_MS);
+  uv_fs_event_init(loop, &r->ev);
+  r->ev.data = r;
+  r->ev_open = 1;
+  rc = uv_fs_event_start(&r->ev, on_fs_event, dir, 0);
+  if (rc < 0) /* e.g. out of inotify watches: the rescan timer still finds every file */
+    ds_log(DS_LOG_INFO, "text_file_stream %s: cannot watch directory (%s); rescanning every %d ms",
+           dir, uv_strerror(rc), RESCAN_MS);
+  r->st.connected = 1;
+  *out = r;
+  return 0;
+}
+
+void ds_recv_file_stats(ds_recv_file *r, ds_recv_stats *st) { *st = r->st; }
+
+void ds_recv_file_stop(ds_recv_file *r, void (*on_closed)(void *ud), void *ud) {
+  if (r->stopping) return;
+  r->stopping = 1;
+  r->on_closed = on_closed;
+  r->ud = ud;
+  r->st.connected = 0;
+  uv_close((uv_handle_t *)&r->ev, on_ev_closed);
+  uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+}

@@ -1,0 +1,51 @@
+/* ds_recv_file.h - directory source: files moved into a directory are read once, as lines.
+ *
+ * Like Spark's textFileStream, a file is input once it appears in the directory, so it should
+ * be moved in whole (written elsewhere or under an ignored name, then renamed). Names that
+ * start with '.' or '_' or end in ".tmp" or ".COPYING" are never read. The receiver owns a
+ * uv_fs_event watch, a rescan timer and the set of names it has seen; each name is handled
+ * once, even if another file takes that name later. It runs on the loop's thread and reads
+ * files synchronously there. A file that cannot be read is logged, counted and not retried.
+ * The store belongs to the caller and must stay alive until on_closed has run. */
+#ifndef DS_RECV_FILE_H
+#define DS_RECV_FILE_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "ds_recv.h"
+#include "ds_store.h"
+
+typedef struct ds_recv_file ds_recv_file;
+
+/* Passing NULL opts means { .new_files_only = 1, .max_line = 0 }. */
+typedef struct ds_recv_file_opts {
+  int new_files_only; /* 1: files present at start are seen but not read */
+  size_t max_line;    /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
+} ds_recv_file_opts;
+
+/* Starts watching `dir`. Returns 0 and sets *out, or a negative errno with a message in err
+ * (-ENOENT "directory '/x' does not exist", -ENOTDIR, -EACCES, -ENOMEM). */
+int ds_recv_file_start(uv_loop_t *loop, const char *dir, ds_store *store,
+                       const ds_recv_file_opts *opts, ds_recv_file **out, char *err,
+                       size_t errlen);
+
+/* Reads every file not seen before, now, in name order, so that a file moved in before a
+ * batch boundary lands in that batch. Returns the number of files read, or a negative errno
+ * when the directory cannot be listed (logged once; the periodic rescan keeps trying). */
+int ds_recv_file_scan(ds_recv_file *r);
+
+/* Copies the current statistics into *st. Valid until on_closed of a stop has run. */
+void ds_recv_file_stats(ds_recv_file *r, ds_recv_stats *st);
+
+/* Calls fn for every name seen (read, failed, or present at start), in no particular order;
+ * for checkpoints. The names belong to the receiver and last only for the call. */
+void ds_recv_file_list_seen(ds_recv_file *r, void (*fn)(const char *name, void *ud), void *ud);
+/* Marks a name as seen so it will never be read (restoring a checkpoint). 0 or -ENOMEM. */
+int ds_recv_file_mark_seen(ds_recv_file *r, const char *name);
+
+/* Closes the handles asynchronously, frees the receiver and then calls on_closed(ud)
+ * (on_closed may be NULL). A second call does nothing. */
+void ds_recv_file_stop(ds_recv_file *r, void (*on_closed)(void *ud), void *ud);
+
+#endif

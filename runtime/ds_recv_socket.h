@@ -1,0 +1,41 @@
+/* ds_recv_socket.h - TCP text receiver: reads lines from host:port into a block store.
+ *
+ * The receiver owns its libuv handles, the resolved addresses and the unfinished line; it
+ * runs on the loop's thread and every call below is made there. It never gives up: a failed
+ * connect or a closed connection is retried with backoff (100 ms doubling up to
+ * backoff_max_ms), records already received stay in the store, and each change of state is
+ * logged once (ds_log), not each retry. The store belongs to the caller and must stay
+ * alive until on_closed has run. */
+#ifndef DS_RECV_SOCKET_H
+#define DS_RECV_SOCKET_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "ds_recv.h"
+#include "ds_store.h"
+
+typedef struct ds_recv_socket ds_recv_socket;
+
+typedef struct ds_recv_socket_opts {
+  size_t max_line;         /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
+  uint64_t backoff_max_ms; /* longest wait between connection attempts; 0 means 2000 */
+} ds_recv_socket_opts;
+
+/* Starts connecting to host:port (a name, IPv4 or IPv6 address). opts may be NULL.
+ * Returns 0 and sets *out, or -EINVAL (bad host or port) / -ENOMEM with a message in err.
+ * Failures to resolve or connect are not errors of this call: they are retried. */
+int ds_recv_socket_start(uv_loop_t *loop, const char *host, int port, ds_store *store,
+                         const ds_recv_socket_opts *opts, ds_recv_socket **out, char *err,
+                         size_t errlen);
+
+/* Copies the current statistics into *st. Valid until on_closed of a stop has run. */
+void ds_recv_socket_stats(ds_recv_socket *r, ds_recv_stats *st);
+
+/* Stores an unfinished line as a record (now, before returning), then closes the handles
+ * asynchronously, frees the receiver and calls on_closed(ud) (on_closed may be NULL).
+ * A second call does nothing. */
+void ds_recv_socket_stop(ds_recv_socket *r, void (*on_closed)(void *ud), void *ud);
+
+#endif

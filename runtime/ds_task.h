@@ -1,0 +1,54 @@
+/* ds_task.h - a task: one partition of one stage, sent from the driver to a worker.
+ *
+ * The driver fills the descriptor (a string.buffer-encoded table naming the pipeline and its
+ * parameters) and the input slices; the worker fills the outputs, the status and the error.
+ * The struct is read by worker Lua code through the FFI, so its layout is mirrored in
+ * lua/dstream/cdefs.lua: change both together. A task owns its descriptor, its inputs'
+ * references, its outputs and its error text. */
+#ifndef DS_TASK_H
+#define DS_TASK_H
+
+#include <stdint.h>
+
+#include "ds_block.h"
+
+enum { DS_TASK_OK = 0, DS_TASK_FAILED = 1, DS_TASK_OOM = 2 };
+
+typedef struct ds_output {
+  int32_t target; /* partition of the next stage, or 0 for results */
+  ds_slice slice;
+} ds_output;
+
+typedef struct ds_task {
+  uint64_t id;
+  int32_t attempt;
+  int32_t worker; /* set by the pool: which worker ran it */
+  char *desc;
+  size_t desc_len;
+  ds_slice *inputs;
+  int32_t ninputs;
+  int32_t status;
+  char *error;
+  ds_output *outputs;
+  int32_t noutputs;
+  int32_t capoutputs;
+  double run_ms;
+  uint64_t records_in; /* set by the worker's Lua code */
+  struct ds_task *next;
+} ds_task;
+
+/* Allocates a task copying `desc`; inputs are added with ds_task_add_input. NULL on OOM. */
+ds_task *ds_task_new(uint64_t id, const void *desc, size_t desc_len);
+/* Adds a view of `s` as the next input, taking a new reference to its block. 0 or -ENOMEM. */
+int ds_task_add_input(ds_task *t, const ds_slice *s);
+/* Called by worker Lua (FFI): copies `len` bytes into a new block and records it as an output
+ * for `target`. Returns 0 or -ENOMEM. */
+int ds_task_emit(ds_task *t, int32_t target, int32_t format, int32_t pairs, const void *p,
+                 size_t len, uint64_t count);
+/* Called by worker Lua (FFI): records the failure text (copied). */
+void ds_task_set_error(ds_task *t, int32_t status, const char *msg, size_t len);
+/* Drops outputs and error so the task can run again (a retry). */
+void ds_task_reset(ds_task *t);
+void ds_task_free(ds_task *t);
+
+#endif

@@ -1,0 +1,74 @@
+/* ds_vm.c - Lua states with dstream's paths, preloads and an optional memory limit. */
+#include "ds_vm.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ds_lua.h"
+#include "ds_paths.h"
+
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  ds_vm *vm = ud;
+  if (nsize == 0) {
+    free(ptr);
+    vm->used -= osize;
+    return NULL;
+  }
+  if (vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit) return NULL;
+  void *p = realloc(ptr, nsize);
+  if (!p) return NULL;
+  vm->used = vm->used - osize + nsize;
+  if (vm->used > vm->peak) vm->peak = vm->used;
+  return p;
+}
+
+static int vm_panic(lua_State *L) {
+  (void)L;
+  abort(); /* unprotected error: a bug in dstream, never in a user's closure */
+  return 0;
+}
+
+int ds_vm_open(ds_vm *vm, size_t limit) {
+  memset(vm, 0, sizeof *vm);
+  vm->limit = limit;
+  vm->L = lua_newstate(vm_alloc, vm);
+  if (!vm->L) return -ENOMEM;
+  lua_atpanic(vm->L, vm_panic);
+  luaL_openlibs(vm->L);
+
+  lua_getglobal(vm->L, "package");
+  lua_getfield(vm->L, -1, "preload");
+  lua_pushcfunction(vm->L, luaopen_dstream_core);
+  lua_setfield(vm->L, -2, "dstream.core");
+  lua_pop(vm->L, 2);
+  ds_vm_set_paths(vm, ds_paths_lua_prefix(), NULL);
+  return 0;
+}
+
+static void prepend(lua_State *L, const char *field, const char *prefix) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, field);
+  const char *old = lua_tostring(L, -1);
+  if (old && strstr(old, prefix) == old) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pushstring(L, prefix);
+  lua_pushstring(L, old ? old : "");
+  lua_concat(L, 2);
+  lua_setfield(L, -3, field);
+  lua_pop(L, 2);
+}
+
+void ds_vm_set_paths(ds_vm *vm, const char *path, const char *cpath) {
+  if (path) prepend(vm->L, "path", path);
+  if (cpath) prepend(vm->L, "cpath", cpath);
+}
+
+void ds_vm_close(ds_vm *vm) {
+  if (vm->L) lua_close(vm->L);
+  vm->L = NULL;
+}

@@ -1,0 +1,262 @@
+/* test_recv_file.c - the directory source: new files, ignored names, unreadable entries. */
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "ds_recv_file.h"
+#include "ds_store.h"
+
+#define CHECK(expr)                                                          \
+  do {                                                                       \
+    if (!(expr)) {                                                           \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
+      abort();                                                               \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_INT(a, op, b)                                                              \
+  do {                                                                                   \
+    long long a_ = (long long)(a), b_ = (long long)(b);                                  \
+    if (!(a_ op b_)) {                                                                   \
+      fprintf(stderr, "%s:%d: CHECK_INT(%s %s %s) failed: %lld %s %lld\n", __FILE__,     \
+              __LINE__, #a, #op, #b, a_, #op, b_);                                       \
+      abort();                                                                           \
+    }                                                                                    \
+  } while (0)
+
+#define CHECK_STR(a, b)                                                                   \
+  do {                                                                                    \
+    const char *a_ = (a), *b_ = (b);                                                      \
+    if (strcmp(a_, b_) != 0) {                                                            \
+      fprintf(stderr, "%s:%d: CHECK_STR(%s, %s) failed: \"%s\" != \"%s\"\n", __FILE__,    \
+              __LINE__, #a, #b, a_, b_);                                                  \
+      abort();                                                                            \
+    }                                                                                     \
+  } while (0)
+
+/* Seals the store into one partition and compares its DS_FMT_LINES records with `want`. */
+static void check_records(ds_store *s, const char **want, int nwant) {
+  ds_sealed *sb;
+  CHECK_INT(ds_store_seal(s, 1, &sb), ==, 0);
+  CHECK_INT(sb->count, ==, nwant);
+  int i = 0;
+  ds_part *p = &sb->parts[0];
+  for (int k = 0; k < p->nslices; k++) {
+    const char *d = p->slices[k].data, *end = d + p->slices[k].len;
+    while (d < end) {
+      uint32_t len;
+      memcpy(&len, d, 4);
+      char rec[256];
+      CHECK(len < sizeof rec);
+      memcpy(rec, d + 4, len);
+      rec[len] = 0;
+      CHECK(i < nwant);
+      CHECK_STR(rec, want[i]);
+      i++;
+      d += 4 + len;
+    }
+  }
+  CHECK_INT(i, ==, nwant);
+  ds_sealed_free(sb);
+}
+
+static uv_loop_t loop;
+static char dir[64];
+
+static void write_file(const char *name, const char *text) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  CHECK(f != NULL);
+  CHECK_INT(fwrite(text, 1, strlen(text), f), ==, strlen(text));
+  CHECK_INT(fclose(f), ==, 0);
+}
+
+/* The way producers are told to publish: write under a dot name, then rename into place. */
+static void put_file(const char *name, const char *text) {
+  char tmp[64], from[256], to[256];
+  snprintf(tmp, sizeof tmp, ".%s", name);
+  write_file(tmp, text);
+  snprintf(from, sizeof from, "%s/%s", dir, tmp);
+  snprintf(to, sizeof to, "%s/%s", dir, name);
+  CHECK_INT(rename(from, to), ==, 0);
+}
+
+static void on_closed(void *ud) { *(int *)ud += 1; }
+
+static void stop_and_wait(ds_recv_file *r) {
+  int closed = 0;
+  ds_recv_file_stop(r, on_closed, &closed);
+  ds_recv_file_stop(r, on_closed, &closed); /* a second stop does nothing */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(closed, ==, 1);
+}
+
+typedef struct seen_list {
+  char names[16][32];
+  int n;
+} seen_list;
+
+static void add_seen(const char *name, void *ud) {
+  seen_list *l = ud;
+  CHECK(l->n < 16);
+  snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+}
+
+static int has_seen(seen_list *l, const char *name) {
+  for (int i = 0; i < l->n; i++)
+    if (strcmp(l->names[i], name) == 0) return 1;
+  return 0;
+}
+
+/* ---- new files are read once; ignored names, unreadable entries, oversized lines ---- */
+
+static void test_scan(void) {
+  write_file("old.txt", "old\n"); /* present at start: not read with new_files_only */
+  ds_store *store = ds_store_new(0);
+  ds_recv_file *r;
+  char err[256];
+  ds_recv_file_opts opts = {.new_files_only = 1, .max_line = 16};
+  CHECK_INT(ds_recv_file_start(&loop, dir, store, &opts, &r, err, sizeof err), ==, 0);
+
+  put_file("a.txt", "one\ntwo\r\nthree"); /* no final newline: "three" is still a record */
+  put_file("b.log", "four\nxxxxxxxxxxxxxxxxxxxx\nfive\n"); /* 20 x's > max_line 16 */
+  write_file("c.tmp", "ignored\n");
+  write_file("_d.txt", "ignored\n");
+  write_file(".e.txt", "ignored\n");
+  write_file("f.COPYING", "ignored\n");
+  char path[256];
+  /* Entries that fail even for root: a dangling symlink, a directory, a FIFO (which would
+   * block a plain open for reading). */
+  snprintf(path, sizeof path, "%s/g.txt", dir);
+  CHECK_INT(symlink("/nonexistent/ds_recv_file_test", path), ==, 0);
+  snprintf(path, sizeof path, "%s/h", dir);
+  CHECK_INT(mkdir(path, 0755), ==, 0);
+  snprintf(path, sizeof path, "%s/j.fifo", dir);
+  CHECK_INT(mkfifo(path, 0644), ==, 0);
+
+  CHECK_INT(ds_recv_file_scan(r), ==, 2);
+  ds_recv_stats st;
+  ds_recv_file_stats(r, &st);
+  CHECK_INT(st.records, ==, 5);
+  CHECK_INT(st.skipped, ==, 1);
+  CHECK_INT(st.errors, ==, 3);
+  CHECK_INT(st.connected, ==, 1);
+  CHECK_INT(st.bytes, ==, strlen("one\ntwo\r\nthree") + strlen("four\nxxxxxxxxxxxxxxxxxxxx\nfive\n"));
+  CHECK_STR(st.last_error, "cannot read 'j.fifo': not a regular file");
+  const char *want[] = {"one", "two", "three", "four", "five"};
+  check_records(store, want, 5);
+
+  /* Nothing is read twice, and failed entries are not retried. */
+  CHECK_INT(ds_recv_file_scan(r), ==, 0);
+  ds_recv_file_stats(r, &st);
+  CHECK_INT(st.records, ==, 5);
+  CHECK_INT(st.errors, ==, 3);
+  CHECK_INT(ds_store_pending(store), ==, 0);
+
+  seen_list seen = {.n = 0};
+  ds_recv_file_list_seen(r, add_seen, &seen);
+  CHECK_INT(seen.n, ==, 6);
+  const char *names[] = {"old.txt", "a.txt", "b.log", "g.txt", "h", "j.fifo"};
+  for (int i = 0; i < 6; i++) CHECK(has_seen(&seen, names[i]));
+
+  stop_and_wait(r);
+  ds_store_free(store);
+}
+
+/* ---- a file moved in is found without an explicit scan (watch or rescan) ---- */
+
+static ds_recv_file *watched;
+static ds_store *watched_store;
+static uv_timer_t monitor, guard;
+static int watched_closed;
+
+static void on_guard(uv_timer_t *t) {
+  (void)t;
+  fprintf(stderr, "test timed out: the moved-in file was never read\n");
+  abort();
+}
+
+static void on_monitor(uv_timer_t *t) {
+  if (ds_store_pending(watched_store) == 0) return;
+  uv_close((uv_handle_t *)t, NULL);
+  uv_close((uv_handle_t *)&guard, NULL);
+  ds_recv_file_stop(watched, on_closed, &watched_closed);
+}
+
+static void test_watch(void) {
+  watched_store = ds_store_new(0);
+  char err[256];
+  CHECK_INT(ds_recv_file_start(&loop, dir, watched_store, NULL, &watched, err, sizeof err), ==, 0);
+  put_file("i.txt", "six\n");
+  uv_timer_init(&loop, &monitor);
+  uv_timer_start(&monitor, on_monitor, 5, 5);
+  uv_timer_init(&loop, &guard);
+  uv_timer_start(&guard, on_guard, 20000, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(watched_closed, ==, 1);
+  const char *want[] = {"six"};
+  check_records(watched_store, want, 1);
+  ds_store_free(watched_store);
+}
+
+/* ---- new_files_only = 0 reads what is there; a restored name is skipped ---- */
+
+static void test_existing_files(void) {
+  ds_store *store = ds_store_new(0);
+  ds_recv_file *r;
+  char err[256];
+  ds_recv_file_opts opts = {.new_files_only = 0, .max_line = 0};
+  CHECK_INT(ds_recv_file_start(&loop, dir, store, &opts, &r, err, sizeof err), ==, 0);
+  CHECK_INT(ds_recv_file_mark_seen(r, "old.txt"), ==, 0); /* as if from a checkpoint */
+  CHECK_INT(ds_recv_file_scan(r), ==, 3);                 /* a.txt, b.log, i.txt */
+  const char *want[] = {"one", "two", "three", "four", "xxxxxxxxxxxxxxxxxxxx", "five", "six"};
+  check_records(store, want, 7);
+  ds_recv_stats st;
+  ds_recv_file_stats(r, &st);
+  CHECK_INT(st.errors, ==, 3);
+  CHECK_INT(st.skipped, ==, 0);
+  stop_and_wait(r);
+  ds_store_free(store);
+}
+
+/* ---- start() refuses a missing directory and a non-directory, naming the path ---- */
+
+static void test_bad_dirs(void) {
+  ds_store *store = ds_store_new(0);
+  ds_recv_file *r = NULL;
+  char err[256], path[256];
+  snprintf(path, sizeof path, "%s/missing", dir);
+  CHECK_INT(ds_recv_file_start(&loop, path, store, NULL, &r, err, sizeof err), ==, -ENOENT);
+  CHECK(strstr(err, path) != NULL);
+  CHECK(strstr(err, "does not exist") != NULL);
+  snprintf(path, sizeof path, "%s/a.txt", dir);
+  CHECK_INT(ds_recv_file_start(&loop, path, store, NULL, &r, err, sizeof err), ==, -ENOTDIR);
+  CHECK(strstr(err, path) != NULL);
+  CHECK(r == NULL);
+  ds_store_free(store);
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+int main(void) {
+  CHECK_INT(uv_loop_init(&loop), ==, 0);
+  snprintf(dir, sizeof dir, "/tmp/ds_recv_file.XXXXXX");
+  CHECK(mkdtemp(dir) != NULL);
+  test_scan();
+  test_watch();
+  test_existing_files();
+  test_bad_dirs();
+  CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
+  CHECK_INT(uv_loop_close(&loop), ==, 0);
+  printf("test_recv_file: ok\n");
+  return 0;
+}

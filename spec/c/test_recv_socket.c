@@ -1,0 +1,298 @@
+/* test_recv_socket.c - the TCP receiver against a real server on the same libuv loop. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "ds_recv_socket.h"
+#include "ds_store.h"
+
+#define CHECK(expr)                                                          \
+  do {                                                                       \
+    if (!(expr)) {                                                           \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
+      abort();                                                               \
+    }                                                                        \
+  } while (0)
+
+#define CHECK_INT(a, op, b)                                                              \
+  do {                                                                                   \
+    long long a_ = (long long)(a), b_ = (long long)(b);                                  \
+    if (!(a_ op b_)) {                                                                   \
+      fprintf(stderr, "%s:%d: CHECK_INT(%s %s %s) failed: %lld %s %lld\n", __FILE__,     \
+              __LINE__, #a, #op, #b, a_, #op, b_);                                       \
+      abort();                                                                           \
+    }                                                                                    \
+  } while (0)
+
+#define CHECK_STR(a, b)                                                                   \
+  do {                                                                                    \
+    const char *a_ = (a), *b_ = (b);                                                      \
+    if (strcmp(a_, b_) != 0) {                                                            \
+      fprintf(stderr, "%s:%d: CHECK_STR(%s, %s) failed: \"%s\" != \"%s\"\n", __FILE__,    \
+              __LINE__, #a, #b, a_, b_);                                                  \
+      abort();                                                                            \
+    }                                                                                     \
+  } while (0)
+
+/* Seals the store into one partition and compares its DS_FMT_LINES records with `want`. */
+static void check_records(ds_store *s, const char **want, int nwant) {
+  ds_sealed *sb;
+  CHECK_INT(ds_store_seal(s, 1, &sb), ==, 0);
+  CHECK_INT(sb->count, ==, nwant);
+  int i = 0;
+  ds_part *p = &sb->parts[0];
+  for (int k = 0; k < p->nslices; k++) {
+    const char *d = p->slices[k].data, *end = d + p->slices[k].len;
+    while (d < end) {
+      uint32_t len;
+      memcpy(&len, d, 4);
+      char rec[256];
+      CHECK(len < sizeof rec);
+      memcpy(rec, d + 4, len);
+      rec[len] = 0;
+      CHECK(i < nwant);
+      CHECK_STR(rec, want[i]);
+      i++;
+      d += 4 + len;
+    }
+  }
+  CHECK_INT(i, ==, nwant);
+  ds_sealed_free(sb);
+}
+
+static uv_loop_t loop;
+static uv_timer_t guard;
+
+static void on_guard(uv_timer_t *t) {
+  (void)t;
+  fprintf(stderr, "test timed out\n");
+  abort();
+}
+
+static void start_guard(void) {
+  uv_timer_init(&loop, &guard);
+  uv_timer_start(&guard, on_guard, 20000, 0);
+}
+
+/* ---- a scripted server: each connection gets its own list of chunks ---- */
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_timer_t pause;
+  const char **chunks; /* NULL entry = pause 20 ms, to split a line across reads */
+  int next;
+  int close_at_end;
+  int done; /* every chunk has been queued */
+} conn;
+
+static uv_tcp_t server;
+static conn *conns[2];
+static int nconns;
+static size_t bytes_sent;
+
+static const char *conn1[] = {"alpha\nbeta\r\ngam", NULL, "ma\ntail", "END"};
+static const char *conn2[] = {"delta\n0123456789abcdefXYZ",
+                              NULL,
+                              "more-oversized\nafter\n",
+                              "exactly-16-bytes\r\nseventeen-bytes!!\r\n",
+                              "last",
+                              "END"};
+
+static void conn_closed(uv_handle_t *h) { (void)h; }
+static void free_conn(uv_handle_t *h) { free(h->data); }
+static void send_next(conn *c);
+
+static void on_pause(uv_timer_t *t) { send_next(t->data); }
+static void on_written(uv_write_t *w, int status) {
+  CHECK_INT(status, ==, 0);
+  free(w);
+}
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  uv_close((uv_handle_t *)req->handle, conn_closed);
+  free(req);
+}
+
+static void send_next(conn *c) {
+  for (;;) {
+    const char *chunk = c->chunks[c->next++];
+    if (!chunk) {
+      uv_timer_start(&c->pause, on_pause, 20, 0);
+      return;
+    }
+    if (strcmp(chunk, "END") == 0) {
+      c->done = 1;
+      if (c->close_at_end) {
+        /* shutdown waits for the queued writes, then the server closes: EOF for the client */
+        uv_shutdown_t *req = malloc(sizeof *req);
+        CHECK_INT(uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown), ==, 0);
+      }
+      return;
+    }
+    uv_write_t *w = malloc(sizeof *w);
+    uv_buf_t buf = uv_buf_init((char *)chunk, (unsigned)strlen(chunk));
+    CHECK_INT(uv_write(w, (uv_stream_t *)&c->tcp, &buf, 1, on_written), ==, 0);
+    bytes_sent += strlen(chunk);
+  }
+}
+
+static void on_connection(uv_stream_t *srv, int status) {
+  CHECK_INT(status, ==, 0);
+  CHECK(nconns < 2);
+  conn *c = calloc(1, sizeof *c);
+  conns[nconns] = c;
+  c->chunks = nconns == 0 ? conn1 : conn2;
+  c->close_at_end = nconns == 0; /* the second stays open: stop() must flush "last" */
+  nconns++;
+  uv_tcp_init(&loop, &c->tcp);
+  uv_timer_init(&loop, &c->pause);
+  c->pause.data = c;
+  CHECK_INT(uv_accept(srv, (uv_stream_t *)&c->tcp), ==, 0);
+  send_next(c);
+}
+
+static int listen_local(uv_tcp_t *t) {
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  uv_tcp_init(&loop, t);
+  CHECK_INT(uv_tcp_bind(t, (const struct sockaddr *)&addr, 0), ==, 0);
+  struct sockaddr_storage got;
+  int len = sizeof got;
+  CHECK_INT(uv_tcp_getsockname(t, (struct sockaddr *)&got, &len), ==, 0);
+  return ntohs(((struct sockaddr_in *)&got)->sin_port);
+}
+
+/* ---- test 1: lines, CRLF, split lines, EOF partial line, reconnect, oversized lines ---- */
+
+static ds_recv_socket *recv1;
+static uv_timer_t monitor;
+static int closed_calls;
+
+static void after_stop(void *ud) {
+  CHECK(ud == &closed_calls);
+  closed_calls++;
+  uv_close((uv_handle_t *)&server, NULL);
+  for (int i = 0; i < nconns; i++) {
+    uv_close((uv_handle_t *)&conns[i]->pause, free_conn);
+    if (!uv_is_closing((uv_handle_t *)&conns[i]->tcp)) uv_close((uv_handle_t *)&conns[i]->tcp, NULL);
+  }
+  uv_close((uv_handle_t *)&monitor, NULL);
+  uv_close((uv_handle_t *)&guard, NULL);
+}
+
+/* Waits until the client has read every byte of both connections, then stops it. */
+static void on_monitor(uv_timer_t *t) {
+  ds_recv_stats st;
+  ds_recv_socket_stats(recv1, &st);
+  if (nconns < 2 || !conns[1]->done || st.bytes < bytes_sent) return;
+  CHECK_INT(st.bytes, ==, bytes_sent);
+  CHECK_INT(st.connected, ==, 1);
+  CHECK_INT(st.reconnects, ==, 1);
+  CHECK_INT(st.skipped, ==, 2);
+  CHECK_INT(st.records, ==, 7); /* "last" is still an unfinished line */
+  CHECK_STR(st.last_error, "connection closed by server");
+  uv_timer_stop(t);
+  ds_recv_socket_stop(recv1, after_stop, &closed_calls);
+  ds_recv_socket_stop(recv1, after_stop, &closed_calls); /* a second stop does nothing */
+  ds_recv_socket_stats(recv1, &st);                       /* valid until after_stop */
+  CHECK_INT(st.records, ==, 8);
+  CHECK_INT(st.connected, ==, 0);
+}
+
+static void test_lines_and_reconnect(void) {
+  int port = listen_local(&server);
+  CHECK_INT(uv_listen((uv_stream_t *)&server, 8, on_connection), ==, 0);
+  ds_store *store = ds_store_new(0);
+  char err[256];
+  ds_recv_socket_opts opts = {.max_line = 16, .backoff_max_ms = 0};
+  CHECK_INT(ds_recv_socket_start(&loop, "127.0.0.1", port, store, &opts, &recv1, err, sizeof err),
+            ==, 0);
+  uv_timer_init(&loop, &monitor);
+  uv_timer_start(&monitor, on_monitor, 5, 5);
+  start_guard();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(closed_calls, ==, 1);
+  CHECK_INT(nconns, ==, 2);
+  const char *want[] = {"alpha", "beta", "gamma", "tail", "delta", "after", "exactly-16-bytes",
+                        "last"};
+  check_records(store, want, 8);
+  ds_store_free(store);
+}
+
+/* ---- test 2: nobody listening: failures are counted and retried, never fatal ---- */
+
+static ds_recv_socket *recv2;
+static int closed2;
+
+static void after_stop2(void *ud) {
+  (void)ud;
+  closed2++;
+  uv_close((uv_handle_t *)&monitor, NULL);
+  uv_close((uv_handle_t *)&guard, NULL);
+}
+
+static void on_monitor2(uv_timer_t *t) {
+  ds_recv_stats st;
+  ds_recv_socket_stats(recv2, &st);
+  if (st.errors < 3) return; /* a first failure and two retries */
+  CHECK_INT(st.connected, ==, 0);
+  CHECK_INT(st.records, ==, 0);
+  CHECK_INT(st.reconnects, ==, 0);
+  CHECK_STR(st.last_error, "connection refused");
+  uv_timer_stop(t);
+  ds_recv_socket_stop(recv2, after_stop2, NULL);
+}
+
+static void test_refused(void) {
+  uv_tcp_t probe; /* find a free port: bind, read the port, close */
+  int port = listen_local(&probe);
+  uv_close((uv_handle_t *)&probe, NULL);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  ds_store *store = ds_store_new(0);
+  char err[256];
+  ds_recv_socket_opts opts = {.max_line = 0, .backoff_max_ms = 200};
+  CHECK_INT(ds_recv_socket_start(&loop, "127.0.0.1", port, store, &opts, &recv2, err, sizeof err),
+            ==, 0);
+  uv_timer_init(&loop, &monitor);
+  uv_timer_start(&monitor, on_monitor2, 5, 5);
+  start_guard();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(closed2, ==, 1);
+  ds_store_free(store);
+}
+
+/* ---- test 3: argument errors, and a stop while the name is being resolved ---- */
+
+static int closed3;
+static void after_stop3(void *ud) { *(int *)ud += 1; }
+
+static void test_start_errors_and_early_stop(void) {
+  ds_store *store = ds_store_new(0);
+  ds_recv_socket *r = NULL;
+  char err[256];
+  CHECK_INT(ds_recv_socket_start(&loop, "localhost", 0, store, NULL, &r, err, sizeof err), ==,
+            -EINVAL);
+  CHECK(strstr(err, "port 0") != NULL);
+  CHECK_INT(ds_recv_socket_start(&loop, "", 80, store, NULL, &r, err, sizeof err), ==, -EINVAL);
+  CHECK(strstr(err, "host") != NULL);
+
+  CHECK_INT(ds_recv_socket_start(&loop, "localhost", 9, store, NULL, &r, err, sizeof err), ==, 0);
+  ds_recv_socket_stop(r, after_stop3, &closed3);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(closed3, ==, 1);
+  CHECK_INT(ds_store_pending(store), ==, 0);
+  ds_store_free(store);
+}
+
+int main(void) {
+  CHECK_INT(uv_loop_init(&loop), ==, 0);
+  test_lines_and_reconnect();
+  test_refused();
+  test_start_errors_and_early_stop();
+  CHECK_INT(uv_loop_close(&loop), ==, 0);
+  printf("test_recv_socket: ok\n");
+  return 0;
+}

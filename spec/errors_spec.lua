@@ -1,0 +1,271 @@
+-- Errors a user sees: wrong arguments at graph-building time (blaming the caller's file:line),
+-- closures that raise at run time (batch time, partition, record, message, traceback), values
+-- that cannot travel to a worker (refused when the operator is called, naming the variable),
+-- and a closure that runs out of memory (the task fails, the process and later contexts live).
+package.path = "spec/helpers/?.lua;" .. package.path
+local H = require("engine")
+
+local THIS_FILE = "errors_spec%.lua"
+
+-- Asserts that err starts with "<...>errors_spec.lua:<line>:" and contains every plain string
+-- of `needles`.
+local function assert_blames(err, line, needles)
+  assert.are.equal("string", type(err), tostring(err))
+  local l = err:match("^[^\n]-" .. THIS_FILE .. ":(%d+):")
+  assert.is_truthy(l, "error does not start with this file's name and a line: " .. err)
+  assert.are.equal(line, tonumber(l), err)
+  for _, s in ipairs(needles or {}) do
+    assert.is_truthy(err:find(s, 1, true), ("%q not found in: %s"):format(s, err))
+  end
+end
+
+-- Runs `batches` (list of lists) through build(source) on a fresh context, and returns the
+-- error raised by ctx:advance (nil if none).
+local function advance_error(cfg, input, build, nbatches)
+  local err
+  H.with_context(cfg, function(ctx)
+    local out = build(ctx:queue_stream(H.deep_copy(input)))
+    out:foreach_rdd(function(rdd) rdd:count() end)
+    ctx:start()
+    local ok, e = pcall(ctx.advance, ctx, nbatches or #input)
+    if not ok then err = e end
+  end)
+  return err
+end
+
+describe("graph-building argument errors", function()
+  local ctx, src
+  before_each(function()
+    ctx = H.context({ workers = 1, partitions = 1 })
+    src = ctx:queue_stream({ { 1 } })
+  end)
+  after_each(function() pcall(ctx.stop, ctx) end)
+
+  it("map(42) blames the caller's line", function()
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() src:map(42) end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "map: expected a function" })
+  end)
+
+  local ops = {
+    { "filter", function(s) return s:filter("x") end },
+    { "flat_map", function(s) return s:flat_map({}) end },
+    { "map_partitions", function(s) return s:map_partitions(true) end },
+    { "reduce", function(s) return s:reduce(nil) end },
+    { "transform", function(s) return s:transform(1) end },
+    { "foreach_rdd", function(s) return s:foreach_rdd("print") end },
+  }
+  for _, op in ipairs(ops) do
+    local name, call = op[1], op[2]
+    it(name .. " with a non-function blames the caller", function()
+      local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() call(src) end)
+      assert.is_false(ok)
+      -- the caller is the `call` function defined in the ops table above
+      assert.is_truthy(err:match(THIS_FILE .. ":%d+: " .. name .. ": expected a function"), err)
+      assert.is_true(tonumber(err:match(THIS_FILE .. ":(%d+):")) < line, err)
+    end)
+  end
+
+  it("reduce_by_key with a non-function blames the caller", function()
+    local pairs_src = src:map(function(x) return x, x end)
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() pairs_src:reduce_by_key(5) end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "reduce_by_key: expected a function" })
+  end)
+
+  it("a batch operator with a non-function blames the caller", function()
+    local rdd = ctx:parallelize({ 1, 2, 3 })
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() rdd:map("nope") end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "map: expected a function" })
+  end)
+
+  it("queue_stream with a non-table blames the caller", function()
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() ctx:queue_stream(42) end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "queue_stream" })
+  end)
+
+  it("repartition with a bad count blames the caller", function()
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() src:repartition("many") end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "repartition" })
+  end)
+end)
+
+for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3 })) do
+  describe("run-time errors (" .. cfg.name .. ")", function()
+    it("a raising closure fails ctx:advance with batch, partition, record, message and traceback", function()
+      local fail_line
+      local err = advance_error(cfg, { { "ok-1", "ok-2" }, { "ok-3", "ok-4", "the-bad-record", "ok-5" } }, function(s)
+        fail_line = debug.getinfo(1, "l").currentline + 2
+        return s:map(function(x)
+          if x == "the-bad-record" then error("kaboom on " .. x) end
+          return x
+        end)
+      end)
+      assert.is_not_nil(err, "ctx:advance did not raise")
+      err = tostring(err)
+      assert.is_truthy(err:find("batch 2000 ms", 1, true), err)
+      assert.is_truthy(err:match("partition %d+"), err)
+      assert.is_truthy(err:find("the-bad-record", 1, true), err)
+      assert.is_truthy(err:find("errors_spec.lua:" .. fail_line .. ": kaboom on the-bad-record", 1, true), err)
+      assert.is_truthy(err:find("stack traceback", 1, true), err)
+    end)
+
+    it("reports Lua run-time errors such as indexing nil", function()
+      local err = advance_error(cfg, { { 1, 2, 3 } }, function(s)
+        return s:filter(function(x) return x.missing.field end)
+      end)
+      assert.is_not_nil(err, "ctx:advance did not raise")
+      err = tostring(err)
+      assert.is_truthy(err:find("attempt to index", 1, true), err)
+      assert.is_truthy(err:find("batch 1000 ms", 1, true), err)
+      assert.is_truthy(err:find("errors_spec.lua:", 1, true), err)
+    end)
+
+    it("truncates a long record in the message", function()
+      local long = "LONGRECORD" .. ("z"):rep(100000)
+      local err = advance_error(cfg, { { long } }, function(s)
+        return s:map(function(x) error("too long") end)
+      end)
+      assert.is_not_nil(err, "ctx:advance did not raise")
+      err = tostring(err)
+      assert.is_truthy(err:find("LONGRECORD", 1, true), err:sub(1, 2000))
+      assert.is_truthy(err:find("too long", 1, true), err:sub(1, 2000))
+      assert.is_true(#err < 20000, "message is " .. #err .. " bytes long")
+    end)
+
+    it("reports errors in reduce_by_key's function", function()
+      local err = advance_error(cfg, { { "a", "b", "a", "a" } }, function(s)
+        return s:map(function(w) return w, 1 end):reduce_by_key(function(a, b) error("bad reducer") end)
+      end)
+      assert.is_not_nil(err, "ctx:advance did not raise")
+      err = tostring(err)
+      assert.is_truthy(err:find("bad reducer", 1, true), err)
+      assert.is_truthy(err:find("batch 1000 ms", 1, true), err)
+    end)
+
+    it("retries a failing task before failing the batch", function()
+      local path = os.tmpname()
+      local err = advance_error({ workers = cfg.workers, partitions = 1 }, { { "only" } }, function(s)
+        return s:map(function(x)
+          local f = io.open(path, "a")
+          f:write("attempt\n")
+          f:close()
+          error("always fails")
+        end)
+      end)
+      local attempts = #H.lines(H.read_file(path) or "")
+      os.remove(path)
+      assert.is_not_nil(err, "ctx:advance did not raise")
+      assert.is_truthy(tostring(err):find("always fails", 1, true), tostring(err))
+      assert.is_true(attempts >= 2, "the task ran " .. attempts .. " time(s)")
+    end)
+
+    it("an error in a batch action inside foreach_rdd reaches ctx:advance", function()
+      local err
+      H.with_context(cfg, function(ctx)
+        ctx:queue_stream({ { 1, 2, 3 } }):foreach_rdd(function(rdd)
+          rdd:map(function(x) if x == 2 then error("action failed") end return x end):collect()
+        end)
+        ctx:start()
+        local ok, e = pcall(ctx.advance, ctx, 1)
+        if not ok then err = e end
+      end)
+      assert.is_not_nil(err, "ctx:advance did not raise")
+      assert.is_truthy(tostring(err):find("action failed", 1, true), tostring(err))
+    end)
+
+    it("a later context works after a failed batch", function()
+      local err = advance_error(cfg, { { 1 } }, function(s)
+        return s:map(function() error("first context fails") end)
+      end)
+      assert.is_not_nil(err)
+      local results = H.run(cfg, { { 1, 2, 3 } }, function(s) return s:map(function(x) return x + 1 end) end)
+      assert.are.same({ { 2, 3, 4 } }, results)
+    end)
+  end)
+end
+
+describe("values that cannot travel to a worker", function()
+  local ctx, src
+  before_each(function()
+    ctx = H.context({ workers = 2, partitions = 2 })
+    src = ctx:queue_stream({ { 1 } })
+  end)
+  after_each(function() pcall(ctx.stop, ctx) end)
+
+  it("a captured coroutine is refused when map is called, naming the variable", function()
+    local my_coroutine = coroutine.create(function() end)
+    local ok, err = pcall(function()
+      src:map(function(x) return coroutine.status(my_coroutine) end)
+    end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("my_coroutine", 1, true), tostring(err))
+  end)
+
+  it("captured userdata (io.stdout) is refused by filter, naming the variable", function()
+    local my_stdout = io.stdout
+    local ok, err = pcall(function()
+      src:filter(function(x) my_stdout:write(x) return true end)
+    end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("my_stdout", 1, true), tostring(err))
+  end)
+
+  it("captured ffi cdata is refused by flat_map, naming the variable", function()
+    local ffi = require("ffi")
+    local my_cdata = ffi.new("int[4]")
+    local ok, err = pcall(function()
+      src:flat_map(function(x) return { my_cdata[0] } end)
+    end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("my_cdata", 1, true), tostring(err))
+  end)
+
+  it("a coroutine inside a captured table is refused, naming the variable", function()
+    local my_holder = { inner = { co = coroutine.create(function() end) } }
+    local ok, err = pcall(function()
+      src:map(function(x) return my_holder.inner.co end)
+    end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("my_holder", 1, true), tostring(err))
+  end)
+
+  it("the refusal blames the line of the operator call", function()
+    local my_file = io.stderr
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() src:map(function() return my_file end) end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "my_file" })
+  end)
+
+  it("a batch operator refuses the capture too, naming the variable", function()
+    local my_co = coroutine.create(function() end)
+    local rdd = ctx:parallelize({ 1 })
+    local ok, err = pcall(function() rdd:map(function() return my_co end) end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("my_co", 1, true), tostring(err))
+  end)
+end)
+
+describe("out of memory in a closure", function()
+  it("fails the batch with 'out of memory' and the process and a new context survive", function()
+    local err
+    H.with_context({ workers = 2, partitions = 2, worker_memory = "64m" }, function(ctx)
+      ctx:queue_stream({ { 1, 2 } }):map(function(x)
+        local hog = {}
+        while true do hog[#hog + 1] = ("x"):rep(1024) .. #hog end
+      end):foreach_rdd(function(rdd) rdd:count() end)
+      ctx:start()
+      local ok, e = pcall(ctx.advance, ctx, 1)
+      if not ok then err = e end
+    end)
+    assert.is_not_nil(err, "ctx:advance did not raise")
+    assert.is_truthy(tostring(err):find("out of memory", 1, true), tostring(err))
+
+    local results = H.run({ workers = 2, partitions = 2, worker_memory = "64m" }, { { 1, 2, 3 }, {} },
+      function(s) return s:map(function(x) return x * 10 end) end)
+    assert.are.same({ { 10, 20, 30 }, {} }, results)
+  end)
+end)
