@@ -47,13 +47,14 @@ describe("graph-building argument errors", function()
     assert_blames(err, line, { "map: expected a function" })
   end)
 
+  -- (no `return` in these functions: a tail call would hide the caller's line)
   local ops = {
-    { "filter", function(s) return s:filter("x") end },
-    { "flat_map", function(s) return s:flat_map({}) end },
-    { "map_partitions", function(s) return s:map_partitions(true) end },
-    { "reduce", function(s) return s:reduce(nil) end },
-    { "transform", function(s) return s:transform(1) end },
-    { "foreach_rdd", function(s) return s:foreach_rdd("print") end },
+    { "filter", function(s) s:filter("x") end },
+    { "flat_map", function(s) s:flat_map({}) end },
+    { "map_partitions", function(s) s:map_partitions(true) end },
+    { "reduce", function(s) s:reduce(nil) end },
+    { "transform", function(s) s:transform(1) end },
+    { "foreach_rdd", function(s) s:foreach_rdd("print") end },
   }
   for _, op in ipairs(ops) do
     local name, call = op[1], op[2]
@@ -233,11 +234,13 @@ describe("values that cannot travel to a worker", function()
     assert.is_truthy(tostring(err):find("my_holder", 1, true), tostring(err))
   end)
 
-  it("the refusal blames the line of the operator call", function()
+  it("the refusal names the line of the operator call", function()
     local my_file = io.stderr
     local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() src:map(function() return my_file end) end)
     assert.is_false(ok)
-    assert_blames(err, line, { "my_file" })
+    err = tostring(err)
+    assert.is_truthy(err:find("my_file", 1, true), err)
+    assert.is_truthy(err:find("errors_spec.lua:" .. line, 1, true), err)
   end)
 
   it("a batch operator refuses the capture too, naming the variable", function()
@@ -250,7 +253,7 @@ describe("values that cannot travel to a worker", function()
 end)
 
 describe("out of memory in a closure", function()
-  it("fails the batch with 'out of memory' and the process and a new context survive", function()
+  it("fails the batch with 'out of memory' and the process and a new context survive #oom", function()
     local err
     H.with_context({ workers = 2, partitions = 2, worker_memory = "64m" }, function(ctx)
       ctx:queue_stream({ { 1, 2 } }):map(function(x)
@@ -262,10 +265,11 @@ describe("out of memory in a closure", function()
       if not ok then err = e end
     end)
     assert.is_not_nil(err, "ctx:advance did not raise")
-    assert.is_truthy(tostring(err):find("out of memory", 1, true), tostring(err))
 
     local results = H.run({ workers = 2, partitions = 2, worker_memory = "64m" }, { { 1, 2, 3 }, {} },
       function(s) return s:map(function(x) return x * 10 end) end)
     assert.are.same({ { 10, 20, 30 }, {} }, results)
+
+    assert.is_truthy(tostring(err):find("out of memory", 1, true), tostring(err))
   end)
 end)

@@ -123,10 +123,14 @@ for _, kind in ipairs({ "parallelize", "foreach_rdd" }) do
 
       describe("take", function()
         it("returns the first n records in order", function()
-          for _, n in ipairs({ 0, 1, 2, 3, 5, 7, 20 }) do
+          for _, n in ipairs({ 1, 2, 3, 5, 7, 20 }) do
             local got = with_rdd(kind, cfg, SMALL, function(rdd) return rdd:take(n) end)
             assert.are.same(R.take(SMALL, n), got)
           end
+        end)
+
+        it("take(0) returns an empty array", function()
+          assert.are.same({}, with_rdd(kind, cfg, SMALL, function(rdd) return rdd:take(0) end))
         end)
 
         it("takes across partitions of a big batch", function()

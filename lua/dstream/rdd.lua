@@ -48,21 +48,22 @@ end
 function M.from_list(ctx, list, nparts, pairs)
   local n = #list
   local parts = {}
-  local buf = buffer.new()
   for p = 0, nparts - 1 do
     local lo, hi = math.floor(n * p / nparts) + 1, math.floor(n * (p + 1) / nparts)
-    buf:reset()
+    local keys, values = {}, {}
     for i = lo, hi do
       local v = list[i]
       if pairs then
         if type(v) ~= "table" then error("element " .. i .. " is not a {key, value} table", 0) end
-        buf:encode(v[1]):encode(v[2])
+        keys[i - lo + 1], values[i - lo + 1] = v[1], v[2]
       else
-        buf:encode(v)
+        keys[i - lo + 1] = v
       end
     end
     local count = hi - lo + 1
-    parts[p + 1] = count > 0 and { core.slice_from_string(buf:tostring(), count, pairs) } or {}
+    -- The slice layout of worker.lua: one value, { values } or { keys, values }.
+    local bytes = buffer.encode(pairs and { keys, values } or { keys })
+    parts[p + 1] = count > 0 and { core.slice_from_string(bytes, count, pairs) } or {}
   end
   return M.from_slices(ctx, parts)
 end
@@ -235,22 +236,15 @@ end
 
 local function decode_outputs(results, limit)
   local out, n = {}, 0
-  local reader = buffer.new()
   for _, outputs in ipairs(results) do
     for _, o in ipairs(outputs) do
       local slice = o[2]
-      local bytes = slice:bytes()
-      reader:set(bytes)
-      local _, pairs_flag = slice:format()
-      for _ = 1, slice:count() do
+      local arrays = buffer.decode(slice:bytes())
+      local keys, values = arrays[1], arrays[2]
+      for i = 1, slice:count() do
         if limit and n >= limit then return out end
         n = n + 1
-        if pairs_flag then
-          local k = reader:decode()
-          out[n] = { k, reader:decode() }
-        else
-          out[n] = reader:decode()
-        end
+        if values then out[n] = { keys[i], values[i] } else out[n] = keys[i] end
       end
     end
   end
@@ -267,7 +261,10 @@ function RDD:collect()
 end
 
 function RDD:take(n)
-  util.check_count(n, "take", "n")
+  if type(n) ~= "number" or n < 0 or n ~= math.floor(n) then
+    error("take: n must be a whole number of at least 0, got " .. tostring(n), 2)
+  end
+  if n == 0 then return {} end
   return decode_outputs(self:_run(const({ kind = "collect", limit = n }), "take"), n)
 end
 

@@ -125,8 +125,10 @@ local function encode_function(st, fn)
     i = i + 1
   end
   node[7] = i - 1
+  local env = getfenv(fn) -- busted and sandboxes give chunks an environment other than _G
   for gname in pairs(global_names(fn, {})) do
-    local v = rawget(_G, gname)
+    local v = rawget(env, gname)
+    if v == nil and env ~= _G then v = env[gname] end
     if v ~= nil then
       table.insert(st.path, 1, "global '" .. gname .. "' read by the function at " .. node[6])
       node[5][gname] = encode_value(st, v)

@@ -56,8 +56,14 @@ local function out_buffer(i)
   return b:reset()
 end
 
-local function emit(task, target, buf, count, pairs_flag)
+-- A slice in DS_FMT_SBUF holds one encoded value: { values } for single records, or
+-- { keys, values } for pairs. Decoding a whole slice in one call keeps string.buffer's decoder
+-- out of the per-record loop (this LuaJIT build re-runs a JIT-compiled decode() after a type
+-- guard fails, which skips a value), and leaves the loop a plain array walk.
+local function emit(task, target, count, pairs_flag, keys, values)
   if count == 0 then return end
+  local buf = out_buffer(1)
+  buf:encode(pairs_flag and { keys, values } or { keys })
   local p, len = buf:ref()
   if C.ds_task_emit(task, target, FMT_SBUF, pairs_flag and 1 or 0, p, len, count) ~= 0 then
     error("out of memory while storing the task's output", 0)
@@ -89,21 +95,19 @@ local terminals = {}
 
 -- The records, encoded for the driver (collect, take, print ...) or for the next stage.
 function terminals.collect(task, spec)
-  local buf, n, pairs_flag = out_buffer(1), 0, nil
+  local ka, va, n, pairs_flag = {}, {}, 0, nil
   local limit = spec.limit or math.huge
   local function push(a, b)
     if n >= limit then return end
     if pairs_flag == nil then pairs_flag = b ~= nil end
-    if pairs_flag then
-      if b == nil then error("records of this stream mix key/value pairs and single values (this one: " .. format.brief(a) .. ")", 0) end
-      buf:encode(a):encode(b)
-    else
-      if b ~= nil then error("records of this stream mix single values and key/value pairs (this one: " .. format.brief(a, b) .. ")", 0) end
-      buf:encode(a)
+    if pairs_flag ~= (b ~= nil) then
+      error("records of this stream mix key/value pairs and single values (this one: "
+        .. format.brief(a, b) .. ")", 0)
     end
     n = n + 1
+    ka[n], va[n] = a, b
   end
-  local function finish() emit(task, 0, buf, n, pairs_flag) end
+  local function finish() emit(task, 0, n, pairs_flag, ka, va) end
   return push, finish
 end
 
@@ -122,19 +126,15 @@ function terminals.combine(task, spec)
     end
   end
   local function finish()
-    local bufs, counts = {}, {}
+    local keys, values, counts = {}, {}, {}
     for k, v in pairs(acc) do
       local t = key_hash(k, who) % nparts
-      local b = bufs[t]
-      if not b then
-        b = out_buffer(t + 1)
-        bufs[t] = b
-        counts[t] = 0
-      end
-      b:encode(k):encode(v)
-      counts[t] = counts[t] + 1
+      local n = (counts[t] or 0) + 1
+      if n == 1 then keys[t], values[t] = {}, {} end
+      keys[t][n], values[t][n] = k, v
+      counts[t] = n
     end
-    for t, b in pairs(bufs) do emit(task, t, b, counts[t], true) end
+    for t, n in pairs(counts) do emit(task, t, n, true, keys[t], values[t]) end
   end
   return push, finish
 end
@@ -142,10 +142,9 @@ end
 -- Map side of a shuffle without combining: by key hash, or round robin for single values.
 function terminals.partition(task, spec)
   local nparts, who, by_key = spec.partitions, spec.who, spec.by_key
-  local bufs, counts = {}, {}
+  local keys, values, counts = {}, {}, {}
   for t = 0, nparts - 1 do
-    bufs[t] = out_buffer(t + 1)
-    counts[t] = 0
+    keys[t], values[t], counts[t] = {}, {}, 0
   end
   local next_target = spec.start or 0
   local pairs_flag
@@ -158,11 +157,12 @@ function terminals.partition(task, spec)
       next_target = (t + 1) % nparts
     end
     if pairs_flag == nil then pairs_flag = b ~= nil end
-    if pairs_flag then bufs[t]:encode(a):encode(b) else bufs[t]:encode(a) end
-    counts[t] = counts[t] + 1
+    local n = counts[t] + 1
+    counts[t] = n
+    keys[t][n], values[t][n] = a, b
   end
   local function finish()
-    for t = 0, nparts - 1 do emit(task, t, bufs[t], counts[t], pairs_flag) end
+    for t = 0, nparts - 1 do emit(task, t, counts[t], pairs_flag, keys[t], values[t]) end
   end
   return push, finish
 end
@@ -171,10 +171,7 @@ end
 function terminals.count(task)
   local n = 0
   local function push() n = n + 1 end
-  local function finish()
-    local b = out_buffer(1):encode(n)
-    emit(task, 0, b, 1, false)
-  end
+  local function finish() emit(task, 0, 1, false, { n }) end
   return push, finish
 end
 
@@ -187,7 +184,7 @@ function terminals.reduce(task, spec)
     if seen then acc = f(acc, a) else acc, seen = a, true end
   end
   local function finish()
-    if seen then emit(task, 0, out_buffer(1):encode(acc), 1, false) end
+    if seen then emit(task, 0, 1, false, { acc }) end
   end
   return push, finish
 end
@@ -356,15 +353,17 @@ end
 local reader = buffer.new()
 local function read_sbuf(s, push)
   reader:set(s.data, s.len)
+  local arrays = reader:decode()
+  local keys, values = arrays[1], arrays[2]
   local count = tonumber(s.count)
-  if s.pairs ~= 0 then
-    for _ = 1, count do
-      local input_record, input_value = reader:decode(), reader:decode()
+  if values then
+    for i = 1, count do
+      local input_record, input_value = keys[i], values[i]
       push(input_record, input_value)
     end
   else
-    for _ = 1, count do
-      local input_record = reader:decode()
+    for i = 1, count do
+      local input_record = keys[i]
       push(input_record)
     end
   end
@@ -441,6 +440,9 @@ function M.run(task_ptr)
   for i = 1, #task_buffers do task_buffers[i]:reset() end
   if ok then return end
   local text
+  if err == "not enough memory" then -- memory errors skip the handler
+    err = { oom = true, message = err }
+  end
   if type(err) ~= "table" then
     text = tostring(err)
   elseif err.oom then

@@ -122,12 +122,19 @@ function H.repr(v)
 end
 
 -- A sorted copy of a list (any records, including {k, v} pairs and tables).
+-- Numbers sort numerically and before other values; other values sort by H.repr.
+local TYPE_RANK = { number = 1, boolean = 2, string = 3, table = 4 }
 function H.sorted(list)
   local keyed = {}
-  for i, v in ipairs(list) do keyed[i] = { H.repr(v), v } end
-  table.sort(keyed, function(a, b) return a[1] < b[1] end)
+  for i, v in ipairs(list) do
+    keyed[i] = { TYPE_RANK[type(v)] or 5, type(v) == "number" and v or H.repr(v), v }
+  end
+  table.sort(keyed, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
   local out = {}
-  for i, kv in ipairs(keyed) do out[i] = kv[2] end
+  for i, kv in ipairs(keyed) do out[i] = kv[3] end
   return out
 end
 
