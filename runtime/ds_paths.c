@@ -50,6 +50,12 @@ static void compute(void) {
       add_root(installed);
       return;
     }
+    /* A luarocks tree: <tree>/bin/dstream and <tree>/share/lua/5.1/dstream/init.lua. */
+    snprintf(installed, sizeof installed, "%s/../share/lua/5.1", dir);
+    if (has_file(installed, "dstream/init.lua")) {
+      add_root(installed);
+      return;
+    }
   }
   /* Build tree: the sources this binary was built from. */
   add_root(DS_SOURCE_DIR "/lua");

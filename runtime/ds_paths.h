@@ -1,6 +1,7 @@
 /* ds_paths.h - where dstream's own Lua modules live, found without environment variables.
  *
- * An installed dstream finds them beside its executable (<prefix>/share/dstream/lua); a
+ * An installed dstream finds them beside its executable (<prefix>/share/dstream/lua, or
+ * <tree>/share/lua/5.1 in a luarocks tree); a
  * dstream run from its build tree finds them in the source tree it was built from. The
  * DSTREAM_LUA_DIR environment variable, when set, overrides both (for packagers). */
 #ifndef DS_PATHS_H

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libluajit-5.1-dev luajit libuv1-dev
-  librdkafka-dev lua-busted lua-cjson kcat netcat-openbsd)
+  librdkafka-dev lua-busted lua-cjson luarocks kcat netcat-openbsd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
