@@ -95,7 +95,7 @@ end
 -- f captures something that cannot travel.
 function Context:_ship(f, who, level)
   local bytes, err = ship.try_encode(f, "the function given to " .. who)
-  if not bytes then error(who .. ": " .. err, level + 1) end
+  if not bytes then error(who .. ": " .. err, level) end
   local id = self._blob_ids[bytes]
   if not id then
     id = self._next_blob

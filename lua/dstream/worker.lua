@@ -396,7 +396,13 @@ end
 local function on_error(err)
   local msg = type(err) == "string" and err or ("error object: " .. tostring(err))
   if err == "not enough memory" then return { oom = true, message = msg } end
-  return { message = msg, record = current_record(), traceback = debug.traceback("", 2) }
+  -- The user's frames only: the traceback stops where dstream's worker code begins.
+  local lines = {}
+  for line in debug.traceback("", 2):gmatch("[^\n]+") do
+    if line:find("dstream/worker.lua", 1, true) then break end
+    lines[#lines + 1] = line
+  end
+  return { message = msg, record = current_record(), traceback = table.concat(lines, "\n") }
 end
 
 ---------------------------------------------------------------------------------------------
