@@ -59,7 +59,8 @@ static int report_call(lua_State *L, int nargs, int nres) {
   lua_remove(L, base);
   if (rc != 0) {
     const char *msg = lua_tostring(L, -1);
-    fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object is not a string)");
+    if (!lua_isnil(L, -1))
+      fprintf(stderr, "%s: %s\n", progname, msg ? msg : "(error object is not a string)");
     lua_pop(L, 1);
   }
   return rc;

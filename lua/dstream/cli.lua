@@ -6,6 +6,7 @@ local M = {}
 -- Error handler of the script's top-level call. Errors from dstream itself already say where
 -- and what; a Lua error gets the script's traceback only at --log-level debug.
 function M.error_handler(err)
+  if err == nil then return nil end -- error() with no value: a silent failure (busted uses it)
   if type(err) ~= "string" then
     err = "(error object is a " .. type(err) .. " value: " .. tostring(err) .. ")"
   end
