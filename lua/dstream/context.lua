@@ -73,6 +73,7 @@ function M.new(opts)
   self.sched = scheduler.new {
     workers = self.workers, worker_memory = self.worker_memory,
     max_attempts = self.max_task_attempts, jit = cli_options().jit,
+    on_task = function(spec, status, info) self:_on_task(spec, status, info) end,
   }
   live[self] = true
   return self
@@ -180,7 +181,10 @@ function Context:rate_stream(opts)
   end)
 end
 
--- Input backed by a C receiver: sealed at each boundary into C-memory slices.
+-- Input backed by a receiver: open() (called by start) returns an object with
+-- seal(nparts) -> partitions of slices (see ds_lua_push_sealed), stats() -> table, stop().
+-- The clock seals it at each boundary into C-memory slices. Sources written elsewhere
+-- (Kafka, Lua receivers) plug in through ctx:_receiver_stream(name, open).
 local function receiver_stream(self, name, open)
   local s
   s = input_stream(self, name, function(_, time)
@@ -197,6 +201,10 @@ local function receiver_stream(self, name, open)
   s.sealed = {}
   s.open = open
   return s
+end
+
+function Context:_receiver_stream(name, open)
+  return receiver_stream(self, name, open)
 end
 
 function Context:socket_text_stream(host, port, opts)
@@ -298,14 +306,20 @@ function Context:_pump()
   end
   self.running = batch
   batch.started_at = core.now_ms()
+  batch.scheduling_delay_ms = batch.started_at - batch.generated_at
+  batch.stages = {}
+  self:_notify("batch_started", batch)
   scheduler.spawn(function() self:_run_batch(batch) end, function(ok, err)
     self.running = nil
     if self.state == "stopped" then return end
     if not ok then return self:_fail(err) end
     batch.finished_at = core.now_ms()
+    batch.processing_ms = batch.finished_at - batch.started_at
+    batch.total_delay_ms = batch.finished_at - batch.generated_at
     self.batches[#self.batches + 1] = batch
     if #self.batches > 100 then table.remove(self.batches, 1) end
     self:_cleanup(batch.time)
+    self:_notify("batch_completed", batch)
     self:_pump()
   end)
 end
@@ -323,6 +337,39 @@ function Context:_cleanup(time)
       for _, p in ipairs(s.parents) do todo[#todo + 1] = p end
     end
   end
+end
+
+-- Adds a finished task's figures to its stage in the running batch.
+function Context:_on_task(spec, status, info)
+  local batch = self.running
+  if not batch or spec.time ~= batch.time then return end
+  local stages = batch.stages
+  local st = stages[spec.stage]
+  if not st then
+    st = { name = spec.stage, tasks = 0, failed = 0, task_ms = 0, records_in = 0 }
+    stages[spec.stage] = st
+    stages[#stages + 1] = st
+  end
+  st.tasks = st.tasks + 1
+  if status ~= 0 then st.failed = st.failed + 1 end
+  st.task_ms = st.task_ms + (info.run_ms or 0)
+  st.records_in = st.records_in + (info.records_in or 0)
+end
+
+-- Listeners: fn(info) for "batch_started" and "batch_completed"; info is the batch record:
+-- time, records, generated_at, started_at, finished_at (ms), scheduling_delay_ms,
+-- processing_ms, total_delay_ms, stages = { {name, tasks, ms, records_in}, ... }.
+function Context:_listen(event, fn)
+  self._listeners = self._listeners or {}
+  local list = self._listeners[event] or {}
+  self._listeners[event] = list
+  list[#list + 1] = fn
+end
+
+function Context:_notify(event, info)
+  local list = self._listeners and self._listeners[event]
+  if not list then return end
+  for _, fn in ipairs(list) do fn(info) end
 end
 
 function Context:_fail(err)
