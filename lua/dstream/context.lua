@@ -9,6 +9,7 @@
 local core = require("dstream.core")
 local rdd_mod = require("dstream.rdd")
 local scheduler = require("dstream.scheduler")
+local shared = require("dstream.shared")
 local ship = require("dstream.ship")
 local stream_mod = require("dstream.stream")
 local util = require("dstream.util")
@@ -74,6 +75,10 @@ function M.new(opts)
     workers = self.workers, worker_memory = self.worker_memory,
     max_attempts = self.max_task_attempts, jit = cli_options().jit,
     on_task = function(spec, status, info) self:_on_task(spec, status, info) end,
+    on_accumulators = function(slice)
+      local arrays = require("string.buffer").decode(slice:bytes())
+      shared.apply(self, arrays[1], arrays[2])
+    end,
   }
   live[self] = true
   return self
@@ -105,6 +110,12 @@ function Context:_ship(f, who, level)
     self:_scheduler().pool:put_blob(id, bytes)
   end
   return id
+end
+
+-- A new keyed-state id (state lives on the workers under it).
+function Context:_new_state(kind)
+  self._nstates = (self._nstates or 0) + 1
+  return self._nstates
 end
 
 function Context:_register_stream()
@@ -264,6 +275,19 @@ function Context:text_file(path, nparts)
     parts[p + 1] = #chunk > 0 and { core.lines_slice(chunk) } or {}
   end
   return rdd_mod.from_slices(self, parts)
+end
+
+---------------------------------------------------------------------------------------------
+-- Shared variables
+
+-- A read-only value for the workers, shipped once per worker however many closures use it.
+function Context:broadcast(value)
+  return shared.broadcast(self, value)
+end
+
+-- acc:add(v) on workers; acc.value on the driver. merge(a, b) defaults to a + b.
+function Context:accumulator(initial, merge)
+  return shared.accumulator(self, initial, merge)
 end
 
 ---------------------------------------------------------------------------------------------

@@ -116,16 +116,112 @@ function RDD:reduce_by_key(f, nparts)
     { kind = "merge", fn = id }, nparts or self.ctx.partitions)
 end
 
-function RDD:count_by_value(nparts)
-  util.check_count(nparts, "count_by_value", "the number of partitions", true)
+local function check_nparts(nparts, who)
+  if nparts ~= nil and (type(nparts) ~= "number" or nparts < 1 or nparts ~= math.floor(nparts)) then
+    error(who .. ": the number of partitions must be a whole number of at least 1, got " .. tostring(nparts), 4)
+  end
+end
+
+-- Records hashed by key into nparts buckets, no combining (the map side of grouping).
+function RDD:_by_key(reduce_op, nparts, who)
+  return self:_shuffle({ kind = "partition", by_key = true, who = who }, reduce_op,
+    nparts or self.ctx.partitions)
+end
+
+function RDD:group_by_key(nparts)
+  check_nparts(nparts, "group_by_key")
+  return self:_by_key({ kind = "group" }, nparts, "group_by_key")
+end
+
+-- create(v) makes a key's combiner from its first value, merge_value(c, v) adds a value,
+-- merge_combiners(c1, c2) merges two; combining starts on the map side.
+function RDD:combine_by_key(create, merge_value, merge_combiners, nparts)
+  util.check_function(create, "combine_by_key")
+  util.check_function(merge_value, "combine_by_key")
+  util.check_function(merge_combiners, "combine_by_key")
+  check_nparts(nparts, "combine_by_key")
   local ctx = self.ctx
-  ctx._count_ops = ctx._count_ops or {
-    one = { kind = "map", fn = ctx:_ship(function(v) return v, 1 end, "count_by_value") },
-    add = ctx:_ship(function(a, b) return a + b end, "count_by_value"),
-  }
-  local ops = ctx._count_ops
-  return self:_narrow(ops.one):_shuffle({ kind = "combine", fn = ops.add, who = "count_by_value" },
-    { kind = "merge", fn = ops.add }, nparts or ctx.partitions)
+  local c, mv, mc = ctx:_ship(create, "combine_by_key", 3), ctx:_ship(merge_value, "combine_by_key", 3),
+    ctx:_ship(merge_combiners, "combine_by_key", 3)
+  return self:_shuffle({ kind = "combine", create = c, fn = mv, who = "combine_by_key" },
+    { kind = "merge", fn = mc }, nparts or ctx.partitions)
+end
+
+RDD.flat_map_values = fn_op("flat_map_values")
+
+-- cogroup and the joins: both sides hashed by key into the same buckets.
+local function two_sided(mode)
+  return function(self, other, nparts)
+    if not M.is_rdd(other) then error(mode .. ": expected a batch (rdd), got " .. type(other), 2) end
+    check_nparts(nparts, mode)
+    nparts = nparts or self.ctx.partitions
+    local left = self:_shuffle({ kind = "partition", by_key = true, who = mode }, nil, nparts)
+    local right = other:_shuffle({ kind = "partition", by_key = true, who = mode }, nil, nparts)
+    return new(self.ctx, { kind = "cogroup", sides = { left, right }, nparts = nparts,
+      op = { kind = "cogroup", mode = mode } })
+  end
+end
+
+RDD.cogroup = two_sided("cogroup")
+RDD.join = two_sided("join")
+RDD.left_outer_join = two_sided("left_outer_join")
+RDD.right_outer_join = two_sided("right_outer_join")
+RDD.full_outer_join = two_sided("full_outer_join")
+
+-- Keyed state (dstream.ops_state): runs the update of state `state_id` with this batch's
+-- records now, on the workers that keep the state. Returns the outputs of each task.
+function RDD:_run_stateful(state_id, op, nparts, term, stage)
+  local shuffled = self:_by_key(nil, nparts, stage)
+  local plans = shuffled:_plans()
+  for r, plan in ipairs(plans) do
+    plan.ops = { op }
+    plan.state_part = r - 1
+  end
+  return self.ctx:_scheduler():run_tasks(shuffled:_tasks(plans, function() return term end, stage))
+end
+
+-- The keys and states of state `state_id`, read where they live.
+function M.state_source(ctx, state_id, nparts)
+  return new(ctx, { kind = "state", state_id = state_id, nparts = nparts })
+end
+
+-- Partitions made of the outputs of tasks (one task's outputs per partition).
+function M.from_outputs(ctx, results)
+  local parts = {}
+  for i, outputs in ipairs(results) do
+    local slices = {}
+    for _, out in ipairs(outputs) do slices[#slices + 1] = out[2] end
+    parts[i] = slices
+  end
+  return M.from_slices(ctx, parts)
+end
+
+-- Functions dstream itself ships (counting), once per context.
+local builtin_fns = {
+  value_one = function(v) return v, 1 end,
+  key_one = function(k) return k, 1 end,
+  add = function(a, b) return a + b end,
+}
+local function builtin(ctx, name)
+  ctx._builtin_ids = ctx._builtin_ids or {}
+  local id = ctx._builtin_ids[name]
+  if not id then
+    id = ctx:_ship(builtin_fns[name], name, 2)
+    ctx._builtin_ids[name] = id
+  end
+  return id
+end
+
+local function count_by(self, first, nparts, who)
+  local add = builtin(self.ctx, "add")
+  return self:_narrow({ kind = "map", fn = builtin(self.ctx, first) })
+    :_shuffle({ kind = "combine", fn = add, who = who }, { kind = "merge", fn = add },
+      nparts or self.ctx.partitions)
+end
+
+function RDD:count_by_value(nparts)
+  check_nparts(nparts, "count_by_value")
+  return count_by(self, "value_one", nparts, "count_by_value")
 end
 
 -- The count as a one-record batch (for streams): 0 for an empty batch.
@@ -165,10 +261,22 @@ function RDD:_plans()
     local plans = self.parents[1]:_plans()
     for _, plan in ipairs(self.parents[2]:_plans()) do plans[#plans + 1] = plan end
     return plans
+  elseif kind == "cogroup" then -- both sides' buckets r, left first
+    local plans = {}
+    for r = 1, self.nparts do
+      plans[r] = { ops = { self.op }, shuffles = { self.sides[1], self.sides[2] }, index = r - 1 }
+    end
+    return plans
+  elseif kind == "state" then -- keyed state read where it lives
+    local plans = {}
+    for r = 1, self.nparts do
+      plans[r] = { ops = {}, state = self.state_id, state_part = r - 1 }
+    end
+    return plans
   else -- shuffle: the reduce side reads the buckets the map side wrote
     local plans = {}
     for r = 1, self.nparts do
-      plans[r] = { ops = { self.reduce_op }, shuffle = self, index = r - 1 }
+      plans[r] = { ops = { self.reduce_op }, shuffles = { self }, index = r - 1 }
     end
     return plans
   end
@@ -176,10 +284,11 @@ end
 
 local function add_shuffle_deps(plans, deps, seen)
   for _, plan in ipairs(plans) do
-    local node = plan.shuffle
-    if node and not seen[node] then
-      seen[node] = true
-      deps[#deps + 1] = node
+    for _, node in ipairs(plan.shuffles or {}) do
+      if not seen[node] then
+        seen[node] = true
+        deps[#deps + 1] = node
+      end
     end
   end
 end
@@ -191,15 +300,27 @@ function RDD:_tasks(plans, term, stage, time)
   add_shuffle_deps(plans, deps, {})
   for _, node in ipairs(deps) do node:_materialize(time) end
   local specs = {}
+  local workers = self.ctx.workers
+  time = time or self.ctx._current_time
   for i, plan in ipairs(plans) do
     local ops = {}
     for j, op in ipairs(plan.ops) do ops[j] = op end
-    local desc = { ops = ops, term = term(i - 1), range = plan.range }
+    -- A task touching keyed state keeps its state partition's number (also inside a union).
+    local part = plan.state_part or i - 1
+    local desc = { ops = ops, term = term(i - 1), range = plan.range, state = plan.state,
+      part = part, time = time }
     local inputs = plan.slices
-    if plan.shuffle then inputs = plan.shuffle.buckets[plan.index + 1] end
+    if plan.shuffles then
+      inputs = {}
+      for side, node in ipairs(plan.shuffles) do
+        for _, slice in ipairs(node.buckets[plan.index + 1]) do inputs[#inputs + 1] = slice end
+        if side == 1 and #plan.shuffles == 2 then desc.nleft = #inputs end
+      end
+    end
     specs[i] = {
-      desc = buffer.encode(desc), inputs = inputs or {}, part = i - 1, stage = stage,
-      time = time or self.ctx._current_time,
+      desc = buffer.encode(desc), inputs = inputs or {}, part = part, stage = stage, time = time,
+      -- Keyed state lives on worker p % workers: its tasks must run there.
+      affinity = plan.state_part and plan.state_part % workers or nil,
     }
   end
   return specs
@@ -287,6 +408,10 @@ function RDD:reduce(f)
   local acc = partials[1]
   for i = 2, #partials do acc = f(acc, partials[i]) end
   return acc
+end
+
+function RDD:count_by_key()
+  return count_by(self, "key_one", nil, "count_by_key"):collect_as_map()
 end
 
 function RDD:collect_as_map()

@@ -23,6 +23,7 @@ function M.new(opts)
     max_attempts = opts.max_attempts or 4,
     worker_memory = opts.worker_memory,
     on_task = opts.on_task, -- optional observer of finished tasks
+    on_accumulators = opts.on_accumulators, -- fn(slice) with a successful task's adds
   }, M)
   self.pool = core.pool_new {
     workers = opts.workers,
@@ -82,6 +83,12 @@ function M:_on_done(id, status, err, outputs, info)
   if self.on_task then self.on_task(t.spec, status, info) end
   if job.failed or job.cancelled then return end
   if status == 0 then
+    -- Accumulator updates (target -1) count only now that the task has succeeded.
+    for i = #outputs, 1, -1 do
+      if outputs[i][1] == -1 then
+        if self.on_accumulators then self.on_accumulators(table.remove(outputs, i)[2]) end
+      end
+    end
     job.results[t.index] = outputs
     job.remaining = job.remaining - 1
   elseif t.attempt < self.max_attempts and not job.cancelled then

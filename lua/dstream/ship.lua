@@ -147,6 +147,14 @@ local function encode_table(st, t)
     st.nodes[#st.nodes + 1] = { "m", modname }
     return
   end
+  -- Objects that know how to travel (broadcasts, accumulators) send a reference:
+  -- __ship returns a module name and plain data for that module's __unship.
+  local custom = getmetatable(t)
+  if type(custom) == "table" and rawget(custom, "__ship") then
+    local mod, data = custom.__ship(t)
+    st.nodes[#st.nodes + 1] = { "x", mod, data }
+    return
+  end
   local keys, vals = {}, {}
   local node = { "t", keys, vals }
   st.nodes[#st.nodes + 1] = node
@@ -228,6 +236,8 @@ function M.decode(bytes)
       objs[i] = resolve_path(node[2], node[3])
     elseif kind == "m" then
       objs[i] = require(node[2])
+    elseif kind == "x" then
+      objs[i] = require(node[2]).__unship(node[3])
     else
       objs[i] = _G
     end

@@ -113,6 +113,140 @@ function Stream:reduce_by_key(f, nparts)
   end)
 end
 
+---------------------------------------------------------------------------------------------
+-- Key/value streams
+
+local function check_nparts(nparts, who)
+  if nparts ~= nil and (type(nparts) ~= "number" or nparts < 1 or nparts ~= math.floor(nparts)) then
+    error(who .. ": the number of partitions must be a whole number of at least 1, got " .. tostring(nparts), 3)
+  end
+end
+
+Stream.flat_map_values = fn_transform("flat_map_values")
+
+function Stream:group_by_key(nparts)
+  check_nparts(nparts, "group_by_key")
+  return self:_derive("group_by_key", function(r) return r:group_by_key(nparts) end)
+end
+
+function Stream:combine_by_key(create, merge_value, merge_combiners, nparts)
+  util.check_function(create, "combine_by_key")
+  util.check_function(merge_value, "combine_by_key")
+  util.check_function(merge_combiners, "combine_by_key")
+  check_nparts(nparts, "combine_by_key")
+  return self:_derive("combine_by_key", function(r)
+    return r:combine_by_key(create, merge_value, merge_combiners, nparts)
+  end)
+end
+
+function Stream:count_by_key(nparts)
+  check_nparts(nparts, "count_by_key")
+  return self:_derive("count_by_key", function(r)
+    return r:map(function(k) return k, 1 end):reduce_by_key(function(a, b) return a + b end, nparts)
+  end)
+end
+
+-- A stream built from this stream's and another's batch at each time.
+function Stream:_derive2(other, name, f)
+  if not M.is_stream(other) then error(name .. ": expected a stream, got " .. type(other), 3) end
+  return M.new(self.ctx, { self, other }, function(s, time)
+    local a, b = s.parents[1]:get_rdd(time), s.parents[2]:get_rdd(time)
+    if a and b then return f(a, b, time) end
+  end, name)
+end
+
+local function two_sided(mode)
+  return function(self, other, nparts)
+    check_nparts(nparts, mode)
+    return self:_derive2(other, mode, function(a, b) return a[mode](a, b, nparts) end)
+  end
+end
+
+Stream.cogroup = two_sided("cogroup")
+Stream.join = two_sided("join")
+Stream.left_outer_join = two_sided("left_outer_join")
+Stream.right_outer_join = two_sided("right_outer_join")
+Stream.full_outer_join = two_sided("full_outer_join")
+
+-- fn(rdd, other_rdd, time) runs on the driver for every batch and returns the batch to use.
+function Stream:transform_with(other, fn)
+  util.check_function(fn, "transform_with")
+  return self:_derive2(other, "transform_with", function(a, b, time)
+    local out = fn(a, b, time)
+    if not rdd_mod.is_rdd(out) then
+      error("transform_with: the function must return a batch (rdd), got " .. type(out), 0)
+    end
+    return out
+  end)
+end
+
+---------------------------------------------------------------------------------------------
+-- Keyed state: kept on the workers between batches (dstream.ops_state)
+
+-- fn(values, state) -> new state (nil removes the key), called for every key in every batch:
+-- `values` is the array of the batch's values for the key (empty when none came), `state` the
+-- previous state (nil for a new key). The stream's batches are the (key, state) pairs.
+function Stream:update_state_by_key(fn, nparts)
+  util.check_function(fn, "update_state_by_key")
+  check_nparts(nparts, "update_state_by_key")
+  local ctx = self.ctx
+  local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key", 2),
+    state = ctx:_new_state("update_state_by_key") }
+  local n = nparts or ctx.partitions
+  local out = self:_derive("update_state_by_key", function(r)
+    r:_run_stateful(op.state, op, n, { kind = "discard" }, "update_state_by_key")
+    return rdd_mod.state_source(ctx, op.state, n)
+  end)
+  out.state_id = op.state
+  return out
+end
+
+-- spec = { fn = function(key, value, state) ... end, timeout = duration, initial = rdd of
+-- (key, state) pairs, partitions = n }. fn runs for every record (and once for a key whose
+-- state times out: value nil, state:is_timing_out() true); the stream carries what fn returns.
+function Stream:map_with_state(spec)
+  util.check_table(spec, "map_with_state", "the spec")
+  util.check_function(spec.fn, "map_with_state")
+  check_nparts(spec.partitions, "map_with_state")
+  local ctx = self.ctx
+  local timeout
+  if spec.timeout ~= nil then
+    local err
+    timeout, err = util.parse_duration(spec.timeout)
+    if not timeout then error("map_with_state: timeout: " .. err, 2) end
+  end
+  local initial = spec.initial
+  if initial ~= nil and not rdd_mod.is_rdd(initial) then
+    error("map_with_state: initial must be a batch (rdd) of key/state pairs, got " .. type(initial), 2)
+  end
+  local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state", 2),
+    state = ctx:_new_state("map_with_state"), timeout_ms = timeout }
+  local n = spec.partitions or ctx.partitions
+  local out = self:_derive("map_with_state", function(r)
+    if initial then
+      initial:_run_stateful(op.state, { kind = "load_state", state = op.state }, n,
+        { kind = "discard" }, "map_with_state (initial state)")
+      initial = nil
+    end
+    return rdd_mod.from_outputs(ctx, r:_run_stateful(op.state, op, n, { kind = "collect" }, "map_with_state"))
+  end)
+  out.state_id, out.state_partitions = op.state, n
+  return out
+end
+
+-- The (key, state) pairs of a map_with_state stream after each batch.
+function Stream:state_snapshots()
+  if not self.state_id then
+    error("state_snapshots: only the stream returned by map_with_state has state snapshots", 2)
+  end
+  local n = self.state_partitions
+  return M.new(self.ctx, { self }, function(s, time)
+    if s.parents[1]:get_rdd(time) then -- the batch's update has run
+      return rdd_mod.state_source(s.ctx, self.state_id, n)
+    end
+  end, "state_snapshots")
+end
+
 -- fn(rdd, time) runs on the driver for every batch and returns the batch to use.
 function Stream:transform(fn)
   util.check_function(fn, "transform")

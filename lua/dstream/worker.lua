@@ -112,15 +112,17 @@ function terminals.collect(task, spec)
 end
 
 -- Map side of a keyed shuffle with a combiner: one value per key per task, then buckets.
+-- With spec.create (combine_by_key) the first value of a key becomes create(v).
 function terminals.combine(task, spec)
   local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
+  local create = spec.create and shipped(spec.create)
   local acc = {}
   local function push(k, v)
     if v == nil then key_hash(nil, who) end
     local old = acc[k]
     if old == nil then
       if k == nil or k ~= k then key_hash(k, who) end
-      acc[k] = v
+      if create then acc[k] = create(v) else acc[k] = v end
     else
       acc[k] = f(old, v)
     end
@@ -351,7 +353,7 @@ local function read_lines(s, push)
 end
 
 local reader = buffer.new()
-local function read_sbuf(s, push)
+local function read_sbuf(s, push, side)
   reader:set(s.data, s.len)
   local arrays = reader:decode()
   local keys, values = arrays[1], arrays[2]
@@ -359,7 +361,7 @@ local function read_sbuf(s, push)
   if values then
     for i = 1, count do
       local input_record, input_value = keys[i], values[i]
-      push(input_record, input_value)
+      push(input_record, input_value, side)
     end
   else
     for i = 1, count do
@@ -419,16 +421,30 @@ local function build(desc, task)
   return push, fin
 end
 
+-- What operators may know of the task they run in: its partition and batch time, work to
+-- do only if the whole task succeeds (state commits), and accumulator updates.
+local current = { part = 0, time = 0, on_success = {}, accums = nil }
+M.current = current
+
 local function execute(task, desc)
+  current.part, current.time, current.worker = desc.part or 0, desc.time or 0, worker_index
   local push, finish = build(desc, task)
   local records = 0
   if desc.range then
     read_range(desc.range[1], desc.range[2], push)
     records = desc.range[2]
+  elseif desc.state then -- a state source: the keys this worker keeps for the partition
+    M.read_state(desc.state, desc.part, push)
   else
+    -- Two-sided inputs (cogroup, join): the first nleft slices are the left side.
+    local nleft = desc.nleft
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
-      if s.format == FMT_LINES then read_lines(s, push) else read_sbuf(s, push) end
+      if s.format == FMT_LINES then
+        read_lines(s, push)
+      else
+        read_sbuf(s, push, nleft and (i < nleft and 1 or 2) or nil)
+      end
       records = records + tonumber(s.count)
     end
   end
@@ -436,13 +452,36 @@ local function execute(task, desc)
   task.records_in = records
 end
 
+-- Accumulator updates travel back as an output for target -1: { ids, values }.
+local function emit_accumulators(task)
+  local ids, values, n = {}, {}, 0
+  for id, v in pairs(current.accums) do
+    n = n + 1
+    ids[n], values[n] = id, v
+  end
+  emit(task, -1, n, true, ids, values)
+end
+
+-- Operator modules add their operators and terminals through this table.
+M.operators, M.terminals = operators, terminals
+M.shipped, M.emit, M.buffered, M.flat_map_push = shipped, emit, buffered, flat_map_push
+require("dstream.ops_keyed")(M)
+require("dstream.ops_state")(M)
+
 local desc_reader = buffer.new()
 
 function M.run(task_ptr)
   local task = ffi_cast("ds_task *", task_ptr)
   desc_reader:set(task.desc, task.desc_len)
   local desc = desc_reader:decode()
+  local on_success = {}
+  current.on_success, current.accums = on_success, nil
   local ok, err = xpcall(execute, on_error, task, desc)
+  if ok and current.accums then ok, err = xpcall(emit_accumulators, on_error, task) end
+  if ok then
+    for i = 1, #on_success do on_success[i]() end -- e.g. keyed state becomes the new state
+  end
+  current.on_success, current.accums = {}, nil
   for i = 1, #task_buffers do task_buffers[i]:reset() end
   if ok then return end
   local text

@@ -1,0 +1,172 @@
+-- dstream/ops_state.lua: keyed state kept in a worker's Lua state between batches.
+--
+-- A stateful operator's keys are hash-partitioned; partition p of every batch runs on worker
+-- p % workers (task affinity), so its state stays in one VM and never crosses a thread. A task
+-- works on a copy of what it changes and the copy becomes the state only when the whole task
+-- succeeded (worker.current.on_success): a failed, retried task starts from the same state.
+-- Registered into dstream.worker.
+return function(W)
+  local operators, terminals = W.operators, W.terminals
+  local shipped, current = W.shipped, W.current
+  local pairs, error, next = pairs, error, next
+
+  local stores = {} -- state id -> partition -> { states = {k -> state}, touched = {k -> time} }
+
+  local function store_of(id, part)
+    local by_part = stores[id]
+    if not by_part then
+      by_part = {}
+      stores[id] = by_part
+    end
+    local store = by_part[part]
+    if not store then
+      store = { states = {}, touched = {} }
+      by_part[part] = store
+    end
+    return store
+  end
+  W.store_of = store_of
+
+  -- The `values` of keys that got no data in a batch: shared, so read-only.
+  local NO_VALUES = setmetatable({}, {
+    __newindex = function() error("update_state_by_key: the values array is read-only", 2) end,
+  })
+
+  -- update_state_by_key: fn(values, state) for every key that has state or new values.
+  function operators.update_state(spec, _, fin)
+    local f = shipped(spec.fn)
+    local store = store_of(spec.state, current.part)
+    local values, order, n = {}, {}, 0
+    return function(k, v)
+      local list = values[k]
+      if list == nil then
+        list = {}
+        values[k] = list
+        n = n + 1
+        order[n] = k
+      end
+      list[#list + 1] = v
+    end, function()
+      local old, new = store.states, {}
+      for k, state in next, old do
+        local s = f(values[k] or NO_VALUES, state)
+        if s ~= nil then new[k] = s end
+      end
+      for i = 1, n do
+        local k = order[i]
+        if old[k] == nil then
+          local s = f(values[k], nil)
+          if s ~= nil then new[k] = s end
+        end
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function() store.states = new end
+      fin()
+    end
+  end
+
+  -- The State handed to map_with_state's function; one per task, rebound to each key.
+  local State = {}
+  State.__index = State
+  function State:exists() return self._get(self._key) ~= nil end
+  function State:get() return self._get(self._key) end
+  function State:set(v)
+    if self._timing_out then error("map_with_state: a state that is timing out cannot be set", 2) end
+    if v == nil then error("map_with_state: state:set(nil); use state:remove()", 2) end
+    self._set(self._key, v)
+  end
+  function State:update(v) return self:set(v) end
+  function State:remove() self._set(self._key, nil) end
+  function State:is_timing_out() return self._timing_out end
+
+  local REMOVED = {}
+
+  -- map_with_state: fn(key, value, state) per record; only keys with data (or timing out)
+  -- are touched. Emits what fn returns.
+  function operators.map_state(spec, nxt, fin)
+    local f = shipped(spec.fn)
+    local store = store_of(spec.state, current.part)
+    local timeout, now = spec.timeout_ms, current.time
+    local states, touched = store.states, store.touched
+    local changes, seen = {}, {}
+    local state = setmetatable({ _timing_out = false }, State)
+    state._get = function(k)
+      local c = changes[k]
+      if c == REMOVED then return nil end
+      if c ~= nil then return c end
+      return states[k]
+    end
+    state._set = function(k, v) changes[k] = v == nil and REMOVED or v end
+    return function(k, v)
+      if k == nil then error("map_with_state: the records must be key/value pairs", 0) end
+      seen[k] = true
+      state._key = k
+      return nxt(f(k, v, state))
+    end, function()
+      if timeout then
+        state._timing_out = true
+        for k, t in pairs(touched) do
+          if not seen[k] and now - t >= timeout and states[k] ~= nil then
+            state._key = k
+            nxt(f(k, nil, state))
+            changes[k] = REMOVED
+          end
+        end
+        state._timing_out = false
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        for k, c in pairs(changes) do
+          if c == REMOVED then
+            states[k], touched[k] = nil, nil
+          else
+            states[k] = c
+          end
+        end
+        for k in pairs(seen) do
+          if states[k] ~= nil then touched[k] = now end
+        end
+      end
+      fin()
+    end
+  end
+
+  -- Loads (k, state) pairs as initial state (map_with_state's `initial`).
+  function operators.load_state(spec, _, fin)
+    local store = store_of(spec.state, current.part)
+    local loaded = {}
+    return function(k, v) loaded[k] = v end, function()
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        for k, v in pairs(loaded) do
+          store.states[k] = v
+          store.touched[k] = current.time
+        end
+      end
+      fin()
+    end
+  end
+
+  -- A stage that only updates state ends here.
+  function terminals.discard()
+    return function() end, function() end
+  end
+
+  -- The reader of a state source: every (key, state) of this task's partition.
+  function W.read_state(id, part, push)
+    for k, v in pairs(store_of(id, part).states) do push(k, v) end
+  end
+
+  -- Number of keys per state id in this worker (for status and metrics).
+  function W.state_keys()
+    local out = {}
+    for id, by_part in pairs(stores) do
+      local n = 0
+      for _, store in pairs(by_part) do
+        for _ in pairs(store.states) do n = n + 1 end
+      end
+      out[id] = n
+    end
+    return out
+  end
+end
