@@ -98,7 +98,7 @@ function terminals.collect(task, spec)
   local ka, va, n, pairs_flag = {}, {}, 0, nil
   local limit = spec.limit or math.huge
   local function push(a, b)
-    if n >= limit then return end
+    if a == nil or n >= limit then return end -- nil is no record (a function returned nothing)
     if pairs_flag == nil then pairs_flag = b ~= nil end
     if pairs_flag ~= (b ~= nil) then
       error("records of this stream mix key/value pairs and single values (this one: "
@@ -151,6 +151,7 @@ function terminals.partition(task, spec)
   local next_target = spec.start or 0
   local pairs_flag
   local function push(a, b)
+    if a == nil then return end
     local t
     if by_key then
       t = key_hash(b ~= nil and a or nil, who) % nparts
@@ -172,7 +173,7 @@ end
 -- count(): every task emits its count, empty or not, so the total is always there.
 function terminals.count(task)
   local n = 0
-  local function push() n = n + 1 end
+  local function push(a) if a ~= nil then n = n + 1 end end
   local function finish() emit(task, 0, 1, false, { n }) end
   return push, finish
 end
@@ -182,6 +183,7 @@ function terminals.reduce(task, spec)
   local f = shipped(spec.fn)
   local acc, seen = nil, false
   local function push(a, b)
+    if a == nil then return end
     if b ~= nil then error("reduce: the records are key/value pairs; use reduce_by_key", 0) end
     if seen then acc = f(acc, a) else acc, seen = a, true end
   end
@@ -193,7 +195,7 @@ end
 
 function terminals.foreach(task, spec)
   local f = shipped(spec.fn)
-  return function(a, b) f(a, b) end, function() end
+  return function(a, b) if a ~= nil then f(a, b) end end, function() end
 end
 
 local function buffered(consume)
@@ -228,7 +230,7 @@ end
 -- One part file per task: text lines (pairs as k<TAB>v, tables as JSON).
 function terminals.save_text(task, spec)
   local buf, text = out_buffer(1), format.text
-  local function push(a, b) buf:put(text(a, b), "\n") end
+  local function push(a, b) if a ~= nil then buf:put(text(a, b), "\n") end end
   local function finish() write_file(spec.path, buf:tostring()) end
   return push, finish
 end
@@ -237,6 +239,7 @@ end
 function terminals.save_object(task, spec)
   local buf = out_buffer(1)
   local function push(a, b)
+    if a == nil then return end
     buf:encode(a)
     if b ~= nil then buf:encode(b) end
   end
