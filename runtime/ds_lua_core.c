@@ -10,6 +10,7 @@
 
 #include "ds_lua.h"
 #include "ds_pool.h"
+#include "ds_repl.h"
 #include "ds_version.h"
 
 #define SLICE_MT "ds.slice"
@@ -506,5 +507,8 @@ int luaopen_dstream_core(lua_State *L) {
   lua_pushinteger(L, SIGTERM);
   lua_setfield(L, -2, "SIGTERM");
   ds_lua_open_sources(L);
+  ds_lua_open_kafka(L);
+  ds_lua_open_monitor(L);
+  ds_lua_open_repl(L);
   return 1;
 }

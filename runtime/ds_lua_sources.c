@@ -28,6 +28,8 @@ typedef struct lsource {
   shared_store *sh;   /* NULL once collected */
   void *recv;         /* ds_recv_socket* or ds_recv_file*; NULL once stopped */
   ds_recv_stats last; /* stats taken at stop: the receiver frees itself afterwards */
+  double max_rate;    /* the max_rate option (records/s), 0 = none */
+  double rate;        /* the limit set by src:set_rate (backpressure), 0 = none */
   char desc[320];     /* for tostring: "socket host:port", "files /dir" */
 } lsource;
 
@@ -90,6 +92,25 @@ static lua_Number opt_count(lua_State *L, int idx, const char *name, lua_Number 
   return v;
 }
 
+/* max_rate option: a positive number of records per second, or 0 when absent. */
+static double opt_rate(lua_State *L, int idx) {
+  lua_getfield(L, idx, "max_rate");
+  double v = 0;
+  if (!lua_isnil(L, -1)) {
+    v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    if (!(v > 0) || v > 1e12)
+      luaL_error(L, "option 'max_rate' must be a positive number of records per second");
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* The limit in force: the lower of max_rate and the rate set by set_rate (0 = none). */
+static double effective_rate(const lsource *s) {
+  if (s->max_rate > 0 && s->rate > 0) return s->max_rate < s->rate ? s->max_rate : s->rate;
+  return s->max_rate > 0 ? s->max_rate : s->rate;
+}
+
 /* Pushes a new, not yet started source userdata with its own store. */
 static lsource *new_source(lua_State *L, int kind) {
   lsource *s = lua_newuserdata(L, sizeof *s);
@@ -107,20 +128,22 @@ static lsource *new_source(lua_State *L, int kind) {
   return s;
 }
 
-/* core.socket_source(host, port [, {max_line=, backoff_max_ms=}]) */
+/* core.socket_source(host, port [, {max_line=, backoff_max_ms=, max_rate=}]) */
 static int l_socket_source(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   luaL_argcheck(L, port >= 1 && port <= 65535, 2, "port must be from 1 to 65535");
-  ds_recv_socket_opts opts = {0, 0};
+  ds_recv_socket_opts opts = {0, 0, 0};
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
-    static const char *const names[] = {"max_line", "backoff_max_ms", NULL};
-    check_opt_names(L, 3, names, "max_line, backoff_max_ms");
+    static const char *const names[] = {"max_line", "backoff_max_ms", "max_rate", NULL};
+    check_opt_names(L, 3, names, "max_line, backoff_max_ms, max_rate");
     opts.max_line = (size_t)opt_count(L, 3, "max_line", DS_RECORD_MAX, DS_RECORD_MAX);
     opts.backoff_max_ms = (uint64_t)opt_count(L, 3, "backoff_max_ms", 2000, 86400000);
+    opts.max_rate = opt_rate(L, 3);
   }
   lsource *s = new_source(L, SRC_SOCKET);
+  s->max_rate = opts.max_rate;
   snprintf(s->desc, sizeof s->desc, strchr(host, ':') ? "socket [%s]:%d" : "socket %s:%d", host,
            (int)port);
   char err[256];
@@ -133,14 +156,15 @@ static int l_socket_source(lua_State *L) {
   return 1;
 }
 
-/* core.file_source(dir [, {new_files_only=bool, max_line=}]) */
+/* core.file_source(dir [, {new_files_only=bool, max_line=, max_rate=}]) */
 static int l_file_source(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
-  ds_recv_file_opts opts = {1, 0};
+  ds_recv_file_opts opts = {1, 0, 0};
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    static const char *const names[] = {"new_files_only", "max_line", NULL};
-    check_opt_names(L, 2, names, "new_files_only, max_line");
+    static const char *const names[] = {"new_files_only", "max_line", "max_rate", NULL};
+    check_opt_names(L, 2, names, "new_files_only, max_line, max_rate");
+    opts.max_rate = opt_rate(L, 2);
     lua_getfield(L, 2, "new_files_only");
     if (!lua_isnil(L, -1)) {
       if (!lua_isboolean(L, -1)) luaL_error(L, "option 'new_files_only' must be a boolean");
@@ -150,6 +174,7 @@ static int l_file_source(lua_State *L) {
     opts.max_line = (size_t)opt_count(L, 2, "max_line", DS_RECORD_MAX, DS_RECORD_MAX);
   }
   lsource *s = new_source(L, SRC_FILE);
+  s->max_rate = opts.max_rate;
   snprintf(s->desc, sizeof s->desc, "files %s", dir);
   char err[256];
   ds_recv_file *r;
@@ -182,7 +207,8 @@ static void set_int(lua_State *L, const char *k, uint64_t v) {
   lua_setfield(L, -2, k);
 }
 
-/* src:stats() -> {records, bytes, skipped, errors, reconnects, connected, last_error, pending} */
+/* src:stats() -> {records, bytes, skipped, errors, reconnects, connected, last_error, pending,
+ *                 max_rate, rate_limit, throttled, pauses} */
 static int l_stats(lua_State *L) {
   lsource *s = check_source(L);
   ds_recv_stats st = s->last;
@@ -195,12 +221,32 @@ static int l_stats(lua_State *L) {
   set_int(L, "errors", st.errors);
   set_int(L, "reconnects", st.reconnects);
   set_int(L, "pending", ds_store_pending(s->sh->store));
+  set_int(L, "pauses", st.pauses);
+  lua_pushnumber(L, s->max_rate);
+  lua_setfield(L, -2, "max_rate");
+  lua_pushnumber(L, s->recv ? st.rate_limit : effective_rate(s));
+  lua_setfield(L, -2, "rate_limit");
+  lua_pushboolean(L, st.throttled);
+  lua_setfield(L, -2, "throttled");
   lua_pushboolean(L, st.connected);
   lua_setfield(L, -2, "connected");
   if (st.last_error[0]) {
     lua_pushstring(L, st.last_error);
     lua_setfield(L, -2, "last_error");
   }
+  return 1;
+}
+
+/* src:set_rate(records_per_second | nil): a limit besides max_rate (the lower one holds);
+ * nil or 0 removes it. Returns the limit now in force (0 = none). */
+static int l_set_rate(lua_State *L) {
+  lsource *s = check_source(L);
+  double r = luaL_optnumber(L, 2, 0);
+  s->rate = r > 0 ? r : 0;
+  double eff = effective_rate(s);
+  if (s->recv && s->kind == SRC_SOCKET) ds_recv_socket_set_rate(s->recv, eff);
+  else if (s->recv) ds_recv_file_set_rate(s->recv, eff);
+  lua_pushnumber(L, eff);
   return 1;
 }
 
@@ -229,8 +275,9 @@ void ds_lua_open_sources(lua_State *L) {
   int t = lua_gettop(L);
   if (luaL_newmetatable(L, SOURCE_MT)) {
     static const luaL_Reg methods[] = {
-        {"seal", l_seal}, {"stats", l_stats}, {"stop", l_stop}, {NULL, NULL}};
-    lua_createtable(L, 0, 3);
+        {"seal", l_seal}, {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
+        {NULL, NULL}};
+    lua_createtable(L, 0, 4);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
     lua_pushcfunction(L, l_gc);

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ds_kafka_mock.h"
 #include "ds_log.h"
 #include "ds_paths.h"
 #include "ds_version.h"
@@ -34,10 +35,12 @@ static void usage(FILE *out) {
           "  --worker-memory S   Lua memory limit of each worker, e.g. 512m, 2g (default 4g)\n"
           "  --partitions N      default partitions of a batch (default: the number of workers)\n"
           "  --log-level L       error, warn, info or debug (default: warn)\n"
+          "  --ui ADDR           serve metrics and a live page at ADDR, e.g. 127.0.0.1:4040\n"
           "  -v, --version       print the version and exit\n"
           "  -h, --help          print this help and exit\n"
           "\n"
-          "Options given here are defaults: a job's dstream.context{...} settings win.\n",
+          "Options given here are defaults: a job's dstream.context{...} settings win.\n"
+          "`dstream kafka-mock --help`: an embedded Kafka broker for tests and examples.\n",
           progname);
 }
 
@@ -138,6 +141,8 @@ int main(int argc, char **argv) {
     progname = slash ? slash + 1 : argv[0];
   }
   signal(SIGPIPE, SIG_IGN); /* a closed socket is an error return, not a dead process */
+  /* `dstream kafka-mock ...` runs an embedded Kafka cluster instead of a job. */
+  if (argc > 1 && strcmp(argv[1], "kafka-mock") == 0) return ds_kafka_mock_main(argc - 1, argv + 1);
 
   ds_vm vm;
   if (ds_vm_open(&vm, 0) != 0) {
@@ -197,7 +202,8 @@ int main(int argc, char **argv) {
     } else if (strncmp(a, "-O", 2) == 0) {
       if (apply_jit(L, a + 1) != 0) return 1;
     } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--worker-memory") == 0 ||
-               strcmp(a, "--partitions") == 0 || strcmp(a, "--log-level") == 0) {
+               strcmp(a, "--partitions") == 0 || strcmp(a, "--log-level") == 0 ||
+               strcmp(a, "--ui") == 0) {
       if (!next) {
         fprintf(stderr, "%s: '%s' needs a value\n", progname, a);
         return 1;
@@ -234,7 +240,7 @@ int main(int argc, char **argv) {
     status = report_call(L, nargs, 0) != 0;
   }
   if (!status && (interactive || (!script && !ran_code))) {
-    if (!script && !ran_code && !isatty(0)) {
+    if (!interactive && !script && !ran_code && !isatty(0)) {
       /* `dstream < job.lua`, like luajit: the script comes from standard input. */
       if (luaL_loadfile(L, NULL) != 0) {
         fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));

@@ -2,8 +2,10 @@
 #include "ds_recv.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 void ds_recv_lines_init(ds_recv_lines *l, ds_store *store, size_t max_line,
                         void (*on_skip)(void *ud, uint64_t lineno), void *ud) {
@@ -106,4 +108,45 @@ int ds_recv_lines_flush(ds_recv_lines *l) {
   }
   ds_recv_lines_reset(l);
   return rc < 0 ? -ENOMEM : 0;
+}
+
+/* ---- rate limit ---- */
+
+static double rate_burst(double rate) { return rate / 10 > 1 ? rate / 10 : 1; }
+
+void ds_recv_rate_set(ds_recv_rate *b, double rate) {
+  if (!(rate > 0) || isinf(rate)) rate = 0; /* NaN, negatives and infinity mean no limit */
+  if (rate > 0 && !(b->rate > 0)) b->tokens = rate_burst(rate);
+  b->rate = rate;
+  b->last_ns = uv_hrtime();
+  if (rate > 0 && b->tokens > rate_burst(rate)) b->tokens = rate_burst(rate);
+}
+
+double ds_recv_rate_available(ds_recv_rate *b) {
+  if (!(b->rate > 0)) return 1e18;
+  uint64_t now = uv_hrtime();
+  b->tokens += (double)(now - b->last_ns) * b->rate / 1e9;
+  b->last_ns = now;
+  double burst = rate_burst(b->rate);
+  if (b->tokens > burst) b->tokens = burst;
+  return b->tokens;
+}
+
+void ds_recv_rate_take(ds_recv_rate *b, uint64_t records) {
+  if (b->rate > 0) b->tokens -= (double)records;
+}
+
+uint64_t ds_recv_rate_wait_ms(const ds_recv_rate *b) {
+  if (!(b->rate > 0) || b->tokens >= 1) return 1;
+  double ms = ceil((1 - b->tokens) * 1000 / b->rate);
+  return ms < 1 ? 1 : ms > 3.6e6 ? 3600000 : (uint64_t)ms;
+}
+
+size_t ds_recv_rate_read_size(ds_recv_rate *b, uint64_t bytes, uint64_t records, size_t max) {
+  if (!(b->rate > 0)) return max;
+  /* Before the first record the size of one is unknown: read little. */
+  double per_record = records ? (double)bytes / (double)records : 1;
+  double want = ds_recv_rate_available(b) * per_record;
+  if (want < 64) want = 64;
+  return want < (double)max ? (size_t)want : max;
 }

@@ -20,7 +20,33 @@ typedef struct ds_recv_stats {
   uint64_t reconnects;  /* socket: connections made after the first one */
   int connected;        /* socket: connected now; file source: watching its directory */
   char last_error[256]; /* text of the last failure, "" if none */
+  double rate_limit;    /* records per second the receiver is held to now; 0 = no limit */
+  int throttled;        /* reading is paused by the rate limit now */
+  uint64_t pauses;      /* times reading was paused by the rate limit */
 } ds_recv_stats;
+
+/* A token bucket in records: receivers read while it holds a record, and pause reading
+ * (never drop) when it is empty. A read may take more records than the bucket holds: the
+ * excess is a debt paid back before reading again, so the long-run rate is exact. */
+typedef struct ds_recv_rate {
+  double rate;      /* records per second; 0 = no limit */
+  double tokens;    /* records that may be read now; negative while in debt */
+  uint64_t last_ns; /* uv_hrtime() of the last refill */
+} ds_recv_rate;
+
+/* Sets the rate (0 = no limit). A new limit starts with a full bucket (a tenth of a second
+ * of records, at least one); changing a limit keeps the current tokens and debt. */
+void ds_recv_rate_set(ds_recv_rate *b, double rate);
+/* Refills the bucket; returns the records that may be read now (a huge number without a
+ * limit, < 1 when reading must wait). */
+double ds_recv_rate_available(ds_recv_rate *b);
+/* Records read: taken from the bucket (may go into debt). */
+void ds_recv_rate_take(ds_recv_rate *b, uint64_t records);
+/* Milliseconds until a record may be read again (>= 1). */
+uint64_t ds_recv_rate_wait_ms(const ds_recv_rate *b);
+/* How many bytes to read next: about the available records times the bytes per record seen
+ * so far, from 64 bytes to `max`; `max` without a limit. */
+size_t ds_recv_rate_read_size(ds_recv_rate *b, uint64_t bytes, uint64_t records, size_t max);
 
 typedef struct ds_recv_lines {
   ds_store *store;

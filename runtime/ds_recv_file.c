@@ -1,4 +1,5 @@
-/* ds_recv_file.c - directory source (textFileStream): watch, rescan, read each new file once. */
+/* ds_recv_file.c - directory source (textFileStream): watch, rescan, read each new file once,
+ * at most max_rate records per second. */
 #include "ds_recv_file.h"
 
 #include <dirent.h>
@@ -21,8 +22,15 @@ struct ds_recv_file {
   uv_loop_t *loop;
   char *dir;
   ds_recv_lines lines;
-  const char *cur_name;  /* file being read, for messages */
+  const char *cur_name;  /* file being read (owned by the seen set), NULL if none */
+  int cur_fd;            /* its descriptor, -1 if none */
+  int cur_oom;           /* records of the current file were lost for lack of memory */
   uint64_t line_base;    /* lines.lines when the current file started */
+  const char **pending;  /* names found and not read yet, oldest first (owned by the seen set) */
+  size_t pending_head, npending, cappending;
+  ds_recv_rate bucket;   /* max records per second; reading pauses when it is empty */
+  uv_timer_t rate_timer; /* resumes reading once the bucket holds a record again */
+  int rate_timer_open;
   uv_fs_event_t ev;
   int ev_open;
   uv_timer_t timer;
@@ -116,8 +124,8 @@ static void on_skip(void *ud, uint64_t lineno) {
          r->dir, r->cur_name, lineno - r->line_base, r->lines.max_line);
 }
 
-/* Reads one file into the store. Returns 0, or -1 when it could not be read (reported). */
-static int read_file(ds_recv_file *r, const char *name) {
+/* Opens the next file for reading. Returns 0, or -1 when it cannot be read (reported). */
+static int open_file(ds_recv_file *r, const char *name) {
   char path[PATH_MAX];
   if ((size_t)snprintf(path, sizeof path, "%s/%s", r->dir, name) >= sizeof path) {
     file_failed(r, name, "path too long");
@@ -140,32 +148,89 @@ static int read_file(ds_recv_file *r, const char *name) {
     return -1;
   }
   r->cur_name = name;
+  r->cur_fd = fd;
+  r->cur_oom = 0;
   r->line_base = r->lines.lines;
   ds_recv_lines_reset(&r->lines);
-  int rc = 0, oom = 0;
-  for (;;) {
-    ssize_t n = read(fd, r->rbuf, sizeof r->rbuf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      /* Records before the failure stay; a line cut short by it is dropped. */
-      file_failed(r, name, strerror(errno));
-      ds_recv_lines_reset(&r->lines);
-      rc = -1;
-      break;
-    }
-    if (n == 0) {
-      oom |= ds_recv_lines_flush(&r->lines) < 0;
-      break;
-    }
-    r->st.bytes += (uint64_t)n;
-    oom |= ds_recv_lines_feed(&r->lines, r->rbuf, (size_t)n) < 0;
-  }
-  close(fd);
-  if (oom) file_failed(r, name, "out of memory; records lost");
+  return 0;
+}
+
+static void close_file(ds_recv_file *r) {
+  close(r->cur_fd);
+  r->cur_fd = -1;
+  r->cur_name = NULL;
   r->st.records = r->lines.records;
   r->st.skipped = r->lines.skipped;
-  r->cur_name = NULL;
-  return rc;
+}
+
+/* Reads up to `want` bytes of the current file into the store. Returns 0 (more to read),
+ * 1 (the file is done), or -1 (it failed: reported, and closed). */
+static int read_chunk(ds_recv_file *r, size_t want) {
+  ssize_t n;
+  do n = read(r->cur_fd, r->rbuf, want);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    /* Records before the failure stay; a line cut short by it is dropped. */
+    file_failed(r, r->cur_name, strerror(errno));
+    ds_recv_lines_reset(&r->lines);
+    close_file(r);
+    return -1;
+  }
+  if (n == 0) {
+    r->cur_oom |= ds_recv_lines_flush(&r->lines) < 0;
+    if (r->cur_oom) file_failed(r, r->cur_name, "out of memory; records lost");
+    close_file(r);
+    return 1;
+  }
+  r->st.bytes += (uint64_t)n;
+  uint64_t before = r->lines.records;
+  r->cur_oom |= ds_recv_lines_feed(&r->lines, r->rbuf, (size_t)n) < 0;
+  ds_recv_rate_take(&r->bucket, r->lines.records - before);
+  r->st.records = r->lines.records;
+  r->st.skipped = r->lines.skipped;
+  return 0;
+}
+
+static void on_rate_timer(uv_timer_t *t);
+
+/* Reads pending files in order while the rate limit allows; returns the files finished. */
+static int pump(ds_recv_file *r) {
+  int done = 0;
+  for (;;) {
+    if (r->cur_fd < 0) {
+      if (r->pending_head == r->npending) {
+        r->pending_head = r->npending = 0;
+        return done;
+      }
+      if (open_file(r, r->pending[r->pending_head++]) < 0) continue;
+    }
+    if (ds_recv_rate_available(&r->bucket) < 1) {
+      /* Over the limit: the rest waits on disk until the bucket refills. */
+      if (!r->st.throttled && r->rate_timer_open) {
+        r->st.throttled = 1;
+        r->st.pauses++;
+        uv_timer_start(&r->rate_timer, on_rate_timer, ds_recv_rate_wait_ms(&r->bucket), 0);
+      }
+      return done;
+    }
+    size_t want = ds_recv_rate_read_size(&r->bucket, r->st.bytes, r->lines.records, sizeof r->rbuf);
+    if (read_chunk(r, want) == 1) done++;
+  }
+}
+
+static void on_rate_timer(uv_timer_t *t) {
+  ds_recv_file *r = t->data;
+  r->st.throttled = 0;
+  if (!r->stopping) pump(r);
+}
+
+void ds_recv_file_set_rate(ds_recv_file *r, double rate) {
+  ds_recv_rate_set(&r->bucket, rate);
+  r->st.rate_limit = r->bucket.rate;
+  if (!r->st.throttled) return;
+  uv_timer_stop(&r->rate_timer);
+  r->st.throttled = 0;
+  pump(r); /* reads now if the new limit allows, else waits again */
 }
 
 static int by_name(const void *a, const void *b) {
@@ -225,17 +290,29 @@ int ds_recv_file_scan(ds_recv_file *r) {
   }
   if (r->list_failed) ds_log(DS_LOG_WARN, "text_file_stream %s: directory readable again", r->dir);
   r->list_failed = 0;
-  int nread = 0;
+  if (r->npending + n > r->cappending) {
+    size_t cap = r->cappending ? r->cappending : 16;
+    while (cap < r->npending + n) cap *= 2;
+    const char **grown = realloc(r->pending, cap * sizeof *grown);
+    if (!grown) { /* nothing remembered, so nothing lost: the next scan tries again */
+      while (n) free(names[--n]);
+      free(names);
+      return -ENOMEM;
+    }
+    r->pending = grown;
+    r->cappending = cap;
+  }
   for (size_t i = 0; i < n; i++) {
     /* Remember the name before reading, so a failure is never retried. */
     if (rc == 0 && seen_put(r, names[i]) == 0) {
-      if (read_file(r, names[i]) == 0) nread++;
+      r->pending[r->npending++] = names[i];
     } else {
       rc = -ENOMEM; /* not remembered, so not read: the next scan tries again */
       free(names[i]);
     }
   }
   free(names);
+  int nread = pump(r);
   return rc < 0 ? rc : nread;
 }
 
@@ -253,11 +330,12 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
 static void on_tick(uv_timer_t *t) { ds_recv_file_scan(t->data); }
 
 static void maybe_finish(ds_recv_file *r) {
-  if (!r->stopping || r->ev_open || r->timer_open) return;
+  if (!r->stopping || r->ev_open || r->timer_open || r->rate_timer_open) return;
   void (*cb)(void *) = r->on_closed;
   void *ud = r->ud;
   for (size_t i = 0; i < r->capseen; i++) free(r->seen[i]);
   free(r->seen);
+  free(r->pending);
   ds_recv_lines_free(&r->lines);
   free(r->dir);
   free(r);
@@ -272,7 +350,8 @@ static void on_ev_closed(uv_handle_t *h) {
 
 static void on_timer_closed(uv_handle_t *h) {
   ds_recv_file *r = h->data;
-  r->timer_open = 0;
+  if (h == (uv_handle_t *)&r->rate_timer) r->rate_timer_open = 0;
+  else r->timer_open = 0;
   maybe_finish(r);
 }
 
@@ -301,6 +380,7 @@ int ds_recv_file_start(uv_loop_t *loop, const char *dir, ds_store *store,
     return -ENOMEM;
   }
   r->loop = loop;
+  r->cur_fd = -1;
   ds_recv_lines_init(&r->lines, store, opts ? opts->max_line : 0, on_skip, r);
 
   /* List once now: it proves the directory is readable, and with new_files_only the
@@ -333,6 +413,10 @@ int ds_recv_file_start(uv_loop_t *loop, const char *dir, ds_store *store,
   r->timer.data = r;
   r->timer_open = 1;
   uv_timer_start(&r->timer, on_tick, RESCAN_MS, RESCAN_MS);
+  uv_timer_init(loop, &r->rate_timer);
+  r->rate_timer.data = r;
+  r->rate_timer_open = 1;
+  if (opts && opts->max_rate > 0) ds_recv_file_set_rate(r, opts->max_rate);
   uv_fs_event_init(loop, &r->ev);
   r->ev.data = r;
   r->ev_open = 1;
@@ -352,7 +436,14 @@ void ds_recv_file_stop(ds_recv_file *r, void (*on_closed)(void *ud), void *ud) {
   r->stopping = 1;
   r->on_closed = on_closed;
   r->ud = ud;
+  /* Files already found are input: read what the rate limit held back now, so stopping
+   * (a graceful stop seals it into a last batch) loses nothing. */
+  ds_recv_rate_set(&r->bucket, 0);
+  pump(r);
+  r->st.rate_limit = 0;
+  r->st.throttled = 0;
   r->st.connected = 0;
   uv_close((uv_handle_t *)&r->ev, on_ev_closed);
   uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&r->rate_timer, on_timer_closed);
 }

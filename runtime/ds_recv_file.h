@@ -18,10 +18,11 @@
 
 typedef struct ds_recv_file ds_recv_file;
 
-/* Passing NULL opts means { .new_files_only = 1, .max_line = 0 }. */
+/* Passing NULL opts means { .new_files_only = 1, .max_line = 0, .max_rate = 0 }. */
 typedef struct ds_recv_file_opts {
   int new_files_only; /* 1: files present at start are seen but not read */
   size_t max_line;    /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
+  double max_rate;    /* records per second read at most; 0 means no limit */
 } ds_recv_file_opts;
 
 /* Starts watching `dir`. Returns 0 and sets *out, or a negative errno with a message in err
@@ -31,9 +32,15 @@ int ds_recv_file_start(uv_loop_t *loop, const char *dir, ds_store *store,
                        size_t errlen);
 
 /* Reads every file not seen before, now, in name order, so that a file moved in before a
- * batch boundary lands in that batch. Returns the number of files read, or a negative errno
- * when the directory cannot be listed (logged once; the periodic rescan keeps trying). */
+ * batch boundary lands in that batch. Returns the number of files finished, or a negative
+ * errno when the directory cannot be listed (logged once; the periodic rescan keeps trying).
+ * Under a rate limit, files are read in chunks while the limit allows and the rest waits
+ * on disk (in order) until later. */
 int ds_recv_file_scan(ds_recv_file *r);
+
+/* Limits reading to `rate` records per second (0: no limit). Stopping reads what the limit
+ * held back, so nothing found is lost. */
+void ds_recv_file_set_rate(ds_recv_file *r, double rate);
 
 /* Copies the current statistics into *st. Valid until on_closed of a stop has run. */
 void ds_recv_file_stats(ds_recv_file *r, ds_recv_stats *st);

@@ -1,4 +1,4 @@
-/* ds_recv_socket.c - TCP text receiver with reconnection and backoff on libuv. */
+/* ds_recv_socket.c - TCP text receiver with reconnection, backoff and a rate limit on libuv. */
 #include "ds_recv_socket.h"
 
 #include <errno.h>
@@ -30,6 +30,9 @@ struct ds_recv_socket {
   char attempt_err[128]; /* why the current attempt failed, once its handle has closed */
   uv_timer_t timer;
   int timer_open;
+  ds_recv_rate bucket;   /* max records per second; reading pauses when it is empty */
+  uv_timer_t rate_timer; /* resumes reading once the bucket holds a record again */
+  int rate_timer_open;
 
   int ever_connected;
   int got_data;           /* the current connection delivered bytes */
@@ -61,7 +64,7 @@ static void on_skip(void *ud, uint64_t lineno) {
 
 /* The free happens once every handle has closed and no resolution is outstanding. */
 static void maybe_finish(ds_recv_socket *r) {
-  if (!r->stopping || r->gai_busy || r->tcp_open || r->timer_open) return;
+  if (!r->stopping || r->gai_busy || r->tcp_open || r->timer_open || r->rate_timer_open) return;
   void (*cb)(void *) = r->on_closed;
   void *ud = r->ud;
   if (r->ai) uv_freeaddrinfo(r->ai);
@@ -75,7 +78,8 @@ static void on_timer(uv_timer_t *t) { attempt(t->data); }
 
 static void on_timer_closed(uv_handle_t *h) {
   ds_recv_socket *r = h->data;
-  r->timer_open = 0;
+  if (h == (uv_handle_t *)&r->rate_timer) r->rate_timer_open = 0;
+  else r->timer_open = 0;
   maybe_finish(r);
 }
 
@@ -116,13 +120,56 @@ static void failed(ds_recv_socket *r, const char *why) {
 static void close_tcp(ds_recv_socket *r, const char *why) {
   snprintf(r->attempt_err, sizeof r->attempt_err, "%s", why ? why : "");
   r->st.connected = 0;
+  r->st.throttled = 0;
+  uv_timer_stop(&r->rate_timer);
   if (!uv_is_closing((uv_handle_t *)&r->tcp)) uv_close((uv_handle_t *)&r->tcp, on_tcp_closed);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   ds_recv_socket *r = h->data;
   (void)hint;
-  *buf = uv_buf_init(r->rbuf, sizeof r->rbuf);
+  /* Under a limit, read about as many bytes as the bucket allows records, so that a read
+   * does not run far past the limit (lines are cut by the splitter, never lost). */
+  size_t n = ds_recv_rate_read_size(&r->bucket, r->st.bytes, r->lines.records, sizeof r->rbuf);
+  *buf = uv_buf_init(r->rbuf, (unsigned)n);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Reading may go on while the connection is up and the bucket holds a record. */
+static int can_read(ds_recv_socket *r) {
+  return !r->stopping && r->st.connected && r->tcp_open &&
+         !uv_is_closing((uv_handle_t *)&r->tcp);
+}
+
+static void on_rate_timer(uv_timer_t *t) {
+  ds_recv_socket *r = t->data;
+  if (!r->st.throttled || !can_read(r)) return;
+  if (ds_recv_rate_available(&r->bucket) < 1) {
+    uv_timer_start(&r->rate_timer, on_rate_timer, ds_recv_rate_wait_ms(&r->bucket), 0);
+    return;
+  }
+  r->st.throttled = 0;
+  int rc = uv_read_start((uv_stream_t *)&r->tcp, on_alloc, on_read);
+  if (rc < 0) close_tcp(r, uv_strerror(rc));
+}
+
+/* Over the limit: stop reading, so the kernel's buffers fill and TCP slows the sender. */
+static void throttle_if_needed(ds_recv_socket *r) {
+  if (r->st.throttled || !can_read(r) || ds_recv_rate_available(&r->bucket) >= 1) return;
+  uv_read_stop((uv_stream_t *)&r->tcp);
+  r->st.throttled = 1;
+  r->st.pauses++;
+  uv_timer_start(&r->rate_timer, on_rate_timer, ds_recv_rate_wait_ms(&r->bucket), 0);
+}
+
+void ds_recv_socket_set_rate(ds_recv_socket *r, double rate) {
+  ds_recv_rate_set(&r->bucket, rate);
+  r->st.rate_limit = r->bucket.rate;
+  if (!r->st.throttled) return;
+  uv_timer_stop(&r->rate_timer);
+  if (r->bucket.rate > 0) uv_timer_start(&r->rate_timer, on_rate_timer, ds_recv_rate_wait_ms(&r->bucket), 0);
+  else on_rate_timer(&r->rate_timer); /* no limit any more: read now */
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -136,6 +183,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       r->delay_ms = BACKOFF_START_MS < r->backoff_max_ms ? BACKOFF_START_MS : r->backoff_max_ms;
     }
     r->st.bytes += (uint64_t)nread;
+    uint64_t before = r->lines.records;
     if (ds_recv_lines_feed(&r->lines, buf->base, (size_t)nread) < 0) {
       r->st.errors++;
       snprintf(r->st.last_error, sizeof r->st.last_error, "out of memory; records lost");
@@ -143,6 +191,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     r->st.records = r->lines.records;
     r->st.skipped = r->lines.skipped;
+    ds_recv_rate_take(&r->bucket, r->lines.records - before);
+    throttle_if_needed(r);
     return;
   }
   if (nread == 0) return; /* EAGAIN */
@@ -273,6 +323,10 @@ int ds_recv_socket_start(uv_loop_t *loop, const char *host, int port, ds_store *
   uv_timer_init(loop, &r->timer);
   r->timer.data = r;
   r->timer_open = 1;
+  uv_timer_init(loop, &r->rate_timer);
+  r->rate_timer.data = r;
+  r->rate_timer_open = 1;
+  if (opts && opts->max_rate > 0) ds_recv_socket_set_rate(r, opts->max_rate);
   attempt(r);
   *out = r;
   return 0;
@@ -289,10 +343,12 @@ void ds_recv_socket_stop(ds_recv_socket *r, void (*on_closed)(void *ud), void *u
   ds_recv_lines_flush(&r->lines);
   r->st.records = r->lines.records;
   r->st.connected = 0;
+  r->st.throttled = 0;
   /* If the resolution already runs in the thread pool this fails; on_resolved then sees
    * `stopping` and finishes. */
   if (r->gai_busy) uv_cancel((uv_req_t *)&r->gai);
   if (r->tcp_open && !uv_is_closing((uv_handle_t *)&r->tcp))
     uv_close((uv_handle_t *)&r->tcp, on_tcp_closed);
   uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&r->rate_timer, on_timer_closed);
 }

@@ -21,6 +21,7 @@ typedef struct ds_recv_socket ds_recv_socket;
 typedef struct ds_recv_socket_opts {
   size_t max_line;         /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
   uint64_t backoff_max_ms; /* longest wait between connection attempts; 0 means 2000 */
+  double max_rate;         /* records per second read at most; 0 means no limit */
 } ds_recv_socket_opts;
 
 /* Starts connecting to host:port (a name, IPv4 or IPv6 address). opts may be NULL.
@@ -29,6 +30,11 @@ typedef struct ds_recv_socket_opts {
 int ds_recv_socket_start(uv_loop_t *loop, const char *host, int port, ds_store *store,
                          const ds_recv_socket_opts *opts, ds_recv_socket **out, char *err,
                          size_t errlen);
+
+/* Limits reading to `rate` records per second (0: no limit), now and after reconnects.
+ * Over the limit the receiver stops reading (uv_read_stop) until its token bucket holds a
+ * record again, so the kernel's buffers fill and TCP slows the sender: nothing is dropped. */
+void ds_recv_socket_set_rate(ds_recv_socket *r, double rate);
 
 /* Copies the current statistics into *st. Valid until on_closed of a stop has run. */
 void ds_recv_socket_stats(ds_recv_socket *r, ds_recv_stats *st);

@@ -26,7 +26,7 @@ typedef struct ds_part {
 typedef struct ds_sealed {
   int32_t nparts;
   uint64_t count; /* records in all partitions */
-  uint64_t bytes; /* payload bytes in all partitions */
+  uint64_t bytes; /* bytes of all slices: records with their 4-byte length prefixes */
   ds_part *parts;
 } ds_sealed;
 

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libluajit-5.1-dev luajit libuv1-dev
-  librdkafka-dev lua-busted lua-cjson luarocks kcat netcat-openbsd)
+  librdkafka-dev libedit-dev lua-busted lua-cjson luarocks kcat netcat-openbsd tmux
+  libhttp-parser-dev curl prometheus chromium) # the last three for spec/e2e/ui.sh (promtool, a browser)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

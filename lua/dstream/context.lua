@@ -7,11 +7,13 @@
 -- order they were registered. The loop keeps receiving while a batch runs, so a slow batch
 -- shows as scheduling delay, not as lost input.
 local core = require("dstream.core")
+local monitor = require("dstream.monitor")
 local rdd_mod = require("dstream.rdd")
 local scheduler = require("dstream.scheduler")
 local shared = require("dstream.shared")
 local ship = require("dstream.ship")
 local stream_mod = require("dstream.stream")
+require("dstream.window") -- adds the window operators to streams
 local util = require("dstream.util")
 
 local Context = {}
@@ -45,6 +47,7 @@ end
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
   worker_memory = true, max_task_attempts = true,
+  ui = true, ui_public = true, backpressure = true, progress = true, -- dstream.monitor
 }
 
 function M.new(opts)
@@ -71,6 +74,8 @@ function M.new(opts)
   self.batches = {} -- the last finished batches, newest last
   self._nstreams, self._blob_ids, self._next_blob = 0, {}, 1
   self.time = 0 -- the last batch time generated (ms)
+  self.zero_time = 0 -- batch k is at zero_time + k * batch_ms; windows slide from here
+  self.monitor = monitor.new(self, opts, 4) -- metrics, listeners, UI, progress, backpressure
   self.sched = scheduler.new {
     workers = self.workers, worker_memory = self.worker_memory,
     max_attempts = self.max_task_attempts, jit = cli_options().jit,
@@ -173,23 +178,49 @@ function Context:queue_stream(batches, opts)
   end)
 end
 
--- Consecutive integers from 0, rows_per_second of them per second of batch interval.
+-- Consecutive integers from 0, rows_per_second of them per second of batch interval. Under a
+-- limit (max_rate, or backpressure through s:set_rate) a batch takes fewer rows and the rest
+-- wait, in order, for later batches: none is skipped.
 function Context:rate_stream(opts)
   check_not_started(self, "rate_stream")
   util.check_table(opts, "rate_stream", "the options")
-  local rate = opts.rows_per_second
+  local rate, max_rate = opts.rows_per_second, opts.max_rate
   if type(rate) ~= "number" or rate < 0 then
     error("rate_stream: rows_per_second must be a number of at least 0, got " .. tostring(rate), 2)
   end
-  local next_value, carry = 0, 0
-  return input_stream(self, "rate_stream", function(s, time)
+  if max_rate ~= nil and (type(max_rate) ~= "number" or not (max_rate > 0)) then
+    error("rate_stream: max_rate must be a positive number of rows per second, got " .. tostring(max_rate), 2)
+  end
+  local next_value, carry, backlog, limit_carry, set_rate = 0, 0, 0, 0, nil
+  local function limit()
+    if max_rate and set_rate then return math.min(max_rate, set_rate) end
+    return max_rate or set_rate
+  end
+  local s
+  s = input_stream(self, "rate_stream", function(_, time)
+    local b = s.sealed[time] or { first = next_value, count = 0 }
+    s.sealed[time] = nil
+    return rdd_mod.range(self, b.first, b.count, self.partitions)
+  end, function(_, time)
     local rows = rate * self.batch_ms / 1000 + carry
-    local count = math.floor(rows)
-    carry = rows - count
-    local r = rdd_mod.range(self, next_value, count, self.partitions)
+    local due = math.floor(rows)
+    carry = rows - due
+    backlog = backlog + due
+    local count, lim = backlog, limit()
+    if lim then
+      local allowed = lim * self.batch_ms / 1000 + limit_carry
+      local n = math.floor(allowed)
+      limit_carry = n < count and allowed - n or 0
+      count = math.min(count, n)
+    end
+    backlog = backlog - count
+    s.sealed[time] = { first = next_value, count = count }
     next_value = next_value + count
-    return r
   end)
+  s.sealed = {}
+  s.set_rate = function(_, r) set_rate = (r and r > 0) and r or nil return limit() or 0 end
+  s.rate_stats = function() return { max_rate = max_rate or 0, rate_limit = limit() or 0, backlog = backlog } end
+  return s
 end
 
 -- Input backed by a receiver: open() (called by start) returns an object with
@@ -241,6 +272,11 @@ function Context:text_file_stream(dir, opts)
   return receiver_stream(self, "text_file_stream " .. dir, function()
     return core.file_source(dir, opts)
   end)
+end
+
+-- Kafka's direct stream: one input partition per Kafka partition (see dstream/kafka.lua).
+function Context:kafka_stream(opts)
+  return require("dstream.kafka").stream(self, opts, 3)
 end
 
 function Context:union(streams)
@@ -296,23 +332,45 @@ end
 -- Seals every input at `time` and queues the batch.
 function Context:_generate(time)
   self.time = time
-  local records = 0
+  local records, sources = 0, {}
   for _, input in ipairs(self.inputs) do
     if input.seal then
       input:seal(time)
       local parts = input.sealed[time]
       records = records + (parts and parts.count or 0)
+      sources[#sources + 1] = { id = input.id, name = input.name, records = parts and parts.count or 0 }
+      input.records_total = (input.records_total or 0) + (parts and parts.count or 0)
     end
   end
-  self.queue[#self.queue + 1] = { time = time, generated_at = core.now_ms(), records = records }
+  self.queue[#self.queue + 1] = { time = time, generated_at = core.now_ms(), records = records,
+    sources = sources }
   self:_pump()
+end
+
+-- Streams computed at every batch whether an output asks or not (windows fold every batch into
+-- their panes; their parents must have every batch for raw windows).
+function Context:_eager(stream)
+  self._eager_streams = self._eager_streams or {}
+  for _, s in ipairs(self._eager_streams) do if s == stream then return end end
+  self._eager_streams[#self._eager_streams + 1] = stream
 end
 
 function Context:_run_batch(batch)
   self._current_time = batch.time
-  for _, out in ipairs(self.outputs) do
+  for _, s in ipairs(self._eager_streams or {}) do s:get_rdd(batch.time) end
+  for i, out in ipairs(self.outputs) do
     local r = out.stream:get_rdd(batch.time)
-    if r then out.fn(r, batch.time) end
+    if r then
+      local ok, err = pcall(out.fn, r, batch.time)
+      if not ok then
+        err = tostring(err)
+        -- Task failures already say where; a driver-side error gets the batch and the output.
+        if not err:find("task failed after", 1, true) then
+          err = string.format("batch %d ms, output operation %d: %s", batch.time, i, err)
+        end
+        error(err, 0)
+      end
+    end
   end
 end
 
@@ -336,7 +394,11 @@ function Context:_pump()
   scheduler.spawn(function() self:_run_batch(batch) end, function(ok, err)
     self.running = nil
     if self.state == "stopped" then return end
-    if not ok then return self:_fail(err) end
+    if not ok then
+      batch.error = tostring(err)
+      self:_notify("batch_failed", batch)
+      return self:_fail(err)
+    end
     batch.finished_at = core.now_ms()
     batch.processing_ms = batch.finished_at - batch.started_at
     batch.total_delay_ms = batch.finished_at - batch.generated_at
@@ -390,6 +452,12 @@ function Context:_listen(event, fn)
   list[#list + 1] = fn
 end
 
+-- fn(info) before and after every batch, with the figures of /api/batches (dstream.monitor).
+function Context:on_batch_started(fn) self.monitor:on("batch_started", fn, 2) end
+function Context:on_batch_completed(fn) self.monitor:on("batch_completed", fn, 2) end
+-- The metrics registry served at /metrics: add counters, gauges and histograms to it.
+function Context:metrics() return self.monitor.registry end
+
 function Context:_notify(event, info)
   local list = self._listeners and self._listeners[event]
   if not list then return end
@@ -411,6 +479,7 @@ function Context:start()
   if #self.outputs == 0 then
     error("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream", 2)
   end
+  self.monitor:start(2)
   for _, input in ipairs(self.inputs) do
     if input.open then
       local ok, src = pcall(input.open)
@@ -420,8 +489,15 @@ function Context:start()
   end
   self.state = "active"
   self.started_at = core.now_ms()
-  local function on_signal()
-    if self.stopping then return self:_terminate() end -- a second signal: stop now
+  local function on_signal(signum)
+    if signum == core.SIGINT and M.repl_owns_sigint then return end -- Ctrl-C is the prompt's
+    if self.stopping then
+      -- A second signal stops now, but not one that comes with the first (`timeout` signals
+      -- the child and then its process group): that would abandon the batch in flight.
+      if core.now_ms() - (self._signalled_at or 0) < 1000 then return end
+      return self:_fail("stopped by a second signal before the batches in flight finished")
+    end
+    self._signalled_at = core.now_ms()
     io.stderr:write("dstream: stopping gracefully (finishing batches in flight; signal again to stop now)\n")
     self:stop { graceful = true }
   end
@@ -429,6 +505,7 @@ function Context:start()
   if self.clock == "system" then
     local now = core.now_ms()
     self.next_time = (math.floor(now / self.batch_ms) + 1) * self.batch_ms
+    self.zero_time = self.next_time - self.batch_ms
     self._timer = core.timer(function() self:_tick() end)
     self._timer:start(self.next_time - now)
   end
@@ -449,7 +526,10 @@ function Context:advance(n)
   for _ = 1, n do
     core.run("nowait") -- let receivers take what has arrived
     self:_generate(self.time + self.batch_ms)
-    while (self.running or #self.queue > 0) and self.state ~= "stopped" do core.run("once") end
+    while (self.running or #self.queue > 0) and self.state ~= "stopped" do
+      core.run("once")
+      if core.take_interrupt() then error("interrupted", 0) end -- Ctrl-C at the prompt
+    end
     if self.error then error(self.error, 2) end
   end
 end
@@ -464,8 +544,12 @@ function Context:await_termination(timeout)
     timer = core.timer(function() timed_out = true end)
     timer:start(ms)
   end
-  while self.state ~= "stopped" and not timed_out do core.run("once") end
+  while self.state ~= "stopped" and not timed_out do
+    core.run("once")
+    if core.take_interrupt() then timed_out = "interrupted" end -- Ctrl-C at the prompt
+  end
   if timer then timer:close() end
+  if timed_out == "interrupted" then error("interrupted", 0) end
   if self.error then error(self.error, 2) end
   return self.state == "stopped"
 end
@@ -513,21 +597,20 @@ function Context:_terminate()
   for _, sig in ipairs(self._signals or {}) do sig:close() end
   if self.sched then self.sched:close() end
   self.sched = nil
+  self.monitor:stop()
   live[self] = nil
 end
 
 -- Information about the running context, for people and tools.
+-- Fields: state, batch_ms, workers, queued, running, last_batch, recent (averages and rates
+-- of the last batches); tostring gives a report (dstream.inspect).
 function Context:status()
-  return {
-    state = self.state, batch_ms = self.batch_ms, workers = self.workers,
-    queued = #self.queue, running = self.running and self.running.time or nil,
-    last_batch = self.batches[#self.batches],
-  }
+  return require("dstream.inspect").status(self)
 end
 
 -- Stops every context still open (the interpreter calls it before exiting).
-function M.shutdown()
-  for ctx in pairs(live) do ctx:stop() end
+function M.shutdown(opts)
+  for ctx in pairs(live) do ctx:stop(opts) end
 end
 
 return M

@@ -170,14 +170,27 @@ RDD.full_outer_join = two_sided("full_outer_join")
 
 -- Keyed state (dstream.ops_state): runs the update of state `state_id` with this batch's
 -- records now, on the workers that keep the state. Returns the outputs of each task.
-function RDD:_run_stateful(state_id, op, nparts, term, stage)
-  local shuffled = self:_by_key(nil, nparts, stage)
+-- With combine_fn (a shipped id), values are combined per key on the map side first.
+function RDD:_run_stateful(state_id, op, nparts, term, stage, combine_fn)
+  local shuffled
+  if combine_fn then
+    shuffled = self:_shuffle({ kind = "combine", fn = combine_fn, who = stage }, nil, nparts)
+  else
+    shuffled = self:_by_key(nil, nparts, stage)
+  end
   local plans = shuffled:_plans()
   for r, plan in ipairs(plans) do
     plan.ops = { op }
     plan.state_part = r - 1
   end
   return self.ctx:_scheduler():run_tasks(shuffled:_tasks(plans, function() return term end, stage))
+end
+
+-- A batch with no records.
+function M.empty(ctx, nparts)
+  local parts = {}
+  for i = 1, nparts or ctx.partitions do parts[i] = {} end
+  return M.from_slices(ctx, parts)
 end
 
 -- The keys and states of state `state_id`, read where they live.
@@ -190,7 +203,9 @@ function M.from_outputs(ctx, results)
   local parts = {}
   for i, outputs in ipairs(results) do
     local slices = {}
-    for _, out in ipairs(outputs) do slices[#slices + 1] = out[2] end
+    for _, out in ipairs(outputs) do
+      if out[1] >= 0 then slices[#slices + 1] = out[2] end
+    end
     parts[i] = slices
   end
   return M.from_slices(ctx, parts)
@@ -338,15 +353,20 @@ function RDD:_materialize(time)
     return t
   end, (map_term.who or map_term.kind) .. " (map side)", time)
   local results = self.ctx:_scheduler():run_tasks(specs)
-  local buckets = {}
+  local buckets, side = {}, {}
   for r = 1, nparts do buckets[r] = {} end
   for _, outputs in ipairs(results) do
     for _, out in ipairs(outputs) do
-      local b = buckets[out[1] + 1]
+      local b = out[1] >= 0 and buckets[out[1] + 1] or side
+      if b == side then
+        side[out[1]] = side[out[1]] or {}
+        b = side[out[1]]
+      end
       b[#b + 1] = out[2]
     end
   end
-  self.buckets = buckets
+  -- Side outputs (negative targets: event-time reports, late records) by target.
+  self.buckets, self.side = buckets, side
 end
 
 -- Runs an action: every partition ends in term(index). Returns per-partition outputs.
@@ -359,10 +379,10 @@ local function decode_outputs(results, limit)
   local out, n = {}, 0
   for _, outputs in ipairs(results) do
     for _, o in ipairs(outputs) do
-      local slice = o[2]
-      local arrays = buffer.decode(slice:bytes())
+      local slice = o[1] >= 0 and o[2]
+      local arrays = slice and buffer.decode(slice:bytes()) or {}
       local keys, values = arrays[1], arrays[2]
-      for i = 1, slice:count() do
+      for i = 1, slice and slice:count() or 0 do
         if limit and n >= limit then return out end
         n = n + 1
         if values then out[n] = { keys[i], values[i] } else out[n] = keys[i] end
@@ -411,7 +431,12 @@ function RDD:reduce(f)
 end
 
 function RDD:count_by_key()
-  return count_by(self, "key_one", nil, "count_by_key"):collect_as_map()
+  return self:_count_by_key_rdd():collect_as_map()
+end
+
+-- (key, count) pairs, as a batch: the stream operator count_by_key.
+function RDD:_count_by_key_rdd(nparts)
+  return count_by(self, "key_one", nparts, "count_by_key")
 end
 
 function RDD:collect_as_map()
@@ -439,6 +464,11 @@ end
 -- reader never sees half a batch.
 local function save(self, path, kind, who)
   if type(path) ~= "string" or path == "" then error(who .. ": expected a path, got " .. type(path), 3) end
+  local probe = io.open(path, "r")
+  if probe then
+    probe:close()
+    error(who .. ": " .. path .. " already exists: remove it or choose another path", 3)
+  end
   local tmp = path .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
   local ok, err = util.mkdir_p(tmp)
   if not ok then error(who .. ": " .. err, 3) end

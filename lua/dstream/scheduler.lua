@@ -57,15 +57,17 @@ function M.spawn(fn, on_finish)
 end
 
 local function describe_failure(self, spec, attempts, status, err)
-  local where = "batch " .. string.format("%d", spec.time or 0) .. " ms, " .. (spec.stage or "stage")
-    .. ", partition " .. (spec.part or 0)
+  -- Static datasets run outside any batch: they have no batch time to name.
+  local batch = (spec.time or 0) > 0 and string.format("batch %d ms, ", spec.time) or "static dataset, "
+  local where = batch .. (spec.stage or "stage") .. ", partition " .. (spec.part or 0)
   if status == 2 then
     local limit = self.worker_memory and string.format("%d MiB", self.worker_memory / 1048576) or "its limit"
     return "out of memory in " .. where .. ": a worker's Lua memory went over " .. limit
       .. " (" .. attempts .. " attempts). Raise context{ worker_memory = ... } or --worker-memory,"
       .. " or use more partitions."
   end
-  return "task failed " .. attempts .. " times (" .. where .. "): " .. tostring(err)
+  return "task failed after " .. attempts .. (attempts == 1 and " attempt" or " attempts")
+    .. " (" .. where .. "): " .. tostring(err)
 end
 
 function M:_submit(job, index, spec, attempt)
@@ -117,7 +119,13 @@ function M:run_tasks(specs)
     job.cancelled = true
     error("a batch action was called from a callback outside a job: call it from foreach_rdd or transform", 2)
   else
-    while job.remaining > 0 and not job.failed do core.run("once") end
+    while job.remaining > 0 and not job.failed do
+      core.run("once")
+      if core.take_interrupt() then -- Ctrl-C at the prompt: the action ends, its tasks are dropped
+        job.cancelled = true
+        error("interrupted", 0)
+      end
+    end
   end
   if job.failed then
     job.cancelled = true

@@ -30,8 +30,12 @@ function M.is_stream(v) return getmetatable(v) == Stream end
 function Stream:get_rdd(time)
   local r = self.generated[time]
   if r == nil then
+    -- Only the running batch is generated; a past time that was never generated has no batch
+    -- (sources must not be asked twice).
+    if time ~= self.ctx._current_time then return nil end
     r = self:compute(time) or false
     self.generated[time] = r
+    if r and time >= (self._newest_time or time) then self._newest, self._newest_time = r, time end -- for peek
   end
   return r or nil
 end
@@ -58,7 +62,9 @@ local function fn_transform(kind)
   return function(self, f)
     util.check_function(f, kind)
     local op = { kind = kind, fn = self.ctx:_ship(f, kind, 3) }
-    return self:_derive(kind, function(r) return r:_narrow(op) end)
+    local out = self:_derive(kind, function(r) return r:_narrow(op) end)
+    out.event = self.event -- record-by-record operators keep the event time (window.lua)
+    return out
   end
 end
 
@@ -141,9 +147,7 @@ end
 
 function Stream:count_by_key(nparts)
   check_nparts(nparts, "count_by_key")
-  return self:_derive("count_by_key", function(r)
-    return r:map(function(k) return k, 1 end):reduce_by_key(function(a, b) return a + b end, nparts)
-  end)
+  return self:_derive("count_by_key", function(r) return r:_count_by_key_rdd(nparts) end)
 end
 
 -- A stream built from this stream's and another's batch at each time.
@@ -198,6 +202,7 @@ function Stream:update_state_by_key(fn, nparts)
     return rdd_mod.state_source(ctx, op.state, n)
   end)
   out.state_id = op.state
+  ctx:_eager(out) -- every key is updated in every batch
   return out
 end
 
@@ -231,6 +236,7 @@ function Stream:map_with_state(spec)
     return rdd_mod.from_outputs(ctx, r:_run_stateful(op.state, op, n, { kind = "collect" }, "map_with_state"))
   end)
   out.state_id, out.state_partitions = op.state, n
+  ctx:_eager(out)
   return out
 end
 
@@ -306,6 +312,16 @@ function Stream:save_as_object_files(prefix, suffix)
   if type(prefix) ~= "string" then error("save_as_object_files: expected a path prefix, got " .. type(prefix), 2) end
   self.ctx:_add_output(self, function(r, time) r:save_as_object_file(batch_path(prefix, suffix, time)) end)
   return self
+end
+
+-- Produces every record to a Kafka topic (see dstream/kafka.lua).
+function Stream:to_kafka(opts)
+  return require("dstream.kafka").sink(self, opts, 3)
+end
+
+-- The first n (default 10) records of the newest batch this stream produced (dstream.inspect).
+function Stream:peek(n)
+  return require("dstream.inspect").peek(self, n)
 end
 
 function Stream:__tostring()

@@ -154,7 +154,8 @@ function terminals.partition(task, spec)
     if a == nil then return end
     local t
     if by_key then
-      t = key_hash(b ~= nil and a or nil, who) % nparts
+      if b == nil then key_hash(nil, who) end -- a single value where a pair was needed
+      t = key_hash(a, who) % nparts
     else
       t = next_target
       next_target = (t + 1) % nparts
@@ -252,9 +253,13 @@ end
 
 local operators = {}
 
+-- A function that returns nil makes no record (here, not only at the end of the stage).
 function operators.map(spec, nxt, fin)
   local f = shipped(spec.fn)
-  return function(a, b) return nxt(f(a, b)) end, fin
+  return function(a, b)
+    local x, y = f(a, b)
+    if x ~= nil then return nxt(x, y) end
+  end, fin
 end
 
 function operators.filter(spec, nxt, fin)
@@ -264,7 +269,10 @@ end
 
 function operators.map_values(spec, nxt, fin)
   local f = shipped(spec.fn)
-  return function(k, v) return nxt(k, (f(v))) end, fin
+  return function(k, v)
+    local x = f(v)
+    if x ~= nil then return nxt(k, x) end
+  end, fin
 end
 
 local function flat_map_push(f, nxt, who)
@@ -470,6 +478,9 @@ M.operators, M.terminals = operators, terminals
 M.shipped, M.emit, M.buffered, M.flat_map_push = shipped, emit, buffered, flat_map_push
 require("dstream.ops_keyed")(M)
 require("dstream.ops_state")(M)
+require("dstream.kafka").register_worker(M)
+require("dstream.ops_window")(M)
+require("dstream.ops_event_time")(M)
 
 local desc_reader = buffer.new()
 
@@ -478,13 +489,14 @@ function M.run(task_ptr)
   desc_reader:set(task.desc, task.desc_len)
   local desc = desc_reader:decode()
   local on_success = {}
-  current.on_success, current.accums = on_success, nil
+  current.on_success, current.accums, current.report = on_success, nil, nil
   local ok, err = xpcall(execute, on_error, task, desc)
   if ok and current.accums then ok, err = xpcall(emit_accumulators, on_error, task) end
+  if ok and current.report then ok, err = xpcall(M.emit_report, on_error, task) end
   if ok then
     for i = 1, #on_success do on_success[i]() end -- e.g. keyed state becomes the new state
   end
-  current.on_success, current.accums = {}, nil
+  current.on_success, current.accums, current.report = {}, nil, nil
   for i = 1, #task_buffers do task_buffers[i]:reset() end
   if ok then return end
   local text

@@ -1,0 +1,702 @@
+-- dstream/kafka.lua: Kafka for dstream jobs: the direct stream, the to_kafka sink, the embedded broker.
+--
+--   ctx:kafka_stream{ brokers =, topics = {...}, group =, start = "earliest" | "latest",
+--                     max_rate_per_partition =, conf = {...}, with_key =, with_meta =,
+--                     decode = fn(value), on_error = "fail" | "skip" | "dead_letter",
+--                     dead_letter = { file = path } | { topic = name } }
+--   stream:to_kafka{ brokers =, topic =, key = fn, conf = {...}, exactly_once =, timeout = }
+--   require("dstream.kafka").mock_cluster{ brokers = 3, topics = { words = 4 } }
+--
+-- Direct approach (Spark's): a consumer thread in C (ds_kafka.c) fills one buffer per Kafka
+-- partition; at each batch boundary every assigned partition becomes one input partition, cut
+-- at a known offset, and the batch's offset ranges are kept. When the batch's outputs have
+-- succeeded ("batch_completed"), the ranges' end offsets are committed to the consumer group,
+-- so a restarted job resumes after the last completed batch and lag tools see progress.
+--
+-- Records: the message value (a string). With with_key, with_meta or decode, the C side
+-- stores a small binary header with each value (topic, partition, offset, timestamp, key,
+-- headers: ds_kafka_rec) and a "kafka_record" operator, fused into the workers' pipeline,
+-- turns it into (key, value) pairs, tables, or decoded values. This module is also loaded in
+-- every worker VM (dstream.worker registers its operator and terminals).
+local buffer = require("string.buffer")
+local ffi = require("ffi")
+local bit = require("bit")
+local core = require("dstream.core")
+local format = require("dstream.format")
+
+local M = {}
+
+pcall(ffi.cdef, [[
+typedef struct ds_kafka_rec {
+  int64_t offset;
+  int64_t timestamp;
+  int32_t partition;
+  uint32_t key_len;
+  uint32_t nheaders;
+  uint16_t topic_len;
+  uint8_t flags;
+  uint8_t tstype;
+} ds_kafka_rec;
+]])
+
+local REC_SIZE = 32
+local REC_KEY, REC_VALUE = 1, 2
+local rec_ptr = ffi.typeof("const ds_kafka_rec *")
+local u8p = ffi.typeof("const uint8_t *")
+local u32p = ffi.typeof("const uint32_t *")
+local i32p = ffi.typeof("const int32_t *")
+local ffi_string, ffi_cast, band, tonumber = ffi.string, ffi.cast, bit.band, tonumber
+
+local function log(level, msg) core.kafka_log(level, msg) end
+
+---------------------------------------------------------------------------------------------
+-- Option checks (driver)
+
+local function brokers_of(v, who, level)
+  if type(v) == "userdata" then -- a mock cluster
+    local ok, b = pcall(function() return v:bootstrap() end)
+    if ok then return b end
+  end
+  if type(v) == "table" then v = table.concat(v, ",") end
+  if type(v) ~= "string" or v == "" then
+    error(who .. ": brokers must be a \"host:port,host:port\" string (or a mock cluster), got "
+      .. type(v), level + 1)
+  end
+  return v
+end
+
+local function check_conf(v, who, level)
+  if v == nil then return {} end
+  if type(v) ~= "table" then error(who .. ": conf must be a table of librdkafka properties", level + 1) end
+  local out = {}
+  for k, val in pairs(v) do
+    local tv = type(val)
+    if type(k) ~= "string" or (tv ~= "string" and tv ~= "number" and tv ~= "boolean") then
+      error(who .. ": conf entries are name = string | number | boolean (bad entry '"
+        .. tostring(k) .. "')", level + 1)
+    end
+    out[k] = tostring(val)
+  end
+  return out
+end
+
+local function check_known(opts, known, who, level)
+  for k in pairs(opts) do
+    if not known[k] then
+      local names = {}
+      for n in pairs(known) do names[#names + 1] = n end
+      table.sort(names)
+      error(who .. ": unknown option '" .. tostring(k) .. "' (options: " .. table.concat(names, ", ")
+        .. ")", level + 1)
+    end
+  end
+end
+
+local function duration_ms(v, who, what, default, level)
+  if v == nil then return default end
+  local ms, err = require("dstream.util").parse_duration(v)
+  if not ms then error(who .. ": " .. what .. ": " .. err, level + 1) end
+  return ms
+end
+
+local function offsets_sorted(map)
+  local out = {}
+  for _, o in pairs(map) do out[#out + 1] = { topic = o.topic, partition = o.partition, offset = o.offset } end
+  table.sort(out, function(a, b)
+    if a.topic ~= b.topic then return a.topic < b.topic end
+    return a.partition < b.partition
+  end)
+  return out
+end
+
+local function tp_key(topic, partition) return topic .. "\0" .. partition end
+
+---------------------------------------------------------------------------------------------
+-- The direct stream (driver)
+
+local sources_of = setmetatable({}, { __mode = "k" }) -- ctx -> list of stream states
+
+local Source = {}
+Source.__index = Source
+
+-- What the context calls: seal(nparts) (nparts is ignored: one partition per Kafka
+-- partition), stats(), stop(); positions() for checkpoints.
+local function open_source(K)
+  local st = K
+  local src = core.kafka_source {
+    brokers = K.brokers, topics = K.topics, group = K.group, start = K.start, conf = K.conf,
+    layout = K.layout, pause_records = K.cap and K.cap * 2 or nil,
+    positions = #K.wanted > 0 and K.wanted or nil,
+  }
+  st.source = src
+  local handle = {}
+  function handle.seal(_, _nparts)
+    -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
+    return src:seal(not st.stopping and st.cap or 0)
+  end
+  function handle.stats() return st:stats() end
+  function handle.stop() st:stop() end
+  function handle.positions() return st:positions() end
+  return handle
+end
+
+function Source:stats()
+  local t = self.source and not self.source:closed() and self.source:stats() or { pending = 0 }
+  if self.counter then t.rejected = core.kafka_counter_get(self.counter) end
+  return t
+end
+
+-- The next offset of every partition after the last completed batch: where a restarted job
+-- resumes (what is committed to the group), and what a checkpoint stores.
+function Source:positions()
+  return offsets_sorted(self.completed)
+end
+
+function Source:set_positions(list, level)
+  if self.source then error("set_positions: call it before ctx:start()", (level or 2) + 1) end
+  if type(list) ~= "table" then error("set_positions: expected a list of {topic, partition, offset}", (level or 2) + 1) end
+  self.wanted = {}
+  for i, o in ipairs(list) do
+    if type(o) ~= "table" or type(o.topic) ~= "string" or type(o.partition) ~= "number"
+        or type(o.offset) ~= "number" then
+      error("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }", (level or 2) + 1)
+    end
+    self.wanted[i] = { topic = o.topic, partition = o.partition, offset = o.offset }
+    self.completed[tp_key(o.topic, o.partition)] = self.wanted[i]
+  end
+end
+
+function Source:commit(sync)
+  local src = self.source
+  if not src or src:closed() then return end
+  local offsets = {}
+  for key, o in pairs(self.completed) do
+    if self.committed[key] ~= o.offset then offsets[#offsets + 1] = o end
+  end
+  if #offsets == 0 then return end
+  local ok, err = src:commit(offsets, not sync)
+  if ok then
+    for _, o in ipairs(offsets) do self.committed[tp_key(o.topic, o.partition)] = o.offset end
+  else
+    log("warn", "kafka_stream: " .. tostring(err))
+  end
+end
+
+-- Called when a batch's outputs all succeeded.
+function Source:on_completed(batch)
+  local time = batch.time
+  local ranges = self.ranges[time]
+  for t in pairs(self.ranges) do
+    if t <= time then self.ranges[t] = nil end
+  end
+  if ranges then
+    self.history[#self.history + 1] = { time = time, ranges = ranges }
+    if #self.history > 32 then table.remove(self.history, 1) end
+    for _, r in ipairs(ranges) do
+      if r["until"] >= 0 then
+        self.completed[tp_key(r.topic, r.partition)] = { topic = r.topic, partition = r.partition, offset = r["until"] }
+      end
+    end
+    self:commit(false)
+  end
+  if self.counter then
+    local n = core.kafka_counter_get(self.counter)
+    if n > self.reported then
+      log("warn", string.format("kafka_stream %s: %d records rejected by decode so far%s", self.name, n,
+        self.dead_letter_desc or " (skipped)"))
+      self.reported = n
+    end
+  end
+end
+
+function Source:stop()
+  local src = self.source
+  if not src or src:closed() then return end
+  self.stopping = true
+  src:stop()
+  -- The context calls stop() when a graceful stop begins (a last batch may still complete and
+  -- commit), and again once it has stopped: then commit what completed and leave the group.
+  if self.ctx.state == "stopped" then
+    self:commit(true)
+    src:close()
+  end
+end
+
+function Source:group_metadata()
+  if not self.source or self.source:closed() then return nil end
+  return self.source:group_metadata()
+end
+
+local stream_options = {
+  brokers = true, topics = true, topic = true, group = true, start = true,
+  max_rate_per_partition = true, conf = true, with_key = true, with_meta = true, decode = true,
+  on_error = true, dead_letter = true, positions = true, name = true,
+}
+
+-- ctx:kafka_stream(opts); `level` blames the user's line.
+function M.stream(ctx, opts, level)
+  level = level or 2
+  local who = "kafka_stream"
+  if ctx.state ~= "initialized" then error(who .. ": sources must be created before ctx:start()", level) end
+  if type(opts) ~= "table" then error(who .. ": expected a table of options, got " .. type(opts), level) end
+  check_known(opts, stream_options, who, level)
+  local topics = opts.topics or (opts.topic and { opts.topic })
+  if type(topics) ~= "table" or #topics == 0 then
+    error(who .. ": topics must be a list of topic names, e.g. topics = { \"words\" }", level)
+  end
+  for i, t in ipairs(topics) do
+    if type(t) ~= "string" or t == "" then error(who .. ": topic " .. i .. " must be a name", level) end
+  end
+  local start = opts.start or "latest"
+  if start ~= "earliest" and start ~= "latest" then
+    error(who .. ": start must be \"earliest\" or \"latest\", got " .. tostring(start), level)
+  end
+  local rate = opts.max_rate_per_partition
+  if rate ~= nil and (type(rate) ~= "number" or rate <= 0) then
+    error(who .. ": max_rate_per_partition must be a positive number of records per second", level)
+  end
+  if opts.with_key and opts.with_meta then
+    error(who .. ": with_key and with_meta exclude each other (with_meta tables have the key)", level)
+  end
+  if opts.decode ~= nil and type(opts.decode) ~= "function" then
+    error(who .. ": decode must be a function(value) returning the decoded value", level)
+  end
+  local on_error = opts.on_error or (opts.dead_letter and "dead_letter" or "fail")
+  if on_error ~= "fail" and on_error ~= "skip" and on_error ~= "dead_letter" then
+    error(who .. ": on_error must be \"fail\", \"skip\" or \"dead_letter\", got " .. tostring(on_error), level)
+  end
+  local conf = check_conf(opts.conf, who, level)
+  local dead_letter
+  if on_error == "dead_letter" then
+    local dl = opts.dead_letter
+    if type(dl) ~= "table" or (type(dl.file) ~= "string") == (type(dl.topic) ~= "string") then
+      error(who .. ": on_error = \"dead_letter\" needs dead_letter = { file = path } or { topic = name }", level)
+    end
+    if dl.file then
+      dead_letter = { file = dl.file }
+    else
+      dead_letter = { topic = dl.topic, brokers = dl.brokers and brokers_of(dl.brokers, who, level) or nil,
+        conf = check_conf(dl.conf, who, level) }
+    end
+  end
+
+  local K = setmetatable({
+    ctx = ctx, brokers = brokers_of(opts.brokers, who, level), topics = topics,
+    group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf,
+    name = opts.name or table.concat(topics, ","),
+    cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
+    ranges = {}, history = {}, completed = {}, committed = {}, wanted = {}, reported = 0,
+  }, Source)
+  if type(K.group) ~= "string" or K.group == "" then error(who .. ": group must be a name", level) end
+  if dead_letter and dead_letter.topic and not dead_letter.brokers then dead_letter.brokers = K.brokers end
+  if dead_letter then
+    K.dead_letter_desc = dead_letter.file and (" (dead letters in " .. dead_letter.file .. ")")
+      or (" (dead letters in topic " .. dead_letter.topic .. ")")
+  end
+  if opts.positions then K:set_positions(opts.positions, level) end
+
+  local mode = opts.with_meta and "meta" or opts.with_key and "key" or "value"
+  local full = mode ~= "value" or opts.decode ~= nil
+  K.layout = full and "full" or "value"
+  local op
+  if full then
+    K.counter = core.kafka_counter_new()
+    op = {
+      kind = "kafka_record", mode = mode, on_error = on_error, dead_letter = dead_letter,
+      counter = K.counter,
+      decode = opts.decode and ctx:_ship(opts.decode, who .. " decode", level + 1) or nil,
+    }
+  end
+
+  local input = ctx:_receiver_stream("kafka_stream " .. K.name, function() return open_source(K) end)
+  -- Keep each batch's offset ranges by batch time: committed when the batch completes.
+  local raw_seal = input.seal
+  input.seal = function(s, time)
+    raw_seal(s, time)
+    local parts = s.sealed[time]
+    K.ranges[time] = parts and parts.offset_ranges or nil
+  end
+  -- The explicit position API of this source (for checkpoints).
+  function input.positions() return K:positions() end
+  function input.set_positions(_, list) return K:set_positions(list, 2) end
+  input.kafka = K
+
+  local out = input
+  if op then
+    out = input:_derive("kafka_stream", function(r) return r:_narrow(op) end)
+  end
+  out.kafka = K
+  function out.positions() return K:positions() end
+  function out.set_positions(_, list) return K:set_positions(list, 2) end
+  function out.offset_ranges(_, time) return M.ranges_at(K, time) end
+  function out.kafka_stats() return K:stats() end
+
+  local list = sources_of[ctx]
+  if not list then
+    list = {}
+    sources_of[ctx] = list
+  end
+  list[#list + 1] = K
+  ctx:_listen("batch_completed", function(batch) K:on_completed(batch) end)
+  return out
+end
+
+-- The offset ranges of the batch at `time` (kept until 32 batches after it completed).
+function M.ranges_at(K, time)
+  if K.ranges[time] then return K.ranges[time] end
+  for _, h in ipairs(K.history) do
+    if h.time == time then return h.ranges end
+  end
+  return nil
+end
+
+-- The offset ranges of the Kafka input of a batch (rdd), like Spark's HasOffsetRanges:
+-- { { topic, partition, from, until, count }, ... } for every Kafka source in its lineage.
+function M.offset_ranges(rdd)
+  local out, seen, todo = {}, {}, { rdd }
+  while #todo > 0 do
+    local r = table.remove(todo)
+    if type(r) == "table" and not seen[r] then
+      seen[r] = true
+      if r.parts and r.parts.offset_ranges then
+        for _, range in ipairs(r.parts.offset_ranges) do out[#out + 1] = range end
+      end
+      if r.parent then todo[#todo + 1] = r.parent end
+      for _, p in ipairs(r.parents or {}) do todo[#todo + 1] = p end
+    end
+  end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- The sink (driver)
+
+local sink_options = {
+  brokers = true, topic = true, key = true, conf = true, exactly_once = true,
+  transactional_id = true, timeout = true,
+}
+
+-- The input offsets of batch `time` for each Kafka source of ctx, with its group metadata.
+local function batch_offsets(ctx, time)
+  local out = {}
+  for _, K in ipairs(sources_of[ctx] or {}) do
+    local ranges = K.ranges[time]
+    if ranges and #ranges > 0 then
+      local offsets = {}
+      for _, r in ipairs(ranges) do
+        if r["until"] >= 0 then offsets[#offsets + 1] = { topic = r.topic, partition = r.partition, offset = r["until"] } end
+      end
+      local gm, err = K:group_metadata()
+      if #offsets > 0 then
+        if not gm then error("to_kafka: cannot read the consumer group metadata: " .. tostring(err), 0) end
+        out[#out + 1] = { group_metadata = gm, offsets = offsets }
+      end
+    end
+  end
+  return out
+end
+
+-- stream:to_kafka(opts); `level` blames the user's line.
+function M.sink(stream, opts, level)
+  level = level or 2
+  local who = "to_kafka"
+  if type(opts) ~= "table" then error(who .. ": expected a table of options, got " .. type(opts), level) end
+  check_known(opts, sink_options, who, level)
+  local ctx = stream.ctx
+  if type(opts.topic) ~= "string" or opts.topic == "" then error(who .. ": topic must be a topic name", level) end
+  if opts.key ~= nil and type(opts.key) ~= "function" then
+    error(who .. ": key must be a function(record) returning the message key", level)
+  end
+  local conf = check_conf(opts.conf, who, level)
+  local timeout_ms = duration_ms(opts.timeout, who, "timeout", 30000, level)
+  if not conf["message.timeout.ms"] then conf["message.timeout.ms"] = string.format("%d", timeout_ms) end
+  local term = {
+    kind = "kafka_sink", brokers = brokers_of(opts.brokers, who, level), topic = opts.topic,
+    conf = conf, timeout_ms = timeout_ms + 5000,
+    key = opts.key and ctx:_ship(opts.key, who .. " key", level + 1) or nil,
+  }
+  local totals = { produced = 0 }
+  local function count(results)
+    for _, outputs in ipairs(results) do
+      for _, o in ipairs(outputs) do
+        if o[1] == 0 then totals.produced = totals.produced + buffer.decode(o[2]:bytes())[1][1] end
+      end
+    end
+  end
+  if not opts.exactly_once then
+    ctx:_add_output(stream, function(r)
+      count(r:_run(function() return term end, "to_kafka"))
+    end)
+  else
+    term.kind = "kafka_txn"
+    term.transactional_id = opts.transactional_id or ("dstream-" .. ctx.name .. "-" .. opts.topic)
+    if type(term.transactional_id) ~= "string" then error(who .. ": transactional_id must be a string", level) end
+    ctx:_add_output(stream, function(r, time)
+      local t = {}
+      for k, v in pairs(term) do t[k] = v end
+      t.inputs = batch_offsets(ctx, time)
+      -- One task, always on worker 0 (one transactional.id, one producer), over every record.
+      local one = r:_shuffle({ kind = "partition", who = "to_kafka" }, nil, 1)
+      local specs = one:_tasks(one:_plans(), function() return t end, "to_kafka (transaction)")
+      for _, spec in ipairs(specs) do spec.affinity = 0 end
+      count(ctx:_scheduler():run_tasks(specs))
+    end)
+  end
+  stream.kafka_sink = totals
+  return stream
+end
+
+---------------------------------------------------------------------------------------------
+-- Embedded broker and small clients (driver)
+
+-- mock_cluster{ brokers = n, topics = { name = partitions } }: a Kafka cluster on 127.0.0.1
+-- inside this process, with :bootstrap(), :broker_down(id), :broker_up(id),
+-- :create_topic(name, partitions), :close().
+function M.mock_cluster(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("mock_cluster: expected a table of options", 2) end
+  local m = core.kafka_mock(opts.brokers or 1)
+  local names = {}
+  for name in pairs(opts.topics or {}) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do m:create_topic(name, opts.topics[name]) end
+  return m
+end
+
+-- producer{ brokers =, conf = {}, transactional_id = } -> a producer with
+-- :send(topic, value [, key [, partition [, headers]]]), :flush([timeout_ms]), :close([ms]).
+function M.producer(opts)
+  if type(opts) ~= "table" then error("producer: expected a table of options", 2) end
+  local p, err = core.kafka_producer {
+    brokers = brokers_of(opts.brokers, "producer", 2), conf = check_conf(opts.conf, "producer", 2),
+    transactional_id = opts.transactional_id, timeout_ms = opts.timeout_ms,
+  }
+  if not p then error("producer: " .. err, 2) end
+  return p
+end
+
+-- committed{ brokers =, group =, topic = } -> { [partition] = next offset (-1: none) }
+function M.committed(opts)
+  if type(opts) ~= "table" then error("committed: expected a table of options", 2) end
+  local brokers = brokers_of(opts.brokers, "committed", 2)
+  local holder = { conf = check_conf(opts.conf, "committed", 2) }
+  local n, err = core.kafka_partitions(brokers, opts.topic, holder)
+  if not n then return nil, err end
+  local parts = {}
+  for p = 0, n - 1 do parts[p + 1] = { topic = opts.topic, partition = p } end
+  local res, cerr = core.kafka_committed(brokers, opts.group, parts, holder)
+  if not res then return nil, cerr end
+  local out = {}
+  for _, o in ipairs(res) do out[o.partition] = o.offset end
+  return out
+end
+
+---------------------------------------------------------------------------------------------
+-- Worker side: the record operator and the sink terminals
+
+-- Parses a FULL-layout record (ds_kafka_rec and what follows).
+local function parse(raw, want_headers)
+  local p = ffi_cast(u8p, raw)
+  local h = ffi_cast(rec_ptr, p)
+  local pos = REC_SIZE
+  local tlen = h.topic_len
+  local topic = ffi_string(p + pos, tlen)
+  pos = pos + tlen
+  local klen = h.key_len
+  local flags = h.flags
+  local key
+  if band(flags, REC_KEY) ~= 0 then key = ffi_string(p + pos, klen) end
+  pos = pos + klen
+  local nh = h.nheaders
+  local headers
+  if want_headers then headers = {} end
+  for i = 1, nh do
+    local nl = ffi_cast(u32p, p + pos)[0]
+    local vl = ffi_cast(i32p, p + pos + 4)[0]
+    if headers then
+      headers[i] = { key = ffi_string(p + pos + 8, nl), value = vl >= 0 and ffi_string(p + pos + 8 + nl, vl) or nil }
+    end
+    pos = pos + 8 + nl + (vl > 0 and vl or 0)
+  end
+  local value
+  if band(flags, REC_VALUE) ~= 0 then value = ffi_string(p + pos, #raw - pos) end
+  local ts = tonumber(h.timestamp)
+  return topic, tonumber(h.partition), tonumber(h.offset), key, value, ts >= 0 and ts or nil,
+    headers, h.tstype
+end
+
+local function json_string(s)
+  s = tostring(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\"
+    elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t" end
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
+
+-- Message bytes of a record value: strings as they are, numbers and tables as text (JSON).
+local function message_bytes(v)
+  if v == nil or type(v) == "string" then return v end
+  return format.value(v)
+end
+
+local producers = {} -- this VM's producers, by configuration
+
+local function conf_key(conf)
+  local keys = {}
+  for k, v in pairs(conf or {}) do keys[#keys + 1] = k .. "=" .. v end
+  table.sort(keys)
+  return table.concat(keys, "\1")
+end
+
+-- A producer of this worker VM for the spec's brokers/conf/transactional id, made on first use.
+local function producer_for(spec, who)
+  local key = spec.brokers .. "\0" .. (spec.transactional_id or "") .. "\0" .. conf_key(spec.conf)
+  local entry = producers[key]
+  if entry and entry.p:fatal() then
+    entry.p:close()
+    producers[key], entry = nil, nil
+  end
+  if not entry then
+    local p, err = core.kafka_producer {
+      brokers = spec.brokers, conf = spec.conf, transactional_id = spec.transactional_id,
+      timeout_ms = spec.timeout_ms,
+    }
+    if not p then error(who .. ": " .. tostring(err), 0) end
+    entry = { p = p }
+    producers[key] = entry
+  end
+  return entry
+end
+M._producer_for = producer_for
+
+local function dead_letter(spec, topic, partition, offset, timestamp, key, value, err)
+  local dl = spec.dead_letter
+  if dl.file then
+    local line = string.format('{"topic":%s,"partition":%d,"offset":%d,"timestamp":%s,"key":%s,"value":%s,"error":%s}\n',
+      json_string(topic), partition, offset, timestamp and string.format("%d", timestamp) or "null",
+      key and json_string(key) or "null", value and json_string(value) or "null", json_string(err))
+    local ok, werr = core.kafka_append(dl.file, line)
+    if not ok then error("kafka_stream dead letters: " .. werr, 0) end
+  else
+    local p = producer_for(dl, "kafka_stream dead letters").p
+    p:mark()
+    local ok, serr = p:send(dl.topic, value, key, nil, {
+      { "dstream.error", err }, { "dstream.topic", topic },
+      { "dstream.partition", tostring(partition) }, { "dstream.offset", string.format("%d", offset) },
+    })
+    if ok then ok, serr = p:flush() end
+    if not ok then error("kafka_stream dead letters: " .. tostring(serr), 0) end
+  end
+end
+
+local function with_traceback(e)
+  return debug.traceback(tostring(e), 2)
+end
+
+-- Registers the worker-side operator and terminals into dstream.worker's tables (W).
+function M.register_worker(W)
+  local operators, terminals, shipped, emit = W.operators, W.terminals, W.shipped, W.emit
+
+  -- A FULL-layout record to a value, a (key, value) pair or a table; decode and dead letters.
+  function operators.kafka_record(spec, nxt, fin)
+    local mode, policy, counter = spec.mode, spec.on_error or "fail", spec.counter
+    local decode = spec.decode and shipped(spec.decode)
+    local meta = mode == "meta"
+    return function(raw)
+      local topic, partition, offset, key, value, ts, headers, tstype = parse(raw, meta)
+      if decode then
+        local ok, v, err = xpcall(decode, with_traceback, value)
+        if not ok or v == nil then
+          local msg = ok and tostring(err or "decode returned nil") or tostring(v)
+          if policy == "fail" then
+            error(string.format("kafka_stream decode rejected %s [%d] offset %d: %s", topic, partition,
+              offset, msg), 0)
+          end
+          core.kafka_counter_add(counter, 1)
+          if policy == "dead_letter" then
+            dead_letter(spec, topic, partition, offset, ts, key, value, (msg:gsub("\n.*", "")))
+          end
+          return
+        end
+        value = v
+      end
+      if mode == "value" then
+        return nxt(value)
+      elseif mode == "key" then
+        if key == nil then key = false end
+        if value == nil then value = false end
+        return nxt(key, value)
+      end
+      return nxt({
+        topic = topic, partition = partition, offset = offset, timestamp = ts,
+        timestamp_type = tstype == 1 and "create" or tstype == 2 and "log_append" or nil,
+        key = key, value = value, headers = headers,
+      })
+    end, fin
+  end
+
+  local function sender(spec, p)
+    local keyf = spec.key and shipped(spec.key)
+    local topic = spec.topic
+    local n = 0
+    local function push(a, b)
+      local k, v
+      if keyf then k = keyf(a, b) elseif b ~= nil then k = a end
+      if b ~= nil then v = b else v = a end
+      local ok, err = p:send(topic, message_bytes(v), message_bytes(k))
+      if not ok then error("to_kafka: " .. err, 0) end
+      n = n + 1
+    end
+    return push, function() return n end
+  end
+
+  -- to_kafka: produce every record of the task, then wait for the delivery reports: the task
+  -- succeeds only if every message was delivered (else it fails and is retried).
+  function terminals.kafka_sink(task, spec)
+    local p = producer_for(spec, "to_kafka").p
+    p:mark()
+    local push, sent = sender(spec, p)
+    return push, function()
+      local ok, err = p:flush(spec.timeout_ms)
+      if not ok then error("to_kafka: " .. tostring(err), 0) end
+      emit(task, 0, 1, false, { sent() })
+    end
+  end
+
+  -- to_kafka{ exactly_once = true }: one transaction per batch holding every record and the
+  -- batch's input offsets (send_offsets_to_transaction).
+  function terminals.kafka_txn(task, spec)
+    local entry = producer_for(spec, "to_kafka")
+    local p = entry.p
+    -- On any failure the transaction is aborted (an abort that finds none is harmless) and the
+    -- task fails, to be retried as a new transaction. A fatal error (fenced ...) makes
+    -- producer_for replace the producer on the next attempt.
+    local function check(ok, err)
+      if ok then return end
+      if entry.in_txn then p:abort() end
+      entry.in_txn = false
+      error("to_kafka (exactly once): " .. tostring(err), 0)
+    end
+    if entry.in_txn then -- an earlier attempt failed half-way (in the user's key function ...)
+      p:abort()
+      entry.in_txn = false
+    end
+    p:mark()
+    check(p:begin())
+    entry.in_txn = true
+    local push, sent = sender(spec, p)
+    return push, function()
+      check(p:flush(spec.timeout_ms))
+      for _, input in ipairs(spec.inputs or {}) do
+        check(p:send_offsets(input.offsets, input.group_metadata))
+      end
+      local ok, err = p:commit() -- aborts by itself when the commit fails
+      entry.in_txn = false
+      check(ok, err)
+      emit(task, 0, 1, false, { sent() })
+    end
+  end
+end
+
+return M

@@ -1,0 +1,251 @@
+-- dstream/ops_event_time.lua: the worker side of event time: timestamps, late records,
+-- event-time windows and session windows.
+--
+-- The event_time operator computes a record's timestamp and leaves it in current.ts while the
+-- record travels down the fused pipeline (no table per record); a window operator in the same
+-- stage reads it there. Records older than the watermark of the previous batches are late:
+-- counted, and kept for late_records() when asked. Each task reports its largest timestamp and
+-- its late records (side outputs -3 and -2); the driver turns the largest timestamp of all
+-- tasks into the watermark that closes windows. Window state is keyed state (ops_state):
+-- windows[start][key] = value, on the worker that owns the key's partition.
+-- Registered into dstream.worker.
+return function(W)
+  local operators, terminals = W.operators, W.terminals
+  local shipped, current, store_of, emit = W.shipped, W.current, W.store_of, W.emit
+  local pairs, floor, type, error = pairs, math.floor, type, error
+
+  local function report()
+    local r = current.report
+    if not r then
+      r = { max_ts = nil, late = 0, late_keys = {}, late_values = {}, late_pairs = nil }
+      current.report = r
+    end
+    return r
+  end
+
+  -- Side outputs of a task: -3 { {max_ts, late} }, -2 the late records themselves.
+  function W.emit_report(task)
+    local r = current.report
+    emit(task, -3, 1, false, { { r.max_ts or false, r.late } })
+    if #r.late_keys > 0 then
+      emit(task, -2, #r.late_keys, r.late_pairs, r.late_keys, r.late_values)
+    end
+  end
+
+  function operators.event_time(spec, nxt, fin)
+    local f = shipped(spec.fn)
+    local watermark, keep_late = spec.watermark, spec.keep_late
+    local r = report()
+    return function(a, b)
+      local ts = f(a, b)
+      if type(ts) ~= "number" or ts ~= ts then
+        error("event_time: the timestamp function must return a number (ms), got " .. tostring(ts), 0)
+      end
+      if watermark and ts < watermark then -- late: older than the watermark
+        r.late = r.late + 1
+        if keep_late then
+          local n = #r.late_keys + 1
+          r.late_keys[n], r.late_values[n] = a, b
+          r.late_pairs = b ~= nil
+        end
+        return
+      end
+      local m = r.max_ts
+      if m == nil or ts > m then r.max_ts = ts end
+      current.ts = ts
+      return nxt(a, b)
+    end, fin
+  end
+
+  local function timestamp(who)
+    local ts = current.ts
+    if ts == nil then
+      error(who .. ": no event time: call event_time(fn) in the same stage, before any shuffle", 0)
+    end
+    return ts
+  end
+
+  -- Map side of an event-time window: combines per (window start, key), then hashes the key.
+  -- Emits (key, {start, value}) pairs into the key's bucket.
+  function terminals.event_window_combine(task, spec)
+    local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
+    local len, slide = spec.len, spec.slide
+    local acc = {} -- start -> key -> value
+    local function push(k, v)
+      if v == nil then error(who .. ": the records must be key/value pairs", 0) end
+      local ts = timestamp(who)
+      -- Windows [start, start + len) with start a multiple of slide that contain ts.
+      local last = floor(ts / slide) * slide
+      for start = last, ts - len + 1, -slide do
+        local w = acc[start]
+        if not w then
+          w = {}
+          acc[start] = w
+        end
+        local old = w[k]
+        if old == nil then w[k] = v else w[k] = f(old, v) end
+      end
+    end
+    local function finish()
+      local keys, values, counts = {}, {}, {}
+      for start, w in pairs(acc) do
+        for k, v in pairs(w) do
+          local t = W.key_hash(k, who) % nparts
+          local n = (counts[t] or 0) + 1
+          if n == 1 then keys[t], values[t] = {}, {} end
+          keys[t][n], values[t][n] = k, { start, v }
+          counts[t] = n
+        end
+      end
+      for t, n in pairs(counts) do emit(task, t, n, true, keys[t], values[t]) end
+    end
+    return push, finish
+  end
+
+  -- Reduce side: folds the batch into the window state; emits closed windows ("final") or
+  -- the windows this batch changed ("update"); evicts windows the watermark has passed.
+  function operators.event_window_reduce(spec, nxt, fin)
+    local f = shipped(spec.fn)
+    local store = store_of(spec.state, current.part)
+    local len, watermark, final = spec.len, spec.watermark, spec.emit == "final"
+    store.windows = store.windows or {}
+    local changed = {} -- start -> key -> new value
+    return function(k, sv)
+      local start, v = sv[1], sv[2]
+      local w = changed[start]
+      if not w then
+        w = {}
+        changed[start] = w
+      end
+      local old = w[k]
+      if old == nil then
+        local prev = store.windows[start]
+        old = prev and prev[k]
+      end
+      if old == nil then w[k] = v else w[k] = f(old, v) end
+    end, function()
+      local windows = store.windows
+      local function value(start, k)
+        local c = changed[start]
+        local v = c and c[k]
+        if v == nil then
+          local w = windows[start]
+          v = w and w[k]
+        end
+        return v
+      end
+      if final then
+        local starts = {}
+        for start in pairs(windows) do starts[start] = true end
+        for start in pairs(changed) do starts[start] = true end
+        for start in pairs(starts) do
+          if watermark and start + len <= watermark then
+            local seen = {}
+            for k in pairs(windows[start] or {}) do
+              seen[k] = true
+              nxt(k, { start = start, ["end"] = start + len, value = value(start, k) })
+            end
+            for k in pairs(changed[start] or {}) do
+              if not seen[k] then nxt(k, { start = start, ["end"] = start + len, value = value(start, k) }) end
+            end
+          end
+        end
+      else
+        for start, w in pairs(changed) do
+          for k, v in pairs(w) do nxt(k, { start = start, ["end"] = start + len, value = v }) end
+        end
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        for start, w in pairs(changed) do
+          local dst = windows[start]
+          if not dst then
+            dst = {}
+            windows[start] = dst
+          end
+          for k, v in pairs(w) do dst[k] = v end
+        end
+        if watermark then
+          for start in pairs(windows) do
+            if start + len <= watermark then windows[start] = nil end -- closed for good
+          end
+        end
+      end
+      fin()
+    end
+  end
+
+  -- Map side of session windows: (key, {ts, value}) into the key's bucket.
+  function terminals.session_partition(task, spec)
+    local nparts, who = spec.partitions, "session_window"
+    local keys, values, counts = {}, {}, {}
+    for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+    return function(k, v)
+      if v == nil then error("session_window: the records must be key/value pairs", 0) end
+      local ts = timestamp(who)
+      local t = W.key_hash(k, who) % nparts
+      local n = counts[t] + 1
+      counts[t] = n
+      keys[t][n], values[t][n] = k, { ts, v }
+    end, function()
+      for t = 0, nparts - 1 do emit(task, t, counts[t], true, keys[t], values[t]) end
+    end
+  end
+
+  -- Reduce side of session windows: per key, a sorted list of sessions {start, last, values};
+  -- a record within `gap` of a session joins it, and a record that bridges two merges them.
+  -- A session closes when the watermark passes last + gap.
+  function operators.session_reduce(spec, nxt, fin)
+    local store = store_of(spec.state, current.part)
+    local gap, watermark = spec.gap, spec.watermark
+    store.sessions = store.sessions or {}
+    local incoming = {} -- key -> list of {ts, value}
+    return function(k, tv)
+      local list = incoming[k]
+      if not list then
+        list = {}
+        incoming[k] = list
+      end
+      list[#list + 1] = tv
+    end, function()
+      local result = {} -- key -> new session list (copies: the state changes on success)
+      local keys = {}
+      for k in pairs(store.sessions) do keys[k] = true end
+      for k in pairs(incoming) do keys[k] = true end
+      for k in pairs(keys) do
+        local events = {}
+        for _, s in ipairs(store.sessions[k] or {}) do
+          events[#events + 1] = { s.start, s.last, s.values }
+        end
+        for _, tv in ipairs(incoming[k] or {}) do
+          events[#events + 1] = { tv[1], tv[1], { tv[2] } }
+        end
+        table.sort(events, function(a, b) return a[1] < b[1] end)
+        local merged, cur = {}, nil
+        for _, e in ipairs(events) do
+          if cur and e[1] < cur.last + gap then
+            if e[2] > cur.last then cur.last = e[2] end
+            for _, v in ipairs(e[3]) do cur.values[#cur.values + 1] = v end
+          else
+            cur = { start = e[1], last = e[2], values = {} }
+            for _, v in ipairs(e[3]) do cur.values[#cur.values + 1] = v end
+            merged[#merged + 1] = cur
+          end
+        end
+        local open = {}
+        for _, sess in ipairs(merged) do
+          if watermark and sess.last + gap <= watermark then
+            nxt(k, { start = sess.start, ["end"] = sess.last + gap, values = sess.values,
+              count = #sess.values })
+          else
+            open[#open + 1] = sess
+          end
+        end
+        result[k] = #open > 0 and open or nil
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function() store.sessions = result end
+      fin()
+    end
+  end
+end

@@ -1,0 +1,111 @@
+-- dstream/ops_window.lua: the worker side of reducing windows: panes of keyed partial values.
+--
+-- Each batch's records (already combined per key on the map side) are folded into the pane of
+-- the slice of time the batch belongs to: panes are `pane` ms long (the gcd of the window
+-- length and slide), so a window is a whole number of panes. At a slide boundary the window's
+-- value is either the combination of its panes, or, with an inverse function, the previous
+-- window's value plus the panes that entered minus the panes that left. Memory is one table
+-- per pane and one running table: it grows with panes and keys, not with records. Changes
+-- become the state only when the task succeeds. Registered into dstream.worker.
+return function(W)
+  local operators = W.operators
+  local shipped, current, store_of = W.shipped, W.current, W.store_of
+  local pairs, ceil = pairs, math.ceil
+
+  -- Folds `src` into a copy-on-write view: returns a new table with dst's keys combined.
+  local function merged(dst, src, f)
+    local out = {}
+    for k, v in pairs(dst) do out[k] = v end
+    for k, v in pairs(src) do
+      local old = out[k]
+      if old == nil then out[k] = v else out[k] = f(old, v) end
+    end
+    return out
+  end
+
+  function operators.window_reduce(spec, nxt, fin)
+    local f = shipped(spec.fn)
+    local inverse = spec.inverse and shipped(spec.inverse)
+    local filter = spec.filter and shipped(spec.filter)
+    local store = store_of(spec.state, current.part)
+    local time, len, pane, zero = current.time, spec.len, spec.pane, spec.zero
+    store.panes = store.panes or {}
+    store.last_emit = store.last_emit or zero
+    local batch = {}
+    return function(k, v)
+      local old = batch[k]
+      if old == nil then batch[k] = v else batch[k] = f(old, v) end
+    end, function()
+      local panes = store.panes
+      local pane_end = zero + ceil((time - zero) / pane) * pane
+      local new_pane = merged(panes[pane_end] or {}, batch, f)
+      local commit = { [pane_end] = new_pane }
+      local running
+      if spec.emit then
+        if inverse then
+          -- running(T) = running(last) + panes in (last, T] - panes in (last - len, T - len]
+          running = {}
+          for k, v in pairs(store.running or {}) do running[k] = v end
+          local last = store.last_emit
+          for e, p in pairs(panes) do
+            local contents = commit[e] or p
+            if e > last and e <= time and e ~= pane_end then
+              for k, v in pairs(contents) do
+                local old = running[k]
+                if old == nil then running[k] = v else running[k] = f(old, v) end
+              end
+            end
+          end
+          for k, v in pairs(new_pane) do
+            local old = running[k]
+            if old == nil then running[k] = v else running[k] = f(old, v) end
+          end
+          for e, p in pairs(panes) do
+            if e > last - len and e <= time - len then
+              for k, v in pairs(p) do
+                local old = running[k]
+                if old ~= nil then running[k] = inverse(old, v) end
+              end
+            end
+          end
+        else
+          running = {}
+          for e, p in pairs(panes) do
+            if e > time - len and e <= time and e ~= pane_end then
+              for k, v in pairs(p) do
+                local old = running[k]
+                if old == nil then running[k] = v else running[k] = f(old, v) end
+              end
+            end
+          end
+          for k, v in pairs(new_pane) do
+            local old = running[k]
+            if old == nil then running[k] = v else running[k] = f(old, v) end
+          end
+        end
+        for k, v in pairs(running) do
+          if filter and not filter(k, v) then
+            running[k] = nil
+          else
+            nxt(k, v)
+          end
+        end
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        panes[pane_end] = new_pane
+        if spec.emit then
+          if inverse then store.running = running end
+          store.last_emit = time
+          -- Panes at or before time - len have left every future window (and, with an
+          -- inverse, have been subtracted); without one, the next window starts later still.
+          local keep_after = inverse and time - len or time + spec.slide - len
+          for e in pairs(panes) do
+            if e <= keep_after then panes[e] = nil end
+          end
+        end
+      end
+      fin()
+    end
+  end
+end

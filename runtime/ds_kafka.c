@@ -1,0 +1,1065 @@
+/* ds_kafka.c - the Kafka direct-stream consumer, producers and offset queries (librdkafka). */
+#include "ds_kafka.h"
+
+#include <errno.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "ds_log.h"
+
+#define BLOCK_MAX (1u << 20)        /* a partition's block grows up to this, then a new one */
+#define PAUSE_BYTES_DEFAULT (64u << 20)
+#define ERROR_REPEAT_S 10 /* an error of one kind is logged at most this often */
+#define RECOVERED_S 3     /* no error for this long while messages arrive: recovered */
+
+/* ---- shared helpers ------------------------------------------------------------------- */
+
+static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b) {
+  if (err && errlen) snprintf(err, errlen, fmt, a, b ? b : "");
+}
+
+/* librdkafka's own log lines go to ds_log: its connection failures are also reported through
+ * the error callback, so they are details (info), not warnings. */
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+  (void)rk;
+  ds_log(level <= 3 ? DS_LOG_INFO : DS_LOG_DEBUG, "kafka %s: %s", fac, buf);
+}
+
+/* A configuration with dstream's defaults, then the user's properties on top. */
+static rd_kafka_conf_t *make_conf(const char *brokers, const ds_kafka_kv *defaults, int ndefaults,
+                                  const ds_kafka_kv *conf, int nconf, char *err, size_t errlen) {
+  rd_kafka_conf_t *c = rd_kafka_conf_new();
+  char e[512];
+  if (brokers && rd_kafka_conf_set(c, "bootstrap.servers", brokers, e, sizeof e) != RD_KAFKA_CONF_OK)
+    goto fail;
+  for (int i = 0; i < ndefaults; i++)
+    if (rd_kafka_conf_set(c, defaults[i].key, defaults[i].value, e, sizeof e) != RD_KAFKA_CONF_OK)
+      goto fail;
+  for (int i = 0; i < nconf; i++)
+    if (rd_kafka_conf_set(c, conf[i].key, conf[i].value, e, sizeof e) != RD_KAFKA_CONF_OK)
+      goto fail;
+  rd_kafka_conf_set_log_cb(c, log_cb);
+  return c;
+fail:
+  set_err(err, errlen, "%s%s", e, NULL);
+  rd_kafka_conf_destroy(c);
+  return NULL;
+}
+
+static const char *conf_get(const ds_kafka_kv *conf, int n, const char *key) {
+  const char *v = NULL;
+  for (int i = 0; i < n; i++)
+    if (strcmp(conf[i].key, key) == 0) v = conf[i].value;
+  return v;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* ---- the consumer ---------------------------------------------------------------------- */
+
+typedef struct kpart {
+  const char *topic; /* interned in the source */
+  int32_t partition;
+  int64_t next; /* the offset after the last message appended; -1 unknown */
+  int64_t cut;  /* where the next batch starts; -1 unknown */
+  ds_block **blocks; /* unsealed records; the last one grows while `open` */
+  int nblocks, capblocks, open;
+  size_t head;         /* byte offset of the first unsealed record in blocks[0] */
+  uint64_t head_count; /* records of blocks[0] already sealed */
+  int64_t *offs;       /* offsets of the unsealed records: offs[offs_head ..] */
+  size_t noffs, offs_head, capoffs;
+  uint64_t pending_bytes;
+  int paused;
+} kpart;
+
+struct ds_kafka_source {
+  rd_kafka_t *rk;
+  pthread_t thread;
+  int thread_started;
+  atomic_int stopping;
+  int layout;
+  uint64_t pause_records, pause_bytes;
+
+  pthread_mutex_t lock; /* everything below */
+  kpart *parts;         /* sorted by (topic, partition) */
+  int nparts, capparts;
+  char **topics; /* interned names */
+  int ntopics;
+  ds_kafka_offset *wanted; /* explicit start positions, used at assignment */
+  int nwanted;
+  char *scratch; /* FULL records are built here */
+  size_t scratch_cap;
+  ds_kafka_source_stats st;
+  double last_error_at;
+  int last_error_code;
+  int error_logged;       /* a warning was logged and the stream has not recovered since */
+  double last_error_seen; /* logged or not */
+};
+
+static const char *intern(ds_kafka_source *s, const char *topic) {
+  for (int i = 0; i < s->ntopics; i++)
+    if (strcmp(s->topics[i], topic) == 0) return s->topics[i];
+  char **t = realloc(s->topics, (size_t)(s->ntopics + 1) * sizeof *t);
+  if (!t) return NULL;
+  s->topics = t;
+  if (!(t[s->ntopics] = strdup(topic))) return NULL;
+  return t[s->ntopics++];
+}
+
+static int kpart_cmp(const char *topic, int32_t partition, const kpart *kp) {
+  int c = strcmp(topic, kp->topic);
+  if (c) return c;
+  return partition < kp->partition ? -1 : partition > kp->partition;
+}
+
+/* Index of (topic, partition), or -(insertion point) - 1. Caller holds the lock. */
+static int kpart_find(ds_kafka_source *s, const char *topic, int32_t partition) {
+  int lo = 0, hi = s->nparts - 1;
+  while (lo <= hi) {
+    int mid = (lo + hi) / 2;
+    int c = kpart_cmp(topic, partition, &s->parts[mid]);
+    if (c == 0) return mid;
+    if (c < 0) hi = mid - 1;
+    else lo = mid + 1;
+  }
+  return -lo - 1;
+}
+
+static void kpart_clear(kpart *kp) {
+  for (int i = 0; i < kp->nblocks; i++) ds_block_release(kp->blocks[i]);
+  free(kp->blocks);
+  free(kp->offs);
+  kp->blocks = NULL;
+  kp->offs = NULL;
+  kp->nblocks = kp->capblocks = kp->open = 0;
+  kp->noffs = kp->offs_head = kp->capoffs = 0;
+  kp->head = kp->head_count = kp->pending_bytes = 0;
+}
+
+static uint64_t kpart_pending(const kpart *kp) { return kp->noffs - kp->offs_head; }
+
+/* Counts an error and logs it, unless an error of the same kind was logged lately (a broker
+ * that is down fails every reconnect attempt). Caller holds the lock. */
+static void note_error(ds_kafka_source *s, int code, const char *text) {
+  double t = now_s();
+  int repeat = code == s->last_error_code && t - s->last_error_at < ERROR_REPEAT_S;
+  s->st.errors++;
+  s->st.connected = 0;
+  s->last_error_seen = t;
+  snprintf(s->st.last_error, sizeof s->st.last_error, "%s", text);
+  if (!repeat) {
+    s->last_error_at = t;
+    s->last_error_code = code;
+    s->error_logged = 1;
+    ds_log(DS_LOG_WARN, "kafka_stream: %s (partitions there stall until Kafka answers again)", text);
+  }
+}
+
+static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
+  (void)rk;
+  ds_kafka_source *s = opaque;
+  char text[256];
+  snprintf(text, sizeof text, "%s: %s", rd_kafka_err2name(code), reason);
+  pthread_mutex_lock(&s->lock);
+  note_error(s, code, text);
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+  (void)rk;
+  ds_kafka_source *s = opaque;
+  if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    for (int i = 0; i < offsets->cnt; i++)
+      if (offsets->elems[i].err) {
+        code = offsets->elems[i].err;
+        break;
+      }
+  }
+  if (code == RD_KAFKA_RESP_ERR_NO_ERROR || code == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+  pthread_mutex_lock(&s->lock);
+  s->st.commits_failed++;
+  pthread_mutex_unlock(&s->lock);
+  ds_log(DS_LOG_WARN, "kafka_stream: committing offsets failed: %s (the next batch commits again)",
+         rd_kafka_err2str(code));
+}
+
+/* Called with the lock held. */
+static int add_partition(ds_kafka_source *s, const char *topic, int32_t partition, int64_t start) {
+  int i = kpart_find(s, topic, partition);
+  if (i >= 0) return 0;
+  i = -i - 1;
+  if (s->nparts == s->capparts) {
+    int cap = s->capparts ? s->capparts * 2 : 16;
+    kpart *p = realloc(s->parts, (size_t)cap * sizeof *p);
+    if (!p) return -ENOMEM;
+    s->parts = p;
+    s->capparts = cap;
+  }
+  const char *name = intern(s, topic);
+  if (!name) return -ENOMEM;
+  memmove(&s->parts[i + 1], &s->parts[i], (size_t)(s->nparts - i) * sizeof *s->parts);
+  s->nparts++;
+  kpart *kp = &s->parts[i];
+  memset(kp, 0, sizeof *kp);
+  kp->topic = name;
+  kp->partition = partition;
+  kp->next = kp->cut = start;
+  return 0;
+}
+
+static void remove_partition(ds_kafka_source *s, const char *topic, int32_t partition) {
+  int i = kpart_find(s, topic, partition);
+  if (i < 0) return;
+  kpart *kp = &s->parts[i];
+  uint64_t dropped = kpart_pending(kp);
+  if (dropped)
+    ds_log(DS_LOG_INFO,
+           "kafka_stream: %s [%d] was revoked; %llu records not yet in a batch are left to its "
+           "next owner",
+           kp->topic, (int)kp->partition, (unsigned long long)dropped);
+  kpart_clear(kp);
+  memmove(&s->parts[i], &s->parts[i + 1], (size_t)(s->nparts - i - 1) * sizeof *s->parts);
+  s->nparts--;
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
+                         rd_kafka_topic_partition_list_t *list, void *opaque) {
+  ds_kafka_source *s = opaque;
+  int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+  rd_kafka_error_t *error = NULL;
+  rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+  if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < list->cnt; i++) {
+      rd_kafka_topic_partition_t *tp = &list->elems[i];
+      int64_t start = -1;
+      for (int w = 0; w < s->nwanted; w++)
+        if (s->wanted[w].partition == tp->partition && strcmp(s->wanted[w].topic, tp->topic) == 0)
+          start = s->wanted[w].offset;
+      if (start >= 0) tp->offset = start;
+      if (add_partition(s, tp->topic, tp->partition, start) < 0)
+        ds_log(DS_LOG_ERROR, "kafka_stream: out of memory adding %s [%d]", tp->topic,
+               (int)tp->partition);
+    }
+    s->st.partitions = s->nparts;
+    pthread_mutex_unlock(&s->lock);
+    ds_log(DS_LOG_INFO, "kafka_stream: %d partitions assigned", list->cnt);
+    if (cooperative) error = rd_kafka_incremental_assign(rk, list);
+    else aerr = rd_kafka_assign(rk, list);
+    /* A partition paused under an earlier assignment stays paused: resume them all. */
+    rd_kafka_resume_partitions(rk, list);
+  } else {
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < list->cnt; i++)
+      remove_partition(s, list->elems[i].topic, list->elems[i].partition);
+    s->st.partitions = s->nparts;
+    s->st.paused = 0;
+    for (int i = 0; i < s->nparts; i++) s->st.paused += s->parts[i].paused;
+    pthread_mutex_unlock(&s->lock);
+    if (cooperative) error = rd_kafka_incremental_unassign(rk, list);
+    else aerr = rd_kafka_assign(rk, NULL);
+  }
+  if (error) {
+    ds_log(DS_LOG_WARN, "kafka_stream: rebalance: %s", rd_kafka_error_string(error));
+    rd_kafka_error_destroy(error);
+  } else if (aerr) {
+    ds_log(DS_LOG_WARN, "kafka_stream: rebalance: %s", rd_kafka_err2str(aerr));
+  }
+}
+
+/* Builds the record of `m` in the source's layout; returns its bytes, or NULL (out of memory). */
+static const char *make_record(ds_kafka_source *s, const rd_kafka_message_t *m, size_t *len) {
+  if (s->layout == DS_KAFKA_LAYOUT_VALUE) {
+    *len = m->payload ? m->len : 0;
+    return m->payload ? m->payload : "";
+  }
+  const char *topic = rd_kafka_topic_name(m->rkt);
+  size_t tlen = strlen(topic);
+  if (tlen > 65535) tlen = 65535;
+  rd_kafka_headers_t *hdrs = NULL;
+  size_t nh = 0, hbytes = 0;
+  if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR && hdrs) {
+    nh = rd_kafka_header_cnt(hdrs);
+    for (size_t i = 0; i < nh; i++) {
+      const char *name;
+      const void *val;
+      size_t vlen;
+      rd_kafka_header_get_all(hdrs, i, &name, &val, &vlen);
+      hbytes += 8 + strlen(name) + (val ? vlen : 0);
+    }
+  }
+  size_t klen = m->key ? m->key_len : 0, vlen = m->payload ? m->len : 0;
+  size_t total = sizeof(ds_kafka_rec) + tlen + klen + hbytes + vlen;
+  if (total > s->scratch_cap) {
+    size_t cap = s->scratch_cap ? s->scratch_cap : 4096;
+    while (cap < total) cap *= 2;
+    char *p = realloc(s->scratch, cap);
+    if (!p) return NULL;
+    s->scratch = p;
+    s->scratch_cap = cap;
+  }
+  ds_kafka_rec h;
+  memset(&h, 0, sizeof h);
+  rd_kafka_timestamp_type_t tstype;
+  h.offset = m->offset;
+  h.timestamp = rd_kafka_message_timestamp(m, &tstype);
+  h.tstype = tstype == RD_KAFKA_TIMESTAMP_CREATE_TIME       ? 1
+             : tstype == RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME ? 2
+                                                            : 0;
+  h.partition = m->partition;
+  h.key_len = (uint32_t)klen;
+  h.nheaders = (uint32_t)nh;
+  h.topic_len = (uint16_t)tlen;
+  h.flags = (m->key ? DS_KAFKA_REC_KEY : 0) | (m->payload ? DS_KAFKA_REC_VALUE : 0);
+  char *w = s->scratch;
+  memcpy(w, &h, sizeof h);
+  w += sizeof h;
+  memcpy(w, topic, tlen);
+  w += tlen;
+  if (klen) memcpy(w, m->key, klen);
+  w += klen;
+  for (size_t i = 0; i < nh; i++) {
+    const char *name;
+    const void *val;
+    size_t hv;
+    rd_kafka_header_get_all(hdrs, i, &name, &val, &hv);
+    uint32_t nl = (uint32_t)strlen(name);
+    int32_t vl = val ? (int32_t)hv : -1;
+    memcpy(w, &nl, 4);
+    memcpy(w + 4, &vl, 4);
+    memcpy(w + 8, name, nl);
+    w += 8 + nl;
+    if (val && hv) memcpy(w, val, hv);
+    if (val) w += hv;
+  }
+  if (vlen) memcpy(w, m->payload, vlen);
+  w += vlen;
+  *len = (size_t)(w - s->scratch);
+  return s->scratch;
+}
+
+/* Caller holds the lock. */
+static int kpart_append(ds_kafka_source *s, kpart *kp, const char *rec, size_t len, int64_t off) {
+  ds_block *cur = kp->nblocks && kp->open ? kp->blocks[kp->nblocks - 1] : NULL;
+  if (!cur || (cur->len > 0 && cur->len + 4 + len > BLOCK_MAX)) {
+    if (kp->nblocks == kp->capblocks) {
+      int cap = kp->capblocks ? kp->capblocks * 2 : 8;
+      ds_block **b = realloc(kp->blocks, (size_t)cap * sizeof *b);
+      if (!b) return -ENOMEM;
+      kp->blocks = b;
+      kp->capblocks = cap;
+    }
+    size_t cap = len + 4 > 4096 ? len + 4 : 4096;
+    if (!(cur = ds_block_new(DS_FMT_LINES, cap))) return -ENOMEM;
+    kp->blocks[kp->nblocks++] = cur;
+    kp->open = 1;
+  }
+  if (kp->noffs == kp->capoffs) {
+    if (kp->offs_head > 0) { /* reuse the space of offsets already sealed */
+      memmove(kp->offs, kp->offs + kp->offs_head, (kp->noffs - kp->offs_head) * sizeof *kp->offs);
+      kp->noffs -= kp->offs_head;
+      kp->offs_head = 0;
+    }
+    if (kp->noffs == kp->capoffs) {
+      size_t cap = kp->capoffs ? kp->capoffs * 2 : 1024;
+      int64_t *o = realloc(kp->offs, cap * sizeof *o);
+      if (!o) return -ENOMEM;
+      kp->offs = o;
+      kp->capoffs = cap;
+    }
+  }
+  int rc = ds_block_append_record(cur, rec, len);
+  if (rc) return rc;
+  kp->offs[kp->noffs++] = off;
+  kp->pending_bytes += 4 + len;
+  if (kp->cut < 0) kp->cut = off;
+  kp->next = off + 1;
+  (void)s;
+  return 0;
+}
+
+static void handle_message(ds_kafka_source *s, rd_kafka_message_t *m) {
+  if (m->err) {
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) return;
+    char text[256];
+    if (m->rkt)
+      snprintf(text, sizeof text, "%s [%d]: %s", rd_kafka_topic_name(m->rkt), (int)m->partition,
+               rd_kafka_message_errstr(m));
+    else
+      snprintf(text, sizeof text, "%s", rd_kafka_message_errstr(m));
+    pthread_mutex_lock(&s->lock);
+    note_error(s, m->err, text);
+    pthread_mutex_unlock(&s->lock);
+    return;
+  }
+  const char *topic = rd_kafka_topic_name(m->rkt);
+  pthread_mutex_lock(&s->lock);
+  int i = kpart_find(s, topic, m->partition);
+  if (i < 0) goto out; /* no longer assigned */
+  kpart *kp = &s->parts[i];
+  if (kp->next >= 0 && m->offset < kp->next) {
+    s->st.duplicates++;
+    goto out;
+  }
+  size_t len;
+  const char *rec = make_record(s, m, &len);
+  int rc = rec ? (len > DS_RECORD_MAX ? -E2BIG : kpart_append(s, kp, rec, len, m->offset)) : -ENOMEM;
+  if (rc) {
+    s->st.skipped++;
+    kp->next = m->offset + 1;
+    ds_log(DS_LOG_WARN, "kafka_stream: %s [%d] offset %lld skipped: %s", topic, (int)m->partition,
+           (long long)m->offset,
+           rc == -E2BIG ? "the record is larger than the 64 MiB record limit" : "out of memory");
+    goto out;
+  }
+  s->st.records++;
+  s->st.bytes += len;
+  s->st.pending++;
+  s->st.connected = 1;
+  /* Recovered: messages arrive and no error came for a while (while one broker of several is
+   * down, the partitions it leads stall but others still deliver). */
+  if (s->error_logged && now_s() - s->last_error_seen >= RECOVERED_S) {
+    s->error_logged = 0;
+    ds_log(DS_LOG_WARN, "kafka_stream: receiving again (no Kafka error for %d s)", RECOVERED_S);
+  }
+  if (!kp->paused && ((s->pause_records && kpart_pending(kp) >= s->pause_records) ||
+                      kp->pending_bytes >= s->pause_bytes)) {
+    /* Under the lock so that a seal's resume cannot overtake this pause. Pausing only
+     * queues a request; on resume librdkafka fetches from the offset after the last message
+     * it gave us, and anything it gives twice is dropped above. */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, kp->topic, kp->partition);
+    rd_kafka_pause_partitions(s->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    kp->paused = 1;
+    s->st.paused++;
+  }
+out:
+  pthread_mutex_unlock(&s->lock);
+}
+
+static void *consumer_main(void *arg) {
+  ds_kafka_source *s = arg;
+  while (!atomic_load(&s->stopping)) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
+    if (!m) continue;
+    handle_message(s, m);
+    rd_kafka_message_destroy(m);
+  }
+  return NULL;
+}
+
+int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, char *err,
+                          size_t errlen) {
+  *out = NULL;
+  if (!o->brokers || !o->group || o->ntopics < 1) {
+    set_err(err, errlen, "brokers, group and at least one topic are needed%s%s", "", NULL);
+    return -EINVAL;
+  }
+  const char *ac = conf_get(o->conf, o->nconf, "enable.auto.commit");
+  if (ac && strcmp(ac, "false") != 0) {
+    set_err(err, errlen,
+            "enable.auto.commit must stay false: offsets are committed after each batch's output%s%s",
+            "", NULL);
+    return -EINVAL;
+  }
+  ds_kafka_source *s = calloc(1, sizeof *s);
+  if (!s) return -ENOMEM;
+  pthread_mutex_init(&s->lock, NULL);
+  s->layout = o->layout;
+  s->pause_records = o->pause_records;
+  s->pause_bytes = o->pause_bytes ? o->pause_bytes : PAUSE_BYTES_DEFAULT;
+  s->st.connected = 1;
+  if (o->npositions > 0) {
+    s->wanted = calloc((size_t)o->npositions, sizeof *s->wanted);
+    if (!s->wanted) goto oom;
+    for (int i = 0; i < o->npositions; i++) {
+      s->wanted[i] = o->positions[i];
+      if (!(s->wanted[i].topic = intern(s, o->positions[i].topic))) goto oom;
+    }
+    s->nwanted = o->npositions;
+  }
+  const ds_kafka_kv defaults[] = {
+      {"group.id", o->group},
+      {"auto.offset.reset", o->start && strcmp(o->start, "earliest") == 0 ? "earliest" : "latest"},
+      {"enable.auto.commit", "false"},
+      {"enable.auto.offset.store", "false"},
+      {"enable.partition.eof", "false"},
+      {"client.id", "dstream"},
+      {"reconnect.backoff.max.ms", "2000"},
+  };
+  rd_kafka_conf_t *c = make_conf(o->brokers, defaults, (int)(sizeof defaults / sizeof *defaults),
+                                 o->conf, o->nconf, err, errlen);
+  if (!c) goto fail;
+  rd_kafka_conf_set_opaque(c, s);
+  rd_kafka_conf_set_error_cb(c, error_cb);
+  rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+  rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
+  char e[512];
+  s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof e);
+  if (!s->rk) {
+    rd_kafka_conf_destroy(c);
+    set_err(err, errlen, "cannot create a Kafka consumer: %s%s", e, NULL);
+    goto fail;
+  }
+  rd_kafka_poll_set_consumer(s->rk);
+  rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->ntopics);
+  for (int i = 0; i < o->ntopics; i++)
+    rd_kafka_topic_partition_list_add(topics, o->topics[i], RD_KAFKA_PARTITION_UA);
+  rd_kafka_resp_err_t rc = rd_kafka_subscribe(s->rk, topics);
+  rd_kafka_topic_partition_list_destroy(topics);
+  if (rc) {
+    set_err(err, errlen, "cannot subscribe: %s%s", rd_kafka_err2str(rc), NULL);
+    goto fail;
+  }
+  if (pthread_create(&s->thread, NULL, consumer_main, s) != 0) {
+    set_err(err, errlen, "cannot start the consumer thread%s%s", "", NULL);
+    goto fail;
+  }
+  s->thread_started = 1;
+  *out = s;
+  return 0;
+oom:
+  set_err(err, errlen, "out of memory%s%s", "", NULL);
+fail:
+  ds_kafka_source_free(s);
+  return -EINVAL;
+}
+
+static int part_add_slice(ds_part *p, ds_block *b, size_t off, size_t len, uint64_t count) {
+  ds_slice *slices = realloc(p->slices, (size_t)(p->nslices + 1) * sizeof *slices);
+  if (!slices) return -ENOMEM;
+  p->slices = slices;
+  ds_slice *sl = &p->slices[p->nslices++];
+  ds_block_retain(b);
+  sl->block = b;
+  sl->data = b->data + off;
+  sl->len = len;
+  sl->count = count;
+  sl->format = b->format;
+  sl->pairs = b->pairs;
+  p->count += count;
+  return 0;
+}
+
+/* Moves up to `max` unsealed records of kp into part. Caller holds the lock. */
+static int kpart_seal(kpart *kp, uint64_t max, ds_part *part, ds_kafka_range *r, uint64_t *bytes) {
+  uint64_t take = kpart_pending(kp);
+  if (max && take > max) take = max;
+  r->topic = kp->topic;
+  r->partition = kp->partition;
+  r->from = r->until = kp->cut;
+  r->count = take;
+  if (take == 0) return 0;
+  uint64_t need = take;
+  int consumed = 0;                          /* blocks fully sealed */
+  size_t new_head = 0;                       /* where blocks[0] starts after this seal */
+  uint64_t new_head_count = 0;
+  for (int i = 0; i < kp->nblocks && need > 0; i++) {
+    ds_block *b = kp->blocks[i];
+    size_t start = i == 0 ? kp->head : 0;
+    uint64_t before = i == 0 ? kp->head_count : 0;
+    uint64_t avail = b->count - before;
+    if (avail <= need) {
+      if (part_add_slice(part, b, start, b->len - start, avail)) return -ENOMEM;
+      *bytes += b->len - start;
+      need -= avail;
+      consumed++;
+    } else {
+      size_t end = start;
+      for (uint64_t k = 0; k < need; k++) {
+        uint32_t len;
+        memcpy(&len, b->data + end, 4);
+        end += 4 + (size_t)len;
+      }
+      if (part_add_slice(part, b, start, end - start, need)) return -ENOMEM;
+      *bytes += end - start;
+      new_head = end; /* the blocks before this one are released below */
+      new_head_count = before + need;
+      need = 0;
+    }
+  }
+  /* Every block a slice points into is read-only now: the next message starts a new block. */
+  kp->open = 0;
+  for (int i = 0; i < consumed; i++) ds_block_release(kp->blocks[i]);
+  memmove(kp->blocks, kp->blocks + consumed, (size_t)(kp->nblocks - consumed) * sizeof *kp->blocks);
+  kp->nblocks -= consumed;
+  kp->head = new_head;
+  kp->head_count = new_head_count;
+  r->until = kp->offs[kp->offs_head + take - 1] + 1;
+  kp->offs_head += take;
+  if (kp->offs_head == kp->noffs) kp->offs_head = kp->noffs = 0;
+  kp->cut = r->until;
+  uint64_t left = 0;
+  for (int i = 0; i < kp->nblocks; i++)
+    left += kp->blocks[i]->len - (i == 0 ? kp->head : 0);
+  kp->pending_bytes = left;
+  return 0;
+}
+
+int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
+                         ds_kafka_range **ranges, int *nranges) {
+  *out = NULL;
+  *ranges = NULL;
+  *nranges = 0;
+  ds_sealed *sb = calloc(1, sizeof *sb);
+  if (!sb) return -ENOMEM;
+  pthread_mutex_lock(&s->lock);
+  int n = s->nparts;
+  sb->nparts = n > 0 ? n : 1;
+  sb->parts = calloc((size_t)sb->nparts, sizeof *sb->parts);
+  ds_kafka_range *rs = n > 0 ? calloc((size_t)n, sizeof *rs) : NULL;
+  if (!sb->parts || (n > 0 && !rs)) {
+    pthread_mutex_unlock(&s->lock);
+    free(rs);
+    ds_sealed_free(sb);
+    return -ENOMEM;
+  }
+  int rc = 0;
+  rd_kafka_topic_partition_list_t *resume = NULL;
+  for (int i = 0; i < n && rc == 0; i++) {
+    kpart *kp = &s->parts[i];
+    rc = kpart_seal(kp, max_per_part, &sb->parts[i], &rs[i], &sb->bytes);
+    sb->count += rs[i].count;
+    s->st.pending -= rs[i].count;
+    /* Resume a paused partition once it holds less than half of its limits. */
+    if (kp->paused && (!s->pause_records || kpart_pending(kp) < s->pause_records / 2 + 1) &&
+        kp->pending_bytes < s->pause_bytes / 2) {
+      if (!resume) resume = rd_kafka_topic_partition_list_new(4);
+      rd_kafka_topic_partition_list_add(resume, kp->topic, kp->partition);
+      kp->paused = 0;
+      s->st.paused--;
+    }
+  }
+  if (resume) {
+    rd_kafka_resume_partitions(s->rk, resume);
+    rd_kafka_topic_partition_list_destroy(resume);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    free(rs);
+    ds_sealed_free(sb);
+    return rc;
+  }
+  *out = sb;
+  *ranges = rs;
+  *nranges = n;
+  return 0;
+}
+
+static rd_kafka_topic_partition_list_t *offset_list(const ds_kafka_offset *o, int n) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+  for (int i = 0; i < n; i++)
+    rd_kafka_topic_partition_list_add(l, o[i].topic, o[i].partition)->offset = o[i].offset;
+  return l;
+}
+
+int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
+                           char *err, size_t errlen) {
+  if (n <= 0) return 0;
+  rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
+  rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, async);
+  if (!rc && !async) {
+    for (int i = 0; i < l->cnt; i++)
+      if (l->elems[i].err) {
+        rc = l->elems[i].err;
+        break;
+      }
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  if (rc) {
+    set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc), NULL);
+    return -EIO;
+  }
+  return 0;
+}
+
+int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, char *err,
+                                   size_t errlen) {
+  rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(s->rk);
+  if (!gm) {
+    set_err(err, errlen, "the consumer has no group metadata%s%s", "", NULL);
+    return -EINVAL;
+  }
+  void *p;
+  size_t n;
+  rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_write(gm, &p, &n);
+  rd_kafka_consumer_group_metadata_destroy(gm);
+  if (e) {
+    set_err(err, errlen, "group metadata: %s%s", rd_kafka_error_string(e), NULL);
+    rd_kafka_error_destroy(e);
+    return -EINVAL;
+  }
+  *buf = malloc(n ? n : 1);
+  if (!*buf) {
+    rd_kafka_mem_free(NULL, p);
+    return -ENOMEM;
+  }
+  memcpy(*buf, p, n);
+  *len = n;
+  rd_kafka_mem_free(NULL, p);
+  return 0;
+}
+
+void ds_kafka_source_stats_get(ds_kafka_source *s, ds_kafka_source_stats *st) {
+  pthread_mutex_lock(&s->lock);
+  *st = s->st;
+  pthread_mutex_unlock(&s->lock);
+}
+
+void ds_kafka_source_stop(ds_kafka_source *s) {
+  if (!s->thread_started) return;
+  atomic_store(&s->stopping, 1);
+  pthread_join(s->thread, NULL);
+  s->thread_started = 0;
+}
+
+void ds_kafka_source_free(ds_kafka_source *s) {
+  if (!s) return;
+  ds_kafka_source_stop(s);
+  if (s->rk) {
+    rd_kafka_consumer_close(s->rk); /* leaves the group; revokes through rebalance_cb */
+    rd_kafka_destroy(s->rk);
+  }
+  for (int i = 0; i < s->nparts; i++) kpart_clear(&s->parts[i]);
+  free(s->parts);
+  for (int i = 0; i < s->ntopics; i++) free(s->topics[i]);
+  free(s->topics);
+  free(s->wanted);
+  free(s->scratch);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
+
+/* ---- producers ------------------------------------------------------------------------- */
+
+struct ds_kafka_producer {
+  rd_kafka_t *rk;
+  int transactional;
+  int timeout_ms;
+  uintptr_t gen; /* delivery reports of older generations are ignored */
+  uint64_t sent, delivered, failed;
+  char first_error[256];
+  int fatal;
+};
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+  (void)rk;
+  ds_kafka_producer *p = opaque;
+  if ((uintptr_t)m->_private != p->gen) return;
+  if (m->err) {
+    if (!p->failed)
+      snprintf(p->first_error, sizeof p->first_error, "%s [%d]: %s",
+               m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
+               rd_kafka_err2str(m->err));
+    p->failed++;
+  } else {
+    p->delivered++;
+  }
+}
+
+static void producer_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
+  ds_kafka_producer *p = opaque;
+  if (code == RD_KAFKA_RESP_ERR__FATAL) {
+    char buf[256];
+    rd_kafka_fatal_error(rk, buf, sizeof buf);
+    p->fatal = 1;
+    ds_log(DS_LOG_ERROR, "to_kafka: the producer failed for good: %s", buf);
+  } else {
+    ds_log(DS_LOG_INFO, "to_kafka: %s: %s", rd_kafka_err2name(code), reason);
+  }
+}
+
+int ds_kafka_producer_new(const ds_kafka_producer_opts *o, ds_kafka_producer **out, char *err,
+                          size_t errlen) {
+  *out = NULL;
+  ds_kafka_producer *p = calloc(1, sizeof *p);
+  if (!p) return -ENOMEM;
+  p->gen = 1;
+  p->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+  p->transactional = o->transactional_id != NULL;
+  ds_kafka_kv defaults[] = {
+      {"enable.idempotence", "true"},
+      {"client.id", "dstream"},
+      {"reconnect.backoff.max.ms", "2000"},
+      {"transactional.id", o->transactional_id},
+  };
+  int ndefaults = p->transactional ? 4 : 3;
+  rd_kafka_conf_t *c = make_conf(o->brokers, defaults, ndefaults, o->conf, o->nconf, err, errlen);
+  if (!c) {
+    free(p);
+    return -EINVAL;
+  }
+  rd_kafka_conf_set_opaque(c, p);
+  rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
+  rd_kafka_conf_set_error_cb(c, producer_error_cb);
+  char e[512];
+  p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
+  if (!p->rk) {
+    rd_kafka_conf_destroy(c);
+    free(p);
+    set_err(err, errlen, "cannot create a Kafka producer: %s%s", e, NULL);
+    return -EINVAL;
+  }
+  if (p->transactional) {
+    rd_kafka_error_t *te = rd_kafka_init_transactions(p->rk, p->timeout_ms);
+    if (te) {
+      set_err(err, errlen, "init_transactions: %s%s", rd_kafka_error_string(te), NULL);
+      rd_kafka_error_destroy(te);
+      rd_kafka_destroy(p->rk);
+      free(p);
+      return -EIO;
+    }
+  }
+  *out = p;
+  return 0;
+}
+
+void ds_kafka_producer_mark(ds_kafka_producer *p) {
+  p->gen++;
+  p->sent = p->delivered = p->failed = 0;
+  p->first_error[0] = 0;
+}
+
+int ds_kafka_producer_send(ds_kafka_producer *p, const char *topic, int32_t partition,
+                           const void *key, size_t klen, const void *value, size_t vlen,
+                           const ds_kafka_header *headers, int nheaders, char *err, size_t errlen) {
+  double deadline = now_s() + p->timeout_ms / 1e3;
+  for (;;) {
+    rd_kafka_headers_t *hdrs = NULL;
+    if (nheaders > 0) {
+      hdrs = rd_kafka_headers_new((size_t)nheaders);
+      for (int i = 0; i < nheaders; i++)
+        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                            headers[i].value ? (ssize_t)headers[i].len : 0);
+    }
+    rd_kafka_resp_err_t rc = rd_kafka_producev(
+        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
+        RD_KAFKA_V_KEY(key, key ? klen : 0), RD_KAFKA_V_VALUE((void *)value, value ? vlen : 0),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)p->gen),
+        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+    if (rc == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      p->sent++;
+      rd_kafka_poll(p->rk, 0); /* serve delivery reports as we go */
+      return 0;
+    }
+    if (hdrs) rd_kafka_headers_destroy(hdrs);
+    if (rc == RD_KAFKA_RESP_ERR__QUEUE_FULL && now_s() < deadline) {
+      rd_kafka_poll(p->rk, 50);
+      continue;
+    }
+    if (rc == RD_KAFKA_RESP_ERR__FATAL) p->fatal = 1;
+    set_err(err, errlen, "cannot send to %s: %s", topic, rd_kafka_err2str(rc));
+    return rc == RD_KAFKA_RESP_ERR__QUEUE_FULL ? -ETIMEDOUT : -EIO;
+  }
+}
+
+int ds_kafka_producer_flush(ds_kafka_producer *p, int timeout_ms, uint64_t *delivered,
+                            uint64_t *failed, char *err, size_t errlen) {
+  if (timeout_ms <= 0) timeout_ms = p->timeout_ms;
+  double deadline = now_s() + timeout_ms / 1e3;
+  while (p->delivered + p->failed < p->sent && now_s() < deadline) {
+    rd_kafka_flush(p->rk, 100);
+    if (p->fatal) break;
+  }
+  rd_kafka_poll(p->rk, 0);
+  if (delivered) *delivered = p->delivered;
+  if (failed) *failed = p->failed;
+  if (p->failed) {
+    char msg[320];
+    snprintf(msg, sizeof msg, "%llu of %llu messages were not delivered; first: ",
+             (unsigned long long)p->failed, (unsigned long long)p->sent);
+    set_err(err, errlen, "%s%s", msg, p->first_error);
+    return -EIO;
+  }
+  if (p->delivered < p->sent) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "%llu of %llu messages not delivered within %d ms",
+             (unsigned long long)(p->sent - p->delivered), (unsigned long long)p->sent,
+             timeout_ms);
+    set_err(err, errlen, "%s%s", msg, p->fatal ? " (the producer failed for good)" : "");
+    return -ETIMEDOUT;
+  }
+  return 0;
+}
+
+/* Turns a transaction error into a return code, aborting when the transaction requires it. */
+static int txn_error(ds_kafka_producer *p, rd_kafka_error_t *e, const char *what, char *err,
+                     size_t errlen) {
+  set_err(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
+  int rc = -EIO;
+  if (rd_kafka_error_is_fatal(e)) {
+    p->fatal = 1;
+    rc = -EPIPE;
+  } else if (rd_kafka_error_txn_requires_abort(e)) {
+    rd_kafka_error_t *ae = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
+    if (ae) {
+      if (rd_kafka_error_is_fatal(ae)) p->fatal = 1, rc = -EPIPE;
+      rd_kafka_error_destroy(ae);
+    }
+  }
+  rd_kafka_error_destroy(e);
+  return rc;
+}
+
+int ds_kafka_producer_begin(ds_kafka_producer *p, char *err, size_t errlen) {
+  if (!p->transactional) {
+    set_err(err, errlen, "not a transactional producer%s%s", "", NULL);
+    return -EINVAL;
+  }
+  rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+  return e ? txn_error(p, e, "begin_transaction", err, errlen) : 0;
+}
+
+int ds_kafka_producer_send_offsets(ds_kafka_producer *p, const ds_kafka_offset *offsets, int n,
+                                   const void *group_metadata, size_t gm_len, char *err,
+                                   size_t errlen) {
+  if (n <= 0) return 0;
+  rd_kafka_consumer_group_metadata_t *gm;
+  rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_read(&gm, group_metadata, gm_len);
+  if (e) {
+    set_err(err, errlen, "group metadata: %s%s", rd_kafka_error_string(e), NULL);
+    rd_kafka_error_destroy(e);
+    return -EINVAL;
+  }
+  rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
+  e = rd_kafka_send_offsets_to_transaction(p->rk, l, gm, p->timeout_ms);
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_consumer_group_metadata_destroy(gm);
+  return e ? txn_error(p, e, "send_offsets_to_transaction", err, errlen) : 0;
+}
+
+int ds_kafka_producer_commit(ds_kafka_producer *p, char *err, size_t errlen) {
+  for (int attempt = 0;; attempt++) {
+    rd_kafka_error_t *e = rd_kafka_commit_transaction(p->rk, p->timeout_ms);
+    if (!e) return 0;
+    if (rd_kafka_error_is_retriable(e) && attempt < 3) {
+      rd_kafka_error_destroy(e);
+      continue;
+    }
+    int abortable = rd_kafka_error_txn_requires_abort(e) || rd_kafka_error_is_fatal(e);
+    int rc = txn_error(p, e, "commit_transaction", err, errlen);
+    if (!abortable && !p->fatal) {
+      /* The outcome is unknown (e.g. timed out): abort so a retry starts clean. */
+      rd_kafka_error_t *ae = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
+      if (ae) {
+        if (rd_kafka_error_is_fatal(ae)) p->fatal = 1;
+        rd_kafka_error_destroy(ae);
+      }
+    }
+    return rc;
+  }
+}
+
+int ds_kafka_producer_abort(ds_kafka_producer *p, char *err, size_t errlen) {
+  rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
+  if (!e) return 0;
+  set_err(err, errlen, "abort_transaction: %s%s", rd_kafka_error_string(e), NULL);
+  if (rd_kafka_error_is_fatal(e)) p->fatal = 1;
+  rd_kafka_error_destroy(e);
+  return p->fatal ? -EPIPE : -EIO;
+}
+
+int ds_kafka_producer_fatal(ds_kafka_producer *p) { return p->fatal; }
+
+void ds_kafka_producer_free(ds_kafka_producer *p, int timeout_ms) {
+  if (!p) return;
+  if (timeout_ms > 0) rd_kafka_flush(p->rk, timeout_ms);
+  rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+  rd_kafka_poll(p->rk, 0);
+  rd_kafka_destroy(p->rk);
+  free(p);
+}
+
+/* ---- queries ------------------------------------------------------------------------------ */
+
+int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv *conf, int nconf,
+                       ds_kafka_offset *offsets, int n, int timeout_ms, char *err,
+                       size_t errlen) {
+  const ds_kafka_kv defaults[] = {{"group.id", group}, {"enable.auto.commit", "false"}};
+  rd_kafka_conf_t *c = make_conf(brokers, defaults, 2, conf, nconf, err, errlen);
+  if (!c) return -EINVAL;
+  char e[512];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof e);
+  if (!rk) {
+    rd_kafka_conf_destroy(c);
+    set_err(err, errlen, "cannot create a Kafka consumer: %s%s", e, NULL);
+    return -EINVAL;
+  }
+  rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
+  rd_kafka_resp_err_t rc = rd_kafka_committed(rk, l, timeout_ms > 0 ? timeout_ms : 10000);
+  for (int i = 0; i < n && !rc; i++) {
+    int64_t off = l->elems[i].offset;
+    offsets[i].offset = off >= 0 ? off : -1;
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  if (rc) {
+    set_err(err, errlen, "cannot read committed offsets: %s%s", rd_kafka_err2str(rc), NULL);
+    return -EIO;
+  }
+  return 0;
+}
+
+int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_kafka_kv *conf,
+                             int nconf, int timeout_ms, int *count, char *err, size_t errlen) {
+  rd_kafka_conf_t *c = make_conf(brokers, NULL, 0, conf, nconf, err, errlen);
+  if (!c) return -EINVAL;
+  char e[512];
+  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
+  if (!rk) {
+    rd_kafka_conf_destroy(c);
+    set_err(err, errlen, "cannot create a Kafka client: %s%s", e, NULL);
+    return -EINVAL;
+  }
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t rc =
+      rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms > 0 ? timeout_ms : 10000);
+  int result = 0;
+  if (rc) {
+    set_err(err, errlen, "metadata: %s%s", rd_kafka_err2str(rc), NULL);
+    result = -EIO;
+  } else if (md->topic_cnt < 1 || md->topics[0].err) {
+    set_err(err, errlen, "topic %s: %s", topic,
+            md->topic_cnt < 1 ? "not found" : rd_kafka_err2str(md->topics[0].err));
+    result = -ENOENT;
+  } else {
+    *count = md->topics[0].partition_cnt;
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+  rd_kafka_destroy(rk);
+  return result;
+}
+
+/* ---- counters ------------------------------------------------------------------------------ */
+
+#define NCOUNTERS 4096
+static _Atomic uint64_t counters[NCOUNTERS];
+static atomic_int ncounters;
+
+int ds_kafka_counter_new(void) {
+  int id = atomic_fetch_add(&ncounters, 1);
+  if (id >= NCOUNTERS) return -ENOSPC;
+  atomic_store(&counters[id], 0);
+  return id;
+}
+
+void ds_kafka_counter_add(int id, uint64_t n) {
+  if (id >= 0 && id < NCOUNTERS) atomic_fetch_add(&counters[id], n);
+}
+
+uint64_t ds_kafka_counter_get(int id) {
+  return id >= 0 && id < NCOUNTERS ? atomic_load(&counters[id]) : 0;
+}

@@ -1,0 +1,178 @@
+/* ds_kafka.h - Kafka through librdkafka: the direct-stream consumer, producers, offset queries.
+ *
+ * The consumer (ds_kafka_source) joins a consumer group and runs its own thread that polls
+ * librdkafka and appends each message to a per-partition buffer of blocks (DS_FMT_LINES).
+ * The driver seals it at every batch boundary: each assigned partition becomes one input
+ * partition of the batch, cut at a known offset, and the batch's offset ranges are returned
+ * with it. Offsets are committed only when asked (after a batch's output succeeded), never
+ * automatically. A message whose offset is below the next expected one is a duplicate
+ * (a refetch after a broker came back) and is dropped; a partition holding too much unsealed
+ * data is paused until a seal drains it.
+ *
+ * Producers (ds_kafka_producer) are idempotent by default, or transactional; one thread uses a
+ * producer at a time (delivery reports are served on the thread that flushes).
+ *
+ * Ownership: the source owns its buffers, topic names (ranges point into them until the source
+ * is freed) and its librdkafka handle. Arrays returned through out-parameters are the caller's
+ * and are released with free(). Errors are returned as negative codes with a message. */
+#ifndef DS_KAFKA_H
+#define DS_KAFKA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ds_store.h"
+
+typedef struct ds_kafka_source ds_kafka_source;
+typedef struct ds_kafka_producer ds_kafka_producer;
+
+/* A librdkafka configuration property. */
+typedef struct ds_kafka_kv {
+  const char *key;
+  const char *value;
+} ds_kafka_kv;
+
+/* How a message becomes a record in the blocks:
+ *   VALUE  the value bytes only (a null value is an empty record);
+ *   FULL   a 32-byte header (ds_kafka_rec), then topic, key, headers and value bytes. */
+enum { DS_KAFKA_LAYOUT_VALUE = 0, DS_KAFKA_LAYOUT_FULL = 1 };
+
+/* The FULL layout's header, little-endian, followed by topic_len bytes of topic, key_len bytes
+ * of key, nheaders times { uint32 name_len, int32 value_len (-1: null), name, value }, and the
+ * value (the rest of the record). Mirrored by lua/dstream/kafka.lua. */
+typedef struct ds_kafka_rec {
+  int64_t offset;
+  int64_t timestamp; /* ms since the epoch, -1 when the message has none */
+  int32_t partition;
+  uint32_t key_len;
+  uint32_t nheaders;
+  uint16_t topic_len;
+  uint8_t flags; /* DS_KAFKA_REC_KEY: the key is not null; DS_KAFKA_REC_VALUE: the value */
+  uint8_t tstype; /* 0 none, 1 create time, 2 log append time */
+} ds_kafka_rec;
+enum { DS_KAFKA_REC_KEY = 1, DS_KAFKA_REC_VALUE = 2 };
+
+/* A position in a partition: the next offset to read. */
+typedef struct ds_kafka_offset {
+  const char *topic;
+  int32_t partition;
+  int64_t offset;
+} ds_kafka_offset;
+
+/* The records of one partition in one batch: offsets [from, until). */
+typedef struct ds_kafka_range {
+  const char *topic;
+  int32_t partition;
+  int64_t from, until;
+  uint64_t count;
+} ds_kafka_range;
+
+typedef struct ds_kafka_source_opts {
+  const char *brokers;
+  const char *const *topics;
+  int ntopics;
+  const char *group;
+  const char *start; /* "earliest" or "latest": where a partition without committed offset starts */
+  const ds_kafka_kv *conf;
+  int nconf;
+  int layout;
+  uint64_t pause_records; /* pause a partition buffering this many unsealed records (0: never) */
+  uint64_t pause_bytes;   /* ... or this many bytes (0: 64 MiB) */
+  const ds_kafka_offset *positions; /* explicit start positions (a checkpoint), may be NULL */
+  int npositions;
+} ds_kafka_source_opts;
+
+typedef struct ds_kafka_source_stats {
+  uint64_t records;    /* messages appended to the buffers */
+  uint64_t bytes;      /* their record bytes */
+  uint64_t pending;    /* records buffered and not sealed yet */
+  uint64_t duplicates; /* messages dropped because their offset was already read */
+  uint64_t skipped;    /* messages over DS_RECORD_MAX, dropped */
+  uint64_t errors;     /* consumer errors reported by librdkafka */
+  uint64_t commits_failed;
+  int partitions; /* assigned now */
+  int paused;     /* of them, paused for holding too much unsealed data */
+  int connected;  /* no unresolved error since the last message */
+  char last_error[256];
+} ds_kafka_source_stats;
+
+/* Creates the consumer, subscribes to the topics and starts its thread. */
+int ds_kafka_source_start(const ds_kafka_source_opts *opts, ds_kafka_source **out, char *err,
+                          size_t errlen);
+/* Cuts every assigned partition at most `max_per_part` records (0: all) past its last cut.
+ * *out has one partition per assigned Kafka partition, in (topic, partition) order, or one
+ * empty partition when none is assigned; *ranges (free()) has *nranges = the number of
+ * assigned partitions entries in the same order. Returns 0 or -ENOMEM. */
+int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
+                         ds_kafka_range **ranges, int *nranges);
+/* Commits `offsets` (next offsets to read) to the group; async returns at once and a failure
+ * is logged and counted. */
+int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
+                           char *err, size_t errlen);
+/* The consumer group metadata, serialized (for a transactional producer's
+ * send_offsets_to_transaction); *buf is the caller's (free()). */
+int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, char *err,
+                                   size_t errlen);
+void ds_kafka_source_stats_get(ds_kafka_source *s, ds_kafka_source_stats *st);
+/* Stops reading (joins the thread); what is buffered can still be sealed, offsets committed. */
+void ds_kafka_source_stop(ds_kafka_source *s);
+/* Stops, leaves the group and frees everything. */
+void ds_kafka_source_free(ds_kafka_source *s);
+
+typedef struct ds_kafka_producer_opts {
+  const char *brokers;
+  const ds_kafka_kv *conf;
+  int nconf;
+  const char *transactional_id; /* NULL: idempotent producer, no transactions */
+  int timeout_ms;               /* for init_transactions and commits (0: 30 s) */
+} ds_kafka_producer_opts;
+
+typedef struct ds_kafka_header {
+  const char *name;
+  const void *value;
+  size_t len;
+} ds_kafka_header;
+
+int ds_kafka_producer_new(const ds_kafka_producer_opts *opts, ds_kafka_producer **out, char *err,
+                          size_t errlen);
+/* Starts counting deliveries anew: the next flush reports messages sent from now on. */
+void ds_kafka_producer_mark(ds_kafka_producer *p);
+/* Queues one message (key NULL: null key; value NULL: null value). partition -1: the
+ * partitioner chooses. Waits (serving delivery reports) while the local queue is full. */
+int ds_kafka_producer_send(ds_kafka_producer *p, const char *topic, int32_t partition,
+                           const void *key, size_t klen, const void *value, size_t vlen,
+                           const ds_kafka_header *headers, int nheaders, char *err, size_t errlen);
+/* Waits until every message sent since the mark is delivered or failed. Returns 0 when all
+ * were delivered, -EIO when some failed (err has the first failure), -ETIMEDOUT. *delivered
+ * and *failed (may be NULL) count the messages since the mark. */
+int ds_kafka_producer_flush(ds_kafka_producer *p, int timeout_ms, uint64_t *delivered,
+                            uint64_t *failed, char *err, size_t errlen);
+/* Transactions (transactional producers only). A failure that leaves the transaction
+ * abortable aborts it; -EPIPE means the producer is fenced or failed fatally and must be
+ * freed. */
+int ds_kafka_producer_begin(ds_kafka_producer *p, char *err, size_t errlen);
+int ds_kafka_producer_send_offsets(ds_kafka_producer *p, const ds_kafka_offset *offsets, int n,
+                                   const void *group_metadata, size_t gm_len, char *err,
+                                   size_t errlen);
+int ds_kafka_producer_commit(ds_kafka_producer *p, char *err, size_t errlen);
+int ds_kafka_producer_abort(ds_kafka_producer *p, char *err, size_t errlen);
+/* Nonzero once the producer hit a fatal error: it cannot be used any more. */
+int ds_kafka_producer_fatal(ds_kafka_producer *p);
+/* Waits up to timeout_ms for queued messages, then destroys the producer. */
+void ds_kafka_producer_free(ds_kafka_producer *p, int timeout_ms);
+
+/* The committed offsets of `group` for the given partitions (offset -1: none), through a
+ * short-lived consumer. offsets[i].offset is filled in. */
+int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv *conf, int nconf,
+                       ds_kafka_offset *offsets, int n, int timeout_ms, char *err,
+                       size_t errlen);
+/* The partitions of a topic (metadata request): *count, or an error. */
+int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_kafka_kv *conf,
+                             int nconf, int timeout_ms, int *count, char *err, size_t errlen);
+
+/* Process-wide counters that worker code increments (dead letters, rejected records). */
+int ds_kafka_counter_new(void); /* an id, or -ENOSPC */
+void ds_kafka_counter_add(int id, uint64_t n);
+uint64_t ds_kafka_counter_get(int id);
+
+#endif

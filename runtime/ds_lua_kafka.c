@@ -1,0 +1,610 @@
+/* ds_lua_kafka.c - Lua bindings for Kafka: core.kafka_source, kafka_producer, kafka_mock and helpers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ds_kafka.h"
+#include "ds_kafka_mock.h"
+#include "ds_log.h"
+#include "ds_lua.h"
+
+#define KSOURCE_MT "ds.kafka_source"
+#define KPRODUCER_MT "ds.kafka_producer"
+#define KMOCK_MT "ds.kafka_mock"
+
+/* ---- option helpers ----------------------------------------------------------------------- */
+
+static const char *field_string(lua_State *L, int t, const char *k, int required) {
+  lua_getfield(L, t, k);
+  const char *s = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+  if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+    luaL_error(L, "option '%s' must be a string", k);
+  lua_pop(L, 1); /* the string stays referenced by the options table */
+  if (!s && required) luaL_error(L, "option '%s' is required", k);
+  return s;
+}
+
+static lua_Number field_number(lua_State *L, int t, const char *k, lua_Number def) {
+  lua_getfield(L, t, k);
+  lua_Number v = def;
+  if (!lua_isnil(L, -1)) {
+    if (lua_type(L, -1) != LUA_TNUMBER) luaL_error(L, "option '%s' must be a number", k);
+    v = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+/* Reads a table of librdkafka properties (values: strings, numbers, booleans) at field `k` of
+ * table t. The strings are kept alive in a table pushed on the stack (pop it when done). */
+static ds_kafka_kv *read_conf(lua_State *L, int t, const char *k, int *n) {
+  *n = 0;
+  lua_newtable(L); /* anchor */
+  int anchor = lua_gettop(L);
+  lua_getfield(L, t, k);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  if (!lua_istable(L, -1)) luaL_error(L, "option '%s' must be a table of librdkafka properties", k);
+  int conf = lua_gettop(L);
+  int count = 0;
+  lua_pushnil(L);
+  while (lua_next(L, conf)) {
+    count++;
+    lua_pop(L, 1);
+  }
+  ds_kafka_kv *kv = lua_newuserdata(L, sizeof *kv * (size_t)(count ? count : 1));
+  lua_rawseti(L, anchor, 1);
+  int i = 0, slot = 2;
+  lua_pushnil(L);
+  while (lua_next(L, conf)) {
+    if (lua_type(L, -2) != LUA_TSTRING) luaL_error(L, "%s: property names must be strings", k);
+    int tv = lua_type(L, -1);
+    if (tv == LUA_TBOOLEAN) {
+      lua_pushstring(L, lua_toboolean(L, -1) ? "true" : "false");
+    } else if (tv == LUA_TNUMBER || tv == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      lua_tostring(L, -1); /* converts the copy */
+    } else {
+      luaL_error(L, "%s: property '%s' must be a string, number or boolean", k,
+                 lua_tostring(L, -2));
+    }
+    kv[i].value = lua_tostring(L, -1);
+    lua_rawseti(L, anchor, slot++);
+    kv[i].key = lua_tostring(L, -2);
+    i++;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1); /* the conf table: its keys stay referenced by the options table */
+  *n = count;
+  return kv;
+}
+
+/* Reads an array of { topic =, partition =, offset = } at index idx into userdata on the stack. */
+static ds_kafka_offset *read_offsets(lua_State *L, int idx, int *n, int need_offset) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  int count = (int)lua_objlen(L, idx);
+  ds_kafka_offset *o = lua_newuserdata(L, sizeof *o * (size_t)(count ? count : 1));
+  for (int i = 0; i < count; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    if (!lua_istable(L, -1)) luaL_error(L, "offset %d must be a table {topic, partition, offset}", i + 1);
+    lua_getfield(L, -1, "topic");
+    lua_getfield(L, -2, "partition");
+    lua_getfield(L, -3, "offset");
+    if (lua_type(L, -3) != LUA_TSTRING || lua_type(L, -2) != LUA_TNUMBER ||
+        (need_offset && lua_type(L, -1) != LUA_TNUMBER))
+      luaL_error(L, "offset %d must be a table {topic = string, partition = n, offset = n}", i + 1);
+    o[i].topic = lua_tostring(L, -3); /* referenced by the argument table */
+    o[i].partition = (int32_t)lua_tonumber(L, -2);
+    o[i].offset = (int64_t)lua_tonumber(L, -1);
+    lua_pop(L, 4);
+  }
+  *n = count;
+  return o;
+}
+
+static int fail(lua_State *L, const char *err) {
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  return 2;
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+  lua_pushnumber(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* ---- sources ------------------------------------------------------------------------------ */
+
+typedef struct lsource {
+  ds_kafka_source *src; /* NULL once closed */
+} lsource;
+
+static lsource *check_ksource(lua_State *L) {
+  lsource *s = luaL_checkudata(L, 1, KSOURCE_MT);
+  if (!s->src) luaL_error(L, "the Kafka source is closed");
+  return s;
+}
+
+/* core.kafka_source{ brokers, topics, group, start, conf, layout, pause_records, pause_bytes,
+ * positions } */
+static int l_kafka_source(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ds_kafka_source_opts o;
+  memset(&o, 0, sizeof o);
+  o.brokers = field_string(L, 1, "brokers", 1);
+  o.group = field_string(L, 1, "group", 1);
+  o.start = field_string(L, 1, "start", 0);
+  const char *layout = field_string(L, 1, "layout", 0);
+  o.layout = layout && strcmp(layout, "full") == 0 ? DS_KAFKA_LAYOUT_FULL : DS_KAFKA_LAYOUT_VALUE;
+  o.pause_records = (uint64_t)field_number(L, 1, "pause_records", 0);
+  o.pause_bytes = (uint64_t)field_number(L, 1, "pause_bytes", 0);
+  lua_getfield(L, 1, "topics");
+  if (!lua_istable(L, -1)) return luaL_error(L, "option 'topics' must be a list of topic names");
+  int tt = lua_gettop(L);
+  o.ntopics = (int)lua_objlen(L, tt);
+  const char **topics = lua_newuserdata(L, sizeof *topics * (size_t)(o.ntopics + 1));
+  for (int i = 0; i < o.ntopics; i++) {
+    lua_rawgeti(L, tt, i + 1);
+    if (lua_type(L, -1) != LUA_TSTRING) return luaL_error(L, "topic %d is not a string", i + 1);
+    topics[i] = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  }
+  o.topics = topics;
+  o.conf = read_conf(L, 1, "conf", &o.nconf);
+  lua_getfield(L, 1, "positions");
+  if (!lua_isnil(L, -1)) o.positions = read_offsets(L, lua_gettop(L), &o.npositions, 1);
+
+  lsource *s = lua_newuserdata(L, sizeof *s);
+  s->src = NULL;
+  luaL_getmetatable(L, KSOURCE_MT);
+  lua_setmetatable(L, -2);
+  char err[600];
+  if (ds_kafka_source_start(&o, &s->src, err, sizeof err) < 0) return luaL_error(L, "%s", err);
+  return 1;
+}
+
+/* src:seal(max_per_partition) -> partitions (see ds_lua_push_sealed) with .offset_ranges */
+static int ks_seal(lua_State *L) {
+  lsource *s = check_ksource(L);
+  lua_Number max = luaL_optnumber(L, 2, 0);
+  ds_sealed *sealed;
+  ds_kafka_range *ranges;
+  int n;
+  int rc = ds_kafka_source_seal(s->src, max > 0 ? (uint64_t)max : 0, &sealed, &ranges, &n);
+  if (rc < 0) return luaL_error(L, "seal: %s", strerror(-rc));
+  ds_lua_push_sealed(L, sealed);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, ranges[i].topic);
+    lua_setfield(L, -2, "topic");
+    set_num(L, "partition", ranges[i].partition);
+    set_num(L, "from", (double)ranges[i].from);
+    set_num(L, "until", (double)ranges[i].until);
+    set_num(L, "count", (double)ranges[i].count);
+    lua_rawseti(L, -2, i + 1);
+  }
+  free(ranges);
+  lua_setfield(L, -2, "offset_ranges");
+  return 1;
+}
+
+static int ks_stats(lua_State *L) {
+  lsource *s = check_ksource(L);
+  ds_kafka_source_stats st;
+  ds_kafka_source_stats_get(s->src, &st);
+  lua_createtable(L, 0, 12);
+  set_num(L, "records", (double)st.records);
+  set_num(L, "bytes", (double)st.bytes);
+  set_num(L, "pending", (double)st.pending);
+  set_num(L, "duplicates", (double)st.duplicates);
+  set_num(L, "skipped", (double)st.skipped);
+  set_num(L, "errors", (double)st.errors);
+  set_num(L, "commits_failed", (double)st.commits_failed);
+  set_num(L, "partitions", st.partitions);
+  set_num(L, "paused", st.paused);
+  lua_pushboolean(L, st.connected);
+  lua_setfield(L, -2, "connected");
+  if (st.last_error[0]) {
+    lua_pushstring(L, st.last_error);
+    lua_setfield(L, -2, "last_error");
+  }
+  return 1;
+}
+
+/* src:commit(offsets [, async]) -> true | nil, err */
+static int ks_commit(lua_State *L) {
+  lsource *s = check_ksource(L);
+  int n;
+  ds_kafka_offset *o = read_offsets(L, 2, &n, 1);
+  char err[300];
+  if (ds_kafka_source_commit(s->src, o, n, lua_toboolean(L, 3), err, sizeof err) < 0)
+    return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int ks_group_metadata(lua_State *L) {
+  lsource *s = check_ksource(L);
+  void *buf;
+  size_t len;
+  char err[300];
+  if (ds_kafka_source_group_metadata(s->src, &buf, &len, err, sizeof err) < 0) return fail(L, err);
+  lua_pushlstring(L, buf, len);
+  free(buf);
+  return 1;
+}
+
+static int ks_stop(lua_State *L) {
+  ds_kafka_source_stop(check_ksource(L)->src);
+  return 0;
+}
+
+static int ks_close(lua_State *L) {
+  lsource *s = luaL_checkudata(L, 1, KSOURCE_MT);
+  ds_kafka_source_free(s->src);
+  s->src = NULL;
+  return 0;
+}
+
+static int ks_closed(lua_State *L) {
+  lsource *s = luaL_checkudata(L, 1, KSOURCE_MT);
+  lua_pushboolean(L, s->src == NULL);
+  return 1;
+}
+
+/* ---- producers ---------------------------------------------------------------------------- */
+
+typedef struct lproducer {
+  ds_kafka_producer *p;
+} lproducer;
+
+static lproducer *check_producer(lua_State *L) {
+  lproducer *lp = luaL_checkudata(L, 1, KPRODUCER_MT);
+  if (!lp->p) luaL_error(L, "the Kafka producer is closed");
+  return lp;
+}
+
+/* core.kafka_producer{ brokers, conf, transactional_id, timeout_ms } -> producer | nil, err */
+static int l_kafka_producer(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ds_kafka_producer_opts o;
+  memset(&o, 0, sizeof o);
+  o.brokers = field_string(L, 1, "brokers", 1);
+  o.transactional_id = field_string(L, 1, "transactional_id", 0);
+  o.timeout_ms = (int)field_number(L, 1, "timeout_ms", 0);
+  o.conf = read_conf(L, 1, "conf", &o.nconf);
+  lproducer *lp = lua_newuserdata(L, sizeof *lp);
+  lp->p = NULL;
+  luaL_getmetatable(L, KPRODUCER_MT);
+  lua_setmetatable(L, -2);
+  char err[600];
+  if (ds_kafka_producer_new(&o, &lp->p, err, sizeof err) < 0) return fail(L, err);
+  return 1;
+}
+
+static int kp_mark(lua_State *L) {
+  ds_kafka_producer_mark(check_producer(L)->p);
+  return 0;
+}
+
+/* p:send(topic, value [, key [, partition [, headers]]]) -> true | nil, err
+ * value/key nil: null; headers: array of { name, value }. */
+static int kp_send(lua_State *L) {
+  lproducer *lp = check_producer(L);
+  const char *topic = luaL_checkstring(L, 2);
+  size_t vlen = 0, klen = 0;
+  const char *value = lua_isnil(L, 3) ? NULL : luaL_checklstring(L, 3, &vlen);
+  const char *key = lua_isnoneornil(L, 4) ? NULL : luaL_checklstring(L, 4, &klen);
+  int32_t partition = (int32_t)luaL_optinteger(L, 5, -1);
+  int nh = 0;
+  ds_kafka_header hs[64];
+  if (!lua_isnoneornil(L, 6)) {
+    luaL_checktype(L, 6, LUA_TTABLE);
+    nh = (int)lua_objlen(L, 6);
+    if (nh > 64) return luaL_error(L, "at most 64 headers per message");
+    for (int i = 0; i < nh; i++) {
+      lua_rawgeti(L, 6, i + 1);
+      if (!lua_istable(L, -1)) return luaL_error(L, "header %d must be a table { name, value }", i + 1);
+      lua_rawgeti(L, -1, 1);
+      lua_rawgeti(L, -2, 2);
+      if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "header %d: the name must be a string", i + 1);
+      hs[i].name = lua_tostring(L, -2);
+      hs[i].value = lua_isnil(L, -1) ? NULL : lua_tolstring(L, -1, &hs[i].len);
+      if (!lua_isnil(L, -1) && lua_type(L, -1) != LUA_TSTRING)
+        return luaL_error(L, "header %d: the value must be a string", i + 1);
+      lua_pop(L, 3); /* both strings stay referenced by the header table */
+    }
+  }
+  char err[300];
+  if (ds_kafka_producer_send(lp->p, topic, partition, key, klen, value, vlen, hs, nh, err,
+                             sizeof err) < 0)
+    return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* p:flush([timeout_ms]) -> true, delivered | nil, err, delivered, failed */
+static int kp_flush(lua_State *L) {
+  lproducer *lp = check_producer(L);
+  int timeout = (int)luaL_optinteger(L, 2, 0);
+  uint64_t delivered, failed;
+  char err[400];
+  int rc = ds_kafka_producer_flush(lp->p, timeout, &delivered, &failed, err, sizeof err);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    lua_pushnumber(L, (double)delivered);
+    lua_pushnumber(L, (double)failed);
+    return 4;
+  }
+  lua_pushboolean(L, 1);
+  lua_pushnumber(L, (double)delivered);
+  return 2;
+}
+
+static int txn_result(lua_State *L, int rc, const char *err) {
+  if (rc == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  lua_pushnil(L);
+  lua_pushstring(L, err);
+  lua_pushstring(L, rc == -EPIPE ? "fatal" : "error");
+  return 3;
+}
+
+static int kp_begin(lua_State *L) {
+  char err[300];
+  int rc = ds_kafka_producer_begin(check_producer(L)->p, err, sizeof err);
+  return txn_result(L, rc, err);
+}
+
+/* p:send_offsets(offsets, group_metadata) */
+static int kp_send_offsets(lua_State *L) {
+  lproducer *lp = check_producer(L);
+  int n;
+  ds_kafka_offset *o = read_offsets(L, 2, &n, 1);
+  size_t gl;
+  const char *gm = luaL_checklstring(L, 3, &gl);
+  char err[300];
+  int rc = ds_kafka_producer_send_offsets(lp->p, o, n, gm, gl, err, sizeof err);
+  return txn_result(L, rc, err);
+}
+
+static int kp_commit(lua_State *L) {
+  char err[300];
+  int rc = ds_kafka_producer_commit(check_producer(L)->p, err, sizeof err);
+  return txn_result(L, rc, err);
+}
+
+static int kp_abort(lua_State *L) {
+  char err[300];
+  int rc = ds_kafka_producer_abort(check_producer(L)->p, err, sizeof err);
+  return txn_result(L, rc, err);
+}
+
+static int kp_fatal(lua_State *L) {
+  lua_pushboolean(L, ds_kafka_producer_fatal(check_producer(L)->p));
+  return 1;
+}
+
+/* p:close([timeout_ms]): waits up to timeout_ms (default 0) for queued messages. */
+static int kp_close(lua_State *L) {
+  lproducer *lp = luaL_checkudata(L, 1, KPRODUCER_MT);
+  ds_kafka_producer_free(lp->p, (int)luaL_optinteger(L, 2, 0));
+  lp->p = NULL;
+  return 0;
+}
+
+/* ---- mock clusters ------------------------------------------------------------------------ */
+
+typedef struct lmock {
+  ds_kafka_mock *m;
+} lmock;
+
+static lmock *check_mock(lua_State *L) {
+  lmock *lm = luaL_checkudata(L, 1, KMOCK_MT);
+  if (!lm->m) luaL_error(L, "the mock cluster is closed");
+  return lm;
+}
+
+/* core.kafka_mock(brokers) -> cluster */
+static int l_kafka_mock(lua_State *L) {
+  int brokers = (int)luaL_optinteger(L, 1, 1);
+  lmock *lm = lua_newuserdata(L, sizeof *lm);
+  lm->m = NULL;
+  luaL_getmetatable(L, KMOCK_MT);
+  lua_setmetatable(L, -2);
+  char err[300];
+  if (ds_kafka_mock_new(brokers, &lm->m, err, sizeof err) < 0) return luaL_error(L, "%s", err);
+  return 1;
+}
+
+static int km_bootstrap(lua_State *L) {
+  lua_pushstring(L, ds_kafka_mock_bootstrap(check_mock(L)->m));
+  return 1;
+}
+
+static int km_create_topic(lua_State *L) {
+  lmock *lm = check_mock(L);
+  char err[300];
+  if (ds_kafka_mock_topic_create(lm->m, luaL_checkstring(L, 2), (int)luaL_checkinteger(L, 3), err,
+                                 sizeof err) < 0)
+    return luaL_error(L, "%s", err);
+  return 0;
+}
+
+static int km_broker(lua_State *L, int up) {
+  lmock *lm = check_mock(L);
+  int id = (int)luaL_checkinteger(L, 2);
+  char err[300];
+  int rc = up ? ds_kafka_mock_broker_up(lm->m, id, err, sizeof err)
+              : ds_kafka_mock_broker_down(lm->m, id, err, sizeof err);
+  if (rc < 0) return luaL_error(L, "%s", err);
+  return 0;
+}
+static int km_broker_down(lua_State *L) { return km_broker(L, 0); }
+static int km_broker_up(lua_State *L) { return km_broker(L, 1); }
+
+static int km_brokers(lua_State *L) {
+  lua_pushinteger(L, ds_kafka_mock_brokers(check_mock(L)->m));
+  return 1;
+}
+
+static int km_close(lua_State *L) {
+  lmock *lm = luaL_checkudata(L, 1, KMOCK_MT);
+  ds_kafka_mock_free(lm->m);
+  lm->m = NULL;
+  return 0;
+}
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+/* core.kafka_committed(brokers, group, partitions [, conf_holder [, timeout_ms]]) -> offsets |
+ * nil, err. partitions: array of { topic, partition }; conf_holder: { conf = {...} }. */
+static int l_kafka_committed(lua_State *L) {
+  const char *brokers = luaL_checkstring(L, 1);
+  const char *group = luaL_checkstring(L, 2);
+  int timeout = (int)luaL_optinteger(L, 5, 10000); /* before the helpers push on the stack */
+  int n;
+  ds_kafka_offset *o = read_offsets(L, 3, &n, 0);
+  int nconf = 0;
+  ds_kafka_kv *conf = NULL;
+  if (lua_istable(L, 4)) conf = read_conf(L, 4, "conf", &nconf);
+  char err[300];
+  if (ds_kafka_committed(brokers, group, conf, nconf, o, n, timeout, err, sizeof err) < 0)
+    return fail(L, err);
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, o[i].topic);
+    lua_setfield(L, -2, "topic");
+    set_num(L, "partition", o[i].partition);
+    set_num(L, "offset", (double)o[i].offset);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+/* core.kafka_partitions(brokers, topic [, conf_holder [, timeout_ms]]) -> n | nil, err */
+static int l_kafka_partitions(lua_State *L) {
+  const char *brokers = luaL_checkstring(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  int timeout = (int)luaL_optinteger(L, 4, 10000); /* before read_conf pushes its anchor */
+  int nconf = 0;
+  ds_kafka_kv *conf = NULL;
+  if (lua_istable(L, 3)) conf = read_conf(L, 3, "conf", &nconf);
+  char err[300];
+  int count = 0;
+  if (ds_kafka_partition_count(brokers, topic, conf, nconf, timeout, &count, err, sizeof err) < 0)
+    return fail(L, err);
+  lua_pushinteger(L, count);
+  return 1;
+}
+
+static int l_counter_new(lua_State *L) {
+  int id = ds_kafka_counter_new();
+  if (id < 0) return luaL_error(L, "too many Kafka counters in this process");
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+static int l_counter_add(lua_State *L) {
+  ds_kafka_counter_add((int)luaL_checkinteger(L, 1), (uint64_t)luaL_optnumber(L, 2, 1));
+  return 0;
+}
+
+static int l_counter_get(lua_State *L) {
+  lua_pushnumber(L, (double)ds_kafka_counter_get((int)luaL_checkinteger(L, 1)));
+  return 1;
+}
+
+/* core.kafka_append(path, data) -> true | nil, err: one write with O_APPEND, so lines that
+ * several workers append to one file do not interleave. */
+static int l_append(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot open %s: %s", path, strerror(errno));
+    return 2;
+  }
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = write(fd, data + done, len - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) {
+      int e = errno;
+      close(fd);
+      lua_pushnil(L);
+      lua_pushfstring(L, "cannot write %s: %s", path, strerror(e));
+      return 2;
+    }
+    done += (size_t)w;
+  }
+  close(fd);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.kafka_log(level, message): level "error", "warn", "info" or "debug". */
+static int l_log(lua_State *L) {
+  int level = ds_log_parse_level(luaL_checkstring(L, 1));
+  if (level < 0) return luaL_argerror(L, 1, "error, warn, info or debug");
+  ds_log(level, "%s", luaL_checkstring(L, 2));
+  return 0;
+}
+
+/* ---- registration ------------------------------------------------------------------------- */
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
+  if (luaL_newmetatable(L, name)) {
+    lua_newtable(L);
+    luaL_register(L, NULL, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_pop(L, 1);
+}
+
+void ds_lua_open_kafka(lua_State *L) {
+  static const luaL_Reg source_methods[] = {
+      {"seal", ks_seal},   {"stats", ks_stats}, {"commit", ks_commit},
+      {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
+      {"close", ks_close}, {"closed", ks_closed}, {NULL, NULL}};
+  static const luaL_Reg producer_methods[] = {
+      {"mark", kp_mark},     {"send", kp_send},     {"flush", kp_flush},
+      {"begin", kp_begin},   {"send_offsets", kp_send_offsets},
+      {"commit", kp_commit}, {"abort", kp_abort},   {"fatal", kp_fatal},
+      {"close", kp_close},   {NULL, NULL}};
+  static const luaL_Reg mock_methods[] = {
+      {"bootstrap", km_bootstrap},     {"brokers", km_brokers},
+      {"create_topic", km_create_topic}, {"broker_down", km_broker_down},
+      {"broker_up", km_broker_up},     {"close", km_close},
+      {NULL, NULL}};
+  static const luaL_Reg functions[] = {{"kafka_source", l_kafka_source},
+                                       {"kafka_producer", l_kafka_producer},
+                                       {"kafka_mock", l_kafka_mock},
+                                       {"kafka_committed", l_kafka_committed},
+                                       {"kafka_partitions", l_kafka_partitions},
+                                       {"kafka_counter_new", l_counter_new},
+                                       {"kafka_counter_add", l_counter_add},
+                                       {"kafka_counter_get", l_counter_get},
+                                       {"kafka_append", l_append},
+                                       {"kafka_log", l_log},
+                                       {NULL, NULL}};
+  new_class(L, KSOURCE_MT, source_methods, ks_close);
+  new_class(L, KPRODUCER_MT, producer_methods, kp_close);
+  new_class(L, KMOCK_MT, mock_methods, km_close);
+  luaL_register(L, NULL, functions);
+}

@@ -1,0 +1,230 @@
+/* test_http.c - the HTTP server against a raw TCP client on the same libuv loop. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "ds_http.h"
+
+#define CHECK(expr)                                                            \
+  do {                                                                         \
+    if (!(expr)) {                                                             \
+      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
+      abort();                                                                 \
+    }                                                                          \
+  } while (0)
+
+#define CHECK_INT(a, op, b)                                                          \
+  do {                                                                               \
+    long long a_ = (long long)(a), b_ = (long long)(b);                              \
+    if (!(a_ op b_)) {                                                               \
+      fprintf(stderr, "%s:%d: CHECK_INT(%s %s %s) failed: %lld %s %lld\n", __FILE__, \
+              __LINE__, #a, #op, #b, a_, #op, b_);                                   \
+      abort();                                                                       \
+    }                                                                                \
+  } while (0)
+
+#define CHECK_HAS(hay, needle)                                                            \
+  do {                                                                                    \
+    if (!strstr((hay), (needle))) {                                                       \
+      fprintf(stderr, "%s:%d: \"%s\" not found in:\n%s\n", __FILE__, __LINE__, (needle), \
+              (hay));                                                                     \
+      abort();                                                                            \
+    }                                                                                     \
+  } while (0)
+
+static uv_loop_t loop;
+static uv_timer_t guard;
+
+static void on_guard(uv_timer_t *t) {
+  (void)t;
+  fprintf(stderr, "test timed out\n");
+  abort();
+}
+
+/* ---- the handler: echoes what it saw ---- */
+
+static int handler_calls;
+
+static void handler(void *ud, ds_http_request *req) {
+  CHECK(ud == &handler_calls);
+  handler_calls++;
+  char body[1024];
+  if (strcmp(req->path, "/missing") == 0) {
+    CHECK_INT(ds_http_respond(req, 404, NULL, "not found\n", 10), ==, 0);
+    return;
+  }
+  if (strcmp(req->path, "/silent") == 0) return; /* the server answers 500 */
+  int n = snprintf(body, sizeof body, "method=%s path=%s query=%s host=%s\n", req->method,
+                   req->path, req->query, req->host);
+  CHECK_INT(ds_http_respond(req, 200, "text/x-test", body, (size_t)n), ==, 0);
+  CHECK_INT(ds_http_respond(req, 200, NULL, "x", 1), ==, -EALREADY);
+}
+
+/* ---- a client: sends one text, collects everything until the server closes ---- */
+
+typedef struct client {
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+  const char *request;
+  char *got;
+  size_t len;
+  int done;
+} client;
+
+static void client_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)h;
+  buf->base = malloc(hint);
+  buf->len = hint;
+}
+
+static void client_closed(uv_handle_t *h) { ((client *)h->data)->done = 1; }
+
+static void client_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  client *c = s->data;
+  if (n > 0) {
+    c->got = realloc(c->got, c->len + (size_t)n + 1);
+    memcpy(c->got + c->len, buf->base, (size_t)n);
+    c->len += (size_t)n;
+    c->got[c->len] = 0;
+  }
+  free(buf->base);
+  if (n < 0) uv_close((uv_handle_t *)&c->tcp, client_closed);
+}
+
+static void client_written(uv_write_t *w, int status) {
+  CHECK_INT(status, ==, 0);
+  free(w);
+}
+
+static void client_shut(uv_shutdown_t *req, int status) {
+  CHECK_INT(status, ==, 0);
+  free(req);
+}
+
+static void client_connected(uv_connect_t *req, int status) {
+  client *c = req->data;
+  CHECK_INT(status, ==, 0);
+  uv_write_t *w = malloc(sizeof *w);
+  uv_buf_t buf = uv_buf_init((char *)c->request, (unsigned)strlen(c->request));
+  CHECK_INT(uv_write(w, (uv_stream_t *)&c->tcp, &buf, 1, client_written), ==, 0);
+  if (strstr(c->request, "/half")) { /* done sending: the server sees EOF */
+    uv_shutdown_t *sh = malloc(sizeof *sh);
+    CHECK_INT(uv_shutdown(sh, (uv_stream_t *)&c->tcp, client_shut), ==, 0);
+  }
+  CHECK_INT(uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_read), ==, 0);
+}
+
+/* Runs one exchange and returns everything the server sent (caller frees). */
+static char *exchange(int port, const char *request) {
+  client c;
+  memset(&c, 0, sizeof c);
+  c.request = request;
+  c.got = calloc(1, 1);
+  uv_tcp_init(&loop, &c.tcp);
+  c.tcp.data = c.conn.data = &c;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  CHECK_INT(uv_tcp_connect(&c.conn, &c.tcp, (struct sockaddr *)&addr, client_connected), ==, 0);
+  while (!c.done) uv_run(&loop, UV_RUN_ONCE);
+  return c.got;
+}
+
+static int count_of(const char *hay, const char *needle) {
+  int n = 0;
+  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+  return n;
+}
+
+static int stopped;
+static void on_stopped(void *ud) { *(int *)ud += 1; }
+
+int main(void) {
+  CHECK_INT(uv_loop_init(&loop), ==, 0);
+  uv_timer_init(&loop, &guard);
+  uv_timer_start(&guard, on_guard, 20000, 0);
+  uv_unref((uv_handle_t *)&guard);
+  char err[256];
+  ds_http *s;
+
+  /* Refusals: a public address without allow_public, garbage, a bad port. */
+  CHECK_INT(ds_http_start(&loop, "0.0.0.0", 0, NULL, handler, &handler_calls, &s, err, sizeof err),
+            ==, -EACCES);
+  CHECK_HAS(err, "0.0.0.0");
+  CHECK_INT(ds_http_start(&loop, "::", 0, NULL, handler, &handler_calls, &s, err, sizeof err), ==,
+            -EACCES);
+  CHECK_INT(ds_http_start(&loop, "example.com", 0, NULL, handler, &handler_calls, &s, err,
+                          sizeof err),
+            ==, -EINVAL);
+  CHECK_INT(ds_http_start(&loop, "127.0.0.1", 70000, NULL, handler, &handler_calls, &s, err,
+                          sizeof err),
+            ==, -EINVAL);
+
+  CHECK_INT(ds_http_start(&loop, "localhost", 0, NULL, handler, &handler_calls, &s, err, sizeof err),
+            ==, 0);
+  char host[64];
+  int port;
+  ds_http_address(s, host, sizeof host, &port);
+  CHECK(strcmp(host, "127.0.0.1") == 0);
+  CHECK(port > 0);
+
+  /* A port in use is an error of the call. */
+  ds_http *s2;
+  CHECK_INT(ds_http_start(&loop, "127.0.0.1", port, NULL, handler, &handler_calls, &s2, err,
+                          sizeof err),
+            ==, -EADDRINUSE);
+
+  /* Two pipelined requests on one keep-alive connection, then one that closes it. */
+  char *got = exchange(port,
+                       "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:4040\r\n\r\n"
+                       "GET /api/batches?n=5 HTTP/1.1\r\nHOST: localhost\r\n\r\n"
+                       "GET /missing HTTP/1.1\r\nConnection: close\r\n\r\n");
+  CHECK_INT(count_of(got, "HTTP/1.1 "), ==, 3);
+  CHECK_HAS(got, "HTTP/1.1 200 OK\r\nContent-Type: text/x-test\r\n");
+  CHECK_HAS(got, "method=GET path=/metrics query= host=127.0.0.1:4040\n");
+  CHECK_HAS(got, "method=GET path=/api/batches query=n=5 host=localhost\n");
+  CHECK_HAS(got, "HTTP/1.1 404 Not Found\r\n");
+  CHECK_HAS(got, "Connection: close\r\n\r\nnot found\n");
+  CHECK(strstr(got, "method=GET") < strstr(got, "not found")); /* answered in order */
+  free(got);
+
+  /* HTTP/1.0 without keep-alive: one answer and the server closes. HEAD: headers only. */
+  got = exchange(port, "HEAD /x HTTP/1.0\r\n\r\n");
+  CHECK_HAS(got, "HTTP/1.1 200 OK\r\n");
+  CHECK_HAS(got, "Content-Length: 33\r\n"); /* "method=HEAD path=/x query= host=\n" */
+  CHECK(strstr(got, "method=") == NULL);
+  free(got);
+
+  /* Only GET and HEAD; malformed requests; a handler that does not answer. */
+  got = exchange(port, "POST /x HTTP/1.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc");
+  CHECK_HAS(got, "HTTP/1.1 405 Method Not Allowed\r\n");
+  CHECK_HAS(got, "Allow: GET, HEAD\r\n");
+  free(got);
+  got = exchange(port, "NOT HTTP AT ALL\r\n\r\n");
+  CHECK_HAS(got, "HTTP/1.1 400 Bad Request\r\n");
+  free(got);
+  got = exchange(port, "GET /silent HTTP/1.1\r\nConnection: close\r\n\r\n");
+  CHECK_HAS(got, "HTTP/1.1 500 Internal Server Error\r\n");
+  free(got);
+  /* An absolute-form target is reduced to its path and query. */
+  got = exchange(port, "GET http://127.0.0.1/p?q=1 HTTP/1.1\r\nConnection: close\r\n\r\n");
+  CHECK_HAS(got, "path=/p query=q=1");
+  free(got);
+  /* The client goes away right after sending: the queued answer still goes out. */
+  got = exchange(port, "GET /half HTTP/1.1\r\n\r\n");
+  CHECK_HAS(got, "path=/half");
+  free(got);
+
+  CHECK_INT(handler_calls, ==, 7);
+  CHECK_INT(ds_http_requests(s), ==, 8); /* the malformed one never completed */
+
+  ds_http_stop(s, on_stopped, &stopped);
+  ds_http_stop(s, on_stopped, &stopped); /* a second stop does nothing */
+  uv_close((uv_handle_t *)&guard, NULL);
+  CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
+  CHECK_INT(stopped, ==, 1);
+  CHECK_INT(uv_loop_close(&loop), ==, 0);
+  printf("test_http: ok\n");
+  return 0;
+}

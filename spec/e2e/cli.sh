@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# spec/e2e/cli.sh: the dstream command line: --version, --help, -e, a script's arg and `...`,
+# syntax and run-time errors, --workers, a script on stdin, busted --lua=dstream, and SIGTERM /
+# SIGINT stopping a running job gracefully (the batch in flight completes, exit status 0).
+source "$(dirname "$0")/lib/common.bash"
+
+# run NAME ARGS...: runs dstream with a time limit; stdout in $WORK/NAME.out, stderr in
+# $WORK/NAME.err, exit status in $STATUS.
+run() {
+  local name=$1
+  shift
+  timeout 30 "$DSTREAM" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null
+  STATUS=$?
+}
+out() { cat "$WORK/$1.out"; }
+err() { cat "$WORK/$1.err"; }
+lines_of() { wc -l <"$WORK/$1.err"; }
+
+# ---- --version, --help, -e ----
+run version --version
+check "--version exits 0" [ "$STATUS" -eq 0 ]
+check "--version prints 'dstream VERSION'" grep -Eq '^dstream [0-9]+\.[0-9]+' "$WORK/version.out"
+run help --help
+check "--help exits 0" [ "$STATUS" -eq 0 ]
+check "--help mentions --workers" grep -q -- '--workers' "$WORK/help.out"
+run e -e 'print(1+1)'
+check "-e 'print(1+1)' prints 2 and exits 0" eval '[ "$STATUS" -eq 0 ] && [ "$(out e)" = 2 ]'
+
+# ---- a script sees arg and ... ----
+cat >"$WORK/args.lua" <<'LUA'
+print(arg[0], arg[1], arg[2], arg[3], select("#", ...), ...)
+LUA
+run args "$WORK/args.lua" one 'two words'
+check "a script sees arg[0], arg[1], arg[2] and ..." \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out args)" = "$WORK/args.lua	one	two words	nil	2	one	two words" ]'
+
+# ---- a syntax error: non-zero, one line naming the file and the line ----
+printf 'local ok = 1\nlocal x = = 2\nprint(x)\n' >"$WORK/syntax.lua"
+run syntax "$WORK/syntax.lua"
+check "a syntax error exits non-zero" eval '[ "$STATUS" -ne 0 ] && [ "$STATUS" -ne 124 ]'
+check "a syntax error is one line on stderr" [ "$(lines_of syntax)" -eq 1 ]
+check "the syntax error names the file and line" grep -q "syntax.lua:2:" "$WORK/syntax.err"
+
+# ---- a closure that raises on a worker ----
+cat >"$WORK/failing_job.lua" <<'LUA'
+local dstream = require("dstream")
+local ctx = dstream.context { batch = "200ms", workers = 2, partitions = 2 }
+ctx:queue_stream({ { "alpha", "bravo", "charlie-record", "delta" } })
+  :map(function(x)
+    if x == "charlie-record" then error("boom") end
+    return x
+  end)
+  :foreach_rdd(function(rdd) print(#rdd:collect()) end)
+ctx:start()
+ctx:await_termination(20)
+ctx:stop()
+LUA
+run failing "$WORK/failing_job.lua"
+check "a job whose closure raises exits non-zero" eval '[ "$STATUS" -ne 0 ] && [ "$STATUS" -ne 124 ]'
+for word in batch partition charlie-record boom "failing_job.lua:5"; do
+  check "the failure report contains '$word'" grep -qF -- "$word" "$WORK/failing.err"
+done
+[ "$E2E_FAILED" -gt 0 ] && show "stderr of failing_job.lua" "$WORK/failing.err"
+
+# ---- --workers is seen by the context ----
+cat >"$WORK/workers.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s" }
+print(ctx.workers, ctx.partitions)
+ctx:stop()
+LUA
+run workers --workers 3 "$WORK/workers.lua"
+check "--workers 3 gives a context with 3 workers" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out workers)" = "3	3" ]'
+
+# ---- a script on stdin ----
+cat >"$WORK/stdin.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s", clock = "manual", workers = 2 }
+local sum = ctx:parallelize({ 1, 2, 3, 4, 5 }, 2):map(function(x) return x * x end):reduce(function(a, b) return a + b end)
+print("from stdin", sum, select("#", ...))
+ctx:stop()
+LUA
+timeout 30 "$DSTREAM" - <"$WORK/stdin.lua" >"$WORK/stdin.out" 2>"$WORK/stdin.err"
+STATUS=$?
+check "'dstream - < file' runs the script from stdin" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out stdin)" = "from stdin	55	0" ]'
+timeout 30 "$DSTREAM" <"$WORK/stdin.lua" >"$WORK/stdin2.out" 2>"$WORK/stdin2.err"
+STATUS=$?
+check "'dstream < file' runs the script from stdin" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out stdin2)" = "from stdin	55	0" ]'
+
+# ---- busted --lua=dstream ----
+mkdir -p "$WORK/bspec/spec"
+cat >"$WORK/bspec/spec/tiny_spec.lua" <<'LUA'
+describe("dstream under busted", function()
+  it("runs a batch on real workers", function()
+    local dstream = require("dstream")
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2 }
+    local got = {}
+    ctx:queue_stream({ { "a b", "b" }, { "c" } })
+      :flat_map(function(line) return line:gmatch("%S+") end)
+      :map(function(w) return w, 1 end)
+      :reduce_by_key(function(a, b) return a + b end)
+      :foreach_rdd(function(rdd) got[#got + 1] = rdd:collect_as_map() end)
+    ctx:start()
+    ctx:advance(2)
+    ctx:stop()
+    assert.are.same({ { a = 1, b = 2 }, { c = 1 } }, got)
+  end)
+  it("sees the dstream interpreter", function()
+    assert.is_truthy(arg[-1] and arg[-1]:match("dstream$"))
+  end)
+end)
+LUA
+(cd "$WORK/bspec" && timeout 60 busted --lua="$DSTREAM" -o plainTerminal spec) >"$WORK/busted.out" 2>&1
+STATUS=$?
+check "busted --lua=dstream runs a spec file" \
+  eval '[ "$STATUS" -eq 0 ] && grep -q "^2 successes / 0 failures / 0 errors" "$WORK/busted.out"'
+[ "$STATUS" -ne 0 ] && show "busted output" "$WORK/busted.out"
+
+# ---- SIGTERM and SIGINT stop a running job gracefully ----
+# last_open_batch FILE: the time of a batch that started and has not finished yet.
+last_open_batch() {
+  local last
+  last=$(tail -n 1 "$1" 2>/dev/null)
+  case "$last" in "start "*) echo "${last#start }" ;; *) return 1 ;; esac
+}
+has_open_batch() { last_open_batch "$1" >/dev/null; }
+for sig in TERM INT; do
+  o=$WORK/sig$sig.out
+  e=$WORK/sig$sig.err
+  bg timeout --foreground 60 "$DSTREAM" "$JOBS/slow_batches.lua" 25 >"$o" 2>"$e"
+  job=$BG_PID
+  # Wait for a batch in flight (started, not done), then signal. The job runs under
+  # `timeout --foreground`, which passes the signal on once; plain timeout would send it
+  # twice (to the child and to its process group), and a second signal means "stop now".
+  if ! wait_until 20 has_open_batch "$o"; then
+    not_ok "SIG$sig: a batch is in flight"
+    show stdout "$o"
+    show stderr "$e"
+    continue
+  fi
+  t=$(last_open_batch "$o")
+  kill -s "$sig" "$job"
+  wait_exit "$job" 20
+  check "SIG$sig: the job exits 0" [ "$EXIT_STATUS" -eq 0 ]
+  check "SIG$sig: the batch in flight ($t) completes" grep -qx "done $t 4" "$o"
+  check "SIG$sig: every batch that started completed" \
+    eval '[ "$(grep -c "^start " "$o")" -eq "$(grep -c "^done " "$o")" ]'
+  check "SIG$sig: no batch starts after the stop" \
+    eval '! awk -v t="$t" '"'"'$1 == "start" && $2 > t + 1000 { bad = 1 } END { exit !bad }'"'"' "$o"'
+  check "SIG$sig: the script goes on after await_termination" grep -qx exited "$o"
+  check "SIG$sig: stderr says it stops gracefully" grep -q "stopping gracefully" "$e"
+  [ "$E2E_FAILED" -gt 0 ] && { show stdout "$o"; show stderr "$e"; }
+done
+finish

@@ -1,0 +1,130 @@
+# spec/e2e/lib/common.bash: shared helpers of the end-to-end tests (sourced, never run alone).
+#
+# Gives: $DSTREAM (absolute), $ROOT (the checkout), $WORK (a temp dir removed at exit), TAP
+# output (ok, not_ok, check, finish), bounded polling (wait_until), background processes that
+# are always ended at exit (bg, stop_bg), and loopback TCP servers on a free port (serve_file).
+
+set -u
+export LC_ALL=C
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+DSTREAM=${DSTREAM:-$ROOT/build/dstream}
+case "$DSTREAM" in /*) ;; *) DSTREAM=$(pwd)/$DSTREAM ;; esac
+if [ ! -x "$DSTREAM" ]; then
+  echo "not ok - dstream executable not found at $DSTREAM"
+  exit 1
+fi
+JOBS=$ROOT/spec/e2e/jobs
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dstream-e2e.XXXXXX")
+E2E_FAILED=0
+E2E_PIDS=()
+
+e2e_cleanup() {
+  local pid
+  for pid in "${E2E_PIDS[@]+"${E2E_PIDS[@]}"}"; do
+    kill -KILL "$pid" 2>/dev/null
+  done
+  for pid in "${E2E_PIDS[@]+"${E2E_PIDS[@]}"}"; do
+    wait "$pid" 2>/dev/null
+  done
+  case "$WORK" in /tmp/*|"${TMPDIR:-/tmp}"/*) rm -rf "$WORK" ;; esac
+}
+trap e2e_cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+ok() { echo "ok - $*"; }
+not_ok() {
+  echo "not ok - $*"
+  E2E_FAILED=$((E2E_FAILED + 1))
+}
+# check DESCRIPTION COMMAND...: ok when the command succeeds.
+check() {
+  local desc=$1
+  shift
+  if "$@"; then ok "$desc"; else not_ok "$desc"; fi
+}
+# Shows a file's tail on stderr-like diagnostics lines (TAP comments).
+show() { # show LABEL FILE
+  echo "# --- $1 ---"
+  tail -n "${3:-15}" "$2" 2>/dev/null | sed 's/^/#   /'
+}
+finish() {
+  [ "$E2E_FAILED" -eq 0 ]
+  exit $?
+}
+
+# wait_until SECONDS COMMAND...: polls the command every 0.1 s; fails after SECONDS.
+wait_until() {
+  local limit=$1
+  shift
+  local deadline=$((SECONDS + limit))
+  while ! "$@"; do
+    [ "$SECONDS" -ge "$deadline" ] && return 1
+    sleep 0.1
+  done
+  return 0
+}
+
+# bg COMMAND...: runs the command in the background; its pid is in $BG_PID and it is killed
+# at exit if it is still running.
+bg() {
+  "$@" &
+  BG_PID=$!
+  E2E_PIDS+=("$BG_PID")
+}
+alive() { kill -0 "$1" 2>/dev/null; }
+# wait_exit PID SECONDS: waits for a background process to end; its status is in $EXIT_STATUS
+# (124 if it did not end in time: it is then killed).
+wait_exit() {
+  local timed_out=0
+  if ! wait_until "$2" eval '! alive '"$1"; then
+    timed_out=1
+    kill -KILL "$1" 2>/dev/null
+  fi
+  wait "$1" 2>/dev/null
+  EXIT_STATUS=$?
+  [ "$timed_out" -eq 1 ] && EXIT_STATUS=124
+  return 0
+}
+
+# listening PORT: true when something listens on 127.0.0.1:PORT (or any address) over TCP.
+listening() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  awk -v p=":$hex" 'NR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }' \
+    /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# serve_file FILE [PORT]: starts `nc -l 127.0.0.1 PORT < FILE` (one connection; nc closes it
+# after sending the file). Without PORT, tries random free ports. Sets $PORT and $SERVER_PID.
+serve_file() {
+  local file=$1 want=${2:-} try port
+  for try in $(seq 1 40); do
+    port=${want:-$((20000 + (RANDOM * 32768 + RANDOM) % 40000))}
+    if [ -z "$want" ] && listening "$port"; then continue; fi
+    nc -q 0 -l 127.0.0.1 "$port" <"$file" >/dev/null 2>&1 &
+    SERVER_PID=$!
+    E2E_PIDS+=("$SERVER_PID")
+    # Up when it listens; a client may also have been served already (nc then exits 0),
+    # while a port in use makes nc fail at once.
+    if wait_until 5 eval 'listening '"$port"' || ! alive '"$SERVER_PID"; then
+      if alive "$SERVER_PID"; then
+        PORT=$port
+        return 0
+      fi
+      wait "$SERVER_PID" 2>/dev/null && { PORT=$port; return 0; }
+    else
+      kill "$SERVER_PID" 2>/dev/null
+      wait "$SERVER_PID" 2>/dev/null
+    fi
+    [ -n "$want" ] && sleep 0.2 # the same port: it may still be held for a moment
+  done
+  echo "# cannot start a server with nc"
+  return 1
+}
+
+# word_counts FILE...: "word count" lines, sorted, like a reference wordcount would give.
+word_counts() {
+  local f
+  for f in "$@"; do cat "$f"; echo; done | tr -s ' \t' '\n\n' | grep -v '^$' | sort | uniq -c | awk '{ print $2, $1 }' | sort
+}

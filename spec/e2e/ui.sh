@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# spec/e2e/ui.sh: watching a running job over HTTP: examples/monitored_job.lua on
+# 127.0.0.1:0. /metrics passes `promtool check metrics` and has the figures the issue asks
+# for; /api/batches and /api/streams are JSON with records, per-stage timings and delays; the
+# page at / renders its four charts with data in headless Chromium (DOM checked, screenshot
+# saved); requests that are not for this page are refused; --ui on the command line starts
+# the same server, and without it there is none. Everything listens on 127.0.0.1 only.
+#   DSTREAM_UI_SCREENSHOT=docs/images/ui.png bash spec/e2e/ui.sh
+# also keeps a screenshot there, taken once the job has run 15 s (backpressure has settled).
+source "$(dirname "$0")/lib/common.bash"
+
+# json_check FILE LUA_EXPR: decodes FILE with lua-cjson (as `j`) and asserts the expression.
+json_check() {
+  "$DSTREAM" -e "local j = require('cjson').decode(io.open('$1'):read('*a')); assert($2)" \
+    >/dev/null 2>"$WORK/json_check.err"
+}
+
+# ---- --ui on the command line; no server without it ----
+tiny='local c = require("dstream").context { batch = "100ms", workers = 1 }
+  c:rate_stream { rows_per_second = 10 }:foreach_rdd(function() end)
+  c:start(); c:await_termination(0.3); c:stop()'
+timeout 30 "$DSTREAM" -e "$tiny" >/dev/null 2>"$WORK/noui.err"
+check "without --ui or ui = ..., no HTTP server is started" eval '! grep -q "ui:" "$WORK/noui.err"'
+timeout 30 "$DSTREAM" --ui 127.0.0.1:0 -e "$tiny" >/dev/null 2>"$WORK/cliui.err"
+check "--ui 127.0.0.1:0 starts the server on a free loopback port" \
+  grep -q '^dstream: ui: http://127.0.0.1:[1-9][0-9]*/$' "$WORK/cliui.err"
+timeout 30 "$DSTREAM" --ui 0.0.0.0:4040 -e "$tiny" >/dev/null 2>"$WORK/public.err"
+check "--ui 0.0.0.0:4040 is refused (ui_public = true is needed)" \
+  eval 'grep -q "refusing to serve the UI on 0.0.0.0" "$WORK/public.err" && ! grep -q "ui: http" "$WORK/public.err"'
+
+# ---- the example job, watched ----
+bg "$DSTREAM" "$ROOT/examples/monitored_job.lua" 127.0.0.1:0 60 >"$WORK/job.out" 2>"$WORK/job.err"
+job=$BG_PID
+if ! wait_until 20 grep -q '^dstream: ui: http://127.0.0.1:[0-9]*/$' "$WORK/job.err"; then
+  not_ok "the job announces its UI address"
+  show stderr "$WORK/job.err"
+  finish
+fi
+url=$(sed -n 's|^dstream: ui: \(http://127.0.0.1:[0-9]*/\)$|\1|p' "$WORK/job.err" | head -n 1)
+ok "the job announces its UI address on 127.0.0.1 ($url)"
+port=${url##*:}
+port=${port%/}
+check "the UI listens on 127.0.0.1 only" \
+  eval "awk -v p=\":\$(printf '%04X' $port)\" 'NR > 1 && \$4 == \"0A\" && substr(\$2, length(\$2) - 4) == p { print \$2 }' /proc/net/tcp /proc/net/tcp6 | grep -qx '0100007F:$(printf '%04X' "$port")'"
+
+batches_done() {
+  curl -sf --max-time 5 "${url}api/batches" -o "$WORK/b.json" && json_check "$WORK/b.json" '#j >= 6'
+}
+if ! wait_until 30 batches_done; then
+  not_ok "the job completes batches that /api/batches lists"
+  show stderr "$WORK/job.err"
+  finish
+fi
+
+# ---- /metrics ----
+curl -sf --max-time 5 -D "$WORK/m.head" "${url}metrics" -o "$WORK/metrics.txt"
+check "/metrics answers 200 with the Prometheus text content type" \
+  grep -qi '^content-type: text/plain; version=0.0.4' "$WORK/m.head"
+if command -v promtool >/dev/null; then
+  if promtool check metrics <"$WORK/metrics.txt" >"$WORK/promtool.out" 2>&1; then
+    ok "promtool check metrics accepts /metrics"
+  else
+    not_ok "promtool check metrics accepts /metrics"
+    sed 's/^/#   /' "$WORK/promtool.out" | head -n 20
+  fi
+else
+  not_ok "promtool is installed (Debian package prometheus; scripts/setup.sh installs it)"
+fi
+for pattern in \
+  '^dstream_source_records_total{stream="1",source="rate_stream"} [1-9]' \
+  '^dstream_batches_completed_total [1-9]' \
+  '^dstream_batches_failed_total' \
+  '^dstream_scheduling_delay_seconds_bucket{le="+Inf"} [1-9]' \
+  '^dstream_processing_time_seconds_count [1-9]' \
+  '^dstream_total_delay_seconds_sum ' \
+  '^# TYPE dstream_state_keys gauge' \
+  '^# TYPE dstream_late_records_dropped_total counter' \
+  '^dstream_workers_busy [0-2]$' \
+  '^dstream_worker_lua_memory_bytes{worker="0"} [1-9]' \
+  '^dstream_worker_lua_memory_bytes{worker="1"} [1-9]' \
+  '^dstream_source_rate_limit{stream="1",source="rate_stream"} [1-9]' \
+  '^dstream_backpressure_rate{stream="1",source="rate_stream"} [1-9]' \
+  '^dstream_backpressure_enabled 1$' \
+  '^monitored_rows_total{digit="7"} [1-9]'; do
+  check "/metrics has ${pattern#^}" grep -q -- "$pattern" "$WORK/metrics.txt"
+done
+
+# ---- /api/batches and /api/streams ----
+curl -sf --max-time 5 -D "$WORK/b.head" "${url}api/batches?n=5" -o "$WORK/batches.json"
+check "/api/batches answers JSON" grep -qi '^content-type: application/json' "$WORK/b.head"
+check "/api/batches?n=5 lists 5 batches, newest first" \
+  json_check "$WORK/batches.json" '#j == 5 and j[1].time > j[5].time and j[1].time - j[2].time == 500'
+check "each batch has its records, delays and times" \
+  json_check "$WORK/batches.json" 'j[1].records > 0 and j[1].status == "completed" and j[1].scheduling_delay_ms >= 0
+    and j[1].processing_ms > 0 and j[1].total_delay_ms >= j[1].processing_ms
+    and j[1].finished_at >= j[1].started_at and j[1].started_at >= j[1].generated_at'
+check "each batch has per-stage timings (the shuffle's map side and the collect)" \
+  json_check "$WORK/batches.json" '#j[1].stages >= 2 and j[1].stages[1].tasks >= 1 and j[1].stages[1].task_ms >= 0
+    and j[1].stages[1].name:find("reduce_by_key") and j[1].stages[1].records_in > 0'
+check "each batch has its records per source" \
+  json_check "$WORK/batches.json" 'j[1].sources[1].name == "rate_stream" and j[1].sources[1].records == j[1].records'
+curl -sf --max-time 5 "${url}api/streams" -o "$WORK/streams.json"
+check "/api/streams describes the context, its inputs and its graph" \
+  json_check "$WORK/streams.json" 'j.name == "monitored" and j.state == "active" and j.batch_ms == 500 and j.workers == 2
+    and j.backpressure == true and j.batches_completed >= 6
+    and j.inputs[1].name == "rate_stream" and j.inputs[1].rate_limit > 0 and j.inputs[1].records > 0
+    and #j.streams >= 3 and j.streams[1].name == "rate_stream" and #j.streams[1].parents == 0'
+
+# ---- what is refused ----
+code() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$@"; }
+check "an unknown path is 404" [ "$(code "${url}nope")" = 404 ]
+check "POST is 405" [ "$(code -X POST -d x "${url}metrics")" = 405 ]
+check "a request for another host name is 403 (DNS rebinding)" \
+  [ "$(code -H 'Host: attacker.example' "${url}api/batches")" = 403 ]
+check "HEAD / answers without a body" \
+  eval '[ "$(curl -s --max-time 5 -I "$url" | grep -ci "^content-type: text/html")" = 1 ]'
+
+# ---- the page in headless Chromium ----
+browser=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$browser" ]; then
+  not_ok "chromium is installed (Debian package chromium; scripts/setup.sh installs it)"
+else
+  chrome() {
+    timeout 60 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+      --disable-background-networking --disable-component-update --disable-sync \
+      --user-data-dir="$(mktemp -d "$WORK/chrome.XXXXXX")" --window-size=1200,900 \
+      --virtual-time-budget=5000 "$@" 2>>"$WORK/chrome.err"
+  }
+  chrome --dump-dom "$url" >"$WORK/dom.html"
+  for chart in rate sched proc total; do
+    points=$(grep -o "id=\"chart-$chart\" data-points=\"[0-9]*\"" "$WORK/dom.html" | grep -o '[0-9]*"$' | tr -d '"')
+    check "the page draws the $chart chart with data (${points:-0} points)" [ "${points:-0}" -ge 5 ]
+  done
+  series=$(grep -o '<path d="M[0-9.]*,[0-9.]* L[^"]*" stroke="#[0-9a-f]*" class="series"' "$WORK/dom.html" | wc -l)
+  check "the charts are SVG paths through the data ($series series)" [ "$series" -eq 4 ]
+  check "the page names the job and lists its input" \
+    eval 'grep -q "<h1 id=\"name\">monitored</h1>" "$WORK/dom.html" && grep -q "<td>rate_stream</td>" "$WORK/dom.html"'
+  if [ -n "${DSTREAM_UI_SCREENSHOT:-}" ]; then
+    settled() { curl -sf --max-time 5 "${url}api/batches" -o "$WORK/b.json" && json_check "$WORK/b.json" '#j >= 30'; }
+    wait_until 40 settled
+  fi
+  chrome --screenshot="$WORK/ui.png" "$url" >/dev/null
+  size=$(stat -c %s "$WORK/ui.png" 2>/dev/null || echo 0)
+  check "a screenshot of the page is saved ($size bytes)" [ "$size" -gt 20000 ]
+  if [ -n "${DSTREAM_UI_SCREENSHOT:-}" ] && [ "$size" -gt 20000 ]; then
+    cp "$WORK/ui.png" "$DSTREAM_UI_SCREENSHOT"
+    echo "# screenshot copied to $DSTREAM_UI_SCREENSHOT"
+  fi
+fi
+
+# ---- the job stops cleanly, and the port with it ----
+kill -TERM "$job"
+wait_exit "$job" 30
+check "the watched job stops gracefully on SIGTERM (exit 0)" [ "$EXIT_STATUS" -eq 0 ]
+# The example's own output: a line per batch from its listener, then totals that agree.
+sum=$(awk '$1 == "batch" { s += $4 } END { print s + 0 }' "$WORK/job.out")
+check "the example's listener printed its batches, and the rows it saw are their records ($sum)" \
+  eval 'grep -q "^batch [0-9]* ms: [0-9]* records, scheduling delay [0-9]* ms, processing [0-9]* ms$" "$WORK/job.out" &&
+    grep -q "^batches completed: [1-9][0-9]*, rows seen: $sum$" "$WORK/job.out"' 
+check "the UI port is closed once the job ended" eval '! curl -s --max-time 2 -o /dev/null "$url"'
+finish
