@@ -31,6 +31,8 @@ lua_State *ds_lua_running_state(void);
 
 /* Registers the source constructors (socket_source, file_source) into the table on top. */
 void ds_lua_open_sources(lua_State *L);
+/* Registers the checkpoint file functions (ckpt_write, ckpt_read, ...) into the table on top. */
+void ds_lua_open_ckpt(lua_State *L);
 /* Registers the Kafka bindings (kafka_source, kafka_producer, kafka_mock ...) likewise. */
 void ds_lua_open_kafka(lua_State *L);
 /* Registers http_server, log, log_level and isatty (ds_lua_monitor.c) into the table on top. */

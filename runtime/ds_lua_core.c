@@ -507,6 +507,7 @@ int luaopen_dstream_core(lua_State *L) {
   lua_pushinteger(L, SIGTERM);
   lua_setfield(L, -2, "SIGTERM");
   ds_lua_open_sources(L);
+  ds_lua_open_ckpt(L);
   ds_lua_open_kafka(L);
   ds_lua_open_monitor(L);
   ds_lua_open_repl(L);

@@ -202,6 +202,29 @@ static int l_seal(lua_State *L) {
   return 1;
 }
 
+static void push_seen_name(const char *name, void *ud) {
+  lua_State *L = ud;
+  lua_pushstring(L, name);
+  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+}
+
+/* src:seen() -> names of the files the file source has read (or skipped), for checkpoints. */
+static int l_seen(lua_State *L) {
+  lsource *s = check_source(L);
+  lua_newtable(L);
+  if (s->kind == SRC_FILE && s->recv) ds_recv_file_list_seen(s->recv, push_seen_name, L);
+  return 1;
+}
+
+/* src:mark_seen(name): the file is never read (restored from a checkpoint). */
+static int l_mark_seen(lua_State *L) {
+  lsource *s = check_source(L);
+  const char *name = luaL_checkstring(L, 2);
+  if (s->kind != SRC_FILE || !s->recv) return luaL_error(L, "mark_seen: not a running file source");
+  if (ds_recv_file_mark_seen(s->recv, name) != 0) return luaL_error(L, "mark_seen: out of memory");
+  return 0;
+}
+
 static void set_int(lua_State *L, const char *k, uint64_t v) {
   lua_pushnumber(L, (lua_Number)v);
   lua_setfield(L, -2, k);
@@ -275,8 +298,8 @@ void ds_lua_open_sources(lua_State *L) {
   int t = lua_gettop(L);
   if (luaL_newmetatable(L, SOURCE_MT)) {
     static const luaL_Reg methods[] = {
-        {"seal", l_seal}, {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
-        {NULL, NULL}};
+        {"seal", l_seal},         {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
+        {"seen", l_seen},         {"mark_seen", l_mark_seen}, {NULL, NULL}};
     lua_createtable(L, 0, 4);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");

@@ -34,6 +34,7 @@ static void usage(FILE *out) {
           "  --workers N         worker threads (default: the number of cores)\n"
           "  --worker-memory S   Lua memory limit of each worker, e.g. 512m, 2g (default 4g)\n"
           "  --partitions N      default partitions of a batch (default: the number of workers)\n"
+          "  --checkpoint DIR    checkpoint into DIR, and restart from it when it has one\n"
           "  --log-level L       error, warn, info or debug (default: warn)\n"
           "  --ui ADDR           serve metrics and a live page at ADDR, e.g. 127.0.0.1:4040\n"
           "  -v, --version       print the version and exit\n"

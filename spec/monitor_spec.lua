@@ -201,6 +201,26 @@ describe("the metrics registry", function()
     assert.truthy(text:find("\ndstream_workers_busy [0-2]\n"), text)
   end)
 
+  it("counts the records an event-time stream dropped behind its watermark", function()
+    local ctx = manual({ workers = 1, partitions = 1 })
+    -- Records are { key, event time in ms }; the third batch's are far behind the watermark.
+    local events = ctx:queue_stream({ { { "a", 1000 }, { "b", 1500 } }, { { "a", 60000 } },
+      { { "a", 2000 }, { "b", 3000 }, { "c", 59000 } } })
+      :event_time(function(r) return r[2] end, { watermark = "10s" })
+    events:map(function(r) return r[1], 1 end)
+      :reduce_by_key_and_window(function(a, b) return a + b end, "2s", "1s")
+      :foreach_rdd(function(rdd) rdd:collect() end)
+    ctx:start()
+    ctx:advance(3)
+    local counter = ctx:metrics():get("dstream_late_records_dropped_total")
+    local text = ctx:metrics():render()
+    ctx:stop()
+    assert.are.equal(2, events:late_count())
+    local labels = { operator = "event_time#" .. events.id }
+    assert.are.equal(2, counter:value(labels))
+    assert.truthy(text:find('\ndstream_late_records_dropped_total{operator="event_time#' .. events.id .. '"} 2\n', 1, true), text)
+  end)
+
   it("counts a failed batch", function()
     local ctx = manual({ workers = 1, partitions = 1 })
     ctx:rate_stream { rows_per_second = 2 }
@@ -416,6 +436,7 @@ describe("the PID rate estimator", function()
 
   it("checks its settings", function()
     assert.has_error(function() backpressure.pid(1000, { integral = -1 }) end)
-    assert.has_error(function() backpressure.pid(1000, { initial_rate = 0 }) end)
+    assert.has_error(function() backpressure.pid(1000, { initial_rate = 10 }) end,
+      "backpressure: unknown setting 'initial_rate' (settings: proportional, integral, derivative, min_rate)")
   end)
 end)

@@ -19,8 +19,8 @@ local function check(v, name, min)
   end
 end
 
--- batch_ms: the batch interval; opts: proportional, integral, derivative, min_rate, initial_rate
--- (a limit before the first estimate; nil = none).
+-- batch_ms: the batch interval; opts: proportional, integral, derivative, min_rate. Unknown
+-- settings are errors.
 function M.pid(batch_ms, opts)
   opts = opts or {}
   local self = setmetatable({ batch_ms = batch_ms, first = true, latest_time = -1,
@@ -31,9 +31,10 @@ function M.pid(batch_ms, opts)
     check(x, k, 0)
     self[k] = x
   end
-  if opts.initial_rate ~= nil then
-    check(opts.initial_rate, "initial_rate", 1)
-    self.initial_rate = opts.initial_rate
+  for k in pairs(opts) do
+    if M.defaults[k] == nil then
+      error("backpressure: unknown setting '" .. tostring(k) .. "' (settings: proportional, integral, derivative, min_rate)", 0)
+    end
   end
   return self
 end

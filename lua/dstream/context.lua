@@ -46,7 +46,7 @@ end
 
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
-  worker_memory = true, max_task_attempts = true,
+  worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
   ui = true, ui_public = true, backpressure = true, progress = true, -- dstream.monitor
 }
 
@@ -66,6 +66,16 @@ function M.new(opts)
   self.max_task_attempts = option(opts, "max_task_attempts", nil, parse_count, 4)
   self.name = opts.name or "dstream"
   self.clock = opts.clock or "system"
+  self.checkpoint_dir = opts.checkpoint or cli_options().checkpoint
+  if self.checkpoint_dir ~= nil and (type(self.checkpoint_dir) ~= "string" or self.checkpoint_dir == "") then
+    error("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir), 3)
+  end
+  -- Default: every batch that ends a 10 s stretch (Spark's minimum), at least every batch.
+  self.checkpoint_ms = option(opts, "checkpoint_interval", nil, util.parse_duration,
+    math.ceil(10000 / self.batch_ms) * self.batch_ms)
+  if self.checkpoint_ms % self.batch_ms ~= 0 then
+    error("dstream.context: checkpoint_interval must be a multiple of the batch interval", 3)
+  end
   if self.clock ~= "system" and self.clock ~= "manual" then
     error("dstream.context: clock must be \"system\" or \"manual\", got " .. tostring(self.clock), 3)
   end
@@ -117,10 +127,13 @@ function Context:_ship(f, who, level)
   return id
 end
 
--- A new keyed-state id (state lives on the workers under it).
-function Context:_new_state(kind)
-  self._nstates = (self._nstates or 0) + 1
-  return self._nstates
+-- A new state id. Keyed state (partitions given) lives on the workers under it; state kept
+-- on the driver registers driver_state/restore_driver functions. Checkpoints save both.
+function Context:_new_state(kind, partitions)
+  self._states = self._states or {}
+  local id = #self._states + 1
+  self._states[id] = { id = id, kind = kind, partitions = partitions, position = id }
+  return id, self._states[id]
 end
 
 function Context:_register_stream()
@@ -165,17 +178,26 @@ function Context:queue_stream(batches, opts)
     queue[i] = b
   end
   local one_at_a_time = opts.one_at_a_time ~= false
-  return input_stream(self, "queue_stream", function(s, time)
+  local taken = 0 -- lists taken from the queue: the position a checkpoint keeps
+  local s = input_stream(self, "queue_stream", function(_, time)
     local list
     if one_at_a_time then
       list = table.remove(queue, 1) or opts.default or {}
+      taken = taken + 1
     else
       list = {}
       for _, b in ipairs(queue) do for _, v in ipairs(b) do list[#list + 1] = v end end
+      taken = taken + #queue
       queue = {}
     end
     return rdd_mod.from_list(self, list, self.partitions, opts.pairs)
   end)
+  s.position = function() return taken end
+  s.restore = function(_, pos)
+    for _ = 1, pos do table.remove(queue, 1) end
+    taken = pos
+  end
+  return s
 end
 
 -- Consecutive integers from 0, rows_per_second of them per second of batch interval. Under a
@@ -216,8 +238,16 @@ function Context:rate_stream(opts)
     backlog = backlog - count
     s.sealed[time] = { first = next_value, count = count }
     next_value = next_value + count
+    s.pos_at[time] = { next_value, carry, backlog, limit_carry }
   end)
-  s.sealed = {}
+  s.sealed, s.pos_at = {}, {}
+  -- Checkpoints keep the position as of the last completed batch.
+  s.on_batch_done = function(_, time)
+    s.done_pos = s.pos_at[time] or s.done_pos
+    for t in pairs(s.pos_at) do if t <= time then s.pos_at[t] = nil end end
+  end
+  s.position = function() return s.done_pos end
+  s.restore = function(_, pos) next_value, carry, backlog, limit_carry = pos[1], pos[2], pos[3], pos[4] end
   s.set_rate = function(_, r) set_rate = (r and r > 0) and r or nil return limit() or 0 end
   s.rate_stats = function() return { max_rate = max_rate or 0, rate_limit = limit() or 0, backlog = backlog } end
   return s
@@ -269,9 +299,49 @@ function Context:text_file_stream(dir, opts)
     error("text_file_stream: directory '" .. dir .. "' does not exist or cannot be read: create it first", 2)
   end
   probe:close()
-  return receiver_stream(self, "text_file_stream " .. dir, function()
-    return core.file_source(dir, opts)
+  local s
+  s = receiver_stream(self, "text_file_stream " .. dir, function()
+    if not s.restored_seen then return core.file_source(dir, opts) end
+    -- Restarted from a checkpoint: every file not read by a completed batch is new, even one
+    -- that was there before the start (it arrived while the job was down).
+    local o = {}
+    for k, v in pairs(opts or {}) do o[k] = v end
+    o.new_files_only = false
+    local src = core.file_source(dir, o)
+    for _, name in ipairs(s.restored_seen) do src:mark_seen(name) end
+    return src
   end)
+  -- Which files each batch read, so a checkpoint lists those of completed batches only.
+  local batch_files, done, known = {}, {}, {}
+  local seal = s.seal
+  s.seal = function(self_, time)
+    seal(self_, time)
+    local new = {}
+    for _, name in ipairs(s.source:seen()) do
+      if not known[name] then
+        known[name] = true
+        new[#new + 1] = name
+      end
+    end
+    batch_files[time] = new
+  end
+  s.on_batch_done = function(_, time)
+    for t, names in pairs(batch_files) do
+      if t <= time then
+        for _, name in ipairs(names) do done[#done + 1] = name end
+        batch_files[t] = nil
+      end
+    end
+  end
+  s.position = function() return done end
+  s.restore = function(_, names)
+    s.restored_seen = names
+    for _, name in ipairs(names) do
+      known[name] = true
+      done[#done + 1] = name
+    end
+  end
+  return s
 end
 
 -- Kafka's direct stream: one input partition per Kafka partition (see dstream/kafka.lua).
@@ -338,7 +408,7 @@ function Context:_generate(time)
       input:seal(time)
       local parts = input.sealed[time]
       records = records + (parts and parts.count or 0)
-      sources[#sources + 1] = { id = input.id, name = input.name, records = parts and parts.count or 0 }
+      sources[#sources + 1] = { id = input.id, name = input.label, records = parts and parts.count or 0 }
       input.records_total = (input.records_total or 0) + (parts and parts.count or 0)
     end
   end
@@ -372,6 +442,40 @@ function Context:_run_batch(batch)
       end
     end
   end
+  self:_batch_done(batch.time)
+end
+
+-- After the outputs of a batch: sources note what the batch consumed, and a checkpoint is
+-- written when one is due (in the batch's job, so its state tasks can run).
+function Context:_batch_done(time)
+  for _, input in ipairs(self.inputs) do
+    if input.on_batch_done then input:on_batch_done(time) end
+  end
+  self.last_completed = time
+  if self.checkpoint_dir and (time - self.zero_time) % self.checkpoint_ms == 0 then
+    self:_write_checkpoint(time)
+  end
+end
+
+function Context:_write_checkpoint(time)
+  local ok, err = require("dstream.checkpoint").write(self, time)
+  if not ok then
+    error("checkpoint of batch " .. string.format("%d", time) .. " ms failed: " .. err
+      .. " (the previous checkpoint is intact)", 0)
+  end
+end
+
+-- Restart from the newest good checkpoint in checkpoint_dir, if there is one.
+function Context:_recover()
+  local checkpoint = require("dstream.checkpoint")
+  local ok, err = checkpoint.prepare_dir(self.checkpoint_dir)
+  if not ok then error(err, 0) end
+  local doc = checkpoint.read_newest(self.checkpoint_dir)
+  if not doc then return end
+  checkpoint.restore(self, doc)
+  checkpoint.restore_states(self)
+  self.last_completed = doc.time
+  self.recovered_from = doc.time
 end
 
 function Context:_forget(time)
@@ -383,7 +487,20 @@ function Context:_pump()
   if self.running or self.state == "stopped" then return end
   local batch = table.remove(self.queue, 1)
   if not batch then
-    if self.stopping then self:_terminate() end
+    if self.stopping then
+      if self.checkpoint_dir and not self._final_checkpoint and self.last_completed then
+        -- A graceful stop ends with a checkpoint of the last completed batch.
+        self._final_checkpoint = true
+        self.running = { time = self.last_completed, final = true, stages = {} }
+        scheduler.spawn(function() self:_write_checkpoint(self.last_completed) end, function(ok, err)
+          self.running = nil
+          if not ok then return self:_fail(err) end
+          self:_terminate()
+        end)
+        return
+      end
+      self:_terminate()
+    end
     return
   end
   self.running = batch
@@ -480,10 +597,11 @@ function Context:start()
     error("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream", 2)
   end
   self.monitor:start(2)
+  if self.checkpoint_dir then self:_recover() end
   for _, input in ipairs(self.inputs) do
     if input.open then
       local ok, src = pcall(input.open)
-      if not ok then error(input.name .. ": " .. tostring(src), 2) end
+      if not ok then error(input.label .. ": " .. tostring(src), 2) end
       input.source = src
     end
   end
@@ -504,8 +622,12 @@ function Context:start()
   self._signals = { core.signal(core.SIGINT, on_signal), core.signal(core.SIGTERM, on_signal) }
   if self.clock == "system" then
     local now = core.now_ms()
-    self.next_time = (math.floor(now / self.batch_ms) + 1) * self.batch_ms
-    self.zero_time = self.next_time - self.batch_ms
+    if self.recovered_from then -- same zero time: windows and checkpoints keep their phase
+      self.next_time = self.zero_time + (math.floor((now - self.zero_time) / self.batch_ms) + 1) * self.batch_ms
+    else
+      self.next_time = (math.floor(now / self.batch_ms) + 1) * self.batch_ms
+      self.zero_time = self.next_time - self.batch_ms
+    end
     self._timer = core.timer(function() self:_tick() end)
     self._timer:start(self.next_time - now)
   end
@@ -579,12 +701,12 @@ function Context:stop(opts)
     self.queue = {}
   end
   self.stopping = true
-  if not self.running and #self.queue == 0 then return self:_terminate() end
-  if graceful and not core.running() and not coroutine.running() then
+  if not graceful then return self:_terminate() end
+  self:_pump() -- nothing left to run: the final checkpoint, then the end
+  if self.state ~= "stopped" and not core.running() and not coroutine.running() then
     while self.state ~= "stopped" do core.run("once") end
-  elseif not graceful then
-    self:_terminate()
   end
+  if self.error then error(self.error, 2) end
 end
 
 function Context:_terminate()

@@ -13,6 +13,19 @@ function M.context(opts)
   return context.new(opts)
 end
 
+-- The context fn() builds, restarted from the newest good checkpoint in `dir` when there is
+-- one (at ctx:start()). fn always runs: checkpoints hold data, never code.
+function M.get_or_create(dir, fn)
+  if type(dir) ~= "string" or dir == "" then error("get_or_create: expected a checkpoint directory", 2) end
+  if type(fn) ~= "function" then error("get_or_create: expected a function that builds the context", 2) end
+  local ctx = fn()
+  if getmetatable(ctx) ~= context.Context then
+    error("get_or_create: the function must return the context it built, got " .. type(ctx), 2)
+  end
+  ctx.checkpoint_dir = dir
+  return ctx
+end
+
 -- Stops every context still running; the interpreter calls it before it exits.
 function M.shutdown()
   context.shutdown()

@@ -412,7 +412,7 @@ end
 
 -- Figures of one input: records received, rate settings, receiver state.
 function M.input_info(input)
-  local info = { id = input.id, name = input.name, records = input.records_total or 0 }
+  local info = { id = input.id, name = input.label, records = input.records_total or 0 }
   local src = input.source
   if src and src.stats then
     local ok, st = pcall(src.stats, src)
@@ -437,7 +437,7 @@ function Monitor:_collect()
   local r, ctx = self.registry, self.ctx
   for _, input in ipairs(ctx.inputs) do
     local info = M.input_info(input)
-    local labels = { stream = input.id, source = input.name }
+    local labels = { stream = input.id, source = input.label }
     local rec = r:get("dstream_source_records_total")
     rec:inc(math.max(0, info.records - (rec:value(labels) or 0)), labels)
     if info.max_rate and info.max_rate > 0 then r:get("dstream_source_max_rate"):set(info.max_rate, labels) end
@@ -449,6 +449,16 @@ function Monitor:_collect()
     if info.throttled ~= nil then r:get("dstream_source_throttled"):set(info.throttled and 1 or 0, labels) end
     local est = self.estimators[input]
     if est and est.rate then r:get("dstream_backpressure_rate"):set(est.rate, labels) end
+  end
+  -- Records dropped behind an event-time watermark (dstream.window's event_time streams).
+  local late, seen_ev = r:get("dstream_late_records_dropped_total"), {}
+  for _, s in ipairs(M.graph(ctx)) do
+    local ev = s.event
+    if type(ev) == "table" and type(ev.late_total) == "number" and not ev.keep_late and not seen_ev[ev] then
+      seen_ev[ev] = true
+      local labels = { operator = "event_time#" .. s.id }
+      late:inc(math.max(0, ev.late_total - (late:value(labels) or 0)), labels)
+    end
   end
   r:get("dstream_batches_queued"):set(#ctx.queue)
   r:get("dstream_workers"):set(ctx.workers)
@@ -598,6 +608,23 @@ function Monitor:batches_json(n)
   return list
 end
 
+-- Every stream the outputs depend on, by id.
+function M.graph(ctx)
+  local list, seen, todo = {}, {}, {}
+  for _, out in ipairs(ctx.outputs) do todo[#todo + 1] = out.stream end
+  for _, s in ipairs(ctx._eager_streams or {}) do todo[#todo + 1] = s end
+  while #todo > 0 do
+    local s = table.remove(todo)
+    if not seen[s] then
+      seen[s] = true
+      list[#list + 1] = s
+      for _, p in ipairs(s.parents or {}) do todo[#todo + 1] = p end
+    end
+  end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return list
+end
+
 function Monitor:streams_json()
   local ctx = self.ctx
   local inputs = array()
@@ -608,24 +635,13 @@ function Monitor:streams_json()
     inputs[#inputs + 1] = info
   end
   -- The graph, from the outputs up.
-  local streams, seen, todo, outputs = array(), {}, {}, {}
-  for _, out in ipairs(ctx.outputs) do
-    todo[#todo + 1] = out.stream
-    outputs[out.stream] = true
+  local streams, outputs = array(), {}
+  for _, out in ipairs(ctx.outputs) do outputs[out.stream] = true end
+  for _, s in ipairs(M.graph(ctx)) do
+    local parents = array()
+    for i, p in ipairs(s.parents or {}) do parents[i] = p.id end
+    streams[#streams + 1] = { id = s.id, name = s.label, parents = parents, output = outputs[s] or false }
   end
-  while #todo > 0 do
-    local s = table.remove(todo)
-    if not seen[s] then
-      seen[s] = true
-      local parents = array()
-      for i, p in ipairs(s.parents or {}) do
-        parents[i] = p.id
-        todo[#todo + 1] = p
-      end
-      streams[#streams + 1] = { id = s.id, name = s.name, parents = parents, output = outputs[s] or false }
-    end
-  end
-  table.sort(streams, function(a, b) return a.id < b.id end)
   local last = ctx.batches[#ctx.batches]
   return {
     name = ctx.name, state = ctx.state, batch_ms = ctx.batch_ms, workers = ctx.workers,

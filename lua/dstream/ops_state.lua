@@ -147,6 +147,26 @@ return function(W)
     end
   end
 
+  -- Checkpoints: a partition's whole store (keyed state, panes, windows, sessions) as bytes,
+  -- and back. Plain data only: string.buffer refuses functions and userdata in a state.
+  local sbuf = require("string.buffer")
+  function terminals.snapshot_store(task, spec)
+    return function() end, function()
+      local bytes = sbuf.encode(store_of(spec.state, current.part))
+      W.emit(task, 0, 1, false, { bytes })
+    end
+  end
+
+  function terminals.restore_store(_, spec)
+    return function() end, function()
+      local by_part = stores[spec.state] or {}
+      stores[spec.state] = by_part
+      local restored, part = sbuf.decode(spec.bytes), current.part
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function() by_part[part] = restored end
+    end
+  end
+
   -- A stage that only updates state ends here.
   function terminals.discard()
     return function() end, function() end

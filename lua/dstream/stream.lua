@@ -19,9 +19,11 @@ local M = { Stream = Stream }
 -- compute(self, time) returns the stream's rdd for that time (or nil: no batch).
 function M.new(ctx, parents, compute, name)
   local s = setmetatable({
-    ctx = ctx, parents = parents, compute = compute, generated = {}, name = name,
+    ctx = ctx, parents = parents, compute = compute, generated = {}, label = name,
     id = ctx:_register_stream(),
   }, Stream)
+  ctx._streams = ctx._streams or {}
+  ctx._streams[#ctx._streams + 1] = s
   return s
 end
 
@@ -194,9 +196,9 @@ function Stream:update_state_by_key(fn, nparts)
   util.check_function(fn, "update_state_by_key")
   check_nparts(nparts, "update_state_by_key")
   local ctx = self.ctx
-  local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key", 2),
-    state = ctx:_new_state("update_state_by_key") }
   local n = nparts or ctx.partitions
+  local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key", 2),
+    state = ctx:_new_state("update_state_by_key", n) }
   local out = self:_derive("update_state_by_key", function(r)
     r:_run_stateful(op.state, op, n, { kind = "discard" }, "update_state_by_key")
     return rdd_mod.state_source(ctx, op.state, n)
@@ -224,9 +226,9 @@ function Stream:map_with_state(spec)
   if initial ~= nil and not rdd_mod.is_rdd(initial) then
     error("map_with_state: initial must be a batch (rdd) of key/state pairs, got " .. type(initial), 2)
   end
-  local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state", 2),
-    state = ctx:_new_state("map_with_state"), timeout_ms = timeout }
   local n = spec.partitions or ctx.partitions
+  local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state", 2),
+    state = ctx:_new_state("map_with_state", n), timeout_ms = timeout }
   local out = self:_derive("map_with_state", function(r)
     if initial then
       initial:_run_stateful(op.state, { kind = "load_state", state = op.state }, n,
@@ -238,6 +240,20 @@ function Stream:map_with_state(spec)
   out.state_id, out.state_partitions = op.state, n
   ctx:_eager(out)
   return out
+end
+
+-- Names a stateful stream's state, so that a checkpoint's state finds it even after the
+-- script changed around it (otherwise state is matched by position).
+function Stream:name(name)
+  if type(name) ~= "string" or name == "" then error("name: expected a non-empty string", 2) end
+  if not self.state_id then
+    error("name: only stateful streams (update_state_by_key, map_with_state, windows) are named", 2)
+  end
+  for _, entry in ipairs(self.ctx._states) do
+    if entry.name == name then error("name: the name '" .. name .. "' is taken", 2) end
+  end
+  self.ctx._states[self.state_id].name = name
+  return self
 end
 
 -- The (key, state) pairs of a map_with_state stream after each batch.
@@ -325,7 +341,7 @@ function Stream:peek(n)
 end
 
 function Stream:__tostring()
-  return string.format("stream(%s #%d)", self.name or "?", self.id)
+  return string.format("stream(%s #%d)", self.label or "?", self.id)
 end
 
 return M

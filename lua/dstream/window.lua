@@ -122,6 +122,9 @@ function Stream:event_time(fn, opts)
   end
   local ev = setmetatable({ fn = self.ctx:_ship(fn, "event_time", 2), delay = delay,
     keep_late = late == "side", emit = emit, reported = {}, late_rdds = {}, late_total = 0 }, Event)
+  local _, entry = self.ctx:_new_state("event_time")
+  entry.driver_state = function() return { max_ts = ev.max_ts, late_total = ev.late_total } end
+  entry.restore_driver = function(d) ev.max_ts, ev.late_total = d.max_ts, d.late_total end
   local out = self:_derive("event_time", function(r)
     return r:_narrow({ kind = "event_time", fn = ev.fn, watermark = ev:watermark(),
       keep_late = ev.keep_late })
@@ -168,7 +171,7 @@ end
 
 local function event_window(self, fid, len_ms, slide_ms, n)
   local ctx, parent = self.ctx, self
-  local state = ctx:_new_state("event-time window")
+  local state = ctx:_new_state("event-time window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
     return run_event_stage(parent, r, { kind = "event_window_combine", fn = fid, len = len_ms,
@@ -192,7 +195,7 @@ function Stream:session_window(gap, nparts)
   if not gap_ms then error("session_window: gap: " .. err, 2) end
   local ctx, parent = self.ctx, self
   local n = nparts or ctx.partitions
-  local state = ctx:_new_state("session_window")
+  local state = ctx:_new_state("session_window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
     return run_event_stage(parent, r, { kind = "session_partition" }, function(watermark)
@@ -226,7 +229,7 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
   local n = opts.partitions or ctx.partitions
   util.check_count(n, "reduce_by_key_and_window", "opts.partitions")
   if self.event then return event_window(self, fid, len_ms, slide_ms, n) end
-  local state = ctx:_new_state("reduce_by_key_and_window")
+  local state = ctx:_new_state("reduce_by_key_and_window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
     local emit = at_slide(ctx, time, slide_ms)

@@ -28,6 +28,27 @@ timeout 30 "$DSTREAM" --ui 0.0.0.0:4040 -e "$tiny" >/dev/null 2>"$WORK/public.er
 check "--ui 0.0.0.0:4040 is refused (ui_public = true is needed)" \
   eval 'grep -q "refusing to serve the UI on 0.0.0.0" "$WORK/public.err" && ! grep -q "ui: http" "$WORK/public.err"'
 
+# ---- progress: a status line on a terminal, a log line per batch at --log-level info ----
+progress='local c = require("dstream").context { batch = "200ms", workers = 1, name = "prog" }
+  c:rate_stream { rows_per_second = 50 }:foreach_rdd(function(r) r:count() end)
+  c:start(); c:await_termination(1.3); c:stop()'
+timeout 30 "$DSTREAM" --log-level info -e "$progress" >/dev/null 2>"$WORK/progress.log"
+nlog=$(grep -c '^dstream: info: batch [0-9]* ms: 10 records, processing [0-9.]* m\?s, scheduling delay [0-9.]* m\?s, total delay [0-9.]* m\?s$' "$WORK/progress.log")
+check "stderr not a terminal, --log-level info: one log line per batch ($nlog)" [ "$nlog" -ge 4 ]
+timeout 30 "$DSTREAM" -e "$progress" >/dev/null 2>"$WORK/progress.quiet"
+check "stderr not a terminal, default log level: no progress lines" [ ! -s "$WORK/progress.quiet" ]
+if command -v script >/dev/null; then
+  # script(1) gives the job a terminal; what it wrote lands in the typescript file.
+  printf '%s\n' "$progress" >"$WORK/progress.lua"
+  timeout 30 script -qfec "'$DSTREAM' '$WORK/progress.lua'" "$WORK/progress.tty" >/dev/null 2>&1
+  esc=$(printf '\033')
+  nstatus=$(tr '\r' '\n' <"$WORK/progress.tty" |
+    grep -c "^$esc\[Kprog | batch [0-9:.]* | 10 records | processing [0-9.]* ms | delay [0-9.]* ms | 50 rec/s$")
+  check "stderr a terminal: a status line redrawn in place after every batch ($nstatus)" [ "$nstatus" -ge 4 ]
+else
+  not_ok "script(1) is installed (Debian package bsdutils)"
+fi
+
 # ---- the example job, watched ----
 bg "$DSTREAM" "$ROOT/examples/monitored_job.lua" 127.0.0.1:0 60 >"$WORK/job.out" 2>"$WORK/job.err"
 job=$BG_PID

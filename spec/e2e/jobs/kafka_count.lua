@@ -14,7 +14,7 @@ local dstream = require("dstream")
 local brokers, topic, group, expected = arg[1], arg[2], arg[3], tonumber(arg[4])
 local opt = {}
 for i = 5, #arg do
-  local k, v = arg[i]:match("^(%w+)=(.*)$")
+  local k, v = arg[i]:match("^([%w_]+)=(.*)$")
   opt[k] = v
 end
 local limit = tonumber(opt.limit or 60)

@@ -1,0 +1,85 @@
+/* ds_lua_ckpt.c - Lua bindings of ds_ckpt: core.ckpt_write/read/list/prune. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+
+#include "ds_ckpt.h"
+#include "ds_lua.h"
+
+/* core.ckpt_write(dir, gen, bytes) -> true | nil, message */
+static int l_write(lua_State *L) {
+  const char *dir = luaL_checkstring(L, 1);
+  uint64_t gen = (uint64_t)luaL_checknumber(L, 2);
+  size_t len;
+  const char *data = luaL_checklstring(L, 3, &len);
+  char err[4400];
+  if (ds_ckpt_write(dir, gen, data, len, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.ckpt_read(path) -> bytes, generation | nil, message */
+static int l_read(lua_State *L) {
+  char *data;
+  size_t len;
+  uint64_t gen;
+  char err[4400];
+  if (ds_ckpt_read(luaL_checkstring(L, 1), &data, &len, &gen, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushlstring(L, data, len);
+  free(data);
+  lua_pushnumber(L, (lua_Number)gen);
+  return 2;
+}
+
+/* core.ckpt_list(dir) -> { gen, ... } ascending | nil, message */
+static int l_list(lua_State *L) {
+  uint64_t *gens;
+  int n;
+  char err[4400];
+  if (ds_ckpt_list(luaL_checkstring(L, 1), &gens, &n, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushnumber(L, (lua_Number)gens[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  free(gens);
+  return 1;
+}
+
+static int l_path(lua_State *L) {
+  char path[4200];
+  ds_ckpt_path(path, sizeof path, luaL_checkstring(L, 1), (uint64_t)luaL_checknumber(L, 2));
+  lua_pushstring(L, path);
+  return 1;
+}
+
+/* core.ckpt_prune(dir, keep) -> true | nil, message */
+static int l_prune(lua_State *L) {
+  char err[4400];
+  if (ds_ckpt_prune(luaL_checkstring(L, 1), (int)luaL_checkinteger(L, 2), err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void ds_lua_open_ckpt(lua_State *L) {
+  static const luaL_Reg fns[] = {{"ckpt_write", l_write}, {"ckpt_read", l_read},
+                                 {"ckpt_list", l_list},   {"ckpt_path", l_path},
+                                 {"ckpt_prune", l_prune}, {NULL, NULL}};
+  luaL_register(L, NULL, fns);
+}
