@@ -71,14 +71,20 @@ static int fsync_dir(const char *dir) {
 
 int ds_ckpt_write(const char *dir, uint64_t gen, const void *data, size_t len, char *err,
                   size_t errlen) {
-  char path[4096], tmp[4200];
+  char path[4096];
   ds_ckpt_path(path, sizeof path, dir, gen);
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
   struct stat st;
   if (stat(path, &st) == 0) {
     snprintf(err, errlen, "checkpoint generation %" PRIu64 " exists already in %s", gen, dir);
     return -EEXIST;
   }
+  return ds_ckpt_write_path(path, dir, gen, data, len, err, errlen);
+}
+
+int ds_ckpt_write_path(const char *path, const char *dir, uint64_t gen, const void *data,
+                       size_t len, char *err, size_t errlen) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
   unlink(tmp); /* a leftover of a crash during an earlier write of this generation */
   int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return fail(err, errlen, errno, "cannot create", tmp);

@@ -21,6 +21,10 @@ uint32_t ds_crc32(const void *p, size_t len);
  * exists already, or a negative errno with a message naming the file and the step. */
 int ds_ckpt_write(const char *dir, uint64_t gen, const void *data, size_t len, char *err,
                   size_t errlen);
+/* Writes one framed file at `path` (in directory `dir`) the same crash-safe way; used for
+ * write-ahead log segments. Replaces nothing: the caller picks unused names. */
+int ds_ckpt_write_path(const char *path, const char *dir, uint64_t gen, const void *data,
+                       size_t len, char *err, size_t errlen);
 /* Reads and checks one checkpoint file. On success *data (malloc'd) and *len hold the
  * payload and *gen its generation. Returns 0 or a negative code with a message. */
 int ds_ckpt_read(const char *path, char **data, size_t *len, uint64_t *gen, char *err,

@@ -1,7 +1,12 @@
 /* ds_lua_ckpt.c - Lua bindings of ds_ckpt: core.ckpt_write/read/list/prune. */
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ds_ckpt.h"
 #include "ds_lua.h"
@@ -58,6 +63,42 @@ static int l_list(lua_State *L) {
   return 1;
 }
 
+/* core.durable_write(path, dir, bytes) -> true | nil, message: a framed file, fsync'd. */
+static int l_durable_write(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1), *dir = luaL_checkstring(L, 2);
+  size_t len;
+  const char *data = luaL_checklstring(L, 3, &len);
+  char err[4400];
+  if (ds_ckpt_write_path(path, dir, 0, data, len, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.list_dir(path) -> { name, ... } (no "." and "..") | nil, message */
+static int l_list_dir(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  DIR *d = opendir(path);
+  if (!d) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot list %s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_newtable(L);
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+    lua_pushstring(L, e->d_name);
+    lua_rawseti(L, -2, ++n);
+  }
+  closedir(d);
+  return 1;
+}
+
 static int l_path(lua_State *L) {
   char path[4200];
   ds_ckpt_path(path, sizeof path, luaL_checkstring(L, 1), (uint64_t)luaL_checknumber(L, 2));
@@ -77,9 +118,31 @@ static int l_prune(lua_State *L) {
   return 1;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st;
+  (void)flag;
+  (void)ftw;
+  return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* core.remove_tree(path) -> true | nil, message: removes a directory and what it holds
+ * (an output directory replaced by a re-run batch). */
+static int l_remove_tree(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "cannot remove %s: %s", path, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 void ds_lua_open_ckpt(lua_State *L) {
   static const luaL_Reg fns[] = {{"ckpt_write", l_write}, {"ckpt_read", l_read},
                                  {"ckpt_list", l_list},   {"ckpt_path", l_path},
-                                 {"ckpt_prune", l_prune}, {NULL, NULL}};
+                                 {"ckpt_prune", l_prune}, {"remove_tree", l_remove_tree},
+                                 {"durable_write", l_durable_write}, {"list_dir", l_list_dir},
+                                 {NULL, NULL}};
   luaL_register(L, NULL, fns);
 }

@@ -47,6 +47,7 @@ end
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
   worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
+  wal = true,
   ui = true, ui_public = true, backpressure = true, progress = true, -- dstream.monitor
 }
 
@@ -70,6 +71,7 @@ function M.new(opts)
   if self.checkpoint_dir ~= nil and (type(self.checkpoint_dir) ~= "string" or self.checkpoint_dir == "") then
     error("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir), 3)
   end
+  self.wal = opts.wal and true or false
   -- Default: every batch that ends a 10 s stretch (Spark's minimum), at least every batch.
   self.checkpoint_ms = option(opts, "checkpoint_interval", nil, util.parse_duration,
     math.ceil(10000 / self.batch_ms) * self.batch_ms)
@@ -286,9 +288,11 @@ function Context:socket_text_stream(host, port, opts)
   if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
     error("socket_text_stream: expected a port number from 1 to 65535", 2)
   end
-  return receiver_stream(self, "socket_text_stream " .. host .. ":" .. port, function()
+  local input = receiver_stream(self, "socket_text_stream " .. host .. ":" .. port, function()
     return core.socket_source(host, port, opts)
   end)
+  input.wal = true -- a socket cannot replay: with context{ wal = true } its batches are logged
+  return input
 end
 
 function Context:text_file_stream(dir, opts)
@@ -403,9 +407,18 @@ end
 function Context:_generate(time)
   self.time = time
   local records, sources = 0, {}
-  for _, input in ipairs(self.inputs) do
+  for index, input in ipairs(self.inputs) do
     if input.seal then
-      input:seal(time)
+      local replay = self._replay and self._replay[time] and self._replay[time][index]
+      if replay then -- a logged batch run again after a restart: the same records
+        input.sealed[time] = replay
+      else
+        input:seal(time)
+        if self.wal and input.wal then
+          local ok, err = require("dstream.wal").write(self, index, time, input.sealed[time])
+          if not ok then return self:_fail("write-ahead log of batch " .. time .. " ms: " .. err) end
+        end
+      end
       local parts = input.sealed[time]
       records = records + (parts and parts.count or 0)
       sources[#sources + 1] = { id = input.id, name = input.label, records = parts and parts.count or 0 }
@@ -463,6 +476,7 @@ function Context:_write_checkpoint(time)
     error("checkpoint of batch " .. string.format("%d", time) .. " ms failed: " .. err
       .. " (the previous checkpoint is intact)", 0)
   end
+  if self.wal then require("dstream.wal").prune(self, time) end
 end
 
 -- Restart from the newest good checkpoint in checkpoint_dir, if there is one.
@@ -471,6 +485,9 @@ function Context:_recover()
   local ok, err = checkpoint.prepare_dir(self.checkpoint_dir)
   if not ok then error(err, 0) end
   local doc = checkpoint.read_newest(self.checkpoint_dir)
+  if self.wal then
+    self._replay = require("dstream.wal").read(self, doc and doc.time or -math.huge)
+  end
   if not doc then return end
   checkpoint.restore(self, doc)
   checkpoint.restore_states(self)
@@ -592,6 +609,9 @@ end
 
 function Context:start()
   if self.state == "active" then error("start: the context is already started", 2) end
+  if self.wal and not self.checkpoint_dir then
+    error("start: a write-ahead log (wal = true) needs a checkpoint directory (checkpoint = dir or --checkpoint)", 2)
+  end
   if self.state == "stopped" then error("start: the context is stopped; create a new one", 2) end
   if #self.outputs == 0 then
     error("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream", 2)
@@ -627,6 +647,13 @@ function Context:start()
     else
       self.next_time = (math.floor(now / self.batch_ms) + 1) * self.batch_ms
       self.zero_time = self.next_time - self.batch_ms
+    end
+    -- Logged batches that never completed run first, with their own times.
+    local replay = {}
+    for t in pairs(self._replay or {}) do replay[#replay + 1] = t end
+    table.sort(replay)
+    for _, t in ipairs(replay) do
+      if t < self.next_time then self:_generate(t) end
     end
     self._timer = core.timer(function() self:_tick() end)
     self._timer:start(self.next_time - now)

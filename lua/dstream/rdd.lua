@@ -462,12 +462,16 @@ end
 -- Writes one part file per partition into `path`, which must not exist yet, then _SUCCESS.
 -- The files are written into a temporary directory renamed into place at the end, so a
 -- reader never sees half a batch.
-local function save(self, path, kind, who)
+-- With `replace` (streams: a batch run again after a restart) an existing output of the same
+-- batch is replaced by the new one in one rename, never added to.
+local function save(self, path, kind, who, replace)
   if type(path) ~= "string" or path == "" then error(who .. ": expected a path, got " .. type(path), 3) end
   local probe = io.open(path, "r")
   if probe then
     probe:close()
-    error(who .. ": " .. path .. " already exists: remove it or choose another path", 3)
+    if not replace then
+      error(who .. ": " .. path .. " already exists: remove it or choose another path", 3)
+    end
   end
   local tmp = path .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
   local ok, err = util.mkdir_p(tmp)
@@ -477,16 +481,26 @@ local function save(self, path, kind, who)
   end, who)
   local fh = io.open(tmp .. "/_SUCCESS", "w")
   if fh then fh:close() end
+  local old
+  if probe then -- move the previous output aside first: rename does not replace a directory
+    old = tmp .. ".replaced"
+    local moved, merr = os.rename(path, old)
+    if not moved then error(who .. ": cannot replace " .. path .. ": " .. tostring(merr), 3) end
+  end
   local renamed, rerr = os.rename(tmp, path)
-  if not renamed then error(who .. ": cannot move " .. tmp .. " to " .. path .. ": " .. tostring(rerr), 3) end
+  if not renamed then
+    core.remove_tree(tmp)
+    error(who .. ": cannot move the new output into " .. path .. ": " .. tostring(rerr), 3)
+  end
+  if old then core.remove_tree(old) end
 end
 
-function RDD:save_as_text_file(path)
-  save(self, path, "save_text", "save_as_text_file")
+function RDD:save_as_text_file(path, replace)
+  save(self, path, "save_text", "save_as_text_file", replace)
 end
 
-function RDD:save_as_object_file(path)
-  save(self, path, "save_object", "save_as_object_file")
+function RDD:save_as_object_file(path, replace)
+  save(self, path, "save_object", "save_as_object_file", replace)
 end
 
 function RDD:num_partitions() return self.nparts end

@@ -320,13 +320,13 @@ end
 
 function Stream:save_as_text_files(prefix, suffix)
   if type(prefix) ~= "string" then error("save_as_text_files: expected a path prefix, got " .. type(prefix), 2) end
-  self.ctx:_add_output(self, function(r, time) r:save_as_text_file(batch_path(prefix, suffix, time)) end)
+  self.ctx:_add_output(self, function(r, time) r:save_as_text_file(batch_path(prefix, suffix, time), true) end)
   return self
 end
 
 function Stream:save_as_object_files(prefix, suffix)
   if type(prefix) ~= "string" then error("save_as_object_files: expected a path prefix, got " .. type(prefix), 2) end
-  self.ctx:_add_output(self, function(r, time) r:save_as_object_file(batch_path(prefix, suffix, time)) end)
+  self.ctx:_add_output(self, function(r, time) r:save_as_object_file(batch_path(prefix, suffix, time), true) end)
   return self
 end
 
