@@ -277,6 +277,10 @@ Each entry is its own chunk, as in luajit: `local x = 1` lasts one entry, `x = 1
 Functions defined here run on the workers like a script's: the globals they read travel with
 them.]]
 
+local function pack(ok, ...)
+  return { ok = ok, n = select("#", ...), ... }
+end
+
 local function new_context()
   local ctx = dstream.context { batch = "1s" }
   rawset(_G, "ctx", ctx)
@@ -285,8 +289,7 @@ end
 
 local function is_context(v) return getmetatable(v) == context.Context end
 
-function M.run(opts)
-  opts = opts or {}
+function M.run()
   rawset(_G, "dstream", rawget(_G, "dstream") or dstream)
   local ctx = rawget(_G, "ctx")
   if not is_context(ctx) or ctx.state == "stopped" then ctx = new_context() end
@@ -303,11 +306,13 @@ function M.run(opts)
   local tty = mode == "tty"
 
   local pending = "" -- an entry continued over several lines
-  local quitting = false
+  local stopping -- while contexts stop gracefully: "all", or the one context
   context.repl_owns_sigint = true
   local sigint = core.signal(core.SIGINT, function()
-    if quitting then
-      context.shutdown() -- a second Ctrl-C while stopping: stop now
+    if stopping == "all" then
+      context.shutdown() -- Ctrl-C while stopping gracefully: stop now
+    elseif stopping then
+      stopping:stop()
     elseif state == "prompt" then
       pending = ""
       core.repl_cancel(PROMPT)
@@ -341,7 +346,12 @@ function M.run(opts)
       return "quit"
     elseif cmd == ":reset" then
       local c = rawget(_G, "ctx")
-      if is_context(c) and c.state ~= "stopped" then c:stop { graceful = true } end
+      if is_context(c) and c.state ~= "stopped" then
+        stopping = c
+        local sok, serr = pcall(c.stop, c, { graceful = true })
+        stopping = nil
+        if not sok then io.stderr:write(error_text(serr), "\n") end
+      end
       local nc = new_context()
       print("ctx is a new context: " .. tostring(nc))
     else
@@ -363,14 +373,12 @@ function M.run(opts)
     end
     pending = ""
     if not fn then
-      io.stdout:write(err, "\n")
+      io.stderr:write(err, "\n")
       return
     end
     state = "eval"
     core.take_interrupt() -- a stale Ctrl-C must not interrupt this entry
-    local res = { n = 0 }
-    local function pack(ok, ...) res.n = select("#", ...) res.ok = ok for i = 1, res.n do res[i] = (select(i, ...)) end end
-    pack(xpcall(fn, on_error))
+    local res = pack(xpcall(fn, on_error))
     core.take_interrupt()
     state = "idle"
     io.stdout:flush()
@@ -417,9 +425,9 @@ function M.run(opts)
   core.repl_stop_reading()
   -- Leaving: stop the streams gracefully (batches received are finished); Ctrl-C again stops
   -- them at once.
-  quitting = true
+  stopping = "all"
   local sok, serr = pcall(context.shutdown, { graceful = true })
-  quitting = false
+  stopping = nil
   sigint:close()
   context.repl_owns_sigint = nil
   core.repl_close()
