@@ -13,23 +13,7 @@
 #include "ds_recv_socket.h"
 #include "ds_store.h"
 
-#define CHECK(expr)                                                            \
-  do {                                                                         \
-    if (!(expr)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_INT(a, op, b)                                                          \
-  do {                                                                               \
-    long long a_ = (long long)(a), b_ = (long long)(b);                              \
-    if (!(a_ op b_)) {                                                               \
-      fprintf(stderr, "%s:%d: CHECK_INT(%s %s %s) failed: %lld %s %lld\n", __FILE__, \
-              __LINE__, #a, #op, #b, a_, #op, b_);                                   \
-      abort();                                                                       \
-    }                                                                                \
-  } while (0)
+#include "check.h"
 
 static uv_loop_t loop;
 static uv_timer_t guard;

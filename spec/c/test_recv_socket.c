@@ -8,33 +8,7 @@
 #include "ds_recv_socket.h"
 #include "ds_store.h"
 
-#define CHECK(expr)                                                          \
-  do {                                                                       \
-    if (!(expr)) {                                                           \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
-      abort();                                                               \
-    }                                                                        \
-  } while (0)
-
-#define CHECK_INT(a, op, b)                                                              \
-  do {                                                                                   \
-    long long a_ = (long long)(a), b_ = (long long)(b);                                  \
-    if (!(a_ op b_)) {                                                                   \
-      fprintf(stderr, "%s:%d: CHECK_INT(%s %s %s) failed: %lld %s %lld\n", __FILE__,     \
-              __LINE__, #a, #op, #b, a_, #op, b_);                                       \
-      abort();                                                                           \
-    }                                                                                    \
-  } while (0)
-
-#define CHECK_STR(a, b)                                                                   \
-  do {                                                                                    \
-    const char *a_ = (a), *b_ = (b);                                                      \
-    if (strcmp(a_, b_) != 0) {                                                            \
-      fprintf(stderr, "%s:%d: CHECK_STR(%s, %s) failed: \"%s\" != \"%s\"\n", __FILE__,    \
-              __LINE__, #a, #b, a_, b_);                                                  \
-      abort();                                                                            \
-    }                                                                                     \
-  } while (0)
+#include "check.h"
 
 /* Seals the store into one partition and compares its DS_FMT_LINES records with `want`. */
 static void check_records(ds_store *s, const char **want, int nwant) {
