@@ -222,6 +222,7 @@ static void remove_partition(ds_kafka_source *s, const char *topic, int32_t part
   if (i < 0) return;
   kpart *kp = &s->parts[i];
   uint64_t dropped = kpart_pending(kp);
+  s->st.pending -= dropped;
   if (dropped)
     ds_log(DS_LOG_INFO,
            "kafka_stream: %s [%d] was revoked; %llu records not yet in a batch are left to its "
@@ -666,8 +667,19 @@ static rd_kafka_topic_partition_list_t *offset_list(const ds_kafka_offset *o, in
 
 int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
                            char *err, size_t errlen) {
-  if (n <= 0) return 0;
-  rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
+  /* Only partitions assigned now: another member owns the others, and committing before
+   * the group is joined would make the coordinator reject the member and send it to rejoin. */
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < n; i++)
+    if (kpart_find(s, offsets[i].topic, offsets[i].partition) >= 0)
+      rd_kafka_topic_partition_list_add(l, offsets[i].topic, offsets[i].partition)->offset =
+          offsets[i].offset;
+  pthread_mutex_unlock(&s->lock);
+  if (l->cnt == 0) {
+    rd_kafka_topic_partition_list_destroy(l);
+    return 0;
+  }
   rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, async);
   if (!rc && !async) {
     for (int i = 0; i < l->cnt; i++)

@@ -105,8 +105,9 @@ int ds_kafka_source_start(const ds_kafka_source_opts *opts, ds_kafka_source **ou
  * assigned partitions entries in the same order. Returns 0 or -ENOMEM. */
 int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
                          ds_kafka_range **ranges, int *nranges);
-/* Commits `offsets` (next offsets to read) to the group; async returns at once and a failure
- * is logged and counted. */
+/* Commits `offsets` (next offsets to read) to the group, for the partitions assigned now (the
+ * others belong to another member, or to nobody yet: they are skipped); async returns at once
+ * and a failure is logged and counted. */
 int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
                            char *err, size_t errlen);
 /* The consumer group metadata, serialized (for a transactional producer's

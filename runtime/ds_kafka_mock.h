@@ -17,7 +17,8 @@ int ds_kafka_mock_new(int brokers, ds_kafka_mock **out, char *err, size_t errlen
 /* "127.0.0.1:port,127.0.0.1:port,...": valid until the cluster is freed. */
 const char *ds_kafka_mock_bootstrap(ds_kafka_mock *m);
 int ds_kafka_mock_brokers(ds_kafka_mock *m);
-/* Creates a topic (replicated on up to 3 brokers). */
+/* Creates a topic (replicated on up to 3 brokers); partition p is led by broker
+ * 1 + p % brokers. */
 int ds_kafka_mock_topic_create(ds_kafka_mock *m, const char *topic, int partitions, char *err,
                                size_t errlen);
 /* Disconnects a broker and refuses connections (id -1: every broker), or lets it serve again.

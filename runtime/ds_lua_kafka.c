@@ -165,7 +165,10 @@ static int l_kafka_source(lua_State *L) {
   luaL_getmetatable(L, KSOURCE_MT);
   lua_setmetatable(L, -2);
   char err[600];
-  if (ds_kafka_source_start(&o, &s->src, err, sizeof err) < 0) return luaL_error(L, "%s", err);
+  if (ds_kafka_source_start(&o, &s->src, err, sizeof err) < 0) {
+    lua_pushstring(L, err); /* no position: the context names the source */
+    return lua_error(L);
+  }
   return 1;
 }
 

@@ -350,7 +350,8 @@ end
 
 -- Kafka's direct stream: one input partition per Kafka partition (see dstream/kafka.lua).
 function Context:kafka_stream(opts)
-  return require("dstream.kafka").stream(self, opts, 3)
+  local s = require("dstream.kafka").stream(self, opts, 3) -- not a tail call: level 3 is the user
+  return s
 end
 
 function Context:union(streams)

@@ -39,6 +39,8 @@ typedef struct ds_kafka_rec {
 } ds_kafka_rec;
 ]])
 
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+
 local REC_SIZE = 32
 local REC_KEY, REC_VALUE = 1, 2
 local rec_ptr = ffi.typeof("const ds_kafka_rec *")
@@ -132,12 +134,29 @@ local function open_source(K)
   local handle = {}
   function handle.seal(_, _nparts)
     -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
-    return src:seal(not st.stopping and st.cap or 0)
+    return src:seal(not st.stopping and st:batch_cap() or 0)
+  end
+  -- Backpressure (context{ backpressure = true }) sets a rate for the whole source.
+  function handle.set_rate(_, rate)
+    st.bp_rate = (rate and rate > 0) and rate or nil
+    return st.bp_rate or 0
   end
   function handle.stats() return st:stats() end
   function handle.stop() st:stop() end
   function handle.positions() return st:positions() end
   return handle
+end
+
+-- Records per partition a batch may take (nil: no limit): max_rate_per_partition, and a
+-- backpressure rate shared among the assigned partitions.
+function Source:batch_cap()
+  local cap = self.cap
+  if self.bp_rate then
+    local parts = math.max(1, self.source:stats().partitions)
+    local bp = math.max(1, math.floor(self.bp_rate * self.ctx.batch_ms / 1000 / parts))
+    cap = cap and math.min(cap, bp) or bp
+  end
+  return cap
 end
 
 function Source:stats()
@@ -166,43 +185,52 @@ function Source:set_positions(list, level)
   end
 end
 
+-- Commits the ends of the last completed batch: every partition assigned when it was sealed
+-- (the C side skips those no longer assigned). The same offsets again at stop, synchronously:
+-- an asynchronous commit may fail or still be in flight when the consumer closes.
 function Source:commit(sync)
   local src = self.source
   if not src or src:closed() then return end
-  local offsets = {}
-  for key, o in pairs(self.completed) do
-    if self.committed[key] ~= o.offset then offsets[#offsets + 1] = o end
-  end
-  if #offsets == 0 then return end
+  local offsets = self.to_commit
+  if not offsets or #offsets == 0 then return end
   local ok, err = src:commit(offsets, not sync)
-  if ok then
-    for _, o in ipairs(offsets) do self.committed[tp_key(o.topic, o.partition)] = o.offset end
-  else
-    log("warn", "kafka_stream: " .. tostring(err))
+  for _ = 1, sync and 3 or 0 do -- the last commit, at stop: try harder
+    if ok then break end
+    ffi.C.poll(nil, 0, 300)
+    ok, err = src:commit(offsets, false)
   end
+  if not ok then log("warn", "kafka_stream " .. self.name .. ": " .. tostring(err)) end
 end
 
--- Called when a batch's outputs all succeeded.
-function Source:on_completed(batch)
-  local time = batch.time
+-- The outputs of batch `time` succeeded: its ranges' ends become the positions (before a
+-- checkpoint of that batch is written, when the context has checkpoints).
+function Source:batch_done(time)
   local ranges = self.ranges[time]
   for t in pairs(self.ranges) do
     if t <= time then self.ranges[t] = nil end
   end
-  if ranges then
-    self.history[#self.history + 1] = { time = time, ranges = ranges }
-    if #self.history > 32 then table.remove(self.history, 1) end
-    for _, r in ipairs(ranges) do
-      if r["until"] >= 0 then
-        self.completed[tp_key(r.topic, r.partition)] = { topic = r.topic, partition = r.partition, offset = r["until"] }
-      end
+  if not ranges then return end
+  self.history[#self.history + 1] = { time = time, ranges = ranges }
+  if #self.history > 32 then table.remove(self.history, 1) end
+  local offsets = {}
+  for _, r in ipairs(ranges) do
+    if r["until"] >= 0 then
+      local o = { topic = r.topic, partition = r.partition, offset = r["until"] }
+      self.completed[tp_key(r.topic, r.partition)] = o
+      offsets[#offsets + 1] = o
     end
-    self:commit(false)
   end
+  self.to_commit = offsets
+end
+
+-- The batch completed ("batch_completed", after any checkpoint of it): commit to the group.
+function Source:on_completed(batch)
+  self:batch_done(batch.time)
+  self:commit(false)
   if self.counter then
     local n = core.kafka_counter_get(self.counter)
     if n > self.reported then
-      log("warn", string.format("kafka_stream %s: %d records rejected by decode so far%s", self.name, n,
+      log("warn", string.format("kafka_stream %s: %d record(s) rejected by decode so far%s", self.name, n,
         self.dead_letter_desc or " (skipped)"))
       self.reported = n
     end
@@ -285,7 +313,7 @@ function M.stream(ctx, opts, level)
     group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf,
     name = opts.name or table.concat(topics, ","),
     cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
-    ranges = {}, history = {}, completed = {}, committed = {}, wanted = {}, reported = 0,
+    ranges = {}, history = {}, completed = {}, wanted = {}, reported = 0,
   }, Source)
   if type(K.group) ~= "string" or K.group == "" then error(who .. ": group must be a name", level) end
   if dead_letter and dead_letter.topic and not dead_letter.brokers then dead_letter.brokers = K.brokers end
@@ -316,9 +344,14 @@ function M.stream(ctx, opts, level)
     local parts = s.sealed[time]
     K.ranges[time] = parts and parts.offset_ranges or nil
   end
-  -- The explicit position API of this source (for checkpoints).
+  -- The explicit position API of this source, also in the shape checkpoints use:
+  -- position() is saved with a checkpoint, restore(pos) before the source opens.
   function input.positions() return K:positions() end
   function input.set_positions(_, list) return K:set_positions(list, 2) end
+  function input.position() return K:positions() end
+  function input.restore(_, pos) K:set_positions(pos, 2) end
+  function input.on_batch_done(_, time) K:batch_done(time) end
+  input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
   input.kafka = K
 
   local out = input
@@ -415,17 +448,19 @@ function M.sink(stream, opts, level)
     conf = conf, timeout_ms = timeout_ms + 5000,
     key = opts.key and ctx:_ship(opts.key, who .. " key", level + 1) or nil,
   }
-  local totals = { produced = 0 }
-  local function count(results)
+  -- Each task reports how many messages it delivered (shown with --log-level debug).
+  local function count(results, time)
+    local n = 0
     for _, outputs in ipairs(results) do
       for _, o in ipairs(outputs) do
-        if o[1] == 0 then totals.produced = totals.produced + buffer.decode(o[2]:bytes())[1][1] end
+        if o[1] == 0 then n = n + buffer.decode(o[2]:bytes())[1][1] end
       end
     end
+    log("debug", string.format("to_kafka %s: batch %d ms: %d messages delivered", opts.topic, time, n))
   end
   if not opts.exactly_once then
-    ctx:_add_output(stream, function(r)
-      count(r:_run(function() return term end, "to_kafka"))
+    ctx:_add_output(stream, function(r, time)
+      count(r:_run(function() return term end, "to_kafka"), time)
     end)
   else
     term.kind = "kafka_txn"
@@ -439,10 +474,9 @@ function M.sink(stream, opts, level)
       local one = r:_shuffle({ kind = "partition", who = "to_kafka" }, nil, 1)
       local specs = one:_tasks(one:_plans(), function() return t end, "to_kafka (transaction)")
       for _, spec in ipairs(specs) do spec.affinity = 0 end
-      count(ctx:_scheduler():run_tasks(specs))
+      count(ctx:_scheduler():run_tasks(specs), time)
     end)
   end
-  stream.kafka_sink = totals
   return stream
 end
 
@@ -568,7 +602,6 @@ local function producer_for(spec, who)
   end
   return entry
 end
-M._producer_for = producer_for
 
 local function dead_letter(spec, topic, partition, offset, timestamp, key, value, err)
   local dl = spec.dead_letter

@@ -416,8 +416,8 @@ function M.input_info(input)
   local src = input.source
   if src and src.stats then
     local ok, st = pcall(src.stats, src)
-    if ok then
-      info.records = st.records
+    if ok and type(st) == "table" then -- sources written elsewhere may report less
+      info.records = tonumber(st.records) or info.records
       info.max_rate = st.max_rate
       info.rate_limit = st.rate_limit
       info.throttled = st.throttled

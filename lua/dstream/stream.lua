@@ -332,7 +332,8 @@ end
 
 -- Produces every record to a Kafka topic (see dstream/kafka.lua).
 function Stream:to_kafka(opts)
-  return require("dstream.kafka").sink(self, opts, 3)
+  local s = require("dstream.kafka").sink(self, opts, 3) -- not a tail call: level 3 is the user
+  return s
 end
 
 -- The first n (default 10) records of the newest batch this stream produced (dstream.inspect).

@@ -68,6 +68,7 @@ local function emit(task, target, count, pairs_flag, keys, values)
   if C.ds_task_emit(task, target, FMT_SBUF, pairs_flag and 1 or 0, p, len, count) ~= 0 then
     error("out of memory while storing the task's output", 0)
   end
+  if len > 4194304 then buf:free() end -- the bytes are in C memory now: do not keep a big buffer
 end
 
 ---------------------------------------------------------------------------------------------
@@ -107,7 +108,10 @@ function terminals.collect(task, spec)
     n = n + 1
     ka[n], va[n] = a, b
   end
-  local function finish() emit(task, 0, n, pairs_flag, ka, va) end
+  local function finish()
+    emit(task, 0, n, pairs_flag, ka, va)
+    ka, va = nil, nil -- a trace may keep this closure alive: not the records (docs/performance.md)
+  end
   return push, finish
 end
 
@@ -136,6 +140,7 @@ function terminals.combine(task, spec)
       keys[t][n], values[t][n] = k, v
       counts[t] = n
     end
+    acc = nil -- a trace may keep push alive: not the task's table
     for t, n in pairs(counts) do emit(task, t, n, true, keys[t], values[t]) end
   end
   return push, finish
@@ -167,6 +172,7 @@ function terminals.partition(task, spec)
   end
   local function finish()
     for t = 0, nparts - 1 do emit(task, t, counts[t], pairs_flag, keys[t], values[t]) end
+    keys, values = nil, nil -- a trace may keep push alive: not the task's records
   end
   return push, finish
 end
@@ -212,7 +218,10 @@ local function buffered(consume)
       if i <= n then return ka[i], va[i] end
     end
   end
-  return push, function() consume(iterate, n, ka, va) end
+  return push, function()
+    consume(iterate, n, ka, va)
+    ka, va = nil, nil -- a trace may keep push alive: not the task's records
+  end
 end
 
 function terminals.foreach_partition(task, spec)
@@ -322,7 +331,9 @@ function operators.merge(spec, nxt, fin)
     if old == nil then acc[k] = v else acc[k] = f(old, v) end
   end
   return push, function()
-    for k, v in pairs(acc) do nxt(k, v) end
+    local merged = acc
+    acc = nil -- a trace may keep push alive: not the task's table
+    for k, v in pairs(merged) do nxt(k, v) end
     fin()
   end
 end

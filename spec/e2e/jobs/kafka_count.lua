@@ -4,10 +4,11 @@
 -- message per batch on the workers, adds each batch's counts and message count into driver
 -- totals, and stops gracefully once EXPECTED messages were seen (plus a few batches more,
 -- where a message counted twice would show). EXPECTED 0: stop after `idle` batches in a row
--- with no message once partitions are assigned. Options:
+-- without a message, once messages came. Options:
 --   limit=SECONDS (60)  sink=TOPIC (also produce every message value to TOPIC)
 --   exactly_once=1      rate=N (max_rate_per_partition)   save=PREFIX (save_as_text_files of
 --   the values)         idle=N (3)   progress=FILE (the message count after every batch)
+--   session=MS (the group's session.timeout.ms)
 -- Prints "word count" lines, then "# batches B messages M" on stderr.
 local dstream = require("dstream")
 
@@ -23,13 +24,16 @@ local ctx = dstream.context { batch = "500ms", name = "e2e-kafka-count" }
 local lines = ctx:kafka_stream {
   brokers = brokers, topics = { topic }, group = group, start = "earliest",
   max_rate_per_partition = opt.rate and tonumber(opt.rate) or nil,
+  -- A member killed with SIGKILL stays in the group until its session times out.
+  conf = opt.session and { ["session.timeout.ms"] = opt.session,
+    ["heartbeat.interval.ms"] = math.floor(tonumber(opt.session) / 3) } or nil,
 }
 local totals, messages, batches, idle = {}, 0, 0, 0
 lines:foreach_rdd(function(rdd)
   batches = batches + 1
   local n = rdd:count()
   messages = messages + n
-  if n == 0 and lines:kafka_stats().partitions > 0 then idle = idle + 1 else idle = 0 end
+  if n == 0 and messages > 0 then idle = idle + 1 else idle = 0 end
   if opt.progress then
     local fh = io.open(opt.progress, "w")
     fh:write(messages, "\n")

@@ -1,0 +1,326 @@
+/* test_kafka.c - the Kafka consumer's batch cutting, producers and the mock cluster (ds_kafka*.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "ds_kafka.h"
+#include "ds_kafka_mock.h"
+
+/* The call returns 0; else prints its error message and aborts. */
+#define CHECK_OK(call, err)                                                              \
+  do {                                                                                   \
+    int rc_ = (call);                                                                    \
+    if (rc_ != 0) {                                                                      \
+      fprintf(stderr, "%s:%d: %s failed: %d (%s)\n", __FILE__, __LINE__, #call, rc_, err); \
+      abort();                                                                           \
+    }                                                                                    \
+  } while (0)
+
+static char err[600];
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Waits up to 30 s until the source has buffered `n` records. */
+static void wait_pending(ds_kafka_source *s, uint64_t n) {
+  ds_kafka_source_stats st;
+  double deadline = now_s() + 30;
+  do {
+    ds_kafka_source_stats_get(s, &st);
+    if (st.pending >= n) return;
+    usleep(20000);
+  } while (now_s() < deadline);
+  fprintf(stderr, "timed out waiting for %llu records (have %llu)\n", (unsigned long long)n,
+          (unsigned long long)st.pending);
+  abort();
+}
+
+/* Record i of partition 0: its length varies, and a few are big enough to fill blocks. */
+static size_t value_of(int i, char *buf, size_t cap) {
+  size_t len = i % 97 == 3 ? 300000 : (size_t)(i % 13) * 7;
+  if (len + 16 > cap) len = cap - 16;
+  int n = snprintf(buf, cap, "m%d:", i);
+  for (size_t k = (size_t)n; k < len; k++) buf[k] = (char)('a' + k % 26);
+  return len > (size_t)n ? len : (size_t)n;
+}
+
+static ds_kafka_producer *new_producer(const char *brokers) {
+  ds_kafka_producer_opts po = {brokers, NULL, 0, NULL, 10000};
+  ds_kafka_producer *p;
+  CHECK_OK(ds_kafka_producer_new(&po, &p, err, sizeof err), err);
+  return p;
+}
+
+static void test_mock(void) {
+  ds_kafka_mock *m;
+  CHECK_OK(ds_kafka_mock_new(3, &m, err, sizeof err), err);
+  const char *b = ds_kafka_mock_bootstrap(m);
+  CHECK(strncmp(b, "127.0.0.1:", 10) == 0);
+  int commas = 0;
+  for (const char *c = b; *c; c++) commas += *c == ',';
+  CHECK_INT(commas, ==, 2);
+  CHECK_OK(ds_kafka_mock_topic_create(m, "t", 5, err, sizeof err), err);
+  int n = 0;
+  CHECK_OK(ds_kafka_partition_count(b, "t", NULL, 0, 10000, &n, err, sizeof err), err);
+  CHECK_INT(n, ==, 5);
+  CHECK_INT(ds_kafka_mock_broker_down(m, 4, err, sizeof err), ==, -EINVAL);
+  CHECK_INT(ds_kafka_mock_topic_create(m, "bad", 0, err, sizeof err), ==, -EINVAL);
+  CHECK_OK(ds_kafka_mock_broker_down(m, 2, err, sizeof err), err);
+  CHECK_OK(ds_kafka_mock_broker_up(m, 2, err, sizeof err), err);
+  ds_kafka_mock_free(m);
+  CHECK_INT(ds_kafka_mock_new(0, &m, err, sizeof err), ==, -EINVAL);
+}
+
+/* Checks that a partition holds values first .. first + count - 1 of partition 0, in order. */
+static void check_part(const ds_part *part, int first, uint64_t count) {
+  CHECK_INT(part->count, ==, count);
+  char want[300016];
+  int i = first;
+  uint64_t seen = 0;
+  for (int s = 0; s < part->nslices; s++) {
+    const ds_slice *sl = &part->slices[s];
+    CHECK_INT(sl->format, ==, DS_FMT_LINES);
+    const char *d = sl->data, *end = sl->data + sl->len;
+    uint64_t in_slice = 0;
+    while (d < end) {
+      uint32_t len;
+      memcpy(&len, d, 4);
+      size_t wl = value_of(i, want, sizeof want);
+      CHECK_INT(len, ==, wl);
+      CHECK(memcmp(d + 4, want, wl) == 0);
+      d += 4 + len;
+      i++;
+      in_slice++;
+    }
+    CHECK_INT(in_slice, ==, sl->count);
+    seen += in_slice;
+  }
+  CHECK_INT(seen, ==, count);
+}
+
+/* Batches cut at a record limit: every record once, in order, with contiguous offset ranges;
+ * a partition over its pause limit is paused and resumed; commits reach the group. */
+static void test_source_seal(void) {
+  ds_kafka_mock *m;
+  CHECK_OK(ds_kafka_mock_new(1, &m, err, sizeof err), err);
+  const char *b = ds_kafka_mock_bootstrap(m);
+  CHECK_OK(ds_kafka_mock_topic_create(m, "t", 2, err, sizeof err), err);
+  ds_kafka_producer *p = new_producer(b);
+  enum { N0 = 700, N1 = 10 };
+  static char buf[300016];
+  for (int i = 0; i < N0; i++) {
+    size_t len = value_of(i, buf, sizeof buf);
+    CHECK_OK(ds_kafka_producer_send(p, "t", 0, NULL, 0, buf, len, NULL, 0, err, sizeof err), err);
+  }
+  for (int i = 0; i < N1; i++)
+    CHECK_OK(ds_kafka_producer_send(p, "t", 1, "k", 1, "x", 1, NULL, 0, err, sizeof err), err);
+  uint64_t delivered = 0;
+  CHECK_OK(ds_kafka_producer_flush(p, 20000, &delivered, NULL, err, sizeof err), err);
+  CHECK_INT(delivered, ==, N0 + N1);
+
+  const char *topics[] = {"t"};
+  ds_kafka_source_opts o;
+  memset(&o, 0, sizeof o);
+  o.brokers = b;
+  o.topics = topics;
+  o.ntopics = 1;
+  o.group = "g";
+  o.start = "earliest";
+  o.layout = DS_KAFKA_LAYOUT_VALUE;
+  o.pause_records = 250;
+  ds_kafka_source *s;
+  CHECK_OK(ds_kafka_source_start(&o, &s, err, sizeof err), err);
+  wait_pending(s, 250 + N1);
+  usleep(300000);
+  ds_kafka_source_stats st;
+  ds_kafka_source_stats_get(s, &st);
+  CHECK_INT(st.partitions, ==, 2);
+  CHECK_INT(st.paused, ==, 1); /* partition 0 holds its limit and waits */
+  CHECK(st.pending < N0 + N1);
+
+  int next0 = 0;
+  int64_t until0 = 0;
+  for (int round = 0; next0 < N0; round++) {
+    CHECK(round < 20);
+    uint64_t want = N0 - next0 < 120 ? (uint64_t)(N0 - next0) : 120;
+    wait_pending(s, want + (round == 0 ? N1 : 0));
+    ds_sealed *sealed;
+    ds_kafka_range *ranges;
+    int nranges;
+    CHECK_OK(ds_kafka_source_seal(s, 120, &sealed, &ranges, &nranges), "seal");
+    CHECK_INT(nranges, ==, 2);
+    CHECK_INT(sealed->nparts, ==, 2);
+    CHECK_STR(ranges[0].topic, "t");
+    CHECK_INT(ranges[0].partition, ==, 0);
+    CHECK_INT(ranges[1].partition, ==, 1);
+    CHECK_INT(ranges[0].from, ==, until0);
+    CHECK_INT(ranges[0].count, ==, want);
+    CHECK_INT(ranges[0].until - ranges[0].from, ==, want);
+    check_part(&sealed->parts[0], next0, want);
+    CHECK_INT(ranges[1].count, ==, round == 0 ? N1 : 0);
+    CHECK_INT(ranges[1].until, ==, N1);
+    next0 += (int)want;
+    until0 = ranges[0].until;
+    ds_sealed_free(sealed);
+    free(ranges);
+  }
+  ds_kafka_source_stats_get(s, &st);
+  CHECK_INT(st.records, ==, N0 + N1);
+  CHECK_INT(st.duplicates, ==, 0);
+  CHECK_INT(st.pending, ==, 0);
+  CHECK_INT(st.paused, ==, 0);
+
+  ds_kafka_offset commit[] = {{"t", 0, until0}, {"t", 1, N1}};
+  CHECK_OK(ds_kafka_source_commit(s, commit, 2, 0, err, sizeof err), err);
+  void *gm;
+  size_t gml;
+  CHECK_OK(ds_kafka_source_group_metadata(s, &gm, &gml, err, sizeof err), err);
+  CHECK(gml > 0);
+  free(gm);
+  ds_kafka_source_free(s);
+  ds_kafka_offset q[] = {{"t", 0, 0}, {"t", 1, 0}};
+  CHECK_OK(ds_kafka_committed(b, "g", NULL, 0, q, 2, 10000, err, sizeof err), err);
+  CHECK_INT(q[0].offset, ==, N0);
+  CHECK_INT(q[1].offset, ==, N1);
+  ds_kafka_producer_free(p, 1000);
+  ds_kafka_mock_free(m);
+}
+
+/* The FULL layout: header, topic, key, headers and value; explicit start positions. */
+static void test_full_layout(void) {
+  ds_kafka_mock *m;
+  CHECK_OK(ds_kafka_mock_new(1, &m, err, sizeof err), err);
+  const char *b = ds_kafka_mock_bootstrap(m);
+  CHECK_OK(ds_kafka_mock_topic_create(m, "full", 1, err, sizeof err), err);
+  ds_kafka_producer *p = new_producer(b);
+  ds_kafka_header hs[] = {{"h1", "v1", 2}, {"nul", NULL, 0}};
+  CHECK_OK(ds_kafka_producer_send(p, "full", 0, "skip", 4, "skip", 4, NULL, 0, err, sizeof err), err);
+  CHECK_OK(ds_kafka_producer_send(p, "full", 0, "key", 3, "value", 5, hs, 2, err, sizeof err), err);
+  CHECK_OK(ds_kafka_producer_send(p, "full", 0, NULL, 0, NULL, 0, NULL, 0, err, sizeof err), err);
+  CHECK_OK(ds_kafka_producer_flush(p, 20000, NULL, NULL, err, sizeof err), err);
+
+  const char *topics[] = {"full"};
+  ds_kafka_offset start[] = {{"full", 0, 1}}; /* skip the first message */
+  ds_kafka_source_opts o;
+  memset(&o, 0, sizeof o);
+  o.brokers = b;
+  o.topics = topics;
+  o.ntopics = 1;
+  o.group = "gf";
+  o.layout = DS_KAFKA_LAYOUT_FULL;
+  o.positions = start;
+  o.npositions = 1;
+  ds_kafka_source *s;
+  CHECK_OK(ds_kafka_source_start(&o, &s, err, sizeof err), err);
+  wait_pending(s, 2);
+  ds_sealed *sealed;
+  ds_kafka_range *ranges;
+  int n;
+  CHECK_OK(ds_kafka_source_seal(s, 0, &sealed, &ranges, &n), "seal");
+  CHECK_INT(n, ==, 1);
+  CHECK_INT(ranges[0].from, ==, 1);
+  CHECK_INT(ranges[0].until, ==, 3);
+  CHECK_INT(sealed->parts[0].count, ==, 2);
+  const char *d = sealed->parts[0].slices[0].data;
+  uint32_t len;
+  memcpy(&len, d, 4);
+  ds_kafka_rec h;
+  memcpy(&h, d + 4, sizeof h);
+  CHECK_INT(h.offset, ==, 1);
+  CHECK_INT(h.partition, ==, 0);
+  CHECK_INT(h.topic_len, ==, 4);
+  CHECK_INT(h.key_len, ==, 3);
+  CHECK_INT(h.nheaders, ==, 2);
+  CHECK_INT(h.flags, ==, DS_KAFKA_REC_KEY | DS_KAFKA_REC_VALUE);
+  CHECK(h.timestamp > 0);
+  const char *w = d + 4 + sizeof h;
+  CHECK(memcmp(w, "fullkey", 7) == 0);
+  w += 7;
+  uint32_t nl;
+  int32_t vl;
+  memcpy(&nl, w, 4);
+  memcpy(&vl, w + 4, 4);
+  CHECK_INT(nl, ==, 2);
+  CHECK_INT(vl, ==, 2);
+  CHECK(memcmp(w + 8, "h1v1", 4) == 0);
+  w += 12;
+  memcpy(&nl, w, 4);
+  memcpy(&vl, w + 4, 4);
+  CHECK_INT(nl, ==, 3);
+  CHECK_INT(vl, ==, -1);
+  w += 8 + 3;
+  CHECK_INT(d + 4 + len - w, ==, 5);
+  CHECK(memcmp(w, "value", 5) == 0);
+  /* the null key and value */
+  d += 4 + len;
+  memcpy(&len, d, 4);
+  memcpy(&h, d + 4, sizeof h);
+  CHECK_INT(h.flags, ==, 0);
+  CHECK_INT(len, ==, sizeof h + 4);
+  ds_sealed_free(sealed);
+  free(ranges);
+  ds_kafka_source_free(s);
+  ds_kafka_producer_free(p, 1000);
+  ds_kafka_mock_free(m);
+}
+
+/* A message that cannot be delivered is reported by flush, never dropped silently. */
+static void test_delivery_failure(void) {
+  ds_kafka_mock *m;
+  CHECK_OK(ds_kafka_mock_new(1, &m, err, sizeof err), err);
+  const char *b = ds_kafka_mock_bootstrap(m);
+  CHECK_OK(ds_kafka_mock_topic_create(m, "t", 1, err, sizeof err), err);
+  ds_kafka_kv conf[] = {{"message.timeout.ms", "500"}};
+  ds_kafka_producer_opts po = {b, conf, 1, NULL, 5000};
+  ds_kafka_producer *p;
+  CHECK_OK(ds_kafka_producer_new(&po, &p, err, sizeof err), err);
+  CHECK_OK(ds_kafka_mock_broker_down(m, -1, err, sizeof err), err);
+  ds_kafka_producer_mark(p);
+  CHECK_OK(ds_kafka_producer_send(p, "t", -1, NULL, 0, "a", 1, NULL, 0, err, sizeof err), err);
+  uint64_t delivered = 9, failed = 9;
+  int rc = ds_kafka_producer_flush(p, 5000, &delivered, &failed, err, sizeof err);
+  CHECK_INT(rc, ==, -EIO);
+  CHECK_INT(delivered, ==, 0);
+  CHECK_INT(failed, ==, 1);
+  CHECK(strstr(err, "not delivered") != NULL);
+  CHECK_OK(ds_kafka_mock_broker_up(m, -1, err, sizeof err), err);
+  /* Once the producer has reconnected (its backoff is up to 2 s), messages go through. */
+  for (int attempt = 0;; attempt++) {
+    CHECK(attempt < 20);
+    ds_kafka_producer_mark(p);
+    CHECK_OK(ds_kafka_producer_send(p, "t", -1, NULL, 0, "b", 1, NULL, 0, err, sizeof err), err);
+    if (ds_kafka_producer_flush(p, 10000, &delivered, &failed, err, sizeof err) == 0) break;
+    CHECK_INT(failed, ==, 1);
+  }
+  CHECK_INT(delivered, ==, 1);
+  ds_kafka_producer_free(p, 1000);
+  ds_kafka_mock_free(m);
+}
+
+static void test_counters(void) {
+  int a = ds_kafka_counter_new(), b = ds_kafka_counter_new();
+  CHECK(a >= 0 && b > a);
+  ds_kafka_counter_add(a, 3);
+  ds_kafka_counter_add(b, 1);
+  ds_kafka_counter_add(a, 2);
+  CHECK_INT(ds_kafka_counter_get(a), ==, 5);
+  CHECK_INT(ds_kafka_counter_get(b), ==, 1);
+  CHECK_INT(ds_kafka_counter_get(-1), ==, 0);
+}
+
+int main(void) {
+  test_counters();
+  test_mock();
+  test_source_seal();
+  test_full_layout();
+  test_delivery_failure();
+  printf("test_kafka: ok\n");
+  return 0;
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# spec/e2e/kafka.sh: Kafka against the embedded broker in its own process (`dstream kafka-mock`),
+# with kcat as an independent client:
+#   - kcat produces a text into a 4-partition topic; kafka_stream's word counts equal a
+#     reference wordcount, and the group's committed offsets are the ends of the partitions;
+#   - a broker goes down (mock command "down 1") while kcat produces more and comes back:
+#     the job warns, stalls, resumes, and its counts are exact (nothing lost or doubled);
+#   - to_kafka (idempotent, then exactly_once) writes every message; kcat reads them back;
+#   - kill -9 in the middle of a job, then a restart with the same group: the restart resumes
+#     from the offsets committed after completed batches (it does not start over) and every
+#     message is in the output at least once. (Exactly once across a restart needs checkpoints.)
+# Every broker listens on 127.0.0.1; every process started here is stopped at exit.
+source "$(dirname "$0")/lib/common.bash"
+
+command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
+JOB=$JOBS/kafka_count.lua
+
+# make_text SEED LINES FILE: deterministic lines of words (no empty lines: kcat skips them).
+make_text() {
+  awk -v seed="$1" -v n="$2" 'BEGIN {
+    srand(seed)
+    split("the a stream batch window kafka broker partition offset record key value " \
+          "topic group commit lag worker driver block state time", v, " ")
+    for (i = 1; i <= n; i++) {
+      k = 1 + int(rand() * 9)
+      line = ""
+      for (j = 1; j <= k; j++) {
+        w = (rand() < 0.2) ? ("w" int(rand() * 300)) : v[1 + int(rand() * 21)]
+        line = line (j > 1 ? " " : "") w
+      }
+      print line
+    }
+  }' >"$3"
+}
+
+# ---- the embedded broker in its own process, commands through a FIFO ----
+mkfifo "$WORK/mockctl"
+exec 3<>"$WORK/mockctl" # read-write: opens without waiting, and keeps the mock's stdin open
+# Not through bg: a background command's stdin is /dev/null unless redirected on the spot.
+"$DSTREAM" kafka-mock --brokers 3 words:4 more:4 out:2 exact:2 restart:4 \
+  <"$WORK/mockctl" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+MOCK_PID=$!
+E2E_PIDS+=("$MOCK_PID")
+if ! wait_until 10 eval '[ -s "$WORK/mock.out" ]'; then
+  not_ok "dstream kafka-mock prints its bootstrap address"
+  show stderr "$WORK/mock.err"
+  finish
+fi
+BOOT=$(head -n 1 "$WORK/mock.out")
+check "dstream kafka-mock prints a bootstrap address of 3 brokers on 127.0.0.1 ($BOOT)" \
+  eval '[[ "$BOOT" =~ ^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+$ ]]'
+mock_cmd() { # mock_cmd COMMAND: sends it and waits for the mock's "ok COMMAND" reply
+  echo "$1" >&3
+  wait_until 10 grep -qx "ok $1" "$WORK/mock.out"
+}
+
+# ---- kcat produces, dstream counts ----
+make_text 11 3000 "$WORK/text.txt"
+kcat -P -b "$BOOT" -t words -l "$WORK/text.txt" 2>"$WORK/kcat1.err"
+check "kcat produced the text into the embedded broker" [ $? -eq 0 ]
+n=$(wc -l <"$WORK/text.txt")
+timeout 90 "$DSTREAM" "$JOB" "$BOOT" words g-words "$n" >"$WORK/out1.txt" 2>"$WORK/err1.txt"
+check "kafka_stream job exits 0" [ $? -eq 0 ]
+word_counts "$WORK/text.txt" >"$WORK/want1.txt"
+if cmp -s "$WORK/want1.txt" "$WORK/out1.txt"; then
+  ok "kafka_stream: the counts of $(wc -l <"$WORK/want1.txt") distinct words equal the reference"
+else
+  not_ok "kafka_stream: the counts equal the reference"
+  diff "$WORK/want1.txt" "$WORK/out1.txt" | head -n 10 | sed 's/^/#   /'
+  show stderr "$WORK/err1.txt"
+fi
+check "kafka_stream: exactly $n messages were counted" grep -q "messages $n\$" "$WORK/err1.txt"
+# The group's committed offsets (kcat -Q would need timestamps; ask through dstream instead).
+cat >"$WORK/committed.lua" <<'LUA'
+local k = require("dstream.kafka")
+local c = assert(k.committed { brokers = arg[1], group = arg[2], topic = arg[3] })
+local sum = 0
+for p = 0, 3 do sum = sum + math.max(0, c[p]) end -- -1: a partition that got no message
+print(sum)
+LUA
+committed=$("$DSTREAM" "$WORK/committed.lua" "$BOOT" g-words words 2>&1)
+if [ "$committed" = "$n" ]; then
+  ok "the group's committed offsets add up to the $n messages"
+else
+  not_ok "the group's committed offsets add up to the $n messages ($committed)"
+  show stderr "$WORK/err1.txt"
+fi
+
+# ---- a broker goes down and comes back ----
+make_text 12 2000 "$WORK/part1.txt"
+make_text 13 2000 "$WORK/part2.txt"
+total=$(($(wc -l <"$WORK/part1.txt") + $(wc -l <"$WORK/part2.txt")))
+kcat -P -b "$BOOT" -t more -l "$WORK/part1.txt" 2>/dev/null
+bg timeout 120 "$DSTREAM" "$JOB" "$BOOT" more g-more "$total" limit=100 progress="$WORK/progress" \
+  >"$WORK/out2.txt" 2>"$WORK/err2.txt"
+job=$BG_PID
+wait_until 60 eval '[ "$(cat "$WORK/progress" 2>/dev/null || echo 0)" -ge 2000 ]' ||
+  not_ok "down/up: the job counted the first part"
+mock_cmd "down 1" || not_ok "down/up: the mock took broker 1 down"
+# Keyed messages (key:line) go to every partition, those led by broker 1 included (unkeyed
+# ones would avoid them); kcat waits for those and delivers them once the broker is back.
+awk '{ print "k" NR ":" $0 }' "$WORK/part2.txt" >"$WORK/part2.keyed"
+bg kcat -P -b "$BOOT" -t more -K: -l "$WORK/part2.keyed" 2>"$WORK/kcat2.err"
+kcat2=$BG_PID
+sleep 4
+stalled=$(cat "$WORK/progress")
+mock_cmd "up 1" || not_ok "down/up: the mock brought broker 1 back"
+wait_exit "$kcat2" 60
+check "down/up: kcat delivered the second part once the broker was back" [ "$EXIT_STATUS" -eq 0 ]
+wait_exit "$job" 110
+check "down/up: the job exits 0" [ "$EXIT_STATUS" -eq 0 ]
+check "down/up: while broker 1 was down the stream stalled (at most $stalled of $total counted)" \
+  [ "$stalled" -lt "$total" ]
+word_counts "$WORK/part1.txt" "$WORK/part2.txt" >"$WORK/want2.txt"
+if cmp -s "$WORK/want2.txt" "$WORK/out2.txt"; then
+  ok "down/up: the counts equal the reference of both parts (nothing lost or doubled)"
+else
+  not_ok "down/up: the counts equal the reference of both parts"
+  diff "$WORK/want2.txt" "$WORK/out2.txt" | head -n 10 | sed 's/^/#   /'
+  show stderr "$WORK/err2.txt"
+fi
+check "down/up: exactly $total messages were counted" grep -q "messages $total\$" "$WORK/err2.txt"
+check "down/up: the job warned that Kafka was unreachable" \
+  grep -q 'warn: kafka_stream: .*127.0.0.1' "$WORK/err2.txt"
+
+# ---- to_kafka, read back with kcat ----
+sort "$WORK/text.txt" >"$WORK/sorted_text.txt"
+for mode in idempotent exactly_once; do
+  group=g-sink-$mode
+  sink=out
+  extra=()
+  if [ "$mode" = exactly_once ]; then
+    sink=exact
+    extra=(exactly_once=1)
+  fi
+  timeout 90 "$DSTREAM" "$JOB" "$BOOT" words "$group" "$n" sink=$sink "${extra[@]}" \
+    >"$WORK/out-$mode.txt" 2>"$WORK/err-$mode.txt"
+  check "to_kafka ($mode): the job exits 0" [ $? -eq 0 ]
+  kcat -C -b "$BOOT" -t "$sink" -e -q -f '%s\n' 2>/dev/null | sort >"$WORK/back-$mode.txt"
+  if cmp -s "$WORK/sorted_text.txt" "$WORK/back-$mode.txt"; then
+    ok "to_kafka ($mode): kcat reads back every one of the $n messages, once"
+  else
+    not_ok "to_kafka ($mode): kcat reads back every message once"
+    echo "# read back $(wc -l <"$WORK/back-$mode.txt") lines of $n"
+    show stderr "$WORK/err-$mode.txt"
+  fi
+done
+
+# ---- kill -9, then restart from the committed offsets ----
+make_text 14 4000 "$WORK/restart.txt"
+rn=$(wc -l <"$WORK/restart.txt")
+kcat -P -b "$BOOT" -t restart -l "$WORK/restart.txt" 2>/dev/null
+# 4 partitions at 100 records/s each: 200 records per 500 ms batch, about 20 batches.
+bg "$DSTREAM" "$JOB" "$BOOT" restart g-restart "$rn" rate=100 limit=100 session=6000 save="$WORK/run1/b" \
+  progress="$WORK/progress-r" >"$WORK/out-r1.txt" 2>"$WORK/err-r1.txt"
+r1=$BG_PID
+mkdir -p "$WORK/run1" "$WORK/run2"
+if wait_until 60 eval '[ "$(cat "$WORK/progress-r" 2>/dev/null || echo 0)" -ge 1000 ]'; then
+  kill -KILL "$r1"
+  wait "$r1" 2>/dev/null
+  ok "restart: the first run was killed with SIGKILL after $(cat "$WORK/progress-r") messages"
+else
+  not_ok "restart: the first run made progress"
+  show stderr "$WORK/err-r1.txt"
+fi
+timeout 90 "$DSTREAM" "$JOB" "$BOOT" restart g-restart 0 idle=4 limit=80 session=6000 save="$WORK/run2/b" \
+  >"$WORK/out-r2.txt" 2>"$WORK/err-r2.txt"
+check "restart: the second run exits 0" [ $? -eq 0 ]
+batches_of() { # the lines of the completed batch directories under $1 (not *.tmp-* ones)
+  local d
+  for d in "$1"/b-*; do
+    case $d in *.tmp-*) continue ;; esac
+    cat "$d"/part-* 2>/dev/null
+  done
+}
+batches_of "$WORK/run1" | sort >"$WORK/r1.txt"
+batches_of "$WORK/run2" | sort >"$WORK/r2.txt"
+sort -u "$WORK/r1.txt" "$WORK/r2.txt" >"$WORK/r-union.txt"
+sort -u "$WORK/restart.txt" >"$WORK/r-want.txt"
+check "restart: every message is in the output of the two runs (at least once)" \
+  cmp -s "$WORK/r-want.txt" "$WORK/r-union.txt"
+n1=$(wc -l <"$WORK/r1.txt")
+n2=$(wc -l <"$WORK/r2.txt")
+check "restart: the second run resumed after the first run's completed batches ($n1 + $n2 lines for $rn messages)" \
+  eval '[ "$n2" -lt "$rn" ] && [ "$n2" -gt 0 ]'
+check "restart: what is read twice is at most the batches in flight at the kill ($((n1 + n2 - rn)))" \
+  [ $((n1 + n2 - rn)) -le 600 ]
+
+# ---- examples/kafka_wordcount.lua: its own embedded broker, then the one of this test ----
+(cd "$WORK" && timeout 60 "$DSTREAM" "$ROOT/examples/kafka_wordcount.lua") >"$WORK/ex1.out" 2>"$WORK/ex1.err"
+check "kafka_wordcount example (embedded broker) exits 0" [ $? -eq 0 ]
+check "kafka_wordcount example writes nothing on stderr" [ ! -s "$WORK/ex1.err" ]
+ex_words=$(for k in $(seq 20); do cat "$ROOT/examples/data/streams.txt"; done | tr 'A-Z' 'a-z' |
+  grep -oE '[a-z]+' | wc -l)
+check "kafka_wordcount example counts all $ex_words words of the 280 lines it produced" \
+  grep -q "^total: $ex_words words in 280 messages; top: the=" "$WORK/ex1.out"
+timeout 60 "$DSTREAM" "$ROOT/examples/kafka_wordcount.lua" --brokers "$BOOT" --topic words --seconds 8 \
+  >"$WORK/ex2.out" 2>"$WORK/ex2.err"
+check "kafka_wordcount example --brokers (kafka-mock) exits 0" [ $? -eq 0 ]
+check "kafka_wordcount example --brokers counts the $n messages of the topic" \
+  grep -q "^total: $(wc -w <"$WORK/text.txt" | tr -d ' ') words in $n messages" "$WORK/ex2.out"
+
+# ---- the embedded broker ends on SIGTERM ----
+kill -TERM "$MOCK_PID"
+wait_exit "$MOCK_PID" 10
+check "dstream kafka-mock ends with status 0 on SIGTERM" [ "$EXIT_STATUS" -eq 0 ]
+exec 3>&-
+finish

@@ -1,0 +1,400 @@
+-- Kafka (dstream.kafka) against the embedded broker in this process (mock_cluster): the direct
+-- stream (one input partition per Kafka partition, offset ranges, commits after the batch,
+-- rate limits, explicit positions), records as values, pairs or tables, decode with its
+-- error policies and dead letters, the to_kafka sink (idempotent and exactly once, delivery
+-- failures fail the batch), and a broker going down and back up.
+-- Each consumer group's first join takes the mock about 3 s (its initial rebalance delay).
+package.path = "spec/helpers/?.lua;" .. package.path
+local H = require("engine")
+local dstream = require("dstream")
+local kafka = require("dstream.kafka")
+local ffi = require("ffi")
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+
+local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
+
+-- Polls cond() every 50 ms for up to `seconds`; true when it held.
+local function wait_for(cond, seconds)
+  local deadline = os.time() + (seconds or 20)
+  while os.time() <= deadline do
+    if cond() then return true end
+    sleep_ms(50)
+  end
+  return cond()
+end
+
+local function pending(s) return s:kafka_stats().pending end
+
+local function manual(opts)
+  opts = opts or {}
+  return dstream.context { batch = "1s", clock = "manual", workers = opts.workers or 2,
+    max_task_attempts = opts.max_task_attempts }
+end
+
+-- Runs fn(ctx) and always stops ctx afterwards.
+local function with_ctx(ctx, fn)
+  local ok, err = pcall(fn, ctx)
+  pcall(ctx.stop, ctx)
+  if not ok then error(err, 0) end
+end
+
+local function sorted(list, key)
+  table.sort(list, function(a, b) return H.repr(key and key(a) or a) < H.repr(key and key(b) or b) end)
+  return list
+end
+
+describe("kafka", function()
+  local mock, B, producer
+
+  setup(function()
+    mock = kafka.mock_cluster { brokers = 1, topics = { plain = 4, keyed = 2, dec = 2, rate = 1,
+      input = 3, out1 = 2, out2 = 2, dlq = 1 } }
+    B = mock:bootstrap()
+    producer = kafka.producer { brokers = B }
+  end)
+
+  teardown(function()
+    if producer then producer:close() end
+    if mock then mock:close() end
+  end)
+
+  local function produce(topic, values, key_of, headers_of)
+    for i, v in ipairs(values) do
+      assert(producer:send(topic, v, key_of and key_of(i, v) or nil, nil, headers_of and headers_of(i) or nil))
+    end
+    assert(producer:flush(10000))
+  end
+
+  it("mock_cluster: brokers on 127.0.0.1, topics, and checked broker ids", function()
+    local m = kafka.mock_cluster { brokers = 3, topics = { a = 2 } }
+    local addrs = {}
+    for a in m:bootstrap():gmatch("[^,]+") do addrs[#addrs + 1] = a end
+    assert.are.equal(3, #addrs)
+    for _, a in ipairs(addrs) do assert.truthy(a:match("^127%.0%.0%.1:%d+$")) end
+    assert.are.equal(2, require("dstream.core").kafka_partitions(m:bootstrap(), "a"))
+    assert.has_error(function() m:broker_down(7) end)
+    m:broker_down(2)
+    m:broker_up(2)
+    m:close()
+    assert.has_error(function() m:bootstrap() end, "the mock cluster is closed")
+  end)
+
+  it("reads every value once, one partition per Kafka partition, commits after each batch", function()
+    local values = {}
+    for i = 1, 400 do values[i] = "v" .. i end
+    produce("plain", values, function(i) return "k" .. i end)
+    with_ctx(manual(), function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topics = { "plain" }, group = "g-plain", start = "earliest" }
+      local batches = {}
+      s:foreach_rdd(function(rdd, time)
+        batches[#batches + 1] = { time = time, values = rdd:collect(), nparts = rdd:num_partitions(),
+          ranges = kafka.offset_ranges(rdd) }
+      end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= 400 end))
+      ctx:advance(1)
+      assert.are.same(sorted(H.deep_copy(values)), sorted(batches[1].values))
+      assert.are.equal(4, batches[1].nparts)
+      local total = 0
+      for _, r in ipairs(batches[1].ranges) do
+        assert.are.equal(0, r.from)
+        assert.are.equal(r.count, r["until"] - r.from)
+        total = total + r.count
+      end
+      assert.are.equal(400, total)
+      -- committed offsets are the ends of the completed batch
+      local committed
+      assert.is_true(wait_for(function()
+        committed = kafka.committed { brokers = B, group = "g-plain", topic = "plain" }
+        local sum = 0
+        for p = 0, 3 do sum = sum + (committed[p] or 0) end
+        return sum == 400
+      end))
+      for _, r in ipairs(batches[1].ranges) do assert.are.equal(r["until"], committed[r.partition]) end
+      assert.are.same(s:positions(), (function()
+        local out = {}
+        for _, r in ipairs(batches[1].ranges) do
+          out[#out + 1] = { topic = "plain", partition = r.partition, offset = r["until"] }
+        end
+        return out
+      end)())
+      -- the next batch starts where the last one ended
+      produce("plain", { "x1", "x2", "x3", "x4", "x5", "x6" }, function(i) return "k" .. i end)
+      assert.is_true(wait_for(function() return pending(s) >= 6 end))
+      ctx:advance(1)
+      assert.are.same({ "x1", "x2", "x3", "x4", "x5", "x6" }, sorted(batches[2].values))
+      for i, r in ipairs(batches[2].ranges) do
+        assert.are.equal(batches[1].ranges[i]["until"], r.from)
+      end
+      assert.are.same(batches[2].ranges, s:offset_ranges(batches[2].time))
+    end)
+  end)
+
+  it("with_key gives (key, value) pairs and with_meta gives tables with headers", function()
+    produce("keyed", { "a", "b", "c" }, function(i) return "k" .. i end,
+      function(i) return { { "h", "x" .. i }, { "empty" } } end)
+    produce("keyed", { "tombstone-key" }, function() return nil end)
+    assert(producer:send("keyed", nil, "deleted"))
+    assert(producer:flush(10000))
+    with_ctx(manual(), function(ctx)
+      local kv = ctx:kafka_stream { brokers = B, topic = "keyed", group = "g-kv", start = "earliest", with_key = true }
+      local meta = ctx:kafka_stream { brokers = B, topic = "keyed", group = "g-meta", start = "earliest", with_meta = true }
+      local pairs_got, metas = {}, {}
+      kv:reduce_by_key(function(a, b) return a .. b end):foreach_rdd(function(rdd)
+        for _, p in ipairs(rdd:collect()) do pairs_got[#pairs_got + 1] = p end
+      end)
+      meta:foreach_rdd(function(rdd)
+        for _, t in ipairs(rdd:collect()) do metas[#metas + 1] = t end
+      end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(kv) >= 5 and pending(meta) >= 5 end))
+      ctx:advance(1)
+      assert.are.same(sorted({ { "k1", "a" }, { "k2", "b" }, { "k3", "c" }, { false, "tombstone-key" },
+        { "deleted", false } }), sorted(pairs_got))
+      sorted(metas, function(t) return t.value or "" end)
+      assert.are.equal(5, #metas)
+      local first = metas[2] -- "a"
+      assert.are.equal("a", first.value)
+      assert.are.equal("k1", first.key)
+      assert.are.equal("keyed", first.topic)
+      assert.is_number(first.partition)
+      assert.is_number(first.offset)
+      assert.is_true(first.timestamp > 1.6e12)
+      assert.are.same({ { key = "h", value = "x1" }, { key = "empty" } }, first.headers)
+      local deleted = metas[1] -- the null value sorts first
+      assert.are.equal("deleted", deleted.key)
+      assert.is_nil(deleted.value)
+    end)
+  end)
+
+  it("decode: rejected records go to a dead-letter file or topic, or are skipped, and are counted", function()
+    produce("dec", { "1", "2", "oops", "4", "", "6" }, function(i) return "k" .. i end)
+    local file = os.tmpname()
+    os.remove(file)
+    local function number(v)
+      local n = tonumber(v)
+      if not n then error("not a number: '" .. tostring(v) .. "'") end
+      return n
+    end
+    with_ctx(manual(), function(ctx)
+      local to_file = ctx:kafka_stream { brokers = B, topic = "dec", group = "g-dec1", start = "earliest",
+        decode = number, dead_letter = { file = file } }
+      local skipped = ctx:kafka_stream { brokers = B, topic = "dec", group = "g-dec2", start = "earliest",
+        decode = function(v) return tonumber(v), "not a number" end, on_error = "skip", with_key = true }
+      local to_topic = ctx:kafka_stream { brokers = B, topic = "dec", group = "g-dec3", start = "earliest",
+        decode = number, on_error = "dead_letter", dead_letter = { topic = "dlq" } }
+      local dlq = ctx:kafka_stream { brokers = B, topic = "dlq", group = "g-dlq", start = "earliest", with_meta = true }
+      local got = { file = {}, skip = {}, topic = {}, dlq = {} }
+      local function keep(list)
+        return function(rdd) for _, v in ipairs(rdd:collect()) do list[#list + 1] = v end end
+      end
+      to_file:map(function(n) return n * 10 end):foreach_rdd(keep(got.file))
+      skipped:foreach_rdd(keep(got.skip))
+      to_topic:foreach_rdd(keep(got.topic))
+      dlq:foreach_rdd(keep(got.dlq))
+      ctx:start()
+      assert.is_true(wait_for(function()
+        return pending(to_file) >= 6 and pending(skipped) >= 6 and pending(to_topic) >= 6 and
+          dlq:kafka_stats().partitions > 0
+      end))
+      ctx:advance(1)
+      assert.are.same({ 10, 20, 40, 60 }, sorted(got.file))
+      assert.are.same(sorted({ { "k1", 1 }, { "k2", 2 }, { "k4", 4 }, { "k6", 6 } }), sorted(got.skip))
+      assert.are.same({ 1, 2, 4, 6 }, sorted(got.topic))
+      assert.are.equal(2, to_file:kafka_stats().rejected)
+      assert.are.equal(2, skipped:kafka_stats().rejected)
+      assert.are.equal(2, to_topic:kafka_stats().rejected)
+      -- the file: one JSON line per rejected record, with its offset and the error
+      local lines = {}
+      for line in io.lines(file) do lines[#lines + 1] = line end
+      os.remove(file)
+      assert.are.equal(2, #lines)
+      table.sort(lines)
+      assert.truthy(lines[1]:match('"topic":"dec","partition":%d,"offset":%d+,'))
+      assert.truthy(lines[1]:find('"key":"k5","value":"","error":"', 1, true))
+      assert.truthy(lines[1]:find("not a number: ''", 1, true))
+      assert.truthy(lines[2]:find('"key":"k3","value":"oops"', 1, true))
+      -- the topic: the record with its origin and the error in headers
+      assert.is_true(wait_for(function() return pending(dlq) >= 2 end))
+      ctx:advance(1)
+      assert.are.equal(2, #got.dlq)
+      sorted(got.dlq, function(t) return t.key end)
+      assert.are.equal("k3", got.dlq[1].key)
+      assert.are.equal("oops", got.dlq[1].value)
+      local h = {}
+      for _, kv in ipairs(got.dlq[1].headers) do h[kv.key] = kv.value end
+      assert.are.equal("dec", h["dstream.topic"])
+      assert.truthy(h["dstream.offset"]:match("^%d+$"))
+      assert.truthy(h["dstream.error"]:find("not a number: 'oops'", 1, true))
+    end)
+  end)
+
+  it("decode with on_error = \"fail\" fails the batch, naming the topic, partition and offset", function()
+    produce("rate", { "bad record" })
+    with_ctx(manual { max_task_attempts = 1 }, function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "rate", group = "g-fail", start = "earliest",
+        decode = function(v) return assert(tonumber(v), "not a number") end }
+      s:foreach_rdd(function(rdd) rdd:count() end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= 1 end))
+      local ok, err = pcall(ctx.advance, ctx, 1)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("kafka_stream decode rejected rate [0] offset 0: ", 1, true))
+      assert.truthy(tostring(err):find("not a number", 1, true))
+      -- the failed batch was not committed
+      local c = kafka.committed { brokers = B, group = "g-fail", topic = "rate" }
+      assert.are.equal(-1, c[0])
+    end)
+  end)
+
+  it("max_rate_per_partition caps every batch; explicit positions start where they say", function()
+    local values = {}
+    for i = 1, 45 do values[i] = tostring(i) end
+    produce("rate", values) -- after the "bad record" of the previous test: offsets 1 .. 45
+    with_ctx(manual(), function(ctx)
+      local limited = ctx:kafka_stream { brokers = B, topic = "rate", group = "g-rate", start = "earliest",
+        max_rate_per_partition = 10 }
+      local placed = ctx:kafka_stream { brokers = B, topic = "rate", group = "g-pos",
+        positions = { { topic = "rate", partition = 0, offset = 40 } } }
+      local sizes, seen, from_40 = {}, {}, {}
+      limited:foreach_rdd(function(rdd)
+        local vals = rdd:collect()
+        sizes[#sizes + 1] = #vals
+        for _, v in ipairs(vals) do seen[#seen + 1] = v end
+      end)
+      placed:foreach_rdd(function(rdd)
+        for _, v in ipairs(rdd:collect()) do from_40[#from_40 + 1] = v end
+      end)
+      ctx:start()
+      for _ = 1, 5 do
+        assert.is_true(wait_for(function()
+          return pending(limited) >= math.min(10, 46 - #seen) and pending(placed) + #from_40 >= 6
+        end))
+        ctx:advance(1)
+      end
+      assert.are.same({ 10, 10, 10, 10, 6 }, sizes)
+      local want = { "bad record" }
+      for i = 1, 45 do want[#want + 1] = tostring(i) end
+      assert.are.same(want, seen) -- one partition: in offset order, none lost or doubled
+      assert.are.same({ "40", "41", "42", "43", "44", "45" }, from_40)
+      assert.are.same({ { topic = "rate", partition = 0, offset = 46 } }, placed:positions())
+    end)
+  end)
+
+  it("to_kafka writes every record, idempotent or in one transaction per batch", function()
+    local values = {}
+    for i = 1, 90 do values[i] = "r" .. i end
+    produce("input", values)
+    with_ctx(manual { workers = 3 }, function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "input", group = "g-sink", start = "earliest" }
+      s:map(function(v) return v, #v end):to_kafka { brokers = B, topic = "out1" }
+      s:to_kafka { brokers = B, topic = "out2", exactly_once = true, key = function(v) return v:sub(1, 2) end }
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= 90 end))
+      ctx:advance(2)
+      assert.is_true(wait_for(function()
+        local c, sum = kafka.committed { brokers = B, group = "g-sink", topic = "input" }, 0
+        for p = 0, 2 do sum = sum + math.max(0, c[p]) end -- -1: a partition without data
+        return sum == 90
+      end))
+    end)
+    with_ctx(manual(), function(ctx)
+      local o1 = ctx:kafka_stream { brokers = B, topic = "out1", group = "g-read1", start = "earliest", with_key = true }
+      local o2 = ctx:kafka_stream { brokers = B, topic = "out2", group = "g-read2", start = "earliest", with_key = true }
+      local got1, got2 = {}, {}
+      o1:foreach_rdd(function(rdd) for _, kv in ipairs(rdd:collect()) do got1[#got1 + 1] = kv end end)
+      o2:foreach_rdd(function(rdd) for _, kv in ipairs(rdd:collect()) do got2[#got2 + 1] = kv end end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(o1) >= 90 and pending(o2) >= 90 end))
+      ctx:advance(1)
+      local want1, want2 = {}, {}
+      for i, v in ipairs(values) do
+        want1[i] = { v, tostring(#v) }
+        want2[i] = { v:sub(1, 2), v }
+      end
+      assert.are.same(sorted(want1), sorted(got1))
+      assert.are.same(sorted(want2), sorted(got2))
+    end)
+  end)
+
+  it("to_kafka: messages that cannot be delivered fail the batch instead of being dropped", function()
+    with_ctx(manual { max_task_attempts = 2 }, function(ctx)
+      ctx:queue_stream({ { "a", "b", "c" } }):to_kafka { brokers = B, topic = "out1", timeout = "1s" }
+      ctx:start()
+      mock:broker_down(-1)
+      local ok, err = pcall(ctx.advance, ctx, 1)
+      mock:broker_up(-1)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("to_kafka: ", 1, true))
+      assert.truthy(tostring(err):find("not delivered", 1, true))
+    end)
+  end)
+
+  it("a broker down and back up: the stream stalls, then resumes with nothing lost or doubled", function()
+    local m = kafka.mock_cluster { brokers = 3, topics = { t = 6 } }
+    local p = kafka.producer { brokers = m:bootstrap() }
+    local ok, err = pcall(function()
+      for i = 1, 300 do assert(p:send("t", tostring(i), "k" .. i)) end
+      assert(p:flush(10000))
+      with_ctx(manual(), function(ctx)
+        local s = ctx:kafka_stream { brokers = m:bootstrap(), topic = "t", group = "g-down", start = "earliest" }
+        local count, seen = 0, {}
+        s:foreach_rdd(function(rdd)
+          for _, v in ipairs(rdd:collect()) do
+            count = count + 1
+            seen[v] = (seen[v] or 0) + 1
+          end
+        end)
+        ctx:start()
+        assert.is_true(wait_for(function() return pending(s) >= 300 end))
+        ctx:advance(1)
+        assert.are.equal(300, count)
+        m:broker_down(2)
+        -- queued by the producer; the partitions led by broker 2 wait for it
+        for i = 301, 600 do assert(p:send("t", tostring(i), "k" .. i)) end
+        for _ = 1, 6 do
+          sleep_ms(300)
+          ctx:advance(1)
+        end
+        assert.is_true(count < 600)
+        assert.is_true(s:kafka_stats().errors > 0)
+        m:broker_up(2)
+        assert(p:flush(20000))
+        assert.is_true(wait_for(function() return count + pending(s) >= 600 end, 30))
+        ctx:advance(2)
+        assert.are.equal(600, count)
+        for i = 1, 600 do assert.are.equal(1, seen[tostring(i)]) end
+      end)
+    end)
+    p:close()
+    m:close()
+    if not ok then error(err, 0) end
+  end)
+
+  it("checks its options on the user's line", function()
+    local ctx = manual()
+    local function err_of(f)
+      local ok, e = pcall(f)
+      assert.is_false(ok)
+      return tostring(e)
+    end
+    local e = err_of(function() ctx:kafka_stream { brokers = B, topics = { "x" }, strat = "earliest" } end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: kafka_stream: unknown option 'strat'"))
+    e = err_of(function() ctx:kafka_stream { brokers = B, topics = {} } end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: kafka_stream: topics must be a list"))
+    e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", start = "beginning" } end)
+    assert.truthy(e:find("start must be \"earliest\" or \"latest\"", 1, true))
+    e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", with_key = true, with_meta = true } end)
+    assert.truthy(e:find("exclude each other", 1, true))
+    e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", on_error = "dead_letter" } end)
+    assert.truthy(e:find("needs dead_letter = { file = path } or { topic = name }", 1, true))
+    e = err_of(function() ctx:kafka_stream { topic = "x" } end)
+    assert.truthy(e:find("brokers must be", 1, true))
+    local s = ctx:queue_stream({})
+    e = err_of(function() s:to_kafka { brokers = B } end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: to_kafka: topic must be a topic name"))
+    e = err_of(function() s:to_kafka { brokers = B, topic = "t", key = "k" } end)
+    assert.truthy(e:find("key must be a function", 1, true))
+    ctx:stop()
+  end)
+end)
