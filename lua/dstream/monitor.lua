@@ -460,6 +460,12 @@ function Monitor:_collect()
       late:inc(math.max(0, ev.late_total - (late:value(labels) or 0)), labels)
     end
   end
+  for _, entry in ipairs(ctx._states or {}) do -- keys per keyed-state operator
+    if entry.keys then
+      r:get("dstream_state_keys"):set(entry.keys(),
+        { operator = entry.name or (entry.kind .. "#" .. entry.id) })
+    end
+  end
   r:get("dstream_batches_queued"):set(#ctx.queue)
   r:get("dstream_workers"):set(ctx.workers)
   local pool = ctx.sched and ctx.sched.pool

@@ -27,6 +27,15 @@ return function(W)
   end
   W.store_of = store_of
 
+  -- How many keys a partition keeps, for the dstream_state_keys metric: an accumulator update
+  -- (worker.current.accums) that counts only if the task succeeds; the driver sums partitions.
+  local function report_keys(spec, n)
+    if not spec.keys_acc then return end
+    local accums = current.accums or {}
+    current.accums = accums
+    accums[spec.keys_acc] = { [current.part] = n }
+  end
+
   -- The `values` of keys that got no data in a batch: shared, so read-only.
   local NO_VALUES = setmetatable({}, {
     __newindex = function() error("update_state_by_key: the values array is read-only", 2) end,
@@ -47,18 +56,26 @@ return function(W)
       end
       list[#list + 1] = v
     end, function()
-      local old, new = store.states, {}
+      local old, new, keys = store.states, {}, 0
       for k, state in next, old do
         local s = f(values[k] or NO_VALUES, state)
-        if s ~= nil then new[k] = s end
+        if s ~= nil then
+          new[k] = s
+          keys = keys + 1
+        end
       end
       for i = 1, n do
         local k = order[i]
         if old[k] == nil then
           local s = f(values[k], nil)
-          if s ~= nil then new[k] = s end
+          if s ~= nil then
+            new[k] = s
+            keys = keys + 1
+          end
         end
       end
+      report_keys(spec, keys)
+      values, order = nil, nil -- a trace may keep push alive: not the batch's values
       local on_success = current.on_success
       on_success[#on_success + 1] = function() store.states = new end
       fin()
@@ -113,6 +130,12 @@ return function(W)
           end
         end
         state._timing_out = false
+      end
+      if spec.keys_acc then
+        local keys = 0
+        for k in pairs(states) do if changes[k] ~= REMOVED then keys = keys + 1 end end
+        for k, c in pairs(changes) do if c ~= REMOVED and states[k] == nil then keys = keys + 1 end end
+        report_keys(spec, keys)
       end
       local on_success = current.on_success
       on_success[#on_success + 1] = function()

@@ -199,6 +199,7 @@ function Stream:update_state_by_key(fn, nparts)
   local n = nparts or ctx.partitions
   local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key", 2),
     state = ctx:_new_state("update_state_by_key", n) }
+  op.keys_acc = ctx:_state_keys_counter(op.state)
   local out = self:_derive("update_state_by_key", function(r)
     r:_run_stateful(op.state, op, n, { kind = "discard" }, "update_state_by_key")
     return rdd_mod.state_source(ctx, op.state, n)
@@ -229,6 +230,7 @@ function Stream:map_with_state(spec)
   local n = spec.partitions or ctx.partitions
   local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state", 2),
     state = ctx:_new_state("map_with_state", n), timeout_ms = timeout }
+  op.keys_acc = ctx:_state_keys_counter(op.state)
   local out = self:_derive("map_with_state", function(r)
     if initial then
       initial:_run_stateful(op.state, { kind = "load_state", state = op.state }, n,
