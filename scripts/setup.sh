@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libluajit-5.1-dev luajit libuv1-dev
-  librdkafka-dev libedit-dev lua-busted lua-cjson luarocks kcat netcat-openbsd tmux
+  librdkafka-dev libedit-dev lua-busted lua-cjson luarocks kcat netcat-openbsd tmux strace
   libhttp-parser-dev curl prometheus chromium) # the last three for spec/e2e/ui.sh (promtool, a browser)
 missing=()
 for p in "${packages[@]}"; do
