@@ -42,7 +42,11 @@ function M.write(ctx, time)
     format = M.FORMAT, name = ctx.name, batch_ms = ctx.batch_ms, zero_time = ctx.zero_time,
     time = time, written_at = core.now_ms(), fingerprint = fingerprint(ctx),
     sources = {}, states = {}, driver = {},
+    -- Batches generated but not completed: after a restart their input comes again from the
+    -- sources' positions (or the write-ahead log), so they are re-run, not restored.
+    pending = {},
   }
+  for i, batch in ipairs(ctx.queue) do doc.pending[i] = batch.time end
   for i, input in ipairs(ctx.inputs) do
     if input.position then doc.sources[input.key or ("#" .. i)] = input:position() end
   end
