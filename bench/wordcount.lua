@@ -1,58 +1,78 @@
--- bench/wordcount.lua: word count over a generated corpus as a static dataset, and the same
--- user code in bare LuaJIT (no engine) on the same lines. Prints one table; never fails.
---   dstream bench/wordcount.lua [LINES] [WORKERS...]
-local dstream = require("dstream")
-local core = require("dstream.core")
+-- bench/wordcount.lua: word count over the corpus, as a static dataset (ctx:text_file).
+--   dstream bench/wordcount.lua dstream CORPUS gmatch|words WORKERS
+--   luajit  bench/wordcount.lua bare    CORPUS gmatch|words
+-- The user code (split, pair, add, summary) is the same in both; the result line gives the
+-- lines, words and distinct words (checked against the C baseline by bench/run), the time of
+-- the computation and the CPU time of the process during it. Loading the file is timed apart.
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local lib = require("lib")
+local mode, path, how, workers = arg[1], arg[2], arg[3] or "words", tonumber(arg[4] or 1)
+if mode == "bare" then lib.use_stdlib() end
+local text = require("dstream.text")
 
-local nlines = tonumber(arg[1]) or 500000
-local worker_counts = {}
-for i = 2, #arg do worker_counts[#worker_counts + 1] = tonumber(arg[i]) end
-if #worker_counts == 0 then worker_counts = { 1, 2 } end
-
--- A deterministic Zipf-like corpus: 10 words a line over a 5000-word vocabulary.
-local vocab = {}
-for i = 1, 5000 do vocab[i] = "w" .. i end
-local seed = 12345
-local function rnd()
-  seed = (seed * 1103515245 + 12345) % 2147483648
-  return seed / 2147483648
+-- User code ---------------------------------------------------------------------------------
+local split
+if how == "gmatch" then
+  split = function(line) return line:gmatch("%S+") end
+else
+  split = function(line) return text.words(line) end
 end
-local lines, words = {}, 0
-for i = 1, nlines do
-  local t = {}
-  for j = 1, 10 do t[j] = vocab[math.floor(5000 ^ rnd())] end
-  lines[i] = table.concat(t, " ")
-  words = words + 10
-end
-
-local function split(line) return line:gmatch("%S+") end
+local function pair(w) return w, 1 end
 local function add(a, b) return a + b end
-
-local rows = {}
-local function row(name, secs)
-  rows[#rows + 1] = string.format("%-28s %8.3f s %12.0f words/s", name, secs, words / secs)
-end
-
-do -- bare LuaJIT: the same user code, one VM, no engine
-  local t0 = core.hrtime_ms()
-  local counts = {}
-  for i = 1, #lines do
-    for w in split(lines[i]) do counts[w] = add(counts[w] or 0, 1) end
+-- Per partition: the number of distinct words and the sum of their counts.
+local function summary(iter)
+  local distinct, total = 0, 0
+  for _, c in iter do
+    distinct, total = distinct + 1, total + c
   end
-  row("bare luajit (gmatch)", (core.hrtime_ms() - t0) / 1000)
+  return { { distinct, total } }
 end
+-----------------------------------------------------------------------------------------------
 
-for _, w in ipairs(worker_counts) do
-  local ctx = dstream.context { workers = w, partitions = w * 2, clock = "manual" }
-  local data = ctx:parallelize(lines)
-  data:count() -- warm the workers up
-  local t0 = core.hrtime_ms()
-  local out = data:flat_map(split):map(function(x) return x, 1 end):reduce_by_key(add):collect()
-  local secs = (core.hrtime_ms() - t0) / 1000
-  assert(#out > 0)
-  row(string.format("dstream %d worker(s) (gmatch)", w), secs)
+local lines, distinct, total, secs, cpu, load_secs
+
+if mode == "bare" then
+  local t = lib.now()
+  local p, n = lib.corpus_records(path)
+  load_secs = lib.now() - t
+  local t0, c0 = lib.now(), lib.cpu()
+  local counts, nlines = {}, 0
+  lib.for_lines(p, n, function(line)
+    nlines = nlines + 1
+    for w in split(line) do
+      local k, v = pair(w)
+      local old = counts[k]
+      if old == nil then counts[k] = v else counts[k] = add(old, v) end
+    end
+  end)
+  local k
+  local s = summary(function()
+    local v
+    k, v = next(counts, k)
+    return k, v
+  end)[1]
+  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  lines, distinct, total = nlines, s[1], s[2]
+else
+  local dstream = require("dstream")
+  local ctx = dstream.context { workers = workers, partitions = workers, clock = "manual" }
+  ctx:parallelize({ 1 }):count() -- the workers are up
+  local t = lib.now()
+  local data = ctx:text_file(path)
+  load_secs = lib.now() - t
+  local t0, c0 = lib.now(), lib.cpu()
+  local parts = data:flat_map(split):map(pair):reduce_by_key(add):map_partitions(summary):collect()
+  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  distinct, total = 0, 0
+  for _, s in ipairs(parts) do
+    distinct, total = distinct + s[1], total + s[2]
+  end
+  lines = data:count()
   ctx:stop()
 end
 
-print(string.format("word count, %d lines, %d words", nlines, words))
-for _, r in ipairs(rows) do print(r) end
+lib.result {
+  { "workload", "wordcount" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "variant", how }, { "records", lines }, { "words", total }, { "distinct", distinct },
+  { "secs", secs }, { "cpu", cpu }, { "load_secs", load_secs },
+}

@@ -13,12 +13,12 @@
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   ds_vm *vm = ud;
   if (nsize == 0) {
-    free(ptr);
+    vm->base_alloc(vm->base_ud, ptr, osize, 0);
     vm->used -= osize;
     return NULL;
   }
   if (vm->limit && nsize > osize && vm->used + (nsize - osize) > vm->limit) return NULL;
-  void *p = realloc(ptr, nsize);
+  void *p = vm->base_alloc(vm->base_ud, ptr, osize, nsize);
   if (!p) return NULL;
   vm->used = vm->used - osize + nsize;
   if (vm->used > vm->peak) vm->peak = vm->used;
@@ -34,8 +34,14 @@ static int vm_panic(lua_State *L) {
 int ds_vm_open(ds_vm *vm, size_t limit) {
   memset(vm, 0, sizeof *vm);
   vm->limit = limit;
-  vm->L = lua_newstate(vm_alloc, vm);
+  /* LuaJIT's own allocator (one arena per state, no locks) behind the counting wrapper: worker
+   * loops allocate a string per record, and it is faster than malloc there (docs/performance.md). */
+  vm->L = luaL_newstate();
   if (!vm->L) return -ENOMEM;
+  vm->base_alloc = lua_getallocf(vm->L, &vm->base_ud);
+  vm->used = (size_t)lua_gc(vm->L, LUA_GCCOUNT, 0) * 1024 + (size_t)lua_gc(vm->L, LUA_GCCOUNTB, 0);
+  vm->peak = vm->used;
+  lua_setallocf(vm->L, vm_alloc, vm);
   lua_atpanic(vm->L, vm_panic);
   luaL_openlibs(vm->L);
 
@@ -69,6 +75,9 @@ void ds_vm_set_paths(ds_vm *vm, const char *path, const char *cpath) {
 }
 
 void ds_vm_close(ds_vm *vm) {
-  if (vm->L) lua_close(vm->L);
+  if (vm->L) {
+    lua_setallocf(vm->L, vm->base_alloc, vm->base_ud); /* close frees the arena as a whole */
+    lua_close(vm->L);
+  }
   vm->L = NULL;
 }

@@ -15,6 +15,8 @@ typedef struct ds_vm {
   size_t used;  /* bytes currently allocated by this state */
   size_t limit; /* 0: no limit */
   size_t peak;
+  lua_Alloc base_alloc; /* LuaJIT's allocator, which the state's counting allocator calls */
+  void *base_ud;
 } ds_vm;
 
 /* Creates a state (limit 0 = unlimited) with libraries and paths set up. 0 or -ENOMEM. */

@@ -406,6 +406,7 @@ local function lines_slices(text, nparts, path)
   pos = 1
   for p = 0, nparts - 1 do
     local lo, hi = math.floor(count * p / nparts) + 1, math.floor(count * (p + 1) / nparts)
+    local slices, in_buf = {}, 0
     buf:reset()
     for i = lo, hi do
       local e = find(text, "\n", pos, true) or n + 1
@@ -419,9 +420,17 @@ local function lines_slices(text, nparts, path)
       ffi.copy(dst + 4, base + (pos - 1), len)
       buf:commit(4 + len)
       pos = e + 1
+      in_buf = in_buf + 1
+      -- Slices of up to 4 MiB: a big file is not held three times over while it is cut.
+      if #buf >= 4194304 or i == hi then
+        slices[#slices + 1] = core.slice_from_string(buf:tostring(), in_buf, false, "lines")
+        buf:reset()
+        in_buf = 0
+      end
     end
-    parts[p + 1] = hi >= lo and { core.slice_from_string(buf:tostring(), hi - lo + 1, false, "lines") } or {}
+    parts[p + 1] = slices
   end
+  buf:free()
   return parts
 end
 

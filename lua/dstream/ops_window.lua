@@ -11,6 +11,7 @@ return function(W)
   local operators = W.operators
   local shipped, current, store_of = W.shipped, W.current, W.store_of
   local pairs, ceil = pairs, math.ceil
+  local table_new = require("table.new")
 
   -- Folds `src` into a copy-on-write view: returns a new table with dst's keys combined.
   local function merged(dst, src, f)
@@ -40,11 +41,11 @@ return function(W)
       local pane_end = zero + ceil((time - zero) / pane) * pane
       local new_pane = merged(panes[pane_end] or {}, batch, f)
       local commit = { [pane_end] = new_pane }
-      local running
+      local running, running_n
       if spec.emit then
         if inverse then
           -- running(T) = running(last) + panes in (last, T] - panes in (last - len, T - len]
-          running = {}
+          running = table_new(0, store.running_n or 0) -- sized: no rehash while copying
           for k, v in pairs(store.running or {}) do running[k] = v end
           local last = store.last_emit
           for e, p in pairs(panes) do
@@ -83,19 +84,22 @@ return function(W)
             if old == nil then running[k] = v else running[k] = f(old, v) end
           end
         end
+        local kept = 0
         for k, v in pairs(running) do
           if filter and not filter(k, v) then
             running[k] = nil
           else
+            kept = kept + 1
             nxt(k, v)
           end
         end
+        running_n = kept
       end
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         panes[pane_end] = new_pane
         if spec.emit then
-          if inverse then store.running = running end
+          if inverse then store.running, store.running_n = running, running_n end
           store.last_emit = time
           -- Panes at or before time - len have left every future window (and, with an
           -- inverse, have been subtracted); without one, the next window starts later still.

@@ -1,0 +1,42 @@
+-- bench/grep.lua: grep over the corpus as a static dataset: the lines containing a string.
+--   dstream bench/grep.lua dstream CORPUS NEEDLE WORKERS
+--   luajit  bench/grep.lua bare    CORPUS NEEDLE
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local lib = require("lib")
+local mode, path, needle, workers = arg[1], arg[2], arg[3] or "zyx", tonumber(arg[4] or 1)
+
+-- User code ---------------------------------------------------------------------------------
+local function matches(line) return line:find(needle, 1, true) ~= nil end
+-----------------------------------------------------------------------------------------------
+
+local lines, matched, secs, cpu, load_secs
+if mode == "bare" then
+  local t = lib.now()
+  local p, n = lib.corpus_records(path)
+  load_secs = lib.now() - t
+  local t0, c0 = lib.now(), lib.cpu()
+  local nlines, count = 0, 0
+  lib.for_lines(p, n, function(line)
+    nlines = nlines + 1
+    if matches(line) then count = count + 1 end
+  end)
+  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  lines, matched = nlines, count
+else
+  local dstream = require("dstream")
+  local ctx = dstream.context { workers = workers, partitions = workers, clock = "manual" }
+  ctx:parallelize({ 1 }):count() -- the workers are up
+  local t = lib.now()
+  local data = ctx:text_file(path)
+  load_secs = lib.now() - t
+  local t0, c0 = lib.now(), lib.cpu()
+  matched = data:filter(matches):count()
+  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  lines = data:count()
+  ctx:stop()
+end
+
+lib.result {
+  { "workload", "grep" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "records", lines }, { "matched", matched }, { "secs", secs }, { "cpu", cpu }, { "load_secs", load_secs },
+}

@@ -1,0 +1,127 @@
+-- bench/lib.lua: the harness shared by the workload scripts (bench/*.lua): clocks, CPU time,
+-- the corpus in C memory for bare LuaJIT, and the `result` lines that bench/run reads.
+-- Harness only: the user code a workload measures is in the workload script itself, and the
+-- functions here never travel to dstream's workers.
+--
+-- A workload script runs two ways with the same user code:
+--   dstream bench/X.lua dstream ARGS...   on dstream's workers
+--   luajit  bench/X.lua bare ARGS...      "bare LuaJIT": one VM, no engine
+local ffi = require("ffi")
+
+ffi.cdef [[
+typedef struct { long sec, usec; } bench_timeval_t;
+typedef struct { bench_timeval_t utime, stime; long rest[14]; } bench_rusage_t;
+typedef struct { long sec, nsec; } bench_timespec_t;
+int getrusage(int who, bench_rusage_t *ru);
+int clock_gettime(int clock, bench_timespec_t *ts);
+void *malloc(size_t n);
+]]
+local C = ffi.C
+
+local M = {}
+
+local ts, ru = ffi.new("bench_timespec_t"), ffi.new("bench_rusage_t")
+
+-- Monotonic seconds.
+function M.now()
+  C.clock_gettime(1, ts)
+  return tonumber(ts.sec) + tonumber(ts.nsec) / 1e9
+end
+
+-- Wall clock in microseconds (CLOCK_REALTIME, as bench/gen stamps lines).
+function M.wall_us()
+  C.clock_gettime(0, ts)
+  return tonumber(ts.sec) * 1e6 + tonumber(ts.nsec) / 1e3
+end
+
+-- CPU seconds of the whole process: every thread (dstream's workers included).
+function M.cpu()
+  C.getrusage(0, ru)
+  return tonumber(ru.utime.sec) + tonumber(ru.utime.usec) / 1e6
+    + tonumber(ru.stime.sec) + tonumber(ru.stime.usec) / 1e6
+end
+
+-- Prints "result k=v ..." (keys in the given order: a list of {key, value}).
+function M.result(fields)
+  local out = { "result" }
+  for _, kv in ipairs(fields) do
+    local v = kv[2]
+    if type(v) == "number" and v ~= math.floor(v) then v = string.format("%.6g", v) end
+    out[#out + 1] = kv[1] .. "=" .. tostring(v)
+  end
+  print(table.concat(out, " "))
+  io.stdout:flush()
+end
+
+-- The lines of the file as a Lua array of strings.
+function M.lines(path)
+  local out = {}
+  for line in io.lines(path) do out[#out + 1] = line end
+  return out
+end
+
+-- The lines of the file in C memory, each as a uint32 length and its bytes: the layout of
+-- dstream's DS_FMT_LINES blocks. Returns the buffer and its size in bytes.
+function M.corpus_records(path)
+  local text = M.corpus_text(path)
+  local n = #text
+  -- malloc: outside the Lua heap, as dstream's blocks are, so the GC paces itself the same.
+  local cap = n + 4 * math.floor(n / 16 + 16)
+  local buf = ffi.cast("uint8_t *", C.malloc(cap)) -- never freed: lives for the whole run
+  local off, pos = 0, 1
+  while pos <= n do
+    local e = text:find("\n", pos, true) or n + 1
+    local len = e - pos
+    if off + 4 + len > cap then
+      cap = cap * 2
+      local bigger = ffi.cast("uint8_t *", C.malloc(cap))
+      ffi.copy(bigger, buf, off)
+      buf = bigger
+    end
+    ffi.cast("uint32_t *", buf + off)[0] = len
+    ffi.copy(buf + off + 4, ffi.cast("const char *", text) + pos - 1, len)
+    off = off + 4 + len
+    pos = e + 1
+  end
+  text = nil
+  collectgarbage()
+  collectgarbage()
+  return buf, off
+end
+
+function M.corpus_text(path)
+  local fh = assert(io.open(path, "rb"))
+  local s = fh:read("*a")
+  fh:close()
+  return s
+end
+
+-- Calls fn(line) for every record of a buffer from corpus_records, making each a new Lua
+-- string, as dstream's reader does. This is the bare-LuaJIT loop: the work per record minus
+-- the engine.
+local u32p = ffi.typeof("const uint32_t *")
+function M.for_lines(p, n, fn)
+  local off = 0
+  while off < n do
+    local len = ffi.cast(u32p, p + off)[0]
+    fn(ffi.string(p + off + 4, len))
+    off = off + 4 + len
+  end
+end
+
+-- Peak resident set size of this process so far, in KiB (from /proc: VmHWM).
+function M.peak_rss_kb()
+  local fh = io.open("/proc/self/status", "r")
+  if not fh then return 0 end
+  local s = fh:read("*a")
+  fh:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)")) or 0
+end
+
+-- Adds the repository's lua/ and stdlib/ to package.path (bare LuaJIT finds dstream.text).
+function M.use_stdlib()
+  local root = (arg and arg[0] or "bench/x.lua"):match("^(.*)/bench/[^/]*$") or "."
+  package.path = root .. "/stdlib/?.lua;" .. package.path
+end
+
+return M

@@ -1,0 +1,286 @@
+-- bench/report.lua: prints bench/run's table from its raw results (bench/out/results.txt):
+-- one row per workload and implementation (the best of its runs), the ratios to the baselines
+-- measured in the same run, the targets of issue 9, and (with --traces) the trace check.
+--   luajit bench/report.lua bench/out/results.txt
+local path = arg[1] or "bench/out/results.txt"
+
+local function parse(line)
+  local kind, rest = line:match("^(%w+)%s+(.*)$")
+  if not kind then return nil end
+  local t = { kind = kind }
+  local i = 1
+  while i <= #rest do
+    local k, v, j = rest:match('^([%w_]+)="([^"]*)"()', i)
+    if not k then k, v, j = rest:match("^([%w_]+)=(%S*)()", i) end
+    if not k then
+      j = (rest:find("%s", i) or #rest) + 1
+    else
+      t[k] = tonumber(v) or v
+    end
+    i = j
+    while rest:sub(i, i) == " " do i = i + 1 end
+  end
+  return t
+end
+
+local machine, groups, failed, traces_file = {}, {}, {}, nil
+for line in io.lines(path) do
+  local t = parse(line)
+  if t and t.kind == "machine" then
+    for k, v in pairs(t) do if k ~= "kind" then machine[k] = v end end
+  elseif t and t.kind == "result" then
+    local key = table.concat({ t.workload, t.impl, t.variant or "", t.batch or "" }, "|")
+    local g = groups[key]
+    if not g then
+      groups[key] = t
+      t.runs = 1
+    else
+      g.runs = g.runs + 1
+      g.rss_kb = math.max(g.rss_kb or 0, t.rss_kb or 0)
+      if t.secs < g.secs then -- keep the best run's figures, the worst run's memory
+        local rss, runs = g.rss_kb, g.runs
+        for k in pairs(g) do g[k] = nil end
+        for k, v in pairs(t) do g[k] = v end
+        g.rss_kb, g.runs = rss, runs
+      end
+    end
+  elseif t and t.kind == "failed" then
+    failed[#failed + 1] = t.label
+  elseif t and t.kind == "traces" then
+    traces_file = t.file
+  end
+end
+
+local function get(workload, impl, variant, batch)
+  return groups[table.concat({ workload, impl, variant or "", batch or "" }, "|")]
+end
+
+local function rate(r) return r and r.records / r.secs end
+
+local function si(x)
+  if not x then return "-" end
+  if x >= 1e6 then return string.format("%.2f M", x / 1e6) end
+  if x >= 1e3 then return string.format("%.1f K", x / 1e3) end
+  return string.format("%.0f", x)
+end
+
+local function ratio(base, r) -- how many times the baseline's time this row takes
+  if not base or not r then return "-" end
+  return string.format("%.2fx", rate(base) / rate(r))
+end
+
+local SPARK_PER_CORE = 62500
+
+local fmt = "%-34s %-16s %10s %10s %10s %8s %8s %8s %7s %7s"
+local function header()
+  print(string.format(fmt, "workload", "run on", "records/s", "words/s", "per core", "p50 ms",
+    "p99 ms", "RSS MB", "vs C", "vs LJ"))
+  print(string.rep("-", 130))
+end
+
+local function row(label, r, c_base, lj_base, opts)
+  opts = opts or {}
+  if not r then
+    print(string.format(fmt, label, opts.impl or "?", "(no result)", "", "", "", "", "", "", ""))
+    return
+  end
+  local words = r.words and r.words / r.secs or nil
+  local per_core = opts.per_core or (r.cpu and r.cpu > 0 and r.records / r.cpu or nil)
+  print(string.format(fmt, label, opts.impl_name or r.impl,
+    si(opts.rate or rate(r)), si(words), si(per_core),
+    r.p50_ms and string.format("%.1f", r.p50_ms) or "-",
+    r.p99_ms and string.format("%.1f", r.p99_ms) or "-",
+    r.rss_kb and string.format("%.0f", r.rss_kb / 1024) or "-",
+    c_base and ratio(c_base, r) or "-", lj_base and ratio(lj_base, r) or "-"))
+end
+
+local checks = {}
+local function check(what, a, b, field)
+  if a and b and a[field] ~= b[field] then
+    checks[#checks + 1] = string.format("MISMATCH %s: %s %s=%s, %s %s=%s", what, a.impl,
+      field, tostring(a[field]), b.impl, field, tostring(b[field]))
+  end
+end
+
+print(string.format("dstream benchmarks: %s cores (%s), %s, %s", machine.cores or "?",
+  machine.cpu or "?", machine.luajit or "?", machine.dstream or "?"))
+print(string.format("corpus: %s words in %s lines of ~100 bytes (Zipf, 200,000-word vocabulary); load average %s before, %s after",
+  machine.words or "?", machine.lines or "?", machine.load_before or "?", machine.load_after or "?"))
+print("records/s and words/s: the best of the runs; per core: records per CPU-second of the process;")
+print("vs C / vs LJ: the row's time over the C baseline's / bare LuaJIT's (same user code), 1 core each")
+print()
+header()
+
+-- Word count, static
+local c_wc = get("wordcount", "c")
+row("word count, static", c_wc, nil, nil, { impl_name = "C baseline" })
+for _, v in ipairs({ "gmatch", "words" }) do
+  local lj = get("wordcount", "luajit", v)
+  local label = "word count, static (" .. (v == "words" and "text.words" or "gmatch") .. ")"
+  row(label, lj, c_wc, nil, { impl_name = "bare LuaJIT" })
+  for _, w in ipairs({ 1, 2 }) do
+    local r = get("wordcount", "dstream-" .. w .. "w", v)
+    row(label, r, c_wc, lj, { impl_name = "dstream " .. w .. " wkr" })
+    check("word count", c_wc, r, "distinct")
+    check("word count", c_wc, r, "words")
+  end
+  check("word count", c_wc, lj, "distinct")
+end
+for _, w in ipairs({ 1, 2 }) do
+  local r = get("socket_wordcount", "dstream-" .. w .. "w")
+  row("word count, socket (text.words)", r, c_wc, get("wordcount", "luajit", "words"),
+    { impl_name = "dstream " .. w .. " wkr" })
+  check("socket word count", c_wc, r, "words")
+end
+print()
+
+-- Grep
+local c_grep, lj_grep = get("grep", "c"), get("grep", "luajit")
+row("grep (lines containing \"zyx\")", c_grep, nil, nil, { impl_name = "C baseline" })
+row("grep (lines containing \"zyx\")", lj_grep, c_grep, nil, { impl_name = "bare LuaJIT" })
+for _, w in ipairs({ 1, 2 }) do
+  local r = get("grep", "dstream-" .. w .. "w")
+  row("grep (lines containing \"zyx\")", r, c_grep, lj_grep, { impl_name = "dstream " .. w .. " wkr" })
+  check("grep", c_grep, r, "matched")
+end
+print()
+
+-- Windows, top-K, state
+local sections = {
+  { "window", "windowed word count (30 s / 1 s)", "checksum" },
+  { "topk", "top-10 words per batch", "checksum" },
+  { "state", "running counts (update_state_by_key)", "sum" },
+}
+for _, s in ipairs(sections) do
+  local c, lj = get(s[1], "c"), get(s[1], "luajit")
+  local label = s[2]
+  if s[1] == "state" and machine.keys then
+    label = string.format("running counts, %s keys", (si(machine.keys):gsub("%.0 ", ""):gsub(" ", "")))
+  end
+  row(label, c, nil, nil, { impl_name = "C baseline" })
+  row(label, lj, c, nil, { impl_name = "bare LuaJIT" })
+  check(s[2], c, lj, s[3])
+  for _, w in ipairs({ 1, 2 }) do
+    local r = get(s[1], "dstream-" .. w .. "w")
+    row(label, r, c, lj, { impl_name = "dstream " .. w .. " wkr" })
+    check(s[2], c, r, s[3])
+  end
+  if s[1] == "window" then
+    print(string.format(fmt, "  reference: Spark Streaming sliding", "published", "-", "-",
+      si(SPARK_PER_CORE), "-", "-", "-", "-", "-"))
+    print("    word count, 100-byte records, 1-2 s latency (Zaharia et al., SOSP 2013)")
+  end
+end
+print()
+
+-- Latency
+for _, b in ipairs({ "10ms", "100ms", "1s" }) do
+  local r = get("latency", "dstream-2w", nil, b)
+  if r then r.records_shown = r.records end
+  row("latency, " .. b .. " batches, socket", r, nil, nil,
+    { impl_name = "dstream 2 wkr", rate = r and r.rate })
+end
+
+-- Memory of keyed state
+print()
+for _, impl in ipairs({ "c", "luajit", "dstream-1w", "dstream-2w" }) do
+  local r = get("state", impl)
+  if r and r.bytes_per_key then
+    print(string.format("state memory, %-12s %7.1f bytes per key (%5.1f of them the key's own), %6.1f beyond the key",
+      impl == "c" and "C baseline" or impl == "luajit" and "bare LuaJIT" or impl .. ":", r.bytes_per_key,
+      r.key_bytes or 0, r.bytes_per_key - (r.key_bytes or 0)))
+  end
+end
+
+-- Targets
+print()
+print("targets (issue 9)                                                   measured     target")
+local function target(name, value, fmt_v, goal, ok)
+  print(string.format("  %-64s %-12s %-10s %s", name, value and string.format(fmt_v, value) or "-", goal,
+    value == nil and "(not measured)" or (ok(value) and "met" or "MISSED")))
+end
+local lj_gm, d1_gm = get("wordcount", "luajit", "gmatch"), get("wordcount", "dstream-1w", "gmatch")
+target("engine overhead: word count (gmatch), 1 worker / bare LuaJIT",
+  lj_gm and d1_gm and rate(lj_gm) / rate(d1_gm), "%.2fx", "<= 1.25x", function(v) return v <= 1.25 end)
+local d1_w, d2_w = get("wordcount", "dstream-1w", "words"), get("wordcount", "dstream-2w", "words")
+target("word count (text.words), 1 worker / C baseline",
+  c_wc and d1_w and rate(c_wc) / rate(d1_w), "%.2fx", "<= 2x", function(v) return v <= 2 end)
+target("word count (text.words), 2 workers' speed over 1 worker's",
+  d1_w and d2_w and rate(d2_w) / rate(d1_w), "%.2fx", ">= 1.6x", function(v) return v >= 1.6 end)
+local lat = get("latency", "dstream-2w", nil, "10ms")
+target(string.format("p99 latency, 10 ms batches at %s records/s", lat and si(lat.rate) or "1 M"),
+  lat and lat.p99_ms, "%.1f ms", "<= 50 ms", function(v) return v <= 50 and lat.rate >= 0.95e6 end)
+local st = get("state", "dstream-1w")
+target("update_state_by_key bytes per key beyond the key's own (1 worker)",
+  st and st.bytes_per_key and st.bytes_per_key - st.key_bytes, "%.1f B", "<= 100 B",
+  function(v) return v <= 100 end)
+local win = get("window", "dstream-2w")
+target("windowed word count per core / Spark Streaming's 62.5 K",
+  win and win.cpu and (win.records / win.cpu) / SPARK_PER_CORE, "%.1fx", "(reference)", function() return true end)
+
+for _, c in ipairs(checks) do print(c) end
+for _, f in ipairs(failed) do print("FAILED: " .. f .. " (see bench/out/log.txt)") end
+
+-- Traces: the per-record loops must compile; every aborted trace that starts in dstream's
+-- worker or the user code is listed, marked "compiled later" when a trace from the same start
+-- (a root at the same line, or a side trace of the same exit) was compiled after it; an abort
+-- never followed by one fell back to the interpreter there (repeated, LuaJIT blacklists it).
+if traces_file then
+  print()
+  print("traces (-jv, 1 worker), in dstream/worker.lua and the user code (wordcount.lua, grep.lua, dstream/text.lua):")
+  local ours = { "worker%.lua", "wordcount%.lua", "grep%.lua", "text%.lua" }
+  local function is_ours(loc)
+    for _, p in ipairs(ours) do if loc:match("^" .. p .. ":") then return true end end
+  end
+  local sections, order = {}, {}
+  local section
+  for line in io.lines(traces_file) do
+    local name = line:match("^== (.*)")
+    if name then
+      section = { name = name, events = {} }
+      sections[name] = section
+      order[#order + 1] = name
+    elseif section then
+      local body = line:match("^%[TRACE (.*)%]$")
+      if body then
+        local aborted = body:match("^%-%-%- ")
+        local rest = aborted and body:sub(5) or body:match("^%s*%d+ (.*)$")
+        if rest then
+          local parent = rest:match("^(%(%d+/%w+%)) ")
+          local loc = (parent and rest:sub(#parent + 2) or rest):match("^([%w_%.]+:%d+)")
+          if loc then
+            local ev = { start = (parent and (parent .. " ") or "") .. loc, loc = loc, aborted = aborted ~= nil,
+              reason = aborted and rest:match(" %-%- (.*)$") or nil, kind = not aborted and rest:match(" (%a+)$") }
+            section.events[#section.events + 1] = ev
+          end
+        end
+      end
+    end
+  end
+  local problems = 0
+  for _, name in ipairs(order) do
+    local evs = sections[name].events
+    local loops, aborts = {}, {}
+    for i, ev in ipairs(evs) do
+      if is_ours(ev.loc) then
+        if not ev.aborted and ev.kind == "loop" and not ev.start:match("^%(") then loops[#loops + 1] = ev.loc end
+        if ev.aborted then
+          local later = false
+          for j = i + 1, #evs do
+            local e = evs[j]
+            if not e.aborted and (e.start == ev.start or (not ev.start:match("^%(") and e.loc == ev.loc)) then later = true end
+          end
+          local key = ev.start .. " -- " .. ev.reason .. (later and "  [compiled later]" or "  [not retried]")
+          aborts[key] = (aborts[key] or 0) + 1
+          if not later then problems = problems + 1 end
+        end
+      end
+    end
+    print(string.format("  %-16s loops compiled: %s", name, #loops > 0 and table.concat(loops, ", ") or "(none)"))
+    local keys = {}
+    for k in pairs(aborts) do keys[#keys + 1] = k end
+    table.sort(keys)
+    for _, k in ipairs(keys) do print(string.format("  %-16s   %dx aborted %s", "", aborts[k], k)) end
+  end
+  print(string.format("  %d aborted trace(s) in these files never compiled afterwards (full log: %s)", problems, traces_file))
+end

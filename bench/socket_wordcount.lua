@@ -1,0 +1,46 @@
+-- bench/socket_wordcount.lua: word count of a text stream from a local TCP socket. bench/gen
+-- serves the corpus on 127.0.0.1:PORT as fast as it is read; socket_text_stream reads it
+-- into 250 ms batches; each batch's words are counted (reduce_by_key) and summed on the
+-- driver. The time runs from ctx:start() until the batch holding the last line is done.
+--   dstream bench/socket_wordcount.lua PORT LINES WORKERS
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local lib = require("lib")
+local dstream = require("dstream")
+local text = require("dstream.text")
+local port, expected, workers = tonumber(arg[1]), tonumber(arg[2]), tonumber(arg[3] or 2)
+
+-- User code (as bench/wordcount.lua) --------------------------------------------------------
+local function split(line) return text.words(line) end
+local function pair(w) return w, 1 end
+local function add(a, b) return a + b end
+local function summary(iter)
+  local distinct, total = 0, 0
+  for _, c in iter do distinct, total = distinct + 1, total + c end
+  return { { distinct, total } }
+end
+-----------------------------------------------------------------------------------------------
+
+local ctx = dstream.context { batch = "250ms", workers = workers, partitions = workers }
+local words, lines, t0, c0, t_end, c_end, batches = 0, 0, nil, nil, nil, nil, 0
+ctx:socket_text_stream("127.0.0.1", port)
+  :flat_map(split):map(pair):reduce_by_key(add)
+  :foreach_rdd(function(rdd)
+    for _, s in ipairs(rdd:map_partitions(summary):collect()) do words = words + s[2] end
+  end)
+ctx:on_batch_completed(function(info)
+  lines, batches = lines + (info.records or 0), batches + 1
+  if lines >= expected and not t_end then
+    t_end, c_end = lib.now(), lib.cpu()
+    ctx:stop()
+  end
+end)
+t0, c0 = lib.now(), lib.cpu()
+ctx:start()
+ctx:await_termination(300)
+if not t_end then error("timed out: " .. lines .. " of " .. expected .. " lines received") end
+
+lib.result {
+  { "workload", "socket_wordcount" }, { "impl", "dstream-" .. workers .. "w" },
+  { "records", lines }, { "words", words }, { "batches", batches },
+  { "secs", t_end - t0 }, { "cpu", c_end - c0 },
+}

@@ -1,0 +1,89 @@
+-- bench/window.lua: windowed word count: counts over the last 30 s, every second (1 s batches),
+-- incrementally from panes with an inverse function, as Spark's sliding word count. The
+-- corpus is cut into BATCHES batches of consecutive lines, run on the manual clock as fast as
+-- they go; every window's distinct words are counted on the driver.
+--   dstream bench/window.lua dstream CORPUS BATCHES WORKERS
+--   luajit  bench/window.lua bare    CORPUS BATCHES
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
+local lib = require("lib")
+local mode, path, nbatches, workers = arg[1], arg[2], tonumber(arg[3] or 60), tonumber(arg[4] or 1)
+if mode == "bare" then lib.use_stdlib() end
+local text = require("dstream.text")
+local WINDOW = 30 -- batches
+
+-- User code ---------------------------------------------------------------------------------
+local function split(line) return text.words(line) end
+local function pair(w) return w, 1 end
+local function add(a, b) return a + b end
+local function sub(a, b) return a - b end
+local function positive(_, n) return n > 0 end
+-----------------------------------------------------------------------------------------------
+
+local lines, secs, cpu, checksum = 0, nil, nil, 0
+
+if mode == "bare" then
+  local p, n = lib.corpus_records(path)
+  local total = 0
+  lib.for_lines(p, n, function() total = total + 1 end)
+  local per_batch = math.ceil(total / nbatches)
+  local t0, c0 = lib.now(), lib.cpu()
+  local panes, running, pane, b, in_batch = {}, {}, {}, 1, 0
+  local function close_batch()
+    panes[b] = pane
+    for k, v in pairs(pane) do
+      local old = running[k]
+      if old == nil then running[k] = v else running[k] = add(old, v) end
+    end
+    local expired = panes[b - WINDOW]
+    if expired then
+      for k, v in pairs(expired) do running[k] = sub(running[k], v) end
+      panes[b - WINDOW] = nil
+    end
+    local distinct = 0
+    for k, v in pairs(running) do
+      if positive(k, v) then distinct = distinct + 1 else running[k] = nil end
+    end
+    checksum = checksum + distinct
+    pane, b, in_batch = {}, b + 1, 0
+  end
+  lib.for_lines(p, n, function(line)
+    lines = lines + 1
+    for w in split(line) do
+      local k, v = pair(w)
+      local old = pane[k]
+      if old == nil then pane[k] = v else pane[k] = add(old, v) end
+    end
+    in_batch = in_batch + 1
+    if in_batch == per_batch then close_batch() end
+  end)
+  if in_batch > 0 then close_batch() end
+  while b <= nbatches do close_batch() end
+  secs, cpu = lib.now() - t0, lib.cpu() - c0
+else
+  local dstream = require("dstream")
+  local all = lib.lines(path)
+  local per_batch = math.ceil(#all / nbatches)
+  local batches = {}
+  for i = 1, nbatches do
+    local batch = {}
+    for j = (i - 1) * per_batch + 1, math.min(#all, i * per_batch) do batch[#batch + 1] = all[j] end
+    batches[i] = batch
+  end
+  lines, all = #all, nil
+  collectgarbage()
+  local ctx = dstream.context { batch = "1s", workers = workers, partitions = workers, clock = "manual" }
+  ctx:queue_stream(batches)
+    :flat_map(split):map(pair)
+    :reduce_by_key_and_window(add, WINDOW .. "s", "1s", { inverse = sub, filter = positive })
+    :foreach_rdd(function(rdd) checksum = checksum + rdd:count() end)
+  ctx:start()
+  local t0, c0 = lib.now(), lib.cpu()
+  ctx:advance(nbatches)
+  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  ctx:stop()
+end
+
+lib.result {
+  { "workload", "window" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "records", lines }, { "batches", nbatches }, { "checksum", checksum }, { "secs", secs }, { "cpu", cpu },
+}
