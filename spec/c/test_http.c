@@ -7,23 +7,7 @@
 
 #include "ds_http.h"
 
-#define CHECK(expr)                                                            \
-  do {                                                                         \
-    if (!(expr)) {                                                             \
-      fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #expr); \
-      abort();                                                                 \
-    }                                                                          \
-  } while (0)
-
-#define CHECK_INT(a, op, b)                                                          \
-  do {                                                                               \
-    long long a_ = (long long)(a), b_ = (long long)(b);                              \
-    if (!(a_ op b_)) {                                                               \
-      fprintf(stderr, "%s:%d: CHECK_INT(%s %s %s) failed: %lld %s %lld\n", __FILE__, \
-              __LINE__, #a, #op, #b, a_, #op, b_);                                   \
-      abort();                                                                       \
-    }                                                                                \
-  } while (0)
+#include "check.h"
 
 #define CHECK_HAS(hay, needle)                                                            \
   do {                                                                                    \
