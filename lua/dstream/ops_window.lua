@@ -13,15 +13,20 @@ return function(W)
   local pairs, ceil = pairs, math.ceil
   local table_new = require("table.new")
 
-  -- Folds `src` into a copy-on-write view: returns a new table with dst's keys combined.
+  -- Combines src's values into dst in place with f.
+  local function fold(dst, src, f)
+    for k, v in pairs(src) do
+      local old = dst[k]
+      if old == nil then dst[k] = v else dst[k] = f(old, v) end
+    end
+    return dst
+  end
+
+  -- A new table: dst's entries combined with src's (dst itself is not changed).
   local function merged(dst, src, f)
     local out = {}
     for k, v in pairs(dst) do out[k] = v end
-    for k, v in pairs(src) do
-      local old = out[k]
-      if old == nil then out[k] = v else out[k] = f(old, v) end
-    end
-    return out
+    return fold(out, src, f)
   end
 
   function operators.window_reduce(spec, nxt, fin)
@@ -40,7 +45,6 @@ return function(W)
       local panes = store.panes
       local pane_end = zero + ceil((time - zero) / pane) * pane
       local new_pane = merged(panes[pane_end] or {}, batch, f)
-      local commit = { [pane_end] = new_pane }
       local running, running_n
       if spec.emit then
         if inverse then
@@ -49,18 +53,9 @@ return function(W)
           for k, v in pairs(store.running or {}) do running[k] = v end
           local last = store.last_emit
           for e, p in pairs(panes) do
-            local contents = commit[e] or p
-            if e > last and e <= time and e ~= pane_end then
-              for k, v in pairs(contents) do
-                local old = running[k]
-                if old == nil then running[k] = v else running[k] = f(old, v) end
-              end
-            end
+            if e > last and e <= time and e ~= pane_end then fold(running, p, f) end
           end
-          for k, v in pairs(new_pane) do
-            local old = running[k]
-            if old == nil then running[k] = v else running[k] = f(old, v) end
-          end
+          fold(running, new_pane, f)
           for e, p in pairs(panes) do
             if e > last - len and e <= time - len then
               for k, v in pairs(p) do
@@ -72,17 +67,9 @@ return function(W)
         else
           running = {}
           for e, p in pairs(panes) do
-            if e > time - len and e <= time and e ~= pane_end then
-              for k, v in pairs(p) do
-                local old = running[k]
-                if old == nil then running[k] = v else running[k] = f(old, v) end
-              end
-            end
+            if e > time - len and e <= time and e ~= pane_end then fold(running, p, f) end
           end
-          for k, v in pairs(new_pane) do
-            local old = running[k]
-            if old == nil then running[k] = v else running[k] = f(old, v) end
-          end
+          fold(running, new_pane, f)
         end
         local kept = 0
         for k, v in pairs(running) do
