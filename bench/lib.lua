@@ -54,6 +54,19 @@ function M.result(fields)
 end
 
 -- The lines of the file as a Lua array of strings.
+-- The lines of `path` cut into `n` consecutive batches (for queue_stream), and the line count.
+function M.batches(path, n)
+  local all = M.lines(path)
+  local per_batch = math.ceil(#all / n)
+  local batches = {}
+  for i = 1, n do
+    local batch = {}
+    for j = (i - 1) * per_batch + 1, math.min(#all, i * per_batch) do batch[#batch + 1] = all[j] end
+    batches[i] = batch
+  end
+  return batches, #all
+end
+
 function M.lines(path)
   local out = {}
   for line in io.lines(path) do out[#out + 1] = line end

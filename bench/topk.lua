@@ -79,15 +79,8 @@ if mode == "bare" then
   secs, cpu = lib.now() - t0, lib.cpu() - c0
 else
   local dstream = require("dstream")
-  local all = lib.lines(path)
-  local per_batch = math.ceil(#all / nbatches)
-  local batches = {}
-  for i = 1, nbatches do
-    local batch = {}
-    for j = (i - 1) * per_batch + 1, math.min(#all, i * per_batch) do batch[#batch + 1] = all[j] end
-    batches[i] = batch
-  end
-  lines, all = #all, nil
+  local batches
+  batches, lines = lib.batches(path, nbatches)
   collectgarbage()
   local ctx = dstream.context { batch = "1s", workers = workers, partitions = workers, clock = "manual" }
   ctx:queue_stream(batches)

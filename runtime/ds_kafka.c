@@ -537,22 +537,6 @@ fail:
   return -EINVAL;
 }
 
-static int part_add_slice(ds_part *p, ds_block *b, size_t off, size_t len, uint64_t count) {
-  ds_slice *slices = realloc(p->slices, (size_t)(p->nslices + 1) * sizeof *slices);
-  if (!slices) return -ENOMEM;
-  p->slices = slices;
-  ds_slice *sl = &p->slices[p->nslices++];
-  ds_block_retain(b);
-  sl->block = b;
-  sl->data = b->data + off;
-  sl->len = len;
-  sl->count = count;
-  sl->format = b->format;
-  sl->pairs = b->pairs;
-  p->count += count;
-  return 0;
-}
-
 /* Moves up to `max` unsealed records of kp into part. Caller holds the lock. */
 static int kpart_seal(kpart *kp, uint64_t max, ds_part *part, ds_kafka_range *r, uint64_t *bytes) {
   uint64_t take = kpart_pending(kp);
@@ -572,7 +556,7 @@ static int kpart_seal(kpart *kp, uint64_t max, ds_part *part, ds_kafka_range *r,
     uint64_t before = i == 0 ? kp->head_count : 0;
     uint64_t avail = b->count - before;
     if (avail <= need) {
-      if (part_add_slice(part, b, start, b->len - start, avail)) return -ENOMEM;
+      if (ds_part_add_slice(part, b, start, b->len - start, avail)) return -ENOMEM;
       *bytes += b->len - start;
       need -= avail;
       consumed++;
@@ -583,7 +567,7 @@ static int kpart_seal(kpart *kp, uint64_t max, ds_part *part, ds_kafka_range *r,
         memcpy(&len, b->data + end, 4);
         end += 4 + (size_t)len;
       }
-      if (part_add_slice(part, b, start, end - start, need)) return -ENOMEM;
+      if (ds_part_add_slice(part, b, start, end - start, need)) return -ENOMEM;
       *bytes += end - start;
       new_head = end; /* the blocks before this one are released below */
       new_head_count = before + need;

@@ -94,7 +94,7 @@ int ds_store_seal(ds_store *s, int nparts, ds_sealed **out) {
   return rc;
 }
 
-static int part_add_slice(ds_part *p, ds_block *b, size_t off, size_t len, uint64_t count) {
+int ds_part_add_slice(ds_part *p, ds_block *b, size_t off, size_t len, uint64_t count) {
   ds_slice *slices = realloc(p->slices, (size_t)(p->nslices + 1) * sizeof *slices);
   if (!slices) return -ENOMEM;
   p->slices = slices;
@@ -134,7 +134,7 @@ int ds_sealed_from_blocks(ds_block **blocks, int nblocks, int nparts, ds_sealed 
     uint64_t in_slice = 0;
     while (off < b->len) {
       while (part < nparts - 1 && seen >= (uint64_t)(part + 1) * n / (uint64_t)nparts) {
-        if (in_slice && part_add_slice(&sb->parts[part], b, start, off - start, in_slice)) goto oom;
+        if (in_slice && ds_part_add_slice(&sb->parts[part], b, start, off - start, in_slice)) goto oom;
         start = off;
         in_slice = 0;
         part++;
@@ -145,7 +145,7 @@ int ds_sealed_from_blocks(ds_block **blocks, int nblocks, int nparts, ds_sealed 
       in_slice++;
       seen++;
     }
-    if (in_slice && part_add_slice(&sb->parts[part], b, start, off - start, in_slice)) goto oom;
+    if (in_slice && ds_part_add_slice(&sb->parts[part], b, start, off - start, in_slice)) goto oom;
   }
   *out = sb;
   return 0;

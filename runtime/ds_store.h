@@ -47,6 +47,10 @@ uint64_t ds_store_total(ds_store *s);
  * Returns 0 and sets *out (free with ds_sealed_free), or -EINVAL / -ENOMEM. */
 int ds_store_seal(ds_store *s, int nparts, ds_sealed **out);
 
+/* Adds a view of `count` records at [off, off + len) of block b to partition p, taking a
+ * reference to b. Returns 0 or -ENOMEM. For sources that cut partitions themselves. */
+int ds_part_add_slice(ds_part *p, ds_block *b, size_t off, size_t len, uint64_t count);
+
 /* Splits the records of `blocks` (DS_FMT_LINES) into `nparts` partitions; used by
  * ds_store_seal and usable on its own. Takes its own references to the blocks. */
 int ds_sealed_from_blocks(ds_block **blocks, int nblocks, int nparts, ds_sealed **out);

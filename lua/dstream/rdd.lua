@@ -111,15 +111,14 @@ end
 function RDD:reduce_by_key(f, nparts)
   util.check_function(f, "reduce_by_key")
   util.check_count(nparts, "reduce_by_key", "the number of partitions", true)
-  local id = self.ctx:_ship(f, "reduce_by_key", 3)
-  return self:_shuffle({ kind = "combine", fn = id, who = "reduce_by_key" },
-    { kind = "merge", fn = id }, nparts or self.ctx.partitions)
+  return self:_reduce_by_key_id(self.ctx:_ship(f, "reduce_by_key", 3), nparts)
 end
 
-local function check_nparts(nparts, who)
-  if nparts ~= nil and (type(nparts) ~= "number" or nparts < 1 or nparts ~= math.floor(nparts)) then
-    error(who .. ": the number of partitions must be a whole number of at least 1, got " .. tostring(nparts), 4)
-  end
+-- The shuffles below take functions already shipped (ids), so that a stream ships its
+-- closures once, when the operator is called, and not again for every batch.
+function RDD:_reduce_by_key_id(id, nparts)
+  return self:_shuffle({ kind = "combine", fn = id, who = "reduce_by_key" },
+    { kind = "merge", fn = id }, nparts or self.ctx.partitions)
 end
 
 -- Records hashed by key into nparts buckets, no combining (the map side of grouping).
@@ -129,7 +128,7 @@ function RDD:_by_key(reduce_op, nparts, who)
 end
 
 function RDD:group_by_key(nparts)
-  check_nparts(nparts, "group_by_key")
+  util.check_count(nparts, "group_by_key", "the number of partitions", true)
   return self:_by_key({ kind = "group" }, nparts, "group_by_key")
 end
 
@@ -139,12 +138,15 @@ function RDD:combine_by_key(create, merge_value, merge_combiners, nparts)
   util.check_function(create, "combine_by_key")
   util.check_function(merge_value, "combine_by_key")
   util.check_function(merge_combiners, "combine_by_key")
-  check_nparts(nparts, "combine_by_key")
+  util.check_count(nparts, "combine_by_key", "the number of partitions", true)
   local ctx = self.ctx
-  local c, mv, mc = ctx:_ship(create, "combine_by_key", 3), ctx:_ship(merge_value, "combine_by_key", 3),
-    ctx:_ship(merge_combiners, "combine_by_key", 3)
-  return self:_shuffle({ kind = "combine", create = c, fn = mv, who = "combine_by_key" },
-    { kind = "merge", fn = mc }, nparts or ctx.partitions)
+  return self:_combine_by_key_ids(ctx:_ship(create, "combine_by_key", 3),
+    ctx:_ship(merge_value, "combine_by_key", 3), ctx:_ship(merge_combiners, "combine_by_key", 3), nparts)
+end
+
+function RDD:_combine_by_key_ids(create, merge_value, merge_combiners, nparts)
+  return self:_shuffle({ kind = "combine", create = create, fn = merge_value, who = "combine_by_key" },
+    { kind = "merge", fn = merge_combiners }, nparts or self.ctx.partitions)
 end
 
 RDD.flat_map_values = fn_op("flat_map_values")
@@ -153,7 +155,7 @@ RDD.flat_map_values = fn_op("flat_map_values")
 local function two_sided(mode)
   return function(self, other, nparts)
     if not M.is_rdd(other) then error(mode .. ": expected a batch (rdd), got " .. type(other), 2) end
-    check_nparts(nparts, mode)
+    util.check_count(nparts, mode, "the number of partitions", true)
     nparts = nparts or self.ctx.partitions
     local left = self:_shuffle({ kind = "partition", by_key = true, who = mode }, nil, nparts)
     local right = other:_shuffle({ kind = "partition", by_key = true, who = mode }, nil, nparts)
@@ -235,7 +237,7 @@ local function count_by(self, first, nparts, who)
 end
 
 function RDD:count_by_value(nparts)
-  check_nparts(nparts, "count_by_value")
+  util.check_count(nparts, "count_by_value", "the number of partitions", true)
   return count_by(self, "value_one", nparts, "count_by_value")
 end
 
@@ -244,10 +246,9 @@ function RDD:_count_rdd()
   return self:_shuffle({ kind = "count" }, { kind = "sum_counts" }, 1)
 end
 
--- The reduction as a one-record batch (for streams): no record for an empty batch.
-function RDD:_reduce_rdd(f)
-  util.check_function(f, "reduce")
-  local id = self.ctx:_ship(f, "reduce", 3)
+-- The reduction by shipped function `id` as a one-record batch (for streams): no record for
+-- an empty batch.
+function RDD:_reduce_id(id)
   return self:_shuffle({ kind = "reduce", fn = id }, { kind = "reduce_partials", fn = id }, 1)
 end
 

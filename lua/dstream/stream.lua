@@ -101,9 +101,7 @@ end
 function Stream:reduce(f)
   util.check_function(f, "reduce")
   local id = self.ctx:_ship(f, "reduce", 3)
-  return self:_derive("reduce", function(r)
-    return r:_shuffle({ kind = "reduce", fn = id }, { kind = "reduce_partials", fn = id }, 1)
-  end)
+  return self:_derive("reduce", function(r) return r:_reduce_id(id) end)
 end
 
 function Stream:count_by_value(nparts)
@@ -115,25 +113,16 @@ function Stream:reduce_by_key(f, nparts)
   util.check_function(f, "reduce_by_key")
   util.check_count(nparts, "reduce_by_key", "the number of partitions", true)
   local id = self.ctx:_ship(f, "reduce_by_key", 3)
-  return self:_derive("reduce_by_key", function(r)
-    return r:_shuffle({ kind = "combine", fn = id, who = "reduce_by_key" },
-      { kind = "merge", fn = id }, nparts or self.ctx.partitions)
-  end)
+  return self:_derive("reduce_by_key", function(r) return r:_reduce_by_key_id(id, nparts) end)
 end
 
 ---------------------------------------------------------------------------------------------
 -- Key/value streams
 
-local function check_nparts(nparts, who)
-  if nparts ~= nil and (type(nparts) ~= "number" or nparts < 1 or nparts ~= math.floor(nparts)) then
-    error(who .. ": the number of partitions must be a whole number of at least 1, got " .. tostring(nparts), 3)
-  end
-end
-
 Stream.flat_map_values = fn_transform("flat_map_values")
 
 function Stream:group_by_key(nparts)
-  check_nparts(nparts, "group_by_key")
+  util.check_count(nparts, "group_by_key", "the number of partitions", true)
   return self:_derive("group_by_key", function(r) return r:group_by_key(nparts) end)
 end
 
@@ -141,14 +130,15 @@ function Stream:combine_by_key(create, merge_value, merge_combiners, nparts)
   util.check_function(create, "combine_by_key")
   util.check_function(merge_value, "combine_by_key")
   util.check_function(merge_combiners, "combine_by_key")
-  check_nparts(nparts, "combine_by_key")
-  return self:_derive("combine_by_key", function(r)
-    return r:combine_by_key(create, merge_value, merge_combiners, nparts)
-  end)
+  util.check_count(nparts, "combine_by_key", "the number of partitions", true)
+  local ctx = self.ctx -- shipped once here, not for every batch
+  local c, mv, mc = ctx:_ship(create, "combine_by_key", 3), ctx:_ship(merge_value, "combine_by_key", 3),
+    ctx:_ship(merge_combiners, "combine_by_key", 3)
+  return self:_derive("combine_by_key", function(r) return r:_combine_by_key_ids(c, mv, mc, nparts) end)
 end
 
 function Stream:count_by_key(nparts)
-  check_nparts(nparts, "count_by_key")
+  util.check_count(nparts, "count_by_key", "the number of partitions", true)
   return self:_derive("count_by_key", function(r) return r:_count_by_key_rdd(nparts) end)
 end
 
@@ -163,7 +153,7 @@ end
 
 local function two_sided(mode)
   return function(self, other, nparts)
-    check_nparts(nparts, mode)
+    util.check_count(nparts, mode, "the number of partitions", true)
     return self:_derive2(other, mode, function(a, b) return a[mode](a, b, nparts) end)
   end
 end
@@ -194,7 +184,7 @@ end
 -- previous state (nil for a new key). The stream's batches are the (key, state) pairs.
 function Stream:update_state_by_key(fn, nparts)
   util.check_function(fn, "update_state_by_key")
-  check_nparts(nparts, "update_state_by_key")
+  util.check_count(nparts, "update_state_by_key", "the number of partitions", true)
   local ctx = self.ctx
   local n = nparts or ctx.partitions
   local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key", 2),
@@ -215,7 +205,7 @@ end
 function Stream:map_with_state(spec)
   util.check_table(spec, "map_with_state", "the spec")
   util.check_function(spec.fn, "map_with_state")
-  check_nparts(spec.partitions, "map_with_state")
+  util.check_count(spec.partitions, "map_with_state", "the number of partitions", true)
   local ctx = self.ctx
   local timeout
   if spec.timeout ~= nil then
