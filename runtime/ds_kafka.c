@@ -95,6 +95,8 @@ struct ds_kafka_source {
   char **topics; /* interned names */
   int ntopics;
   ds_kafka_offset *wanted; /* explicit start positions, used at assignment */
+  int ignore_committed;     /* partitions not in `wanted` start at the start policy */
+  int start_earliest;
   int nwanted;
   char *scratch; /* FULL records are built here */
   size_t scratch_cap;
@@ -113,6 +115,21 @@ static const char *intern(ds_kafka_source *s, const char *topic) {
   s->topics = t;
   if (!(t[s->ntopics] = strdup(topic))) return NULL;
   return t[s->ntopics++];
+}
+
+/* Sets the start position of (topic, partition) for its next assignment; topic is interned.
+ * Returns 0 or -ENOMEM. */
+static int wanted_set(ds_kafka_source *s, const char *topic, int32_t partition, int64_t offset) {
+  for (int w = 0; w < s->nwanted; w++)
+    if (s->wanted[w].partition == partition && s->wanted[w].topic == topic) {
+      s->wanted[w].offset = offset;
+      return 0;
+    }
+  ds_kafka_offset *n = realloc(s->wanted, (size_t)(s->nwanted + 1) * sizeof *n);
+  if (!n) return -ENOMEM;
+  s->wanted = n;
+  n[s->nwanted++] = (ds_kafka_offset){topic, partition, offset};
+  return 0;
 }
 
 static int kpart_cmp(const char *topic, int32_t partition, const kpart *kp) {
@@ -248,6 +265,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         if (s->wanted[w].partition == tp->partition && strcmp(s->wanted[w].topic, tp->topic) == 0)
           start = s->wanted[w].offset;
       if (start >= 0) tp->offset = start;
+      else if (s->ignore_committed)
+        tp->offset = s->start_earliest ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
       if (add_partition(s, tp->topic, tp->partition, start) < 0)
         ds_log(DS_LOG_ERROR, "kafka_stream: out of memory adding %s [%d]", tp->topic,
                (int)tp->partition);
@@ -481,6 +500,8 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   s->pause_records = o->pause_records;
   s->pause_bytes = o->pause_bytes ? o->pause_bytes : PAUSE_BYTES_DEFAULT;
   s->st.connected = 1;
+  s->ignore_committed = o->ignore_committed;
+  s->start_earliest = o->start && strcmp(o->start, "earliest") == 0;
   if (o->npositions > 0) {
     s->wanted = calloc((size_t)o->npositions, sizeof *s->wanted);
     if (!s->wanted) goto oom;
@@ -615,6 +636,10 @@ int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **
   for (int i = 0; i < n && rc == 0; i++) {
     kpart *kp = &s->parts[i];
     rc = kpart_seal(kp, max_per_part, &sb->parts[i], &rs[i], &sb->bytes);
+    /* Not resuming from committed offsets: a partition revoked and assigned again (a
+     * rebalance) goes on after what was sealed here, not from the checkpoint's position. */
+    if (rc == 0 && s->ignore_committed && rs[i].until >= 0)
+      rc = wanted_set(s, kp->topic, kp->partition, rs[i].until);
     sb->count += rs[i].count;
     s->st.pending -= rs[i].count;
     /* Resume a paused partition once it holds less than half of its limits. */

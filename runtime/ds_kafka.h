@@ -80,6 +80,10 @@ typedef struct ds_kafka_source_opts {
   uint64_t pause_bytes;   /* ... or this many bytes (0: 64 MiB) */
   const ds_kafka_offset *positions; /* explicit start positions (a checkpoint), may be NULL */
   int npositions;
+  /* Partitions without an explicit position start where `start` says, not at the group's
+   * committed offset: a job restoring state from a checkpoint must not skip records that
+   * batches after the checkpoint consumed (and committed). */
+  int ignore_committed;
 } ds_kafka_source_opts;
 
 typedef struct ds_kafka_source_stats {

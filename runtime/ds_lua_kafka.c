@@ -132,7 +132,7 @@ static lsource *check_ksource(lua_State *L) {
 }
 
 /* core.kafka_source{ brokers, topics, group, start, conf, layout, pause_records, pause_bytes,
- * positions } */
+ * positions, ignore_committed } */
 static int l_kafka_source(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ds_kafka_source_opts o;
@@ -144,6 +144,9 @@ static int l_kafka_source(lua_State *L) {
   o.layout = layout && strcmp(layout, "full") == 0 ? DS_KAFKA_LAYOUT_FULL : DS_KAFKA_LAYOUT_VALUE;
   o.pause_records = (uint64_t)field_number(L, 1, "pause_records", 0);
   o.pause_bytes = (uint64_t)field_number(L, 1, "pause_bytes", 0);
+  lua_getfield(L, 1, "ignore_committed");
+  o.ignore_committed = lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "topics");
   if (!lua_istable(L, -1)) return luaL_error(L, "option 'topics' must be a list of topic names");
   int tt = lua_gettop(L);

@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
       if (apply_jit(L, a + 1) != 0) return 1;
     } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--worker-memory") == 0 ||
                strcmp(a, "--partitions") == 0 || strcmp(a, "--log-level") == 0 ||
-               strcmp(a, "--ui") == 0) {
+               strcmp(a, "--ui") == 0 || strcmp(a, "--checkpoint") == 0) {
       if (!next) {
         fprintf(stderr, "%s: '%s' needs a value\n", progname, a);
         return 1;

@@ -76,16 +76,24 @@ function M.write(ctx, time)
 end
 
 -- The newest readable checkpoint in dir: doc, generation; nil when there is none.
--- Unreadable files are reported (ds log on stderr) and skipped.
-function M.read_newest(dir)
+-- Unreadable files are reported (ds log on stderr) and skipped, and so are those that
+-- `accept(doc)` (optional) refuses: it returns true, or false and why.
+function M.read_newest(dir, accept)
   local gens, err = core.ckpt_list(dir)
   if not gens then return nil, err end
   for i = #gens, 1, -1 do
     local bytes, gen_or_err = core.ckpt_read(core.ckpt_path(dir, gens[i]))
     if bytes then
       local ok, doc = pcall(buffer.decode, bytes)
-      if ok and type(doc) == "table" and doc.format == M.FORMAT then return doc, gens[i] end
-      io.stderr:write("dstream: checkpoint " .. core.ckpt_path(dir, gens[i]) .. " cannot be decoded; using an older one\n")
+      if ok and type(doc) == "table" and doc.format == M.FORMAT then
+        local usable, why = true, nil
+        if accept then usable, why = accept(doc) end
+        if usable then return doc, gens[i] end
+        io.stderr:write("dstream: checkpoint " .. core.ckpt_path(dir, gens[i]) .. " (batch "
+          .. string.format("%d", doc.time) .. " ms) is skipped: " .. tostring(why) .. "; using an older one\n")
+      else
+        io.stderr:write("dstream: checkpoint " .. core.ckpt_path(dir, gens[i]) .. " cannot be decoded; using an older one\n")
+      end
     else
       io.stderr:write("dstream: " .. gen_or_err .. "; using an older checkpoint\n")
     end

@@ -524,6 +524,20 @@ function Context:_batch_done(time)
   if self.checkpoint_dir and (time - self.zero_time) % self.checkpoint_ms == 0 then
     self:_write_checkpoint(time)
   end
+  -- The second phase of outputs that commit in two (to_kafka{ exactly_once } with
+  -- checkpoints): only once the checkpoint that covers the batch is on disk.
+  for _, commit in ipairs(self._commits or {}) do commit(time) end
+end
+
+-- Registers fn(time), run after each batch's checkpoint (see _batch_done), and a check of the
+-- checkpoints at recovery: accept(doc) -> true, or false and why (see checkpoint.read_newest).
+function Context:_two_phase_output(commit, accept)
+  self._commits = self._commits or {}
+  self._commits[#self._commits + 1] = commit
+  if accept then
+    self._checkpoint_checks = self._checkpoint_checks or {}
+    self._checkpoint_checks[#self._checkpoint_checks + 1] = accept
+  end
 end
 
 function Context:_write_checkpoint(time)
@@ -540,7 +554,25 @@ function Context:_recover()
   local checkpoint = require("dstream.checkpoint")
   local ok, err = checkpoint.prepare_dir(self.checkpoint_dir)
   if not ok then error(err, 0) end
-  local doc = checkpoint.read_newest(self.checkpoint_dir)
+  local skipped, accept = 0, nil
+  if self._checkpoint_checks then
+    accept = function(d)
+      for _, check in ipairs(self._checkpoint_checks) do
+        local ok, why = check(d)
+        if not ok then
+          skipped = skipped + 1
+          return false, why
+        end
+      end
+      return true
+    end
+  end
+  local doc = checkpoint.read_newest(self.checkpoint_dir, accept)
+  if not doc and skipped > 0 then
+    error("no checkpoint in " .. self.checkpoint_dir .. " agrees with what the job's outputs committed"
+      .. " (see above); starting afresh would write their output again. Remove the directory"
+      .. " and reset the consumer group's offsets to start over.", 0)
+  end
   if self.wal then
     self._replay = require("dstream.wal").read(self, doc and doc.time or -math.huge)
   end

@@ -129,6 +129,9 @@ local function open_source(K)
     brokers = K.brokers, topics = K.topics, group = K.group, start = K.start, conf = K.conf,
     layout = K.layout, pause_records = K.cap and K.cap * 2 or nil,
     positions = #K.wanted > 0 and K.wanted or nil,
+    -- With checkpoints, where to resume comes from the checkpoint (with the state it matches),
+    -- never from the group's committed offsets, which later batches may have moved on.
+    ignore_committed = K.ctx.checkpoint_dir ~= nil,
   }
   st.source = src
   local handle = {}
@@ -352,6 +355,7 @@ function M.stream(ctx, opts, level)
   function input.restore(_, pos) K:set_positions(pos, 2) end
   function input.on_batch_done(_, time) K:batch_done(time) end
   input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
+  K.key = input.key
   input.kafka = K
 
   local out = input
@@ -410,6 +414,8 @@ local sink_options = {
 }
 
 -- The input offsets of batch `time` for each Kafka source of ctx, with its group metadata.
+local two_phase_commit -- defined below
+
 local function batch_offsets(ctx, time)
   local out = {}
   for _, K in ipairs(sources_of[ctx] or {}) do
@@ -427,6 +433,86 @@ local function batch_offsets(ctx, time)
     end
   end
   return out
+end
+
+-- Runs one task per plan of rdd `r` on worker 0 (where the transactional producer lives).
+local function run_on_worker0(r, plans, term, stage)
+  local specs = r:_tasks(plans, function() return term end, stage)
+  for _, spec in ipairs(specs) do spec.affinity = 0 end
+  return r.ctx:_scheduler():run_tasks(specs)
+end
+
+-- The checkpoints a job may restart from, with a to_kafka{ exactly_once } sink: a checkpoint
+-- whose Kafka positions are past what the group has committed holds a batch whose transaction
+-- was never committed (the job died between the two); restarting there would lose its
+-- output, so the one before it is used and the batch runs again.
+local function positions_committed(ctx)
+  local committed = {} -- group -> topic -> { [partition] = offset }, read once
+  return function(doc)
+    for _, K in ipairs(sources_of[ctx] or {}) do
+      local pos = doc.sources[K.key]
+      local byg = committed[K.group]
+      if pos and not byg then
+        byg = {}
+        local by_topic = {}
+        for _, o in ipairs(pos) do
+          by_topic[o.topic] = by_topic[o.topic] or {}
+          table.insert(by_topic[o.topic], { topic = o.topic, partition = o.partition })
+        end
+        for topic, parts in pairs(by_topic) do
+          local res, err
+          for _ = 1, 10 do -- the broker may still be starting
+            res, err = core.kafka_committed(K.brokers, K.group, parts, { conf = K.conf })
+            if res then break end
+            ffi.C.poll(nil, 0, 1000)
+          end
+          if not res then
+            error("kafka_stream " .. K.name .. ": cannot read the offsets group " .. K.group
+              .. " committed, to choose the checkpoint to restart from: " .. tostring(err), 0)
+          end
+          byg[topic] = {}
+          for _, o in ipairs(res) do byg[topic][o.partition] = o.offset end
+        end
+        committed[K.group] = byg
+      end
+      for _, o in ipairs(pos or {}) do
+        local c = byg[o.topic] and byg[o.topic][o.partition] or -1
+        if o.offset > c then
+          return false, string.format("its position in %s [%d] is offset %d, but to_kafka (exactly once) "
+            .. "committed only up to %d (the transaction of its last batch was not committed)",
+            o.topic, o.partition, o.offset, c)
+        elseif o.offset < c then
+          log("warn", string.format("kafka_stream %s: the checkpoint is at offset %d of %s [%d], "
+            .. "but group %s committed %d: the records between are read and written again",
+            K.name, o.offset, o.topic, o.partition, K.group, c))
+        end
+      end
+    end
+    return true
+  end
+end
+
+-- The second phase of to_kafka{ exactly_once } with checkpoints: the batch's transaction
+-- (records and input offsets, prepared by its output) is committed once the checkpoint of the
+-- batch is written. A failed commit fails the batch (and the job): the restart goes back to
+-- the checkpoint before it (positions_committed).
+function two_phase_commit(ctx, term, prepared)
+  local rdd_mod = require("dstream.rdd")
+  local commit_term = {
+    kind = "kafka_txn_commit", brokers = term.brokers, conf = term.conf,
+    transactional_id = term.transactional_id, timeout_ms = term.timeout_ms,
+  }
+  local first = not ctx._kafka_txn_checked
+  ctx._kafka_txn_checked = true
+  ctx:_two_phase_output(function(time)
+    if not prepared[time] then return end
+    prepared[time] = nil
+    local t = {}
+    for k, v in pairs(commit_term) do t[k] = v end
+    t.batch_time = time
+    local r = rdd_mod.empty(ctx, 1)
+    run_on_worker0(r, { { ops = {}, slices = {} } }, t, "to_kafka (commit)")
+  end, first and positions_committed(ctx) or nil)
 end
 
 -- stream:to_kafka(opts); `level` blames the user's line.
@@ -466,15 +552,23 @@ function M.sink(stream, opts, level)
     term.kind = "kafka_txn"
     term.transactional_id = opts.transactional_id or ("dstream-" .. ctx.name .. "-" .. opts.topic)
     if type(term.transactional_id) ~= "string" then error(who .. ": transactional_id must be a string", level) end
+    -- With checkpoints, the transaction is committed in a second phase, once the checkpoint
+    -- of its batch is on disk (every batch is checkpointed): see two_phase_commit.
+    local prepared = {}
+    if ctx.checkpoint_dir then
+      term.defer_commit = true
+      ctx.checkpoint_ms = ctx.batch_ms
+      two_phase_commit(ctx, term, prepared)
+    end
     ctx:_add_output(stream, function(r, time)
       local t = {}
       for k, v in pairs(term) do t[k] = v end
       t.inputs = batch_offsets(ctx, time)
+      t.batch_time = time
       -- One task, always on worker 0 (one transactional.id, one producer), over every record.
       local one = r:_shuffle({ kind = "partition", who = "to_kafka" }, nil, 1)
-      local specs = one:_tasks(one:_plans(), function() return t end, "to_kafka (transaction)")
-      for _, spec in ipairs(specs) do spec.affinity = 0 end
-      count(ctx:_scheduler():run_tasks(specs), time)
+      count(run_on_worker0(one, one:_plans(), t, "to_kafka (transaction)"), time)
+      if term.defer_commit then prepared[time] = true end
     end)
   end
   return stream
@@ -724,10 +818,32 @@ function M.register_worker(W)
       for _, input in ipairs(spec.inputs or {}) do
         check(p:send_offsets(input.offsets, input.group_metadata))
       end
+      if spec.defer_commit then -- committed by a kafka_txn_commit task after the checkpoint
+        entry.prepared = spec.batch_time
+        return emit(task, 0, 1, false, { sent() })
+      end
       local ok, err = p:commit() -- aborts by itself when the commit fails
       entry.in_txn = false
       check(ok, err)
       emit(task, 0, 1, false, { sent() })
+    end
+  end
+
+  -- The second phase: commits the transaction the batch's kafka_txn task left open.
+  function terminals.kafka_txn_commit(task, spec)
+    return function()
+      error("to_kafka (commit): a commit task takes no records", 0)
+    end, function()
+      local entry = producer_for(spec, "to_kafka")
+      if not entry.in_txn or entry.prepared ~= spec.batch_time then
+        error(string.format("to_kafka (exactly once): the transaction of batch %d ms is not open on "
+          .. "this worker any more (an earlier commit attempt failed and aborted it)", spec.batch_time), 0)
+      end
+      local ok, err = entry.p:commit()
+      entry.in_txn, entry.prepared = false, nil
+      if not ok then error("to_kafka (exactly once): commit of batch " .. string.format("%d", spec.batch_time)
+        .. " ms failed: " .. tostring(err), 0) end
+      emit(task, 0, 1, false, { 0 })
     end
   end
 end

@@ -8,7 +8,12 @@
 #   - to_kafka (idempotent, then exactly_once) writes every message; kcat reads them back;
 #   - kill -9 in the middle of a job, then a restart with the same group: the restart resumes
 #     from the offsets committed after completed batches (it does not start over) and every
-#     message is in the output at least once. (Exactly once across a restart needs checkpoints.)
+#     message is in the output at least once (no checkpoint: at least once);
+#   - with --checkpoint: running word counts in keyed state, killed with SIGKILL while kcat
+#     keeps producing, restarted from the checkpoint: the totals are exact;
+#   - with --checkpoint and to_kafka{ exactly_once }: killed (strace) after a checkpoint was
+#     written and before its batch's transaction was committed: the restart skips that
+#     checkpoint for the one before, and the totals are exact.
 # Every broker listens on 127.0.0.1; every process started here is stopped at exit.
 source "$(dirname "$0")/lib/common.bash"
 
@@ -37,7 +42,7 @@ make_text() {
 mkfifo "$WORK/mockctl"
 exec 3<>"$WORK/mockctl" # read-write: opens without waiting, and keeps the mock's stdin open
 # Not through bg: a background command's stdin is /dev/null unless redirected on the spot.
-"$DSTREAM" kafka-mock --brokers 3 words:4 more:4 out:2 exact:2 restart:4 \
+"$DSTREAM" kafka-mock --brokers 3 words:4 more:4 out:2 exact:2 restart:4 ckpt:3 twophase:3 txnout:1 \
   <"$WORK/mockctl" >"$WORK/mock.out" 2>"$WORK/mock.err" &
 MOCK_PID=$!
 E2E_PIDS+=("$MOCK_PID")
@@ -52,6 +57,14 @@ check "dstream kafka-mock prints a bootstrap address of 3 brokers on 127.0.0.1 (
 mock_cmd() { # mock_cmd COMMAND: sends it and waits for the mock's "ok COMMAND" reply
   echo "$1" >&3
   wait_until 10 grep -qx "ok $1" "$WORK/mock.out"
+}
+
+# progress_of FILE: the count a job writes there after every batch (0 before the first, or
+# while the file is being rewritten).
+progress_of() {
+  local n
+  n=$(cat "$1" 2>/dev/null)
+  echo "${n:-0}"
 }
 
 # ---- kcat produces, dstream counts ----
@@ -94,7 +107,7 @@ kcat -P -b "$BOOT" -t more -l "$WORK/part1.txt" 2>/dev/null
 bg timeout 120 "$DSTREAM" "$JOB" "$BOOT" more g-more "$total" limit=100 progress="$WORK/progress" \
   >"$WORK/out2.txt" 2>"$WORK/err2.txt"
 job=$BG_PID
-wait_until 60 eval '[ "$(cat "$WORK/progress" 2>/dev/null || echo 0)" -ge 2000 ]' ||
+wait_until 60 eval '[ "$(progress_of "$WORK/progress")" -ge 2000 ]' ||
   not_ok "down/up: the job counted the first part"
 mock_cmd "down 1" || not_ok "down/up: the mock took broker 1 down"
 # Keyed messages (key:line) go to every partition, those led by broker 1 included (unkeyed
@@ -155,7 +168,7 @@ bg "$DSTREAM" "$JOB" "$BOOT" restart g-restart "$rn" rate=100 limit=100 session=
   progress="$WORK/progress-r" >"$WORK/out-r1.txt" 2>"$WORK/err-r1.txt"
 r1=$BG_PID
 mkdir -p "$WORK/run1" "$WORK/run2"
-if wait_until 60 eval '[ "$(cat "$WORK/progress-r" 2>/dev/null || echo 0)" -ge 1000 ]'; then
+if wait_until 60 eval '[ "$(progress_of "$WORK/progress-r")" -ge 1000 ]'; then
   kill -KILL "$r1"
   wait "$r1" 2>/dev/null
   ok "restart: the first run was killed with SIGKILL after $(cat "$WORK/progress-r") messages"
@@ -185,6 +198,82 @@ check "restart: the second run resumed after the first run's completed batches (
   eval '[ "$n2" -lt "$rn" ] && [ "$n2" -gt 0 ]'
 check "restart: what is read twice is at most the batches in flight at the kill ($((n1 + n2 - rn)))" \
   [ $((n1 + n2 - rn)) -le 600 ]
+
+# ---- with --checkpoint: SIGKILL while kcat keeps producing, restart, exact totals ----
+STATE_JOB=$JOBS/kafka_state.lua
+make_text 15 3000 "$WORK/ckpt.txt"
+cn=$(wc -l <"$WORK/ckpt.txt")
+split -l 150 "$WORK/ckpt.txt" "$WORK/ckpt-chunk-"
+# kcat keeps producing: a chunk of 150 messages every 0.4 s (about 8 s in all).
+bg bash -c 'for f in "$@"; do kcat -P -b "$0" -t ckpt -l "$f" || exit 1; sleep 0.4; done' "$BOOT" "$WORK"/ckpt-chunk-*
+producer=$BG_PID
+bg "$DSTREAM" --checkpoint "$WORK/ck-state" "$STATE_JOB" "$BOOT" ckpt g-ckpt "$cn" rate=300 session=6000 \
+  progress="$WORK/progress-c" >"$WORK/out-c1.txt" 2>"$WORK/err-c1.txt"
+c1=$BG_PID
+if wait_until 60 eval '[ "$(progress_of "$WORK/progress-c")" -ge 600 ]'; then
+  kill -KILL "$c1"
+  wait "$c1" 2>/dev/null
+  if alive "$producer"; then
+    ok "checkpoint: the job was killed with SIGKILL after $(cat "$WORK/progress-c") messages, kcat still producing"
+  else
+    not_ok "checkpoint: kcat was still producing when the job was killed"
+  fi
+else
+  not_ok "checkpoint: the first run made progress"
+  show stderr "$WORK/err-c1.txt"
+fi
+timeout 120 "$DSTREAM" --checkpoint "$WORK/ck-state" "$STATE_JOB" "$BOOT" ckpt g-ckpt "$cn" session=6000 \
+  >"$WORK/out-c2.txt" 2>"$WORK/err-c2.txt"
+check "checkpoint: the restart exits 0" [ $? -eq 0 ]
+wait_exit "$producer" 60
+check "checkpoint: kcat produced all $cn messages" [ "$EXIT_STATUS" -eq 0 ]
+word_counts "$WORK/ckpt.txt" >"$WORK/want-c.txt"
+if cmp -s "$WORK/want-c.txt" "$WORK/out-c2.txt"; then
+  ok "checkpoint: after SIGKILL and restart the running counts of $(wc -l <"$WORK/want-c.txt") words are exact"
+else
+  not_ok "checkpoint: after SIGKILL and restart the running counts are exact"
+  diff "$WORK/want-c.txt" "$WORK/out-c2.txt" | head -n 10 | sed 's/^/#   /'
+  show stderr "$WORK/err-c2.txt"
+fi
+check "checkpoint: the state counted exactly $cn messages" grep -q "^# messages $cn\$" "$WORK/err-c2.txt"
+
+# ---- with --checkpoint and to_kafka{ exactly_once }: killed between the two phases ----
+# The driver fsyncs twice per checkpoint (the file, then its directory, after the rename):
+# SIGKILL at the 50th fsync is after the 25th checkpoint is in place and before the commit
+# of its batch's transaction (45 messages a batch at 50 per partition and second).
+make_text 16 2000 "$WORK/twophase.txt"
+tn=$(wc -l <"$WORK/twophase.txt")
+kcat -P -b "$BOOT" -t twophase -l "$WORK/twophase.txt" 2>/dev/null
+timeout 60 strace -f -qq -o "$WORK/strace-2pc.log" -e trace=fsync -e inject=fsync:signal=KILL:when=50 \
+  "$DSTREAM" --checkpoint "$WORK/ck-2pc" "$STATE_JOB" "$BOOT" twophase g-2pc "$tn" rate=50 session=6000 \
+  sink=txnout exactly_once=1 progress="$WORK/progress-2pc" >"$WORK/out-t1.txt" 2>"$WORK/err-t1.txt"
+check "two phases: the first run was killed at the fsync of a checkpoint's directory" \
+  grep -q "killed by SIGKILL" "$WORK/strace-2pc.log"
+before=$(progress_of "$WORK/progress-2pc")
+check "two phases: it had counted messages, and not all ($before of $tn)" \
+  eval '[ "$before" -gt 0 ] && [ "$before" -lt "$tn" ]'
+timeout 120 "$DSTREAM" --checkpoint "$WORK/ck-2pc" "$STATE_JOB" "$BOOT" twophase g-2pc "$tn" session=6000 \
+  sink=txnout exactly_once=1 >"$WORK/out-t2.txt" 2>"$WORK/err-t2.txt"
+check "two phases: the restart exits 0" [ $? -eq 0 ]
+check "two phases: the restart skipped the checkpoint whose transaction was not committed" \
+  grep -q "is skipped: its position in twophase .* committed only up to" "$WORK/err-t2.txt"
+word_counts "$WORK/twophase.txt" >"$WORK/want-t.txt"
+if cmp -s "$WORK/want-t.txt" "$WORK/out-t2.txt"; then
+  ok "two phases: the running counts after the restart are exact"
+else
+  not_ok "two phases: the running counts after the restart are exact"
+  diff "$WORK/want-t.txt" "$WORK/out-t2.txt" | head -n 10 | sed 's/^/#   /'
+  show stderr "$WORK/err-t2.txt"
+fi
+# The mock broker does not filter aborted transactions out for read_committed consumers, so
+# kcat also sees the messages of the batch whose transaction was never committed.
+kcat -C -b "$BOOT" -t txnout -e -q -f '%s\n' 2>/dev/null | sort >"$WORK/back-2pc.txt"
+sort -u "$WORK/twophase.txt" >"$WORK/want-2pc.txt"
+bn=$(wc -l <"$WORK/back-2pc.txt")
+check "two phases: kcat reads back every message from the sink" \
+  eval 'sort -u "$WORK/back-2pc.txt" | cmp -s "$WORK/want-2pc.txt" -'
+check "two phases: beyond the $tn, the sink holds at most the uncommitted batch ($((bn - tn)) messages)" \
+  eval '[ "$bn" -ge "$tn" ] && [ $((bn - tn)) -le 45 ]'
 
 # ---- examples/kafka_wordcount.lua: its own embedded broker, then the one of this test ----
 (cd "$WORK" && timeout 60 "$DSTREAM" "$ROOT/examples/kafka_wordcount.lua") >"$WORK/ex1.out" 2>"$WORK/ex1.err"
