@@ -379,6 +379,84 @@ describe("window lengths and slides that are not a multiple of the batch interva
   end
 end)
 
+describe("a window's value kept on the workers", function()
+  local INPUT = { { { "a", 1 }, { "b", 2 } }, { { "a", 3 }, { "c", 1 } }, { { "b", 5 } }, {},
+    { { "a", 1 }, { "c", 2 } }, { { "d", 7 } }, {}, { { "a", 2 } } }
+  local function windows(cfg, marker, fail_at)
+    return H.with_context(cfg, function(ctx)
+      local maps = {}
+      ctx:queue_stream(H.deep_copy(INPUT), { pairs = true })
+        :reduce_by_key_and_window(add, "3s", "1s", {
+          inverse = sub,
+          -- Raises once (and removes the marker) when the marker file exists: the task fails
+          -- after the window was changed in place, and is retried.
+          filter = function(_, v)
+            local fh = marker and io.open(marker)
+            if fh then
+              fh:close()
+              os.remove(marker)
+              error("injected failure")
+            end
+            return v ~= 0
+          end,
+        })
+        :foreach_rdd(function(rdd) maps[#maps + 1] = rdd:collect_as_map() end)
+      ctx:start()
+      for b = 1, #INPUT + 3 do
+        if fail_at and fail_at[b] then
+          local fh = assert(io.open(marker, "w"))
+          fh:close()
+        end
+        ctx:advance(1)
+      end
+      return maps
+    end)
+  end
+
+  for _, cfg in ipairs({ { workers = 1, partitions = 1 }, { workers = 2, partitions = 3 } }) do
+    it(("a task that fails after changing the window in place is retried from the window before it (workers=%d)")
+      :format(cfg.workers), function()
+      local want = windows(cfg)
+      assert.are.same({ a = 4, b = 2, c = 1 }, want[2])
+      local marker = os.tmpname()
+      os.remove(marker)
+      local got = windows(cfg, marker, { [2] = true, [3] = true, [5] = true, [9] = true })
+      assert.is_nil(io.open(marker), "every injected failure happened")
+      assert.are.same(want, got)
+    end)
+  end
+
+  it("a window over a windowed stream reads the windows it remembers", function()
+    local results = H.run({ workers = 2, partitions = 2 }, INPUT, function(s)
+      return s:reduce_by_key_and_window(add, "2s", "1s", { inverse = sub, filter = function(_, v) return v ~= 0 end })
+        :window("3s", "1s")
+        :reduce_by_key(add)
+    end, { queue = { pairs = true }, batches = #INPUT })
+    -- windows of 2 batches: {a1 b2} {a4 b2 c1} {a3 c1 b5} {b5} {a1 c2} {a1 c2 d7} {d7} {a2};
+    -- the sums of the last 3 of them:
+    local want = { { a = 1, b = 2 }, { a = 5, b = 4, c = 1 }, { a = 8, b = 9, c = 2 },
+      { a = 7, b = 12, c = 2 }, { a = 4, b = 10, c = 3 }, { a = 2, b = 5, c = 4, d = 7 },
+      { a = 2, c = 4, d = 14 }, { a = 3, c = 2, d = 14 } }
+    for i = 1, #want do assert.are.same(want[i], H.to_map(results[i]), "batch " .. i) end
+  end)
+
+  it("reading a window's batch after the job forgot it is a clear error", function()
+    local err = H.with_context({ workers = 1 }, function(ctx)
+      local saved
+      ctx:queue_stream(H.deep_copy(INPUT), { pairs = true })
+        :reduce_by_key_and_window(add, "2s", "1s", { inverse = sub })
+        :foreach_rdd(function(rdd) saved = saved or rdd end)
+      ctx:start()
+      ctx:advance(3)
+      local ok, e = pcall(saved.collect, saved)
+      assert.is_false(ok)
+      return tostring(e)
+    end)
+    assert.matches("the window of batch 1000 ms is no longer kept on the workers", err, 1, true)
+    assert.matches("collect() it to keep it longer", err, 1, true)
+  end)
+end)
+
 describe("a long sliding window #slow", function()
   it("a long sliding window whose memory stays bounded", function()
     local NKEYS, RATE = 2000, 20000

@@ -195,9 +195,12 @@ return function(W)
     return function() end, function() end
   end
 
-  -- The reader of a state source: every (key, state) of this task's partition.
-  function W.read_state(id, part, push)
-    for k, v in pairs(store_of(id, part).states) do push(k, v) end
+  -- The reader of a state source: every (key, state) of this task's partition, or, with a
+  -- time, the result the state's operator kept for that batch (W.kept_result).
+  function W.read_state(id, part, push, time)
+    local t = store_of(id, part).states
+    if time then t = W.kept_result(id, part, time) end
+    for k, v in pairs(t) do push(k, v) end
   end
 
   -- Number of keys per state id in this worker (for status and metrics).

@@ -7,11 +7,29 @@
 -- window's value plus the panes that entered minus the panes that left. Memory is one table
 -- per pane and one running table: it grows with panes and keys, not with records. Changes
 -- become the state only when the task succeeds. Registered into dstream.worker.
+--
+-- A window's value stays where it was computed: the task keeps it (by batch time) and the
+-- window stream's batch reads it there (a state source with a time, W.kept_result), rather
+-- than every key of every window being encoded into C memory and decoded again by whatever
+-- reads the batch. Kept values are dropped once the driver no longer remembers their batch
+-- (spec.keep_from), and are not part of checkpoints.
 return function(W)
   local operators = W.operators
   local shipped, current, store_of = W.shipped, W.current, W.store_of
   local pairs, ceil = pairs, math.ceil
   local table_new = require("table.new")
+  local kept = {} -- state id -> partition -> batch time -> the window's value (key -> value)
+
+  function W.kept_result(id, part, time)
+    local by_time = kept[id] and kept[id][part]
+    local t = by_time and by_time[time]
+    if not t then
+      error(string.format("the window of batch %d ms is no longer kept on the workers: a window's "
+        .. "batch can be read while the job remembers it (during its batch, or as long as a "
+        .. "window over it needs it); collect() it to keep it longer", time), 0)
+    end
+    return t
+  end
 
   -- Combines src's values into dst in place with f.
   local function fold(dst, src, f)
@@ -22,6 +40,22 @@ return function(W)
     return dst
   end
 
+  -- With an undo log, the same in place on the running window: the first change of each key
+  -- logs its value before (ABSENT: none), so a failed attempt can be rolled back.
+  local ABSENT = {}
+  local function fold_logged(dst, src, f, undo)
+    for k, v in pairs(src) do
+      local old = dst[k]
+      if undo[k] == nil then undo[k] = old == nil and ABSENT or old end
+      if old == nil then dst[k] = v else dst[k] = f(old, v) end
+    end
+  end
+  local function rollback(dst, undo)
+    for k, v in pairs(undo) do
+      if v == ABSENT then dst[k] = nil else dst[k] = v end
+    end
+  end
+
   -- A new table: dst's entries combined with src's (dst itself is not changed).
   local function merged(dst, src, f)
     local out = {}
@@ -29,7 +63,7 @@ return function(W)
     return fold(out, src, f)
   end
 
-  function operators.window_reduce(spec, nxt, fin)
+  function operators.window_reduce(spec, _, fin)
     local f = shipped(spec.fn)
     local inverse = spec.inverse and shipped(spec.inverse)
     local filter = spec.filter and shipped(spec.filter)
@@ -45,22 +79,37 @@ return function(W)
       local panes = store.panes
       local pane_end = zero + ceil((time - zero) / pane) * pane
       local new_pane = merged(panes[pane_end] or {}, batch, f)
-      local running, running_n
+      local running, running_n, undo
       if spec.emit then
         if inverse then
           -- running(T) = running(last) + panes in (last, T] - panes in (last - len, T - len]
-          running = table_new(0, store.running_n or 0) -- sized: no rehash while copying
-          for k, v in pairs(store.running or {}) do running[k] = v end
           local last = store.last_emit
-          for e, p in pairs(panes) do
-            if e > last and e <= time and e ~= pane_end then fold(running, p, f) end
+          -- In place when no batch the driver may still read holds the previous window (it is
+          -- kept for reading, W.kept_result), with an undo log for a failed attempt; else a copy.
+          if store.undo then -- an attempt that failed changed it in place
+            rollback(store.running, store.undo)
+            store.undo = nil
           end
-          fold(running, new_pane, f)
+          local add = fold
+          if store.running and spec.keep_from > last then
+            running, undo, add = store.running, {}, fold_logged
+            store.undo = undo
+          else
+            running = table_new(0, store.running_n or 0) -- sized: no rehash while copying
+            for k, v in pairs(store.running or {}) do running[k] = v end
+          end
+          for e, p in pairs(panes) do
+            if e > last and e <= time and e ~= pane_end then add(running, p, f, undo) end
+          end
+          add(running, new_pane, f, undo)
           for e, p in pairs(panes) do
             if e > last - len and e <= time - len then
               for k, v in pairs(p) do
                 local old = running[k]
-                if old ~= nil then running[k] = inverse(old, v) end
+                if old ~= nil then
+                  if undo and undo[k] == nil then undo[k] = old end
+                  running[k] = inverse(old, v)
+                end
               end
             end
           end
@@ -71,28 +120,37 @@ return function(W)
           end
           fold(running, new_pane, f)
         end
-        local kept = 0
+        local n = 0
         for k, v in pairs(running) do
           if filter and not filter(k, v) then
+            if undo and undo[k] == nil then undo[k] = v end
             running[k] = nil
           else
-            kept = kept + 1
-            nxt(k, v)
+            n = n + 1
           end
         end
-        running_n = kept
+        running_n = n
       end
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         panes[pane_end] = new_pane
         if spec.emit then
-          if inverse then store.running, store.running_n = running, running_n end
+          if inverse then store.running, store.running_n, store.undo = running, running_n, nil end
           store.last_emit = time
           -- Panes at or before time - len have left every future window (and, with an
           -- inverse, have been subtracted); without one, the next window starts later still.
           local keep_after = inverse and time - len or time + spec.slide - len
           for e in pairs(panes) do
             if e <= keep_after then panes[e] = nil end
+          end
+          -- The window's value, read where it is (W.kept_result).
+          local by_part = kept[spec.state] or {}
+          kept[spec.state] = by_part
+          local by_time = by_part[current.part] or {}
+          by_part[current.part] = by_time
+          by_time[time] = running
+          for t in pairs(by_time) do
+            if t < spec.keep_from then by_time[t] = nil end
           end
         end
       end

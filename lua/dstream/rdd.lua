@@ -195,9 +195,10 @@ function M.empty(ctx, nparts)
   return M.from_slices(ctx, parts)
 end
 
--- The keys and states of state `state_id`, read where they live.
-function M.state_source(ctx, state_id, nparts)
-  return new(ctx, { kind = "state", state_id = state_id, nparts = nparts })
+-- The keys and states of state `state_id`, read where they live; with `state_time`, the
+-- result that state's operator kept for that batch (a window's value, see ops_window).
+function M.state_source(ctx, state_id, nparts, state_time)
+  return new(ctx, { kind = "state", state_id = state_id, nparts = nparts, state_time = state_time })
 end
 
 -- Partitions made of the outputs of tasks (one task's outputs per partition).
@@ -286,7 +287,7 @@ function RDD:_plans()
   elseif kind == "state" then -- keyed state read where it lives
     local plans = {}
     for r = 1, self.nparts do
-      plans[r] = { ops = {}, state = self.state_id, state_part = r - 1 }
+      plans[r] = { ops = {}, state = self.state_id, state_part = r - 1, state_time = self.state_time }
     end
     return plans
   else -- shuffle: the reduce side reads the buckets the map side wrote
@@ -324,7 +325,7 @@ function RDD:_tasks(plans, term, stage, time)
     -- A task touching keyed state keeps its state partition's number (also inside a union).
     local part = plan.state_part or i - 1
     local desc = { ops = ops, term = term(i - 1), range = plan.range, state = plan.state,
-      part = part, time = time }
+      state_time = plan.state_time, part = part, time = time }
     local inputs = plan.slices
     if plan.shuffles then
       inputs = {}

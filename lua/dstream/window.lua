@@ -230,15 +230,17 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
   util.check_count(n, "reduce_by_key_and_window", "opts.partitions")
   if self.event then return event_window(self, fid, len_ms, slide_ms, n) end
   local state = ctx:_new_state("reduce_by_key_and_window", n)
-  local w = stream_mod.new(ctx, { parent }, function(_, time)
+  local w
+  w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
     local emit = at_slide(ctx, time, slide_ms)
+    -- The window's value stays on the workers (see ops_window), kept as long as the driver
+    -- may read this stream's batches: this one, and those a window over it remembers.
     local op = { kind = "window_reduce", state = state, fn = fid, inverse = inverse,
       filter = filter, len = len_ms, slide = slide_ms, pane = gcd(len_ms, slide_ms),
-      zero = ctx.zero_time, emit = emit }
-    local results = r:_run_stateful(state, op, n, { kind = emit and "collect" or "discard" },
-      "reduce_by_key_and_window", fid)
-    if emit then return rdd_mod.from_outputs(ctx, results) end
+      zero = ctx.zero_time, emit = emit, keep_from = time - (w.remember_ms or 0) - slide_ms + 1 }
+    r:_run_stateful(state, op, n, { kind = "discard" }, "reduce_by_key_and_window", fid)
+    if emit then return rdd_mod.state_source(ctx, state, n, time) end
   end, "reduce_by_key_and_window")
   w.slide_ms, w.state_id = slide_ms, state
   ctx:_eager(w) -- every batch goes into a pane, window or not

@@ -456,7 +456,7 @@ local function execute(task, desc)
     read_range(desc.range[1], desc.range[2], push)
     records = desc.range[2]
   elseif desc.state then -- a state source: the keys this worker keeps for the partition
-    M.read_state(desc.state, desc.part, push)
+    M.read_state(desc.state, desc.part, push, desc.state_time)
   else
     -- Two-sided inputs (cogroup, join): the first nleft slices are the left side.
     local nleft = desc.nleft
