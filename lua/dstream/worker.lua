@@ -14,6 +14,7 @@ local format = require("dstream.format")
 
 local C = ffi.C
 local type, select, error, tonumber, pairs = type, select, error, tonumber, pairs
+local co_create, co_resume, co_status = coroutine.create, coroutine.resume, coroutine.status
 local u8p, u32p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint32_t *")
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local FMT_LINES, FMT_SBUF = cdefs.FMT_LINES, cdefs.FMT_SBUF
@@ -74,12 +75,18 @@ end
 ---------------------------------------------------------------------------------------------
 -- Keys
 
+-- The C calls are not tail calls: a trace that starts at this function (hot before the loop
+-- calling it is compiled) then stops at its return instead of aborting in the caller's loop.
 local function key_hash(k, who)
   local tk = type(k)
-  if tk == "string" then return C.ds_hash_bytes(k, #k) end
+  if tk == "string" then
+    local h = C.ds_hash_bytes(k, #k)
+    return h
+  end
   if tk == "number" then
     if k ~= k then error(who .. ": a key is NaN, which cannot be grouped", 0) end
-    return C.ds_hash_number(k)
+    local h = C.ds_hash_number(k)
+    return h
   end
   if tk == "boolean" then return k and 1 or 0 end
   if tk == "nil" then
@@ -117,15 +124,18 @@ end
 
 -- Map side of a keyed shuffle with a combiner: one value per key per task, then buckets.
 -- With spec.create (combine_by_key) the first value of a key becomes create(v).
+-- `added` counts the keys added, never fewer than the table holds: the loop over the table
+-- leaves after that many (see operators.merge).
 function terminals.combine(task, spec)
   local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
   local create = spec.create and shipped(spec.create)
-  local acc = {}
+  local acc, added = {}, 0
   local function push(k, v)
     if v == nil then key_hash(nil, who) end
     local old = acc[k]
     if old == nil then
       if k == nil or k ~= k then key_hash(k, who) end
+      added = added + 1
       if create then acc[k] = create(v) else acc[k] = v end
     else
       acc[k] = f(old, v)
@@ -133,12 +143,15 @@ function terminals.combine(task, spec)
   end
   local function finish()
     local keys, values, counts = {}, {}, {}
+    local left = added
     for k, v in pairs(acc) do
       local t = key_hash(k, who) % nparts
       local n = (counts[t] or 0) + 1
       if n == 1 then keys[t], values[t] = {}, {} end
       keys[t][n], values[t][n] = k, v
       counts[t] = n
+      left = left - 1
+      if left == 0 then break end
     end
     acc = nil -- a trace may keep push alive: not the task's table
     for t, n in pairs(counts) do emit(task, t, n, true, keys[t], values[t]) end
@@ -205,18 +218,22 @@ function terminals.foreach(task, spec)
   return function(a, b) if a ~= nil then f(a, b) end end, function() end
 end
 
+-- The records of a task, kept for consume(iterate, n, keys, values) at its end; iterate()
+-- starts a walk over them (one at a time). The walk's closure is made here: creating a
+-- closure is not compiled (FNEW), and a trace following the end of the task into it aborts.
 local function buffered(consume)
-  local ka, va, n = {}, {}, 0
+  local ka, va, n, i = {}, {}, 0, 0
   local function push(a, b)
     n = n + 1
     ka[n], va[n] = a, b
   end
+  local function walk()
+    i = i + 1
+    if i <= n then return ka[i], va[i] end
+  end
   local function iterate()
-    local i = 0
-    return function()
-      i = i + 1
-      if i <= n then return ka[i], va[i] end
-    end
+    i = 0
+    return walk
   end
   return push, function()
     consume(iterate, n, ka, va)
@@ -323,17 +340,31 @@ function operators.glom(_, nxt, fin)
 end
 
 -- Reduce side of combine: merges the map side's partial values per key.
+-- The loop over the keys leaves by `break` after the last key it knows of (`added` counts the
+-- keys added, never fewer than the table holds), not when pairs() runs out: a compiled pairs()
+-- loop that runs out exits to its own start, which enters the trace again, until that exit is
+-- hot (10 times); so at the end of the first task a side trace is recorded there, and it
+-- follows the task into the next operators, whose loops have no trace yet (abort: loop unroll
+-- limit reached). A `break` exits once per task.
 function operators.merge(spec, nxt, fin)
   local f = shipped(spec.fn)
-  local acc = {}
+  local acc, added = {}, 0
   local function push(k, v)
     local old = acc[k]
-    if old == nil then acc[k] = v else acc[k] = f(old, v) end
+    if old == nil then
+      acc[k], added = v, added + 1
+    else
+      acc[k] = f(old, v)
+    end
   end
   return push, function()
-    local merged = acc
+    local merged, left = acc, added
     acc = nil -- a trace may keep push alive: not the task's table
-    for k, v in pairs(merged) do nxt(k, v) end
+    for k, v in pairs(merged) do
+      nxt(k, v)
+      left = left - 1
+      if left == 0 then break end
+    end
     fin()
   end
 end
@@ -399,15 +430,16 @@ end
 
 local readers = { [read_lines] = true, [read_sbuf] = true, [read_range] = true }
 
--- The input record being processed when an error was raised: found in the reader's frame.
-local function current_record()
-  for level = 3, 200 do
-    local info = debug.getinfo(level, "f")
+-- The input record being processed when the task's coroutine co stopped on an error: found
+-- in the reader's frame, which the coroutine keeps.
+local function current_record(co)
+  for level = 0, 200 do
+    local info = debug.getinfo(co, level, "f")
     if not info then return nil end
     if readers[info.func] then
       local a, b
       for i = 1, 50 do
-        local name, v = debug.getlocal(level, i)
+        local name, v = debug.getlocal(co, level, i)
         if not name then break end
         if name == "input_record" then a = v elseif name == "input_value" then b = v end
       end
@@ -417,16 +449,28 @@ local function current_record()
   end
 end
 
-local function on_error(err)
-  local msg = type(err) == "string" and err or ("error object: " .. tostring(err))
-  if err == "not enough memory" then return { oom = true, message = msg } end
-  -- The user's frames only: the traceback stops where dstream's worker code begins.
-  local lines = {}
-  for line in debug.traceback("", 2):gmatch("[^\n]+") do
+-- The message of a task that failed with err: the record, the error, the user's frames (the
+-- traceback stops where dstream's worker code begins).
+local function failure_text(co, err)
+  local text = type(err) == "string" and err or ("error object: " .. tostring(err))
+  local record = current_record(co)
+  if record then text = "record " .. record .. ": " .. text end
+  local lines = { text }
+  -- LuaJIT has no current line for the top frame of a coroutine that died in a Lua function
+  -- (a run-time error there): the message starts with it.
+  local where = type(err) == "string" and err:match("^([^\n]-:%d+): ")
+  local src = where and where:match("^(.*):%d+$")
+  for line in debug.traceback(co, "", 0):gmatch("[^\n]+") do
     if line:find("dstream/worker.lua", 1, true) then break end
+    if src and line:sub(1, 1) == "\t" then
+      if line:find("\t" .. src .. ": in ", 1, true) == 1 then
+        line = "\t" .. where .. line:sub(#src + 2)
+      end
+      src = nil -- the top frame only
+    end
     lines[#lines + 1] = line
   end
-  return { message = msg, record = current_record(), traceback = table.concat(lines, "\n") }
+  return table.concat(lines, "\n")
 end
 
 ---------------------------------------------------------------------------------------------
@@ -484,6 +528,16 @@ local function emit_accumulators(task)
   emit(task, -1, n, true, ids, values)
 end
 
+-- A task runs in a coroutine of its own, not under xpcall: a trace cannot return through
+-- xpcall's frame (NYI: return to lower frame, in this LuaJIT), so a side trace that followed
+-- the end of a per-record loop to the end of the task aborted there; it stops cleanly where
+-- the coroutine returns. An error leaves the coroutine's frames for failure_text.
+local function task_body(task, desc)
+  execute(task, desc)
+  if current.accums then emit_accumulators(task) end
+  if current.report then M.emit_report(task) end
+end
+
 -- Operator modules add their operators and terminals through this table.
 M.operators, M.terminals = operators, terminals
 M.shipped, M.emit, M.buffered, M.flat_map_push = shipped, emit, buffered, flat_map_push
@@ -501,30 +555,35 @@ function M.run(task_ptr)
   local desc = desc_reader:decode()
   local on_success = {}
   current.on_success, current.accums, current.report = on_success, nil, nil
-  local ok, err = xpcall(execute, on_error, task, desc)
-  if ok and current.accums then ok, err = xpcall(emit_accumulators, on_error, task) end
-  if ok and current.report then ok, err = xpcall(M.emit_report, on_error, task) end
+  local co = co_create(task_body)
+  local ok, err = co_resume(co, task, desc)
+  if ok and co_status(co) ~= "dead" then -- a closure yielded: the task's coroutine is not its own
+    ok, err = false, "attempt to yield from outside a coroutine"
+  end
   if ok then
     for i = 1, #on_success do on_success[i]() end -- e.g. keyed state becomes the new state
   end
   current.on_success, current.accums, current.report = {}, nil, nil
   for i = 1, #task_buffers do task_buffers[i]:reset() end
   if ok then return end
-  local text
-  if err == "not enough memory" then -- memory errors skip the handler
-    err = { oom = true, message = err }
-  end
-  if type(err) ~= "table" then
-    text = tostring(err)
-  elseif err.oom then
-    C.ds_task_set_error(task, cdefs.TASK_OOM, err.message, #err.message)
+  if err == "not enough memory" then
+    C.ds_task_set_error(task, cdefs.TASK_OOM, err, #err)
     return
-  else
-    text = err.message
-    if err.record then text = "record " .. err.record .. ": " .. text end
-    text = text .. "\n" .. err.traceback:gsub("^\n", "")
+  end
+  local described, text = pcall(failure_text, co, err)
+  if not described then
+    if text == "not enough memory" then
+      C.ds_task_set_error(task, cdefs.TASK_OOM, text, #text)
+      return
+    end
+    text = tostring(err)
   end
   C.ds_task_set_error(task, cdefs.TASK_FAILED, text, #text)
 end
+
+-- M.run runs once per task, and its first line is not compiled (a light userdata cast to a
+-- pointer): a trace started here (when a hot counter it shares with a loop trips) could only
+-- abort.
+jit.off(M.run)
 
 return M

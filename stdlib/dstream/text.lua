@@ -53,7 +53,8 @@ local function next_word(st)
   -- strcspn also stops at a NUL byte: carry on past NUL bytes inside the string.
   while j < n and p[j] == 0 do j = j + 1 + tonumber(C.strcspn(p + j + 1, SPACE)) end
   st[2] = j
-  return sub(s, i + 1, j)
+  local w = sub(s, i + 1, j) -- not a tail call: see next_spaced
+  return w
 end
 
 -- The same on a string whose only separators are spaces and which holds no NUL byte:
@@ -69,12 +70,18 @@ local function next_spaced(st)
     return nil
   end
   local j = find(s, " ", i, true)
+  -- The words are bound to a local, not returned by a tail call to sub: a trace that starts
+  -- at this function (hot before the caller's loop is compiled) then ends at its return
+  -- instead of aborting in the caller's loop ("leaving loop in root trace").
+  local w
   if j then
     st[2] = j + 1
-    return sub(s, i, j - 1)
+    w = sub(s, i, j - 1)
+    return w
   end
   st[2] = n + 1
-  return sub(s, i, n)
+  w = sub(s, i, n)
+  return w
 end
 
 -- words(s): the runs of non-space characters of s, in order, as a generic-for iterator
@@ -102,12 +109,15 @@ local function next_field(st)
     return nil
   end
   local a, b = find(s, sep, i, true)
+  local f
   if a then
     st[3] = b + 1
-    return sub(s, i, a - 1)
+    f = sub(s, i, a - 1) -- not a tail call: see next_spaced
+    return f
   end
   st[3] = false
-  return sub(s, i)
+  f = sub(s, i)
+  return f
 end
 
 -- split(s, sep): the fields of s between occurrences of sep, a plain string (not a pattern)
