@@ -134,6 +134,18 @@ for _, w in ipairs({ 1, 2 }) do
 end
 print()
 
+local c_kafka = get("kafka_wordcount", "c")
+if c_kafka then
+  row("word count, Kafka (text.words)", c_kafka, nil, nil, { impl_name = "C baseline" })
+  for _, w in ipairs({ 1, 2 }) do
+    local r = get("kafka_wordcount", "dstream-" .. w .. "w")
+    row("word count, Kafka (text.words)", r, c_kafka, nil, { impl_name = "dstream " .. w .. " wkr" })
+    check("kafka word count", c_kafka, r, "words")
+  end
+  print("  (the 2 M-word corpus, one message per line, in 8 partitions of the embedded broker)")
+end
+print()
+
 -- Grep
 local c_grep, lj_grep = get("grep", "c"), get("grep", "luajit")
 row("grep (lines containing \"zyx\")", c_grep, nil, nil, { impl_name = "C baseline" })
