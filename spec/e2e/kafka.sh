@@ -289,6 +289,18 @@ check "kafka_wordcount example --brokers (kafka-mock) exits 0" [ $? -eq 0 ]
 check "kafka_wordcount example --brokers counts the $n messages of the topic" \
   grep -q "^total: $(wc -w <"$WORK/text.txt" | tr -d ' ') words in $n messages" "$WORK/ex2.out"
 
+(cd "$WORK" && timeout 60 "$DSTREAM" --checkpoint "$WORK/ck-example" "$ROOT/examples/kafka_exactly_once.lua") \
+  >"$WORK/ex3.out" 2>"$WORK/ex3.err"
+check "kafka_exactly_once example exits 0" [ $? -eq 0 ]
+check "kafka_exactly_once example writes nothing on stderr" [ ! -s "$WORK/ex3.err" ]
+ex_the=$(for k in $(seq 5); do cat "$ROOT/examples/data/streams.txt"; done | tr 'A-Z' 'a-z' |
+  grep -oE '[a-z]+' | grep -cx the)
+check "kafka_exactly_once example counts all 70 lines and $ex_the times 'the'" \
+  grep -q "^counted 70 lines; top: the=$ex_the " "$WORK/ex3.out"
+check "kafka_exactly_once example: the group committed all 70 offsets" \
+  eval '[ "$(sed -n "s/^committed offsets of lines: //p" "$WORK/ex3.out" | grep -oE "\] [0-9]+" | awk "{ s += \$2 } END { print s }")" = 70 ]'
+check "kafka_exactly_once example wrote checkpoints" eval 'compgen -G "$WORK/ck-example/checkpoint-*" >/dev/null'
+
 # ---- the embedded broker ends on SIGTERM ----
 kill -TERM "$MOCK_PID"
 wait_exit "$MOCK_PID" 10
