@@ -11,6 +11,7 @@ local buffer = require("string.buffer")
 local cdefs = require("dstream.cdefs")
 local ship = require("dstream.ship")
 local format = require("dstream.format")
+local table_new = require("table.new")
 
 local C = ffi.C
 local type, select, error, tonumber, pairs = type, select, error, tonumber, pairs
@@ -126,10 +127,13 @@ end
 -- With spec.create (combine_by_key) the first value of a key becomes create(v).
 -- `added` counts the keys added, never fewer than the table holds: the loop over the table
 -- leaves after that many (see operators.merge).
+-- The table starts at the size the same combiner reached in its last task on this worker
+-- (batches of a stream look alike): no rehashing while it fills.
+local combine_sizes = {} -- spec.fn -> keys in its last task
 function terminals.combine(task, spec)
   local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
   local create = spec.create and shipped(spec.create)
-  local acc, added = {}, 0
+  local acc, added = table_new(0, combine_sizes[spec.fn] or 0), 0
   local function push(k, v)
     if v == nil then key_hash(nil, who) end
     local old = acc[k]
@@ -143,11 +147,12 @@ function terminals.combine(task, spec)
   end
   local function finish()
     local keys, values, counts = {}, {}, {}
-    local left = added
+    local left, per_bucket = added, math.ceil(added / nparts)
+    combine_sizes[spec.fn] = added
     for k, v in pairs(acc) do
       local t = key_hash(k, who) % nparts
       local n = (counts[t] or 0) + 1
-      if n == 1 then keys[t], values[t] = {}, {} end
+      if n == 1 then keys[t], values[t] = table_new(per_bucket, 0), table_new(per_bucket, 0) end
       keys[t][n], values[t][n] = k, v
       counts[t] = n
       left = left - 1
