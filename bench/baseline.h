@@ -144,6 +144,24 @@ static bl_slot *bl_map_get(bl_map *m, const char *p, uint32_t len) {
   }
 }
 
+/* Splits [p, p + len) on whitespace and counts each word in m (its keys point into the
+ * text, which must outlive m); returns the number of words. */
+static int64_t bl_count_words(bl_map *m, const char *p, size_t len) {
+  static const unsigned char *sp;
+  if (!sp) sp = bl_space_table();
+  const char *end = p + len;
+  int64_t words = 0;
+  while (p < end) {
+    while (p < end && sp[(unsigned char)*p]) p++;
+    if (p == end) break;
+    const char *w = p;
+    while (p < end && !sp[(unsigned char)*p]) p++;
+    bl_map_get(m, w, (uint32_t)(p - w))->value++;
+    words++;
+  }
+  return words;
+}
+
 /* The line bench/run reads: "result key=value ...". */
 #define bl_result(...) printf("result " __VA_ARGS__)
 

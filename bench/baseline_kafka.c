@@ -29,7 +29,6 @@ int main(int argc, char **argv) {
   size_t cap = 1 << 26, used = 0;
   char *arena = malloc(cap);
   if (!arena) bl_die("out of memory");
-  const unsigned char *sp = bl_space_table();
   bl_map m;
   bl_map_init(&m, 1 << 16);
   long long messages = 0, words = 0;
@@ -50,18 +49,12 @@ int main(int argc, char **argv) {
       if (!arena) bl_die("out of memory");
       used = 0;
     }
-    const char *p = arena + used, *end = p + msg->len;
+    const char *text = arena + used;
     memcpy(arena + used, msg->payload, msg->len);
     used += msg->len;
+    size_t len = msg->len;
     rd_kafka_message_destroy(msg);
-    while (p < end) {
-      while (p < end && sp[(unsigned char)*p]) p++;
-      if (p == end) break;
-      const char *w = p;
-      while (p < end && !sp[(unsigned char)*p]) p++;
-      bl_map_get(&m, w, (uint32_t)(p - w))->value++;
-      words++;
-    }
+    words += bl_count_words(&m, text, len);
   }
   double secs = bl_now() - t0, cpu = bl_cpu() - c0;
   rd_kafka_consumer_close(rk);

@@ -19,23 +19,13 @@ int main(int argc, char **argv) {
   bl_load(argv[1], &c);
   size_t nbatches = (size_t)atol(argv[2]);
   size_t per_batch = (c.nlines + nbatches - 1) / nbatches;
-  const unsigned char *sp = bl_space_table();
   double t0 = bl_now(), c0 = bl_cpu();
   long long checksum = 0;
   for (size_t b = 0; b < nbatches; b++) {
     bl_map m;
     bl_map_init(&m, 1 << 12);
     size_t end = (b + 1) * per_batch < c.nlines ? (b + 1) * per_batch : c.nlines;
-    for (size_t i = b * per_batch; i < end; i++) {
-      const char *p = c.lines[i].p, *e = p + c.lines[i].len;
-      while (p < e) {
-        while (p < e && sp[(unsigned char)*p]) p++;
-        if (p == e) break;
-        const char *w = p;
-        while (p < e && !sp[(unsigned char)*p]) p++;
-        bl_map_get(&m, w, (uint32_t)(p - w))->value++;
-      }
-    }
+    for (size_t i = b * per_batch; i < end; i++) bl_count_words(&m, c.lines[i].p, c.lines[i].len);
     const bl_slot *top[K];
     int n = 0;
     for (size_t i = 0; i < m.cap; i++) {

@@ -20,7 +20,6 @@ int main(int argc, char **argv) {
   bl_load(argv[1], &c);
   size_t nbatches = (size_t)atol(argv[2]);
   size_t per_batch = (c.nlines + nbatches - 1) / nbatches;
-  const unsigned char *sp = bl_space_table();
   double t0 = bl_now(), c0 = bl_cpu();
   bl_map panes[WINDOW + 1], running;
   bl_map_init(&running, 1 << 16);
@@ -29,16 +28,7 @@ int main(int argc, char **argv) {
     bl_map *pane = &panes[b % (WINDOW + 1)];
     bl_map_init(pane, 1 << 12);
     size_t end = (b + 1) * per_batch < c.nlines ? (b + 1) * per_batch : c.nlines;
-    for (size_t i = b * per_batch; i < end; i++) {
-      const char *p = c.lines[i].p, *e = p + c.lines[i].len;
-      while (p < e) {
-        while (p < e && sp[(unsigned char)*p]) p++;
-        if (p == e) break;
-        const char *w = p;
-        while (p < e && !sp[(unsigned char)*p]) p++;
-        bl_map_get(pane, w, (uint32_t)(p - w))->value++;
-      }
-    }
+    for (size_t i = b * per_batch; i < end; i++) bl_count_words(pane, c.lines[i].p, c.lines[i].len);
     add_pane(&running, pane, 1);
     if (b >= WINDOW) {
       bl_map *old = &panes[(b - WINDOW) % (WINDOW + 1)];

@@ -8,18 +8,11 @@
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local dstream = require("dstream")
-local text = require("dstream.text")
 local brokers, topic, expected, workers = arg[1], arg[2], tonumber(arg[3]), tonumber(arg[4] or 2)
 
--- User code (as bench/wordcount.lua) --------------------------------------------------------
-local function split(line) return text.words(line) end
-local function pair(w) return w, 1 end
-local function add(a, b) return a + b end
-local function summary(iter)
-  local distinct, total = 0, 0
-  for _, c in iter do distinct, total = distinct + 1, total + c end
-  return { { distinct, total } }
-end
+-- User code (bench/wordcount_user.lua, as bench/wordcount.lua) ------------------------------
+local user = require("wordcount_user")("words")
+local split, pair, add, summary = user.split, user.pair, user.add, user.summary
 -----------------------------------------------------------------------------------------------
 
 local BATCH_MS = 250

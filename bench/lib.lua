@@ -122,6 +122,37 @@ function M.for_lines(p, n, fn)
   end
 end
 
+-- Bare LuaJIT's per-batch word counts, as dstream's batches of bench/window.lua and
+-- bench/topk.lua: the records of a buffer from corpus_records cut into `nbatches` batches of
+-- consecutive lines; each line's words go through the user's split/pair/add into the batch's
+-- table, and close(counts) ends each batch (and, with pad, each batch past the corpus's end,
+-- empty). Returns the number of lines; only the counting is meant to be timed, so the caller
+-- starts its clocks in `start()`, called once the lines are counted.
+function M.word_batches(p, n, nbatches, split, pair, add, close, pad, start)
+  local total = 0
+  M.for_lines(p, n, function() total = total + 1 end)
+  local per_batch = math.ceil(total / nbatches)
+  start()
+  local counts, in_batch, done, lines = {}, 0, 0, 0
+  local function close_batch()
+    close(counts)
+    counts, in_batch, done = {}, 0, done + 1
+  end
+  M.for_lines(p, n, function(line)
+    lines = lines + 1
+    for w in split(line) do
+      local k, v = pair(w)
+      local old = counts[k]
+      if old == nil then counts[k] = v else counts[k] = add(old, v) end
+    end
+    in_batch = in_batch + 1
+    if in_batch == per_batch then close_batch() end
+  end)
+  if in_batch > 0 then close_batch() end
+  while pad and done < nbatches do close_batch() end
+  return lines
+end
+
 -- Peak resident set size of this process so far, in KiB (from /proc: VmHWM).
 function M.peak_rss_kb()
   local fh = io.open("/proc/self/status", "r")

@@ -51,31 +51,15 @@ end
 
 if mode == "bare" then
   local p, n = lib.corpus_records(path)
-  local total = 0
-  lib.for_lines(p, n, function() total = total + 1 end)
-  local per_batch = math.ceil(total / nbatches)
-  local t0, c0 = lib.now(), lib.cpu()
-  local counts, in_batch, done = {}, 0, 0
-  local function close_batch()
+  local t0, c0
+  lines = lib.word_batches(p, n, nbatches, split, pair, add, function(counts)
     local k
     check(merge { top_k(function()
       local v
       k, v = next(counts, k)
       return k, v
     end) })
-    counts, in_batch, done = {}, 0, done + 1
-  end
-  lib.for_lines(p, n, function(line)
-    lines = lines + 1
-    for w in split(line) do
-      local k, v = pair(w)
-      local old = counts[k]
-      if old == nil then counts[k] = v else counts[k] = add(old, v) end
-    end
-    in_batch = in_batch + 1
-    if in_batch == per_batch then close_batch() end
-  end)
-  if in_batch > 0 then close_batch() end
+  end, false, function() t0, c0 = lib.now(), lib.cpu() end)
   secs, cpu = lib.now() - t0, lib.cpu() - c0
 else
   local dstream = require("dstream")

@@ -23,12 +23,9 @@ local lines, secs, cpu, checksum = 0, nil, nil, 0
 
 if mode == "bare" then
   local p, n = lib.corpus_records(path)
-  local total = 0
-  lib.for_lines(p, n, function() total = total + 1 end)
-  local per_batch = math.ceil(total / nbatches)
-  local t0, c0 = lib.now(), lib.cpu()
-  local panes, running, pane, b, in_batch = {}, {}, {}, 1, 0
-  local function close_batch()
+  local t0, c0
+  local panes, running, b = {}, {}, 1
+  lines = lib.word_batches(p, n, nbatches, split, pair, add, function(pane)
     panes[b] = pane
     for k, v in pairs(pane) do
       local old = running[k]
@@ -44,20 +41,8 @@ if mode == "bare" then
       if positive(k, v) then distinct = distinct + 1 else running[k] = nil end
     end
     checksum = checksum + distinct
-    pane, b, in_batch = {}, b + 1, 0
-  end
-  lib.for_lines(p, n, function(line)
-    lines = lines + 1
-    for w in split(line) do
-      local k, v = pair(w)
-      local old = pane[k]
-      if old == nil then pane[k] = v else pane[k] = add(old, v) end
-    end
-    in_batch = in_batch + 1
-    if in_batch == per_batch then close_batch() end
-  end)
-  if in_batch > 0 then close_batch() end
-  while b <= nbatches do close_batch() end
+    b = b + 1
+  end, true, function() t0, c0 = lib.now(), lib.cpu() end)
   secs, cpu = lib.now() - t0, lib.cpu() - c0
 else
   local dstream = require("dstream")

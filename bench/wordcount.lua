@@ -8,25 +8,10 @@ package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.pat
 local lib = require("lib")
 local mode, path, how, workers = arg[1], arg[2], arg[3] or "words", tonumber(arg[4] or 1)
 if mode == "bare" then lib.use_stdlib() end
-local text = require("dstream.text")
 
--- User code ---------------------------------------------------------------------------------
-local split
-if how == "gmatch" then
-  split = function(line) return line:gmatch("%S+") end
-else
-  split = function(line) return text.words(line) end
-end
-local function pair(w) return w, 1 end
-local function add(a, b) return a + b end
--- Per partition: the number of distinct words and the sum of their counts.
-local function summary(iter)
-  local distinct, total = 0, 0
-  for _, c in iter do
-    distinct, total = distinct + 1, total + c
-  end
-  return { { distinct, total } }
-end
+-- User code (bench/wordcount_user.lua) -------------------------------------------------------
+local user = require("wordcount_user")(how)
+local split, pair, add, summary = user.split, user.pair, user.add, user.summary
 -----------------------------------------------------------------------------------------------
 
 local lines, distinct, total, secs, cpu, load_secs

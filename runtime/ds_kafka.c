@@ -51,6 +51,19 @@ fail:
   return NULL;
 }
 
+/* rd_kafka_new(type, c), which takes c on success; on failure c is destroyed and err says
+ * what could not be made (`what`: "consumer", "producer", "client"). */
+static rd_kafka_t *new_client(rd_kafka_type_t type, rd_kafka_conf_t *c, const char *what,
+                              char *err, size_t errlen) {
+  char e[512];
+  rd_kafka_t *rk = rd_kafka_new(type, c, e, sizeof e);
+  if (!rk) {
+    rd_kafka_conf_destroy(c);
+    set_err(err, errlen, "cannot create a Kafka %s: %s", what, e);
+  }
+  return rk;
+}
+
 static const char *conf_get(const ds_kafka_kv *conf, int n, const char *key) {
   const char *v = NULL;
   for (int i = 0; i < n; i++)
@@ -527,13 +540,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   rd_kafka_conf_set_error_cb(c, error_cb);
   rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
   rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
-  char e[512];
-  s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof e);
-  if (!s->rk) {
-    rd_kafka_conf_destroy(c);
-    set_err(err, errlen, "cannot create a Kafka consumer: %s%s", e, NULL);
-    goto fail;
-  }
+  if (!(s->rk = new_client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen))) goto fail;
   rd_kafka_poll_set_consumer(s->rk);
   rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->ntopics);
   for (int i = 0; i < o->ntopics; i++)
@@ -824,12 +831,8 @@ int ds_kafka_producer_new(const ds_kafka_producer_opts *o, ds_kafka_producer **o
   rd_kafka_conf_set_opaque(c, p);
   rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
   rd_kafka_conf_set_error_cb(c, producer_error_cb);
-  char e[512];
-  p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
-  if (!p->rk) {
-    rd_kafka_conf_destroy(c);
+  if (!(p->rk = new_client(RD_KAFKA_PRODUCER, c, "producer", err, errlen))) {
     free(p);
-    set_err(err, errlen, "cannot create a Kafka producer: %s%s", e, NULL);
     return -EINVAL;
   }
   if (p->transactional) {
@@ -1010,13 +1013,8 @@ int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv
   const ds_kafka_kv defaults[] = {{"group.id", group}, {"enable.auto.commit", "false"}};
   rd_kafka_conf_t *c = make_conf(brokers, defaults, 2, conf, nconf, err, errlen);
   if (!c) return -EINVAL;
-  char e[512];
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, e, sizeof e);
-  if (!rk) {
-    rd_kafka_conf_destroy(c);
-    set_err(err, errlen, "cannot create a Kafka consumer: %s%s", e, NULL);
-    return -EINVAL;
-  }
+  rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen);
+  if (!rk) return -EINVAL;
   rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
   rd_kafka_resp_err_t rc = rd_kafka_committed(rk, l, timeout_ms > 0 ? timeout_ms : 10000);
   for (int i = 0; i < n && !rc; i++) {
@@ -1036,13 +1034,8 @@ int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_ka
                              int nconf, int timeout_ms, int *count, char *err, size_t errlen) {
   rd_kafka_conf_t *c = make_conf(brokers, NULL, 0, conf, nconf, err, errlen);
   if (!c) return -EINVAL;
-  char e[512];
-  rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, e, sizeof e);
-  if (!rk) {
-    rd_kafka_conf_destroy(c);
-    set_err(err, errlen, "cannot create a Kafka client: %s%s", e, NULL);
-    return -EINVAL;
-  }
+  rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, c, "client", err, errlen);
+  if (!rk) return -EINVAL;
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
   const struct rd_kafka_metadata *md = NULL;
   rd_kafka_resp_err_t rc =

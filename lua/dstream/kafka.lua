@@ -414,8 +414,6 @@ local sink_options = {
 }
 
 -- The input offsets of batch `time` for each Kafka source of ctx, with its group metadata.
-local two_phase_commit -- defined below
-
 local function batch_offsets(ctx, time)
   local out = {}
   for _, K in ipairs(sources_of[ctx] or {}) do
@@ -442,6 +440,32 @@ local function run_on_worker0(r, plans, term, stage)
   return r.ctx:_scheduler():run_tasks(specs)
 end
 
+-- The offsets group K.group committed for the partitions of `pos` (a checkpoint's positions):
+-- topic -> { [partition] = offset }. Retries while the broker may still be starting.
+local function committed_offsets(K, pos)
+  local by_topic = {}
+  for _, o in ipairs(pos) do
+    by_topic[o.topic] = by_topic[o.topic] or {}
+    table.insert(by_topic[o.topic], { topic = o.topic, partition = o.partition })
+  end
+  local out = {}
+  for topic, parts in pairs(by_topic) do
+    local res, err
+    for _ = 1, 10 do
+      res, err = core.kafka_committed(K.brokers, K.group, parts, { conf = K.conf })
+      if res then break end
+      ffi.C.poll(nil, 0, 1000)
+    end
+    if not res then
+      error("kafka_stream " .. K.name .. ": cannot read the offsets group " .. K.group
+        .. " committed, to choose the checkpoint to restart from: " .. tostring(err), 0)
+    end
+    out[topic] = {}
+    for _, o in ipairs(res) do out[topic][o.partition] = o.offset end
+  end
+  return out
+end
+
 -- The checkpoints a job may restart from, with a to_kafka{ exactly_once } sink: a checkpoint
 -- whose Kafka positions are past what the group has committed holds a batch whose transaction
 -- was never committed (the job died between the two); restarting there would lose its
@@ -450,32 +474,13 @@ local function positions_committed(ctx)
   local committed = {} -- group -> topic -> { [partition] = offset }, read once
   return function(doc)
     for _, K in ipairs(sources_of[ctx] or {}) do
-      local pos = doc.sources[K.key]
+      local pos = doc.sources[K.key] or {}
       local byg = committed[K.group]
-      if pos and not byg then
-        byg = {}
-        local by_topic = {}
-        for _, o in ipairs(pos) do
-          by_topic[o.topic] = by_topic[o.topic] or {}
-          table.insert(by_topic[o.topic], { topic = o.topic, partition = o.partition })
-        end
-        for topic, parts in pairs(by_topic) do
-          local res, err
-          for _ = 1, 10 do -- the broker may still be starting
-            res, err = core.kafka_committed(K.brokers, K.group, parts, { conf = K.conf })
-            if res then break end
-            ffi.C.poll(nil, 0, 1000)
-          end
-          if not res then
-            error("kafka_stream " .. K.name .. ": cannot read the offsets group " .. K.group
-              .. " committed, to choose the checkpoint to restart from: " .. tostring(err), 0)
-          end
-          byg[topic] = {}
-          for _, o in ipairs(res) do byg[topic][o.partition] = o.offset end
-        end
+      if not byg and #pos > 0 then
+        byg = committed_offsets(K, pos)
         committed[K.group] = byg
       end
-      for _, o in ipairs(pos or {}) do
+      for _, o in ipairs(pos) do
         local c = byg[o.topic] and byg[o.topic][o.partition] or -1
         if o.offset > c then
           return false, string.format("its position in %s [%d] is offset %d, but to_kafka (exactly once) "
@@ -496,7 +501,7 @@ end
 -- (records and input offsets, prepared by its output) is committed once the checkpoint of the
 -- batch is written. A failed commit fails the batch (and the job): the restart goes back to
 -- the checkpoint before it (positions_committed).
-function two_phase_commit(ctx, term, prepared)
+local function two_phase_commit(ctx, term, prepared)
   local rdd_mod = require("dstream.rdd")
   local commit_term = {
     kind = "kafka_txn_commit", brokers = term.brokers, conf = term.conf,

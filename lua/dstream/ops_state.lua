@@ -198,8 +198,7 @@ return function(W)
   -- The reader of a state source: every (key, state) of this task's partition, or, with a
   -- time, the result the state's operator kept for that batch (W.kept_result).
   function W.read_state(id, part, push, time)
-    local t = store_of(id, part).states
-    if time then t = W.kept_result(id, part, time) end
+    local t = time and W.kept_result(id, part, time) or store_of(id, part).states
     for k, v in pairs(t) do push(k, v) end
   end
 

@@ -18,10 +18,12 @@ return function(W)
   local shipped, current, store_of = W.shipped, W.current, W.store_of
   local pairs, ceil = pairs, math.ceil
   local table_new = require("table.new")
-  local kept = {} -- state id -> partition -> batch time -> the window's value (key -> value)
+  -- A partition's store -> batch time -> the window's value (key -> value). Weak: a store
+  -- replaced by a checkpoint's takes its kept values with it.
+  local kept = setmetatable({}, { __mode = "k" })
 
   function W.kept_result(id, part, time)
-    local by_time = kept[id] and kept[id][part]
+    local by_time = kept[store_of(id, part)]
     local t = by_time and by_time[time]
     if not t then
       error(string.format("the window of batch %d ms is no longer kept on the workers: a window's "
@@ -144,10 +146,8 @@ return function(W)
             if e <= keep_after then panes[e] = nil end
           end
           -- The window's value, read where it is (W.kept_result).
-          local by_part = kept[spec.state] or {}
-          kept[spec.state] = by_part
-          local by_time = by_part[current.part] or {}
-          by_part[current.part] = by_time
+          local by_time = kept[store] or {}
+          kept[store] = by_time
           by_time[time] = running
           for t in pairs(by_time) do
             if t < spec.keep_from then by_time[t] = nil end

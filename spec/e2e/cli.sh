@@ -72,6 +72,26 @@ run workers --workers 3 "$WORK/workers.lua"
 check "--workers 3 gives a context with 3 workers" \
   eval '[ "$STATUS" -eq 0 ] && [ "$(out workers)" = "3	3" ]'
 
+# ---- --checkpoint: the context checkpoints into the directory, and restarts from it ----
+cat >"$WORK/ckpt.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s", clock = "manual", workers = 1 }
+local n = 0
+ctx:queue_stream({ { "a" }, { "b" } }):foreach_rdd(function(rdd) n = n + rdd:count() end)
+ctx:start()
+ctx:advance(2)
+print(ctx.recovered_from and "recovered" or "fresh", n)
+ctx:stop { graceful = true }
+LUA
+run ckpt1 --checkpoint "$WORK/ck" "$WORK/ckpt.lua"
+check "--checkpoint DIR: the first run starts fresh and writes a checkpoint into DIR" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out ckpt1)" = "fresh	2" ] && compgen -G "$WORK/ck/checkpoint-*" >/dev/null'
+run ckpt2 --checkpoint "$WORK/ck" "$WORK/ckpt.lua"
+check "--checkpoint DIR: the second run restarts from it" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out ckpt2 | cut -f1)" = recovered ]'
+run ckpt3 "$WORK/ckpt.lua" --checkpoint "$WORK/ck"
+check "--checkpoint after the script is the script's argument (no checkpoint)" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out ckpt3)" = "fresh	2" ]'
+
 # ---- a script on stdin ----
 cat >"$WORK/stdin.lua" <<'LUA'
 local ctx = require("dstream").context { batch = "1s", clock = "manual", workers = 2 }
