@@ -306,6 +306,12 @@ function operators.map_values(spec, nxt, fin)
   end, fin
 end
 
+local function not_expansion(who, r)
+  error(who .. ": the function must return an array or an iterator, not a " .. type(r), 0)
+end
+
+-- A flat_map that is not the first operator of its stage (the first one runs in the
+-- reader's loop: read_flat).
 local function flat_map_push(f, nxt, who)
   return function(a, b)
     local r, s, c = f(a, b)
@@ -315,7 +321,7 @@ local function flat_map_push(f, nxt, who)
     elseif tr == "table" then
       for i = 1, #r do nxt(r[i]) end
     elseif r ~= nil then
-      error(who .. ": the function must return an array or an iterator, not a " .. tr, 0)
+      not_expansion(who, r)
     end
   end
 end
@@ -433,7 +439,96 @@ local function read_range(first, count, push)
   for input_record = first, first + count - 1 do push(input_record) end
 end
 
-local readers = { [read_lines] = true, [read_sbuf] = true, [read_range] = true }
+-- A stage that starts with flat_map (a word count's `text_file(p):flat_map(words)`) runs one
+-- loop over the input records and the records each expands to, instead of a loop per input
+-- record inside flat_map's push: that loop ends with every line, and LuaJIT records a loop's
+-- trace from the iteration its hot counter trips at, which on a line of ten words is the
+-- last one time in ten (abort: "leaving loop in root trace"). Each abort delays the loop's
+-- trace; meanwhile the functions it calls per word get hot and start traces of their own,
+-- whose side traces return into the loop while it has no trace and abort too (loop unroll
+-- limit), until their exits are left to the interpreter. This loop ends once per slice.
+-- pull() gives the next input record (and value), nil after the last.
+-- The iterator's first call is made where the record is read, so that its control variable
+-- is never nil where the loop begins again (a slot whose type changes there makes the side
+-- traces of the refill fail to link back: "persistent type instability"); for the same
+-- reason `iterating` is a number, not a boolean (true and false are two types to a trace).
+local function read_flat(pull, f, push)
+  local input_record, input_value
+  local r, s, c = nil, nil, nil -- the current record's iterator (r a function) or array
+  local iterating, i, n = 0, 0, 0
+  while true do
+    if iterating == 1 then
+      local x, y = r(s, c)
+      if x == nil then
+        iterating = 0
+      else
+        c = x
+        push(x, y)
+      end
+    elseif i < n then
+      i = i + 1
+      push(r[i])
+    else
+      input_record, input_value = pull()
+      if input_record == nil then return end
+      local fr, fs, fc = f(input_record, input_value)
+      local tr = type(fr)
+      if tr == "function" then
+        local x, y = fr(fs, fc)
+        if x ~= nil then
+          r, s, c, iterating = fr, fs, x, 1
+          push(x, y)
+        end
+      elseif tr == "table" then
+        r, i, n = fr, 0, #fr
+      elseif fr ~= nil then
+        not_expansion("flat_map", fr)
+      end
+    end
+  end
+end
+
+-- The readers as pull functions, for read_flat. Made once per slice, outside the loop.
+local function pull_lines(s)
+  local p, n, off = ffi_cast(u8p, s.data), tonumber(s.len), 0
+  return function()
+    if off >= n then return nil end
+    local len = ffi_cast(u32p, p + off)[0]
+    local line = ffi_string(p + off + 4, len)
+    off = off + 4 + len
+    return line
+  end
+end
+
+local function pull_sbuf(s)
+  reader:set(s.data, s.len)
+  local arrays = reader:decode()
+  local keys, values, count, i = arrays[1], arrays[2], tonumber(s.count), 0
+  if values then
+    return function()
+      if i >= count then return nil end
+      i = i + 1
+      return keys[i], values[i]
+    end
+  end
+  return function()
+    if i >= count then return nil end
+    i = i + 1
+    return keys[i]
+  end
+end
+
+local function pull_range(first, count)
+  local i, last = first - 1, first + count - 1
+  return function()
+    if i >= last then return nil end
+    i = i + 1
+    return i
+  end
+end
+
+local readers = { [read_lines] = true, [read_sbuf] = true, [read_range] = true,
+  [read_flat] = true }
 
 -- The input record being processed when the task's coroutine co stopped on an error: found
 -- in the reader's frame, which the coroutine keeps.
@@ -480,12 +575,13 @@ end
 
 ---------------------------------------------------------------------------------------------
 
-local function build(desc, task)
+-- The pipeline from the operator at index `first` (the ones before it run in the reader).
+local function build(desc, task, first)
   local term = terminals[desc.term.kind]
   if not term then error("unknown terminal " .. tostring(desc.term.kind), 0) end
   local push, fin = term(task, desc.term)
   local ops = desc.ops
-  for i = #ops, 1, -1 do
+  for i = #ops, first, -1 do
     local op = ops[i]
     push, fin = operators[op.kind](op, push, fin)
   end
@@ -499,19 +595,28 @@ M.current = current
 
 local function execute(task, desc)
   current.part, current.time, current.worker = desc.part or 0, desc.time or 0, worker_index
-  local push, finish = build(desc, task)
+  -- A first flat_map runs in the reader's loop (read_flat); not on a state source, nor on
+  -- two-sided inputs (cogroup, join: the first nleft slices are the left side).
+  local nleft, first = desc.nleft, desc.ops[1]
+  local expand = first and first.kind == "flat_map" and not desc.state and not nleft
+    and shipped(first.fn)
+  local push, finish = build(desc, task, expand and 2 or 1)
   local records = 0
   if desc.range then
-    read_range(desc.range[1], desc.range[2], push)
+    if expand then
+      read_flat(pull_range(desc.range[1], desc.range[2]), expand, push)
+    else
+      read_range(desc.range[1], desc.range[2], push)
+    end
     records = desc.range[2]
   elseif desc.state then -- a state source: the keys this worker keeps for the partition
     M.read_state(desc.state, desc.part, push, desc.state_time)
   else
-    -- Two-sided inputs (cogroup, join): the first nleft slices are the left side.
-    local nleft = desc.nleft
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
-      if s.format == FMT_LINES then
+      if expand then
+        read_flat(s.format == FMT_LINES and pull_lines(s) or pull_sbuf(s), expand, push)
+      elseif s.format == FMT_LINES then
         read_lines(s, push)
       else
         read_sbuf(s, push, nleft and (i < nleft and 1 or 2) or nil)
@@ -586,9 +691,19 @@ function M.run(task_ptr)
   C.ds_task_set_error(task, cdefs.TASK_FAILED, text, #text)
 end
 
--- M.run runs once per task, and its first line is not compiled (a light userdata cast to a
--- pointer): a trace started here (when a hot counter it shares with a loop trips) could only
--- abort.
-jit.off(M.run)
+-- Code that runs once per task is never compiled: a trace would be worth nothing there, and
+-- one starts there only when a hot counter it shares with a per-record loop trips (LuaJIT
+-- keeps 64 counters, indexed by bytecode address), to abort at its first closure creation
+-- (FNEW, not compiled) or, in M.run, at its first line (a light userdata cast to a pointer).
+-- The operators' and terminals' constructors make the task's closures; only those closures
+-- run per record. (A trace that reaches one of these functions aborts: none does, as they run
+-- before the task's loops or, for M.run, around its coroutine.)
+for _, f in ipairs({ M.run, task_body, execute, build, emit_accumulators, pull_lines, pull_sbuf,
+  pull_range }) do
+  jit.off(f)
+end
+for _, kind in ipairs({ operators, terminals }) do
+  for _, constructor in pairs(kind) do jit.off(constructor) end
+end
 
 return M
