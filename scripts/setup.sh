@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # scripts/setup.sh: installs the Debian packages dstream needs that are missing, then builds
-# build/dstream (and the C unit tests). Safe to run again: it installs only what is missing.
+# LuaJIT (scripts/luajit.sh) and build/dstream (and the C unit tests). Safe to run again: it
+# installs only what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(build-essential cmake pkg-config libluajit-5.1-dev luajit libuv1-dev
+packages=(build-essential cmake pkg-config libluajit-5.1-dev luajit dpkg-dev libuv1-dev
   librdkafka-dev libedit-dev lua-busted lua-cjson luarocks kcat netcat-openbsd tmux strace
   libhttp-parser-dev curl prometheus chromium) # the last three for spec/e2e/ui.sh (promtool, a browser)
 missing=()
@@ -20,6 +21,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${missing[@]}" >/dev/null
 fi
 
+# LuaJIT from Debian's source package with dstream's patches (patches/luajit/), linked
+# statically; CMake picks it up from build-luajit/.
+bash scripts/luajit.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null
 echo "setup: built build/dstream ($(./build/dstream --version))"

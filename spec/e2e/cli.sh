@@ -20,6 +20,8 @@ lines_of() { wc -l <"$WORK/$1.err"; }
 run version --version
 check "--version exits 0" [ "$STATUS" -eq 0 ]
 check "--version prints 'dstream VERSION'" grep -Eq '^dstream [0-9]+\.[0-9]+' "$WORK/version.out"
+# scripts/setup.sh builds LuaJIT from Debian's source with patches/luajit/ (scripts/luajit.sh)
+check "--version names the LuaJIT built by scripts/luajit.sh" grep -q "LuaJIT 2.1.0-beta3, dstream's build: 4096 hot counters" "$WORK/version.out"
 run help --help
 check "--help exits 0" [ "$STATUS" -eq 0 ]
 check "--help mentions --workers" grep -q -- '--workers' "$WORK/help.out"
