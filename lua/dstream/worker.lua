@@ -447,12 +447,12 @@ end
 -- trace; meanwhile the functions it calls per word get hot and start traces of their own,
 -- whose side traces return into the loop while it has no trace and abort too (loop unroll
 -- limit), until their exits are left to the interpreter. This loop ends once per slice.
--- pull() gives the next input record (and value), nil after the last.
+-- pull(st) gives the next input record (and value), nil after the last.
 -- The iterator's first call is made where the record is read, so that its control variable
 -- is never nil where the loop begins again (a slot whose type changes there makes the side
 -- traces of the refill fail to link back: "persistent type instability"); for the same
 -- reason `iterating` is a number, not a boolean (true and false are two types to a trace).
-local function read_flat(pull, f, push)
+local function read_flat(pull, st, f, push)
   local input_record, input_value
   local r, s, c = nil, nil, nil -- the current record's iterator (r a function) or array
   local iterating, i, n = 0, 0, 0
@@ -469,7 +469,7 @@ local function read_flat(pull, f, push)
       i = i + 1
       push(r[i])
     else
-      input_record, input_value = pull()
+      input_record, input_value = pull(st)
       if input_record == nil then return end
       local fr, fs, fc = f(input_record, input_value)
       local tr = type(fr)
@@ -488,43 +488,50 @@ local function read_flat(pull, f, push)
   end
 end
 
--- The readers as pull functions, for read_flat. Made once per slice, outside the loop.
-local function pull_lines(s)
-  local p, n, off = ffi_cast(u8p, s.data), tonumber(s.len), 0
-  return function()
-    if off >= n then return nil end
-    local len = ffi_cast(u32p, p + off)[0]
-    local line = ffi_string(p + off + 4, len)
-    off = off + 4 + len
-    return line
-  end
+-- The readers in pull form, for read_flat: pull(st) gives the next input record (and value)
+-- of a slice, nil after the last; st holds the slice's position. Plain functions and a state
+-- table, not closures made per slice: a side trace that follows the end of one slice into the
+-- next one would abort at the closure's creation (FNEW is not compiled).
+local function pull_line(st) -- st: { records (const uint8_t *), bytes, offset }
+  local off = st[3]
+  if off >= st[2] then return nil end
+  local p = st[1]
+  local len = ffi_cast(u32p, p + off)[0]
+  st[3] = off + 4 + len
+  local line = ffi_string(p + off + 4, len)
+  return line
 end
 
-local function pull_sbuf(s)
+local function pull_value(st) -- st: { values, count, index }
+  local i = st[3]
+  if i >= st[2] then return nil end
+  i = i + 1
+  st[3] = i
+  return st[1][i]
+end
+
+local function pull_pair(st) -- st: { keys, count, index, values }
+  local i = st[3]
+  if i >= st[2] then return nil end
+  i = i + 1
+  st[3] = i
+  return st[1][i], st[4][i]
+end
+
+local function pull_int(st) -- st: { last integer given, last integer of the range }
+  local i = st[1]
+  if i >= st[2] then return nil end
+  st[1] = i + 1
+  return i + 1
+end
+
+-- A slice in pull form: pull, st.
+local function pull_slice(s)
+  if s.format == FMT_LINES then return pull_line, { ffi_cast(u8p, s.data), tonumber(s.len), 0 } end
   reader:set(s.data, s.len)
   local arrays = reader:decode()
-  local keys, values, count, i = arrays[1], arrays[2], tonumber(s.count), 0
-  if values then
-    return function()
-      if i >= count then return nil end
-      i = i + 1
-      return keys[i], values[i]
-    end
-  end
-  return function()
-    if i >= count then return nil end
-    i = i + 1
-    return keys[i]
-  end
-end
-
-local function pull_range(first, count)
-  local i, last = first - 1, first + count - 1
-  return function()
-    if i >= last then return nil end
-    i = i + 1
-    return i
-  end
+  if arrays[2] then return pull_pair, { arrays[1], tonumber(s.count), 0, arrays[2] } end
+  return pull_value, { arrays[1], tonumber(s.count), 0 }
 end
 
 local readers = { [read_lines] = true, [read_sbuf] = true, [read_range] = true,
@@ -604,7 +611,7 @@ local function execute(task, desc)
   local records = 0
   if desc.range then
     if expand then
-      read_flat(pull_range(desc.range[1], desc.range[2]), expand, push)
+      read_flat(pull_int, { desc.range[1] - 1, desc.range[1] + desc.range[2] - 1 }, expand, push)
     else
       read_range(desc.range[1], desc.range[2], push)
     end
@@ -615,7 +622,8 @@ local function execute(task, desc)
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
       if expand then
-        read_flat(s.format == FMT_LINES and pull_lines(s) or pull_sbuf(s), expand, push)
+        local pull, st = pull_slice(s)
+        read_flat(pull, st, expand, push)
       elseif s.format == FMT_LINES then
         read_lines(s, push)
       else
@@ -691,15 +699,15 @@ function M.run(task_ptr)
   C.ds_task_set_error(task, cdefs.TASK_FAILED, text, #text)
 end
 
--- Code that runs once per task is never compiled: a trace would be worth nothing there, and
--- one starts there only when a hot counter it shares with a per-record loop trips (LuaJIT
--- keeps 64 counters, indexed by bytecode address), to abort at its first closure creation
--- (FNEW, not compiled) or, in M.run, at its first line (a light userdata cast to a pointer).
--- The operators' and terminals' constructors make the task's closures; only those closures
--- run per record. (A trace that reaches one of these functions aborts: none does, as they run
--- before the task's loops or, for M.run, around its coroutine.)
-for _, f in ipairs({ M.run, task_body, execute, build, emit_accumulators, pull_lines, pull_sbuf,
-  pull_range }) do
+-- Code that runs once per task before its loops is never compiled: a trace would be worth
+-- nothing there, and one starts there only when a hot counter it shares with a per-record loop
+-- trips, to abort at its first closure creation (FNEW, not compiled) or, in M.run, at its first
+-- line (a light userdata cast to a pointer). The operators' and terminals' constructors make
+-- the task's closures; only those closures run per record. A trace that reaches a jit.off
+-- function aborts, so what runs after a loop (execute, between slices; task_body) stays
+-- compiled: the side trace at the end of a slice, hot when a task has many slices, goes on
+-- there to the next slice's loop.
+for _, f in ipairs({ M.run, build }) do
   jit.off(f)
 end
 for _, kind in ipairs({ operators, terminals }) do
