@@ -404,39 +404,61 @@ end
 ---------------------------------------------------------------------------------------------
 -- Readers: the per-record loops. `input_record` is the name the error handler looks for.
 
-local function read_lines(s, push)
-  local p = ffi_cast(u8p, s.data)
-  local n = tonumber(s.len)
-  local off = 0
-  while off < n do
-    local len = ffi_cast(u32p, p + off)[0]
-    local input_record = ffi_string(p + off + 4, len)
-    off = off + 4 + len
-    push(input_record)
-  end
+-- The inputs in pull form: pull(st) gives the next input record (and value), nil after the
+-- last; st holds the position. Plain functions and a state table, not closures made per
+-- slice: a side trace that follows the end of one slice into the next one would abort at the
+-- closure's creation (FNEW is not compiled).
+local function pull_line(st) -- st: { records (const uint8_t *), bytes, offset }
+  local off = st[3]
+  if off >= st[2] then return nil end
+  local p = st[1]
+  local len = ffi_cast(u32p, p + off)[0]
+  st[3] = off + 4 + len
+  local line = ffi_string(p + off + 4, len)
+  return line
 end
 
+local function pull_value(st) -- st: { values, count, index }
+  local i = st[3]
+  if i >= st[2] then return nil end
+  i = i + 1
+  st[3] = i
+  return st[1][i]
+end
+
+local function pull_pair(st) -- st: { keys, count, index, values }
+  local i = st[3]
+  if i >= st[2] then return nil end
+  i = i + 1
+  st[3] = i
+  return st[1][i], st[4][i]
+end
+
+local function pull_int(st) -- st: { last integer given, last integer of the range }
+  local i = st[1]
+  if i >= st[2] then return nil end
+  st[1] = i + 1
+  return i + 1
+end
+
+-- A slice in pull form: pull, st.
 local reader = buffer.new()
-local function read_sbuf(s, push, side)
+local function pull_slice(s)
+  if s.format == FMT_LINES then return pull_line, { ffi_cast(u8p, s.data), tonumber(s.len), 0 } end
   reader:set(s.data, s.len)
   local arrays = reader:decode()
-  local keys, values = arrays[1], arrays[2]
-  local count = tonumber(s.count)
-  if values then
-    for i = 1, count do
-      local input_record, input_value = keys[i], values[i]
-      push(input_record, input_value, side)
-    end
-  else
-    for i = 1, count do
-      local input_record = keys[i]
-      push(input_record)
-    end
-  end
+  if arrays[2] then return pull_pair, { arrays[1], tonumber(s.count), 0, arrays[2] } end
+  return pull_value, { arrays[1], tonumber(s.count), 0 }
 end
 
-local function read_range(first, count, push)
-  for input_record = first, first + count - 1 do push(input_record) end
+-- The reader of a stage that does not start with flat_map. side: 1 or 2 for the left or
+-- right input of a two-sided stage (cogroup, join).
+local function read_all(pull, st, push, side)
+  while true do
+    local input_record, input_value = pull(st)
+    if input_record == nil then return end
+    push(input_record, input_value, side)
+  end
 end
 
 -- A stage that starts with flat_map (a word count's `text_file(p):flat_map(words)`) runs one
@@ -488,54 +510,7 @@ local function read_flat(pull, st, f, push)
   end
 end
 
--- The readers in pull form, for read_flat: pull(st) gives the next input record (and value)
--- of a slice, nil after the last; st holds the slice's position. Plain functions and a state
--- table, not closures made per slice: a side trace that follows the end of one slice into the
--- next one would abort at the closure's creation (FNEW is not compiled).
-local function pull_line(st) -- st: { records (const uint8_t *), bytes, offset }
-  local off = st[3]
-  if off >= st[2] then return nil end
-  local p = st[1]
-  local len = ffi_cast(u32p, p + off)[0]
-  st[3] = off + 4 + len
-  local line = ffi_string(p + off + 4, len)
-  return line
-end
-
-local function pull_value(st) -- st: { values, count, index }
-  local i = st[3]
-  if i >= st[2] then return nil end
-  i = i + 1
-  st[3] = i
-  return st[1][i]
-end
-
-local function pull_pair(st) -- st: { keys, count, index, values }
-  local i = st[3]
-  if i >= st[2] then return nil end
-  i = i + 1
-  st[3] = i
-  return st[1][i], st[4][i]
-end
-
-local function pull_int(st) -- st: { last integer given, last integer of the range }
-  local i = st[1]
-  if i >= st[2] then return nil end
-  st[1] = i + 1
-  return i + 1
-end
-
--- A slice in pull form: pull, st.
-local function pull_slice(s)
-  if s.format == FMT_LINES then return pull_line, { ffi_cast(u8p, s.data), tonumber(s.len), 0 } end
-  reader:set(s.data, s.len)
-  local arrays = reader:decode()
-  if arrays[2] then return pull_pair, { arrays[1], tonumber(s.count), 0, arrays[2] } end
-  return pull_value, { arrays[1], tonumber(s.count), 0 }
-end
-
-local readers = { [read_lines] = true, [read_sbuf] = true, [read_range] = true,
-  [read_flat] = true }
+local readers = { [read_all] = true, [read_flat] = true }
 
 -- The input record being processed when the task's coroutine co stopped on an error: found
 -- in the reader's frame, which the coroutine keeps.
@@ -609,25 +584,20 @@ local function execute(task, desc)
     and shipped(first.fn)
   local push, finish = build(desc, task, expand and 2 or 1)
   local records = 0
-  if desc.range then
-    if expand then
-      read_flat(pull_int, { desc.range[1] - 1, desc.range[1] + desc.range[2] - 1 }, expand, push)
-    else
-      read_range(desc.range[1], desc.range[2], push)
-    end
-    records = desc.range[2]
-  elseif desc.state then -- a state source: the keys this worker keeps for the partition
+  if desc.state then -- a state source: the keys this worker keeps for the partition
     M.read_state(desc.state, desc.part, push, desc.state_time)
+  elseif desc.range then
+    local st = { desc.range[1] - 1, desc.range[1] + desc.range[2] - 1 }
+    if expand then read_flat(pull_int, st, expand, push) else read_all(pull_int, st, push) end
+    records = desc.range[2]
   else
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
+      local pull, st = pull_slice(s)
       if expand then
-        local pull, st = pull_slice(s)
         read_flat(pull, st, expand, push)
-      elseif s.format == FMT_LINES then
-        read_lines(s, push)
       else
-        read_sbuf(s, push, nleft and (i < nleft and 1 or 2) or nil)
+        read_all(pull, st, push, nleft and (i < nleft and 1 or 2) or nil)
       end
       records = records + tonumber(s.count)
     end
