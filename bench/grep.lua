@@ -23,12 +23,8 @@ if mode == "bare" then
   secs, cpu = lib.now() - t0, lib.cpu() - c0
   lines, matched = nlines, count
 else
-  local dstream = require("dstream")
-  local ctx = dstream.context { workers = workers, partitions = workers, clock = "manual" }
-  ctx:parallelize({ 1 }):count() -- the workers are up
-  local t = lib.now()
-  local data = ctx:text_file(path)
-  load_secs = lib.now() - t
+  local ctx, data
+  ctx, data, load_secs = lib.static_dataset(path, workers)
   local t0, c0 = lib.now(), lib.cpu()
   matched = data:filter(matches):count()
   secs, cpu = lib.now() - t0, lib.cpu() - c0
@@ -37,6 +33,6 @@ else
 end
 
 lib.result {
-  { "workload", "grep" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "workload", "grep" }, { "impl", lib.impl(mode, workers) },
   { "records", lines }, { "matched", matched }, { "secs", secs }, { "cpu", cpu }, { "load_secs", load_secs },
 }

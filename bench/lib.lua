@@ -122,6 +122,25 @@ function M.for_lines(p, n, fn)
   end
 end
 
+-- The "impl" of a result line, as bench/report.lua reads it: "luajit" for bare LuaJIT,
+-- "dstream-<workers>w" otherwise.
+function M.impl(mode, workers)
+  if mode == "bare" then return "luajit" end
+  return "dstream-" .. workers .. "w"
+end
+
+-- dstream's side of the static workloads: a manual-clock context with one partition per
+-- worker, its workers up, and the corpus as ctx:text_file (loading timed apart).
+-- Returns ctx, the dataset and the seconds the loading took.
+function M.static_dataset(path, workers)
+  local dstream = require("dstream")
+  local ctx = dstream.context { workers = workers, partitions = workers, clock = "manual" }
+  ctx:parallelize({ 1 }):count() -- the workers are up
+  local t = M.now()
+  local data = ctx:text_file(path)
+  return ctx, data, M.now() - t
+end
+
 -- Bare LuaJIT's per-batch word counts, as dstream's batches of bench/window.lua and
 -- bench/topk.lua: the records of a buffer from corpus_records cut into `nbatches` batches of
 -- consecutive lines; each line's words go through the user's split/pair/add into the batch's

@@ -103,7 +103,7 @@ end
 records = nkeys * nbatches
 
 lib.result {
-  { "workload", "state" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "workload", "state" }, { "impl", lib.impl(mode, workers) },
   { "records", records }, { "keys", keys }, { "sum", sum }, { "secs", secs }, { "cpu", cpu },
   { "bytes_per_key", bytes_per_key }, { "key_bytes", key_bytes(nkeys) },
 }

@@ -81,6 +81,6 @@ else
 end
 
 lib.result {
-  { "workload", "topk" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "workload", "topk" }, { "impl", lib.impl(mode, workers) },
   { "records", lines }, { "batches", nbatches }, { "checksum", checksum }, { "secs", secs }, { "cpu", cpu },
 }

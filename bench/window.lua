@@ -62,6 +62,6 @@ else
 end
 
 lib.result {
-  { "workload", "window" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "workload", "window" }, { "impl", lib.impl(mode, workers) },
   { "records", lines }, { "batches", nbatches }, { "checksum", checksum }, { "secs", secs }, { "cpu", cpu },
 }

@@ -39,12 +39,8 @@ if mode == "bare" then
   secs, cpu = lib.now() - t0, lib.cpu() - c0
   lines, distinct, total = nlines, s[1], s[2]
 else
-  local dstream = require("dstream")
-  local ctx = dstream.context { workers = workers, partitions = workers, clock = "manual" }
-  ctx:parallelize({ 1 }):count() -- the workers are up
-  local t = lib.now()
-  local data = ctx:text_file(path)
-  load_secs = lib.now() - t
+  local ctx, data
+  ctx, data, load_secs = lib.static_dataset(path, workers)
   local t0, c0 = lib.now(), lib.cpu()
   local parts = data:flat_map(split):map(pair):reduce_by_key(add):map_partitions(summary):collect()
   secs, cpu = lib.now() - t0, lib.cpu() - c0
@@ -57,7 +53,7 @@ else
 end
 
 lib.result {
-  { "workload", "wordcount" }, { "impl", mode == "bare" and "luajit" or ("dstream-" .. workers .. "w") },
+  { "workload", "wordcount" }, { "impl", lib.impl(mode, workers) },
   { "variant", how }, { "records", lines }, { "words", total }, { "distinct", distinct },
   { "secs", secs }, { "cpu", cpu }, { "load_secs", load_secs },
 }
