@@ -4,7 +4,7 @@
 -- (strings, integers, floats, booleans) and empty batches, checked against plain-Lua references
 -- (spec/helpers/keyed_reference.lua). Also: hash partitioning is the same on every worker and
 -- in every run, group_by_key keeps arrival order with one input partition, and a key of any
--- other type is an error naming the operator.
+-- other type, or nil (a failed match in map), is an error naming the operator and the record.
 package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 local K = require("keyed_reference")
@@ -521,3 +521,128 @@ describe("keyed operators reject keys of other types", function()
     end)
   end
 end)
+
+-- Issue 14: a nil key (`return l:match(p), 1` on a line that does not match) was dropped by
+-- map before any keyed operator saw it (3 of 5 records counted, no error). Every keyed
+-- operator must refuse it, naming itself and the record; a single value stays "not a pair".
+for _, workers in ipairs({ 1, 4 }) do
+  describe(("keyed operators refuse a nil key (workers=%d)"):format(workers), function()
+    local NEEDLE = "a key is nil"
+    local LINES = { "abc 1", "123", "def", "abc", "!!" } -- "123" and "!!" have no letters
+    local cfg = { workers = workers, partitions = 2 }
+    local word_one = function(l) return l:match("^(%a+)"), 1 end
+
+    local function assert_names(err, name)
+      assert.is_truthy(err, "no error raised: the nil key was dropped")
+      assert.is_truthy(err:find(name, 1, true), ("%q not named in: %s"):format(name, err))
+      assert.is_truthy(err:find(NEEDLE, 1, true), err)
+      assert.is_truthy(err:find('record "123"', 1, true) or err:find('record "!!"', 1, true),
+        "the input record is named: " .. err)
+      assert.is_truthy(err:find("(nil, 1)", 1, true), "the pair is shown: " .. err)
+    end
+
+    -- Runs build(keyed stream with nil keys, other pair stream, events) for one batch and
+    -- returns the error of ctx:advance.
+    local function advance_error(build)
+      local err
+      H.with_context(cfg, function(ctx)
+        local lines = ctx:queue_stream({ H.deep_copy(LINES) })
+        local other = ctx:queue_stream({ { { "abc", 7 } } }, { pairs = true })
+        local events = ctx:queue_stream({ H.deep_copy(LINES) })
+          :event_time(function() return 500 end, { watermark = "1s" })
+        build(lines:map(word_one), other, events:map(word_one))
+          :foreach_rdd(function(rdd) rdd:collect() end)
+        ctx:start()
+        local ok, e = pcall(ctx.advance, ctx, 1)
+        if not ok then err = tostring(e) end
+      end)
+      return err
+    end
+
+    local cases = {
+      { "reduce_by_key", function(s) return s:reduce_by_key(add) end },
+      { "group_by_key", function(s) return s:group_by_key(3) end },
+      { "combine_by_key", function(s)
+        return s:combine_by_key(function(v) return v end, add, add)
+      end },
+      { "count_by_key", function(s) return s:count_by_key() end },
+      { "join", function(s, o) return s:join(o) end },
+      { "left_outer_join", function(s, o) return s:left_outer_join(o) end },
+      { "right_outer_join", function(s, o) return s:right_outer_join(o) end },
+      { "full_outer_join", function(s, o) return s:full_outer_join(o) end },
+      { "cogroup", function(s, o) return s:cogroup(o) end },
+      { "update_state_by_key", function(s)
+        return s:update_state_by_key(function(vs, st) return (st or 0) + #vs end)
+      end },
+      { "map_with_state", function(s)
+        return s:map_with_state { fn = function(k, v) return k, v end }
+      end },
+      { "reduce_by_key_and_window", function(s) return s:reduce_by_key_and_window(add, "2s") end },
+      { "reduce_by_key_and_window", function(s)
+        return s:reduce_by_key_and_window(add, "2s", "1s", { inverse = function(a, b) return a - b end })
+      end, " (with an inverse)" },
+      { "group_by_key", function(s) return s:group_by_key_and_window("2s") end, " (group_by_key_and_window)" },
+      { "repartition", function(s) return s:repartition(3) end },
+      { "reduce_by_key_and_window", function(_, _, e) return e:reduce_by_key_and_window(add, "2s", "1s") end,
+        " (event time)" },
+      { "session_window", function(_, _, e) return e:session_window("1s") end },
+    }
+    for _, c in ipairs(cases) do
+      local name, build, note = c[1], c[2], c[3] or ""
+      it(name .. note .. " raises from ctx:advance() naming itself and the record", function()
+        assert_names(advance_error(build), name)
+      end)
+    end
+
+    local rdd_cases = {
+      { "reduce_by_key", function(r) return r:reduce_by_key(add):collect() end },
+      { "group_by_key", function(r) return r:group_by_key():collect() end },
+      { "combine_by_key", function(r) return r:combine_by_key(function(v) return v end, add, add):collect() end },
+      { "count_by_key", function(r) return r:count_by_key() end },
+      { "join", function(r, o) return r:join(o):collect() end },
+      { "cogroup", function(r, o) return r:cogroup(o, 4):collect() end },
+    }
+    for _, c in ipairs(rdd_cases) do
+      local name, action = c[1], c[2]
+      it(name .. " on a batch raises from the action naming itself and the record", function()
+        local ok, err = pcall(H.with_context, cfg, function(ctx)
+          local r = ctx:parallelize(H.deep_copy(LINES), 2):map(word_one)
+          local o = ctx:parallelize({ { "abc", 1 } }, 1, { pairs = true })
+          return action(r, o)
+        end)
+        assert.is_false(ok, "no error raised: the nil key was dropped")
+        assert_names(tostring(err), name)
+      end)
+    end
+
+    it("a {nil, v} element of a pair dataset is refused, and does not end its partition", function()
+      local ok, err = pcall(H.with_context, cfg, function(ctx)
+        return ctx:parallelize({ { "a", 1 }, { nil, 2 }, { "b", 3 } }, 1, { pairs = true })
+          :reduce_by_key(add):collect()
+      end)
+      assert.is_false(ok, "no error raised: the nil key was dropped")
+      err = tostring(err)
+      assert.is_truthy(err:find("reduce_by_key", 1, true), err)
+      assert.is_truthy(err:find(NEEDLE, 1, true), err)
+      assert.is_truthy(err:find("record (nil, 2)", 1, true), err)
+      -- Without a keyed operator the records after it are all there (they were cut off).
+      local got = H.with_context(cfg, function(ctx)
+        return ctx:parallelize({ { "a", 1 }, { nil, 2 }, { "b", 3 } }, 1, { pairs = true }):collect()
+      end)
+      assert.are.same({ { "a", 1 }, { "b", 3 } }, got)
+    end)
+
+    it("single values still say they are not pairs, and keys that match still count", function()
+      local ok, err = pcall(H.with_context, cfg, function(ctx)
+        return ctx:parallelize(H.deep_copy(LINES), 2):reduce_by_key(add):collect()
+      end)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("a record is a single value, not a key/value pair", 1, true), err)
+      local counts = H.with_context(cfg, function(ctx)
+        return ctx:parallelize(H.deep_copy(LINES), 2):map(word_one)
+          :filter(function(k) return k ~= nil end):reduce_by_key(add):collect_as_map()
+      end)
+      assert.are.same({ abc = 2, def = 1 }, counts)
+    end)
+  end)
+end

@@ -83,7 +83,12 @@ return function(W)
           acc[start] = w
         end
         local old = w[k]
-        if old == nil then w[k] = v else w[k] = f(old, v) end
+        if old == nil then
+          if k == nil then W.nil_key(who, v) end
+          w[k] = v
+        else
+          w[k] = f(old, v)
+        end
       end
     end
     local function finish()
@@ -183,7 +188,7 @@ return function(W)
     return function(k, v)
       if v == nil then error("session_window: the records must be key/value pairs", 0) end
       local ts = timestamp(who)
-      local t = W.key_hash(k, who) % nparts
+      local t = W.key_hash(k, who, v) % nparts
       local n = counts[t] + 1
       counts[t] = n
       keys[t][n], values[t][n] = k, { ts, v }

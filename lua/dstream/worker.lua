@@ -78,7 +78,22 @@ end
 
 -- The C calls are not tail calls: a trace that starts at this function (hot before the loop
 -- calling it is compiled) then stops at its return instead of aborting in the caller's loop.
-local function key_hash(k, who)
+-- A pair whose key is nil (`return s:match(p), 1` on a string that does not match): an
+-- error, never a dropped record. (nil, nil) is no record; (x, nil) is a single value.
+local function nil_key(who, v)
+  error(who .. ": a key is nil, which cannot be grouped (the pair " .. format.brief(nil, v)
+    .. "): keys must be strings, numbers or booleans; a failed match() or a missing field"
+    .. " gives nil: filter those records out, or give them a key", 0)
+end
+M.nil_key = nil_key
+
+-- A single value where a pair was needed.
+local function not_pair(who)
+  error(who .. ": a record is a single value, not a key/value pair (return key, value from map)", 0)
+end
+
+-- v, when given, is the value of the pair (for the message of a nil key).
+local function key_hash(k, who, v)
   local tk = type(k)
   if tk == "string" then
     local h = C.ds_hash_bytes(k, #k)
@@ -90,9 +105,7 @@ local function key_hash(k, who)
     return h
   end
   if tk == "boolean" then return k and 1 or 0 end
-  if tk == "nil" then
-    error(who .. ": a record is a single value, not a key/value pair (return key, value from map)", 0)
-  end
+  if tk == "nil" then nil_key(who, v) end
   error(who .. ": keys must be strings, numbers or booleans, got a " .. tk .. " key", 0)
 end
 M.key_hash = key_hash
@@ -135,10 +148,13 @@ function terminals.combine(task, spec)
   local create = spec.create and shipped(spec.create)
   local acc, added = table_new(0, combine_sizes[spec.fn] or 0), 0
   local function push(k, v)
-    if v == nil then key_hash(nil, who) end
+    if v == nil then
+      if k == nil then return end -- no record
+      not_pair(who)
+    end
     local old = acc[k]
     if old == nil then
-      if k == nil or k ~= k then key_hash(k, who) end
+      if k == nil or k ~= k then key_hash(k, who, v) end
       added = added + 1
       if create then acc[k] = create(v) else acc[k] = v end
     else
@@ -174,10 +190,13 @@ function terminals.partition(task, spec)
   local next_target = spec.start or 0
   local pairs_flag
   local function push(a, b)
-    if a == nil then return end
+    if a == nil then
+      if b ~= nil then nil_key(who, b) end -- a pair with a nil key (also for repartition)
+      return
+    end
     local t
     if by_key then
-      if b == nil then key_hash(nil, who) end -- a single value where a pair was needed
+      if b == nil then not_pair(who) end
       t = key_hash(a, who) % nparts
     else
       t = next_target
@@ -285,11 +304,12 @@ end
 local operators = {}
 
 -- A function that returns nil makes no record (here, not only at the end of the stage).
+-- nil, v is a pair with a nil key: it goes on, for a keyed operator to refuse.
 function operators.map(spec, nxt, fin)
   local f = shipped(spec.fn)
   return function(a, b)
     local x, y = f(a, b)
-    if x ~= nil then return nxt(x, y) end
+    if x ~= nil or y ~= nil then return nxt(x, y) end
   end, fin
 end
 
@@ -456,7 +476,7 @@ end
 local function read_all(pull, st, push, side)
   while true do
     local input_record, input_value = pull(st)
-    if input_record == nil then return end
+    if input_record == nil and input_value == nil then return end -- nil, v: a nil key
     push(input_record, input_value, side)
   end
 end
@@ -492,7 +512,7 @@ local function read_flat(pull, st, f, push)
       push(r[i])
     else
       input_record, input_value = pull(st)
-      if input_record == nil then return end
+      if input_record == nil and input_value == nil then return end -- nil, v: a nil key
       local fr, fs, fc = f(input_record, input_value)
       local tr = type(fr)
       if tr == "function" then
@@ -525,7 +545,7 @@ local function current_record(co)
         if not name then break end
         if name == "input_record" then a = v elseif name == "input_value" then b = v end
       end
-      if a ~= nil then return format.brief(a, b, 200) end
+      if a ~= nil or b ~= nil then return format.brief(a, b, 200) end
       return nil
     end
   end
