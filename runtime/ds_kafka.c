@@ -16,6 +16,9 @@
 #define PAUSE_BYTES_DEFAULT (64u << 20)
 #define ERROR_REPEAT_S 10 /* an error of one kind is logged at most this often */
 #define RECOVERED_S 3     /* no error for this long while messages arrive: recovered */
+#define REFRESH_MS_DEFAULT 5000 /* direct assignment: how often to look for new partitions */
+#define START_TIMEOUT_MS_DEFAULT 30000
+#define REFRESH_TIMEOUT_MS 1000 /* a refresh's queries, on the consumer thread */
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
@@ -111,6 +114,11 @@ struct ds_kafka_source {
   int ignore_committed;     /* partitions not in `wanted` start at the start policy */
   int start_earliest;
   int nwanted;
+  int group_assign;          /* subscribed: the group assigns partitions (rebalance_cb) */
+  const char **subscribed;   /* direct assignment: the topics (interned), for refreshes */
+  int nsubscribed;
+  int refresh_ms;
+  double next_refresh;       /* consumer thread only */
   char *scratch; /* FULL records are built here */
   size_t scratch_cap;
   ds_kafka_source_stats st;
@@ -481,9 +489,189 @@ out:
   pthread_mutex_unlock(&s->lock);
 }
 
+/* ---- direct assignment ------------------------------------------------------------------ */
+
+/* The partition count of `topic` from a metadata request: 0 when the topic does not exist. */
+static int topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, int *count,
+                                 char *err, size_t errlen) {
+  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+  if (!rkt) {
+    set_err(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+    return -EINVAL;
+  }
+  const struct rd_kafka_metadata *md = NULL;
+  rd_kafka_resp_err_t rc = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+  int result = 0;
+  if (rc) {
+    char what[300];
+    snprintf(what, sizeof what, "cannot read the metadata of topic %s", topic);
+    set_err(err, errlen, "%s: %s", what, rd_kafka_err2str(rc));
+    result = -EIO;
+  } else {
+    *count = 0;
+    for (int i = 0; i < md->topic_cnt; i++)
+      if (strcmp(md->topics[i].topic, topic) == 0) *count = md->topics[i].partition_cnt;
+  }
+  if (md) rd_kafka_metadata_destroy(md);
+  rd_kafka_topic_destroy(rkt);
+  return result;
+}
+
+/* Fills in the start offset of every element of l: the wanted position, else the group's
+ * committed offset (use_committed), else the low (earliest) or high watermark. A position
+ * below the low watermark (records deleted since) moves up to it. */
+static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, int earliest,
+                          int use_committed, int timeout_ms, char *err, size_t errlen) {
+  rd_kafka_topic_partition_list_t *ask = rd_kafka_topic_partition_list_new(l->cnt > 0 ? l->cnt : 1);
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < l->cnt; i++) {
+    rd_kafka_topic_partition_t *tp = &l->elems[i];
+    tp->offset = RD_KAFKA_OFFSET_INVALID;
+    for (int w = 0; w < s->nwanted; w++)
+      if (s->wanted[w].partition == tp->partition && strcmp(s->wanted[w].topic, tp->topic) == 0)
+        tp->offset = s->wanted[w].offset;
+    if (tp->offset < 0 && use_committed) rd_kafka_topic_partition_list_add(ask, tp->topic, tp->partition);
+  }
+  pthread_mutex_unlock(&s->lock);
+  int result = 0;
+  if (ask->cnt > 0) {
+    rd_kafka_resp_err_t rc = rd_kafka_committed(s->rk, ask, timeout_ms);
+    if (rc) {
+      set_err(err, errlen, "cannot read the group's committed offsets: %s%s", rd_kafka_err2str(rc), NULL);
+      result = -EIO;
+    }
+    for (int i = 0; i < ask->cnt && !result; i++) {
+      rd_kafka_topic_partition_t *c = &ask->elems[i];
+      if (c->err || c->offset < 0) continue;
+      rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, c->topic, c->partition);
+      if (tp) tp->offset = c->offset;
+    }
+  }
+  rd_kafka_topic_partition_list_destroy(ask);
+  for (int i = 0; i < l->cnt && !result; i++) {
+    rd_kafka_topic_partition_t *tp = &l->elems[i];
+    int64_t low, high;
+    rd_kafka_resp_err_t rc =
+        rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &low, &high, timeout_ms);
+    if (rc) {
+      char what[300];
+      snprintf(what, sizeof what, "cannot read the offsets of %s [%d]", tp->topic, (int)tp->partition);
+      set_err(err, errlen, "%s: %s", what, rd_kafka_err2str(rc));
+      result = -EIO;
+    } else if (tp->offset < 0) {
+      tp->offset = earliest ? low : high;
+    } else if (tp->offset < low) {
+      ds_log(DS_LOG_WARN,
+             "kafka_stream: %s [%d] starts at offset %lld, not %lld: the records before were "
+             "deleted from the log",
+             tp->topic, (int)tp->partition, (long long)low, (long long)tp->offset);
+      tp->offset = low;
+    } else if (tp->offset > high) {
+      ds_log(DS_LOG_WARN,
+             "kafka_stream: %s [%d]: position %lld is past the end of the log (%lld); "
+             "auto.offset.reset decides where it starts",
+             tp->topic, (int)tp->partition, (long long)tp->offset, (long long)high);
+    }
+  }
+  return result;
+}
+
+/* Adds the partitions of l (offsets resolved) to the source, and assigns every partition
+ * of the source to the consumer: the ones it had at the offset after their last message.
+ * Called at start, then on the consumer thread (it appends messages: `next` is current). */
+static int assign_more(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, char *err,
+                       size_t errlen) {
+  pthread_mutex_lock(&s->lock);
+  int rc = 0;
+  for (int i = 0; i < l->cnt && !rc; i++)
+    rc = add_partition(s, l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);
+  rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(s->nparts > 0 ? s->nparts : 1);
+  for (int i = 0; i < s->nparts; i++)
+    rd_kafka_topic_partition_list_add(all, s->parts[i].topic, s->parts[i].partition)->offset =
+        s->parts[i].next;
+  s->st.partitions = s->nparts;
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    rd_kafka_topic_partition_list_destroy(all);
+    set_err(err, errlen, "out of memory%s%s", "", NULL);
+    return rc;
+  }
+  /* The whole list (rd_kafka_assign replaces the assignment): a partition paused stays
+   * paused, messages fetched for the old assignment are dropped by librdkafka and fetched
+   * again from `next`. */
+  rd_kafka_resp_err_t e = rd_kafka_assign(s->rk, all);
+  rd_kafka_topic_partition_list_destroy(all);
+  if (e) {
+    set_err(err, errlen, "cannot assign the partitions: %s%s", rd_kafka_err2str(e), NULL);
+    return -EIO;
+  }
+  return 0;
+}
+
+/* The partitions of the subscribed topics that the source does not hold, from a metadata
+ * request each; NULL on error. */
+static rd_kafka_topic_partition_list_t *partitions_missing(ds_kafka_source *s, int timeout_ms,
+                                                           int warn_empty, char *err,
+                                                           size_t errlen) {
+  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+  for (int t = 0; t < s->nsubscribed; t++) {
+    int count = 0;
+    if (topic_partition_count(s->rk, s->subscribed[t], timeout_ms, &count, err, errlen) < 0) {
+      rd_kafka_topic_partition_list_destroy(l);
+      return NULL;
+    }
+    if (count == 0 && warn_empty)
+      ds_log(DS_LOG_WARN, "kafka_stream: topic %s does not exist (yet): its partitions are read "
+             "from their start once it has some", s->subscribed[t]);
+    pthread_mutex_lock(&s->lock);
+    for (int p = 0; p < count; p++)
+      if (kpart_find(s, s->subscribed[t], p) < 0)
+        rd_kafka_topic_partition_list_add(l, s->subscribed[t], p);
+    pthread_mutex_unlock(&s->lock);
+  }
+  return l;
+}
+
+/* At start: every partition of the topics, at positions fixed now. */
+static int assign_all(ds_kafka_source *s, int timeout_ms, char *err, size_t errlen) {
+  rd_kafka_topic_partition_list_t *l = partitions_missing(s, timeout_ms, 1, err, errlen);
+  if (!l) return -EIO;
+  int rc = resolve_starts(s, l, s->start_earliest, !s->ignore_committed, timeout_ms, err, errlen);
+  if (rc == 0) rc = assign_more(s, l, err, errlen);
+  if (rc == 0) ds_log(DS_LOG_INFO, "kafka_stream: %d partitions assigned", l->cnt);
+  rd_kafka_topic_partition_list_destroy(l);
+  return rc;
+}
+
+/* On the consumer thread, every refresh_ms: partitions added since (a topic's partition count
+ * grew, or it was created) start at their low watermark, unless a position or a committed
+ * offset says otherwise. Failures are retried at the next refresh. */
+static void refresh_partitions(ds_kafka_source *s) {
+  char err[400];
+  rd_kafka_topic_partition_list_t *l = partitions_missing(s, REFRESH_TIMEOUT_MS, 0, err, sizeof err);
+  if (!l) {
+    ds_log(DS_LOG_DEBUG, "kafka_stream: metadata refresh: %s", err);
+    return;
+  }
+  if (l->cnt > 0) {
+    int rc = resolve_starts(s, l, 1, !s->ignore_committed, REFRESH_TIMEOUT_MS, err, sizeof err);
+    if (rc == 0) rc = assign_more(s, l, err, sizeof err);
+    if (rc == 0)
+      ds_log(DS_LOG_INFO, "kafka_stream: %d new partition(s) assigned, first %s [%d] from offset %lld",
+             l->cnt, l->elems[0].topic, (int)l->elems[0].partition, (long long)l->elems[0].offset);
+    else
+      ds_log(DS_LOG_DEBUG, "kafka_stream: new partitions: %s (retried)", err);
+  }
+  rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void *consumer_main(void *arg) {
   ds_kafka_source *s = arg;
   while (!atomic_load(&s->stopping)) {
+    if (!s->group_assign && now_s() >= s->next_refresh) {
+      refresh_partitions(s);
+      s->next_refresh = now_s() + s->refresh_ms / 1e3;
+    }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
     if (!m) continue;
     handle_message(s, m);
@@ -515,6 +703,11 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   s->st.connected = 1;
   s->ignore_committed = o->ignore_committed;
   s->start_earliest = o->start && strcmp(o->start, "earliest") == 0;
+  s->group_assign = o->group_assign;
+  s->refresh_ms = o->refresh_ms > 0 ? o->refresh_ms : REFRESH_MS_DEFAULT;
+  if (!(s->subscribed = calloc((size_t)o->ntopics, sizeof *s->subscribed))) goto oom;
+  for (int i = 0; i < o->ntopics; i++)
+    if (!(s->subscribed[s->nsubscribed++] = intern(s, o->topics[i]))) goto oom;
   if (o->npositions > 0) {
     s->wanted = calloc((size_t)o->npositions, sizeof *s->wanted);
     if (!s->wanted) goto oom;
@@ -538,18 +731,24 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   if (!c) goto fail;
   rd_kafka_conf_set_opaque(c, s);
   rd_kafka_conf_set_error_cb(c, error_cb);
-  rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
+  if (s->group_assign) rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
   rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
   if (!(s->rk = new_client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen))) goto fail;
   rd_kafka_poll_set_consumer(s->rk);
-  rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->ntopics);
-  for (int i = 0; i < o->ntopics; i++)
-    rd_kafka_topic_partition_list_add(topics, o->topics[i], RD_KAFKA_PARTITION_UA);
-  rd_kafka_resp_err_t rc = rd_kafka_subscribe(s->rk, topics);
-  rd_kafka_topic_partition_list_destroy(topics);
-  if (rc) {
-    set_err(err, errlen, "cannot subscribe: %s%s", rd_kafka_err2str(rc), NULL);
-    goto fail;
+  if (s->group_assign) {
+    rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->ntopics);
+    for (int i = 0; i < o->ntopics; i++)
+      rd_kafka_topic_partition_list_add(topics, o->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t rc = rd_kafka_subscribe(s->rk, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (rc) {
+      set_err(err, errlen, "cannot subscribe: %s%s", rd_kafka_err2str(rc), NULL);
+      goto fail;
+    }
+  } else {
+    if (assign_all(s, o->timeout_ms > 0 ? o->timeout_ms : START_TIMEOUT_MS_DEFAULT, err, errlen) < 0)
+      goto fail;
+    s->next_refresh = now_s() + s->refresh_ms / 1e3;
   }
   if (pthread_create(&s->thread, NULL, consumer_main, s) != 0) {
     set_err(err, errlen, "cannot start the consumer thread%s%s", "", NULL);
@@ -645,7 +844,7 @@ int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **
     rc = kpart_seal(kp, max_per_part, &sb->parts[i], &rs[i], &sb->bytes);
     /* Not resuming from committed offsets: a partition revoked and assigned again (a
      * rebalance) goes on after what was sealed here, not from the checkpoint's position. */
-    if (rc == 0 && s->ignore_committed && rs[i].until >= 0)
+    if (rc == 0 && s->group_assign && s->ignore_committed && rs[i].until >= 0)
       rc = wanted_set(s, kp->topic, kp->partition, rs[i].until);
     sb->count += rs[i].count;
     s->st.pending -= rs[i].count;
@@ -745,6 +944,17 @@ void ds_kafka_source_stats_get(ds_kafka_source *s, ds_kafka_source_stats *st) {
   pthread_mutex_unlock(&s->lock);
 }
 
+int ds_kafka_source_positions(ds_kafka_source *s, ds_kafka_offset **out) {
+  pthread_mutex_lock(&s->lock);
+  ds_kafka_offset *o = malloc((size_t)(s->nparts > 0 ? s->nparts : 1) * sizeof *o);
+  int n = 0;
+  for (int i = 0; o && i < s->nparts; i++)
+    if (s->parts[i].cut >= 0) o[n++] = (ds_kafka_offset){s->parts[i].topic, s->parts[i].partition, s->parts[i].cut};
+  pthread_mutex_unlock(&s->lock);
+  *out = o;
+  return o ? n : -ENOMEM;
+}
+
 void ds_kafka_source_stop(ds_kafka_source *s) {
   if (!s->thread_started) return;
   atomic_store(&s->stopping, 1);
@@ -764,6 +974,7 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   for (int i = 0; i < s->ntopics; i++) free(s->topics[i]);
   free(s->topics);
   free(s->wanted);
+  free(s->subscribed);
   free(s->scratch);
   pthread_mutex_destroy(&s->lock);
   free(s);

@@ -1,7 +1,10 @@
 /* ds_kafka.h - Kafka through librdkafka: the direct-stream consumer, producers, offset queries.
  *
- * The consumer (ds_kafka_source) joins a consumer group and runs its own thread that polls
- * librdkafka and appends each message to a per-partition buffer of blocks (DS_FMT_LINES).
+ * The consumer (ds_kafka_source) takes every partition of its topics itself (metadata, then
+ * rd_kafka_assign with explicit offsets resolved before start returns; new partitions are
+ * found by a periodic metadata refresh), or, with `group_assign`, joins a consumer group and
+ * takes what the group assigns. Its own thread polls librdkafka and appends each message to a
+ * per-partition buffer of blocks (DS_FMT_LINES).
  * The driver seals it at every batch boundary: each assigned partition becomes one input
  * partition of the batch, cut at a known offset, and the batch's offset ranges are returned
  * with it. Offsets are committed only when asked (after a batch's output succeeded), never
@@ -72,7 +75,7 @@ typedef struct ds_kafka_source_opts {
   const char *const *topics;
   int ntopics;
   const char *group;
-  const char *start; /* "earliest" or "latest": where a partition without committed offset starts */
+  const char *start; /* "earliest" or "latest": where a partition without position starts */
   const ds_kafka_kv *conf;
   int nconf;
   int layout;
@@ -84,6 +87,15 @@ typedef struct ds_kafka_source_opts {
    * committed offset: a job restoring state from a checkpoint must not skip records that
    * batches after the checkpoint consumed (and committed). */
   int ignore_committed;
+  /* 0: assign every partition of the topics to this consumer (no group membership; the
+   * group is used for commits only). Start positions are fixed before start returns: the
+   * explicit position, else (unless ignore_committed) the group's committed offset, else the
+   * start policy resolved to the partition's low or high watermark. Partitions found later
+   * (metadata refresh every refresh_ms) start at their low watermark: all their records
+   * are new. Nonzero: subscribe and take the partitions the group assigns (rebalance). */
+  int group_assign;
+  int refresh_ms; /* direct assignment: metadata refresh period (0: 5000) */
+  int timeout_ms; /* direct assignment: for the queries at start (0: 30000) */
 } ds_kafka_source_opts;
 
 typedef struct ds_kafka_source_stats {
@@ -100,7 +112,9 @@ typedef struct ds_kafka_source_stats {
   char last_error[256];
 } ds_kafka_source_stats;
 
-/* Creates the consumer, subscribes to the topics and starts its thread. */
+/* Creates the consumer, assigns the partitions (or subscribes to the topics) and starts its
+ * thread. With direct assignment, fails when the topics' metadata or the start positions
+ * cannot be had within timeout_ms. */
 int ds_kafka_source_start(const ds_kafka_source_opts *opts, ds_kafka_source **out, char *err,
                           size_t errlen);
 /* Cuts every assigned partition at most `max_per_part` records (0: all) past its last cut.
@@ -119,6 +133,10 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
 int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, char *err,
                                    size_t errlen);
 void ds_kafka_source_stats_get(ds_kafka_source *s, ds_kafka_source_stats *st);
+/* Where the next batch of every partition held now starts (its last cut; partitions whose
+ * position is not known yet are left out), in (topic, partition) order. *out (free()) points
+ * into the source's topic names. Returns the count or -ENOMEM. */
+int ds_kafka_source_positions(ds_kafka_source *s, ds_kafka_offset **out);
 /* Stops reading (joins the thread); what is buffered can still be sealed, offsets committed. */
 void ds_kafka_source_stop(ds_kafka_source *s);
 /* Stops, leaves the group and frees everything. */

@@ -132,7 +132,7 @@ static lsource *check_ksource(lua_State *L) {
 }
 
 /* core.kafka_source{ brokers, topics, group, start, conf, layout, pause_records, pause_bytes,
- * positions, ignore_committed } */
+ * positions, ignore_committed, assign = "all" | "group", refresh_ms, timeout_ms } */
 static int l_kafka_source(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ds_kafka_source_opts o;
@@ -147,6 +147,12 @@ static int l_kafka_source(lua_State *L) {
   lua_getfield(L, 1, "ignore_committed");
   o.ignore_committed = lua_toboolean(L, -1);
   lua_pop(L, 1);
+  const char *assign = field_string(L, 1, "assign", 0);
+  if (assign && strcmp(assign, "all") != 0 && strcmp(assign, "group") != 0)
+    return luaL_error(L, "option 'assign' must be \"all\" or \"group\"");
+  o.group_assign = assign && strcmp(assign, "group") == 0;
+  o.refresh_ms = (int)field_number(L, 1, "refresh_ms", 0);
+  o.timeout_ms = (int)field_number(L, 1, "timeout_ms", 0);
   lua_getfield(L, 1, "topics");
   if (!lua_istable(L, -1)) return luaL_error(L, "option 'topics' must be a list of topic names");
   int tt = lua_gettop(L);
@@ -221,6 +227,26 @@ static int ks_stats(lua_State *L) {
     lua_pushstring(L, st.last_error);
     lua_setfield(L, -2, "last_error");
   }
+  return 1;
+}
+
+/* src:positions() -> { { topic, partition, offset }, ... }: where each partition's next batch
+ * starts (fixed at start with direct assignment). */
+static int ks_positions(lua_State *L) {
+  lsource *s = check_ksource(L);
+  ds_kafka_offset *o;
+  int n = ds_kafka_source_positions(s->src, &o);
+  if (n < 0) return luaL_error(L, "positions: %s", strerror(-n));
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, o[i].topic);
+    lua_setfield(L, -2, "topic");
+    set_num(L, "partition", o[i].partition);
+    set_num(L, "offset", (double)o[i].offset);
+    lua_rawseti(L, -2, i + 1);
+  }
+  free(o);
   return 1;
 }
 
@@ -586,6 +612,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg source_methods[] = {
       {"seal", ks_seal},   {"stats", ks_stats}, {"commit", ks_commit},
+      {"positions", ks_positions},
       {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
       {"close", ks_close}, {"closed", ks_closed}, {NULL, NULL}};
   static const luaL_Reg producer_methods[] = {

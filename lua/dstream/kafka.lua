@@ -1,6 +1,7 @@
 -- dstream/kafka.lua: Kafka for dstream jobs: the direct stream, the to_kafka sink, the embedded broker.
 --
 --   ctx:kafka_stream{ brokers =, topics = {...}, group =, start = "earliest" | "latest",
+--                     assign = "all" | "group", positions = {...},
 --                     max_rate_per_partition =, conf = {...}, with_key =, with_meta =,
 --                     decode = fn(value), on_error = "fail" | "skip" | "dead_letter",
 --                     dead_letter = { file = path } | { topic = name } }
@@ -12,6 +13,13 @@
 -- at a known offset, and the batch's offset ranges are kept. When the batch's outputs have
 -- succeeded ("batch_completed"), the ranges' end offsets are committed to the consumer group,
 -- so a restarted job resumes after the last completed batch and lag tools see progress.
+--
+-- Assignment: by default (assign = "all") the source takes every partition of its topics
+-- itself, at positions fixed when it opens (inside ctx:start()): the checkpoint's, else
+-- `positions`, else the group's committed offsets (not with a checkpoint directory), else the
+-- `start` policy resolved to concrete offsets. No group membership, so neither a start nor a
+-- restart after SIGKILL waits for the group coordinator. assign = "group" joins the group
+-- (subscribe) for jobs that share topics across processes.
 --
 -- Records: the message value (a string). With with_key, with_meta or decode, the C side
 -- stores a small binary header with each value (topic, partition, offset, timestamp, key,
@@ -128,12 +136,15 @@ local function open_source(K)
   local src = core.kafka_source {
     brokers = K.brokers, topics = K.topics, group = K.group, start = K.start, conf = K.conf,
     layout = K.layout, pause_records = K.cap and K.cap * 2 or nil,
-    positions = #K.wanted > 0 and K.wanted or nil,
+    positions = #K.wanted > 0 and K.wanted or nil, assign = K.assign,
     -- With checkpoints, where to resume comes from the checkpoint (with the state it matches),
     -- never from the group's committed offsets, which later batches may have moved on.
     ignore_committed = K.ctx.checkpoint_dir ~= nil,
   }
   st.source = src
+  -- Assigned directly, every partition's start is fixed now: position() (a checkpoint written
+  -- at start) has them all, "latest" included.
+  for _, o in ipairs(src:positions()) do K.completed[tp_key(o.topic, o.partition)] = o end
   local handle = {}
   function handle.seal(_, _nparts)
     -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
@@ -168,24 +179,33 @@ function Source:stats()
   return t
 end
 
--- The next offset of every partition after the last completed batch: where a restarted job
--- resumes (what is committed to the group), and what a checkpoint stores.
+-- The next offset of every partition after the last completed batch (or where its first batch
+-- starts, before one completed): where a restarted job resumes (what is committed to the
+-- group), and what a checkpoint stores.
 function Source:positions()
   return offsets_sorted(self.completed)
 end
 
-function Source:set_positions(list, level)
+-- Sets where partitions start (before ctx:start()). `merge` keeps the positions set before for
+-- partitions the list lacks (a checkpoint's positions over the `positions` option).
+function Source:set_positions(list, level, merge)
   if self.source then error("set_positions: call it before ctx:start()", (level or 2) + 1) end
   if type(list) ~= "table" then error("set_positions: expected a list of {topic, partition, offset}", (level or 2) + 1) end
-  self.wanted = {}
+  local byk = {}
+  if merge then
+    for _, o in ipairs(self.wanted) do byk[tp_key(o.topic, o.partition)] = o end
+  else
+    self.completed = {}
+  end
   for i, o in ipairs(list) do
     if type(o) ~= "table" or type(o.topic) ~= "string" or type(o.partition) ~= "number"
         or type(o.offset) ~= "number" then
       error("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }", (level or 2) + 1)
     end
-    self.wanted[i] = { topic = o.topic, partition = o.partition, offset = o.offset }
-    self.completed[tp_key(o.topic, o.partition)] = self.wanted[i]
+    byk[tp_key(o.topic, o.partition)] = { topic = o.topic, partition = o.partition, offset = o.offset }
   end
+  self.wanted = offsets_sorted(byk)
+  for _, o in ipairs(self.wanted) do self.completed[tp_key(o.topic, o.partition)] = o end
 end
 
 -- Commits the ends of the last completed batch: every partition assigned when it was sealed
@@ -261,7 +281,7 @@ end
 local stream_options = {
   brokers = true, topics = true, topic = true, group = true, start = true,
   max_rate_per_partition = true, conf = true, with_key = true, with_meta = true, decode = true,
-  on_error = true, dead_letter = true, positions = true, name = true,
+  on_error = true, dead_letter = true, positions = true, name = true, assign = true,
 }
 
 -- ctx:kafka_stream(opts); `level` blames the user's line.
@@ -281,6 +301,11 @@ function M.stream(ctx, opts, level)
   local start = opts.start or "latest"
   if start ~= "earliest" and start ~= "latest" then
     error(who .. ": start must be \"earliest\" or \"latest\", got " .. tostring(start), level)
+  end
+  local assign = opts.assign or "all"
+  if assign ~= "all" and assign ~= "group" then
+    error(who .. ": assign must be \"all\" (this process reads every partition) or \"group\" "
+      .. "(the consumer group shares them out), got " .. tostring(assign), level)
   end
   local rate = opts.max_rate_per_partition
   if rate ~= nil and (type(rate) ~= "number" or rate <= 0) then
@@ -313,7 +338,7 @@ function M.stream(ctx, opts, level)
 
   local K = setmetatable({
     ctx = ctx, brokers = brokers_of(opts.brokers, who, level), topics = topics,
-    group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf,
+    group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf, assign = assign,
     name = opts.name or table.concat(topics, ","),
     cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
     ranges = {}, history = {}, completed = {}, wanted = {}, reported = 0,
@@ -346,13 +371,21 @@ function M.stream(ctx, opts, level)
     raw_seal(s, time)
     local parts = s.sealed[time]
     K.ranges[time] = parts and parts.offset_ranges or nil
+    -- A partition new since the last completed batch (found by a metadata refresh, or
+    -- assigned by the group) has its position where its first batch starts.
+    for _, r in ipairs(K.ranges[time] or {}) do
+      local k = tp_key(r.topic, r.partition)
+      if r.from >= 0 and not K.completed[k] then
+        K.completed[k] = { topic = r.topic, partition = r.partition, offset = r.from }
+      end
+    end
   end
   -- The explicit position API of this source, also in the shape checkpoints use:
   -- position() is saved with a checkpoint, restore(pos) before the source opens.
   function input.positions() return K:positions() end
   function input.set_positions(_, list) return K:set_positions(list, 2) end
   function input.position() return K:positions() end
-  function input.restore(_, pos) K:set_positions(pos, 2) end
+  function input.restore(_, pos) K:set_positions(pos, 2, true) end
   function input.on_batch_done(_, time) K:batch_done(time) end
   input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
   K.key = input.key
