@@ -6,12 +6,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "ds_log.h"
 
 #define BACKOFF_START_MS 100u
 #define BACKOFF_MAX_MS 2000u
 #define LOG_EVERY 10 /* while failing, repeat the warning every this many attempts */
+#define DRAIN_MAX ((uint64_t)64 << 20) /* most bytes a stop reads (against an endless sender) */
 
 struct ds_recv_socket {
   uv_loop_t *loop;
@@ -172,26 +174,31 @@ void ds_recv_socket_set_rate(ds_recv_socket *r, double rate) {
   else on_rate_timer(&r->rate_timer); /* no limit any more: read now */
 }
 
+/* Bytes received: split into records, counted, taken from the bucket. */
+static void take_bytes(ds_recv_socket *r, const char *p, size_t n) {
+  if (!r->got_data) {
+    /* Only a connection that delivers data resets the backoff: a server that accepts
+     * and closes at once must not make us reconnect in a tight loop. */
+    r->got_data = 1;
+    r->failures = 0;
+    r->delay_ms = BACKOFF_START_MS < r->backoff_max_ms ? BACKOFF_START_MS : r->backoff_max_ms;
+  }
+  r->st.bytes += (uint64_t)n;
+  uint64_t before = r->lines.records;
+  if (ds_recv_lines_feed(&r->lines, p, n) < 0) {
+    r->st.errors++;
+    snprintf(r->st.last_error, sizeof r->st.last_error, "out of memory; records lost");
+    ds_log(DS_LOG_ERROR, "socket %s: out of memory; records lost", r->name);
+  }
+  r->st.records = r->lines.records;
+  r->st.skipped = r->lines.skipped;
+  ds_recv_rate_take(&r->bucket, r->lines.records - before);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ds_recv_socket *r = s->data;
   if (nread > 0) {
-    if (!r->got_data) {
-      /* Only a connection that delivers data resets the backoff: a server that accepts
-       * and closes at once must not make us reconnect in a tight loop. */
-      r->got_data = 1;
-      r->failures = 0;
-      r->delay_ms = BACKOFF_START_MS < r->backoff_max_ms ? BACKOFF_START_MS : r->backoff_max_ms;
-    }
-    r->st.bytes += (uint64_t)nread;
-    uint64_t before = r->lines.records;
-    if (ds_recv_lines_feed(&r->lines, buf->base, (size_t)nread) < 0) {
-      r->st.errors++;
-      snprintf(r->st.last_error, sizeof r->st.last_error, "out of memory; records lost");
-      ds_log(DS_LOG_ERROR, "socket %s: out of memory; records lost", r->name);
-    }
-    r->st.records = r->lines.records;
-    r->st.skipped = r->lines.skipped;
-    ds_recv_rate_take(&r->bucket, r->lines.records - before);
+    take_bytes(r, buf->base, (size_t)nread);
     throttle_if_needed(r);
     return;
   }
@@ -334,11 +341,43 @@ int ds_recv_socket_start(uv_loop_t *loop, const char *host, int port, ds_store *
 
 void ds_recv_socket_stats(ds_recv_socket *r, ds_recv_stats *st) { *st = r->st; }
 
+/* Reads, now and ignoring the rate limit, what the connection's kernel buffer already holds:
+ * it was received, and a stop (a graceful one seals it into the last batch) must not lose it.
+ * Ends at EAGAIN, at EOF (the last line then counts, as in on_read), at an error (a line it
+ * cut short is dropped, as in on_read), or after DRAIN_MAX bytes. */
+static void drain(ds_recv_socket *r) {
+  if (!r->st.connected || !r->tcp_open || uv_is_closing((uv_handle_t *)&r->tcp)) return;
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&r->tcp, &fd) != 0) return;
+  uint64_t left = DRAIN_MAX;
+  while (left > 0) {
+    size_t want = left < sizeof r->rbuf ? (size_t)left : sizeof r->rbuf;
+    ssize_t n = recv(fd, r->rbuf, want, MSG_DONTWAIT);
+    if (n > 0) {
+      take_bytes(r, r->rbuf, (size_t)n);
+      left -= (uint64_t)n;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n == 0 || errno == EAGAIN || errno == EWOULDBLOCK) {
+      return; /* EOF or nothing more: the stop keeps the unfinished line */
+    } else {
+      int e = errno;
+      ds_recv_lines_reset(&r->lines);
+      r->st.errors++;
+      snprintf(r->st.last_error, sizeof r->st.last_error, "%s", strerror(e));
+      return;
+    }
+  }
+  ds_log(DS_LOG_WARN, "socket %s: stopped after reading %" PRIu64 " MiB the server kept sending",
+         r->name, DRAIN_MAX >> 20);
+}
+
 void ds_recv_socket_stop(ds_recv_socket *r, void (*on_closed)(void *ud), void *ud) {
   if (r->stopping) return;
   r->stopping = 1;
   r->on_closed = on_closed;
   r->ud = ud;
+  drain(r);
   /* Stopping is an orderly end of input, like EOF: keep the last line. */
   ds_recv_lines_flush(&r->lines);
   r->st.records = r->lines.records;

@@ -39,8 +39,11 @@ void ds_recv_socket_set_rate(ds_recv_socket *r, double rate);
 /* Copies the current statistics into *st. Valid until on_closed of a stop has run. */
 void ds_recv_socket_stats(ds_recv_socket *r, ds_recv_stats *st);
 
-/* Stores an unfinished line as a record (now, before returning), then closes the handles
- * asynchronously, frees the receiver and calls on_closed(ud) (on_closed may be NULL).
+/* Reads what the connection's kernel buffer already holds, ignoring the rate limit (until
+ * EAGAIN or EOF; at most 64 MiB against a server that never pauses), and stores it and an
+ * unfinished line as records (now, before returning): nothing received is lost. Then closes
+ * the handles asynchronously, frees the receiver and calls on_closed(ud) (on_closed may be
+ * NULL).
  * A second call does nothing. */
 void ds_recv_socket_stop(ds_recv_socket *r, void (*on_closed)(void *ud), void *ud);
 

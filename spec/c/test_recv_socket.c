@@ -1,8 +1,10 @@
-/* test_recv_socket.c - the TCP receiver against a real server on the same libuv loop. */
+/* test_recv_socket.c - the TCP receiver against a real server on the same libuv loop: lines,
+ * reconnects, refused connections, and a stop under max_rate that keeps what was received. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <uv.h>
 
 #include "ds_recv_socket.h"
@@ -261,11 +263,108 @@ static void test_start_errors_and_early_stop(void) {
   ds_store_free(store);
 }
 
+/* ---- test 4: a stop under max_rate reads what the kernel already holds (issue 14) ---- */
+
+#define DRAIN_LINES 20000
+static uv_tcp_t drain_conn;
+static uv_write_t drain_write;
+static char *drain_text;
+static size_t drain_len;
+static int drain_written, closed4;
+static ds_recv_socket *recv4;
+static uint64_t records_before_stop;
+
+static void on_drain_written(uv_write_t *w, int status) {
+  (void)w;
+  CHECK_INT(status, ==, 0);
+  drain_written = 1;
+}
+
+static void on_drain_connection(uv_stream_t *srv, int status) {
+  CHECK_INT(status, ==, 0);
+  uv_tcp_init(&loop, &drain_conn);
+  CHECK_INT(uv_accept(srv, (uv_stream_t *)&drain_conn), ==, 0);
+  uv_buf_t buf = uv_buf_init(drain_text, (unsigned)drain_len);
+  CHECK_INT(uv_write(&drain_write, (uv_stream_t *)&drain_conn, &buf, 1, on_drain_written), ==, 0);
+}
+
+static void after_stop4(void *ud) {
+  (void)ud;
+  closed4++;
+  uv_close((uv_handle_t *)&server, NULL);
+  uv_close((uv_handle_t *)&drain_conn, NULL); /* open until now: the stop saw no EOF */
+  uv_close((uv_handle_t *)&monitor, NULL);
+  uv_close((uv_handle_t *)&guard, NULL);
+}
+
+/* Once every byte has left the server's socket (its send queue is empty: the client's kernel
+ * holds them) while the limit holds the client back, stops the client. */
+static void on_monitor4(uv_timer_t *t) {
+  if (!drain_written) return;
+  uv_os_fd_t fd;
+  CHECK_INT(uv_fileno((uv_handle_t *)&drain_conn, &fd), ==, 0);
+  int unsent = -1;
+  CHECK_INT(ioctl(fd, TIOCOUTQ, &unsent), ==, 0);
+  ds_recv_stats st;
+  ds_recv_socket_stats(recv4, &st);
+  if (unsent != 0 || !st.throttled) return;
+  records_before_stop = st.records;
+  uv_timer_stop(t);
+  ds_recv_socket_stop(recv4, after_stop4, NULL);
+  ds_recv_socket_stats(recv4, &st);
+  CHECK_INT(st.records, ==, DRAIN_LINES);
+  CHECK_INT(st.bytes, ==, drain_len);
+  CHECK_INT(st.errors, ==, 0);
+}
+
+static void test_stop_drains_under_rate(void) {
+  drain_text = malloc(DRAIN_LINES * 8);
+  CHECK(drain_text != NULL);
+  for (int i = 1; i <= DRAIN_LINES; i++) drain_len += (size_t)sprintf(drain_text + drain_len, "%d\n", i);
+  int port = listen_local(&server);
+  CHECK_INT(uv_listen((uv_stream_t *)&server, 8, on_drain_connection), ==, 0);
+  ds_store *store = ds_store_new(0);
+  char err[256];
+  ds_recv_socket_opts opts = {.max_rate = 100};
+  CHECK_INT(ds_recv_socket_start(&loop, "127.0.0.1", port, store, &opts, &recv4, err, sizeof err),
+            ==, 0);
+  uv_timer_init(&loop, &monitor);
+  uv_timer_start(&monitor, on_monitor4, 5, 5);
+  start_guard();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(closed4, ==, 1);
+  /* The limit had let in a burst (a tenth of a second) and what came since, not the rest. */
+  CHECK(records_before_stop < DRAIN_LINES / 10);
+  /* Every line, in order, once. */
+  ds_sealed *sb;
+  CHECK_INT(ds_store_seal(store, 1, &sb), ==, 0);
+  CHECK_INT(sb->count, ==, DRAIN_LINES);
+  int next = 1;
+  ds_part *p = &sb->parts[0];
+  for (int k = 0; k < p->nslices; k++) {
+    const char *d = p->slices[k].data, *end = d + p->slices[k].len;
+    while (d < end) {
+      uint32_t len;
+      memcpy(&len, d, 4);
+      char want[16];
+      int wl = sprintf(want, "%d", next++);
+      CHECK_INT(len, ==, wl);
+      CHECK(memcmp(d + 4, want, len) == 0);
+      d += 4 + len;
+    }
+  }
+  CHECK_INT(next, ==, DRAIN_LINES + 1);
+  ds_sealed_free(sb);
+  ds_store_free(store);
+  free(drain_text);
+}
+
 int main(void) {
   CHECK_INT(uv_loop_init(&loop), ==, 0);
   test_lines_and_reconnect();
   test_refused();
   test_start_errors_and_early_stop();
+  test_stop_drains_under_rate();
   CHECK_INT(uv_loop_close(&loop), ==, 0);
   printf("test_recv_socket: ok\n");
   return 0;
