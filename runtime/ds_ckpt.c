@@ -21,7 +21,8 @@ typedef struct header {
   uint64_t length;
 } header;
 
-uint32_t ds_crc32(const void *p, size_t len) {
+/* The CRC of bytes that follow those that gave `crc` (0 for the first). */
+static uint32_t crc32_more(uint32_t crc, const void *p, size_t len) {
   static uint32_t table[256];
   static int ready;
   if (!ready) { /* the reflected IEEE polynomial, as zlib's crc32 */
@@ -32,11 +33,13 @@ uint32_t ds_crc32(const void *p, size_t len) {
     }
     ready = 1;
   }
-  uint32_t c = 0xffffffffu;
+  uint32_t c = crc ^ 0xffffffffu;
   const unsigned char *b = p;
   for (size_t i = 0; i < len; i++) c = table[(c ^ b[i]) & 0xff] ^ (c >> 8);
   return c ^ 0xffffffffu;
 }
+
+uint32_t ds_crc32(const void *p, size_t len) { return crc32_more(0, p, len); }
 
 void ds_ckpt_path(char *out, size_t outlen, const char *dir, uint64_t gen) {
   snprintf(out, outlen, "%s/checkpoint-%020" PRIu64, dir, gen);
@@ -123,6 +126,79 @@ int ds_ckpt_write_path(const char *path, const char *dir, uint64_t gen, const vo
   return 0;
 }
 
+/* What is wrong with a header read from a file of `size` bytes, or NULL. */
+static const char *header_problem(const header *h, uint64_t size, char *buf, size_t n) {
+  if (memcmp(h->magic, magic, sizeof magic) != 0) return "is not a dstream checkpoint (bad magic)";
+  if (h->version != DS_CKPT_VERSION) {
+    snprintf(buf, n, "has an unknown format version %" PRIu32 " (this dstream reads version %d)",
+             h->version, DS_CKPT_VERSION);
+    return buf;
+  }
+  if (h->length != size - sizeof *h) return "is truncated or has trailing bytes (length mismatch)";
+  return NULL;
+}
+
+/* A file's identity and version: device, inode, size, modification and change times. */
+static void stamp_of(const struct stat *st, char *stamp, size_t n) {
+  snprintf(stamp, n, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld", (unsigned long long)st->st_dev,
+           (unsigned long long)st->st_ino, (long long)st->st_size, (long long)st->st_mtim.tv_sec,
+           st->st_mtim.tv_nsec, (long long)st->st_ctim.tv_sec, st->st_ctim.tv_nsec);
+}
+
+int ds_ckpt_stamp(const char *path, char *stamp, size_t stamplen, char *err, size_t errlen) {
+  struct stat st;
+  if (stat(path, &st) != 0) return fail(err, errlen, errno, "cannot stat", path);
+  stamp_of(&st, stamp, stamplen);
+  return 0;
+}
+
+int ds_ckpt_check(const char *path, char *stamp, size_t stamplen, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return fail(err, errlen, errno, "cannot open", path);
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return fail(err, errlen, e, "cannot stat", path);
+  }
+  stamp_of(&st, stamp, stamplen);
+  header h;
+  char buf[64 * 1024], why[96];
+  const char *problem = NULL;
+  size_t got = 0;
+  uint32_t crc = 0;
+  int rc = 0;
+  if ((size_t)st.st_size < sizeof h) {
+    snprintf(err, errlen, "%s is truncated (%lld bytes, shorter than its header)", path,
+             (long long)st.st_size);
+    close(fd);
+    return -EINVAL;
+  }
+  for (;;) { /* the header, then the payload in chunks */
+    size_t want = got < sizeof h ? sizeof h - got : sizeof buf;
+    ssize_t n = read(fd, got < sizeof h ? (char *)&h + got : buf, want);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      rc = fail(err, errlen, errno, "cannot read", path);
+      break;
+    }
+    if (n == 0) break;
+    if (got >= sizeof h) crc = crc32_more(crc, buf, (size_t)n);
+    got += (size_t)n;
+    if (got == sizeof h && (problem = header_problem(&h, (uint64_t)st.st_size, why, sizeof why)))
+      break;
+  }
+  close(fd);
+  if (rc) return rc;
+  if (!problem && got != (size_t)st.st_size) problem = "could not be read whole";
+  else if (!problem && crc != h.crc) problem = "is corrupt (checksum mismatch)";
+  if (problem) {
+    snprintf(err, errlen, "%s %s", path, problem);
+    return -EINVAL;
+  }
+  return 0;
+}
+
 int ds_ckpt_read(const char *path, char **data, size_t *len, uint64_t *gen, char *err,
                  size_t errlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -155,12 +231,11 @@ int ds_ckpt_read(const char *path, char **data, size_t *len, uint64_t *gen, char
   }
   close(fd);
   memcpy(&h, buf, sizeof h);
+  char why[96];
   const char *problem = NULL;
   if (got != (size_t)st.st_size) problem = "could not be read whole";
-  else if (memcmp(h.magic, magic, sizeof magic) != 0) problem = "is not a dstream checkpoint (bad magic)";
-  else if (h.version != DS_CKPT_VERSION) problem = "has an unknown format version";
-  else if (h.length != got - sizeof h) problem = "is truncated or has trailing bytes (length mismatch)";
-  else if (ds_crc32(buf + sizeof h, h.length) != h.crc) problem = "is corrupt (checksum mismatch)";
+  else if ((problem = header_problem(&h, got, why, sizeof why))) {
+  } else if (ds_crc32(buf + sizeof h, h.length) != h.crc) problem = "is corrupt (checksum mismatch)";
   if (problem) {
     free(buf);
     snprintf(err, errlen, "%s %s", path, problem);
@@ -209,19 +284,10 @@ int ds_ckpt_list(const char *dir, uint64_t **gens, int *n, char *err, size_t err
   return 0;
 }
 
-int ds_ckpt_prune(const char *dir, int keep, char *err, size_t errlen) {
-  uint64_t *gens;
-  int n;
-  int rc = ds_ckpt_list(dir, &gens, &n, err, errlen);
-  if (rc) return rc;
-  char path[4200];
-  for (int i = 0; i < n - keep; i++) {
-    ds_ckpt_path(path, sizeof path, dir, gens[i]);
-    unlink(path);
-  }
-  free(gens);
+int ds_ckpt_remove_temps(const char *dir, char *err, size_t errlen) {
   DIR *d = opendir(dir);
-  if (!d) return 0;
+  if (!d) return fail(err, errlen, errno, "cannot list", dir);
+  char path[4200];
   struct dirent *e;
   while ((e = readdir(d))) {
     size_t l = strlen(e->d_name);

@@ -29,11 +29,21 @@ int ds_ckpt_write_path(const char *path, const char *dir, uint64_t gen, const vo
  * payload and *gen its generation. Returns 0 or a negative code with a message. */
 int ds_ckpt_read(const char *path, char **data, size_t *len, uint64_t *gen, char *err,
                  size_t errlen);
+/* Checks one checkpoint file as ds_ckpt_read does (header, length, checksum), reading it in
+ * chunks without keeping it. Writes the file's stamp (see ds_ckpt_stamp) as of the check into
+ * stamp (64 bytes are enough) when the file could be opened. Returns 0 when it is readable, or
+ * a negative code with a message naming the file and what is wrong with it. */
+int ds_ckpt_check(const char *path, char *stamp, size_t stamplen, char *err, size_t errlen);
+/* A string that changes whenever the file at path is replaced or changed (device, inode,
+ * size, modification and change times): a file checked once need not be read again while
+ * its stamp stays the same. Returns 0 or a negative errno with a message. */
+int ds_ckpt_stamp(const char *path, char *stamp, size_t stamplen, char *err, size_t errlen);
 /* The generations present in dir, ascending (*gens malloc'd, may be NULL when *n is 0). */
 int ds_ckpt_list(const char *dir, uint64_t **gens, int *n, char *err, size_t errlen);
 /* The path of generation gen in dir. */
 void ds_ckpt_path(char *out, size_t outlen, const char *dir, uint64_t gen);
-/* Deletes all but the newest `keep` generations and leftover temporary files. */
-int ds_ckpt_prune(const char *dir, int keep, char *err, size_t errlen);
+/* Deletes the temporary files left by writes that a crash interrupted. Which generations to
+ * delete is the caller's choice (dstream.checkpoint.prune: never an unreadable one). */
+int ds_ckpt_remove_temps(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -1,4 +1,4 @@
-/* ds_lua_ckpt.c - Lua bindings of ds_ckpt: core.ckpt_write/read/list/prune. */
+/* ds_lua_ckpt.c - Lua bindings of ds_ckpt: core.ckpt_write/read/check/stamp/list/remove_temps. */
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
@@ -106,10 +106,39 @@ static int l_path(lua_State *L) {
   return 1;
 }
 
-/* core.ckpt_prune(dir, keep) -> true | nil, message */
-static int l_prune(lua_State *L) {
+/* core.ckpt_check(path) -> stamp | nil, message[, stamp]: whether a checkpoint file is
+ * readable (header and checksum), without keeping its bytes; the stamp is the file's as of
+ * the check (core.ckpt_stamp). */
+static int l_check(lua_State *L) {
+  char err[4400], stamp[128];
+  stamp[0] = '\0';
+  if (ds_ckpt_check(luaL_checkstring(L, 1), stamp, sizeof stamp, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    if (!stamp[0]) return 2;
+    lua_pushstring(L, stamp);
+    return 3;
+  }
+  lua_pushstring(L, stamp);
+  return 1;
+}
+
+/* core.ckpt_stamp(path) -> stamp | nil, message: changes whenever the file does. */
+static int l_stamp(lua_State *L) {
+  char err[4400], stamp[128];
+  if (ds_ckpt_stamp(luaL_checkstring(L, 1), stamp, sizeof stamp, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_pushstring(L, stamp);
+  return 1;
+}
+
+/* core.ckpt_remove_temps(dir) -> true | nil, message: temp files of interrupted writes. */
+static int l_remove_temps(lua_State *L) {
   char err[4400];
-  if (ds_ckpt_prune(luaL_checkstring(L, 1), (int)luaL_checkinteger(L, 2), err, sizeof err) != 0) {
+  if (ds_ckpt_remove_temps(luaL_checkstring(L, 1), err, sizeof err) != 0) {
     lua_pushnil(L);
     lua_pushstring(L, err);
     return 2;
@@ -139,10 +168,16 @@ static int l_remove_tree(lua_State *L) {
 }
 
 void ds_lua_open_ckpt(lua_State *L) {
-  static const luaL_Reg fns[] = {{"ckpt_write", l_write}, {"ckpt_read", l_read},
-                                 {"ckpt_list", l_list},   {"ckpt_path", l_path},
-                                 {"ckpt_prune", l_prune}, {"remove_tree", l_remove_tree},
-                                 {"durable_write", l_durable_write}, {"list_dir", l_list_dir},
+  static const luaL_Reg fns[] = {{"ckpt_write", l_write},
+                                 {"ckpt_read", l_read},
+                                 {"ckpt_check", l_check},
+                                 {"ckpt_stamp", l_stamp},
+                                 {"ckpt_list", l_list},
+                                 {"ckpt_path", l_path},
+                                 {"ckpt_remove_temps", l_remove_temps},
+                                 {"remove_tree", l_remove_tree},
+                                 {"durable_write", l_durable_write},
+                                 {"list_dir", l_list_dir},
                                  {NULL, NULL}};
   luaL_register(L, NULL, fns);
 }

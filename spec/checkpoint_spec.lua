@@ -7,11 +7,16 @@
 -- positions of queue_stream and rate_stream all carry over. Also: state named with :name()
 -- survives unrelated changes to the script; a changed kind of stateful operator or partition
 -- count is a clear error saying how to start afresh; a corrupt or truncated newest checkpoint
--- is reported on stderr and the one before it is used.
+-- is reported on stderr and the one before it is used; a directory where no checkpoint can be
+-- read is an error naming each file (read_newest), never a fresh start; pruning keeps the
+-- newest 3 readable generations and never deletes an unreadable file.
 package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 
 local dstream = require("dstream")
+local core = require("dstream.core")
+local checkpoint = require("dstream.checkpoint")
+local buffer = require("string.buffer")
 
 local add = function(a, b) return a + b end
 local sub = function(a, b) return a - b end
@@ -514,6 +519,12 @@ describe("damaged checkpoints", function()
       assert.is_truthy(err:find(w, 1, true), ("stderr says %q: %s"):format(w, err))
     end
     assert.is_truthy(err:find("older checkpoint", 1, true), "stderr says an older one is used: " .. err)
+    -- The restarted job wrote 5 more checkpoints: the damaged file is still there (pruning
+    -- never deletes what it cannot read), beside the 3 newest good ones.
+    local after = checkpoint_files(dir)
+    assert.are.equal(4, #after, "3 good generations and the damaged one: " .. table.concat(after, " "))
+    assert.are.equal(newest, after[1], "the damaged file is kept")
+    for i = 2, 4 do assert.is_truthy(core.ckpt_read(after[i]), after[i] .. " is readable") end
   end
 
   local function read_all(path)
@@ -548,5 +559,165 @@ describe("damaged checkpoints", function()
     check_fallback(function(path)
       write_all(path, read_all(path):sub(1, 10))
     end, { "truncated" })
+  end)
+end)
+
+-- Issue 14: when no checkpoint could be read (every file's format version changed, as an
+-- upgrade could) the job said "using an older checkpoint" for each, started from zero, and
+-- pruned the files it could not read; after a truncated newest file, pruning kept it and
+-- deleted a good one.
+describe("unreadable checkpoints", function()
+  local function read_all(path)
+    local f = assert(io.open(path, "rb"))
+    local s = f:read("*a")
+    f:close()
+    return s
+  end
+  local function write_all(path, s)
+    local f = assert(io.open(path, "wb"))
+    f:write(s)
+    f:close()
+  end
+  -- Damage kinds, as done to a file: byte 8 is the header's format version (uint32, LE).
+  local function set_version(path, v)
+    local s = read_all(path)
+    write_all(path, s:sub(1, 8) .. string.char(v) .. s:sub(10))
+  end
+  local function truncate(path)
+    local s = read_all(path)
+    write_all(path, s:sub(1, #s - 3))
+  end
+  local function flip(path)
+    local s = read_all(path)
+    write_all(path, s:sub(1, -2) .. string.char(bit.bxor(s:byte(-1), 1)))
+  end
+
+  -- Generations 1..n, each a checkpoint document as M.write encodes it (time = gen seconds).
+  local function write_gens(dir, n)
+    for g = 1, n do
+      assert(core.ckpt_write(dir, g, buffer.encode({ format = checkpoint.FORMAT, time = g * 1000,
+        batch_ms = 1000, zero_time = 0, sources = {}, states = {}, driver = {} })))
+    end
+  end
+  local function gens_in(dir)
+    local out = {}
+    for i, path in ipairs(checkpoint_files(dir)) do out[i] = tonumber(path:match("(%d+)$")) end
+    return out
+  end
+  -- Runs fn with io.stderr captured; returns what was written and fn's results.
+  local function quiet(fn)
+    local real, written = io.stderr, {}
+    io.stderr = { write = function(self, ...)
+      for i = 1, select("#", ...) do written[#written + 1] = tostring(select(i, ...)) end
+      return self
+    end, flush = function(self) return self end }
+    local res = { pcall(fn) }
+    io.stderr = real
+    if not res[1] then error(res[2], 0) end
+    return table.concat(written), res[2], res[3], res[4]
+  end
+
+  it("a directory without checkpoint files gives plain nil (a first start)", function()
+    local dir = ckpt_dir()
+    local doc0, err0 = checkpoint.read_newest(dir)
+    assert.is_nil(doc0)
+    assert.is_nil(err0)
+    -- Unrelated files and temp files of an interrupted write are not checkpoints.
+    write_all(dir .. "/notes.txt", "x")
+    write_all(dir .. "/checkpoint-00000000000000000004.tmp", "half")
+    local doc, err = checkpoint.read_newest(dir)
+    assert.is_nil(doc)
+    assert.is_nil(err)
+  end)
+
+  it("when every file's format version changed, read_newest is an error naming each file, and nothing is deleted", function()
+    local dir = ckpt_dir()
+    write_gens(dir, 3)
+    local files = checkpoint_files(dir)
+    for _, path in ipairs(files) do set_version(path, 2) end
+    local said, doc, err = quiet(function() return checkpoint.read_newest(dir) end)
+    assert.is_nil(doc)
+    assert.is_string(err, "an error, not a fresh start")
+    for _, path in ipairs(files) do
+      assert.is_truthy(err:find(path .. " has an unknown format version 2 (this dstream reads version 1)", 1, true),
+        "the error names " .. path .. " and what is wrong: " .. err)
+    end
+    assert.is_truthy(err:find("To start afresh, remove " .. dir .. " or use another checkpoint directory", 1, true), err)
+    assert.is_falsy(said:find("older checkpoint", 1, true), "no 'using an older checkpoint': " .. said)
+    -- A checkpoint written now (the prune of M.write) deletes none of them.
+    local written = quiet(function() return checkpoint.prune(dir) end)
+    assert.are.same(files, checkpoint_files(dir), "pruning deleted an unreadable file")
+    assert.is_truthy(written:find(files[1], 1, true), "prune reports what it keeps: " .. written)
+  end)
+
+  it("names what is wrong with each kind of damage: truncated, corrupt, undecodable, other format", function()
+    local dir = ckpt_dir()
+    write_gens(dir, 3)
+    assert(core.ckpt_write(dir, 4, "not a string.buffer encoding"))
+    assert(core.ckpt_write(dir, 5, buffer.encode({ format = checkpoint.FORMAT + 1, time = 5000 })))
+    local files = checkpoint_files(dir)
+    truncate(files[1])
+    flip(files[2])
+    set_version(files[3], 7)
+    local _, doc, err = quiet(function() return checkpoint.read_newest(dir) end)
+    assert.is_nil(doc)
+    assert.is_string(err)
+    local want = {
+      files[1] .. " is truncated", files[2] .. " is corrupt (checksum mismatch)",
+      files[3] .. " has an unknown format version 7", files[4] .. " cannot be decoded",
+      files[5] .. " holds checkpoint data of format 2 (this dstream reads format 1)",
+    }
+    for _, w in ipairs(want) do assert.is_truthy(err:find(w, 1, true), ("%q in: %s"):format(w, err)) end
+    assert.are.same(files, checkpoint_files(dir))
+  end)
+
+  it("a readable older file is used, the unreadable newer ones reported", function()
+    local dir = ckpt_dir()
+    write_gens(dir, 3)
+    local files = checkpoint_files(dir)
+    set_version(files[3], 2)
+    truncate(files[2])
+    local said, doc, gen = quiet(function() return checkpoint.read_newest(dir) end)
+    assert.are.equal(1, gen)
+    assert.are.equal(1000, doc.time)
+    assert.is_truthy(said:find(files[3], 1, true) and said:find(files[2], 1, true), said)
+    assert.is_truthy(said:find("using an older checkpoint", 1, true), said)
+  end)
+
+  it("checkpoints refused by accept are not unreadable: plain nil, as before", function()
+    local dir = ckpt_dir()
+    write_gens(dir, 2)
+    set_version(checkpoint_files(dir)[2], 2)
+    local said, doc, err = quiet(function()
+      return checkpoint.read_newest(dir, function() return false, "its offsets are ahead" end)
+    end)
+    assert.is_nil(doc)
+    assert.is_nil(err)
+    assert.is_truthy(said:find("is skipped: its offsets are ahead", 1, true), said)
+  end)
+
+  it("prune keeps the newest 3 readable generations and every unreadable file", function()
+    local dir = ckpt_dir()
+    write_gens(dir, 6)
+    local files = checkpoint_files(dir)
+    truncate(files[6]) -- the newest
+    flip(files[1])     -- the oldest
+    write_all(dir .. "/checkpoint-00000000000000000009.tmp", "left by a crash")
+    local _, deleted = quiet(function() return checkpoint.prune(dir) end)
+    assert.are.same({ 1, 3, 4, 5, 6 }, gens_in(dir))
+    assert.are.same({ files[2] }, deleted)
+    assert.is_falsy(H.exists(dir .. "/checkpoint-00000000000000000009.tmp"))
+    -- Again (the files it checked are not read again unless they change): the same.
+    quiet(function() return checkpoint.prune(dir) end)
+    assert.are.same({ 1, 3, 4, 5, 6 }, gens_in(dir))
+    -- A good file damaged since it was checked is seen as damaged: a new generation comes,
+    -- and the damaged one stays while the 3 newest readable ones are 4, 5 and 7.
+    flip(files[3])
+    assert(core.ckpt_write(dir, 7, buffer.encode({ format = checkpoint.FORMAT, time = 7000 })))
+    quiet(function() return checkpoint.prune(dir) end)
+    assert.are.same({ 1, 3, 4, 5, 6, 7 }, gens_in(dir))
+    assert(core.ckpt_write(dir, 8, buffer.encode({ format = checkpoint.FORMAT, time = 8000 })))
+    quiet(function() return checkpoint.prune(dir) end)
+    assert.are.same({ 1, 3, 5, 6, 7, 8 }, gens_in(dir))
   end)
 end)

@@ -71,34 +71,99 @@ function M.write(ctx, time)
   local ok, err = core.ckpt_write(dir, gen, bytes)
   if not ok then return nil, err end
   ctx._checkpoint_gen = gen
-  core.ckpt_prune(dir, M.KEEP)
+  M.prune(dir)
   return true
 end
 
--- The newest readable checkpoint in dir: doc, generation; nil when there is none.
--- Unreadable files are reported (ds log on stderr) and skipped, and so are those that
--- `accept(doc)` (optional) refuses: it returns true, or false and why.
+-- The newest readable checkpoint in dir: doc, generation. Plain nil when the directory
+-- holds no checkpoint file. nil, message when it holds some and none can be read (all
+-- truncated, corrupt, or of a format this dstream does not read): starting afresh over them
+-- would lose their state, so the message names each file and what is wrong with it, and says
+-- how to start afresh. Files newer than the one used that cannot be read are reported on
+-- stderr. A checkpoint that `accept(doc)` (optional: true, or false and why) refuses is
+-- reported and skipped, and is not unreadable: when no file is usable but some were refused,
+-- the result is plain nil (the caller knows why).
 function M.read_newest(dir, accept)
   local gens, err = core.ckpt_list(dir)
   if not gens then return nil, err end
+  local unreadable, refused = {}, 0
   for i = #gens, 1, -1 do
-    local bytes, gen_or_err = core.ckpt_read(core.ckpt_path(dir, gens[i]))
+    local path = core.ckpt_path(dir, gens[i])
+    local bytes, read_err = core.ckpt_read(path)
     if bytes then
       local ok, doc = pcall(buffer.decode, bytes)
       if ok and type(doc) == "table" and doc.format == M.FORMAT then
         local usable, why = true, nil
         if accept then usable, why = accept(doc) end
-        if usable then return doc, gens[i] end
-        io.stderr:write("dstream: checkpoint " .. core.ckpt_path(dir, gens[i]) .. " (batch "
+        if usable then
+          for _, problem in ipairs(unreadable) do
+            io.stderr:write("dstream: " .. problem .. "; using an older checkpoint\n")
+          end
+          return doc, gens[i]
+        end
+        refused = refused + 1
+        io.stderr:write("dstream: checkpoint " .. path .. " (batch "
           .. string.format("%d", doc.time) .. " ms) is skipped: " .. tostring(why) .. "; using an older one\n")
+      elseif ok and type(doc) == "table" and doc.format ~= nil then
+        unreadable[#unreadable + 1] = path .. " holds checkpoint data of format " .. tostring(doc.format)
+          .. " (this dstream reads format " .. M.FORMAT .. ")"
       else
-        io.stderr:write("dstream: checkpoint " .. core.ckpt_path(dir, gens[i]) .. " cannot be decoded; using an older one\n")
+        unreadable[#unreadable + 1] = path .. " cannot be decoded"
+          .. (ok and (" (it holds a " .. type(doc) .. ")") or (" (" .. tostring(doc) .. ")"))
       end
     else
-      io.stderr:write("dstream: " .. gen_or_err .. "; using an older checkpoint\n")
+      unreadable[#unreadable + 1] = read_err
     end
   end
-  return nil
+  if #unreadable == 0 then return nil end
+  if refused > 0 then
+    for _, problem in ipairs(unreadable) do io.stderr:write("dstream: " .. problem .. "\n") end
+    return nil
+  end
+  return nil, "no checkpoint in " .. dir .. " can be read, so the job cannot resume from it: "
+    .. table.concat(unreadable, "; ") .. ". The files are left as they are. To start afresh, remove "
+    .. dir .. " or use another checkpoint directory."
+end
+
+-- Files prune found readable, by path: their stamp then (core.ckpt_stamp). A file whose stamp
+-- has not changed since is not read again at every checkpoint.
+local verified = {}
+-- Unreadable files prune has reported, by path: their stamp (or the error) then.
+local reported = {}
+
+-- Deletes old generations in dir: keeps the newest KEEP readable ones and every file it
+-- cannot read (never deleted: it may be the only copy of a state someone wants back; it is
+-- reported on stderr once), so a corrupt newest file does not make a good one go. Readable:
+-- the header, length and checksum are right (core.ckpt_check reads the file). Also removes
+-- temporary files of interrupted writes. Returns the paths deleted, or nil, message.
+function M.prune(dir)
+  local gens, err = core.ckpt_list(dir)
+  if not gens then return nil, err end
+  local readable, deleted = 0, {}
+  for i = #gens, 1, -1 do
+    local path = core.ckpt_path(dir, gens[i])
+    local stamp = core.ckpt_stamp(path) -- nil: gone meanwhile
+    local ok = stamp ~= nil and verified[path] == stamp
+    if stamp and not ok then
+      local checked, why, now = core.ckpt_check(path)
+      if checked then
+        verified[path], ok = checked, true
+      elseif reported[path] ~= (now or why) then
+        reported[path] = now or why
+        io.stderr:write("dstream: " .. why .. "; pruning keeps it (an unreadable checkpoint is"
+          .. " never deleted): remove it yourself once it is not needed\n")
+      end
+    end
+    if ok then
+      readable = readable + 1
+      if readable > M.KEEP then
+        verified[path] = nil
+        if os.remove(path) then deleted[#deleted + 1] = path end
+      end
+    end
+  end
+  core.ckpt_remove_temps(dir)
+  return deleted
 end
 
 local function fresh_hint(ctx)

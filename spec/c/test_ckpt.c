@@ -1,6 +1,7 @@
-/* test_ckpt.c - checkpoint files (ds_ckpt.c): write/read/list/prune round trips, a generation
- * never reused, and every kind of damage (truncated, trailing bytes, a flipped byte, a wrong
- * magic or version) reported by read, never half-used. */
+/* test_ckpt.c - checkpoint files (ds_ckpt.c): write/read/list round trips, a generation never
+ * reused, every kind of damage (truncated, trailing bytes, a flipped byte, a wrong magic or
+ * version) reported by read and by check alike, never half-used; stamps; temp file removal
+ * (which generations to delete is dstream.checkpoint.prune's choice, see its spec). */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -85,6 +86,14 @@ static void read_back(uint64_t gen, const void *data, size_t len) {
   CHECK_INT(got_gen, ==, gen);
   CHECK(len == 0 || memcmp(got, data, len) == 0);
   free(got);
+  /* ds_ckpt_check agrees, and its stamp is the file's. */
+  char stamp[128] = "", now[128] = "";
+  rc = ds_ckpt_check(path, stamp, sizeof stamp, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "ds_ckpt_check(%s): %d %s\n", path, rc, err);
+  CHECK_INT(rc, ==, 0);
+  CHECK_INT(ds_ckpt_stamp(path, now, sizeof now, err, sizeof err), ==, 0);
+  CHECK(stamp[0] != '\0');
+  CHECK_STR(stamp, now);
 }
 
 /* Reads path expecting a failure whose message names the file and contains `words`. */
@@ -104,6 +113,17 @@ static void read_fails(const char *path, int want_rc, const char *words) {
   CHECK_STR(got, "untouched");
   CHECK_INT(got_len, ==, 777);
   CHECK_INT(got_gen, ==, 999);
+  /* ds_ckpt_check, which reads in chunks, finds the same problem with the same words. */
+  char read_err[sizeof err];
+  snprintf(read_err, sizeof read_err, "%s", err);
+  char stamp[128];
+  err[0] = '\0';
+  rc = ds_ckpt_check(path, stamp, sizeof stamp, err, sizeof err);
+  if (rc != want_rc || strcmp(err, read_err) != 0)
+    fprintf(stderr, "ds_ckpt_check(%s) = %d \"%s\"; ds_ckpt_read said %d \"%s\"\n", path, rc, err,
+            want_rc, read_err);
+  CHECK_INT(rc, ==, want_rc);
+  CHECK_STR(err, read_err);
 }
 
 /* The generations in dir, compared with want[0..n). */
@@ -245,28 +265,50 @@ static void test_list(void) {
   clear_dir();
 }
 
-static void test_prune(void) {
-  for (uint64_t g = 1; g <= 6; g++) write_ok(g, "gen", 3);
+static void test_remove_temps(void) {
+  for (uint64_t g = 1; g <= 3; g++) write_ok(g, "gen", 3);
   touch("checkpoint-00000000000000000007.tmp", "leftover of a crash");
   touch("checkpoint-00000000000000000002.tmp", "an older leftover");
   touch("keep-me.txt", "unrelated");
-  CHECK_INT(ds_ckpt_prune(dir, 3, err, sizeof err), ==, 0);
-  uint64_t want[] = {4, 5, 6};
-  list_is(want, 3);
+  touch("checkpoint-00000000000000000009", "damaged: not ours to delete");
+  CHECK_INT(ds_ckpt_remove_temps(dir, err, sizeof err), ==, 0);
+  uint64_t want[] = {1, 2, 3, 9};
+  list_is(want, 4); /* generations, readable or not, are the caller's to delete */
   CHECK(!exists("checkpoint-00000000000000000007.tmp"));
   CHECK(!exists("checkpoint-00000000000000000002.tmp"));
   CHECK(exists("keep-me.txt"));
-  for (uint64_t g = 4; g <= 6; g++) read_back(g, "gen", 3);
+  for (uint64_t g = 1; g <= 3; g++) read_back(g, "gen", 3);
+  char missing[128];
+  snprintf(missing, sizeof missing, "%s/no-such-dir", dir);
+  CHECK_INT(ds_ckpt_remove_temps(missing, err, sizeof err), ==, -ENOENT);
+  CHECK(strstr(err, missing) != NULL);
+  clear_dir();
+}
 
-  /* Fewer generations than kept: nothing goes; keeping 1 leaves the newest. */
-  CHECK_INT(ds_ckpt_prune(dir, 5, err, sizeof err), ==, 0);
-  list_is(want, 3);
-  CHECK_INT(ds_ckpt_prune(dir, 1, err, sizeof err), ==, 0);
-  uint64_t newest[] = {6};
-  list_is(newest, 1);
-  /* The next write after a prune is a new generation; the old number stays unused. */
-  write_ok(7, "seven", 5);
-  CHECK_INT(ds_ckpt_write(dir, 6, "again", 5, err, sizeof err), ==, -EEXIST);
+/* A stamp changes when the file is rewritten or replaced, so a file checked once is read
+ * again only then. */
+static void test_stamp(void) {
+  char path[256], a[128], b[128], c[128];
+  path_of(path, sizeof path, 1);
+  write_ok(1, "payload", 7);
+  CHECK_INT(ds_ckpt_check(path, a, sizeof a, err, sizeof err), ==, 0);
+  CHECK_INT(ds_ckpt_stamp(path, b, sizeof b, err, sizeof err), ==, 0);
+  CHECK_STR(a, b);
+  size_t len;
+  char *raw = slurp(path, &len);
+  usleep(20000);
+  raw[len - 1] ^= 0x01; /* the same size, changed in place */
+  spit(path, raw, len);
+  CHECK_INT(ds_ckpt_stamp(path, c, sizeof c, err, sizeof err), ==, 0);
+  CHECK(strcmp(a, c) != 0);
+  CHECK_INT(ds_ckpt_check(path, c, sizeof c, err, sizeof err), ==, -EINVAL);
+  CHECK(strstr(err, "checksum") != NULL);
+  free(raw);
+  CHECK_INT(ds_ckpt_stamp(dir, c, sizeof c, err, sizeof err), ==, 0); /* any file has one */
+  char missing[256];
+  path_of(missing, sizeof missing, 42);
+  CHECK_INT(ds_ckpt_stamp(missing, c, sizeof c, err, sizeof err), ==, -ENOENT);
+  CHECK(strstr(err, missing) != NULL);
   clear_dir();
 }
 
@@ -323,12 +365,15 @@ static void test_damage(void) {
   spit(path, bad, len);
   read_fails(path, -EINVAL, "magic");
 
-  /* An unknown format version. */
+  /* An unknown format version: the message says which, and which this dstream reads. */
   memcpy(bad, good, len);
   uint32_t v = DS_CKPT_VERSION + 1;
   memcpy(bad + 8, &v, 4);
   spit(path, bad, len);
-  read_fails(path, -EINVAL, "version");
+  char words[96];
+  snprintf(words, sizeof words, "unknown format version %u (this dstream reads version %d)",
+           (unsigned)v, DS_CKPT_VERSION);
+  read_fails(path, -EINVAL, words);
 
   /* A length field that does not match the file. */
   memcpy(bad, good, len);
@@ -401,7 +446,8 @@ int main(void) {
   test_round_trip();
   test_no_reuse();
   test_list();
-  test_prune();
+  test_remove_temps();
+  test_stamp();
   test_damage();
   test_write_errors();
   CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
