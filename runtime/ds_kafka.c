@@ -118,7 +118,10 @@ struct ds_kafka_source {
   const char **subscribed;   /* direct assignment: the topics (interned), for refreshes */
   int nsubscribed;
   int refresh_ms;
-  double next_refresh;       /* consumer thread only */
+  pthread_t refresher; /* refresh_main */
+  int refresher_started;
+  pthread_mutex_t refresh_lock; /* wakes the refresher to stop */
+  pthread_cond_t refresh_cond;
   char *scratch; /* FULL records are built here */
   size_t scratch_cap;
   ds_kafka_source_stats st;
@@ -508,9 +511,13 @@ static int topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_
     set_err(err, errlen, "%s: %s", what, rd_kafka_err2str(rc));
     result = -EIO;
   } else {
+    /* A topic that does not exist (or has no partitions yet) counts none: a later refresh
+     * finds them. */
     *count = 0;
     for (int i = 0; i < md->topic_cnt; i++)
-      if (strcmp(md->topics[i].topic, topic) == 0) *count = md->topics[i].partition_cnt;
+      if (strcmp(md->topics[i].topic, topic) == 0 &&
+          md->topics[i].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        *count = md->topics[i].partition_cnt;
   }
   if (md) rd_kafka_metadata_destroy(md);
   rd_kafka_topic_destroy(rkt);
@@ -551,6 +558,10 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
   for (int i = 0; i < l->cnt && !result; i++) {
     rd_kafka_topic_partition_t *tp = &l->elems[i];
     int64_t low, high;
+    if (atomic_load(&s->stopping)) {
+      set_err(err, errlen, "stopped%s%s", "", NULL);
+      return -ECANCELED;
+    }
     rd_kafka_resp_err_t rc =
         rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &low, &high, timeout_ms);
     if (rc) {
@@ -576,33 +587,24 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
   return result;
 }
 
-/* Adds the partitions of l (offsets resolved) to the source, and assigns every partition
- * of the source to the consumer: the ones it had at the offset after their last message.
- * Called at start, then on the consumer thread (it appends messages: `next` is current). */
+/* Adds the partitions of l (offsets resolved) to the source and to the consumer's assignment
+ * (incrementally: the others go on where they are). */
 static int assign_more(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, char *err,
                        size_t errlen) {
   pthread_mutex_lock(&s->lock);
   int rc = 0;
   for (int i = 0; i < l->cnt && !rc; i++)
     rc = add_partition(s, l->elems[i].topic, l->elems[i].partition, l->elems[i].offset);
-  rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(s->nparts > 0 ? s->nparts : 1);
-  for (int i = 0; i < s->nparts; i++)
-    rd_kafka_topic_partition_list_add(all, s->parts[i].topic, s->parts[i].partition)->offset =
-        s->parts[i].next;
   s->st.partitions = s->nparts;
   pthread_mutex_unlock(&s->lock);
   if (rc) {
-    rd_kafka_topic_partition_list_destroy(all);
     set_err(err, errlen, "out of memory%s%s", "", NULL);
     return rc;
   }
-  /* The whole list (rd_kafka_assign replaces the assignment): a partition paused stays
-   * paused, messages fetched for the old assignment are dropped by librdkafka and fetched
-   * again from `next`. */
-  rd_kafka_resp_err_t e = rd_kafka_assign(s->rk, all);
-  rd_kafka_topic_partition_list_destroy(all);
+  rd_kafka_error_t *e = rd_kafka_incremental_assign(s->rk, l);
   if (e) {
-    set_err(err, errlen, "cannot assign the partitions: %s%s", rd_kafka_err2str(e), NULL);
+    set_err(err, errlen, "cannot assign the partitions: %s%s", rd_kafka_error_string(e), NULL);
+    rd_kafka_error_destroy(e);
     return -EIO;
   }
   return 0;
@@ -665,13 +667,32 @@ static void refresh_partitions(ds_kafka_source *s) {
   rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* The refresh thread (direct assignment): its queries may take a while, and must not hold up
+ * the consumer thread. */
+static void *refresh_main(void *arg) {
+  ds_kafka_source *s = arg;
+  pthread_mutex_lock(&s->refresh_lock);
+  while (!atomic_load(&s->stopping)) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += s->refresh_ms / 1000;
+    until.tv_nsec += (long)(s->refresh_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    while (!atomic_load(&s->stopping) &&
+           pthread_cond_timedwait(&s->refresh_cond, &s->refresh_lock, &until) == 0) {
+    }
+    if (atomic_load(&s->stopping)) break;
+    pthread_mutex_unlock(&s->refresh_lock);
+    refresh_partitions(s);
+    pthread_mutex_lock(&s->refresh_lock);
+  }
+  pthread_mutex_unlock(&s->refresh_lock);
+  return NULL;
+}
+
 static void *consumer_main(void *arg) {
   ds_kafka_source *s = arg;
   while (!atomic_load(&s->stopping)) {
-    if (!s->group_assign && now_s() >= s->next_refresh) {
-      refresh_partitions(s);
-      s->next_refresh = now_s() + s->refresh_ms / 1e3;
-    }
     rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, 100);
     if (!m) continue;
     handle_message(s, m);
@@ -697,6 +718,8 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   ds_kafka_source *s = calloc(1, sizeof *s);
   if (!s) return -ENOMEM;
   pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->refresh_lock, NULL);
+  pthread_cond_init(&s->refresh_cond, NULL);
   s->layout = o->layout;
   s->pause_records = o->pause_records;
   s->pause_bytes = o->pause_bytes ? o->pause_bytes : PAUSE_BYTES_DEFAULT;
@@ -748,13 +771,19 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   } else {
     if (assign_all(s, o->timeout_ms > 0 ? o->timeout_ms : START_TIMEOUT_MS_DEFAULT, err, errlen) < 0)
       goto fail;
-    s->next_refresh = now_s() + s->refresh_ms / 1e3;
   }
   if (pthread_create(&s->thread, NULL, consumer_main, s) != 0) {
     set_err(err, errlen, "cannot start the consumer thread%s%s", "", NULL);
     goto fail;
   }
   s->thread_started = 1;
+  if (!s->group_assign) {
+    if (pthread_create(&s->refresher, NULL, refresh_main, s) != 0) {
+      set_err(err, errlen, "cannot start the metadata refresh thread%s%s", "", NULL);
+      goto fail;
+    }
+    s->refresher_started = 1;
+  }
   *out = s;
   return 0;
 oom:
@@ -956,8 +985,15 @@ int ds_kafka_source_positions(ds_kafka_source *s, ds_kafka_offset **out) {
 }
 
 void ds_kafka_source_stop(ds_kafka_source *s) {
-  if (!s->thread_started) return;
   atomic_store(&s->stopping, 1);
+  if (s->refresher_started) {
+    pthread_mutex_lock(&s->refresh_lock);
+    pthread_cond_signal(&s->refresh_cond);
+    pthread_mutex_unlock(&s->refresh_lock);
+    pthread_join(s->refresher, NULL);
+    s->refresher_started = 0;
+  }
+  if (!s->thread_started) return;
   pthread_join(s->thread, NULL);
   s->thread_started = 0;
 }
@@ -977,6 +1013,8 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   free(s->subscribed);
   free(s->scratch);
   pthread_mutex_destroy(&s->lock);
+  pthread_mutex_destroy(&s->refresh_lock);
+  pthread_cond_destroy(&s->refresh_cond);
   free(s);
 }
 

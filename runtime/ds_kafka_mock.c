@@ -82,6 +82,16 @@ int ds_kafka_mock_topic_create(ds_kafka_mock *m, const char *topic, int partitio
   return 0;
 }
 
+int ds_kafka_mock_topic_error(ds_kafka_mock *m, const char *topic, int code, char *err,
+                              size_t errlen) {
+  if (!topic || !*topic || code < 0) {
+    snprintf(err, errlen, "a topic error needs a topic name and a Kafka error code (0: none)");
+    return -EINVAL;
+  }
+  rd_kafka_mock_topic_set_error(m->cluster, topic, (rd_kafka_resp_err_t)code);
+  return 0;
+}
+
 static int broker_set(ds_kafka_mock *m, int id, int up, char *err, size_t errlen) {
   if (id != -1 && (id < 1 || id > m->brokers)) {
     snprintf(err, errlen, "no broker %d: the brokers are 1 to %d (or -1 for all)", id, m->brokers);

@@ -473,6 +473,16 @@ static int km_create_topic(lua_State *L) {
   return 0;
 }
 
+/* m:topic_error(name, code): the topic's metadata carries Kafka error `code` (0: none). */
+static int km_topic_error(lua_State *L) {
+  lmock *lm = check_mock(L);
+  char err[300];
+  if (ds_kafka_mock_topic_error(lm->m, luaL_checkstring(L, 2), (int)luaL_checkinteger(L, 3), err,
+                                sizeof err) < 0)
+    return luaL_error(L, "%s", err);
+  return 0;
+}
+
 static int km_broker(lua_State *L, int up) {
   lmock *lm = check_mock(L);
   int id = (int)luaL_checkinteger(L, 2);
@@ -623,6 +633,7 @@ void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg mock_methods[] = {
       {"bootstrap", km_bootstrap},     {"brokers", km_brokers},
       {"create_topic", km_create_topic}, {"broker_down", km_broker_down},
+      {"topic_error", km_topic_error},
       {"broker_up", km_broker_up},     {"close", km_close},
       {NULL, NULL}};
   static const luaL_Reg functions[] = {{"kafka_source", l_kafka_source},

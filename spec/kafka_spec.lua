@@ -2,8 +2,10 @@
 -- stream (one input partition per Kafka partition, offset ranges, commits after the batch,
 -- rate limits, explicit positions), records as values, pairs or tables, decode with its
 -- error policies and dead letters, the to_kafka sink (idempotent and exactly once, delivery
--- failures fail the batch), and a broker going down and back up.
--- Each consumer group's first join takes the mock about 3 s (its initial rebalance delay).
+-- failures fail the batch), and a broker going down and back up. Both assignment modes:
+-- every partition assigned by the source itself at positions fixed inside ctx:start() (the
+-- default), and the consumer group's (assign = "group": each group's first join takes the
+-- mock about 3 s, its initial rebalance delay).
 package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 local dstream = require("dstream")
@@ -47,8 +49,8 @@ describe("kafka", function()
   local mock, B, producer
 
   setup(function()
-    mock = kafka.mock_cluster { brokers = 1, topics = { plain = 4, keyed = 2, dec = 2, rate = 1,
-      input = 3, out1 = 2, out2 = 2, dlq = 1 } }
+    mock = kafka.mock_cluster { brokers = 1, topics = { plain = 4, plain_group = 4, keyed = 2, dec = 2,
+      rate = 1, input = 3, out1 = 2, out2 = 2, dlq = 1, late = 3, shared = 2, restored = 2 } }
     B = mock:bootstrap()
     producer = kafka.producer { brokers = B }
   end)
@@ -79,55 +81,178 @@ describe("kafka", function()
     assert.has_error(function() m:bootstrap() end, "the mock cluster is closed")
   end)
 
-  it("reads every value once, one partition per Kafka partition, commits after each batch", function()
-    local values = {}
-    for i = 1, 400 do values[i] = "v" .. i end
-    produce("plain", values, function(i) return "k" .. i end)
-    with_ctx(manual(), function(ctx)
-      local s = ctx:kafka_stream { brokers = B, topics = { "plain" }, group = "g-plain", start = "earliest" }
-      local batches = {}
-      s:foreach_rdd(function(rdd, time)
-        batches[#batches + 1] = { time = time, values = rdd:collect(), nparts = rdd:num_partitions(),
-          ranges = kafka.offset_ranges(rdd) }
-      end)
-      ctx:start()
-      assert.is_true(wait_for(function() return pending(s) >= 400 end))
-      ctx:advance(1)
-      assert.are.same(sorted(H.deep_copy(values)), sorted(batches[1].values))
-      assert.are.equal(4, batches[1].nparts)
-      local total = 0
-      for _, r in ipairs(batches[1].ranges) do
-        assert.are.equal(0, r.from)
-        assert.are.equal(r.count, r["until"] - r.from)
-        total = total + r.count
-      end
-      assert.are.equal(400, total)
-      -- committed offsets are the ends of the completed batch
-      local committed
-      assert.is_true(wait_for(function()
-        committed = kafka.committed { brokers = B, group = "g-plain", topic = "plain" }
-        local sum = 0
-        for p = 0, 3 do sum = sum + (committed[p] or 0) end
-        return sum == 400
-      end))
-      for _, r in ipairs(batches[1].ranges) do assert.are.equal(r["until"], committed[r.partition]) end
-      assert.are.same(s:positions(), (function()
-        local out = {}
+  for _, mode in ipairs { "all", "group" } do
+    local topic = mode == "all" and "plain" or "plain_group"
+    local group = "g-" .. topic
+    it("reads every value once, one partition per Kafka partition, commits after each batch (assign = "
+        .. mode .. ")", function()
+      local values = {}
+      for i = 1, 400 do values[i] = "v" .. i end
+      produce(topic, values, function(i) return "k" .. i end)
+      with_ctx(manual(), function(ctx)
+        local s = ctx:kafka_stream { brokers = B, topics = { topic }, group = group, start = "earliest",
+          assign = mode }
+        local batches = {}
+        s:foreach_rdd(function(rdd, time)
+          batches[#batches + 1] = { time = time, values = rdd:collect(), nparts = rdd:num_partitions(),
+            ranges = kafka.offset_ranges(rdd) }
+        end)
+        ctx:start()
+        assert.is_true(wait_for(function() return pending(s) >= 400 end))
+        ctx:advance(1)
+        assert.are.same(sorted(H.deep_copy(values)), sorted(batches[1].values))
+        assert.are.equal(4, batches[1].nparts)
+        local total = 0
         for _, r in ipairs(batches[1].ranges) do
-          out[#out + 1] = { topic = "plain", partition = r.partition, offset = r["until"] }
+          assert.are.equal(0, r.from)
+          assert.are.equal(r.count, r["until"] - r.from)
+          total = total + r.count
         end
-        return out
-      end)())
-      -- the next batch starts where the last one ended
-      produce("plain", { "x1", "x2", "x3", "x4", "x5", "x6" }, function(i) return "k" .. i end)
-      assert.is_true(wait_for(function() return pending(s) >= 6 end))
-      ctx:advance(1)
-      assert.are.same({ "x1", "x2", "x3", "x4", "x5", "x6" }, sorted(batches[2].values))
-      for i, r in ipairs(batches[2].ranges) do
-        assert.are.equal(batches[1].ranges[i]["until"], r.from)
-      end
-      assert.are.same(batches[2].ranges, s:offset_ranges(batches[2].time))
+        assert.are.equal(400, total)
+        -- committed offsets are the ends of the completed batch
+        local committed
+        assert.is_true(wait_for(function()
+          committed = kafka.committed { brokers = B, group = group, topic = topic }
+          local sum = 0
+          for p = 0, 3 do sum = sum + (committed[p] or 0) end
+          return sum == 400
+        end))
+        for _, r in ipairs(batches[1].ranges) do assert.are.equal(r["until"], committed[r.partition]) end
+        assert.are.same(s:positions(), (function()
+          local out = {}
+          for _, r in ipairs(batches[1].ranges) do
+            out[#out + 1] = { topic = topic, partition = r.partition, offset = r["until"] }
+          end
+          return out
+        end)())
+        -- the next batch starts where the last one ended
+        produce(topic, { "x1", "x2", "x3", "x4", "x5", "x6" }, function(i) return "k" .. i end)
+        assert.is_true(wait_for(function() return pending(s) >= 6 end))
+        ctx:advance(1)
+        assert.are.same({ "x1", "x2", "x3", "x4", "x5", "x6" }, sorted(batches[2].values))
+        for i, r in ipairs(batches[2].ranges) do
+          assert.are.equal(batches[1].ranges[i]["until"], r.from)
+        end
+        assert.are.same(batches[2].ranges, s:offset_ranges(batches[2].time))
+      end)
     end)
+  end
+
+  it("start = \"latest\" is fixed inside ctx:start(): records produced right after it are read", function()
+    local before = {}
+    for i = 1, 30 do before[i] = "old" .. i end
+    produce("late", before, function(i) return "k" .. i end)
+    with_ctx(manual(), function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "late", group = "g-late", start = "latest" }
+      local got = {}
+      s:foreach_rdd(function(rdd) for _, v in ipairs(rdd:collect()) do got[#got + 1] = v end end)
+      ctx:start()
+      -- position() right after start: the end of every partition, as concrete offsets
+      local pos = s:positions()
+      assert.are.equal(3, #pos)
+      local sum = 0
+      for i, o in ipairs(pos) do
+        assert.are.equal("late", o.topic)
+        assert.are.equal(i - 1, o.partition)
+        sum = sum + o.offset
+      end
+      assert.are.equal(30, sum)
+      -- at once, not after a group join: none of these may be lost
+      produce("late", { "new1", "new2", "new3", "new4", "new5", "new6" }, function(i) return "n" .. i end)
+      assert.is_true(wait_for(function() return pending(s) >= 6 end, 5))
+      ctx:advance(1)
+      assert.are.same({ "new1", "new2", "new3", "new4", "new5", "new6" }, sorted(got))
+    end)
+  end)
+
+  it("starts without waiting for the group: a second job of the same group reads at once", function()
+    with_ctx(manual(), function(first)
+      local a = first:kafka_stream { brokers = B, topic = "shared", group = "g-shared", start = "earliest" }
+      a:foreach_rdd(function() end)
+      first:start()
+      with_ctx(manual(), function(ctx)
+        local s = ctx:kafka_stream { brokers = B, topic = "shared", group = "g-shared", start = "latest" }
+        s:foreach_rdd(function() end)
+        local t0 = require("dstream.core").now_ms()
+        ctx:start()
+        produce("shared", { "a", "b", "c", "d" }, function(i) return "k" .. i end)
+        assert.is_true(wait_for(function() return pending(s) >= 4 end, 10))
+        local ms = require("dstream.core").now_ms() - t0
+        assert.is_true(ms < 2000, "the records took " .. ms .. " ms")
+        assert.are.equal(2, s:kafka_stats().partitions)
+        assert.is_true(wait_for(function() return pending(a) >= 4 end, 5)) -- both read everything
+      end)
+    end)
+  end)
+
+  it("partitions that appear while the job runs are read from their start, even with latest", function()
+    mock:topic_error("appears", 3) -- no such topic, for clients
+    with_ctx(manual(), function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topics = { "late", "appears" }, group = "g-appears",
+        start = "latest" }
+      local got = {}
+      s:foreach_rdd(function(rdd) for _, v in ipairs(rdd:collect()) do got[#got + 1] = v end end)
+      ctx:start()
+      assert.are.equal(3, s:kafka_stats().partitions)
+      mock:topic_error("appears", 0) -- now it has 4 partitions
+      produce("appears", { "p1", "p2", "p3" }, function(i) return "k" .. i end)
+      -- the metadata refresh (every 5 s) finds them; their records from offset 0 are read
+      assert.is_true(wait_for(function() return s:kafka_stats().partitions == 7 end, 15))
+      assert.is_true(wait_for(function() return pending(s) >= 3 end, 5))
+      ctx:advance(1)
+      assert.are.same({ "p1", "p2", "p3" }, sorted(got))
+      local n = 0
+      for _, o in ipairs(s:positions()) do
+        if o.topic == "appears" then n = n + o.offset end
+      end
+      assert.are.equal(3, n)
+    end)
+  end)
+
+  it("positions: a checkpoint's (restore) over the positions option, else the group's, else start", function()
+    produce("restored", { "a0", "a1", "a2", "a3" }, function() return "same" end) -- one partition
+    local function run(opts, restore, want)
+      with_ctx(manual(), function(ctx)
+        opts.brokers, opts.topic = B, "restored"
+        local s = ctx:kafka_stream(opts)
+        s:foreach_rdd(function() end)
+        if restore then ctx.inputs[1]:restore(restore) end
+        ctx:start()
+        local got = {}
+        for _, o in ipairs(ctx.inputs[1]:position()) do got[o.partition] = o.offset end
+        assert.are.same(want, got)
+      end)
+    end
+    run({ group = "g-r0", start = "earliest" }, nil, { [0] = 0, [1] = 0 })
+    -- which partition holds the 4 records
+    local full
+    with_ctx(manual(), function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "restored", group = "g-r0", start = "latest" }
+      s:foreach_rdd(function() end)
+      ctx:start()
+      for _, o in ipairs(s:positions()) do if o.offset == 4 then full = o.partition end end
+    end)
+    assert.is_number(full)
+    local other = 1 - full
+    local at = function(a, b) return { [full] = a, [other] = b } end
+    run({ group = "g-r1", start = "latest" }, nil, at(4, 0))
+    run({ group = "g-r1", start = "earliest", positions = { { topic = "restored", partition = full, offset = 2 } } },
+      nil, at(2, 0))
+    run({ group = "g-r1", start = "earliest", positions = { { topic = "restored", partition = full, offset = 2 } } },
+      { { topic = "restored", partition = full, offset = 3 } }, at(3, 0))
+    run({ group = "g-r1", start = "latest", positions = { { topic = "restored", partition = full, offset = 1 } } },
+      { { topic = "restored", partition = other, offset = 0 } }, at(1, 0))
+    -- the group's committed offsets, when it has some
+    with_ctx(manual(), function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "restored", group = "g-r2", start = "earliest" }
+      s:foreach_rdd(function() end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= 4 end))
+      ctx:advance(1) -- commits offset 4
+    end)
+    run({ group = "g-r2", start = "earliest" }, nil, at(4, 0))
+    run({ group = "g-r2", start = "latest", positions = { { topic = "restored", partition = full, offset = 1 } } },
+      nil, at(1, 0))
   end)
 
   it("with_key gives (key, value) pairs and with_meta gives tables with headers", function()
@@ -384,6 +509,8 @@ describe("kafka", function()
     assert.truthy(e:find("kafka_spec.lua:%d+: kafka_stream: topics must be a list"))
     e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", start = "beginning" } end)
     assert.truthy(e:find("start must be \"earliest\" or \"latest\"", 1, true))
+    e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", assign = "manual" } end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: kafka_stream: assign must be \"all\"", 1))
     e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", with_key = true, with_meta = true } end)
     assert.truthy(e:find("exclude each other", 1, true))
     e = err_of(function() ctx:kafka_stream { brokers = B, topic = "x", on_error = "dead_letter" } end)

@@ -617,7 +617,8 @@ end
 
 -- mock_cluster{ brokers = n, topics = { name = partitions } }: a Kafka cluster on 127.0.0.1
 -- inside this process, with :bootstrap(), :broker_down(id), :broker_up(id),
--- :create_topic(name, partitions), :close().
+-- :create_topic(name, partitions), :topic_error(name, code) (code 3: clients see no such topic;
+-- 0: none again), :close().
 function M.mock_cluster(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("mock_cluster: expected a table of options", 2) end

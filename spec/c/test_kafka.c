@@ -21,6 +21,7 @@
   } while (0)
 
 static char err[600];
+static ds_kafka_source_stats st_last; /* of the last source start_positions started */
 
 static double now_s(void) {
   struct timespec ts;
@@ -271,6 +272,86 @@ static void test_full_layout(void) {
   ds_kafka_mock_free(m);
 }
 
+/* Starts a source on topic "pos" and returns where each of its 3 partitions starts (-2: not
+ * known) right after start returned. */
+static void start_positions(const char *b, const char *group, const char *start,
+                            const ds_kafka_offset *wanted, int nwanted, int group_assign,
+                            int ignore_committed, int64_t out[3]) {
+  const char *topics[] = {"pos"};
+  ds_kafka_source_opts o;
+  memset(&o, 0, sizeof o);
+  o.brokers = b;
+  o.topics = topics;
+  o.ntopics = 1;
+  o.group = group;
+  o.start = start;
+  o.positions = wanted;
+  o.npositions = nwanted;
+  o.group_assign = group_assign;
+  o.ignore_committed = ignore_committed;
+  ds_kafka_source *s;
+  CHECK_OK(ds_kafka_source_start(&o, &s, err, sizeof err), err);
+  ds_kafka_offset *pos;
+  int n = ds_kafka_source_positions(s, &pos);
+  CHECK(n >= 0);
+  out[0] = out[1] = out[2] = -2;
+  for (int i = 0; i < n; i++) {
+    CHECK_STR(pos[i].topic, "pos");
+    CHECK(pos[i].partition >= 0 && pos[i].partition < 3);
+    if (i > 0) CHECK(pos[i].partition > pos[i - 1].partition);
+    out[pos[i].partition] = pos[i].offset;
+  }
+  free(pos);
+  ds_kafka_source_stats_get(s, &st_last);
+  if (group_assign == 0) {
+    /* Committing needs no group membership. */
+    ds_kafka_offset c[] = {{"pos", 0, 1}};
+    CHECK_OK(ds_kafka_source_commit(s, c, 1, 0, err, sizeof err), err);
+  }
+  ds_kafka_source_free(s);
+}
+
+/* Direct assignment fixes every partition's start inside ds_kafka_source_start: an explicit
+ * position, else the group's committed offset (unless ignored), else the start policy as the
+ * low or high watermark. Group assignment knows none before the group assigns them. */
+static void test_direct_positions(void) {
+  ds_kafka_mock *m;
+  CHECK_OK(ds_kafka_mock_new(1, &m, err, sizeof err), err);
+  const char *b = ds_kafka_mock_bootstrap(m);
+  CHECK_OK(ds_kafka_mock_topic_create(m, "pos", 3, err, sizeof err), err);
+  ds_kafka_producer *p = new_producer(b);
+  for (int i = 0; i < 5; i++)
+    CHECK_OK(ds_kafka_producer_send(p, "pos", 0, NULL, 0, "x", 1, NULL, 0, err, sizeof err), err);
+  for (int i = 0; i < 2; i++)
+    CHECK_OK(ds_kafka_producer_send(p, "pos", 1, NULL, 0, "y", 1, NULL, 0, err, sizeof err), err);
+  CHECK_OK(ds_kafka_producer_flush(p, 20000, NULL, NULL, err, sizeof err), err);
+  int64_t at[3];
+  double t0 = now_s();
+  start_positions(b, "gp", "latest", NULL, 0, 0, 0, at);
+  CHECK(now_s() - t0 < 2.0); /* no group join */
+  CHECK_INT(at[0], ==, 5);
+  CHECK_INT(at[1], ==, 2);
+  CHECK_INT(at[2], ==, 0);
+  CHECK_INT(st_last.partitions, ==, 3);
+  /* gp committed offset 1 of partition 0 (start_positions does) */
+  start_positions(b, "gp", "latest", NULL, 0, 0, 0, at);
+  CHECK_INT(at[0], ==, 1);
+  CHECK_INT(at[1], ==, 2);
+  start_positions(b, "gp", "earliest", NULL, 0, 0, 1, at); /* committed offsets ignored */
+  CHECK_INT(at[0], ==, 0);
+  CHECK_INT(at[1], ==, 0);
+  ds_kafka_offset w[] = {{"pos", 1, 1}};
+  start_positions(b, "gp", "earliest", w, 1, 0, 0, at);
+  CHECK_INT(at[0], ==, 1);
+  CHECK_INT(at[1], ==, 1);
+  CHECK_INT(at[2], ==, 0);
+  start_positions(b, "gq", "latest", NULL, 0, 1, 0, at);
+  CHECK_INT(at[0], ==, -2);
+  CHECK_INT(at[1], ==, -2);
+  ds_kafka_producer_free(p, 1000);
+  ds_kafka_mock_free(m);
+}
+
 /* A message that cannot be delivered is reported by flush, never dropped silently. */
 static void test_delivery_failure(void) {
   ds_kafka_mock *m;
@@ -320,6 +401,7 @@ int main(void) {
   test_mock();
   test_source_seal();
   test_full_layout();
+  test_direct_positions();
   test_delivery_failure();
   printf("test_kafka: ok\n");
   return 0;
