@@ -31,7 +31,31 @@ typedef struct lsource {
   double max_rate;    /* the max_rate option (records/s), 0 = none */
   double rate;        /* the limit set by src:set_rate (backpressure), 0 = none */
   char desc[320];     /* for tostring: "socket host:port", "files /dir" */
+  ds_recv_file_part *held; /* file parts taken at stop, before the receiver frees itself */
+  size_t nheld;
 } lsource;
+
+static void free_held(lsource *s) {
+  for (size_t i = 0; i < s->nheld; i++) free((char *)s->held[i].name);
+  free(s->held);
+  s->held = NULL;
+  s->nheld = 0;
+}
+
+/* Keeps a copy of a part (the receiver's names die with it). */
+static void hold_part(const ds_recv_file_part *p, void *ud) {
+  lsource *s = ud;
+  ds_recv_file_part *grown = realloc(s->held, (s->nheld + 1) * sizeof *grown);
+  char *name = strdup(p->name);
+  if (!grown || !name) { /* the batch log misses it: the file is read again after a crash */
+    if (grown) s->held = grown;
+    free(name);
+    return;
+  }
+  s->held = grown;
+  s->held[s->nheld] = *p;
+  s->held[s->nheld++].name = name;
+}
 
 static void shared_release(void *ud) {
   shared_store *sh = ud;
@@ -56,6 +80,7 @@ static void source_stop(lsource *s) {
   } else {
     ds_recv_file_stop(s->recv, shared_release, s->sh);
     ds_recv_file_stats(s->recv, &s->last);
+    ds_recv_file_take_parts(s->recv, hold_part, s); /* what the stop read, for the last seal */
   }
   s->recv = NULL;
 }
@@ -216,6 +241,82 @@ static int l_seen(lua_State *L) {
   return 1;
 }
 
+static void push_part(const ds_recv_file_part *p, void *ud) {
+  lua_State *L = ud;
+  lua_createtable(L, 4, 0);
+  lua_pushstring(L, p->name);
+  lua_rawseti(L, -2, 1);
+  lua_pushnumber(L, (lua_Number)p->start);
+  lua_rawseti(L, -2, 2);
+  lua_pushnumber(L, (lua_Number)p->end);
+  lua_rawseti(L, -2, 3);
+  lua_pushboolean(L, p->done);
+  lua_rawseti(L, -2, 4);
+  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+}
+
+/* src:take_parts() -> { {name, start, end, done}, ... }: the byte ranges of the files whose
+ * records the store got since the last call (see ds_recv_file_take_parts); call it right
+ * after seal. */
+static int l_take_parts(lua_State *L) {
+  lsource *s = check_source(L);
+  if (s->kind != SRC_FILE) return luaL_error(L, "take_parts: not a file source");
+  lua_newtable(L);
+  if (s->recv) ds_recv_file_take_parts(s->recv, push_part, L);
+  for (size_t i = 0; i < s->nheld; i++) push_part(&s->held[i], L);
+  free_held(s);
+  return 1;
+}
+
+/* src:resume(name, offset): reads the file from byte `offset` on, first. */
+static int l_resume(lua_State *L) {
+  lsource *s = check_source(L);
+  const char *name = luaL_checkstring(L, 2);
+  lua_Number off = luaL_checknumber(L, 3);
+  if (s->kind != SRC_FILE || !s->recv) return luaL_error(L, "resume: not a running file source");
+  if (ds_recv_file_resume(s->recv, name, (uint64_t)off) != 0) return luaL_error(L, "resume: out of memory");
+  return 0;
+}
+
+/* core.read_file_ranges({ {path, start, end}, ... }, nparts [, max_line]) -> partitions (as
+ * seal), records; or nil, message. Reads byte ranges of files again, split into lines as the
+ * file receiver split them: a batch of the batch log re-created after a restart. */
+static int l_read_file_ranges(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer nparts = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, nparts >= 1 && nparts <= 65536, 2, "nparts must be from 1 to 65536");
+  size_t max_line = (size_t)luaL_optnumber(L, 3, 0);
+  ds_store *store = ds_store_new(0);
+  if (!store) return luaL_error(L, "read_file_ranges: out of memory");
+  char err[512];
+  int n = (int)lua_objlen(L, 1);
+  for (int i = 1; i <= n; i++) {
+    lua_rawgeti(L, 1, i);
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    lua_rawgeti(L, -3, 3);
+    const char *path = lua_tostring(L, -3);
+    uint64_t start = (uint64_t)lua_tonumber(L, -2), end = (uint64_t)lua_tonumber(L, -1);
+    int64_t rc = path ? ds_recv_file_read_range(path, start, end, max_line, store, err, sizeof err)
+                      : -EINVAL;
+    lua_pop(L, 4);
+    if (rc < 0) {
+      ds_store_free(store);
+      lua_pushnil(L);
+      lua_pushstring(L, path ? err : "read_file_ranges: a range without a path");
+      return 2;
+    }
+  }
+  uint64_t records = ds_store_pending(store);
+  ds_sealed *sealed;
+  int rc = ds_store_seal(store, (int)nparts, &sealed);
+  ds_store_free(store);
+  if (rc < 0) return luaL_error(L, "read_file_ranges: %s", strerror(-rc));
+  ds_lua_push_sealed(L, sealed);
+  lua_pushnumber(L, (lua_Number)records);
+  return 2;
+}
+
 /* src:mark_seen(name): the file is never read (restored from a checkpoint). */
 static int l_mark_seen(lua_State *L) {
   lsource *s = check_source(L);
@@ -283,6 +384,7 @@ static int l_gc(lua_State *L) {
   lsource *s = luaL_checkudata(L, 1, SOURCE_MT);
   if (!s->sh) return 0;
   source_stop(s);
+  free_held(s);
   shared_release(s->sh);
   s->sh = NULL;
   return 0;
@@ -299,7 +401,8 @@ void ds_lua_open_sources(lua_State *L) {
   if (luaL_newmetatable(L, SOURCE_MT)) {
     static const luaL_Reg methods[] = {
         {"seal", l_seal},         {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
-        {"seen", l_seen},         {"mark_seen", l_mark_seen}, {NULL, NULL}};
+        {"seen", l_seen},         {"mark_seen", l_mark_seen}, {"take_parts", l_take_parts},
+        {"resume", l_resume},     {NULL, NULL}};
     lua_createtable(L, 0, 4);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");
@@ -313,4 +416,6 @@ void ds_lua_open_sources(lua_State *L) {
   lua_setfield(L, t, "socket_source");
   lua_pushcfunction(L, l_file_source);
   lua_setfield(L, t, "file_source");
+  lua_pushcfunction(L, l_read_file_ranges);
+  lua_setfield(L, t, "read_file_ranges");
 }

@@ -26,6 +26,12 @@ struct ds_recv_file {
   int cur_fd;            /* its descriptor, -1 if none */
   int cur_oom;           /* records of the current file were lost for lack of memory */
   uint64_t line_base;    /* lines.lines when the current file started */
+  uint64_t cur_off;      /* bytes of the current file read so far */
+  uint64_t cur_end;      /* where its last finished line ends: the store holds it up to here */
+  ds_recv_file_part *parts; /* files that added records since the last take (take_parts) */
+  size_t nparts, capparts;
+  char *resume_name;     /* a file to read from resume_off on (ds_recv_file_resume) */
+  uint64_t resume_off;
   const char **pending;  /* names found and not read yet, oldest first (owned by the seen set) */
   size_t pending_head, npending, cappending;
   ds_recv_rate bucket;   /* max records per second; reading pauses when it is empty */
@@ -94,6 +100,95 @@ int ds_recv_file_mark_seen(ds_recv_file *r, const char *name) {
   return 0;
 }
 
+int ds_recv_file_resume(ds_recv_file *r, const char *name, uint64_t offset) {
+  char *copy = strdup(name);
+  if (!copy || ds_recv_file_mark_seen(r, name) != 0) {
+    free(copy);
+    return -ENOMEM;
+  }
+  const char *owned = NULL; /* the seen set's copy: pending names must outlive the call */
+  for (size_t i = name_hash(name) & (r->capseen - 1); r->seen[i]; i = (i + 1) & (r->capseen - 1))
+    if (strcmp(r->seen[i], name) == 0) owned = r->seen[i];
+  if (r->npending == r->cappending) {
+    size_t cap = r->cappending ? r->cappending * 2 : 16;
+    const char **grown = realloc(r->pending, cap * sizeof *grown);
+    if (!grown) {
+      free(copy);
+      return -ENOMEM;
+    }
+    r->pending = grown;
+    r->cappending = cap;
+  }
+  /* First in line: it was being read when the job stopped. */
+  memmove(r->pending + r->pending_head + 1, r->pending + r->pending_head,
+          (r->npending - r->pending_head) * sizeof *r->pending);
+  r->pending[r->pending_head] = owned;
+  r->npending++;
+  free(r->resume_name);
+  r->resume_name = copy;
+  r->resume_off = offset;
+  return 0;
+}
+
+/* Starts the record of the current file in the parts list. -1 when memory is short (the
+ * batch log then misses the file: it is read again after a crash, never lost). */
+static int part_open(ds_recv_file *r) {
+  if (r->nparts == r->capparts) {
+    size_t cap = r->capparts ? r->capparts * 2 : 8;
+    ds_recv_file_part *grown = realloc(r->parts, cap * sizeof *grown);
+    if (!grown) return -1;
+    r->parts = grown;
+    r->capparts = cap;
+  }
+  r->parts[r->nparts++] = (ds_recv_file_part){r->cur_name, r->cur_end, r->cur_end, 0};
+  return 0;
+}
+
+static ds_recv_file_part *part_current(ds_recv_file *r) {
+  if (!r->nparts || r->parts[r->nparts - 1].name != r->cur_name) return NULL;
+  return &r->parts[r->nparts - 1];
+}
+
+void ds_recv_file_take_parts(ds_recv_file *r, void (*fn)(const ds_recv_file_part *p, void *ud),
+                             void *ud) {
+  for (size_t i = 0; i < r->nparts; i++)
+    if (r->parts[i].end > r->parts[i].start || r->parts[i].done) fn(&r->parts[i], ud);
+  r->nparts = 0;
+  if (r->cur_fd >= 0) part_open(r); /* the file being read goes on in the next batch */
+}
+
+int64_t ds_recv_file_read_range(const char *path, uint64_t start, uint64_t end, size_t max_line,
+                                ds_store *store, char *err, size_t errlen) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+    return -errno;
+  }
+  ds_recv_lines lines;
+  ds_recv_lines_init(&lines, store, max_line, NULL, NULL);
+  char buf[64 * 1024];
+  uint64_t off = start;
+  int rc = 0;
+  while (off < end) {
+    size_t want = end - off < sizeof buf ? (size_t)(end - off) : sizeof buf;
+    ssize_t n = pread(fd, buf, want, (off_t)off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      rc = n < 0 ? -errno : -EIO;
+      snprintf(err, errlen, "cannot read bytes %" PRIu64 "-%" PRIu64 " of '%s': %s", start, end,
+               path, n < 0 ? strerror(errno) : "the file is shorter than when it was read");
+      break;
+    }
+    if (ds_recv_lines_feed(&lines, buf, (size_t)n) < 0) rc = -ENOMEM;
+    off += (uint64_t)n;
+  }
+  if (rc == 0 && ds_recv_lines_flush(&lines) < 0) rc = -ENOMEM;
+  if (rc == -ENOMEM) snprintf(err, errlen, "out of memory reading '%s'", path);
+  close(fd);
+  ds_recv_lines_free(&lines);
+  return rc < 0 ? rc : (int64_t)lines.records;
+}
+
 void ds_recv_file_list_seen(ds_recv_file *r, void (*fn)(const char *name, void *ud), void *ud) {
   for (size_t i = 0; i < r->capseen; i++)
     if (r->seen[i]) fn(r->seen[i], ud);
@@ -150,12 +245,24 @@ static int open_file(ds_recv_file *r, const char *name) {
   r->cur_name = name;
   r->cur_fd = fd;
   r->cur_oom = 0;
+  r->cur_off = r->cur_end = 0;
+  if (r->resume_name && strcmp(r->resume_name, name) == 0) {
+    if (lseek(fd, (off_t)r->resume_off, SEEK_SET) >= 0) r->cur_off = r->cur_end = r->resume_off;
+    free(r->resume_name);
+    r->resume_name = NULL;
+  }
   r->line_base = r->lines.lines;
   ds_recv_lines_reset(&r->lines);
+  part_open(r);
   return 0;
 }
 
 static void close_file(ds_recv_file *r) {
+  ds_recv_file_part *p = part_current(r);
+  if (p) {
+    p->end = r->cur_end;
+    p->done = 1;
+  }
   close(r->cur_fd);
   r->cur_fd = -1;
   r->cur_name = NULL;
@@ -177,6 +284,7 @@ static int read_chunk(ds_recv_file *r, size_t want) {
     return -1;
   }
   if (n == 0) {
+    r->cur_end = r->cur_off; /* a last line without '\n' is a record too */
     r->cur_oom |= ds_recv_lines_flush(&r->lines) < 0;
     if (r->cur_oom) file_failed(r, r->cur_name, "out of memory; records lost");
     close_file(r);
@@ -185,6 +293,11 @@ static int read_chunk(ds_recv_file *r, size_t want) {
   r->st.bytes += (uint64_t)n;
   uint64_t before = r->lines.records;
   r->cur_oom |= ds_recv_lines_feed(&r->lines, r->rbuf, (size_t)n) < 0;
+  const char *nl = memrchr(r->rbuf, '\n', (size_t)n);
+  if (nl) r->cur_end = r->cur_off + (uint64_t)(nl - r->rbuf) + 1;
+  r->cur_off += (uint64_t)n;
+  ds_recv_file_part *p = part_current(r);
+  if (p) p->end = r->cur_end;
   ds_recv_rate_take(&r->bucket, r->lines.records - before);
   r->st.records = r->lines.records;
   r->st.skipped = r->lines.skipped;
@@ -336,6 +449,8 @@ static void maybe_finish(ds_recv_file *r) {
   for (size_t i = 0; i < r->capseen; i++) free(r->seen[i]);
   free(r->seen);
   free(r->pending);
+  free(r->parts);
+  free(r->resume_name);
   ds_recv_lines_free(&r->lines);
   free(r->dir);
   free(r);

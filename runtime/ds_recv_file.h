@@ -11,6 +11,7 @@
 #define DS_RECV_FILE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "ds_recv.h"
@@ -50,6 +51,31 @@ void ds_recv_file_stats(ds_recv_file *r, ds_recv_stats *st);
 void ds_recv_file_list_seen(ds_recv_file *r, void (*fn)(const char *name, void *ud), void *ud);
 /* Marks a name as seen so it will never be read (restoring a checkpoint). 0 or -ENOMEM. */
 int ds_recv_file_mark_seen(ds_recv_file *r, const char *name);
+/* Reads `name` from byte `offset` on, before any other file (a file half read by batches
+ * that completed before a restart). Marks it seen. 0 or -ENOMEM. */
+int ds_recv_file_resume(ds_recv_file *r, const char *name, uint64_t offset);
+
+/* What the store got from one file since the last take: the bytes [start, end) of the file,
+ * cut at line ends (a record is in the store exactly when its line ends before `end`);
+ * done when the file was read to its end (or failed: the bytes before the failure). */
+typedef struct ds_recv_file_part {
+  const char *name; /* owned by the receiver's seen set: valid until the receiver is freed */
+  uint64_t start, end;
+  int done;
+} ds_recv_file_part;
+
+/* Calls fn for every file that added records (or ended) since the last call, in reading
+ * order, and starts a new list. Called right after the store is sealed, it names the byte
+ * ranges of the files the sealed records came from: what a batch log needs to read the same
+ * records again (ds_recv_file_read_range) after a crash. */
+void ds_recv_file_take_parts(ds_recv_file *r, void (*fn)(const ds_recv_file_part *p, void *ud),
+                             void *ud);
+
+/* Appends the lines of bytes [start, end) of file `path` to `store`, split as the receiver
+ * splits them (max_line as in the options; the line cut at `end` is kept, as at the end of a
+ * file). Returns the records appended, or a negative errno with a message in err. */
+int64_t ds_recv_file_read_range(const char *path, uint64_t start, uint64_t end, size_t max_line,
+                                ds_store *store, char *err, size_t errlen);
 
 /* Closes the handles asynchronously, frees the receiver and then calls on_closed(ud)
  * (on_closed may be NULL). A second call does nothing. */
