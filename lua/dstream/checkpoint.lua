@@ -36,22 +36,20 @@ local function state_tasks(ctx, entry, term, stage)
   return ctx:_scheduler():run_tasks(r:_tasks(plans, term, stage))
 end
 
--- Collects everything and writes generation `gen`. Returns true or nil, message.
-function M.write(ctx, time)
+-- Collects everything and writes the next generation. Returns true or nil, message.
+-- initial: the checkpoint of ctx:start(), before any batch: no state partition holds
+-- anything yet, so none is snapshot (a restore leaves them empty).
+function M.write(ctx, time, initial)
   local doc = {
     format = M.FORMAT, name = ctx.name, batch_ms = ctx.batch_ms, zero_time = ctx.zero_time,
     time = time, written_at = core.now_ms(), fingerprint = fingerprint(ctx),
     sources = {}, states = {}, driver = {},
-    -- Batches generated but not completed: after a restart their input comes again from the
-    -- sources' positions (or the write-ahead log), so they are re-run, not restored.
-    pending = {},
   }
-  for i, batch in ipairs(ctx.queue) do doc.pending[i] = batch.time end
   for i, input in ipairs(ctx.inputs) do
     if input.position then doc.sources[input.key or ("#" .. i)] = input:position() end
   end
   for _, entry in ipairs(ctx._states or {}) do
-    if entry.partitions then
+    if entry.partitions and not initial then
       local results = state_tasks(ctx, entry, function()
         return { kind = "snapshot_store", state = entry.id }
       end, "checkpoint (" .. entry.kind .. ")")

@@ -15,6 +15,7 @@ local ship = require("dstream.ship")
 local stream_mod = require("dstream.stream")
 require("dstream.window") -- adds the window operators to streams
 local util = require("dstream.util")
+local batch_log = require("dstream.batch_log")
 
 local Context = {}
 Context.__index = Context
@@ -44,6 +45,15 @@ local function parse_count(v)
   return nil, "expected a whole number of at least 1, got " .. tostring(v)
 end
 
+-- Batch and checkpoint intervals are whole milliseconds: batch times are sums of them, and
+-- checkpoints are due when (time - zero) % interval == 0, which floats near 1.8e12 ms would
+-- make false forever. Other values are rounded to the nearest millisecond.
+local function parse_interval(v)
+  local ms, err = util.parse_duration(v)
+  if not ms then return nil, err end
+  return math.max(1, math.floor(ms + 0.5))
+end
+
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
   worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
@@ -60,7 +70,7 @@ function M.new(opts)
     end
   end
   local self = setmetatable({}, Context)
-  self.batch_ms = option(opts, "batch", nil, util.parse_duration, 1000)
+  self.batch_ms = option(opts, "batch", nil, parse_interval, 1000)
   self.workers = option(opts, "workers", nil, parse_count, core.cores())
   self.partitions = option(opts, "partitions", nil, parse_count, self.workers)
   self.worker_memory = option(opts, "worker_memory", "worker-memory", util.parse_size, 4 * 1024 ^ 3)
@@ -73,7 +83,7 @@ function M.new(opts)
   end
   self.wal = opts.wal and true or false
   -- Default: every batch that ends a 10 s stretch (Spark's minimum), at least every batch.
-  self.checkpoint_ms = option(opts, "checkpoint_interval", nil, util.parse_duration,
+  self.checkpoint_ms = option(opts, "checkpoint_interval", nil, parse_interval,
     math.ceil(10000 / self.batch_ms) * self.batch_ms)
   if self.checkpoint_ms % self.batch_ms ~= 0 then
     error("dstream.context: checkpoint_interval must be a multiple of the batch interval", 3)
@@ -268,6 +278,16 @@ function Context:rate_stream(opts)
   end
   s.position = function() return s.done_pos end
   s.restore = function(_, pos) next_value, carry, backlog, limit_carry = pos[1], pos[2], pos[3], pos[4] end
+  -- The batch log (dstream.batch_log): the batch's rows and where the stream stood after it.
+  s.log_entry = function(_, time)
+    local b = s.sealed[time]
+    return { b.first, b.count, s.pos_at[time] }
+  end
+  s.replay = function(_, time, e)
+    s.sealed[time] = { first = e[1], count = e[2] }
+    s.pos_at[time] = e[3]
+    s:restore(e[3])
+  end
   s.set_rate = function(_, r) set_rate = (r and r > 0) and r or nil return limit() or 0 end
   s.rate_stats = function() return { max_rate = max_rate or 0, rate_limit = limit() or 0, backlog = backlog } end
   return s
@@ -321,47 +341,92 @@ function Context:text_file_stream(dir, opts)
     error("text_file_stream: directory '" .. dir .. "' does not exist or cannot be read: create it first", 2)
   end
   probe:close()
+  -- Where reading stands, in byte ranges of files (src:take_parts after each seal): `done`
+  -- lists the files read whole by completed batches and `partial` the one half read, {name,
+  -- end}: a checkpoint's position. `known` and `cursor` are the same as of the newest batch
+  -- generated, for a restart: a file is read again from where the last logged batch left it.
+  local batch_ranges = {} -- [time] = { {name, start, end, done}, ... }
+  local done, done_list, partial = {}, {}, nil
+  local known, cursor, restored = {}, nil, false
+  local function read_whole(name)
+    if not done[name] then
+      done[name] = true
+      done_list[#done_list + 1] = name
+    end
+    known[name] = true
+  end
+  local function took(time, ranges)
+    batch_ranges[time] = ranges
+    for _, r in ipairs(ranges) do
+      if r[4] then
+        known[r[1]] = true
+        if cursor and cursor[1] == r[1] then cursor = nil end
+      else
+        cursor = { r[1], r[3] }
+      end
+    end
+  end
   local s
   s = receiver_stream(self, "text_file_stream " .. dir, function()
-    if not s.restored_seen then return core.file_source(dir, opts) end
-    -- Restarted from a checkpoint: every file not read by a completed batch is new, even one
-    -- that was there before the start (it arrived while the job was down).
+    if not restored then
+      local src = core.file_source(dir, opts)
+      -- Files already there are not input (unless new_files_only = false): a restart must
+      -- know them, so the checkpoint written at start lists them as read.
+      if not (opts and opts.new_files_only == false) then
+        for _, name in ipairs(src:seen()) do read_whole(name) end
+      end
+      return src
+    end
+    -- Restarted: every file not read by a logged batch is new, even one that was there
+    -- before the start (it arrived while the job was down).
     local o = {}
     for k, v in pairs(opts or {}) do o[k] = v end
     o.new_files_only = false
     local src = core.file_source(dir, o)
-    for _, name in ipairs(s.restored_seen) do src:mark_seen(name) end
+    for name in pairs(known) do src:mark_seen(name) end
+    if cursor then src:resume(cursor[1], cursor[2]) end
     return src
   end)
-  -- Which files each batch read, so a checkpoint lists those of completed batches only.
-  local batch_files, done, known = {}, {}, {}
   local seal = s.seal
   s.seal = function(self_, time)
     seal(self_, time)
-    local new = {}
-    for _, name in ipairs(s.source:seen()) do
-      if not known[name] then
-        known[name] = true
-        new[#new + 1] = name
-      end
+    took(time, s.source:take_parts())
+  end
+  s.log_entry = function(_, time) return batch_ranges[time] end
+  s.replay = function(_, time, ranges)
+    restored = true
+    local paths = {}
+    for i, r in ipairs(ranges) do paths[i] = { dir .. "/" .. r[1], r[2], r[3] } end
+    local parts, err = core.read_file_ranges(paths, self.partitions, opts and opts.max_line)
+    if not parts then
+      core.log("warn", string.format("text_file_stream %s: batch %d ms cannot be re-run whole: %s",
+        dir, time, err))
     end
-    batch_files[time] = new
+    s.sealed[time] = parts
+    took(time, ranges)
   end
   s.on_batch_done = function(_, time)
-    for t, names in pairs(batch_files) do
-      if t <= time then
-        for _, name in ipairs(names) do done[#done + 1] = name end
-        batch_files[t] = nil
+    local times = {}
+    for t in pairs(batch_ranges) do if t <= time then times[#times + 1] = t end end
+    table.sort(times)
+    for _, t in ipairs(times) do
+      for _, r in ipairs(batch_ranges[t]) do
+        if r[4] then
+          read_whole(r[1])
+          if partial and partial[1] == r[1] then partial = nil end
+        else
+          partial = { r[1], r[3] }
+        end
       end
+      batch_ranges[t] = nil
     end
   end
-  s.position = function() return done end
-  s.restore = function(_, names)
-    s.restored_seen = names
-    for _, name in ipairs(names) do
-      known[name] = true
-      done[#done + 1] = name
-    end
+  s.position = function() return { done = done_list, partial = partial } end
+  s.restore = function(_, pos)
+    restored = true
+    for _, name in ipairs(pos.done or pos) do read_whole(name) end -- (older checkpoints: a list)
+    partial = pos.partial
+    cursor = partial and { partial[1], partial[2] }
   end
   return s
 end
@@ -459,27 +524,37 @@ end
 ---------------------------------------------------------------------------------------------
 -- Batches
 
--- Seals every input at `time` and queues the batch.
-function Context:_generate(time)
+-- The key of an input in checkpoints and the batch log.
+local function input_key(input, index) return input.key or ("#" .. index) end
+
+-- Seals every input at `time`, logs the batch (with a checkpoint directory) and queues it.
+-- `rerun`: a batch of the batch log run again after a restart; its inputs were filled by
+-- input:replay at start (or come from the write-ahead log), and live sources are not sealed.
+function Context:_generate(time, rerun)
   self.time = time
-  local records, sources = 0, {}
+  local records, sources, logged = 0, {}, {}
   for index, input in ipairs(self.inputs) do
     if input.seal then
       local replay = self._replay and self._replay[time] and self._replay[time][index]
       if replay then -- a logged batch run again after a restart: the same records
         input.sealed[time] = replay
-      else
+      elseif not rerun then
         input:seal(time)
         if self.wal and input.wal then
           local ok, err = require("dstream.wal").write(self, index, time, input.sealed[time])
           if not ok then return self:_fail("write-ahead log of batch " .. time .. " ms: " .. err) end
         end
+        if input.log_entry then logged[input_key(input, index)] = input:log_entry(time) end
       end
       local parts = input.sealed[time]
       records = records + (parts and parts.count or 0)
       sources[#sources + 1] = { id = input.id, name = input.label, records = parts and parts.count or 0 }
       input.records_total = (input.records_total or 0) + (parts and parts.count or 0)
     end
+  end
+  if self.checkpoint_dir and not rerun then
+    local ok, err = batch_log.write(self, time, logged)
+    if not ok then return self:_fail("batch log of batch " .. string.format("%d", time) .. " ms: " .. err) end
   end
   self.queue[#self.queue + 1] = { time = time, generated_at = core.now_ms(), records = records,
     sources = sources }
@@ -540,12 +615,14 @@ function Context:_two_phase_output(commit, accept)
   end
 end
 
-function Context:_write_checkpoint(time)
-  local ok, err = require("dstream.checkpoint").write(self, time)
+-- initial: the checkpoint written by start() before any input is taken (no state yet).
+function Context:_write_checkpoint(time, initial)
+  local ok, err = require("dstream.checkpoint").write(self, time, initial)
   if not ok then
-    error("checkpoint of batch " .. string.format("%d", time) .. " ms failed: " .. err
-      .. " (the previous checkpoint is intact)", 0)
+    error((initial and "the first checkpoint" or ("checkpoint of batch " .. string.format("%d", time) .. " ms"))
+      .. " failed: " .. err .. (initial and "" or " (the previous checkpoint is intact)"), 0)
   end
+  batch_log.prune(self, time)
   if self.wal then require("dstream.wal").prune(self, time) end
 end
 
@@ -567,7 +644,8 @@ function Context:_recover()
       return true
     end
   end
-  local doc = checkpoint.read_newest(self.checkpoint_dir, accept)
+  local doc, unreadable = checkpoint.read_newest(self.checkpoint_dir, accept)
+  if not doc and unreadable then error(unreadable, 0) end
   if not doc and skipped > 0 then
     error("no checkpoint in " .. self.checkpoint_dir .. " agrees with what the job's outputs committed"
       .. " (see above); starting afresh would write their output again. Remove the directory"
@@ -581,6 +659,16 @@ function Context:_recover()
   checkpoint.restore_states(self)
   self.last_completed = doc.time
   self.recovered_from = doc.time
+  self._rerun = batch_log.read(self, doc.time)
+end
+
+-- Whether start() restores a checkpoint: before start, whether the directory holds one
+-- (get_or_create tells its function); after, whether one was restored.
+function Context:recovering()
+  if self.state ~= "initialized" then return self.recovered_from ~= nil end
+  if not self.checkpoint_dir then return false end
+  local gens = core.ckpt_list(self.checkpoint_dir)
+  return gens ~= nil and #gens > 0
 end
 
 function Context:_forget(time)
@@ -706,6 +794,20 @@ function Context:start()
   end
   self.monitor:start(2)
   if self.checkpoint_dir then self:_recover() end
+  -- Batches logged after the checkpoint take their input again before the sources open, so a
+  -- source goes on after the last of them (a file stream from where that batch left a file).
+  local rerun, listed = {}, {}
+  for _, b in ipairs(self._rerun or {}) do
+    rerun[#rerun + 1], listed[b.time] = b.time, true
+    for index, input in ipairs(self.inputs) do
+      local entry = b.inputs[input_key(input, index)]
+      if entry ~= nil and input.replay then input:replay(b.time, entry) end
+    end
+  end
+  for t in pairs(self._replay or {}) do -- write-ahead log segments without a logged batch
+    if not listed[t] then rerun[#rerun + 1], listed[t] = t, true end
+  end
+  table.sort(rerun)
   for _, input in ipairs(self.inputs) do
     if input.open then
       local ok, src = pcall(input.open)
@@ -728,23 +830,33 @@ function Context:start()
     self:stop { graceful = true }
   end
   self._signals = { core.signal(core.SIGINT, on_signal), core.signal(core.SIGTERM, on_signal) }
+  local now = core.now_ms()
   if self.clock == "system" then
-    local now = core.now_ms()
     if self.recovered_from then -- same zero time: windows and checkpoints keep their phase
       self.next_time = self.zero_time + (math.floor((now - self.zero_time) / self.batch_ms) + 1) * self.batch_ms
     else
       self.next_time = (math.floor(now / self.batch_ms) + 1) * self.batch_ms
       self.zero_time = self.next_time - self.batch_ms
     end
-    -- Logged batches that never completed run first, with their own times.
-    local replay = {}
-    for t in pairs(self._replay or {}) do replay[#replay + 1] = t end
-    table.sort(replay)
-    for _, t in ipairs(replay) do
-      if t < self.next_time then self:_generate(t) end
+  end
+  if self.checkpoint_dir and not self.recovered_from then
+    -- The first checkpoint, before any input is taken: the clock's zero and where every
+    -- source starts (the files already in a directory, Kafka's resolved offsets), so a crash
+    -- at any moment after this resumes here and re-runs the logged batches.
+    self.time, self.last_completed = self.zero_time, self.zero_time
+    local ok, err = pcall(self._write_checkpoint, self, self.zero_time, true)
+    if not ok then
+      self:_terminate()
+      error(tostring(err), 2)
     end
+  end
+  -- Logged batches after the checkpoint run first, with their own times and inputs.
+  for _, t in ipairs(rerun) do
+    if not self.next_time or t < self.next_time then self:_generate(t, true) end
+  end
+  if self.clock == "system" then
     self._timer = core.timer(function() self:_tick() end)
-    self._timer:start(self.next_time - now)
+    self._timer:start(math.max(0, self.next_time - now))
   end
 end
 

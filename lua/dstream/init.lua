@@ -13,12 +13,15 @@ function M.context(opts)
   return context.new(opts)
 end
 
--- The context fn() builds, restarted from the newest good checkpoint in `dir` when there is
--- one (at ctx:start()). fn always runs: checkpoints hold data, never code.
+-- The context fn(recovering) builds, restarted from the newest good checkpoint in `dir` when
+-- there is one (at ctx:start()). fn always runs, since checkpoints hold data, never code;
+-- `recovering` tells it whether a checkpoint will be restored (Spark runs its function only
+-- when there is none: do there what only a fresh start should do).
 function M.get_or_create(dir, fn)
   if type(dir) ~= "string" or dir == "" then error("get_or_create: expected a checkpoint directory", 2) end
   if type(fn) ~= "function" then error("get_or_create: expected a function that builds the context", 2) end
-  local ctx = fn()
+  local gens = core.ckpt_list(dir)
+  local ctx = fn(gens ~= nil and #gens > 0)
   if getmetatable(ctx) ~= context.Context then
     error("get_or_create: the function must return the context it built, got " .. type(ctx), 2)
   end
