@@ -475,7 +475,11 @@ local function save(self, path, kind, who, replace)
       error(who .. ": " .. path .. " already exists: remove it or choose another path", 3)
     end
   end
-  local tmp = path .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
+  -- A hidden name beside the output (as Hadoop's _temporary): what a crash leaves behind is
+  -- not matched by a glob of the outputs (prefix-*).
+  local parent, base = path:match("^(.*/)([^/]+)/*$")
+  if not parent then parent, base = "", path end
+  local tmp = parent .. "." .. base .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
   local ok, err = util.mkdir_p(tmp)
   if not ok then error(who .. ": " .. err, 3) end
   self:_run(function(index)
