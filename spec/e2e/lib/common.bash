@@ -26,6 +26,10 @@ e2e_cleanup() {
   for pid in "${E2E_PIDS[@]+"${E2E_PIDS[@]}"}"; do
     wait "$pid" 2>/dev/null
   done
+  if [ -n "${E2E_KEEP:-}" ]; then # E2E_KEEP=1: the work directory stays, for a post-mortem
+    echo "# kept $WORK"
+    return
+  fi
   case "$WORK" in /tmp/*|"${TMPDIR:-/tmp}"/*) rm -rf "$WORK" ;; esac
 }
 trap e2e_cleanup EXIT

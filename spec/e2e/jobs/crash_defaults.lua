@@ -1,0 +1,66 @@
+-- spec/e2e/jobs/crash_defaults.lua: a file-stream job at the settings a user gets, for the
+-- crash tests of spec/e2e/crash_defaults.sh. Only the batch interval is set (200 ms, as in
+-- the guide's examples); checkpoint_interval, workers and partitions are the defaults.
+--   dstream crash_defaults.lua totals IN_DIR CHECKPOINT_DIR OUT_FILE
+--     running word totals (update_state_by_key "totals") and a one-hour word-count window
+--     with an inverse (reduce_by_key_and_window), which over a short run holds every word:
+--     after every batch both go to OUT_FILE as sorted "totals|window word count" lines
+--     (written to OUT_FILE.tmp and renamed, so the file is always one batch's).
+--   dstream crash_defaults.lua save IN_DIR CHECKPOINT_DIR OUT_PREFIX
+--     every input line, as read, saved with save_as_text_files(OUT_PREFIX).
+-- Prints "ready recovered=<ms>|none" once started and "first-input <wall clock ms>" when its
+-- first batch holding records has completed; a graceful stop on SIGTERM.
+local dstream = require("dstream")
+
+local mode, dir, checkpoint_dir, out = arg[1], arg[2], arg[3], arg[4]
+if not (mode and dir and checkpoint_dir and out) then
+  error("usage: crash_defaults.lua totals|save IN_DIR CHECKPOINT_DIR OUT", 0)
+end
+
+local ctx = dstream.get_or_create(checkpoint_dir, function()
+  local ctx = dstream.context { batch = "200ms", name = "e2e-crash-" .. mode }
+  local lines = ctx:text_file_stream(dir)
+  if mode == "save" then
+    lines:save_as_text_files(out)
+    return ctx
+  end
+  local pairs_ = lines
+    :flat_map(function(line) return line:gmatch("%S+") end)
+    :map(function(w) return w, 1 end)
+  local totals = pairs_:update_state_by_key(function(values, total)
+    total = total or 0
+    for i = 1, #values do total = total + values[i] end
+    return total
+  end):name("totals")
+  local window = pairs_:reduce_by_key_and_window(function(a, b) return a + b end, "1h", "200ms",
+    { inverse = function(a, b) return a - b end })
+  local rows = {}
+  totals:foreach_rdd(function(rdd)
+    rows = {}
+    for _, kv in ipairs(rdd:collect()) do rows[#rows + 1] = "totals " .. kv[1] .. " " .. kv[2] end
+  end)
+  window:foreach_rdd(function(rdd)
+    for _, kv in ipairs(rdd:collect()) do
+      if kv[2] ~= 0 then rows[#rows + 1] = "window " .. kv[1] .. " " .. kv[2] end
+    end
+    table.sort(rows)
+    local f = assert(io.open(out .. ".tmp", "w"))
+    assert(f:write(table.concat(rows, "\n"), "\n"))
+    assert(f:close())
+    assert(os.rename(out .. ".tmp", out))
+  end)
+  return ctx
+end)
+
+local reported = false
+ctx:on_batch_completed(function(info)
+  if not reported and info.records > 0 then
+    reported = true
+    print(string.format("first-input %d", info.finished_at))
+    io.stdout:flush()
+  end
+end)
+ctx:start()
+print("ready recovered=" .. (ctx.recovered_from and string.format("%d", ctx.recovered_from) or "none"))
+io.stdout:flush()
+ctx:await_termination()
