@@ -21,26 +21,8 @@ local buffer = require("string.buffer")
 local add = function(a, b) return a + b end
 local sub = function(a, b) return a - b end
 
--- Checkpoint directories made by a test, removed after it.
-local dirs = {}
-local function ckpt_dir()
-  local d = H.tmpdir()
-  dirs[#dirs + 1] = d
-  return d
-end
-after_each(function()
-  for _, d in ipairs(dirs) do H.rmdir(d) end
-  dirs = {}
-end)
-
--- The checkpoint files of a directory (checkpoint-<generation>, no temp files), oldest first.
-local function checkpoint_files(dir)
-  local out = {}
-  for _, name in ipairs(H.listdir(dir)) do
-    if name:match("^checkpoint%-%d+$") then out[#out + 1] = dir .. "/" .. name end
-  end
-  return out
-end
+local ckpt_dir = H.scratch_dirs(after_each) -- checkpoint directories, removed after each test
+local checkpoint_files = H.checkpoint_files
 
 -- A manual-clock context for the builds below, made through get_or_create as a job would.
 local function new_context(dir, opts)

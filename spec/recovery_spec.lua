@@ -11,24 +11,8 @@ local H = require("engine")
 
 local dstream = require("dstream")
 
-local dirs = {}
-local function tmp()
-  local d = H.tmpdir()
-  dirs[#dirs + 1] = d
-  return d
-end
-after_each(function()
-  for _, d in ipairs(dirs) do H.rmdir(d) end
-  dirs = {}
-end)
-
-local function checkpoint_files(dir)
-  local out = {}
-  for _, name in ipairs(H.listdir(dir)) do
-    if name:match("^checkpoint%-%d+$") then out[#out + 1] = name end
-  end
-  return out
-end
+local tmp = H.scratch_dirs(after_each)
+local checkpoint_files = H.checkpoint_files
 
 -- Runs the loop for `s` seconds (receivers read meanwhile).
 local function wait(ctx, s) ctx:await_termination(s) end

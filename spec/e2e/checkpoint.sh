@@ -18,12 +18,6 @@ source "$(dirname "$0")/lib/common.bash"
 JOB=$JOBS/checkpoint_wordcount.lua
 KILLS=${CHECKPOINT_KILLS:-24}
 
-# forget_pid PID: a process that was waited for is no longer one to kill at exit.
-forget_pid() {
-  local keep=() p
-  for p in "${E2E_PIDS[@]+"${E2E_PIDS[@]}"}"; do [ "$p" != "$1" ] && keep+=("$p"); done
-  E2E_PIDS=("${keep[@]+"${keep[@]}"}")
-}
 # make_files DIR SEED COUNT PREFIX: COUNT files of 1..40 lines of 1..8 words each; every line
 # holds the file's own word (PREFIX<i>), so a file lost or read twice shows by name.
 make_files() {
@@ -44,18 +38,10 @@ make_files() {
     }
   }'
 }
-# publish FILE DIR: moves a copy of FILE into DIR the safe way (dot name, then rename).
-publish() {
-  local name
-  name=$(basename "$1")
-  cat "$1" >"$2/.$name.writing" && mv "$2/.$name.writing" "$2/$name"
-}
 total_of() { awk '{ s += $2 } END { print s + 0 }' "$1" 2>/dev/null || echo 0; }
 reached() { [ -f "$1" ] && [ "$(total_of "$1")" -ge "$2" ]; }
 has_checkpoint() { compgen -G "$1/checkpoint-*[0-9]" >/dev/null; }
 recovered_of() { sed -n 's/^ready recovered=//p' "$1" | head -n 1; }
-sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
-ms_now() { date +%s%3N; }
 # start_job NAME IN CKPT TOTALS [PREFIX...]: starts the job (after an optional command prefix
 # such as strace), output in $WORK/NAME.out/.err; pid in $JOB_PID, name in $JOB_NAME.
 start_job() {
@@ -121,7 +107,7 @@ expected=$(cat "$stage"/* | wc -w)
 # the job is killed and restarted (so files also arrive while it is down).
 (
   for f in "$stage"/*; do
-    publish "$f" "$in"
+    move_in "$f" "$in"
     sleep "0.$(printf '%02d' $((5 + RANDOM % 16)))"
   done
 ) &
@@ -143,19 +129,16 @@ while [ "$kills" -lt "$KILLS" ] && [ "$runs" -lt $((KILLS + 10)) ]; do
     traced "$WORK/victim.pid" -o "$WORK/strace-run$runs.log" -e trace=fsync,rename \
       -e inject=fsync,rename:delay_enter=100ms
   elif [ "$slow_io" -eq 1 ] && [ $((runs % 4)) -eq 0 ]; then
-    # A kill at a chosen step of a checkpoint write: strace sends SIGKILL on entering a
-    # rename of a checkpoint (the temp file is complete, not renamed; the job renames its
-    # totals file first in every batch, so those are the even renames) or the Nth fsync
-    # (odd: the temp file is written but not synced; even: renamed, the directory not
-    # synced). The other call is delayed by 150 ms, so batches queue up meanwhile.
-    if [ $((RANDOM % 2)) -eq 0 ]; then
-      how="rename:when=$((2 + 2 * (RANDOM % 3)))" slow=fsync
-    else
-      how="fsync:when=$((1 + RANDOM % 8))" slow=rename
-    fi
-    case "$how" in rename* | *[13579]) expect_tmp=1 ;; esac
-    traced "$WORK/victim.pid" -o "$WORK/strace-run$runs.log" -e trace=fsync,rename \
-      -e inject="${how%%:*}:signal=KILL:${how#*:}" -e inject="$slow:delay_enter=150ms"
+    # A kill at a chosen step of a checkpoint write: strace (-P: only calls on the temp file
+    # of the run's first checkpoint, the next generation) sends SIGKILL on entering its
+    # fsync (written, not synced) or its rename (synced, not renamed). Other durable writes
+    # (the batch log's entries, every batch) are not counted.
+    gen=$(ls "$ck" | sed -n 's/^checkpoint-0*\([0-9][0-9]*\)$/\1/p' | sort -n | tail -n 1)
+    target=$(printf '%s/checkpoint-%020d.tmp' "$ck" $((${gen:-0} + 1)))
+    if [ $((RANDOM % 2)) -eq 0 ]; then how="rename:when=1"; else how="fsync:when=1"; fi
+    expect_tmp=1
+    traced "$WORK/victim.pid" -o "$WORK/strace-run$runs.log" -P "$target" -e trace=fsync,rename \
+      -e inject="${how%%:*}:signal=KILL:${how#*:}"
   fi
   if [ "$how" = plain ]; then
     start_job "run$runs" "$in" "$ck" "$WORK/totals.txt"
@@ -285,7 +268,7 @@ cp "$WORK/stage2"/* "$in2"/
 start_job full "$in2" "$ck2" - bash -c 'trap "" XFSZ; ulimit -f 8; exec "$@"' limited
 if wait_until 20 has_checkpoint "$ck2"; then
   awk 'BEGIN { for (i = 1; i <= 3000; i++) print "bigword" i, i % 7 }' >"$WORK/stage2/big.txt"
-  publish "$WORK/stage2/big.txt" "$in2"
+  move_in "$WORK/stage2/big.txt" "$in2"
   wait_exit "$JOB_PID" 30
   forget_pid "$JOB_PID"
   echo "# stderr: $(grep -v 'stopping gracefully' "$WORK/full.err" | head -n 3)"
@@ -314,7 +297,7 @@ fi
 
 # =========================== 3. Injected failures (strace) =================================
 # inject SYSCALL WHEN REASON: a job with a checkpoint; the restart under strace gets EIO from
-# SYSCALL while writing its first checkpoint.
+# SYSCALL in its first durable write (the batch log's entry of its first batch).
 inject() {
   local sc=$1 when=$2 reason=$3 label="injected $1 failure"
   local in3=$WORK/in-$sc ck3=$WORK/ckpt-$sc
@@ -340,7 +323,9 @@ inject() {
   check "$label: strace injected EIO" grep -q "$sc(.*EIO.*(INJECTED)" "$WORK/strace-$sc.log"
   check "$label: the job exits non-zero (not a timeout)" eval '[ "$EXIT_STATUS" -ne 0 ] && [ "$EXIT_STATUS" -ne 124 ]'
   check "$label: the error says what failed ($reason)" grep -q "$reason" "$WORK/$sc-injected.err"
-  check "$label: the error names the checkpoint file" grep -q "$ck3/checkpoint-[0-9]*" "$WORK/$sc-injected.err"
+  # The first durable write of a run is the batch log's entry of its first batch (then the
+  # checkpoints): either names its file.
+  check "$label: the error names the file (checkpoint or batch log)" grep -Eq "$ck3/(checkpoint-[0-9]+|batches/[0-9]+\.batch)" "$WORK/$sc-injected.err"
   check "$label: the error gives the errno text" grep -q "Input/output error" "$WORK/$sc-injected.err"
   (cd "$ck3" && md5sum checkpoint-*) >"$WORK/md5-$sc.after" 2>&1
   check "$label: the checkpoint files are unchanged, no temp file left" cmp -s "$WORK/md5-$sc.before" "$WORK/md5-$sc.after"

@@ -27,13 +27,6 @@ seed=${CRASH_SEED:-$RANDOM}
 echo "# seed $seed (CRASH_SEED=$seed reproduces the input and the kill times)"
 RANDOM=$seed
 
-forget_pid() {
-  local keep=() p
-  for p in "${E2E_PIDS[@]+"${E2E_PIDS[@]}"}"; do [ "$p" != "$1" ] && keep+=("$p"); done
-  E2E_PIDS=("${keep[@]+"${keep[@]}"}")
-}
-ms_now() { date +%s%3N; }
-sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 # make_files DIR COUNT PREFIX: COUNT files of 20..220 numbered lines of 1..10 words; every line
 # is unique (file and line number first), so a line read twice or lost shows by name.
 make_files() {
@@ -53,11 +46,6 @@ make_files() {
       close(f)
     }
   }'
-}
-publish() {
-  local name
-  name=$(basename "$1")
-  cat "$1" >"$2/.$name.writing" && mv "$2/.$name.writing" "$2/$name"
 }
 # start_run NAME MODE IN CKPT OUT [PREFIX...]: the job in the background ($JOB_PID), its start
 # time in $RUN_T0.
@@ -116,7 +104,7 @@ crash_series() {
       wait_until 20 grep -q '^ready' "$WORK/$mode-run$runs.out"
       (
         for f in "$stage"/*; do
-          publish "$f" "$in"
+          move_in "$f" "$in"
           sleep "0.$((4 + RANDOM % 6))"
         done
       ) &

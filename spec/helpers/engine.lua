@@ -330,6 +330,31 @@ function H.tmpdir()
   return name
 end
 
+-- A maker of temporary directories that are removed after each test of the calling spec:
+--   local tmp = H.scratch_dirs(after_each)
+function H.scratch_dirs(after_each)
+  local dirs = {}
+  after_each(function()
+    for _, d in ipairs(dirs) do H.rmdir(d) end
+    dirs = {}
+  end)
+  return function()
+    local d = H.tmpdir()
+    dirs[#dirs + 1] = d
+    return d
+  end
+end
+
+-- The checkpoint files of a directory (checkpoint-<generation>, no temp files), oldest first,
+-- as paths.
+function H.checkpoint_files(dir)
+  local out = {}
+  for _, name in ipairs(H.listdir(dir)) do
+    if name:match("^checkpoint%-%d+$") then out[#out + 1] = dir .. "/" .. name end
+  end
+  return out
+end
+
 -- Runs a shell command; true when it exits with status 0 (Lua 5.1 and 5.2 os.execute forms).
 function H.sh(cmd)
   local a, _, c = os.execute(cmd)

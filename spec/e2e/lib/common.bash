@@ -77,6 +77,21 @@ bg() {
   E2E_PIDS+=("$BG_PID")
 }
 alive() { kill -0 "$1" 2>/dev/null; }
+# forget_pid PID: a process that was waited for is no longer one to kill at exit.
+forget_pid() {
+  local keep=() p
+  for p in "${E2E_PIDS[@]+"${E2E_PIDS[@]}"}"; do [ "$p" != "$1" ] && keep+=("$p"); done
+  E2E_PIDS=("${keep[@]+"${keep[@]}"}")
+}
+ms_now() { date +%s%3N; }
+sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+# move_in FILE DIR: moves a copy of FILE into DIR the safe way for a text_file_stream (written
+# under a dot name, then renamed).
+move_in() {
+  local name
+  name=$(basename "$1")
+  cat "$1" >"$2/.$name.writing" && mv "$2/.$name.writing" "$2/$name"
+}
 # wait_exit PID SECONDS: waits for a background process to end; its status is in $EXIT_STATUS
 # (124 if it did not end in time: it is then killed).
 wait_exit() {
