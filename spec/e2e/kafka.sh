@@ -8,7 +8,9 @@
 #   - to_kafka (idempotent, then exactly_once) writes every message; kcat reads them back;
 #   - kill -9 in the middle of a job, then a restart with the same group: the restart resumes
 #     from the offsets committed after completed batches (it does not start over) and every
-#     message is in the output at least once (no checkpoint: at least once);
+#     message is in the output at least once (no checkpoint: at least once); once with
+#     partitions assigned by the group (assign=group, a short session.timeout.ms so that the
+#     restart does not wait 45 s for the killed member), once assigned directly (the default);
 #   - with --checkpoint: running word counts in keyed state, killed with SIGKILL while kcat
 #     keeps producing, restarted from the checkpoint: the totals are exact;
 #   - with --checkpoint and to_kafka{ exactly_once }: killed (strace) after a checkpoint was
@@ -163,22 +165,6 @@ done
 make_text 14 4000 "$WORK/restart.txt"
 rn=$(wc -l <"$WORK/restart.txt")
 kcat -P -b "$BOOT" -t restart -l "$WORK/restart.txt" 2>/dev/null
-# 4 partitions at 100 records/s each: 200 records per 500 ms batch, about 20 batches.
-bg "$DSTREAM" "$JOB" "$BOOT" restart g-restart "$rn" rate=100 limit=100 session=6000 save="$WORK/run1/b" \
-  progress="$WORK/progress-r" >"$WORK/out-r1.txt" 2>"$WORK/err-r1.txt"
-r1=$BG_PID
-mkdir -p "$WORK/run1" "$WORK/run2"
-if wait_until 60 eval '[ "$(progress_of "$WORK/progress-r")" -ge 1000 ]'; then
-  kill -KILL "$r1"
-  wait "$r1" 2>/dev/null
-  ok "restart: the first run was killed with SIGKILL after $(cat "$WORK/progress-r") messages"
-else
-  not_ok "restart: the first run made progress"
-  show stderr "$WORK/err-r1.txt"
-fi
-timeout 90 "$DSTREAM" "$JOB" "$BOOT" restart g-restart 0 idle=4 limit=80 session=6000 save="$WORK/run2/b" \
-  >"$WORK/out-r2.txt" 2>"$WORK/err-r2.txt"
-check "restart: the second run exits 0" [ $? -eq 0 ]
 batches_of() { # the lines of the completed batch directories under $1 (not *.tmp-* ones)
   local d
   for d in "$1"/b-*; do
@@ -186,18 +172,39 @@ batches_of() { # the lines of the completed batch directories under $1 (not *.tm
     cat "$d"/part-* 2>/dev/null
   done
 }
-batches_of "$WORK/run1" | sort >"$WORK/r1.txt"
-batches_of "$WORK/run2" | sort >"$WORK/r2.txt"
-sort -u "$WORK/r1.txt" "$WORK/r2.txt" >"$WORK/r-union.txt"
-sort -u "$WORK/restart.txt" >"$WORK/r-want.txt"
-check "restart: every message is in the output of the two runs (at least once)" \
-  cmp -s "$WORK/r-want.txt" "$WORK/r-union.txt"
-n1=$(wc -l <"$WORK/r1.txt")
-n2=$(wc -l <"$WORK/r2.txt")
-check "restart: the second run resumed after the first run's completed batches ($n1 + $n2 lines for $rn messages)" \
-  eval '[ "$n2" -lt "$rn" ] && [ "$n2" -gt 0 ]'
-check "restart: what is read twice is at most the batches in flight at the kill ($((n1 + n2 - rn)))" \
-  [ $((n1 + n2 - rn)) -le 600 ]
+for mode in group all; do
+  extra=()
+  [ "$mode" = group ] && extra=(assign=group session=6000)
+  w=$WORK/restart-$mode
+  mkdir -p "$w/run1" "$w/run2"
+  # 4 partitions at 100 records/s each: 200 records per 500 ms batch, about 20 batches.
+  bg "$DSTREAM" "$JOB" "$BOOT" restart "g-restart-$mode" "$rn" rate=100 limit=100 "${extra[@]}" \
+    save="$w/run1/b" progress="$w/progress" >"$w/out1.txt" 2>"$w/err1.txt"
+  r1=$BG_PID
+  if wait_until 60 eval '[ "$(progress_of "$w/progress")" -ge 1000 ]'; then
+    kill -KILL "$r1"
+    wait "$r1" 2>/dev/null
+    ok "restart ($mode): the first run was killed with SIGKILL after $(cat "$w/progress") messages"
+  else
+    not_ok "restart ($mode): the first run made progress"
+    show stderr "$w/err1.txt"
+  fi
+  timeout 90 "$DSTREAM" "$JOB" "$BOOT" restart "g-restart-$mode" 0 idle=4 limit=80 "${extra[@]}" \
+    save="$w/run2/b" >"$w/out2.txt" 2>"$w/err2.txt"
+  check "restart ($mode): the second run exits 0" [ $? -eq 0 ]
+  batches_of "$w/run1" | sort >"$w/r1.txt"
+  batches_of "$w/run2" | sort >"$w/r2.txt"
+  sort -u "$w/r1.txt" "$w/r2.txt" >"$w/r-union.txt"
+  sort -u "$WORK/restart.txt" >"$w/r-want.txt"
+  check "restart ($mode): every message is in the output of the two runs (at least once)" \
+    cmp -s "$w/r-want.txt" "$w/r-union.txt"
+  n1=$(wc -l <"$w/r1.txt")
+  n2=$(wc -l <"$w/r2.txt")
+  check "restart ($mode): the second run resumed after the first run's completed batches ($n1 + $n2 lines for $rn messages)" \
+    eval '[ "$n2" -lt "$rn" ] && [ "$n2" -gt 0 ]'
+  check "restart ($mode): what is read twice is at most the batches in flight at the kill ($((n1 + n2 - rn)))" \
+    [ $((n1 + n2 - rn)) -le 600 ]
+done
 
 # ---- with --checkpoint: SIGKILL while kcat keeps producing, restart, exact totals ----
 STATE_JOB=$JOBS/kafka_state.lua
@@ -207,7 +214,7 @@ split -l 150 "$WORK/ckpt.txt" "$WORK/ckpt-chunk-"
 # kcat keeps producing: a chunk of 150 messages every 0.4 s (about 8 s in all).
 bg bash -c 'for f in "$@"; do kcat -P -b "$0" -t ckpt -l "$f" || exit 1; sleep 0.4; done' "$BOOT" "$WORK"/ckpt-chunk-*
 producer=$BG_PID
-bg "$DSTREAM" --checkpoint "$WORK/ck-state" "$STATE_JOB" "$BOOT" ckpt g-ckpt "$cn" rate=300 session=6000 \
+bg "$DSTREAM" --checkpoint "$WORK/ck-state" "$STATE_JOB" "$BOOT" ckpt g-ckpt "$cn" rate=300 \
   progress="$WORK/progress-c" >"$WORK/out-c1.txt" 2>"$WORK/err-c1.txt"
 c1=$BG_PID
 if wait_until 60 eval '[ "$(progress_of "$WORK/progress-c")" -ge 600 ]'; then
@@ -222,7 +229,7 @@ else
   not_ok "checkpoint: the first run made progress"
   show stderr "$WORK/err-c1.txt"
 fi
-timeout 120 "$DSTREAM" --checkpoint "$WORK/ck-state" "$STATE_JOB" "$BOOT" ckpt g-ckpt "$cn" session=6000 \
+timeout 120 "$DSTREAM" --checkpoint "$WORK/ck-state" "$STATE_JOB" "$BOOT" ckpt g-ckpt "$cn" \
   >"$WORK/out-c2.txt" 2>"$WORK/err-c2.txt"
 check "checkpoint: the restart exits 0" [ $? -eq 0 ]
 wait_exit "$producer" 60
@@ -245,14 +252,14 @@ make_text 16 2000 "$WORK/twophase.txt"
 tn=$(wc -l <"$WORK/twophase.txt")
 kcat -P -b "$BOOT" -t twophase -l "$WORK/twophase.txt" 2>/dev/null
 timeout 60 strace -f -qq -o "$WORK/strace-2pc.log" -e trace=fsync -e inject=fsync:signal=KILL:when=50 \
-  "$DSTREAM" --checkpoint "$WORK/ck-2pc" "$STATE_JOB" "$BOOT" twophase g-2pc "$tn" rate=50 session=6000 \
+  "$DSTREAM" --checkpoint "$WORK/ck-2pc" "$STATE_JOB" "$BOOT" twophase g-2pc "$tn" rate=50 \
   sink=txnout exactly_once=1 progress="$WORK/progress-2pc" >"$WORK/out-t1.txt" 2>"$WORK/err-t1.txt"
 check "two phases: the first run was killed at the fsync of a checkpoint's directory" \
   grep -q "killed by SIGKILL" "$WORK/strace-2pc.log"
 before=$(progress_of "$WORK/progress-2pc")
 check "two phases: it had counted messages, and not all ($before of $tn)" \
   eval '[ "$before" -gt 0 ] && [ "$before" -lt "$tn" ]'
-timeout 120 "$DSTREAM" --checkpoint "$WORK/ck-2pc" "$STATE_JOB" "$BOOT" twophase g-2pc "$tn" session=6000 \
+timeout 120 "$DSTREAM" --checkpoint "$WORK/ck-2pc" "$STATE_JOB" "$BOOT" twophase g-2pc "$tn" \
   sink=txnout exactly_once=1 >"$WORK/out-t2.txt" 2>"$WORK/err-t2.txt"
 check "two phases: the restart exits 0" [ $? -eq 0 ]
 check "two phases: the restart skipped the checkpoint whose transaction was not committed" \

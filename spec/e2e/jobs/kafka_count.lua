@@ -8,7 +8,7 @@
 --   limit=SECONDS (60)  sink=TOPIC (also produce every message value to TOPIC)
 --   exactly_once=1      rate=N (max_rate_per_partition)   save=PREFIX (save_as_text_files of
 --   the values)         idle=N (3)   progress=FILE (the message count after every batch)
---   session=MS (the group's session.timeout.ms)
+--   session=MS (the group's session.timeout.ms)   assign=group (the group assigns partitions)
 -- Prints "word count" lines, then "# batches B messages M" on stderr.
 local dstream = require("dstream")
 
@@ -23,8 +23,9 @@ local ctx = dstream.context { batch = "500ms", name = "e2e-kafka-count" }
 
 local lines = ctx:kafka_stream {
   brokers = brokers, topics = { topic }, group = group, start = "earliest",
-  max_rate_per_partition = opt.rate and tonumber(opt.rate) or nil,
-  -- A member killed with SIGKILL stays in the group until its session times out.
+  max_rate_per_partition = opt.rate and tonumber(opt.rate) or nil, assign = opt.assign,
+  -- With assign=group, a member killed with SIGKILL stays in the group until its session
+  -- times out.
   conf = opt.session and { ["session.timeout.ms"] = opt.session,
     ["heartbeat.interval.ms"] = math.floor(tonumber(opt.session) / 3) } or nil,
 }

@@ -7,6 +7,7 @@
 -- lines, sorted, then "# messages M" on stderr. Options:
 --   limit=SECONDS (90)   rate=N (max_rate_per_partition)   progress=FILE (messages so far)
 --   sink=TOPIC exactly_once=1 (to_kafka of every message value)   session=MS
+--   assign=group (the group assigns partitions)
 local dstream = require("dstream")
 
 local brokers, topic, group, expected = arg[1], arg[2], arg[3], tonumber(arg[4])
@@ -18,8 +19,9 @@ end
 local ctx = dstream.context { batch = "300ms", name = "e2e-kafka-state" }
 local lines = ctx:kafka_stream {
   brokers = brokers, topics = { topic }, group = group, start = "earliest",
-  max_rate_per_partition = opt.rate and tonumber(opt.rate) or nil,
-  -- A member killed with SIGKILL stays in the group until its session times out.
+  max_rate_per_partition = opt.rate and tonumber(opt.rate) or nil, assign = opt.assign,
+  -- With assign=group, a member killed with SIGKILL stays in the group until its session
+  -- times out.
   conf = opt.session and { ["session.timeout.ms"] = opt.session,
     ["heartbeat.interval.ms"] = math.floor(tonumber(opt.session) / 3) } or nil,
 }
