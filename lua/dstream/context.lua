@@ -329,7 +329,9 @@ function Context:socket_text_stream(host, port, opts)
   local input = receiver_stream(self, "socket_text_stream " .. host .. ":" .. port, function()
     return core.socket_source(host, port, opts)
   end)
-  input.wal = true -- a socket cannot replay: with context{ wal = true } its batches are logged
+  -- A socket cannot send again: with context{ wal = true } its records are logged as they
+  -- come (dstream.wal).
+  if self.wal then require("dstream.wal").attach(self, input, #self.inputs) end
   return input
 end
 
@@ -529,21 +531,16 @@ local function input_key(input, index) return input.key or ("#" .. index) end
 
 -- Seals every input at `time`, logs the batch (with a checkpoint directory) and queues it.
 -- `rerun`: a batch of the batch log run again after a restart; its inputs were filled by
--- input:replay at start (or come from the write-ahead log), and live sources are not sealed.
+-- input:replay at start, and live sources are not sealed. A seal may fail (nil, err: the
+-- write-ahead log could not be written), which fails the job.
 function Context:_generate(time, rerun)
   self.time = time
   local records, sources, logged = 0, {}, {}
   for index, input in ipairs(self.inputs) do
     if input.seal then
-      local replay = self._replay and self._replay[time] and self._replay[time][index]
-      if replay then -- a logged batch run again after a restart: the same records
-        input.sealed[time] = replay
-      elseif not rerun then
-        input:seal(time)
-        if self.wal and input.wal then
-          local ok, err = require("dstream.wal").write(self, index, time, input.sealed[time])
-          if not ok then return self:_fail("write-ahead log of batch " .. time .. " ms: " .. err) end
-        end
+      if not rerun then
+        local ok, err = input:seal(time)
+        if ok == nil and err then return self:_fail("batch " .. string.format("%d", time) .. " ms: " .. err) end
         if input.log_entry then logged[input_key(input, index)] = input:log_entry(time) end
       end
       local parts = input.sealed[time]
@@ -623,7 +620,9 @@ function Context:_write_checkpoint(time, initial)
       .. " failed: " .. err .. (initial and "" or " (the previous checkpoint is intact)"), 0)
   end
   batch_log.prune(self, time)
-  if self.wal then require("dstream.wal").prune(self, time) end
+  for _, input in ipairs(self.inputs) do
+    if input.prune then input:prune() end -- write-ahead log blocks the checkpoint covers
+  end
 end
 
 -- Restart from the newest good checkpoint in checkpoint_dir, if there is one.
@@ -650,9 +649,6 @@ function Context:_recover()
     error("no checkpoint in " .. self.checkpoint_dir .. " agrees with what the job's outputs committed"
       .. " (see above); starting afresh would write their output again. Remove the directory"
       .. " and reset the consumer group's offsets to start over.", 0)
-  end
-  if self.wal then
-    self._replay = require("dstream.wal").read(self, doc and doc.time or -math.huge)
   end
   if not doc then return end
   checkpoint.restore(self, doc)
@@ -796,18 +792,18 @@ function Context:start()
   if self.checkpoint_dir then self:_recover() end
   -- Batches logged after the checkpoint take their input again before the sources open, so a
   -- source goes on after the last of them (a file stream from where that batch left a file).
-  local rerun, listed = {}, {}
+  local rerun = {}
   for _, b in ipairs(self._rerun or {}) do
-    rerun[#rerun + 1], listed[b.time] = b.time, true
+    rerun[#rerun + 1] = b.time
     for index, input in ipairs(self.inputs) do
       local entry = b.inputs[input_key(input, index)]
       if entry ~= nil and input.replay then input:replay(b.time, entry) end
     end
   end
-  for t in pairs(self._replay or {}) do -- write-ahead log segments without a logged batch
-    if not listed[t] then rerun[#rerun + 1], listed[t] = t, true end
-  end
   table.sort(rerun)
+  for _, input in ipairs(self.inputs) do -- logged records that no logged batch took
+    if input.restore_blocks then input.restore_blocks() end
+  end
   for _, input in ipairs(self.inputs) do
     if input.open then
       local ok, src = pcall(input.open)
@@ -857,7 +853,27 @@ function Context:start()
   if self.clock == "system" then
     self._timer = core.timer(function() self:_tick() end)
     self._timer:start(math.max(0, self.next_time - now))
+    self:_start_block_timer()
   end
+end
+
+-- With a write-ahead log, receivers' records are cut into logged blocks every block interval
+-- (dstream.wal), between batch boundaries.
+function Context:_start_block_timer()
+  local cutting = {}
+  for _, input in ipairs(self.inputs) do
+    if input.cut_block then cutting[#cutting + 1] = input end
+  end
+  if #cutting == 0 then return end
+  local every = require("dstream.wal").BLOCK_MS
+  self._block_timer = core.timer(function()
+    for _, input in ipairs(cutting) do
+      local ok, err = input.cut_block()
+      if not ok then return self:_fail("write-ahead log of " .. input.label .. ": " .. err) end
+    end
+    self._block_timer:start(every)
+  end)
+  self._block_timer:start(every)
 end
 
 function Context:_tick()
@@ -912,6 +928,10 @@ function Context:stop(opts)
     self._timer:close()
     self._timer = nil
   end
+  if self._block_timer then
+    self._block_timer:close()
+    self._block_timer = nil
+  end
   if graceful and not self.stopping then
     self.stopping = true
     local pending = false
@@ -920,6 +940,7 @@ function Context:stop(opts)
         input.source:stop()
         if (input.source:stats().pending or 0) > 0 then pending = true end
       end
+      if input.unsealed and input.unsealed() > 0 then pending = true end
     end
     if pending then
       self:_generate((self.next_time or (self.time + self.batch_ms)))
@@ -943,6 +964,7 @@ function Context:_terminate()
     if input.source then input.source:stop() end
   end
   if self._timer then self._timer:close() end
+  if self._block_timer then self._block_timer:close() end
   for _, sig in ipairs(self._signals or {}) do sig:close() end
   if self.sched then self.sched:close() end
   self.sched = nil

@@ -137,8 +137,8 @@ crash_series() {
   check "$label: killed with SIGKILL $KILLS times at random moments" [ "$kills" -ge "$KILLS" ]
   check "$label: no run ended by itself between the kills" [ "$early" -eq 0 ]
   check "$label: every run after the first checkpoint recovered from one" [ "$fresh_after" -eq 0 ]
-  check "$label: checkpoints were written at start (the directory holds one)" \
-    compgen -G "$ck/checkpoint-*[0-9]" >/dev/null
+  has_checkpoint() { compgen -G "$ck/checkpoint-*[0-9]" >/dev/null; }
+  check "$label: checkpoints were written at start (the directory holds one)" has_checkpoint
   wait_exit "$feeder" 60
   forget_pid "$feeder"
   check "$label: all 60 files were moved in" [ "$(ls "$in" | wc -l)" -eq 60 ]
