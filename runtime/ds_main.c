@@ -89,6 +89,74 @@ static void add_jit_command(lua_State *L, const char *cmd) {
   lua_pop(L, 4);
 }
 
+/* Workers beyond this many per core (or beyond DS_MAX_WORKERS) are refused at start: each is a
+ * thread with its own Lua state (a few hundred KB at boot, more as it runs), and 30000 of them
+ * took a minute and 10 GB before failing. Above DS_WARN_WORKERS_PER_CORE a warning is logged. */
+#define DS_MAX_WORKERS_PER_CORE 64
+#define DS_MAX_WORKERS 1024
+#define DS_WARN_WORKERS_PER_CORE 4
+
+static void format_size(char *buf, size_t n, size_t bytes) {
+  if (bytes % (1024 * 1024) == 0)
+    snprintf(buf, n, "%zum", bytes / (1024 * 1024));
+  else
+    snprintf(buf, n, "%zuk", (bytes + 1023) / 1024);
+}
+
+/* Checks --worker-memory and --workers against what a machine can boot: 0, or 1 after
+ * printing why. Values that are not a size or a count are left to the context, which says
+ * what it expected. */
+static int check_worker_option(lua_State *L, const char *opt, const char *val) {
+  if (strcmp(opt, "--worker-memory") == 0) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "dstream.util");
+    if (lua_pcall(L, 1, 1, 0) != 0) {
+      lua_pop(L, 1);
+      return 0; /* the context reports it */
+    }
+    lua_getfield(L, -1, "parse_size");
+    lua_pushstring(L, val);
+    int rc = lua_pcall(L, 1, 1, 0);
+    double bytes = rc == 0 ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 2);
+    if (bytes > 0 && bytes < (double)DS_VM_MIN_MEMORY) {
+      char min[32];
+      format_size(min, sizeof min, DS_VM_MIN_MEMORY);
+      fprintf(stderr,
+              "%s: --worker-memory %s is too small: a worker needs at least %s to load its "
+              "libraries and run a task\n",
+              progname, val, min);
+      return 1;
+    }
+    return 0;
+  }
+  if (strcmp(opt, "--workers") == 0) {
+    char *end;
+    errno = 0;
+    long n = strtol(val, &end, 10);
+    if (end == val || *end || n < 1) return 0;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cores < 1) cores = 1;
+    long max = cores * DS_MAX_WORKERS_PER_CORE;
+    if (max > DS_MAX_WORKERS) max = DS_MAX_WORKERS;
+    if (errno == ERANGE || n > max) {
+      fprintf(stderr,
+              "%s: --workers %s is too many for %ld core%s: each worker is a thread with its "
+              "own Lua state, and dstream refuses more than %ld (%d per core, at most %d); "
+              "more partitions, not more workers, split a batch finer\n",
+              progname, val, cores, cores == 1 ? "" : "s", max, DS_MAX_WORKERS_PER_CORE,
+              DS_MAX_WORKERS);
+      return 1;
+    }
+    if (n > cores * DS_WARN_WORKERS_PER_CORE)
+      ds_log(DS_LOG_WARN,
+             "--workers %ld is more than %d per core (%ld cores): workers beyond the cores "
+             "only wait for them, and each holds a Lua state",
+             n, DS_WARN_WORKERS_PER_CORE, cores);
+  }
+  return 0;
+}
+
 /* Applies one -j or -O command to the driver now (workers replay the list at boot). */
 static int apply_jit(lua_State *L, const char *cmd) {
   add_jit_command(L, cmd);
@@ -213,6 +281,7 @@ int main(int argc, char **argv) {
         return 1;
       }
       i++;
+      if (check_worker_option(L, a, next) != 0) return finish(L, 1);
       if (strcmp(a, "--log-level") == 0) {
         int level = ds_log_parse_level(next);
         if (level < 0) {

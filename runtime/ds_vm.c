@@ -31,6 +31,20 @@ static int vm_panic(lua_State *L) {
   return 0;
 }
 
+/* The libraries and preloads, run under lua_cpcall: an error here (a limit too small for
+ * them) is returned by ds_vm_open, never a panic. */
+static int vm_setup(lua_State *L) {
+  luaL_openlibs(L);
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  lua_pushcfunction(L, luaopen_dstream_core);
+  lua_setfield(L, -2, "dstream.core");
+  lua_pop(L, 2);
+  return 0;
+}
+
+static int vm_setup_paths(lua_State *L);
+
 int ds_vm_open(ds_vm *vm, size_t limit) {
   memset(vm, 0, sizeof *vm);
   vm->limit = limit;
@@ -43,15 +57,10 @@ int ds_vm_open(ds_vm *vm, size_t limit) {
   vm->peak = vm->used;
   lua_setallocf(vm->L, vm_alloc, vm);
   lua_atpanic(vm->L, vm_panic);
-  luaL_openlibs(vm->L);
-
-  lua_getglobal(vm->L, "package");
-  lua_getfield(vm->L, -1, "preload");
-  lua_pushcfunction(vm->L, luaopen_dstream_core);
-  lua_setfield(vm->L, -2, "dstream.core");
-  lua_pop(vm->L, 2);
-  ds_vm_set_paths(vm, ds_paths_lua_prefix(), NULL);
-  return 0;
+  int rc = lua_cpcall(vm->L, vm_setup, NULL);
+  if (rc == 0 && lua_cpcall(vm->L, vm_setup_paths, NULL) == 0) return 0;
+  ds_vm_close(vm);
+  return rc == LUA_ERRMEM || rc == 0 ? -ENOMEM : -EINVAL;
 }
 
 static void prepend(lua_State *L, const char *field, const char *prefix) {
@@ -67,6 +76,12 @@ static void prepend(lua_State *L, const char *field, const char *prefix) {
   lua_concat(L, 2);
   lua_setfield(L, -3, field);
   lua_pop(L, 2);
+}
+
+static int vm_setup_paths(lua_State *L) {
+  const char *prefix = ds_paths_lua_prefix();
+  if (prefix) prepend(L, "path", prefix);
+  return 0;
 }
 
 void ds_vm_set_paths(ds_vm *vm, const char *path, const char *cpath) {

@@ -19,7 +19,12 @@ typedef struct ds_vm {
   void *base_ud;
 } ds_vm;
 
-/* Creates a state (limit 0 = unlimited) with libraries and paths set up. 0 or -ENOMEM. */
+/* The smallest worker_memory a worker can boot with (its libraries and dstream.worker's
+ * modules) and still run a small task; the command line refuses less. */
+#define DS_VM_MIN_MEMORY ((size_t)1 << 20)
+
+/* Creates a state (limit 0 = unlimited) with libraries and paths set up, under a protected
+ * call: a limit too small for them returns -ENOMEM (the state is closed), never aborts. */
 int ds_vm_open(ds_vm *vm, size_t limit);
 /* Prepends `path` / `cpath` (may be NULL) to package.path / package.cpath. */
 void ds_vm_set_paths(ds_vm *vm, const char *path, const char *cpath);

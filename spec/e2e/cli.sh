@@ -74,6 +74,32 @@ run workers --workers 3 "$WORK/workers.lua"
 check "--workers 3 gives a context with 3 workers" \
   eval '[ "$STATUS" -eq 0 ] && [ "$(out workers)" = "3	3" ]'
 
+# ---- worker limits a machine cannot boot are refused at start, with the reason ----
+# (before: --worker-memory 1k aborted with SIGABRT and no message; --workers 30000 aborted
+# after a minute at 10 GB)
+cat >"$WORK/limits.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s" }
+print(#ctx:parallelize({ 1, 2, 3 }):collect())
+ctx:stop()
+LUA
+for mem in 1k 1000k; do
+  run "mem$mem" --worker-memory "$mem" "$WORK/limits.lua"
+  check "--worker-memory $mem exits 1" [ "$STATUS" -eq 1 ]
+  check "--worker-memory $mem: the error names the minimum" \
+    grep -qF -- "--worker-memory $mem is too small: a worker needs at least 1m" "$WORK/mem$mem.err"
+done
+run mem1m --worker-memory 1m "$WORK/limits.lua"
+check "--worker-memory 1m (the minimum) runs a job" eval '[ "$STATUS" -eq 0 ] && [ "$(out mem1m)" = 3 ]'
+t0=$(ms_now)
+run many --workers 30000 "$WORK/limits.lua"
+check "--workers 30000 exits 1 within 2 s" eval '[ "$STATUS" -eq 1 ] && [ $(($(ms_now) - t0)) -lt 2000 ]'
+check "--workers 30000: the error says why" grep -qF -- "--workers 30000 is too many for" "$WORK/many.err"
+cores=$(nproc)
+run over --workers $((cores * 4 + 1)) "$WORK/limits.lua"
+check "--workers above 4 per core runs with a warning" \
+  eval '[ "$STATUS" -eq 0 ] && grep -q "per core" "$WORK/over.err"'
+[ "$E2E_FAILED" -gt 0 ] && for f in mem1k mem1000k mem1m many over; do show "$f.err" "$WORK/$f.err"; done
+
 # ---- --checkpoint: the context checkpoints into the directory, and restarts from it ----
 cat >"$WORK/ckpt.lua" <<'LUA'
 local ctx = require("dstream").context { batch = "1s", clock = "manual", workers = 1 }
