@@ -18,7 +18,7 @@
 #define RECOVERED_S 3     /* no error for this long while messages arrive: recovered */
 #define REFRESH_MS_DEFAULT 5000 /* direct assignment: how often to look for new partitions */
 #define START_TIMEOUT_MS_DEFAULT 30000
-#define REFRESH_TIMEOUT_MS 1000 /* a refresh's queries, on the consumer thread */
+#define REFRESH_TIMEOUT_MS 1000 /* each query of a refresh */
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
@@ -526,7 +526,8 @@ static int topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_
 
 /* Fills in the start offset of every element of l: the wanted position, else the group's
  * committed offset (use_committed), else the low (earliest) or high watermark. A position
- * below the low watermark (records deleted since) moves up to it. */
+ * below the low watermark (records deleted since) moves up to it; one past the high watermark
+ * is replaced by the start policy's. */
 static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, int earliest,
                           int use_committed, int timeout_ms, char *err, size_t errlen) {
   rd_kafka_topic_partition_list_t *ask = rd_kafka_topic_partition_list_new(l->cnt > 0 ? l->cnt : 1);
@@ -578,10 +579,14 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
              tp->topic, (int)tp->partition, (long long)low, (long long)tp->offset);
       tp->offset = low;
     } else if (tp->offset > high) {
+      /* A log shorter than the position (the topic was made anew): what is there is new. The
+       * position must be one the log has: records below it would be taken for duplicates. */
       ds_log(DS_LOG_WARN,
-             "kafka_stream: %s [%d]: position %lld is past the end of the log (%lld); "
-             "auto.offset.reset decides where it starts",
-             tp->topic, (int)tp->partition, (long long)tp->offset, (long long)high);
+             "kafka_stream: %s [%d]: position %lld is past the end of the log (%lld): it starts "
+             "at %lld (start = %s)",
+             tp->topic, (int)tp->partition, (long long)tp->offset, (long long)high,
+             (long long)(earliest ? low : high), earliest ? "earliest" : "latest");
+      tp->offset = earliest ? low : high;
     }
   }
   return result;

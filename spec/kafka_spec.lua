@@ -253,6 +253,11 @@ describe("kafka", function()
     run({ group = "g-r2", start = "earliest" }, nil, at(4, 0))
     run({ group = "g-r2", start = "latest", positions = { { topic = "restored", partition = full, offset = 1 } } },
       nil, at(1, 0))
+    -- past the end of the log (a topic made anew): the start policy's offset
+    run({ group = "g-r3", start = "latest", positions = { { topic = "restored", partition = full, offset = 100 } } },
+      nil, at(4, 0))
+    run({ group = "g-r3", start = "earliest", positions = { { topic = "restored", partition = full, offset = 100 } } },
+      nil, at(0, 0))
   end)
 
   it("with_key gives (key, value) pairs and with_meta gives tables with headers", function()
