@@ -50,7 +50,8 @@ describe("kafka", function()
 
   setup(function()
     mock = kafka.mock_cluster { brokers = 1, topics = { plain = 4, plain_group = 4, keyed = 2, dec = 2,
-      rate = 1, input = 3, out1 = 2, out2 = 2, dlq = 1, late = 3, shared = 2, restored = 2 } }
+      rate = 1, input = 3, out1 = 2, out2 = 2, dlq = 1, late = 3, shared = 2, restored = 2, eo_in = 2,
+      eo_out = 1 } }
     B = mock:bootstrap()
     producer = kafka.producer { brokers = B }
   end)
@@ -258,6 +259,31 @@ describe("kafka", function()
       nil, at(4, 0))
     run({ group = "g-r3", start = "earliest", positions = { { topic = "restored", partition = full, offset = 100 } } },
       nil, at(0, 0))
+  end)
+
+  it("exactly_once with checkpoints: a job stopped before its first batch restarts from the checkpoint of its start", function()
+    produce("eo_in", { "a", "b", "c", "d", "e" }, function(i) return "k" .. i end)
+    local dir = os.tmpname()
+    os.remove(dir)
+    local function job()
+      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, checkpoint = dir }
+      local s = ctx:kafka_stream { brokers = B, topic = "eo_in", group = "g-eo", start = "latest" }
+      s:to_kafka { brokers = B, topic = "eo_out", exactly_once = true }
+      return ctx, s
+    end
+    local ok, err = pcall(function()
+      for round = 1, 2 do
+        local ctx, s = job()
+        with_ctx(ctx, function()
+          ctx:start() -- writes a checkpoint with the positions resolved at start, then stops
+          local sum = 0
+          for _, o in ipairs(s:positions()) do sum = sum + o.offset end
+          assert.are.equal(5, sum, "round " .. round)
+        end)
+      end
+    end)
+    os.execute("rm -rf '" .. dir .. "'")
+    if not ok then error(err, 0) end
   end)
 
   it("with_key gives (key, value) pairs and with_meta gives tables with headers", function()

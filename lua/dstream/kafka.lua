@@ -144,7 +144,12 @@ local function open_source(K)
   st.source = src
   -- Assigned directly, every partition's start is fixed now: position() (a checkpoint written
   -- at start) has them all, "latest" included.
-  for _, o in ipairs(src:positions()) do K.completed[tp_key(o.topic, o.partition)] = o end
+  for _, o in ipairs(src:positions()) do
+    local k = tp_key(o.topic, o.partition)
+    local had = K.completed[k]
+    if not had or had.offset ~= o.offset then K.initial[k] = true end
+    K.completed[k] = o
+  end
   local handle = {}
   function handle.seal(_, _nparts)
     -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
@@ -181,9 +186,17 @@ end
 
 -- The next offset of every partition after the last completed batch (or where its first batch
 -- starts, before one completed): where a restarted job resumes (what is committed to the
--- group), and what a checkpoint stores.
-function Source:positions()
-  return offsets_sorted(self.completed)
+-- group), and what a checkpoint stores. `marked`: a position no batch of it has completed yet
+-- (resolved at start, `positions`, a new partition's start) has start = true, for the check of
+-- a checkpoint against the offsets a transactional sink committed.
+function Source:positions(marked)
+  local out = offsets_sorted(self.completed)
+  if marked then
+    for _, o in ipairs(out) do
+      if self.initial[tp_key(o.topic, o.partition)] then o.start = true end
+    end
+  end
+  return out
 end
 
 -- Sets where partitions start (before ctx:start()). `merge` keeps the positions set before for
@@ -195,14 +208,18 @@ function Source:set_positions(list, level, merge)
   if merge then
     for _, o in ipairs(self.wanted) do byk[tp_key(o.topic, o.partition)] = o end
   else
-    self.completed = {}
+    self.completed, self.initial = {}, {}
   end
   for i, o in ipairs(list) do
     if type(o) ~= "table" or type(o.topic) ~= "string" or type(o.partition) ~= "number"
         or type(o.offset) ~= "number" then
       error("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }", (level or 2) + 1)
     end
-    byk[tp_key(o.topic, o.partition)] = { topic = o.topic, partition = o.partition, offset = o.offset }
+    local k = tp_key(o.topic, o.partition)
+    byk[k] = { topic = o.topic, partition = o.partition, offset = o.offset }
+    -- A checkpoint's position came from a completed batch unless it says otherwise; the
+    -- positions option's are where the user starts.
+    self.initial[k] = (not merge or o.start) and true or nil
   end
   self.wanted = offsets_sorted(byk)
   for _, o in ipairs(self.wanted) do self.completed[tp_key(o.topic, o.partition)] = o end
@@ -240,6 +257,7 @@ function Source:batch_done(time)
     if r["until"] >= 0 then
       local o = { topic = r.topic, partition = r.partition, offset = r["until"] }
       self.completed[tp_key(r.topic, r.partition)] = o
+      self.initial[tp_key(r.topic, r.partition)] = nil
       offsets[#offsets + 1] = o
     end
   end
@@ -341,7 +359,7 @@ function M.stream(ctx, opts, level)
     group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf, assign = assign,
     name = opts.name or table.concat(topics, ","),
     cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
-    ranges = {}, history = {}, completed = {}, wanted = {}, reported = 0,
+    ranges = {}, history = {}, completed = {}, initial = {}, wanted = {}, reported = 0,
   }, Source)
   if type(K.group) ~= "string" or K.group == "" then error(who .. ": group must be a name", level) end
   if dead_letter and dead_letter.topic and not dead_letter.brokers then dead_letter.brokers = K.brokers end
@@ -377,6 +395,7 @@ function M.stream(ctx, opts, level)
       local k = tp_key(r.topic, r.partition)
       if r.from >= 0 and not K.completed[k] then
         K.completed[k] = { topic = r.topic, partition = r.partition, offset = r.from }
+        K.initial[k] = true
       end
     end
   end
@@ -384,7 +403,7 @@ function M.stream(ctx, opts, level)
   -- position() is saved with a checkpoint, restore(pos) before the source opens.
   function input.positions() return K:positions() end
   function input.set_positions(_, list) return K:set_positions(list, 2) end
-  function input.position() return K:positions() end
+  function input.position() return K:positions(true) end
   function input.restore(_, pos) K:set_positions(pos, 2, true) end
   function input.on_batch_done(_, time) K:batch_done(time) end
   input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
@@ -515,7 +534,8 @@ local function positions_committed(ctx)
       end
       for _, o in ipairs(pos) do
         local c = byg[o.topic] and byg[o.topic][o.partition] or -1
-        if o.offset > c then
+        -- A position no batch completed (start = true) has no transaction to agree with.
+        if o.offset > c and not o.start then
           return false, string.format("its position in %s [%d] is offset %d, but to_kafka (exactly once) "
             .. "committed only up to %d (the transaction of its last batch was not committed)",
             o.topic, o.partition, o.offset, c)
