@@ -14,6 +14,8 @@
 #define WRITES_MAX 64           /* responses queued on one connection before it is cut */
 #define DEFAULT_MAX_CONNECTIONS 64
 #define DEFAULT_IDLE_MS 30000
+#define DEFAULT_HEAD_MS 10000
+#define DEFAULT_MAX_PER_CLIENT 16
 
 typedef struct conn conn;
 
@@ -24,8 +26,11 @@ struct ds_http {
   ds_http_handler handler;
   void *ud;
   int max_connections;
+  int max_per_client;
   uint64_t idle_ms;
+  uint64_t head_ms;
   conn *conns; /* open connections, doubly linked */
+  int nlive;   /* connections in that list */
   int nconns;  /* connections not yet freed, closing ones included */
   uint64_t requests;
   char host[64];
@@ -39,7 +44,11 @@ struct conn {
   ds_http *srv;
   conn *prev, *next;
   uv_tcp_t tcp;
-  uv_timer_t idle;
+  uv_timer_t idle; /* the idle timeout, or the request head's deadline when that comes first */
+  struct sockaddr_storage peer; /* the client's address (family 0 if unknown) */
+  uint64_t last_active;         /* loop time of the accept or the last byte read */
+  int in_head;                  /* a request head is awaited or being read */
+  uint64_t head_deadline;       /* loop time by which that head must be complete */
   int handles_open;   /* handles whose close callback has not run yet */
   int closing;
   http_parser parser;
@@ -94,11 +103,35 @@ static void conn_close(conn *c) {
   else s->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   c->prev = c->next = NULL;
+  s->nlive--;
   uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
   uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
 }
 
-static void on_idle(uv_timer_t *t) { conn_close(t->data); }
+static void conn_fail(conn *c, int status, const char *msg);
+
+static void on_timer_fire(uv_timer_t *t) {
+  conn *c = t->data;
+  if (c->closing) return;
+  if (c->in_head && uv_now(c->srv->loop) >= c->head_deadline && c->writes == 0 &&
+      !c->close_after_write)
+    conn_fail(c, 408, "request head not received in time\n");
+  else
+    conn_close(c);
+}
+
+/* The connection's one timer: the idle timeout from the last byte read, or the request head's
+ * deadline if that comes first. A client cannot hold a connection by trickling a head. */
+static void conn_arm(conn *c) {
+  if (c->closing) return;
+  ds_http *s = c->srv;
+  uint64_t now = uv_now(s->loop), after = s->idle_ms;
+  if (c->in_head) {
+    uint64_t left = c->head_deadline > now ? c->head_deadline - now : 0;
+    if (left < after) after = left ? left : 1;
+  }
+  uv_timer_start(&c->idle, on_timer_fire, after, 0);
+}
 
 static void on_write(uv_write_t *req, int status) {
   wreq *w = (wreq *)req;
@@ -174,6 +207,15 @@ static int on_message_begin(http_parser *p) {
   c->value_started = 1; /* so the first header name starts a new field */
   c->in_host = 0;
   c->host_len = 0;
+  if (!c->in_head) { /* a request after the previous one: its head has a deadline of its own */
+    c->in_head = 1;
+    c->head_deadline = uv_now(c->srv->loop) + c->srv->head_ms;
+  }
+  return 0;
+}
+
+static int on_headers_complete(http_parser *p) {
+  ((conn *)p->data)->in_head = 0;
   return 0;
 }
 
@@ -284,6 +326,7 @@ static const http_parser_settings parser_settings = {
     .on_url = on_url,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -307,9 +350,10 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
-  uv_timer_again(&c->idle);
+  c->last_active = uv_now(c->srv->loop);
   if (c->close_after_write) return; /* after a "Connection: close" request, ignore the rest */
   http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)nread);
+  conn_arm(c);
   enum http_errno e = HTTP_PARSER_ERRNO(&c->parser);
   if (c->closing || e == HPE_OK) {
     if (!c->closing && c->parser.upgrade) conn_fail(c, 400, "protocol upgrades are not served\n");
@@ -322,6 +366,58 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
   if (c->body_too_large) conn_fail(c, 413, "request body too large\n");
   else if (e == HPE_HEADER_OVERFLOW) conn_fail(c, 431, "request headers too large\n");
   else conn_fail(c, 400, "malformed request\n");
+}
+
+static int same_client(const conn *a, const conn *b) {
+  if (a->peer.ss_family != b->peer.ss_family || a->peer.ss_family == 0) return 0;
+  if (a->peer.ss_family == AF_INET)
+    return ((const struct sockaddr_in *)&a->peer)->sin_addr.s_addr ==
+           ((const struct sockaddr_in *)&b->peer)->sin_addr.s_addr;
+  return memcmp(&((const struct sockaddr_in6 *)&a->peer)->sin6_addr,
+                &((const struct sockaddr_in6 *)&b->peer)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+/* The connection to drop for a new one: among those of `like`'s client (all when like is
+ * NULL), the one idle longest, preferring one with no answer being written. */
+static conn *oldest_idle(ds_http *s, const conn *like, const conn *except) {
+  conn *best = NULL;
+  for (conn *c = s->conns; c; c = c->next) {
+    if (c == except || (like && !same_client(c, like))) continue;
+    if (!best || (best->writes > 0 && c->writes == 0) ||
+        ((best->writes > 0) == (c->writes > 0) && c->last_active < best->last_active))
+      best = c;
+  }
+  return best;
+}
+
+/* Makes room for the connection c just accepted: at the cap per client address, that
+ * client's longest-idle connection is dropped; at the global cap, the longest-idle one of the
+ * client holding the most. So a new request is always read, and slow clients crowd out only
+ * each other. */
+static void make_room(ds_http *s, conn *c) {
+  int mine = 0;
+  for (conn *o = s->conns; o; o = o->next)
+    if (o != c && same_client(o, c)) mine++;
+  if (mine >= s->max_per_client) {
+    conn *v = oldest_idle(s, c, c);
+    if (v) conn_close(v);
+  }
+  if (s->nlive <= s->max_connections) return;
+  conn *top = NULL;
+  int top_n = 0;
+  for (conn *o = s->conns; o; o = o->next) {
+    if (o == c) continue;
+    int n = 0;
+    for (conn *q = s->conns; q; q = q->next)
+      if (q != c && (q == o || same_client(q, o))) n++;
+    if (n > top_n) {
+      top_n = n;
+      top = o;
+    }
+  }
+  conn *v = top ? oldest_idle(s, top->peer.ss_family ? top : NULL, c) : NULL;
+  if (v && top->peer.ss_family == 0) v = top;
+  if (v) conn_close(v);
 }
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -340,13 +436,21 @@ static void on_connection(uv_stream_t *server, int status) {
   c->next = s->conns;
   if (s->conns) s->conns->prev = c;
   s->conns = c;
-  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || s->nconns > s->max_connections) {
+  s->nlive++;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
     conn_close(c);
     return;
   }
+  int plen = sizeof c->peer;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &plen) != 0)
+    c->peer.ss_family = 0;
+  c->last_active = uv_now(s->loop);
+  c->in_head = 1;
+  c->head_deadline = c->last_active + s->head_ms;
+  make_room(s, c);
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
-  uv_timer_start(&c->idle, on_idle, s->idle_ms, s->idle_ms);
+  conn_arm(c);
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) conn_close(c);
 }
 
@@ -412,6 +516,10 @@ int ds_http_start(uv_loop_t *loop, const char *host, int port, const ds_http_opt
   s->max_connections =
       opts && opts->max_connections > 0 ? opts->max_connections : DEFAULT_MAX_CONNECTIONS;
   s->idle_ms = opts && opts->idle_timeout_ms ? opts->idle_timeout_ms : DEFAULT_IDLE_MS;
+  s->head_ms = opts && opts->head_timeout_ms ? opts->head_timeout_ms : DEFAULT_HEAD_MS;
+  s->max_per_client =
+      opts && opts->max_per_client > 0 ? opts->max_per_client : DEFAULT_MAX_PER_CLIENT;
+  if (s->max_per_client > s->max_connections) s->max_per_client = s->max_connections;
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
   s->listener_open = 1;

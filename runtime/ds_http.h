@@ -31,10 +31,18 @@ struct ds_http_request {
  * gets a 500. */
 typedef void (*ds_http_handler)(void *ud, ds_http_request *req);
 
+/* Slow clients cannot lock the server out: a request head (from the accept, or from the
+ * first byte of a later request) must be complete within head_timeout_ms, or the connection
+ * gets a 408 and is closed, however steadily its bytes trickle in. A connection accepted at a
+ * cap is always served: at max_per_client connections from one client address, that client's
+ * longest-idle connection is closed; at max_connections, the longest-idle one of the client
+ * holding the most (connections with an answer being written go last). */
 typedef struct ds_http_opts {
   int allow_public;         /* 1: any address may be bound (e.g. 0.0.0.0) */
-  int max_connections;      /* connections open at once; more are closed at accept. 0 = 64 */
+  int max_connections;      /* connections open at once (see above). 0 = 64 */
   uint64_t idle_timeout_ms; /* a connection with nothing to do is closed; 0 = 30000 */
+  uint64_t head_timeout_ms; /* deadline of a request head; 0 = 10000 */
+  int max_per_client;       /* connections open at once from one address; 0 = 16 */
 } ds_http_opts;
 
 /* Listens on host:port (a numeric IPv4/IPv6 address or "localhost"; port 0 picks a free

@@ -87,7 +87,7 @@ static int l_http_server(lua_State *L) {
   (*hp)->fn_ref = LUA_NOREF;
   luaL_getmetatable(L, HTTP_MT);
   lua_setmetatable(L, -2);
-  ds_http_opts opts = {allow_public, 0, 0};
+  ds_http_opts opts = {.allow_public = allow_public}; /* the defaults: docs/guide.md, --ui */
   char err[256];
   int rc = ds_http_start(ds_lua_loop(), host, port < 0 || port > 65535 ? -1 : (int)port, &opts,
                          on_request, *hp, &(*hp)->srv, err, sizeof err);

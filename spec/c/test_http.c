@@ -121,6 +121,78 @@ static int count_of(const char *hay, const char *needle) {
   return n;
 }
 
+
+/* ---- a slow client: sends a request line, then one header line every 100 ms, forever ---- */
+
+typedef struct slow_client {
+  uv_tcp_t tcp;
+  uv_connect_t conn;
+  uv_timer_t tick;
+  char got[512];
+  size_t len;
+  int connected, closed;
+  uint64_t closed_at;
+} slow_client;
+
+static void slow_write(slow_client *c, const char *text) {
+  uv_write_t *w = malloc(sizeof *w);
+  uv_buf_t buf = uv_buf_init((char *)text, (unsigned)strlen(text));
+  if (uv_write(w, (uv_stream_t *)&c->tcp, &buf, 1, client_written) != 0) free(w);
+}
+
+static void slow_tick(uv_timer_t *t) {
+  slow_client *c = t->data;
+  if (!c->closed) slow_write(c, "X-Slow: 1\r\n");
+}
+
+static void slow_closed(uv_handle_t *h) { (void)h; }
+
+static void slow_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  slow_client *c = s->data;
+  if (n > 0 && c->len + (size_t)n < sizeof c->got) {
+    memcpy(c->got + c->len, buf->base, (size_t)n);
+    c->len += (size_t)n;
+  }
+  free(buf->base);
+  if (n < 0 && !c->closed) {
+    c->closed = 1;
+    c->closed_at = uv_now(&loop);
+    uv_timer_stop(&c->tick);
+    uv_close((uv_handle_t *)&c->tcp, slow_closed);
+    uv_close((uv_handle_t *)&c->tick, slow_closed);
+  }
+}
+
+static void slow_connected(uv_connect_t *req, int status) {
+  slow_client *c = req->data;
+  CHECK_INT(status, ==, 0);
+  c->connected = 1;
+  slow_write(c, "GET / HTTP/1.1\r\n");
+  CHECK_INT(uv_read_start((uv_stream_t *)&c->tcp, client_alloc, slow_read), ==, 0);
+  uv_timer_start(&c->tick, slow_tick, 100, 100);
+}
+
+static void slow_start(slow_client *c, int port) {
+  memset(c, 0, sizeof *c);
+  uv_tcp_init(&loop, &c->tcp);
+  uv_timer_init(&loop, &c->tick);
+  c->tcp.data = c->conn.data = c->tick.data = c;
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", port, &addr);
+  CHECK_INT(uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *)&addr, slow_connected), ==, 0);
+  while (!c->connected) uv_run(&loop, UV_RUN_ONCE);
+}
+
+static void noop_timer(uv_timer_t *t) { (void)t; }
+
+static uv_timer_t run_timer; /* a wake-up at the end, so UV_RUN_ONCE never waits past it */
+
+static void run_for(uint64_t ms) {
+  uint64_t end = uv_now(&loop) + ms;
+  uv_timer_start(&run_timer, noop_timer, ms, 0);
+  while (uv_now(&loop) < end) uv_run(&loop, UV_RUN_ONCE);
+}
+
 static int stopped;
 static void on_stopped(void *ud) { *(int *)ud += 1; }
 
@@ -129,6 +201,7 @@ int main(void) {
   uv_timer_init(&loop, &guard);
   uv_timer_start(&guard, on_guard, 20000, 0);
   uv_unref((uv_handle_t *)&guard);
+  uv_timer_init(&loop, &run_timer);
   char err[256];
   ds_http *s;
 
@@ -200,12 +273,48 @@ int main(void) {
   CHECK_HAS(got, "path=/half");
   free(got);
 
-  CHECK_INT(handler_calls, ==, 7);
+
+  /* Slow clients cannot lock the server out (issue 15): a head that trickles in one header
+   * line at a time is cut at its deadline with a 408, and a new request is served at once
+   * however many slow connections are open: at the cap per client address, the longest-idle
+   * connection of that client is dropped for it. */
+  ds_http_opts lim = {.head_timeout_ms = 600, .max_per_client = 4, .max_connections = 8};
+  ds_http *s3;
+  CHECK_INT(ds_http_start(&loop, "127.0.0.1", 0, &lim, handler, &handler_calls, &s3, err,
+                          sizeof err),
+            ==, 0);
+  int port3;
+  ds_http_address(s3, NULL, 0, &port3);
+  enum { NSLOW = 12 };
+  slow_client slow[NSLOW];
+  uint64_t t0 = uv_now(&loop);
+  for (int k = 0; k < NSLOW; k++) slow_start(&slow[k], port3);
+  run_for(150); /* every slow client has sent a line or two */
+  uint64_t t1 = uv_now(&loop);
+  got = exchange(port3, "GET /fresh HTTP/1.1\r\nConnection: close\r\n\r\n");
+  CHECK_HAS(got, "path=/fresh");
+  CHECK(uv_now(&loop) - t1 < 300); /* answered at once, not after a slow client left */
+  free(got);
+  int open_slow = 0;
+  for (int k = 0; k < NSLOW; k++) open_slow += !slow[k].closed;
+  CHECK_INT(open_slow, <=, 3); /* 4 per address, one of them the new request's */
+  run_for(900);                /* past the head deadline (600 ms from each accept) */
+  int timed_out = 0;
+  for (int k = 0; k < NSLOW; k++) {
+    CHECK(slow[k].closed); /* trickling bytes did not keep any of them open */
+    CHECK(slow[k].closed_at - t0 < 600 + 300);
+    if (strstr(slow[k].got, "HTTP/1.1 408 ")) timed_out++;
+  }
+  CHECK_INT(timed_out, ==, open_slow); /* the ones still open at the deadline got a 408 */
+  ds_http_stop(s3, NULL, NULL);
+
+  CHECK_INT(handler_calls, ==, 8);
   CHECK_INT(ds_http_requests(s), ==, 8); /* the malformed one never completed */
 
   ds_http_stop(s, on_stopped, &stopped);
   ds_http_stop(s, on_stopped, &stopped); /* a second stop does nothing */
   uv_close((uv_handle_t *)&guard, NULL);
+  uv_close((uv_handle_t *)&run_timer, NULL);
   CHECK_INT(uv_run(&loop, UV_RUN_DEFAULT), ==, 0);
   CHECK_INT(stopped, ==, 1);
   CHECK_INT(uv_loop_close(&loop), ==, 0);

@@ -28,6 +28,66 @@ timeout 30 "$DSTREAM" --ui 0.0.0.0:4040 -e "$tiny" >/dev/null 2>"$WORK/public.er
 check "--ui 0.0.0.0:4040 is refused (ui_public = true is needed)" \
   eval 'grep -q "refusing to serve the UI on 0.0.0.0" "$WORK/public.err" && ! grep -q "ui: http" "$WORK/public.err"'
 
+# ---- slow clients cannot lock the page out (issue 15) ----
+# 70 clients each trickle a header line every second (every byte used to restart the 30 s
+# idle timer, and 64 of them filled the server): the page still answers at once, because a
+# new connection drops the client's longest-idle one past 16 per address, and every slow
+# one is cut when its request head is not complete 10 s after the accept.
+long='local c = require("dstream").context { batch = "100ms", workers = 1 }
+  c:rate_stream { rows_per_second = 10 }:foreach_rdd(function() end)
+  c:start(); c:await_termination(20); c:stop()'
+bg "$DSTREAM" --ui 127.0.0.1:0 -e "$long" >/dev/null 2>"$WORK/slow.err"
+slowjob=$BG_PID
+if wait_until 10 grep -q '^dstream: ui: http://127.0.0.1:[0-9]*/$' "$WORK/slow.err"; then
+  slowport=$(sed -n 's|^dstream: ui: http://127.0.0.1:\([0-9]*\)/$|\1|p' "$WORK/slow.err" | head -n 1)
+  cat >"$WORK/slow.py" <<'PY'
+import socket, sys, time, select
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks, t0 = [], time.time()
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\n")
+    socks.append(s)
+open_ = {s: True for s in socks}
+closed_at = {}
+print("started", flush=True)
+while open_ and time.time() - t0 < 14:
+    r, _, _ = select.select(list(open_), [], [], 1.0)
+    for s in r:
+        try:
+            data = s.recv(4096)
+        except OSError:
+            data = b""
+        if not data:
+            closed_at[s] = time.time() - t0
+            del open_[s]
+    for s in list(open_):
+        try:
+            s.sendall(b"X-Slow: 1\r\n")
+        except OSError:
+            closed_at[s] = time.time() - t0
+            del open_[s]
+print("open %d closed %d last_close %.1f" % (len(open_), len(closed_at), max(closed_at.values() or [0])), flush=True)
+PY
+  : >"$WORK/slow.out"
+  python3 "$WORK/slow.py" "$slowport" 70 >"$WORK/slow.out" 2>&1 &
+  slowpy=$!
+  wait_until 5 grep -q started "$WORK/slow.out"
+  sleep 1.5 # a line or two from each
+  t0=$(ms_now)
+  code=$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$slowport/")
+  took=$(($(ms_now) - t0))
+  check "with 70 slow clients trickling headers, GET / answers 200 within 2 s (${took} ms)" \
+    eval '[ "$code" = 200 ] && [ "$took" -lt 2000 ]'
+  wait "$slowpy"
+  check "every slow client is cut, the last ones at the 10 s head deadline ($(cat "$WORK/slow.out" | tail -n 1))" \
+    grep -Eq '^open 0 closed 70 last_close (9|10|11)\.' "$WORK/slow.out"
+else
+  not_ok "the job with --ui announces its address"
+fi
+kill -TERM "$slowjob" 2>/dev/null
+wait_exit "$slowjob" 20
+
 # ---- progress: a status line on a terminal, a log line per batch at --log-level info ----
 progress='local c = require("dstream").context { batch = "200ms", workers = 1, name = "prog" }
   c:rate_stream { rows_per_second = 50 }:foreach_rdd(function(r) r:count() end)
