@@ -368,7 +368,9 @@ static int core_pool_new(lua_State *L) {
   cfg.workers = (int)luaL_optinteger(L, -1, 1);
   lua_getfield(L, 1, "worker_memory");
   cfg.worker_memory = (size_t)luaL_optnumber(L, -1, 0);
-  lua_pop(L, 2);
+  lua_getfield(L, 1, "task_timeout_ms");
+  cfg.task_timeout_ms = luaL_optnumber(L, -1, 0);
+  lua_pop(L, 3);
   cfg.package_path = opt_field_string(L, 1, "package_path");
   cfg.package_cpath = opt_field_string(L, 1, "package_cpath");
   cfg.boot_module = "dstream.worker";
@@ -391,15 +393,41 @@ static int core_pool_new(lua_State *L) {
   return 1;
 }
 
+/* pool:close([wait_ms]) -> workers abandoned: waits up to wait_ms (default 2000) for the
+ * running tasks to end; a worker still in one is left running (ds_pool_close). */
 static int pool_close(lua_State *L) {
   lua_pool *lp = luaL_checkudata(L, 1, POOL_MT);
+  int abandoned = 0;
   if (lp->pool) {
-    ds_pool_close(lp->pool);
+    abandoned = ds_pool_close(lp->pool, (int)luaL_optinteger(L, 2, 2000));
     lp->pool = NULL;
   }
   luaL_unref(L, LUA_REGISTRYINDEX, lp->done_ref);
   lp->done_ref = LUA_NOREF;
-  return 0;
+  lua_pushinteger(L, abandoned);
+  return 1;
+}
+
+/* pool:running() -> { {id=, worker=, ms=, lost=}, ... }: the tasks running now. */
+static int pool_running(lua_State *L) {
+  lua_pool *lp = check_pool(L);
+  ds_pool_running r[64];
+  int n = ds_pool_running_tasks(lp->pool, r, 64);
+  if (n > 64) n = 64;
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 4);
+    lua_pushnumber(L, (lua_Number)r[i].id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, r[i].worker);
+    lua_setfield(L, -2, "worker");
+    lua_pushnumber(L, r[i].ms);
+    lua_setfield(L, -2, "ms");
+    lua_pushboolean(L, r[i].lost);
+    lua_setfield(L, -2, "lost");
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
 }
 
 static int pool_put_blob(lua_State *L) {
@@ -480,7 +508,7 @@ int luaopen_dstream_core(lua_State *L) {
   static const luaL_Reg pool_methods[] = {
       {"put_blob", pool_put_blob}, {"submit", pool_submit},   {"size", pool_size},
       {"inflight", pool_inflight}, {"close", pool_close},     {"worker_memory", pool_worker_memory},
-      {NULL, NULL}};
+      {"running", pool_running},   {NULL, NULL}};
   static const luaL_Reg functions[] = {{"run", core_run},
                                        {"stop_loop", core_stop_loop},
                                        {"running", core_running},

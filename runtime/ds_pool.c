@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <lauxlib.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,14 @@ typedef struct worker {
   int run_ref;
   task_queue own; /* tasks pinned to this worker */
   char init_error[512];
+  /* Under the pool's lock: */
+  ds_task *current;  /* the task running, or NULL */
+  double started_ms; /* when it started */
+  int hooked;        /* the timeout hook is set on vm.L (by the watchdog) */
+  int lost;          /* current was given up on: delivered as lost, abandoned */
+  int exited;        /* the thread has left its loop */
+  /* Set by the watchdog, taken by the hook (on the worker's thread). */
+  volatile sig_atomic_t interrupt;
 } worker;
 
 typedef struct blob {
@@ -42,8 +51,9 @@ struct ds_pool {
 
   pthread_mutex_t lock;
   pthread_cond_t work; /* a task was queued, or shutdown */
-  pthread_cond_t ready;
+  pthread_cond_t ready; /* a worker booted, or left its loop */
   int nready;
+  int nexited;
   int shutdown;
   int inflight;
   task_queue shared;
@@ -51,6 +61,11 @@ struct ds_pool {
 
   worker *workers;
   int nworkers;
+
+  uv_timer_t watchdog; /* with a task timeout */
+  int has_watchdog;
+  int open_handles;    /* the pool is freed when the last one is closed */
+  int abandoned;       /* workers left running at close: the pool is never freed */
 
   pthread_mutex_t blob_lock;
   blob *blobs;
@@ -85,6 +100,25 @@ static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static __thread worker *tls_worker; /* the worker this thread runs, for the hook */
+
+/* The task timeout's hook: set on a worker's state by the watchdog (driver thread), run by the
+ * worker's thread at its next count event in interpreted code. It raises once per timeout;
+ * it stays set (doing nothing) until the task ends, so the error's handling is not hit too. */
+static void timeout_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  worker *w = tls_worker;
+  if (!w || !w->interrupt) return;
+  w->interrupt = 0;
+  char msg[80];
+  snprintf(msg, sizeof msg, "task timed out after %g s (task_timeout)",
+           w->pool->cfg.task_timeout_ms / 1000);
+  luaL_where(L, 0); /* the user's line, as any run-time error has */
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  lua_error(L);
 }
 
 /* Builds the worker's Lua state and finds boot_module.run. Runs on the worker thread so the
@@ -150,15 +184,23 @@ static void worker_run_task(worker *w, ds_task *t) {
   t->run_ms = now_ms() - start;
 }
 
+static void worker_exit(worker *w) { /* under the lock */
+  w->exited = 1;
+  w->pool->nexited++;
+  pthread_cond_broadcast(&w->pool->ready);
+}
+
 static void *worker_main(void *arg) {
   worker *w = arg;
   ds_pool *p = w->pool;
+  tls_worker = w;
   int rc = worker_boot(w);
 
   pthread_mutex_lock(&p->lock);
   p->nready++;
   pthread_cond_broadcast(&p->ready);
   if (rc != 0) {
+    worker_exit(w);
     pthread_mutex_unlock(&p->lock);
     return NULL;
   }
@@ -167,16 +209,72 @@ static void *worker_main(void *arg) {
     while (!p->shutdown && !(t = queue_pop(&w->own)) && !(t = queue_pop(&p->shared)))
       pthread_cond_wait(&p->work, &p->lock);
     if (p->shutdown) break;
+    w->current = t;
+    w->started_ms = now_ms();
     pthread_mutex_unlock(&p->lock);
 
     worker_run_task(w, t);
 
     pthread_mutex_lock(&p->lock);
+    w->current = NULL;
+    if (w->hooked) { /* under the lock: the watchdog sets the hook only under it */
+      lua_sethook(w->vm.L, NULL, 0, 0);
+      w->hooked = 0;
+      w->interrupt = 0;
+    }
+    if (w->lost || p->shutdown) {
+      /* Delivered already as lost, or the pool is closing (its async handle may be closed:
+       * an abandoned worker that comes back must not touch it). */
+      w->lost = 0;
+      ds_task_free(t);
+      if (p->shutdown) break;
+      continue;
+    }
     queue_push(&p->finished, t);
     uv_async_send(&p->async); /* coalesces: the callback drains the whole queue */
   }
+  worker_exit(w);
   pthread_mutex_unlock(&p->lock);
   return NULL;
+}
+
+/* The task timeout's watchdog, on the driver's loop. */
+static void pool_watch(uv_timer_t *h) {
+  ds_pool *p = h->data;
+  double timeout = p->cfg.task_timeout_ms, now = now_ms();
+  int lost = 0;
+  pthread_mutex_lock(&p->lock);
+  for (int i = 0; i < p->nworkers; i++) {
+    worker *w = &p->workers[i];
+    if (!w->current || w->lost) continue;
+    double ran = now - w->started_ms;
+    if (ran < timeout) continue;
+    if (!w->hooked) {
+      w->interrupt = 1;
+      w->hooked = 1;
+      lua_sethook(w->vm.L, timeout_hook, LUA_MASKCOUNT, 1000);
+    } else if (ran >= timeout + 1000) {
+      /* No hook ran: compiled code or a C call. Deliver a copy as failed and give up on the
+       * worker: what it holds stays its own until it comes back, if ever. */
+      ds_task *c = ds_task_new(w->current->id, "", 0);
+      if (!c) continue;
+      char msg[400];
+      snprintf(msg, sizeof msg,
+               "task timed out after %g s (task_timeout) and its worker %d did not stop:"
+               " it runs compiled code or a C function, where it cannot be interrupted;"
+               " the worker is abandoned and the record is not known",
+               timeout / 1000, w->index);
+      ds_task_set_error(c, DS_POOL_TASK_LOST, msg, strlen(msg));
+      c->worker = w->index;
+      c->attempt = w->current->attempt;
+      c->run_ms = ran;
+      w->lost = 1;
+      queue_push(&p->finished, c);
+      lost = 1;
+    }
+  }
+  pthread_mutex_unlock(&p->lock);
+  if (lost) uv_async_send(&p->async);
 }
 
 static void pool_deliver(uv_async_t *h) {
@@ -209,15 +307,43 @@ static void pool_free(ds_pool *p) {
   free(p);
 }
 
-static void pool_join(ds_pool *p, int started) {
+/* Stops the first `started` workers and joins those that end within wait_ms (< 0: all);
+ * the others are detached and left running. Returns how many were. */
+static int pool_join(ds_pool *p, int started, int wait_ms) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += wait_ms / 1000;
+  deadline.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
   pthread_mutex_lock(&p->lock);
   p->shutdown = 1;
   pthread_cond_broadcast(&p->work);
+  while (p->nexited < started) {
+    if (wait_ms < 0)
+      pthread_cond_wait(&p->ready, &p->lock);
+    else if (pthread_cond_timedwait(&p->ready, &p->lock, &deadline) == ETIMEDOUT)
+      break;
+  }
+  int abandoned = 0;
+  for (int i = 0; i < started; i++) {
+    worker *w = &p->workers[i];
+    if (w->exited) continue;
+    w->lost = 1; /* it will see shutdown when it comes back, and end */
+    pthread_detach(w->thread);
+    abandoned++;
+  }
   pthread_mutex_unlock(&p->lock);
   for (int i = 0; i < started; i++) {
-    pthread_join(p->workers[i].thread, NULL);
-    ds_vm_close(&p->workers[i].vm);
+    worker *w = &p->workers[i];
+    if (!w->lost) {
+      pthread_join(w->thread, NULL);
+      ds_vm_close(&w->vm);
+    }
   }
+  return abandoned;
 }
 
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
@@ -269,12 +395,24 @@ int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done
     if (p->workers[i].init_error[0]) failure = p->workers[i].init_error;
   if (failure) {
     snprintf(err, errlen, "%s", failure);
-    pool_join(p, started);
+    pool_join(p, started, -1);
     pool_free(p);
     return -EINVAL;
   }
   uv_async_init(loop, &p->async, pool_deliver);
   p->async.data = p;
+  p->open_handles = 1;
+  if (cfg->task_timeout_ms > 0) {
+    double every = cfg->task_timeout_ms / 4;
+    if (every > 250) every = 250;
+    if (every < 10) every = 10;
+    uv_timer_init(loop, &p->watchdog);
+    p->watchdog.data = p;
+    uv_timer_start(&p->watchdog, pool_watch, (uint64_t)every, (uint64_t)every);
+    uv_unref((uv_handle_t *)&p->watchdog); /* never keeps a loop alive by itself */
+    p->has_watchdog = 1;
+    p->open_handles++;
+  }
   *out = p;
   return 0;
 oom:
@@ -349,9 +487,33 @@ size_t ds_pool_worker_memory(ds_pool *p, int i) {
   return i >= 0 && i < p->nworkers ? p->workers[i].vm.used : 0;
 }
 
-static void pool_closed(uv_handle_t *h) { pool_free(h->data); }
+int ds_pool_running_tasks(ds_pool *p, ds_pool_running *out, int max) {
+  double now = now_ms();
+  int n = 0;
+  pthread_mutex_lock(&p->lock);
+  for (int i = 0; i < p->nworkers; i++) {
+    worker *w = &p->workers[i];
+    if (!w->current) continue;
+    if (n < max) {
+      out[n].id = w->current->id;
+      out[n].worker = w->index;
+      out[n].ms = now - w->started_ms;
+      out[n].lost = w->lost;
+    }
+    n++;
+  }
+  pthread_mutex_unlock(&p->lock);
+  return n;
+}
 
-void ds_pool_close(ds_pool *p) {
-  pool_join(p, p->nworkers);
+static void pool_closed(uv_handle_t *h) {
+  ds_pool *p = h->data;
+  if (--p->open_handles == 0 && !p->abandoned) pool_free(p);
+}
+
+int ds_pool_close(ds_pool *p, int wait_ms) {
+  p->abandoned = pool_join(p, p->nworkers, wait_ms);
+  if (p->has_watchdog) uv_close((uv_handle_t *)&p->watchdog, pool_closed);
   uv_close((uv_handle_t *)&p->async, pool_closed);
+  return p->abandoned;
 }

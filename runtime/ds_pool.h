@@ -18,6 +18,11 @@
 typedef struct ds_pool ds_pool;
 typedef void (*ds_pool_done_cb)(void *ud, ds_task *t);
 
+/* The status of a task given up on: it ran past the task timeout and its worker did not come
+ * back when interrupted (a loop in a compiled trace, which checks no hooks, or a C call). The
+ * worker is abandoned; the task delivered is a copy (the worker may still be using its own). */
+enum { DS_POOL_TASK_LOST = 3 };
+
 typedef struct ds_pool_config {
   int workers;          /* >= 1 */
   size_t worker_memory; /* byte limit of each worker's Lua state; 0 = none */
@@ -26,10 +31,25 @@ typedef struct ds_pool_config {
   const char *boot_module; /* module whose run(task) the worker calls: "dstream.worker" */
   const char *boot_arg;    /* bytes passed to boot_module.boot(pool, index, boot_arg) */
   size_t boot_arg_len;
+  double task_timeout_ms; /* 0: none. A task running longer is interrupted (see ds_pool_new) */
 } ds_pool_config;
 
+/* A task running on a worker now, for status and stop messages. */
+typedef struct ds_pool_running {
+  uint64_t id;
+  int worker;
+  double ms; /* how long it has run */
+  int lost;  /* given up on after the task timeout: its worker is abandoned */
+} ds_pool_running;
+
 /* Starts the workers and waits until each has built its Lua state and loaded boot_module.
- * Returns 0, or a negative code with the first worker's error in err. */
+ * Returns 0, or a negative code with the first worker's error in err.
+ * With a task timeout, a timer on `loop` watches the running tasks: one that has run longer
+ * gets a count hook set on its worker's state from the driver thread (lua_sethook may be
+ * called asynchronously, as LuaJIT's own SIGINT handling does); the hook raises "task timed
+ * out" in the task, which fails like any error. Compiled code runs no hooks: a task still
+ * running a second later is delivered as failed (DS_POOL_TASK_LOST) and its worker is
+ * abandoned (it takes no more tasks; close does not wait for it). */
 int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done, void *ud,
                 ds_pool **out, char *err, size_t errlen);
 /* Queues a task (affinity -1: any worker). Returns 0 or -ESHUTDOWN after close began. */
@@ -43,9 +63,14 @@ int ds_pool_size(ds_pool *p);
 int ds_pool_inflight(ds_pool *p);
 /* Lua memory in use by worker i (bytes), for status and metrics. */
 size_t ds_pool_worker_memory(ds_pool *p, int i);
-/* Stops the workers after their current task, joins them, drops queued tasks, closes the
- * loop handle; the pool is freed once the handle is closed. Tasks finished but not yet
- * delivered are freed without a callback. */
-void ds_pool_close(ds_pool *p);
+/* Fills `out` (up to `max`) with the tasks running now; returns how many there are. */
+int ds_pool_running_tasks(ds_pool *p, ds_pool_running *out, int max);
+/* Stops the workers after their current task, waits up to wait_ms (< 0: forever) for them to
+ * end, drops queued tasks, closes the loop handles. A worker still running a task then (stuck
+ * in a loop, or just slow) is abandoned: detached, its state and the pool are left to the
+ * process's exit (never freed under it). Returns how many workers were abandoned. The pool is
+ * freed once its handles are closed, unless one was. Tasks finished but not yet delivered are
+ * freed without a callback. */
+int ds_pool_close(ds_pool *p, int wait_ms);
 
 #endif

@@ -57,6 +57,7 @@ end
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
   worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
+  task_timeout = true,
   wal = true,
   ui = true, ui_public = true, backpressure = true, progress = true, -- dstream.monitor
 }
@@ -75,6 +76,7 @@ function M.new(opts)
   self.partitions = option(opts, "partitions", nil, parse_count, self.workers)
   self.worker_memory = option(opts, "worker_memory", "worker-memory", util.parse_size, 4 * 1024 ^ 3)
   self.max_task_attempts = option(opts, "max_task_attempts", nil, parse_count, 4)
+  self.task_timeout_ms = option(opts, "task_timeout", nil, util.parse_duration, nil) -- off by default
   self.name = opts.name or "dstream"
   self.clock = opts.clock or "system"
   self.checkpoint_dir = opts.checkpoint or cli_options().checkpoint
@@ -101,6 +103,7 @@ function M.new(opts)
   self.sched = scheduler.new {
     workers = self.workers, worker_memory = self.worker_memory,
     max_attempts = self.max_task_attempts, jit = cli_options().jit,
+    task_timeout_ms = self.task_timeout_ms,
     on_task = function(spec, status, info) self:_on_task(spec, status, info) end,
     on_accumulators = function(slice)
       local arrays = require("string.buffer").decode(slice:bytes())
@@ -819,7 +822,17 @@ function Context:start()
       -- A second signal stops now, but not one that comes with the first (`timeout` signals
       -- the child and then its process group): that would abandon the batch in flight.
       if core.now_ms() - (self._signalled_at or 0) < 1000 then return end
-      return self:_fail("stopped by a second signal before the batches in flight finished")
+      -- Say what is abandoned; a worker stuck in its task is left running (never joined),
+      -- so the process ends now (issue 15).
+      local what = self.sched and self.sched:running() or {}
+      local msg = "stopped by a second signal before the batches in flight finished"
+      if #what > 0 then
+        msg = msg .. "; abandoned: " .. table.concat(what, "; ")
+      elseif self.running then
+        msg = msg .. string.format("; abandoned: batch %d ms", self.running.time)
+      end
+      self._close_wait_ms = 300
+      return self:_fail(msg)
     end
     self._signalled_at = core.now_ms()
     io.stderr:write("dstream: stopping gracefully (finishing batches in flight; signal again to stop now)\n")
@@ -966,7 +979,7 @@ function Context:_terminate()
   if self._timer then self._timer:close() end
   if self._block_timer then self._block_timer:close() end
   for _, sig in ipairs(self._signals or {}) do sig:close() end
-  if self.sched then self.sched:close() end
+  if self.sched then self.sched:close(self._close_wait_ms) end
   self.sched = nil
   self.monitor:stop()
   live[self] = nil

@@ -22,12 +22,14 @@ function M.new(opts)
     next_id = 1,
     max_attempts = opts.max_attempts or 4,
     worker_memory = opts.worker_memory,
+    task_timeout_ms = opts.task_timeout_ms,
     on_task = opts.on_task, -- optional observer of finished tasks
     on_accumulators = opts.on_accumulators, -- fn(slice) with a successful task's adds
   }, M)
   self.pool = core.pool_new {
     workers = opts.workers,
     worker_memory = opts.worker_memory,
+    task_timeout_ms = opts.task_timeout_ms,
     package_path = package.path,
     package_cpath = package.cpath,
     boot_arg = buffer.encode({ jit = opts.jit or {} }),
@@ -56,10 +58,17 @@ function M.spawn(fn, on_finish)
   return co
 end
 
-local function describe_failure(self, spec, attempts, status, err)
+local TASK_LOST = 3 -- ds_pool.h: past the task timeout, and its worker could not be stopped
+
+-- "batch 2000 ms, map, partition 1": where a task runs.
+local function task_place(spec)
   -- Static datasets run outside any batch: they have no batch time to name.
   local batch = (spec.time or 0) > 0 and string.format("batch %d ms, ", spec.time) or "static dataset, "
-  local where = batch .. (spec.stage or "stage") .. ", partition " .. (spec.part or 0)
+  return batch .. (spec.stage or "stage") .. ", partition " .. (spec.part or 0)
+end
+
+local function describe_failure(self, spec, attempts, status, err)
+  local where = task_place(spec)
   if status == 2 then
     local limit = self.worker_memory and string.format("%d MiB", self.worker_memory / 1048576) or "its limit"
     return "out of memory in " .. where .. ": a worker's Lua memory went over " .. limit
@@ -93,7 +102,9 @@ function M:_on_done(id, status, err, outputs, info)
     end
     job.results[t.index] = outputs
     job.remaining = job.remaining - 1
-  elseif t.attempt < self.max_attempts and not job.cancelled then
+  elseif status ~= TASK_LOST and t.attempt < self.max_attempts and not job.cancelled then
+    -- (A lost task is not retried: its worker is gone, and the same input would most
+    -- likely take another one.)
     return self:_submit(job, t.index, t.spec, t.attempt + 1)
   else
     job.failed = describe_failure(self, t.spec, t.attempt, status, err)
@@ -134,11 +145,31 @@ function M:run_tasks(specs)
   return job.results
 end
 
-function M:close()
+-- The tasks running now, described for people: { "batch 2000 ms, map, partition 1 (worker 0,
+-- running 3.1 s)", ... }, longest first.
+function M:running()
+  if not self.pool then return {} end
+  local list = self.pool:running()
+  table.sort(list, function(a, b) return a.ms > b.ms end)
+  local out = {}
+  for _, r in ipairs(list) do
+    local t = self.pending[r.id]
+    local place = t and task_place(t.spec) or ("task " .. r.id)
+    out[#out + 1] = string.format("%s (worker %d, running %.1f s%s)", place, r.worker, r.ms / 1000,
+      r.lost and ", given up on" or "")
+  end
+  return out
+end
+
+-- Closes the pool: waits up to wait_ms (default 2 s) for running tasks to end; a worker still
+-- running one then is abandoned (left to the process's exit). Returns how many were.
+function M:close(wait_ms)
+  local abandoned = 0
   if self.pool then
-    self.pool:close()
+    abandoned = self.pool:close(wait_ms)
     self.pool = nil
   end
+  return abandoned
 end
 
 return M
