@@ -153,19 +153,44 @@ static lsource *new_source(lua_State *L, int kind) {
   return s;
 }
 
-/* core.socket_source(host, port [, {max_line=, backoff_max_ms=, max_rate=}]) */
+/* core.socket_source(host, port [, {max_line=, backoff_max_ms=, max_rate=, idle_timeout=}]) */
+/* Option idle_timeout: a duration as everywhere (seconds, or "30s", "2m"), read by
+ * dstream.util.parse_duration; at least 1 ms, at most a day. 0 when absent (never). */
+static uint64_t opt_idle_timeout(lua_State *L, int idx) {
+  lua_getfield(L, idx, "idle_timeout");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "dstream.util");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "parse_duration");
+  lua_pushvalue(L, -3);
+  lua_call(L, 1, 2);
+  if (lua_isnil(L, -2))
+    luaL_error(L, "option 'idle_timeout': %s", lua_tostring(L, -1));
+  double ms = lua_tonumber(L, -2);
+  if (!(ms >= 1 && ms <= 86400000.0))
+    luaL_error(L, "option 'idle_timeout' must be from 1 ms to 1 day");
+  lua_pop(L, 4);
+  return (uint64_t)ms;
+}
+
 static int l_socket_source(lua_State *L) {
   const char *host = luaL_checkstring(L, 1);
   lua_Integer port = luaL_checkinteger(L, 2);
   luaL_argcheck(L, port >= 1 && port <= 65535, 2, "port must be from 1 to 65535");
-  ds_recv_socket_opts opts = {0, 0, 0};
+  ds_recv_socket_opts opts = {0};
   if (!lua_isnoneornil(L, 3)) {
     luaL_checktype(L, 3, LUA_TTABLE);
-    static const char *const names[] = {"max_line", "backoff_max_ms", "max_rate", NULL};
-    check_opt_names(L, 3, names, "max_line, backoff_max_ms, max_rate");
+    static const char *const names[] = {"max_line", "backoff_max_ms", "max_rate",
+                                        "idle_timeout", NULL};
+    check_opt_names(L, 3, names, "max_line, backoff_max_ms, max_rate, idle_timeout");
     opts.max_line = (size_t)opt_count(L, 3, "max_line", DS_RECORD_MAX, DS_RECORD_MAX);
     opts.backoff_max_ms = (uint64_t)opt_count(L, 3, "backoff_max_ms", 2000, 86400000);
     opts.max_rate = opt_rate(L, 3);
+    opts.idle_timeout_ms = opt_idle_timeout(L, 3);
   }
   lsource *s = new_source(L, SRC_SOCKET);
   s->max_rate = opts.max_rate;

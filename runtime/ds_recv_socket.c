@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "ds_log.h"
@@ -14,6 +16,11 @@
 #define BACKOFF_MAX_MS 2000u
 #define LOG_EVERY 10 /* while failing, repeat the warning every this many attempts */
 #define DRAIN_MAX ((uint64_t)64 << 20) /* most bytes a stop reads (against an endless sender) */
+/* TCP keepalive: probes after 30 s without traffic, 10 s apart, 3 unanswered end the
+ * connection: a peer that vanished without FIN or RST is noticed in about a minute. */
+#define KEEPALIVE_IDLE_S 30
+#define KEEPALIVE_INTERVAL_S 10
+#define KEEPALIVE_PROBES 3
 
 struct ds_recv_socket {
   uv_loop_t *loop;
@@ -35,6 +42,9 @@ struct ds_recv_socket {
   ds_recv_rate bucket;   /* max records per second; reading pauses when it is empty */
   uv_timer_t rate_timer; /* resumes reading once the bucket holds a record again */
   int rate_timer_open;
+  uint64_t idle_ms;      /* a connection silent this long is closed and reopened; 0 = never */
+  uv_timer_t idle_timer;
+  int idle_timer_open;
 
   int ever_connected;
   int got_data;           /* the current connection delivered bytes */
@@ -66,7 +76,9 @@ static void on_skip(void *ud, uint64_t lineno) {
 
 /* The free happens once every handle has closed and no resolution is outstanding. */
 static void maybe_finish(ds_recv_socket *r) {
-  if (!r->stopping || r->gai_busy || r->tcp_open || r->timer_open || r->rate_timer_open) return;
+  if (!r->stopping || r->gai_busy || r->tcp_open || r->timer_open || r->rate_timer_open ||
+      r->idle_timer_open)
+    return;
   void (*cb)(void *) = r->on_closed;
   void *ud = r->ud;
   if (r->ai) uv_freeaddrinfo(r->ai);
@@ -81,6 +93,7 @@ static void on_timer(uv_timer_t *t) { attempt(t->data); }
 static void on_timer_closed(uv_handle_t *h) {
   ds_recv_socket *r = h->data;
   if (h == (uv_handle_t *)&r->rate_timer) r->rate_timer_open = 0;
+  else if (h == (uv_handle_t *)&r->idle_timer) r->idle_timer_open = 0;
   else r->timer_open = 0;
   maybe_finish(r);
 }
@@ -124,7 +137,41 @@ static void close_tcp(ds_recv_socket *r, const char *why) {
   r->st.connected = 0;
   r->st.throttled = 0;
   uv_timer_stop(&r->rate_timer);
+  uv_timer_stop(&r->idle_timer);
   if (!uv_is_closing((uv_handle_t *)&r->tcp)) uv_close((uv_handle_t *)&r->tcp, on_tcp_closed);
+}
+
+/* No byte for idle_ms on a connection we were reading: the server may be gone without a FIN
+ * or RST (a crashed host, a dropped NAT entry). Reconnect as after a close; a line it left
+ * unfinished is dropped, as for a broken connection. Time spent throttled does not count. */
+static void on_idle(uv_timer_t *t) {
+  ds_recv_socket *r = t->data;
+  if (r->stopping || !r->st.connected || !r->tcp_open || uv_is_closing((uv_handle_t *)&r->tcp))
+    return;
+  if (r->st.throttled) {
+    uv_timer_start(&r->idle_timer, on_idle, r->idle_ms, 0);
+    return;
+  }
+  char why[96], d[32];
+  fmt_ms(d, sizeof d, r->idle_ms);
+  snprintf(why, sizeof why, "no data for %s (idle_timeout)", d);
+  uv_read_stop((uv_stream_t *)&r->tcp);
+  ds_recv_lines_reset(&r->lines);
+  r->st.records = r->lines.records;
+  close_tcp(r, why);
+}
+
+/* Keepalive on the connection, with probes tighter than the kernel's defaults (2 h idle,
+ * 9 probes 75 s apart). Best effort: a failure leaves the connection as it was. */
+static void set_keepalive(ds_recv_socket *r) {
+  if (uv_tcp_keepalive(&r->tcp, 1, KEEPALIVE_IDLE_S) != 0) return;
+#if defined(TCP_KEEPINTVL) && defined(TCP_KEEPCNT)
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&r->tcp, &fd) != 0) return;
+  int intvl = KEEPALIVE_INTERVAL_S, cnt = KEEPALIVE_PROBES;
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof intvl);
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof cnt);
+#endif
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
@@ -198,6 +245,7 @@ static void take_bytes(ds_recv_socket *r, const char *p, size_t n) {
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   ds_recv_socket *r = s->data;
   if (nread > 0) {
+    if (r->idle_ms) uv_timer_start(&r->idle_timer, on_idle, r->idle_ms, 0);
     take_bytes(r, buf->base, (size_t)nread);
     throttle_if_needed(r);
     return;
@@ -233,6 +281,8 @@ static void on_connect(uv_connect_t *req, int status) {
   if (r->logged_down) ds_log(DS_LOG_WARN, "socket %s: connected", r->name);
   else ds_log(DS_LOG_INFO, "socket %s: connected", r->name);
   r->logged_down = 0;
+  set_keepalive(r);
+  if (r->idle_ms) uv_timer_start(&r->idle_timer, on_idle, r->idle_ms, 0);
   int rc = uv_read_start((uv_stream_t *)&r->tcp, on_alloc, on_read);
   if (rc < 0) close_tcp(r, uv_strerror(rc));
 }
@@ -333,6 +383,10 @@ int ds_recv_socket_start(uv_loop_t *loop, const char *host, int port, ds_store *
   uv_timer_init(loop, &r->rate_timer);
   r->rate_timer.data = r;
   r->rate_timer_open = 1;
+  r->idle_ms = opts ? opts->idle_timeout_ms : 0;
+  uv_timer_init(loop, &r->idle_timer);
+  r->idle_timer.data = r;
+  r->idle_timer_open = 1;
   if (opts && opts->max_rate > 0) ds_recv_socket_set_rate(r, opts->max_rate);
   attempt(r);
   *out = r;
@@ -390,4 +444,5 @@ void ds_recv_socket_stop(ds_recv_socket *r, void (*on_closed)(void *ud), void *u
     uv_close((uv_handle_t *)&r->tcp, on_tcp_closed);
   uv_close((uv_handle_t *)&r->timer, on_timer_closed);
   uv_close((uv_handle_t *)&r->rate_timer, on_timer_closed);
+  uv_close((uv_handle_t *)&r->idle_timer, on_timer_closed);
 }

@@ -4,8 +4,10 @@
  * runs on the loop's thread and every call below is made there. It never gives up: a failed
  * connect or a closed connection is retried with backoff (100 ms doubling up to
  * backoff_max_ms), records already received stay in the store, and each change of state is
- * logged once (ds_log), not each retry. The store belongs to the caller and must stay
- * alive until on_closed has run. */
+ * logged once (ds_log), not each retry. Connections have TCP keepalive (probes after 30 s
+ * of silence, 3 of them 10 s apart), so a server that vanished without FIN or RST is noticed
+ * in about a minute; with idle_timeout_ms, a connection silent that long is reopened. The
+ * store belongs to the caller and must stay alive until on_closed has run. */
 #ifndef DS_RECV_SOCKET_H
 #define DS_RECV_SOCKET_H
 
@@ -22,6 +24,7 @@ typedef struct ds_recv_socket_opts {
   size_t max_line;         /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
   uint64_t backoff_max_ms; /* longest wait between connection attempts; 0 means 2000 */
   double max_rate;         /* records per second read at most; 0 means no limit */
+  uint64_t idle_timeout_ms; /* no byte for this long: reconnect, as after a close; 0 = never */
 } ds_recv_socket_opts;
 
 /* Starts connecting to host:port (a name, IPv4 or IPv6 address). opts may be NULL.

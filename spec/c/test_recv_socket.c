@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "ds_recv_socket.h"
@@ -359,12 +362,115 @@ static void test_stop_drains_under_rate(void) {
   free(drain_text);
 }
 
+/* ---- test 5: a server that accepts and goes silent (a peer gone without FIN or RST) ---- */
+
+static uv_tcp_t silent_server, silent_conn[2];
+static int silent_accepts, closed5;
+static uint64_t silent_at[2];
+static ds_recv_socket *recv5;
+static int keepalive_checked;
+
+static void silent_written(uv_write_t *w, int status) {
+  CHECK_INT(status, ==, 0);
+  free(w);
+}
+
+/* The receiver's own socket, found among this process's descriptors by its local port (the
+ * server's peer port): keepalive must be on, with dstream's probe settings. */
+static void check_client_keepalive(uv_tcp_t *accepted) {
+  struct sockaddr_storage peer;
+  int plen = sizeof peer;
+  CHECK_INT(uv_tcp_getpeername(accepted, (struct sockaddr *)&peer, &plen), ==, 0);
+  int port = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+  for (int fd = 3; fd < 1024; fd++) {
+    struct sockaddr_in me;
+    socklen_t len = sizeof me;
+    if (getsockname(fd, (struct sockaddr *)&me, &len) != 0 || me.sin_family != AF_INET ||
+        ntohs(me.sin_port) != port)
+      continue;
+    int on = 0, idle = 0, intvl = 0, cnt = 0;
+    socklen_t l = sizeof on;
+    CHECK_INT(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, &l), ==, 0);
+    CHECK_INT(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, &l), ==, 0);
+    CHECK_INT(getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, &l), ==, 0);
+    CHECK_INT(getsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, &l), ==, 0);
+    CHECK_INT(on, ==, 1);
+    CHECK_INT(idle, ==, 30);
+    CHECK_INT(intvl, ==, 10);
+    CHECK_INT(cnt, ==, 3);
+    keepalive_checked = 1;
+    return;
+  }
+  CHECK(!"the receiver's socket was not found");
+}
+
+static void on_silent_connection(uv_stream_t *srv, int status) {
+  CHECK_INT(status, ==, 0);
+  CHECK(silent_accepts < 2);
+  uv_tcp_t *c = &silent_conn[silent_accepts];
+  uv_tcp_init(&loop, c);
+  CHECK_INT(uv_accept(srv, (uv_stream_t *)c), ==, 0);
+  silent_at[silent_accepts] = uv_now(&loop);
+  /* The first connection sends a line and half of one, then nothing, ever, and stays open;
+   * the second one sends a line. */
+  const char *text = silent_accepts == 0 ? "one\ntwo-unfinished" : "three\n";
+  silent_accepts++;
+  uv_write_t *w = malloc(sizeof *w);
+  uv_buf_t buf = uv_buf_init((char *)text, (unsigned)strlen(text));
+  CHECK_INT(uv_write(w, (uv_stream_t *)c, &buf, 1, silent_written), ==, 0);
+}
+
+static void after_stop5(void *ud) {
+  (void)ud;
+  closed5++;
+  uv_close((uv_handle_t *)&silent_server, NULL);
+  for (int i = 0; i < silent_accepts; i++) uv_close((uv_handle_t *)&silent_conn[i], NULL);
+  uv_close((uv_handle_t *)&monitor, NULL);
+  uv_close((uv_handle_t *)&guard, NULL);
+}
+
+static void on_monitor5(uv_timer_t *t) {
+  ds_recv_stats st;
+  ds_recv_socket_stats(recv5, &st);
+  if (silent_accepts < 2 || st.records < 2) return;
+  CHECK_INT(st.reconnects, ==, 1);
+  CHECK_INT(st.errors, ==, 1);
+  CHECK_STR(st.last_error, "no data for 300 ms (idle_timeout)");
+  /* Reconnected after the idle timeout plus the first backoff (100 ms), not before. */
+  CHECK(silent_at[1] - silent_at[0] >= 300);
+  CHECK(silent_at[1] - silent_at[0] < 1000);
+  check_client_keepalive(&silent_conn[1]); /* connected: its on_connect has run */
+  uv_timer_stop(t);
+  ds_recv_socket_stop(recv5, after_stop5, NULL);
+}
+
+static void test_idle_timeout(void) {
+  int port = listen_local(&silent_server);
+  CHECK_INT(uv_listen((uv_stream_t *)&silent_server, 8, on_silent_connection), ==, 0);
+  ds_store *store = ds_store_new(0);
+  char err[256];
+  ds_recv_socket_opts opts = {.idle_timeout_ms = 300};
+  CHECK_INT(ds_recv_socket_start(&loop, "127.0.0.1", port, store, &opts, &recv5, err, sizeof err),
+            ==, 0);
+  uv_timer_init(&loop, &monitor);
+  uv_timer_start(&monitor, on_monitor5, 5, 5);
+  start_guard();
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(closed5, ==, 1);
+  CHECK(keepalive_checked);
+  /* The silent connection's unfinished line is dropped, as for a broken connection. */
+  const char *want[] = {"one", "three"};
+  check_records(store, want, 2);
+  ds_store_free(store);
+}
+
 int main(void) {
   CHECK_INT(uv_loop_init(&loop), ==, 0);
   test_lines_and_reconnect();
   test_refused();
   test_start_errors_and_early_stop();
   test_stop_drains_under_rate();
+  test_idle_timeout();
   CHECK_INT(uv_loop_close(&loop), ==, 0);
   printf("test_recv_socket: ok\n");
   return 0;
