@@ -273,3 +273,49 @@ describe("out of memory in a closure", function()
     assert.is_truthy(tostring(err):find("out of memory", 1, true), tostring(err))
   end)
 end)
+
+describe("a record that cannot be sent on (issue 15)", function()
+  local cfg = { workers = 1, partitions = 1, max_task_attempts = 1 }
+  -- The error of a batch that collects build(stream)'s records (count() encodes none).
+  local function collect_error(input, build)
+    local err
+    H.with_context(cfg, function(ctx)
+      build(ctx:queue_stream(H.deep_copy(input))):foreach_rdd(function(rdd) rdd:collect() end)
+      ctx:start()
+      local ok, e = pcall(ctx.advance, ctx, #input)
+      if not ok then err = e end
+    end)
+    return err
+  end
+
+  it("names the operator, its line, what is wrong and the record, not worker.lua", function()
+    local line = debug.getinfo(1, "l").currentline + 2
+    local err = collect_error({ { "alpha", "bravo" } }, function(s)
+      return s:map(function(x)
+        if x == "bravo" then return { name = x, on_done = function() end } end
+        return { name = x }
+      end)
+    end)
+    assert.is_not_nil(err, "ctx:advance did not raise")
+    err = tostring(err)
+    for _, needle in ipairs({ "map (the function at ", "errors_spec.lua:" .. line .. ")",
+      "cannot be sent on", "it holds a function at .on_done", 'name = "bravo"', "<function>",
+      "return data, not functions" }) do
+      assert.is_truthy(err:find(needle, 1, true), ("%q not found in: %s"):format(needle, err))
+    end
+    assert.is_falsy(err:find("worker.lua", 1, true), err)
+  end)
+
+  it("says which side of a pair, for a shuffle's input too", function()
+    local line = debug.getinfo(1, "l").currentline + 2
+    local err = collect_error({ { "a" } }, function(s)
+      return s:map(function(x) return x, coroutine.create(print) end)
+        :reduce_by_key(function(a) return a end)
+    end)
+    err = tostring(err)
+    for _, needle in ipairs({ "map (the function at ", "errors_spec.lua:" .. line .. ")",
+      "its value is a thread", '("a", <thread>)' }) do
+      assert.is_truthy(err:find(needle, 1, true), ("%q not found in: %s"):format(needle, err))
+    end
+  end)
+end)

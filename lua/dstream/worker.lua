@@ -62,10 +62,12 @@ end
 -- { keys, values } for pairs. Decoding a whole slice in one call keeps string.buffer's decoder
 -- out of the per-record loop (this LuaJIT build re-runs a JIT-compiled decode() after a type
 -- guard fails, which skips a value), and leaves the loop a plain array walk.
+local unsendable -- (err, target, count, pairs_flag, keys, values): raises what was wrong
 local function emit(task, target, count, pairs_flag, keys, values)
   if count == 0 then return end
   local buf = out_buffer(1)
-  buf:encode(pairs_flag and { keys, values } or { keys })
+  local encoded, err = pcall(buf.encode, buf, pairs_flag and { keys, values } or { keys })
+  if not encoded then unsendable(err, target, count, pairs_flag, keys, values) end
   local p, len = buf:ref()
   if C.ds_task_emit(task, target, FMT_SBUF, pairs_flag and 1 or 0, p, len, count) ~= 0 then
     error("out of memory while storing the task's output", 0)
@@ -595,8 +597,97 @@ end
 local current = { part = 0, time = 0, on_success = {}, accums = nil }
 M.current = current
 
+-- The first value inside v (a record) that string.buffer cannot encode, as (type, path).
+local function find_unsendable(v, path, seen)
+  local t = type(v)
+  if t == "function" or t == "thread" or t == "userdata" or t == "cdata" then return t, path end
+  if t ~= "table" or seen[v] then return nil end
+  seen[v] = true
+  for k, x in pairs(v) do
+    local kt, kp = find_unsendable(k, path .. " (the key of a field)", seen)
+    if kt then return kt, kp end
+    local field = type(k) == "string" and k:match("^[%a_][%w_]*$") and "." .. k
+      or "[" .. format.brief(k, nil, 40) .. "]"
+    local xt, xp = find_unsendable(x, path .. field, seen)
+    if xt then return xt, xp end
+  end
+end
+
+-- A record as text for that message: tables as { k = v, ... } up to some depth, values that
+-- cannot be sent as <function> etc., cut at `max` characters.
+local function record_text(v, max)
+  local out, n = {}, 0
+  local function put(s)
+    n = n + #s
+    out[#out + 1] = s
+    return n < max
+  end
+  local function walk(x, depth)
+    local t = type(x)
+    if t == "string" then return put(string.format("%q", #x > 60 and x:sub(1, 60) .. "..." or x))
+    elseif t == "number" or t == "boolean" or t == "nil" then return put(tostring(x))
+    elseif t ~= "table" then return put("<" .. t .. ">")
+    elseif depth > 3 then return put("{...}") end
+    if not put("{ ") then return false end
+    local first = true
+    for k, y in pairs(x) do
+      if not first and not put(", ") then return false end
+      first = false
+      if type(k) == "string" and k:match("^[%a_][%w_]*$") then
+        if not put(k .. " = ") then return false end
+      else
+        if not put("[") or not walk(k, depth + 1) or not put("] = ") then return false end
+      end
+      if not walk(y, depth + 1) then return false end
+    end
+    return put(" }")
+  end
+  walk(v, 1)
+  local s = table.concat(out)
+  return #s > max and s:sub(1, max) .. "..." or s
+end
+
+-- A stage's output that cannot be encoded (a record holding a function, a coroutine, cdata,
+-- userdata): names the operator whose function made it, its line, and the record.
+unsendable = function(err, target, count, pairs_flag, keys, values)
+  local record, what, path
+  for i = 1, count do
+    local seen = {}
+    local side = pairs_flag and "its key" or "it"
+    what, path = find_unsendable(keys[i], "", seen)
+    if not what and pairs_flag then
+      side = "its value"
+      what, path = find_unsendable(values[i], "", seen)
+    end
+    if what then
+      record = pairs_flag and "(" .. record_text(keys[i], 80) .. ", " .. record_text(values[i], 120)
+        .. ")" or record_text(keys[i], 200)
+      what = side .. (path == "" and " is a " .. what or " holds a " .. what .. " at " .. path)
+      break
+    end
+  end
+  if not what then error(err, 0) end
+  local desc, who, fn = current.desc, nil, nil
+  if target == -1 then
+    who = "an accumulator"
+  elseif desc then
+    for i = #desc.ops, 1, -1 do
+      if desc.ops[i].fn then who, fn = desc.ops[i].kind, desc.ops[i].fn break end
+    end
+    if not fn and desc.term.fn then who, fn = desc.term.who or desc.term.kind, desc.term.fn end
+  end
+  local f = fn and shipped(fn)
+  local info = type(f) == "function" and debug.getinfo(f, "S")
+  local where = info and info.what == "Lua" and (" (the function at " .. info.short_src .. ":"
+    .. info.linedefined .. ")") or ""
+  error(string.format("%s%s made a record that cannot be sent on: %s (record %s);"
+    .. " records may hold strings, numbers, booleans and tables of them: return data, not"
+    .. " functions, coroutines, cdata or userdata", who or "an operator", where, what, record), 0)
+end
+
 local function execute(task, desc)
   current.part, current.time, current.worker = desc.part or 0, desc.time or 0, worker_index
+  current.desc = desc
   -- A first flat_map runs in the reader's loop (read_flat); not on a state source, nor on
   -- two-sided inputs (cogroup, join: the first nleft slices are the left side).
   local nleft, first = desc.nleft, desc.ops[1]
@@ -671,7 +762,7 @@ function M.run(task_ptr)
   if ok then
     for i = 1, #on_success do on_success[i]() end -- e.g. keyed state becomes the new state
   end
-  current.on_success, current.accums, current.report = {}, nil, nil
+  current.on_success, current.accums, current.report, current.desc = {}, nil, nil, nil
   for i = 1, #task_buffers do task_buffers[i]:reset() end
   if ok then return end
   if err == "not enough memory" then
