@@ -319,3 +319,35 @@ describe("a record that cannot be sent on (issue 15)", function()
     end
   end)
 end)
+
+describe("out of memory restoring a checkpoint's state (issue 15)", function()
+  local tmp = H.scratch_dirs(after_each)
+
+  it("advises --worker-memory, not more partitions (which would not restore)", function()
+    local dir = tmp()
+    local function job(mem)
+      local ctx = H.dstream().context { batch = "1s", clock = "manual", workers = 1,
+        partitions = 1, worker_memory = mem, checkpoint = dir, checkpoint_interval = "1s" }
+      local batch = {}
+      for i = 1, 40 do batch[i] = "k" .. i end
+      ctx:queue_stream({ batch }):map(function(k) return k, 1 end)
+        :update_state_by_key(function(_, s) return (s or "") .. ("x"):rep(500000) end)
+        :foreach_rdd(function(rdd) rdd:count() end)
+      return ctx
+    end
+    local ctx = job("256m") -- 20 MB of state, checkpointed at the graceful stop
+    ctx:start()
+    ctx:advance(1)
+    ctx:stop { graceful = true }
+    local again = job("12m") -- boots, but cannot hold the state partition
+    local ok, err = pcall(again.start, again)
+    pcall(again.stop, again)
+    assert.is_false(ok)
+    err = tostring(err)
+    for _, needle in ipairs({ "out of memory", "restore (update_state_by_key)",
+      "raise context{ worker_memory = ... } or --worker-memory", "Keep the partition count" }) do
+      assert.is_truthy(err:find(needle, 1, true), ("%q not found in: %s"):format(needle, err))
+    end
+    assert.is_falsy(err:find("more partitions", 1, true), err)
+  end)
+end)

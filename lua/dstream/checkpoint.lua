@@ -33,7 +33,18 @@ local function state_tasks(ctx, entry, term, stage)
   local plans = {}
   for p = 1, entry.partitions do plans[p] = { ops = {}, slices = {}, state_part = p - 1 } end
   local r = rdd_mod.empty(ctx, entry.partitions)
-  return ctx:_scheduler():run_tasks(r:_tasks(plans, term, stage))
+  local ok, res = pcall(ctx:_scheduler().run_tasks, ctx:_scheduler(), r:_tasks(plans, term, stage))
+  if ok then return res end
+  -- Out of memory snapshotting or restoring a state partition: more partitions would make
+  -- the checkpoint unusable (its partition count must match), so only memory helps.
+  if type(res) == "string" and res:find("^out of memory in ") then
+    res = res:gsub("%s*Raise context{.*$", "") .. " A worker holds a whole state partition"
+      .. " (and its encoded copy) while it is " .. (stage:find("^restore") and "restored" or
+      "checkpointed") .. ": raise context{ worker_memory = ... } or --worker-memory. Keep the"
+      .. " partition count: a checkpoint is restored only into as many partitions as it was"
+      .. " written with."
+  end
+  error(res, 0)
 end
 
 -- Collects everything and writes the next generation. Returns true or nil, message.
