@@ -351,3 +351,30 @@ describe("out of memory restoring a checkpoint's state (issue 15)", function()
     assert.is_falsy(err:find("more partitions", 1, true), err)
   end)
 end)
+
+describe("--ui on a loopback address written another way (issue 15)", function()
+  local monitor = require("dstream.monitor")
+
+  it("serves on 127.1 (127.0.0.1), and still refuses other machines' addresses", function()
+    local ctx = H.dstream().context { batch = "1s", clock = "manual", workers = 1, ui = "127.1:0" }
+    ctx:rate_stream { rows_per_second = 1 }:foreach_rdd(function(rdd) rdd:count() end)
+    ctx:start()
+    local url = ctx.monitor.url
+    ctx:stop()
+    assert.truthy(url and url:match("^http://127%.0%.0%.1:%d+/$"), url)
+    local ok, err = pcall(H.dstream().context, { batch = "1s", clock = "manual", ui = "128.1:0" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("refusing to serve the UI on 128.1", 1, true), err)
+  end)
+
+  it("takes every form of 127.0.0.0/8 and ::1 as loopback, and nothing else", function()
+    for _, h in ipairs({ "127.1", "127.0.1", "127.255.255.254", "0x7f.1", "0177.0.0.1",
+      "2130706433", "::1", "0:0:0:0:0:0:0:1", "0::1", "::ffff:127.0.0.1", "localhost" }) do
+      assert.is_true(monitor.is_loopback(h), h)
+    end
+    for _, h in ipairs({ "0.0.0.0", "128.1", "10.0.0.1", "1.2.3.4", "::", "::2", "1::1",
+      "::ffff:10.0.0.1", "127.0.0.1.5", "127.08", "x127.1", "example.com" }) do
+      assert.is_false(monitor.is_loopback(h), h)
+    end
+  end)
+end)

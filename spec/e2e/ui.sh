@@ -27,6 +27,9 @@ check "--ui 127.0.0.1:0 starts the server on a free loopback port" \
 timeout 30 "$DSTREAM" --ui 0.0.0.0:4040 -e "$tiny" >/dev/null 2>"$WORK/public.err"
 check "--ui 0.0.0.0:4040 is refused (ui_public = true is needed)" \
   eval 'grep -q "refusing to serve the UI on 0.0.0.0" "$WORK/public.err" && ! grep -q "ui: http" "$WORK/public.err"'
+timeout 30 "$DSTREAM" --ui 127.1:0 -e "$tiny" >/dev/null 2>"$WORK/short.err"
+check "--ui 127.1:0 (127.0.0.1 written short) is loopback, served on 127.0.0.1" \
+  grep -q '^dstream: ui: http://127.0.0.1:[1-9][0-9]*/$' "$WORK/short.err"
 
 # ---- slow clients cannot lock the page out (issue 15) ----
 # 70 clients each trickle a header line every second (every byte used to restart the 30 s
