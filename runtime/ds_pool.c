@@ -121,6 +121,21 @@ static void timeout_hook(lua_State *L, lua_Debug *ar) {
   lua_error(L);
 }
 
+/* os.exit in a worker state: ending the process from a closure would end the whole job at
+ * once, with no message and no checkpoint. It fails the task instead, naming the caller. */
+static int worker_os_exit(lua_State *L) {
+  lua_Debug ar;
+  char where[256] = "?";
+  if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "Sl", &ar) && ar.currentline > 0)
+    snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
+  lua_pushfstring(L,
+                  "os.exit called in a closure running on a worker (%s): it would end the whole"
+                  " job at once; raise an error to fail the task, or stop the context on the"
+                  " driver (ctx:stop())",
+                  where);
+  return lua_error(L);
+}
+
 /* Builds the worker's Lua state and finds boot_module.run. Runs on the worker thread so the
  * state is only ever touched by its own thread. */
 static int worker_boot(worker *w) {
@@ -140,6 +155,11 @@ static int worker_boot(worker *w) {
     lua_pushstring(L, p->package_cpath);
     lua_setfield(L, -2, "cpath");
   }
+  lua_pop(L, 1);
+
+  lua_getglobal(L, "os");
+  lua_pushcfunction(L, worker_os_exit);
+  lua_setfield(L, -2, "exit");
   lua_pop(L, 1);
 
   lua_getglobal(L, "require");

@@ -378,3 +378,36 @@ describe("--ui on a loopback address written another way (issue 15)", function()
     end
   end)
 end)
+
+describe("os.exit in a closure (issue 15)", function()
+  local cfg = { workers = 2, partitions = 2 }
+
+  it("fails the task with an error naming the closure, instead of ending the job", function()
+    local line = debug.getinfo(1, "l").currentline + 3
+    local err = advance_error(cfg, { { "a", "b", "quit", "c" } }, function(s)
+      return s:map(function(x)
+        if x == "quit" then os.exit(3) end
+        return x
+      end)
+    end)
+    -- Reaching this line at all means the process is still there.
+    assert.is_not_nil(err, "ctx:advance did not raise")
+    err = tostring(err)
+    assert.is_truthy(err:find("os.exit called in a closure running on a worker (", 1, true), err)
+    assert.is_truthy(err:find("errors_spec.lua:" .. line .. ")", 1, true), err)
+    assert.is_truthy(err:find('record "quit"', 1, true), err)
+    assert.is_truthy(err:find("task failed after 4 attempts", 1, true), err) -- retried like any error
+    assert.is_truthy(err:find("errors_spec.lua:" .. line .. ": in function", 1, true), err)
+  end)
+
+  it("also when captured as a local, and from a static dataset's action", function()
+    local exit = os.exit
+    local ctx = H.context(cfg)
+    local ok, err = pcall(function()
+      return ctx:parallelize({ 1, 2, 3 }):map(function(x) if x == 2 then exit(true) end return x end):collect()
+    end)
+    ctx:stop()
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("os.exit called in a closure running on a worker", 1, true), err)
+  end)
+end)
