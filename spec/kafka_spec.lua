@@ -556,3 +556,86 @@ describe("kafka", function()
     ctx:stop()
   end)
 end)
+
+describe("kafka errors that name what went wrong (issue 15)", function()
+  local mock, B, producer
+
+  setup(function()
+    mock = kafka.mock_cluster { brokers = 1, topics = { bin = 1, quoted = 1 } }
+    B = mock:bootstrap()
+    producer = kafka.producer { brokers = B }
+  end)
+
+  teardown(function()
+    if producer then producer:close() end
+    if mock then mock:close() end
+  end)
+
+  local function hex(s)
+    return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  end
+
+  it("dead-letter lines are valid JSON for any key and value bytes, and give them back", function()
+    -- Not UTF-8 (a lone 0xff, a cut sequence, a surrogate, latin-1), and UTF-8 text.
+    local records = {
+      { "k\255\254", "v\0\1\128bin" }, { "caf\233", "\237\160\128" },
+      { "clé", "naïve \"text\"\n" }, { "\226\130", "ok" },
+    }
+    for _, r in ipairs(records) do assert(producer:send("bin", r[2], r[1])) end
+    assert(producer:flush(10000))
+    local file = os.tmpname()
+    os.remove(file)
+    with_ctx(manual(), function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "bin", group = "g-bin", start = "earliest",
+        decode = function() error("rejected \255") end, dead_letter = { file = file } }
+      s:foreach_rdd(function(rdd) rdd:count() end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= #records end))
+      ctx:advance(1)
+    end)
+    -- Python's json module reads the file as strict UTF-8 and rebuilds each key and value's
+    -- bytes: "key" as UTF-8 text, or "key_base64".
+    local py = [[
+import base64, json, sys
+for line in open(sys.argv[1], encoding="utf-8", errors="strict"):
+    d = json.loads(line)
+    out = []
+    for f in ("key", "value"):
+        b = base64.b64decode(d[f + "_base64"]) if f + "_base64" in d else d[f].encode("utf-8")
+        out.append(b.hex())
+    print(d["offset"], out[0], out[1], "rejected \u00ff" in d["error"])
+]]
+    local pyfile = os.tmpname()
+    local f = assert(io.open(pyfile, "w"))
+    f:write(py)
+    f:close()
+    local pipe = assert(io.popen("python3 " .. pyfile .. " " .. file .. " 2>&1"))
+    local got = pipe:read("*a")
+    pipe:close()
+    os.remove(pyfile)
+    os.remove(file)
+    local want = {}
+    for i, r in ipairs(records) do
+      want[#want + 1] = string.format("%d %s %s True", i - 1, hex(r[1]), hex(r[2]))
+    end
+    assert.are.equal(table.concat(want, "\n") .. "\n", got)
+  end)
+
+  it("a failing record is quoted as topic, partition, offset, key and value, not a frame", function()
+    assert(producer:send("quoted", "hello", "ev"))
+    assert(producer:flush(10000))
+    with_ctx(manual { max_task_attempts = 1 }, function(ctx)
+      local s = ctx:kafka_stream { brokers = B, topic = "quoted", group = "g-q", start = "earliest",
+        with_key = true }
+      s:map(function(k, v) error("boom on " .. v) end):foreach_rdd(function(rdd) rdd:count() end)
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= 1 end))
+      local ok, err = pcall(ctx.advance, ctx, 1)
+      assert.is_false(ok)
+      err = tostring(err)
+      assert.truthy(err:find('record kafka quoted [0] offset 0, key "ev", value "hello": ', 1, true), err)
+      assert.truthy(err:find("boom on hello", 1, true), err)
+      assert.is_falsy(err:find("\\0", 1, true), err)
+    end)
+  end)
+end)

@@ -712,13 +712,68 @@ local function parse(raw, want_headers)
     headers, h.tstype
 end
 
+-- Whether s is valid UTF-8 (no overlong forms, surrogates or code points past U+10FFFF):
+-- only then can a JSON string hold its bytes as they are.
+local function valid_utf8(s)
+  local i, n, byte = 1, #s, string.byte
+  while i <= n do
+    local c = byte(s, i)
+    if c < 0x80 then
+      i = i + 1
+    else
+      local len, min
+      if c >= 0xC2 and c <= 0xDF then len, min = 2, 0x80
+      elseif c >= 0xE0 and c <= 0xEF then len, min = 3, 0x800
+      elseif c >= 0xF0 and c <= 0xF4 then len, min = 4, 0x10000
+      else return false end
+      if i + len - 1 > n then return false end
+      local cp = c % (2 ^ (7 - len))
+      for j = i + 1, i + len - 1 do
+        local d = byte(s, j)
+        if d < 0x80 or d > 0xBF then return false end
+        cp = cp * 64 + (d - 0x80)
+      end
+      if cp < min or cp > 0x10FFFF or (cp >= 0xD800 and cp <= 0xDFFF) then return false end
+      i = i + len
+    end
+  end
+  return true
+end
+
+-- A JSON string. Text that is not valid UTF-8 (an error message quoting binary) has its bytes
+-- from 0x80 written as \u00XX, so the line stays valid JSON.
 local function json_string(s)
   s = tostring(s)
-  return '"' .. s:gsub('[%c"\\]', function(c)
+  local pattern = valid_utf8(s) and '[%c"\\]' or '[%c"\\\128-\255]'
+  return '"' .. s:gsub(pattern, function(c)
     if c == '"' then return '\\"' elseif c == "\\" then return "\\\\"
     elseif c == "\n" then return "\\n" elseif c == "\t" then return "\\t" end
     return string.format("\\u%04x", c:byte())
   end) .. '"'
+end
+
+local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+local function base64(s)
+  local out, byte, sub = {}, string.byte, string.sub
+  for i = 1, #s, 3 do
+    local a, b, c = byte(s, i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local c1, c2 = math.floor(n / 262144) % 64, math.floor(n / 4096) % 64
+    local c3, c4 = math.floor(n / 64) % 64, n % 64
+    out[#out + 1] = sub(b64chars, c1 + 1, c1 + 1) .. sub(b64chars, c2 + 1, c2 + 1)
+      .. (b and sub(b64chars, c3 + 1, c3 + 1) or "=") .. (c and sub(b64chars, c4 + 1, c4 + 1) or "=")
+  end
+  return table.concat(out)
+end
+
+-- A key or value of a dead-letter line: '"key":"text"' when its bytes are UTF-8 text (JSON
+-- holds them exactly), else '"key_base64":"..."', so every line parses and every byte comes
+-- back; '"key":null' when the message has none.
+local function json_bytes_field(name, s)
+  if s == nil then return '"' .. name .. '":null' end
+  if valid_utf8(s) then return '"' .. name .. '":' .. json_string(s) end
+  return '"' .. name .. '_base64":"' .. base64(s) .. '"'
 end
 
 -- Message bytes of a record value: strings as they are, numbers and tables as text (JSON).
@@ -759,9 +814,9 @@ end
 local function dead_letter(spec, topic, partition, offset, timestamp, key, value, err)
   local dl = spec.dead_letter
   if dl.file then
-    local line = string.format('{"topic":%s,"partition":%d,"offset":%d,"timestamp":%s,"key":%s,"value":%s,"error":%s}\n',
+    local line = string.format('{"topic":%s,"partition":%d,"offset":%d,"timestamp":%s,%s,%s,"error":%s}\n',
       json_string(topic), partition, offset, timestamp and string.format("%d", timestamp) or "null",
-      key and json_string(key) or "null", value and json_string(value) or "null", json_string(err))
+      json_bytes_field("key", key), json_bytes_field("value", value), json_string(err))
     local ok, werr = core.kafka_append(dl.file, line)
     if not ok then error("kafka_stream dead letters: " .. werr, 0) end
   else
@@ -783,6 +838,15 @@ end
 -- Registers the worker-side operator and terminals into dstream.worker's tables (W).
 function M.register_worker(W)
   local operators, terminals, shipped, emit = W.operators, W.terminals, W.shipped, W.emit
+
+  -- A failing task's input record, quoted from its frame: where it came from, its key and value.
+  W.record_text.kafka_record = function(_, raw)
+    if type(raw) ~= "string" then return nil end
+    local topic, partition, offset, key, value = parse(raw, false)
+    return string.format("record kafka %s [%d] offset %d, key %s, value %s", topic, partition,
+      offset, key == nil and "null" or format.brief(key, nil, 80),
+      value == nil and "null" or format.brief(value, nil, 200))
+  end
 
   -- A FULL-layout record to a value, a (key, value) pair or a table; decode and dead letters.
   function operators.kafka_record(spec, nxt, fin)

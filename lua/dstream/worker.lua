@@ -534,9 +534,13 @@ end
 
 local readers = { [read_all] = true, [read_flat] = true }
 
+-- How an input record is quoted, by the kind of the stage's first operator, for inputs that
+-- are not plain values (Kafka's frames: dstream.kafka adds kafka_record): fn(op, a, b) -> text.
+M.record_text = {}
+
 -- The input record being processed when the task's coroutine co stopped on an error: found
 -- in the reader's frame, which the coroutine keeps.
-local function current_record(co)
+local function current_record(co, desc)
   for level = 0, 200 do
     local info = debug.getinfo(co, level, "f")
     if not info then return nil end
@@ -547,7 +551,12 @@ local function current_record(co)
         if not name then break end
         if name == "input_record" then a = v elseif name == "input_value" then b = v end
       end
-      if a ~= nil or b ~= nil then return format.brief(a, b, 200) end
+      local first = desc and desc.ops and desc.ops[1]
+      local quote = first and M.record_text[first.kind]
+      local ok, text = true, nil
+      if quote and (a ~= nil or b ~= nil) then ok, text = pcall(quote, first, a, b) end
+      if ok and text then return text end
+      if a ~= nil or b ~= nil then return "record " .. format.brief(a, b, 200) end
       return nil
     end
   end
@@ -555,10 +564,10 @@ end
 
 -- The message of a task that failed with err: the record, the error, the user's frames (the
 -- traceback stops where dstream's worker code begins).
-local function failure_text(co, err)
+local function failure_text(co, err, desc)
   local text = type(err) == "string" and err or ("error object: " .. tostring(err))
-  local record = current_record(co)
-  if record then text = "record " .. record .. ": " .. text end
+  local record = current_record(co, desc)
+  if record then text = record .. ": " .. text end
   local lines = { text }
   -- LuaJIT has no current line for the top frame of a coroutine that died in a Lua function
   -- (a run-time error there): the message starts with it.
@@ -769,7 +778,7 @@ function M.run(task_ptr)
     C.ds_task_set_error(task, cdefs.TASK_OOM, err, #err)
     return
   end
-  local described, text = pcall(failure_text, co, err)
+  local described, text = pcall(failure_text, co, err, desc)
   if not described then
     if text == "not enough memory" then
       C.ds_task_set_error(task, cdefs.TASK_OOM, text, #text)
