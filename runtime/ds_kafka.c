@@ -914,6 +914,9 @@ static rd_kafka_topic_partition_list_t *offset_list(const ds_kafka_offset *o, in
   return l;
 }
 
+#define COMMIT_SYNC_TIMEOUT_MS 2000 /* a commit at stop */
+#define CLOSE_TIMEOUT_MS 2000       /* leaving the group at stop */
+
 int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
                            char *err, size_t errlen) {
   /* Only partitions assigned now: another member owns the others, and committing before
@@ -929,17 +932,36 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
     rd_kafka_topic_partition_list_destroy(l);
     return 0;
   }
-  rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, async);
-  if (!rc && !async) {
-    for (int i = 0; i < l->cnt; i++)
-      if (l->elems[i].err) {
-        rc = l->elems[i].err;
-        break;
-      }
+  if (async) {
+    rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (rc) {
+      set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc), NULL);
+      return -EIO;
+    }
+    return 0;
   }
+  /* Synchronous (at stop): rd_kafka_commit(sync) waits as long as librdkafka retries, minutes
+   * with the brokers gone (issue 15: a job took 184 s to stop). Wait for the result on a queue
+   * of our own, at most COMMIT_SYNC_TIMEOUT_MS; a late result is dropped with the queue. */
+  rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+  rd_kafka_resp_err_t rc = rd_kafka_commit_queue(s->rk, l, q, NULL, NULL);
   rd_kafka_topic_partition_list_destroy(l);
+  if (!rc) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, COMMIT_SYNC_TIMEOUT_MS);
+    if (!ev) {
+      rc = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    } else {
+      rc = rd_kafka_event_error(ev);
+      const rd_kafka_topic_partition_list_t *done = rd_kafka_event_topic_partition_list(ev);
+      for (int i = 0; !rc && done && i < done->cnt; i++) rc = done->elems[i].err;
+      rd_kafka_event_destroy(ev);
+    }
+  }
+  rd_kafka_queue_destroy(q);
   if (rc) {
-    set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc), NULL);
+    set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc),
+            rc == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (no answer from Kafka within 2 s)" : NULL);
     return -EIO;
   }
   return 0;
@@ -1007,8 +1029,38 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   if (!s) return;
   ds_kafka_source_stop(s);
   if (s->rk) {
-    rd_kafka_consumer_close(s->rk); /* leaves the group; revokes through rebalance_cb */
-    rd_kafka_destroy(s->rk);
+    /* Leaves the group (a revocation comes as an event: rebalance_cb handles it). Not
+     * rd_kafka_consumer_close: with the brokers gone it waits up to the session timeout
+     * (45 s), and a stop must end in a few seconds (issue 15). */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, q);
+    int flags = 0;
+    if (e) {
+      rd_kafka_error_destroy(e);
+      flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+    } else {
+      struct timespec t0, t;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      while (!rd_kafka_consumer_closed(s->rk)) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+          rebalance_cb(s->rk, rd_kafka_event_error(ev),
+                       (rd_kafka_topic_partition_list_t *)rd_kafka_event_topic_partition_list(ev),
+                       s);
+        if (ev) rd_kafka_event_destroy(ev);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > CLOSE_TIMEOUT_MS) {
+          /* rd_kafka_destroy would wait for the group's end all the same: the handle and
+           * what its callbacks use (s) are left to the process's exit. */
+          ds_log(DS_LOG_WARN, "kafka_stream: Kafka did not answer within %d s while the consumer"
+                              " left its group; the consumer is abandoned", CLOSE_TIMEOUT_MS / 1000);
+          rd_kafka_queue_destroy(q);
+          return;
+        }
+      }
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy_flags(s->rk, flags);
   }
   for (int i = 0; i < s->nparts; i++) kpart_clear(&s->parts[i]);
   free(s->parts);

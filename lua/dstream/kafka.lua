@@ -234,12 +234,23 @@ function Source:commit(sync)
   local offsets = self.to_commit
   if not offsets or #offsets == 0 then return end
   local ok, err = src:commit(offsets, not sync)
-  for _ = 1, sync and 3 or 0 do -- the last commit, at stop: try harder
-    if ok then break end
+  -- The last commit, at stop: try again after a quick failure, for 3 s at most (a synchronous
+  -- commit waits 2 s for an answer), never longer: with the brokers gone, a stop must still
+  -- end in a few seconds (issue 15).
+  local deadline = core.now_ms() + 3000
+  while sync and not ok and core.now_ms() + 2300 < deadline do
     ffi.C.poll(nil, 0, 300)
     ok, err = src:commit(offsets, false)
   end
-  if not ok then log("warn", "kafka_stream " .. self.name .. ": " .. tostring(err)) end
+  if not ok then
+    log("warn", "kafka_stream " .. self.name .. ": " .. tostring(err))
+    if sync then
+      local list = {}
+      for _, o in ipairs(offsets) do list[#list + 1] = string.format("%s[%d] %d", o.topic, o.partition, o.offset) end
+      log("warn", "kafka_stream " .. self.name .. ": offsets not committed at stop: " .. table.concat(list, ", ")
+        .. " (the group resumes before them: those records are read again)")
+    end
+  end
 end
 
 -- The outputs of batch `time` succeeded: its ranges' ends become the positions (before a

@@ -15,7 +15,8 @@
 #     keeps producing, restarted from the checkpoint: the totals are exact;
 #   - with --checkpoint and to_kafka{ exactly_once }: killed (strace) after a checkpoint was
 #     written and before its batch's transaction was committed: the restart skips that
-#     checkpoint for the one before, and the totals are exact.
+#     checkpoint for the one before, and the totals are exact;
+#   - a broker killed under a running job: SIGINT still ends it within 10 s.
 # Every broker listens on 127.0.0.1; every process started here is stopped at exit.
 source "$(dirname "$0")/lib/common.bash"
 
@@ -307,6 +308,46 @@ check "kafka_exactly_once example counts all 70 lines and $ex_the times 'the'" \
 check "kafka_exactly_once example: the group committed all 70 offsets" \
   eval '[ "$(sed -n "s/^committed offsets of lines: //p" "$WORK/ex3.out" | grep -oE "\] [0-9]+" | awk "{ s += \$2 } END { print s }")" = 70 ]'
 check "kafka_exactly_once example wrote checkpoints" eval 'compgen -G "$WORK/ck-example/checkpoint-*" >/dev/null'
+
+# ---- the broker gone, a stop still ends (issue 15) ----
+# A second mock of its own, killed with SIGKILL under a running job; then SIGINT to the job.
+# Before the fix the final synchronous commit and the consumer's close waited minutes for
+# the broker (184 s with SIGINT, SIGINT, SIGTERM); now each waits 2 s, and what was not
+# committed is logged.
+mkfifo "$WORK/mockctl2"
+exec 4<>"$WORK/mockctl2" # its stdin stays open (the mock ends at the end of its input)
+"$DSTREAM" kafka-mock --brokers 1 gone:2 <"$WORK/mockctl2" >"$WORK/mock2.out" 2>"$WORK/mock2.err" &
+MOCK2_PID=$!
+E2E_PIDS+=("$MOCK2_PID")
+if wait_until 10 eval '[ -s "$WORK/mock2.out" ]'; then
+  BOOT2=$(head -n 1 "$WORK/mock2.out")
+  seq 1 200 | sed 's/^/w /' | kcat -P -b "$BOOT2" -t gone 2>/dev/null
+  bg "$DSTREAM" "$JOB" "$BOOT2" gone g-gone 100000 limit=120 progress="$WORK/progress-gone" \
+    >"$WORK/out-gone.txt" 2>"$WORK/err-gone.txt"
+  job=$BG_PID
+  wait_until 30 eval '[ "$(progress_of "$WORK/progress-gone")" -ge 200 ]' ||
+    not_ok "broker gone: the job counted the 200 messages first"
+  kill -KILL "$MOCK2_PID"
+  wait "$MOCK2_PID" 2>/dev/null
+  forget_pid "$MOCK2_PID"
+  sleep 1
+  t0=$(ms_now)
+  kill -INT "$job"
+  wait_exit "$job" 30
+  forget_pid "$job"
+  took=$(($(ms_now) - t0))
+  if [ "$EXIT_STATUS" -eq 0 ] && [ "$took" -le 10000 ]; then
+    ok "broker gone: SIGINT ends the job within 10 s (${took} ms)"
+  else
+    not_ok "broker gone: SIGINT ends the job within 10 s (${took} ms, status $EXIT_STATUS)"
+    show stderr "$WORK/err-gone.txt"
+  fi
+  check "broker gone: the offsets not committed at stop are logged" \
+    grep -q "offsets not committed at stop: gone\[" "$WORK/err-gone.txt"
+else
+  not_ok "broker gone: a second kafka-mock starts"
+fi
+exec 4>&-
 
 # ---- the embedded broker ends on SIGTERM ----
 kill -TERM "$MOCK_PID"
