@@ -172,16 +172,23 @@ static void slow_connected(uv_connect_t *req, int status) {
   uv_timer_start(&c->tick, slow_tick, 100, 100);
 }
 
-static void slow_start(slow_client *c, int port) {
+/* Connects from the loopback address `from` (e.g. "127.0.0.2": another client address). */
+static void slow_start_from(slow_client *c, int port, const char *from) {
   memset(c, 0, sizeof *c);
   uv_tcp_init(&loop, &c->tcp);
   uv_timer_init(&loop, &c->tick);
   c->tcp.data = c->conn.data = c->tick.data = c;
   struct sockaddr_in addr;
+  if (from) {
+    uv_ip4_addr(from, 0, &addr);
+    CHECK_INT(uv_tcp_bind(&c->tcp, (struct sockaddr *)&addr, 0), ==, 0);
+  }
   uv_ip4_addr("127.0.0.1", port, &addr);
   CHECK_INT(uv_tcp_connect(&c->conn, &c->tcp, (struct sockaddr *)&addr, slow_connected), ==, 0);
   while (!c->connected) uv_run(&loop, UV_RUN_ONCE);
 }
+
+static void slow_start(slow_client *c, int port) { slow_start_from(c, port, NULL); }
 
 static void noop_timer(uv_timer_t *t) { (void)t; }
 
@@ -307,6 +314,29 @@ int main(void) {
   }
   CHECK_INT(timed_out, ==, open_slow); /* the ones still open at the deadline got a 408 */
   ds_http_stop(s3, NULL, NULL);
+
+  /* The global cap: 4 clients from 127.0.0.2 and 3 from 127.0.0.3 (7 of 8), then two slow
+   * ones from 127.0.0.4 and .5: the 9th connection drops the longest-idle one of the address
+   * holding the most (.2's first), not another client's. */
+  ds_http *s4;
+  CHECK_INT(ds_http_start(&loop, "127.0.0.1", 0, &lim, handler, &handler_calls, &s4, err,
+                          sizeof err),
+            ==, 0);
+  int port4;
+  ds_http_address(s4, NULL, 0, &port4);
+  slow_client many[9];
+  const char *from[9] = {"127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.2", "127.0.0.3",
+                         "127.0.0.3", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+  for (int k = 0; k < 9; k++) {
+    slow_start_from(&many[k], port4, from[k]);
+    run_for(20); /* accepted in this order, and idle in this order */
+  }
+  run_for(50);
+  CHECK(many[0].closed);
+  for (int k = 1; k < 9; k++) CHECK(!many[k].closed);
+  ds_http_stop(s4, NULL, NULL);
+  run_for(50);
+  for (int k = 0; k < 9; k++) CHECK(many[k].closed);
 
   CHECK_INT(handler_calls, ==, 8);
   CHECK_INT(ds_http_requests(s), ==, 8); /* the malformed one never completed */
