@@ -52,7 +52,21 @@ int ds_lua_callback(lua_State *L, int nargs) {
   return -1;
 }
 
+/* The loop is the driver's: a worker's state must not touch it (a closure calling dstream's
+ * driver API). dstream's Lua entry points say so on the user's line; this is the backstop. */
+static void driver_only(lua_State *L) {
+  if (ds_pool_on_worker())
+    luaL_error(L, "contexts and actions run on the driver; this closure runs on a worker");
+}
+
+/* core.on_worker() -> whether this state is a worker's. */
+static int core_on_worker(lua_State *L) {
+  lua_pushboolean(L, ds_pool_on_worker());
+  return 1;
+}
+
 static int core_run(lua_State *L) {
+  driver_only(L);
   static const char *const modes[] = {"default", "once", "nowait", NULL};
   static const uv_run_mode uv_modes[] = {UV_RUN_DEFAULT, UV_RUN_ONCE, UV_RUN_NOWAIT};
   int mode = luaL_checkoption(L, 1, "once", modes);
@@ -245,6 +259,7 @@ static void on_timer(uv_timer_t *t) {
 }
 
 static int core_timer(lua_State *L) {
+  driver_only(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_handle **hp = lua_newuserdata(L, sizeof *hp);
   *hp = calloc(1, sizeof **hp);
@@ -288,6 +303,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 /* core.signal(signum, fn) -> handle; fn(signum) runs on the loop. */
 static int core_signal(lua_State *L) {
+  driver_only(L);
   int signum = (int)luaL_checkinteger(L, 1);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_handle **hp = lua_newuserdata(L, sizeof *hp);
@@ -362,6 +378,7 @@ static const char *opt_field_string(lua_State *L, int t, const char *k) {
 
 /* core.pool_new{ workers=, worker_memory=, package_path=, package_cpath=, on_done=fn } */
 static int core_pool_new(lua_State *L) {
+  driver_only(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   ds_pool_config cfg = {0};
   lua_getfield(L, 1, "workers");
@@ -512,6 +529,7 @@ int luaopen_dstream_core(lua_State *L) {
   static const luaL_Reg functions[] = {{"run", core_run},
                                        {"stop_loop", core_stop_loop},
                                        {"running", core_running},
+                                       {"on_worker", core_on_worker},
                                        {"now_ms", core_now_ms},
                                        {"hrtime_ms", core_hrtime_ms},
                                        {"cores", core_cores},

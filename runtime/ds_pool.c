@@ -496,6 +496,8 @@ const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len) {
 
 int ds_pool_size(ds_pool *p) { return p->nworkers; }
 
+int ds_pool_on_worker(void) { return tls_worker != NULL; }
+
 int ds_pool_inflight(ds_pool *p) {
   pthread_mutex_lock(&p->lock);
   int n = p->inflight;

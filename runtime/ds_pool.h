@@ -59,6 +59,9 @@ int ds_pool_put_blob(ds_pool *p, uint32_t id, const void *data, size_t len);
 /* For workers (FFI): the bytes stored under `id`, or NULL. Valid until the pool is freed. */
 const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len);
 int ds_pool_size(ds_pool *p);
+/* Whether the calling thread is a pool's worker (its Lua state must not touch the driver's
+ * loop: contexts, timers, signals and actions are the driver's). */
+int ds_pool_on_worker(void);
 /* Tasks queued or running. */
 int ds_pool_inflight(ds_pool *p);
 /* Lua memory in use by worker i (bytes), for status and metrics. */

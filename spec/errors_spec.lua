@@ -411,3 +411,53 @@ describe("os.exit in a closure (issue 15)", function()
     assert.is_truthy(tostring(err):find("os.exit called in a closure running on a worker", 1, true), err)
   end)
 end)
+
+describe("dstream's driver API inside a worker closure (issue 15)", function()
+  local cfg = { workers = 2, partitions = 2 }
+
+  it("dstream.context raises a clear error on the closure's line, which pcall can catch", function()
+    local line = debug.getinfo(1, "l").currentline + 5
+    local ctx = H.context(cfg)
+    local got = ctx:parallelize({ 1, 2, 3, 4 }):map(function(x)
+      local ok, e = pcall(function()
+        local dstream = require("dstream")
+        local c = dstream.context { workers = 1 }
+        return c:parallelize({ 1, 2 }):count()
+      end)
+      return { x = x, ok = ok, e = tostring(e) }
+    end):collect()
+    -- The driver's context goes on (before: it stopped as if by a signal, or crashed).
+    assert.are_not.equal("stopped", ctx:status().state)
+    assert.are.equal(3, ctx:parallelize({ 1, 2, 3 }):count())
+    ctx:stop()
+    assert.are.equal(4, #got)
+    for _, r in ipairs(got) do
+      assert.is_false(r.ok)
+      assert.is_truthy(r.e:find("contexts and actions run on the driver; this closure runs on a worker", 1, true), r.e)
+      assert.is_truthy(r.e:find("errors_spec.lua:" .. line .. ":", 1, true), r.e)
+    end
+  end)
+
+  it("get_or_create and dstream.context.new refuse too; uncaught, the task fails naming the record", function()
+    local ctx = H.context(cfg)
+    local ok, err = pcall(function()
+      return ctx:parallelize({ "a", "b" }):map(function(x)
+        if x == "b" then require("dstream").get_or_create("/tmp/nowhere", function() end) end
+        return x
+      end):collect()
+    end)
+    local ok2, err2 = pcall(function()
+      return ctx:parallelize({ "c" }):map(function(x)
+        require("dstream.context").new { workers = 1 }
+        return x
+      end):collect()
+    end)
+    ctx:stop()
+    assert.is_false(ok)
+    err = tostring(err)
+    assert.is_truthy(err:find("get_or_create: contexts and actions run on the driver; this closure runs on a worker", 1, true), err)
+    assert.is_truthy(err:find('record "b"', 1, true), err)
+    assert.is_false(ok2)
+    assert.is_truthy(tostring(err2):find("contexts and actions run on the driver", 1, true), err2)
+  end)
+end)

@@ -63,6 +63,9 @@ local known_options = {
 }
 
 function M.new(opts)
+  if core.on_worker() then -- (dstream.context and get_or_create say so already)
+    error("dstream.context: contexts and actions run on the driver; this closure runs on a worker", 2)
+  end
   opts = opts or {}
   if type(opts) ~= "table" then error("dstream.context: expected a table of settings, got " .. type(opts), 3) end
   for k in pairs(opts) do

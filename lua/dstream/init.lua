@@ -8,8 +8,17 @@ local M = {
   version = core.version,
 }
 
+-- Contexts and actions belong to the driver: a closure running on a worker that calls them
+-- gets this error on its line (before, it touched the driver's event loop from its thread).
+local function driver_only(who)
+  if core.on_worker() then
+    error(who .. ": contexts and actions run on the driver; this closure runs on a worker", 3)
+  end
+end
+
 -- Creates a streaming context; see docs/guide.md for the settings.
 function M.context(opts)
+  driver_only("dstream.context")
   return context.new(opts)
 end
 
@@ -18,6 +27,7 @@ end
 -- `recovering` tells it whether a checkpoint will be restored (Spark runs its function only
 -- when there is none: do there what only a fresh start should do).
 function M.get_or_create(dir, fn)
+  driver_only("get_or_create")
   if type(dir) ~= "string" or dir == "" then error("get_or_create: expected a checkpoint directory", 2) end
   if type(fn) ~= "function" then error("get_or_create: expected a function that builds the context", 2) end
   local gens = core.ckpt_list(dir)

@@ -119,6 +119,9 @@ end
 -- Submits every spec ({ desc = bytes, inputs = {slices}, time, part, stage, affinity }) and
 -- returns the outputs of each task: an array of { target, slice }.
 function M:run_tasks(specs)
+  if core.on_worker() then
+    error("contexts and actions run on the driver; this closure runs on a worker", 0)
+  end
   local job = { remaining = #specs, results = {} }
   if #specs == 0 then return job.results end
   for i, spec in ipairs(specs) do self:_submit(job, i, spec, 1) end
