@@ -27,7 +27,7 @@ typedef struct worker {
   /* Under the pool's lock: */
   ds_task *current;  /* the task running, or NULL */
   double started_ms; /* when it started */
-  int hooked;        /* the timeout hook is set on vm.L (by the watchdog) */
+  int hooked;        /* the watchdog asked for the timeout hook (signalled the thread) */
   int lost;          /* current was given up on: delivered as lost, abandoned */
   int exited;        /* the thread has left its loop */
   /* Set by the watchdog, taken by the hook (on the worker's thread). */
@@ -104,9 +104,9 @@ static double now_ms(void) {
 
 static __thread worker *tls_worker; /* the worker this thread runs, for the hook */
 
-/* The task timeout's hook: set on a worker's state by the watchdog (driver thread), run by the
- * worker's thread at its next count event in interpreted code. It raises once per timeout;
- * it stays set (doing nothing) until the task ends, so the error's handling is not hit too. */
+/* The task timeout's hook: set on a worker's state by timeout_signal, run by the worker's
+ * thread at its next count event in interpreted code. It raises once per timeout; it stays
+ * set (doing nothing) until the task ends, so the error's handling is not hit too. */
 static void timeout_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   worker *w = tls_worker;
@@ -119,6 +119,27 @@ static void timeout_hook(lua_State *L, lua_Debug *ar) {
   lua_pushstring(L, msg);
   lua_concat(L, 2);
   lua_error(L);
+}
+
+/* The watchdog (driver thread) sends this signal to a worker thread whose task ran too long;
+ * the handler sets the hook on that thread's own state, as LuaJIT's interpreter does for
+ * SIGINT (lua_sethook is safe to call asynchronously from a signal handler; from another
+ * thread it would race with the worker's JIT state). */
+#define TIMEOUT_SIGNAL (SIGRTMIN + 4)
+
+static void timeout_signal(int sig) {
+  (void)sig;
+  worker *w = tls_worker;
+  if (w && w->interrupt) lua_sethook(w->vm.L, timeout_hook, LUA_MASKCOUNT, 1000);
+}
+
+static void install_timeout_signal(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = timeout_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(TIMEOUT_SIGNAL, &sa, NULL);
 }
 
 /* os.exit in a worker state: ending the process from a closure would end the whole job at
@@ -237,10 +258,10 @@ static void *worker_main(void *arg) {
 
     pthread_mutex_lock(&p->lock);
     w->current = NULL;
-    if (w->hooked) { /* under the lock: the watchdog sets the hook only under it */
+    if (w->hooked) { /* under the lock: the watchdog signals only under it */
+      w->interrupt = 0;  /* first: a signal still pending then does nothing */
       lua_sethook(w->vm.L, NULL, 0, 0);
       w->hooked = 0;
-      w->interrupt = 0;
     }
     if (w->lost || p->shutdown) {
       /* Delivered already as lost, or the pool is closing (its async handle may be closed:
@@ -272,7 +293,7 @@ static void pool_watch(uv_timer_t *h) {
     if (!w->hooked) {
       w->interrupt = 1;
       w->hooked = 1;
-      lua_sethook(w->vm.L, timeout_hook, LUA_MASKCOUNT, 1000);
+      pthread_kill(w->thread, TIMEOUT_SIGNAL);
     } else if (ran >= timeout + 1000) {
       /* No hook ran: compiled code or a C call. Deliver a copy as failed and give up on the
        * worker: what it holds stays its own until it comes back, if ever. */
@@ -327,6 +348,15 @@ static void pool_free(ds_pool *p) {
   free(p);
 }
 
+/* Workers among the first `started` still running, not counting those given up on after the
+ * task timeout (no use waiting for them). Under the lock. */
+static int workers_to_wait(ds_pool *p, int started) {
+  int n = 0;
+  for (int i = 0; i < started; i++)
+    if (!p->workers[i].exited && !p->workers[i].lost) n++;
+  return n;
+}
+
 /* Stops the first `started` workers and joins those that end within wait_ms (< 0: all);
  * the others are detached and left running. Returns how many were. */
 static int pool_join(ds_pool *p, int started, int wait_ms) {
@@ -341,7 +371,7 @@ static int pool_join(ds_pool *p, int started, int wait_ms) {
   pthread_mutex_lock(&p->lock);
   p->shutdown = 1;
   pthread_cond_broadcast(&p->work);
-  while (p->nexited < started) {
+  while (workers_to_wait(p, started) > 0) {
     if (wait_ms < 0)
       pthread_cond_wait(&p->ready, &p->lock);
     else if (pthread_cond_timedwait(&p->ready, &p->lock, &deadline) == ETIMEDOUT)
@@ -423,6 +453,8 @@ int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done
   p->async.data = p;
   p->open_handles = 1;
   if (cfg->task_timeout_ms > 0) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, install_timeout_signal);
     double every = cfg->task_timeout_ms / 4;
     if (every > 250) every = 250;
     if (every < 10) every = 10;

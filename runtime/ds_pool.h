@@ -44,10 +44,10 @@ typedef struct ds_pool_running {
 
 /* Starts the workers and waits until each has built its Lua state and loaded boot_module.
  * Returns 0, or a negative code with the first worker's error in err.
- * With a task timeout, a timer on `loop` watches the running tasks: one that has run longer
- * gets a count hook set on its worker's state from the driver thread (lua_sethook may be
- * called asynchronously, as LuaJIT's own SIGINT handling does); the hook raises "task timed
- * out" in the task, which fails like any error. Compiled code runs no hooks: a task still
+ * With a task timeout, a timer on `loop` watches the running tasks: the thread of one that
+ * has run longer gets a signal (SIGRTMIN + 4) whose handler sets a count hook on its state
+ * (lua_sethook may be called asynchronously, as LuaJIT's own SIGINT handling does); the hook
+ * raises "task timed out" in the task, which fails like any error. Compiled code runs no hooks: a task still
  * running a second later is delivered as failed (DS_POOL_TASK_LOST) and its worker is
  * abandoned (it takes no more tasks; close does not wait for it). */
 int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done, void *ud,
