@@ -30,6 +30,7 @@ typedef struct worker {
   int hooked;        /* the watchdog asked for the timeout hook (signalled the thread) */
   int lost;          /* current was given up on: delivered as lost, abandoned */
   int exited;        /* the thread has left its loop */
+  int detached;      /* abandoned at close: it closes its own state if it ever ends */
   /* Set by the watchdog, taken by the hook (on the worker's thread). */
   volatile sig_atomic_t interrupt;
 } worker;
@@ -274,8 +275,10 @@ static void *worker_main(void *arg) {
     queue_push(&p->finished, t);
     uv_async_send(&p->async); /* coalesces: the callback drains the whole queue */
   }
+  int abandoned = w->detached;
   worker_exit(w);
   pthread_mutex_unlock(&p->lock);
+  if (abandoned) ds_vm_close(&w->vm); /* nobody joins it: its state is its own to close */
   return NULL;
 }
 
@@ -381,14 +384,14 @@ static int pool_join(ds_pool *p, int started, int wait_ms) {
   for (int i = 0; i < started; i++) {
     worker *w = &p->workers[i];
     if (w->exited) continue;
-    w->lost = 1; /* it will see shutdown when it comes back, and end */
+    w->detached = 1; /* it will see shutdown when it comes back, and end */
     pthread_detach(w->thread);
     abandoned++;
   }
   pthread_mutex_unlock(&p->lock);
   for (int i = 0; i < started; i++) {
     worker *w = &p->workers[i];
-    if (!w->lost) {
+    if (!w->detached) {
       pthread_join(w->thread, NULL);
       ds_vm_close(&w->vm);
     }

@@ -982,7 +982,14 @@ function Context:_terminate()
   if self._timer then self._timer:close() end
   if self._block_timer then self._block_timer:close() end
   for _, sig in ipairs(self._signals or {}) do sig:close() end
-  if self.sched then self.sched:close(self._close_wait_ms) end
+  if self.sched then
+    local wait = self._close_wait_ms or 2000
+    local abandoned = self.sched:close(wait)
+    if abandoned > 0 and not self._close_wait_ms then -- (a second signal's error says so already)
+      core.log("warn", string.format("%d worker(s) still running a task %d ms after the stop were"
+        .. " abandoned: they are left to the process's exit", abandoned, wait))
+    end
+  end
   self.sched = nil
   self.monitor:stop()
   live[self] = nil

@@ -77,7 +77,37 @@ else
   show stderr "$WORK/err4"
 fi
 
-# 3. task_timeout = 1 s: the stuck batch fails on its own and the job ends.
+# 3. A worker abandoned by ctx:stop() that comes back later (a 3 s task) closes its own state
+# and ends; the process goes on meanwhile (a new context works) and exits normally.
+cat >"$WORK/late.lua" <<'LUA'
+local dstream = require("dstream")
+local ctx = dstream.context { batch = "200ms", workers = 2, partitions = 2, progress = false }
+ctx:queue_stream({ { 1, 2, 3, 4 } }):map(function(x)
+  if x == 3 then local t = os.clock() while os.clock() - t < 3 do end end
+  return x
+end):foreach_rdd(function(rdd) rdd:count() end)
+ctx:start()
+ctx:await_termination(0.6)
+ctx:stop()
+local ctx2 = dstream.context { workers = 2 }
+print("count", ctx2:parallelize({ 1, 2, 3 }):count())
+local t = os.time() + 3
+while os.time() < t do end -- the abandoned worker comes back meanwhile
+print("count", ctx2:parallelize({ 1, 2 }):count())
+ctx2:stop()
+LUA
+"$DSTREAM" "$WORK/late.lua" >"$WORK/out5" 2>"$WORK/err5"
+status=$?
+if [ "$status" -eq 0 ] && [ "$(grep -c '^count' "$WORK/out5")" -eq 2 ]; then
+  ok "an abandoned worker that comes back ends cleanly; the process goes on"
+  check "the stop said it abandoned a worker" grep -q "1 worker(s) still running a task 2000 ms after the stop were abandoned" "$WORK/err5"
+else
+  not_ok "an abandoned worker that comes back ends cleanly; the process goes on (status $status)"
+  show stdout "$WORK/out5"
+  show stderr "$WORK/err5"
+fi
+
+# 4. task_timeout = 1 s: the stuck batch fails on its own and the job ends.
 t0=$(ms_now)
 bg "$DSTREAM" "$WORK/stuck.lua" 1s >"$WORK/out2" 2>"$WORK/err2"
 pid=$BG_PID
@@ -92,7 +122,7 @@ else
   show stderr "$WORK/err2"
 fi
 
-# 4. A loop in interpreted code (a function under jit.off) is interrupted by the timeout
+# 5. A loop in interpreted code (a function under jit.off) is interrupted by the timeout
 # like an error: the message names the record and the line, and the task is retried.
 cat >"$WORK/slow.lua" <<'LUA'
 local dstream = require("dstream")
