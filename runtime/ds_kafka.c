@@ -853,8 +853,58 @@ static int kpart_seal(kpart *kp, uint64_t max, ds_part *part, ds_kafka_range *r,
   return 0;
 }
 
+/* The offset before which `until` cuts partition kp (-1: it is not listed). */
+static int64_t until_of(const kpart *kp, const ds_kafka_offset *until, int n) {
+  for (int i = 0; i < n; i++)
+    if (until[i].partition == kp->partition && strcmp(until[i].topic, kp->topic) == 0)
+      return until[i].offset;
+  return -1;
+}
+
+/* How many unsealed records of kp lie below offset `until`. Caller holds the lock. */
+static uint64_t kpart_below(const kpart *kp, int64_t until) {
+  uint64_t n = 0;
+  for (size_t i = kp->offs_head; i < kp->noffs && kp->offs[i] < until; i++) n++;
+  return n;
+}
+
+/* Seals every assigned partition: at most max_per_part records (0: all) or, with `until`,
+ * the records below its offset there (none for a partition not listed). */
+static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka_offset *until,
+                       int nuntil, ds_sealed **out, ds_kafka_range **ranges, int *nranges);
+
 int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
                          ds_kafka_range **ranges, int *nranges) {
+  return source_seal(s, max_per_part, NULL, 0, out, ranges, nranges);
+}
+
+int ds_kafka_source_seal_until(ds_kafka_source *s, const ds_kafka_offset *until, int n,
+                               int timeout_ms, ds_sealed **out, ds_kafka_range **ranges,
+                               int *nranges, int *missing) {
+  /* The consumer's thread appends as it fetches: wait (briefly, at a restart) until every
+   * listed partition has records up to its cut. */
+  struct timespec t0, now;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
+    int short_of = 0;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < n; i++) {
+      int k = kpart_find(s, until[i].topic, until[i].partition);
+      if (k < 0 || s->parts[k].next < until[i].offset) short_of++;
+    }
+    pthread_mutex_unlock(&s->lock);
+    *missing = short_of;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000;
+    if (short_of == 0 || ms >= timeout_ms) break;
+    struct timespec nap = {0, 5 * 1000000};
+    nanosleep(&nap, NULL);
+  }
+  return source_seal(s, 0, until, n, out, ranges, nranges);
+}
+
+static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka_offset *until,
+                       int nuntil, ds_sealed **out, ds_kafka_range **ranges, int *nranges) {
   *out = NULL;
   *ranges = NULL;
   *nranges = 0;
@@ -875,7 +925,15 @@ int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **
   rd_kafka_topic_partition_list_t *resume = NULL;
   for (int i = 0; i < n && rc == 0; i++) {
     kpart *kp = &s->parts[i];
-    rc = kpart_seal(kp, max_per_part, &sb->parts[i], &rs[i], &sb->bytes);
+    uint64_t max = max_per_part;
+    if (until) {
+      int64_t u = until_of(kp, until, nuntil);
+      max = u < 0 ? 0 : kpart_below(kp, u);
+    }
+    if (until && max == 0) /* nothing of this partition in the batch */
+      rs[i] = (ds_kafka_range){kp->topic, kp->partition, kp->cut, kp->cut, 0};
+    else
+      rc = kpart_seal(kp, max, &sb->parts[i], &rs[i], &sb->bytes);
     /* Not resuming from committed offsets: a partition revoked and assigned again (a
      * rebalance) goes on after what was sealed here, not from the checkpoint's position. */
     if (rc == 0 && s->group_assign && s->ignore_committed && rs[i].until >= 0)

@@ -123,6 +123,13 @@ int ds_kafka_source_start(const ds_kafka_source_opts *opts, ds_kafka_source **ou
  * assigned partitions entries in the same order. Returns 0 or -ENOMEM. */
 int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
                          ds_kafka_range **ranges, int *nranges);
+/* The same cut as an earlier run made (a batch of the batch log re-run after a restart): for
+ * each (topic, partition) of `until`, the records below its offset; other partitions give
+ * none. Waits up to timeout_ms for the consumer to have fetched that far; *missing is the
+ * number of listed partitions it had not reached by then (they give what they had). */
+int ds_kafka_source_seal_until(ds_kafka_source *s, const ds_kafka_offset *until, int n,
+                               int timeout_ms, ds_sealed **out, ds_kafka_range **ranges,
+                               int *nranges, int *missing);
 /* Commits `offsets` (next offsets to read) to the group, for the partitions assigned now (the
  * others belong to another member, or to nobody yet: they are skipped); async returns at once
  * and a failure is logged and counted. */

@@ -181,6 +181,8 @@ static int l_kafka_source(lua_State *L) {
   return 1;
 }
 
+static void push_seal(lua_State *L, ds_sealed *sealed, ds_kafka_range *ranges, int n);
+
 /* src:seal(max_per_partition) -> partitions (see ds_lua_push_sealed) with .offset_ranges */
 static int ks_seal(lua_State *L) {
   lsource *s = check_ksource(L);
@@ -190,6 +192,46 @@ static int ks_seal(lua_State *L) {
   int n;
   int rc = ds_kafka_source_seal(s->src, max > 0 ? (uint64_t)max : 0, &sealed, &ranges, &n);
   if (rc < 0) return luaL_error(L, "seal: %s", strerror(-rc));
+  push_seal(L, sealed, ranges, n);
+  return 1;
+}
+
+/* src:seal_until({ {topic=, partition=, offset=}, ... }, timeout_ms) -> partitions with
+ * .offset_ranges, and the number of partitions not fetched that far in time (see
+ * ds_kafka_source_seal_until). */
+static int ks_seal_until(lua_State *L) {
+  lsource *s = check_ksource(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  int timeout = (int)luaL_checknumber(L, 3);
+  int n = (int)lua_objlen(L, 2);
+  ds_kafka_offset *until = calloc((size_t)(n > 0 ? n : 1), sizeof *until);
+  if (!until) return luaL_error(L, "seal_until: out of memory");
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    lua_getfield(L, -1, "topic");
+    lua_getfield(L, -2, "partition");
+    lua_getfield(L, -3, "offset");
+    until[i].topic = lua_tostring(L, -3); /* kept alive by the table at index 2 */
+    until[i].partition = (int32_t)lua_tonumber(L, -2);
+    until[i].offset = (int64_t)lua_tonumber(L, -1);
+    lua_pop(L, 4);
+    if (!until[i].topic) {
+      free(until);
+      return luaL_error(L, "seal_until: entry %d has no topic", i + 1);
+    }
+  }
+  ds_sealed *sealed;
+  ds_kafka_range *ranges;
+  int nr, missing;
+  int rc = ds_kafka_source_seal_until(s->src, until, n, timeout, &sealed, &ranges, &nr, &missing);
+  free(until);
+  if (rc < 0) return luaL_error(L, "seal_until: %s", strerror(-rc));
+  push_seal(L, sealed, ranges, nr);
+  lua_pushinteger(L, missing);
+  return 2;
+}
+
+static void push_seal(lua_State *L, ds_sealed *sealed, ds_kafka_range *ranges, int n) {
   ds_lua_push_sealed(L, sealed);
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
@@ -204,7 +246,6 @@ static int ks_seal(lua_State *L) {
   }
   free(ranges);
   lua_setfield(L, -2, "offset_ranges");
-  return 1;
 }
 
 static int ks_stats(lua_State *L) {
@@ -621,7 +662,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg source_methods[] = {
-      {"seal", ks_seal},   {"stats", ks_stats}, {"commit", ks_commit},
+      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"stats", ks_stats}, {"commit", ks_commit},
       {"positions", ks_positions},
       {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
       {"close", ks_close}, {"closed", ks_closed}, {NULL, NULL}};

@@ -308,6 +308,8 @@ local function receiver_stream(self, name, open)
   s = input_stream(self, name, function(_, time)
     local parts = s.sealed[time]
     s.sealed[time] = nil
+    -- A re-run batch whose records a source can only cut once it runs (Kafka).
+    if not parts and s.deferred then parts = s.deferred(time) end
     if not parts then
       parts = {}
       for i = 1, self.partitions do parts[i] = {} end

@@ -59,6 +59,9 @@ local ffi_string, ffi_cast, band, tonumber = ffi.string, ffi.cast, bit.band, ton
 
 local function log(level, msg) core.kafka_log(level, msg) end
 
+-- How long a batch re-run after a restart waits for the consumer to fetch its records.
+local RERUN_WAIT_MS = 30000
+
 ---------------------------------------------------------------------------------------------
 -- Option checks (driver)
 
@@ -152,6 +155,8 @@ local function open_source(K)
   end
   local handle = {}
   function handle.seal(_, _nparts)
+    -- Re-run batches (input.deferred) take their records first: until then, nothing.
+    if st.nreruns > 0 then return (src:seal_until({}, 0)) end
     -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
     return src:seal(not st.stopping and st:batch_cap() or 0)
   end
@@ -371,6 +376,7 @@ function M.stream(ctx, opts, level)
     name = opts.name or table.concat(topics, ","),
     cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
     ranges = {}, history = {}, completed = {}, initial = {}, wanted = {}, reported = 0,
+    reruns = {}, nreruns = 0, -- batches of the batch log to cut again (input.replay)
   }, Source)
   if type(K.group) ~= "string" or K.group == "" then error(who .. ": group must be a name", level) end
   if dead_letter and dead_letter.topic and not dead_letter.brokers then dead_letter.brokers = K.brokers end
@@ -395,10 +401,7 @@ function M.stream(ctx, opts, level)
 
   local input = ctx:_receiver_stream("kafka_stream " .. K.name, function() return open_source(K) end)
   -- Keep each batch's offset ranges by batch time: committed when the batch completes.
-  local raw_seal = input.seal
-  input.seal = function(s, time)
-    raw_seal(s, time)
-    local parts = s.sealed[time]
+  local function took(time, parts)
     K.ranges[time] = parts and parts.offset_ranges or nil
     -- A partition new since the last completed batch (found by a metadata refresh, or
     -- assigned by the group) has its position where its first batch starts.
@@ -410,13 +413,53 @@ function M.stream(ctx, opts, level)
       end
     end
   end
+  local raw_seal = input.seal
+  input.seal = function(s, time)
+    raw_seal(s, time)
+    took(time, s.sealed[time])
+  end
+  -- The batch log (dstream.batch_log): where the batch cut each partition. A batch re-run
+  -- after a restart is cut at the same offsets, so it has the same records and keeps its
+  -- time; the consumer starts at the checkpoint's positions, where the first re-run batch
+  -- begins, and live batches take nothing until the re-runs have taken theirs.
+  input.log_entry = function(_, time)
+    local cut = {}
+    for _, r in ipairs(K.ranges[time] or {}) do
+      if r.count > 0 then cut[#cut + 1] = { topic = r.topic, partition = r.partition, offset = r["until"] } end
+    end
+    return cut
+  end
+  input.replay = function(_, time, cut)
+    K.reruns[time] = cut
+    K.nreruns = K.nreruns + 1
+  end
+  -- Called when a re-run batch is computed (it runs after the source opened): waits for the
+  -- consumer to fetch that far, then cuts.
+  input.deferred = function(time)
+    local cut = K.reruns[time]
+    if not cut then return nil end
+    K.reruns[time] = nil
+    K.nreruns = K.nreruns - 1
+    local parts, short = K.source:seal_until(cut, RERUN_WAIT_MS)
+    if short > 0 then
+      log("warn", string.format("kafka_stream %s: batch %d ms is re-run with fewer records than"
+        .. " its first run: %d partition(s) could not be read up to its cut within %d s (deleted"
+        .. " by retention?)", K.name, time, short, RERUN_WAIT_MS / 1000))
+    end
+    took(time, parts)
+    return parts
+  end
   -- The explicit position API of this source, also in the shape checkpoints use:
   -- position() is saved with a checkpoint, restore(pos) before the source opens.
   function input.positions() return K:positions() end
   function input.set_positions(_, list) return K:set_positions(list, 2) end
   function input.position() return K:positions(true) end
   function input.restore(_, pos) K:set_positions(pos, 2, true) end
-  function input.on_batch_done(_, time) K:batch_done(time) end
+  function input.on_batch_done(_, time)
+    -- A re-run batch that no output computed still takes its records (they were its own).
+    if K.reruns[time] then input.deferred(time) end
+    K:batch_done(time)
+  end
   input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
   K.key = input.key
   input.kafka = K

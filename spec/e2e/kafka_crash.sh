@@ -7,6 +7,9 @@
 # moments (some in the first second of a run, some after a periodic checkpoint), restarted
 # each time; after the last kill a final run catches up and is stopped with SIGINT. Checks:
 #   - the final totals equal an independent count of every produced line (sort | uniq -c);
+#   - every message is saved by save_as_text_files exactly once across the output
+#     directories (a batch re-run after a restart is cut at the same offsets, keeps its time
+#     and replaces its directory);
 #   - each restart's time from process start to its first batch that read a record is
 #     printed, and the final run's is at most 2 s (no wait for the group coordinator after a
 #     SIGKILL; before, a restart waited for the killed member's session to time out, 45 s).
@@ -148,6 +151,16 @@ else
   not_ok "after $KILLS SIGKILLs the totals equal the count made with sort | uniq -c"
   diff "$WORK/want.txt" "$WORK/got.txt" | head -n 10 | sed 's/^/#   /'
   show stderr "$WORK/run$final.err"
+fi
+# ---- every message saved exactly once (re-run batches keep their times and records) ----
+sort "$WORK/input.txt" >"$WORK/want-lines.txt"
+cat "$WORK"/saved/lines-*/part-* 2>/dev/null | sort >"$WORK/got-lines.txt"
+if cmp -s "$WORK/want-lines.txt" "$WORK/got-lines.txt"; then
+  ok "save_as_text_files: every one of the $TOTAL messages is in the output directories exactly once"
+else
+  not_ok "save_as_text_files: every message is in the output directories exactly once"
+  echo "#   $(wc -l <"$WORK/got-lines.txt") lines saved for $TOTAL messages; '<' missing, '>' extra:"
+  diff "$WORK/want-lines.txt" "$WORK/got-lines.txt" | head -n 6 | sed 's/^/#   /'
 fi
 echo "# run time: $((SECONDS - T_START)) s"
 finish

@@ -6,7 +6,9 @@
 -- update_state_by_key. After every batch it writes OUT.progress (the messages in the state).
 -- OUT.first gets the wall-clock time (ms since the epoch) of the end of the first batch that
 -- read any record. Stopped gracefully (SIGINT), it writes the totals, "word count" lines
--- sorted, then "#messages M", to OUT.totals.
+-- sorted, then "#messages M", to OUT.totals. Every message is also saved as it came, with
+-- save_as_text_files, under saved/lines in OUT's directory (the same for every run: a batch
+-- re-run after a restart replaces its directory).
 local dstream = require("dstream")
 local ffi = require("ffi")
 
@@ -34,6 +36,8 @@ end
 
 local ctx = dstream.context { batch = "500ms", name = "e2e-kafka-crash" }
 local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, group = group, start = "earliest" }
+
+lines:save_as_text_files((out:match("^(.*)/") or ".") .. "/saved/lines")
 
 local first_done = false
 lines:foreach_rdd(function(rdd)
