@@ -988,8 +988,8 @@ function Context:_terminate()
     local wait = self._close_wait_ms or 2000
     local abandoned = self.sched:close(wait)
     if abandoned > 0 and not self._close_wait_ms then -- (a second signal's error says so already)
-      core.log("warn", string.format("%d worker(s) still running a task %d ms after the stop were"
-        .. " abandoned: they are left to the process's exit", abandoned, wait))
+      core.log("warn", string.format("%d worker(s) still running a task were abandoned at the stop"
+        .. " (after waiting up to %d ms): they are left to the process's exit", abandoned, wait))
     end
   end
   self.sched = nil
