@@ -201,30 +201,13 @@ static int ks_seal(lua_State *L) {
  * ds_kafka_source_seal_until). */
 static int ks_seal_until(lua_State *L) {
   lsource *s = check_ksource(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
   int timeout = (int)luaL_checknumber(L, 3);
-  int n = (int)lua_objlen(L, 2);
-  ds_kafka_offset *until = calloc((size_t)(n > 0 ? n : 1), sizeof *until);
-  if (!until) return luaL_error(L, "seal_until: out of memory");
-  for (int i = 0; i < n; i++) {
-    lua_rawgeti(L, 2, i + 1);
-    lua_getfield(L, -1, "topic");
-    lua_getfield(L, -2, "partition");
-    lua_getfield(L, -3, "offset");
-    until[i].topic = lua_tostring(L, -3); /* kept alive by the table at index 2 */
-    until[i].partition = (int32_t)lua_tonumber(L, -2);
-    until[i].offset = (int64_t)lua_tonumber(L, -1);
-    lua_pop(L, 4);
-    if (!until[i].topic) {
-      free(until);
-      return luaL_error(L, "seal_until: entry %d has no topic", i + 1);
-    }
-  }
+  int n;
+  ds_kafka_offset *until = read_offsets(L, 2, &n, 1);
   ds_sealed *sealed;
   ds_kafka_range *ranges;
   int nr, missing;
   int rc = ds_kafka_source_seal_until(s->src, until, n, timeout, &sealed, &ranges, &nr, &missing);
-  free(until);
   if (rc < 0) return luaL_error(L, "seal_until: %s", strerror(-rc));
   push_seal(L, sealed, ranges, nr);
   lua_pushinteger(L, missing);

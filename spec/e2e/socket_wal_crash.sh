@@ -11,13 +11,8 @@
 #  - the last run, stopped gracefully, saved every line it was sent.
 # Runs on the release build only (a long test; the sanitizer build adds no coverage here).
 source "$(dirname "$0")/lib/common.bash"
+release_only
 
-case "$DSTREAM" in
-*build-asan*)
-  ok "# SKIP crash tests at the defaults run on the release build only"
-  exit 0
-  ;;
-esac
 
 JOB=$JOBS/socket_wal.lua
 KILLS=${WAL_KILLS:-20}

@@ -84,6 +84,25 @@ forget_pid() {
   E2E_PIDS=("${keep[@]+"${keep[@]}"}")
 }
 ms_now() { date +%s%3N; }
+# release_only: ends a long crash test with a skip under the sanitizer build (CI runs every e2e
+# file under both builds; these add minutes there and no coverage).
+release_only() {
+  case "$DSTREAM" in
+  *build-asan*)
+    ok "# SKIP $(basename "$0") runs on the release build only"
+    exit 0
+    ;;
+  esac
+}
+# saved_outputs PREFIX: "<directory> <line>" for every line in the save_as_text_files output
+# directories PREFIX-* now (what a reader of the outputs sees at this moment).
+saved_outputs() {
+  local d
+  for d in "$1"-*; do
+    [ -d "$d" ] && cat "$d"/part-* 2>/dev/null | sed "s|^|$(basename "$d") |"
+  done
+  return 0
+}
 sleep_ms() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
 # move_in FILE DIR: moves a copy of FILE into DIR the safe way for a text_file_stream (written
 # under a dot name, then renamed).
