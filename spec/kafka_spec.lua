@@ -50,7 +50,7 @@ describe("kafka", function()
 
   setup(function()
     mock = kafka.mock_cluster { brokers = 1, topics = { plain = 4, plain_group = 4, keyed = 2, dec = 2,
-      rate = 1, input = 3, out1 = 2, out2 = 2, dlq = 1, late = 3, shared = 2, restored = 2, eo_in = 2,
+      rate = 1, input = 3, out1 = 2, out2 = 2, dlq = 1, late = 3, shared = 2, restored = 2, rerun = 2, eo_in = 2,
       eo_out = 1 } }
     B = mock:bootstrap()
     producer = kafka.producer { brokers = B }
@@ -554,6 +554,58 @@ describe("kafka", function()
     e = err_of(function() s:to_kafka { brokers = B, topic = "t", key = "k" } end)
     assert.truthy(e:find("key must be a function", 1, true))
     ctx:stop()
+  end)
+
+  it("re-runs the batches logged after the checkpoint at the same offsets, and its position stays past them", function()
+    -- Run 1 reads the topic in two batches and dies without a checkpoint of them (an abrupt
+    -- stop: only the one at start). Run 2 re-runs both with their times and records; its own
+    -- batch 3, sealed while the re-runs were pending, takes nothing, and its checkpoint (every
+    -- 3 s here) must still be past the re-run records: run 3 reads nothing again.
+    local dir = H.tmpdir()
+    local values = {}
+    for i = 1, 300 do values[i] = "r" .. i end
+    produce("rerun", values, function(i) return "k" .. i end)
+    local seen = {} -- [time] = { sorted records of each run of the batch }
+    local function build()
+      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, checkpoint = dir,
+        checkpoint_interval = "3s" }
+      local s = ctx:kafka_stream { brokers = B, topics = { "rerun" }, group = "rerun", start = "earliest",
+        max_rate_per_partition = 100 }
+      s:foreach_rdd(function(rdd, time)
+        seen[time] = seen[time] or {}
+        table.insert(seen[time], sorted(rdd:collect()))
+      end)
+      return ctx, s
+    end
+    local ctx, s = build()
+    with_ctx(ctx, function()
+      ctx:start()
+      assert.is_true(wait_for(function() return pending(s) >= 300 end))
+      ctx:advance(2)
+      ctx:stop() -- abrupt: no checkpoint of batches 1 and 2
+    end)
+    ctx = build()
+    with_ctx(ctx, function()
+      ctx:start()
+      ctx:advance(1) -- batch 3, a checkpoint
+      ctx:stop()
+    end)
+    ctx = build()
+    with_ctx(ctx, function()
+      ctx:start()
+      assert.are.equal(3000, ctx.recovered_from)
+      sleep_ms(500)
+      ctx:advance(2)
+      ctx:stop { graceful = true }
+    end)
+    H.rmdir(dir)
+    local all = {}
+    for time, runs in pairs(seen) do
+      for i = 2, #runs do assert.are.same(runs[1], runs[i], "batch " .. time .. " re-run with other records") end
+      for _, r in ipairs(runs[1]) do all[#all + 1] = r end
+    end
+    assert.are.equal(2, #seen[1000], "batch 1 s ran twice")
+    assert.are.same(sorted(values), sorted(all))
   end)
 end)
 

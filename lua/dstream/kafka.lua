@@ -270,7 +270,10 @@ function Source:batch_done(time)
   if #self.history > 32 then table.remove(self.history, 1) end
   local offsets = {}
   for _, r in ipairs(ranges) do
-    if r["until"] >= 0 then
+    -- A range with no record says nothing new: a batch sealed while re-run batches were
+    -- pending took nothing and holds the cut from before them, which those re-runs (finished
+    -- first) have moved past.
+    if r["until"] >= 0 and (r.count > 0 or not self.completed[tp_key(r.topic, r.partition)]) then
       local o = { topic = r.topic, partition = r.partition, offset = r["until"] }
       self.completed[tp_key(r.topic, r.partition)] = o
       self.initial[tp_key(r.topic, r.partition)] = nil
