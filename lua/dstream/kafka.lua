@@ -270,15 +270,17 @@ function Source:batch_done(time)
   if #self.history > 32 then table.remove(self.history, 1) end
   local offsets = {}
   for _, r in ipairs(ranges) do
-    -- A range with no record says nothing new: a batch sealed while re-run batches were
-    -- pending took nothing and holds the cut from before them, which those re-runs (finished
-    -- first) have moved past.
-    if r["until"] >= 0 and (r.count > 0 or not self.completed[tp_key(r.topic, r.partition)]) then
-      local o = { topic = r.topic, partition = r.partition, offset = r["until"] }
-      self.completed[tp_key(r.topic, r.partition)] = o
-      self.initial[tp_key(r.topic, r.partition)] = nil
-      offsets[#offsets + 1] = o
+    -- A range without records never moves a position back: a batch sealed while re-run
+    -- batches were pending took nothing and holds the cut from before them, which those
+    -- re-runs (finished first) have moved past. Every partition's position is committed.
+    local k = tp_key(r.topic, r.partition)
+    local o = self.completed[k]
+    if r["until"] >= 0 and (r.count > 0 or not o or r["until"] >= o.offset) then
+      o = { topic = r.topic, partition = r.partition, offset = r["until"] }
+      self.completed[k] = o
+      self.initial[k] = nil
     end
+    if r["until"] >= 0 then offsets[#offsets + 1] = o end
   end
   self.to_commit = offsets
 end
