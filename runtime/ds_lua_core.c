@@ -10,6 +10,7 @@
 
 #include "ds_lua.h"
 #include "ds_pool.h"
+#include "ds_vm.h"
 #include "ds_repl.h"
 #include "ds_version.h"
 
@@ -110,6 +111,21 @@ static int core_hrtime_ms(lua_State *L) {
 static int core_cores(lua_State *L) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   lua_pushinteger(L, n > 0 ? n : 1);
+  return 1;
+}
+
+/* core.worker_limits() -> { max_workers =, warn_workers =, min_memory = } for this machine:
+ * what context{ workers =, worker_memory = } may ask (the command line is checked the same). */
+static int core_worker_limits(lua_State *L) {
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cores < 1) cores = 1;
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, ds_pool_max_workers(cores));
+  lua_setfield(L, -2, "max_workers");
+  lua_pushinteger(L, cores * DS_POOL_WARN_WORKERS_PER_CORE);
+  lua_setfield(L, -2, "warn_workers");
+  lua_pushnumber(L, (lua_Number)DS_VM_MIN_MEMORY);
+  lua_setfield(L, -2, "min_memory");
   return 1;
 }
 
@@ -533,6 +549,7 @@ int luaopen_dstream_core(lua_State *L) {
                                        {"now_ms", core_now_ms},
                                        {"hrtime_ms", core_hrtime_ms},
                                        {"cores", core_cores},
+                                       {"worker_limits", core_worker_limits},
                                        {"timer", core_timer},
                                        {"signal", core_signal},
                                        {"pool_new", core_pool_new},

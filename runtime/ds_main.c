@@ -14,6 +14,7 @@
 #include "ds_log.h"
 #include "ds_paths.h"
 #include "ds_version.h"
+#include "ds_pool.h"
 #include "ds_vm.h"
 
 static const char *progname = "dstream";
@@ -89,12 +90,6 @@ static void add_jit_command(lua_State *L, const char *cmd) {
   lua_pop(L, 4);
 }
 
-/* Workers beyond this many per core (or beyond DS_MAX_WORKERS) are refused at start: each is a
- * thread with its own Lua state (a few hundred KB at boot, more as it runs), and 30000 of them
- * took a minute and 10 GB before failing. Above DS_WARN_WORKERS_PER_CORE a warning is logged. */
-#define DS_MAX_WORKERS_PER_CORE 64
-#define DS_MAX_WORKERS 1024
-#define DS_WARN_WORKERS_PER_CORE 4
 
 static void format_size(char *buf, size_t n, size_t bytes) {
   if (bytes % (1024 * 1024) == 0)
@@ -137,22 +132,21 @@ static int check_worker_option(lua_State *L, const char *opt, const char *val) {
     if (end == val || *end || n < 1) return 0;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
-    long max = cores * DS_MAX_WORKERS_PER_CORE;
-    if (max > DS_MAX_WORKERS) max = DS_MAX_WORKERS;
+    long max = ds_pool_max_workers(cores);
     if (errno == ERANGE || n > max) {
       fprintf(stderr,
               "%s: --workers %s is too many for %ld core%s: each worker is a thread with its "
               "own Lua state, and dstream refuses more than %ld (%d per core, at most %d); "
               "more partitions, not more workers, split a batch finer\n",
-              progname, val, cores, cores == 1 ? "" : "s", max, DS_MAX_WORKERS_PER_CORE,
-              DS_MAX_WORKERS);
+              progname, val, cores, cores == 1 ? "" : "s", max, DS_POOL_MAX_WORKERS_PER_CORE,
+              DS_POOL_MAX_WORKERS);
       return 1;
     }
-    if (n > cores * DS_WARN_WORKERS_PER_CORE)
+    if (n > cores * DS_POOL_WARN_WORKERS_PER_CORE)
       ds_log(DS_LOG_WARN,
              "--workers %ld is more than %d per core (%ld cores): workers beyond the cores "
              "only wait for them, and each holds a Lua state",
-             n, DS_WARN_WORKERS_PER_CORE, cores);
+             n, DS_POOL_WARN_WORKERS_PER_CORE, cores);
   }
   return 0;
 }

@@ -18,6 +18,20 @@
 typedef struct ds_pool ds_pool;
 typedef void (*ds_pool_done_cb)(void *ud, ds_task *t);
 
+/* Workers beyond DS_POOL_MAX_WORKERS_PER_CORE per core (or beyond DS_POOL_MAX_WORKERS) are
+ * refused at start (the command line's --workers and context{ workers = }): each is a thread
+ * with its own Lua state (a few hundred KB at boot, more as it runs), and 30000 of them took a
+ * minute and 10 GB before failing. Above DS_POOL_WARN_WORKERS_PER_CORE a warning is logged. */
+#define DS_POOL_MAX_WORKERS_PER_CORE 64
+#define DS_POOL_MAX_WORKERS 1024
+#define DS_POOL_WARN_WORKERS_PER_CORE 4
+
+/* The most workers a machine with `cores` cores may start. */
+static inline long ds_pool_max_workers(long cores) {
+  long max = (cores < 1 ? 1 : cores) * DS_POOL_MAX_WORKERS_PER_CORE;
+  return max > DS_POOL_MAX_WORKERS ? DS_POOL_MAX_WORKERS : max;
+}
+
 /* The status of a task given up on: it ran past the task timeout and its worker did not come
  * back when interrupted (a loop in a compiled trace, which checks no hooks, or a C call). The
  * worker is abandoned; the task delivered is a copy (the worker may still be using its own). */

@@ -54,6 +54,31 @@ local function parse_interval(v)
   return math.max(1, math.floor(ms + 0.5))
 end
 
+-- Worker counts and memory a machine can boot (core.worker_limits; the command line's
+-- --workers and --worker-memory are checked alike before the script runs).
+local function parse_workers(v)
+  local n, err = parse_count(v)
+  if not n then return nil, err end
+  local max = core.worker_limits().max_workers
+  if n > max then
+    return nil, string.format("%d is too many for %d cores: each worker is a thread with its own"
+      .. " Lua state, and dstream refuses more than %d; more partitions, not more workers, split"
+      .. " a batch finer", n, core.cores(), max)
+  end
+  return n
+end
+
+local function parse_worker_memory(v)
+  local bytes, err = util.parse_size(v)
+  if not bytes then return nil, err end
+  local min = core.worker_limits().min_memory
+  if bytes < min then
+    return nil, string.format("%s is too small: a worker needs at least %dm to load its libraries"
+      .. " and run a task", tostring(v), min / 1048576)
+  end
+  return bytes
+end
+
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
   worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
@@ -75,9 +100,14 @@ function M.new(opts)
   end
   local self = setmetatable({}, Context)
   self.batch_ms = option(opts, "batch", nil, parse_interval, 1000)
-  self.workers = option(opts, "workers", nil, parse_count, core.cores())
+  self.workers = option(opts, "workers", nil, parse_workers, core.cores())
+  if opts.workers and self.workers > core.worker_limits().warn_workers then
+    core.log("warn", string.format("context: workers = %d is more than %d per core (%d cores):"
+      .. " workers beyond the cores only wait for them, and each holds a Lua state", self.workers,
+      core.worker_limits().warn_workers / core.cores(), core.cores()))
+  end
   self.partitions = option(opts, "partitions", nil, parse_count, self.workers)
-  self.worker_memory = option(opts, "worker_memory", "worker-memory", util.parse_size, 4 * 1024 ^ 3)
+  self.worker_memory = option(opts, "worker_memory", "worker-memory", parse_worker_memory, 4 * 1024 ^ 3)
   self.max_task_attempts = option(opts, "max_task_attempts", nil, parse_count, 4)
   self.task_timeout_ms = option(opts, "task_timeout", nil, util.parse_duration, nil) -- off by default
   self.name = opts.name or "dstream"

@@ -88,15 +88,20 @@ for mem in 1k 1000k; do
   check "--worker-memory $mem: the error names the minimum" \
     grep -qF -- "--worker-memory $mem is too small: a worker needs at least 1m" "$WORK/mem$mem.err"
 done
-# A limit set in the script is not checked at start, but a worker that cannot boot is an
-# error of the job (its Lua state is set up under a protected call), not a SIGABRT.
+# Limits set in the script are checked by context{} the same way.
 cat >"$WORK/tiny_mem.lua" <<'LUA'
 local ctx = require("dstream").context { batch = "1s", workers = 1, worker_memory = 1024 }
 print(#ctx:parallelize({ 1, 2, 3 }):collect())
 LUA
 run tinymem "$WORK/tiny_mem.lua"
-check "context{ worker_memory = 1024 } exits 1 saying the worker's Lua state cannot be made" \
-  eval '[ "$STATUS" -eq 1 ] && grep -q "worker 0: cannot create a Lua state" "$WORK/tinymem.err"'
+check "context{ worker_memory = 1024 } exits 1 naming the minimum" \
+  eval '[ "$STATUS" -eq 1 ] && grep -q "dstream.context: worker_memory: 1024 is too small: a worker needs at least 1m" "$WORK/tinymem.err"'
+cat >"$WORK/many_workers.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s", workers = 30000 }
+LUA
+run manyworkers "$WORK/many_workers.lua"
+check "context{ workers = 30000 } exits 1 at once, saying it is too many" \
+  eval '[ "$STATUS" -eq 1 ] && grep -q "dstream.context: workers: 30000 is too many for" "$WORK/manyworkers.err"'
 run mem1m --worker-memory 1m "$WORK/limits.lua"
 check "--worker-memory 1m (the minimum) runs a job" eval '[ "$STATUS" -eq 0 ] && [ "$(out mem1m)" = 3 ]'
 t0=$(ms_now)
