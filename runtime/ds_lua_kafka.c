@@ -108,6 +108,21 @@ static ds_kafka_offset *read_offsets(lua_State *L, int idx, int *n, int need_off
   return o;
 }
 
+/* Pushes { {topic =, partition =, offset =}, ... }, the shape read_offsets reads. */
+static void push_offsets(lua_State *L, const ds_kafka_offset *o, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, o[i].topic);
+    lua_setfield(L, -2, "topic");
+    lua_pushnumber(L, o[i].partition);
+    lua_setfield(L, -2, "partition");
+    lua_pushnumber(L, (lua_Number)o[i].offset);
+    lua_setfield(L, -2, "offset");
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
 static int fail(lua_State *L, const char *err) {
   lua_pushnil(L);
   lua_pushstring(L, err);
@@ -261,15 +276,7 @@ static int ks_positions(lua_State *L) {
   ds_kafka_offset *o;
   int n = ds_kafka_source_positions(s->src, &o);
   if (n < 0) return luaL_error(L, "positions: %s", strerror(-n));
-  lua_createtable(L, n, 0);
-  for (int i = 0; i < n; i++) {
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, o[i].topic);
-    lua_setfield(L, -2, "topic");
-    set_num(L, "partition", o[i].partition);
-    set_num(L, "offset", (double)o[i].offset);
-    lua_rawseti(L, -2, i + 1);
-  }
+  push_offsets(L, o, n);
   free(o);
   return 1;
 }
@@ -547,15 +554,7 @@ static int l_kafka_committed(lua_State *L) {
   char err[300];
   if (ds_kafka_committed(brokers, group, conf, nconf, o, n, timeout, err, sizeof err) < 0)
     return fail(L, err);
-  lua_createtable(L, n, 0);
-  for (int i = 0; i < n; i++) {
-    lua_createtable(L, 0, 3);
-    lua_pushstring(L, o[i].topic);
-    lua_setfield(L, -2, "topic");
-    set_num(L, "partition", o[i].partition);
-    set_num(L, "offset", (double)o[i].offset);
-    lua_rawseti(L, -2, i + 1);
-  }
+  push_offsets(L, o, n);
   return 1;
 }
 
