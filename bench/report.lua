@@ -239,8 +239,9 @@ for _, f in ipairs(failed) do print("FAILED: " .. f .. " (see bench/out/log.txt)
 -- never followed by one fell back to the interpreter there (repeated, LuaJIT blacklists it).
 if traces_file then
   print()
-  print("traces (-jv, 1 worker), in dstream/worker.lua and the user code (wordcount_user.lua, grep.lua, dstream/text.lua):")
-  local ours = { "worker%.lua", "wordcount_user%.lua", "grep%.lua", "text%.lua" }
+  print("traces (-jv, 1 worker), in dstream/worker/ and the user code (wordcount_user.lua, grep.lua, dstream/text.lua):")
+  local ours = { "init%.lua", -- dstream/worker/init.lua
+    "wordcount_user%.lua", "grep%.lua", "text%.lua" }
   local function is_ours(loc)
     for _, p in ipairs(ours) do if loc:match("^" .. p .. ":") then return true end end
   end

@@ -43,7 +43,7 @@ int ds_ckpt_list(const char *dir, uint64_t **gens, int *n, char *err, size_t err
 /* The path of generation gen in dir. */
 void ds_ckpt_path(char *out, size_t outlen, const char *dir, uint64_t gen);
 /* Deletes the temporary files left by writes that a crash interrupted. Which generations to
- * delete is the caller's choice (dstream.checkpoint.prune: never an unreadable one). */
+ * delete is the caller's choice (dstream.state.checkpoint.prune: never an unreadable one). */
 int ds_ckpt_remove_temps(const char *dir, char *err, size_t errlen);
 
 #endif

@@ -15,7 +15,7 @@ local H = require("engine")
 
 local dstream = require("dstream")
 local core = require("dstream.core")
-local checkpoint = require("dstream.checkpoint")
+local checkpoint = require("dstream.state.checkpoint")
 local buffer = require("string.buffer")
 
 local add = function(a, b) return a + b end

@@ -5,7 +5,7 @@ package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 local dstream = require("dstream")
 local monitor = require("dstream.monitor")
-local backpressure = require("dstream.backpressure")
+local backpressure = require("dstream.monitor.backpressure")
 
 local THIS_FILE = "monitor_spec%.lua"
 

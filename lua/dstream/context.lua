@@ -9,13 +9,13 @@
 local core = require("dstream.core")
 local monitor = require("dstream.monitor")
 local rdd_mod = require("dstream.rdd")
-local scheduler = require("dstream.scheduler")
-local shared = require("dstream.shared")
+local scheduler = require("dstream.driver.scheduler")
+local shared = require("dstream.state.shared")
 local ship = require("dstream.ship")
 local stream_mod = require("dstream.stream")
 require("dstream.window") -- adds the window operators to streams
 local util = require("dstream.util")
-local batch_log = require("dstream.batch_log")
+local batch_log = require("dstream.state.batch_log")
 
 local Context = {}
 Context.__index = Context
@@ -184,7 +184,7 @@ function Context:_new_state(kind, partitions)
   return id, self._states[id]
 end
 
--- An accumulator of a keyed state's key count per partition (filled by dstream.ops_state);
+-- An accumulator of a keyed state's key count per partition (filled by dstream.worker.ops.state);
 -- entry.keys() is the total, shown by /metrics as dstream_state_keys.
 local function merge_parts(a, b)
   for part, n in pairs(b) do a[part] = n end
@@ -314,7 +314,7 @@ function Context:rate_stream(opts)
   end
   s.position = function() return s.done_pos end
   s.restore = function(_, pos) next_value, carry, backlog, limit_carry = pos[1], pos[2], pos[3], pos[4] end
-  -- The batch log (dstream.batch_log): the batch's rows and where the stream stood after it.
+  -- The batch log (dstream.state.batch_log): the batch's rows and where the stream stood after it.
   s.log_entry = function(_, time)
     local b = s.sealed[time]
     return { b.first, b.count, s.pos_at[time] }
@@ -368,8 +368,8 @@ function Context:socket_text_stream(host, port, opts)
     return core.socket_source(host, port, opts)
   end)
   -- A socket cannot send again: with context{ wal = true } its records are logged as they
-  -- come (dstream.wal).
-  if self.wal then require("dstream.wal").attach(self, input, #self.inputs) end
+  -- come (dstream.state.wal).
+  if self.wal then require("dstream.state.wal").attach(self, input, #self.inputs) end
   return input
 end
 
@@ -652,7 +652,7 @@ end
 
 -- initial: the checkpoint written by start() before any input is taken (no state yet).
 function Context:_write_checkpoint(time, initial)
-  local ok, err = require("dstream.checkpoint").write(self, time, initial)
+  local ok, err = require("dstream.state.checkpoint").write(self, time, initial)
   if not ok then
     error((initial and "the first checkpoint" or ("checkpoint of batch " .. string.format("%d", time) .. " ms"))
       .. " failed: " .. err .. (initial and "" or " (the previous checkpoint is intact)"), 0)
@@ -665,7 +665,7 @@ end
 
 -- Restart from the newest good checkpoint in checkpoint_dir, if there is one.
 function Context:_recover()
-  local checkpoint = require("dstream.checkpoint")
+  local checkpoint = require("dstream.state.checkpoint")
   local ok, err = checkpoint.prepare_dir(self.checkpoint_dir)
   if not ok then error(err, 0) end
   local skipped, accept = 0, nil
@@ -906,14 +906,14 @@ function Context:start()
 end
 
 -- With a write-ahead log, receivers' records are cut into logged blocks every block interval
--- (dstream.wal), between batch boundaries.
+-- (dstream.state.wal), between batch boundaries.
 function Context:_start_block_timer()
   local cutting = {}
   for _, input in ipairs(self.inputs) do
     if input.cut_block then cutting[#cutting + 1] = input end
   end
   if #cutting == 0 then return end
-  local every = require("dstream.wal").BLOCK_MS
+  local every = require("dstream.state.wal").BLOCK_MS
   self._block_timer = core.timer(function()
     for _, input in ipairs(cutting) do
       local ok, err = input.cut_block()

@@ -170,7 +170,7 @@ RDD.left_outer_join = two_sided("left_outer_join")
 RDD.right_outer_join = two_sided("right_outer_join")
 RDD.full_outer_join = two_sided("full_outer_join")
 
--- Keyed state (dstream.ops_state): runs the update of state `state_id` with this batch's
+-- Keyed state (dstream.worker.ops.state): runs the update of state `state_id` with this batch's
 -- records now, on the workers that keep the state. Returns the outputs of each task.
 -- With combine_fn (a shipped id), values are combined per key on the map side first.
 function RDD:_run_stateful(state_id, op, nparts, term, stage, combine_fn)

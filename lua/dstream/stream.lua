@@ -177,7 +177,7 @@ function Stream:transform_with(other, fn)
 end
 
 ---------------------------------------------------------------------------------------------
--- Keyed state: kept on the workers between batches (dstream.ops_state)
+-- Keyed state: kept on the workers between batches (dstream.worker.ops.state)
 
 -- fn(values, state) -> new state (nil removes the key), called for every key in every batch:
 -- `values` is the array of the batch's values for the key (empty when none came), `state` the

@@ -3,7 +3,7 @@
 -- A windowed stream produces a batch when the time since the start is a multiple of its
 -- slide; the window covers the last `len` of batches, so the first windows are partial and
 -- windows run on past the end of the input, as in Spark Streaming. Reducing windows are
--- built from panes (dstream.ops_window): each batch is reduced once into the pane of its
+-- built from panes (dstream.worker.ops.window): each batch is reduced once into the pane of its
 -- slice of time, on the worker that owns the key's partition, and a window combines panes;
 -- with an inverse function the previous window's value is updated with the panes that
 -- entered and left instead. window() itself keeps the raw batches and unions them.

@@ -1,14 +1,14 @@
--- dstream/monitor.lua: watching a running job: metrics, the HTTP endpoint, progress, listeners, backpressure.
+-- dstream/monitor/init.lua: watching a running job: metrics, the HTTP endpoint, progress, listeners, backpressure.
 --
 -- Every context has a monitor. It keeps a metrics registry (Prometheus text at /metrics; other
 -- modules add their own families to ctx:metrics()), turns the context's batch records into the
 -- figures of /api/batches and of ctx:on_batch_started/on_batch_completed listeners, shows
 -- progress (a live status line on a terminal, one log line per batch at --log-level info), and
--- with backpressure on runs one PID rate estimator per limitable input (dstream.backpressure).
+-- with backpressure on runs one PID rate estimator per limitable input (dstream.monitor.backpressure).
 -- The HTTP endpoint (`ui = "127.0.0.1:4040"` or --ui) is off unless asked for, and listens on
 -- a loopback address unless ui_public = true. It runs on the driver's loop, so it answers
 -- while the loop runs: during ctx:await_termination(), ctx:advance() and batch jobs.
-local backpressure = require("dstream.backpressure")
+local backpressure = require("dstream.monitor.backpressure")
 local core = require("dstream.core")
 
 local cjson = require("cjson").new() -- a private instance: its settings are ours only
@@ -758,7 +758,7 @@ function Monitor:handle(method, path, query, host)
   elseif path == "/api/streams" then
     return 200, JSON, json(self:streams_json())
   elseif path == "/" or path == "/index.html" then
-    return 200, "text/html; charset=utf-8", require("dstream.ui_page").html
+    return 200, "text/html; charset=utf-8", require("dstream.monitor.page").html
   end
   return 404, nil, "not found: try /, /metrics, /api/batches or /api/streams\n"
 end

@@ -1,11 +1,11 @@
--- dstream/wal.lua: the write-ahead log of inputs that cannot read their records again
+-- dstream/state/wal.lua: the write-ahead log of inputs that cannot read their records again
 -- (sockets), as Spark's receiver WAL.
 --
 -- With context{ wal = true } (and a checkpoint directory), what such a receiver has taken is
 -- cut into a block every block interval (BLOCK_MS, Spark's spark.streaming.blockInterval) and
 -- at every batch boundary, and each block is written to <checkpoint>/wal/<input>-<seq>.blk
 -- (framed, checksummed, fsync'd) as it is cut. A batch is the blocks cut since the one before;
--- the batch log (dstream.batch_log) names them by sequence number, so a batch re-run after a
+-- the batch log (dstream.state.batch_log) names them by sequence number, so a batch re-run after a
 -- restart reads the same blocks, and blocks that no logged batch took go into the first batch
 -- after the restart. A crash loses at most what arrived in the last block interval (and what
 -- the kernel's socket buffer held). A block is deleted once a checkpoint covers its batch.

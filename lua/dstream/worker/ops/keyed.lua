@@ -1,4 +1,4 @@
--- dstream/ops_keyed.lua: worker-side operators of key/value streams: grouping, the reduce
+-- dstream/worker/ops/keyed.lua: worker-side operators of key/value streams: grouping, the reduce
 -- side of cogroup and the joins, and flat_map_values. Registered into dstream.worker.
 return function(W)
   local operators = W.operators

@@ -1,4 +1,4 @@
--- dstream/worker.lua: what runs inside each worker's Lua state.
+-- dstream/worker/init.lua: what runs inside each worker's Lua state.
 --
 -- A task names a pipeline: the narrow operators of one stage, fused, and a terminal that
 -- writes the stage's output (shuffle buckets, results for the driver, files). The worker
@@ -8,7 +8,7 @@
 -- Shipped closures are decoded once per worker and cached by id.
 local ffi = require("ffi")
 local buffer = require("string.buffer")
-local cdefs = require("dstream.cdefs")
+local cdefs = require("dstream.worker.cdefs")
 local ship = require("dstream.ship")
 local format = require("dstream.format")
 local table_new = require("table.new")
@@ -574,7 +574,7 @@ local function failure_text(co, err, desc)
   local where = type(err) == "string" and err:match("^([^\n]-:%d+): ")
   local src = where and where:match("^(.*):%d+$")
   for line in debug.traceback(co, "", 0):gmatch("[^\n]+") do
-    if line:find("dstream/worker.lua", 1, true) then break end
+    if line:find("dstream/worker/", 1, true) then break end
     if src and line:sub(1, 1) == "\t" then
       if line:find("\t" .. src .. ": in ", 1, true) == 1 then
         line = "\t" .. where .. line:sub(#src + 2)
@@ -749,11 +749,11 @@ end
 -- Operator modules add their operators and terminals through this table.
 M.operators, M.terminals = operators, terminals
 M.shipped, M.emit, M.buffered, M.flat_map_push = shipped, emit, buffered, flat_map_push
-require("dstream.ops_keyed")(M)
-require("dstream.ops_state")(M)
+require("dstream.worker.ops.keyed")(M)
+require("dstream.worker.ops.state")(M)
 require("dstream.kafka").register_worker(M)
-require("dstream.ops_window")(M)
-require("dstream.ops_event_time")(M)
+require("dstream.worker.ops.window")(M)
+require("dstream.worker.ops.event_time")(M)
 
 local desc_reader = buffer.new()
 

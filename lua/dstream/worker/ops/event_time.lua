@@ -1,4 +1,4 @@
--- dstream/ops_event_time.lua: the worker side of event time: timestamps, late records,
+-- dstream/worker/ops/event_time.lua: the worker side of event time: timestamps, late records,
 -- event-time windows and session windows.
 --
 -- The event_time operator computes a record's timestamp and leaves it in current.ts while the

@@ -1,4 +1,4 @@
--- dstream/shared.lua: shared variables: broadcast values and accumulators.
+-- dstream/state/shared.lua: shared variables: broadcast values and accumulators.
 --
 -- Both travel inside closures as small references (their metatable's __ship): a broadcast's
 -- value is shipped once per context and decoded once per worker, however many closures use
@@ -9,13 +9,13 @@ local M = {}
 local Broadcast = {}
 Broadcast.__index = Broadcast
 Broadcast.__name = "broadcast"
-function Broadcast.__ship(b) return "dstream.shared", { "broadcast", b.id } end
+function Broadcast.__ship(b) return "dstream.state.shared", { "broadcast", b.id } end
 function Broadcast:__tostring() return "broadcast #" .. self.id end
 
 local Accumulator = {}
 Accumulator.__index = Accumulator
 Accumulator.__name = "accumulator"
-function Accumulator.__ship(a) return "dstream.shared", { "accumulator", a.id, a.merge_id } end
+function Accumulator.__ship(a) return "dstream.state.shared", { "accumulator", a.id, a.merge_id } end
 function Accumulator:__tostring() return "accumulator #" .. self.id .. " = " .. tostring(self.value) end
 
 local function add(a, b) return a + b end

@@ -1,4 +1,4 @@
--- dstream/ops_window.lua: the worker side of reducing windows: panes of keyed partial values.
+-- dstream/worker/ops/window.lua: the worker side of reducing windows: panes of keyed partial values.
 --
 -- Each batch's records (already combined per key on the map side) are folded into the pane of
 -- the slice of time the batch belongs to: panes are `pane` ms long (the gcd of the window

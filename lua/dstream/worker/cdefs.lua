@@ -1,4 +1,4 @@
--- dstream/cdefs.lua: the C structs and functions worker code reaches through the FFI.
+-- dstream/worker/cdefs.lua: the C structs and functions worker code reaches through the FFI.
 -- Mirrors runtime/ds_block.h, runtime/ds_task.h, runtime/ds_pool.h and runtime/ds_hash.h:
 -- change both together. The symbols are exported by the dstream executable.
 local ffi = require("ffi")

@@ -1,4 +1,4 @@
--- dstream/batch_log.lua: the batch log, which makes recovery independent of when checkpoints
+-- dstream/state/batch_log.lua: the batch log, which makes recovery independent of when checkpoints
 -- are written.
 --
 -- With a checkpoint directory, every batch is logged when it is generated, before any of its
@@ -11,7 +11,7 @@
 -- output directory its first run wrote (Structured Streaming's offset log plays this part;
 -- Spark Streaming keeps its block allocations in its WAL).
 -- Inputs that cannot read their records again log nothing here: sockets use the write-ahead
--- log (dstream.wal); Kafka resumes from the checkpoint's offsets.
+-- log (dstream.state.wal); Kafka resumes from the checkpoint's offsets.
 local buffer = require("string.buffer")
 local core = require("dstream.core")
 local util = require("dstream.util")

@@ -1,4 +1,4 @@
--- dstream/backpressure.lua: a PID rate estimator that sizes input rates to what the job keeps up with.
+-- dstream/monitor/backpressure.lua: a PID rate estimator that sizes input rates to what the job keeps up with.
 --
 -- The same controller as Spark Streaming's PIDRateEstimator: after every batch it compares the
 -- rate the job processed records at (records / processing time) with the rate it let in, and

@@ -1,4 +1,4 @@
--- dstream/ui_page.lua: the live page served at / by dstream.monitor (plain HTML, hand-drawn SVG).
+-- dstream/monitor/page.lua: the live page served at / by dstream.monitor (plain HTML, hand-drawn SVG).
 --
 -- Modelled on Spark's Streaming tab: input rate, scheduling delay, processing time and total
 -- delay per batch, as timelines with their averages, the inputs with their rate limits, and the

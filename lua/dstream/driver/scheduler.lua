@@ -1,4 +1,4 @@
--- dstream/scheduler.lua: runs tasks on a context's worker pool, from the driver.
+-- dstream/driver/scheduler.lua: runs tasks on a context's worker pool, from the driver.
 --
 -- A stage is a list of task specs; run_tasks submits them all, waits until every one has
 -- succeeded, and returns their outputs in spec order. A failed task is submitted again up to

@@ -1,4 +1,4 @@
--- dstream/checkpoint.lua: what a checkpoint holds, and putting it back.
+-- dstream/state/checkpoint.lua: what a checkpoint holds, and putting it back.
 --
 -- A checkpoint is data, never code: the script always rebuilds the graph, then the newest
 -- good checkpoint in the directory gives back the batch clock, the positions of the sources

@@ -1,4 +1,4 @@
--- dstream/ops_state.lua: keyed state kept in a worker's Lua state between batches.
+-- dstream/worker/ops/state.lua: keyed state kept in a worker's Lua state between batches.
 --
 -- A stateful operator's keys are hash-partitioned; partition p of every batch runs on worker
 -- p % workers (task affinity), so its state stays in one VM and never crosses a thread. A task
