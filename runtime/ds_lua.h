@@ -37,6 +37,8 @@ void ds_lua_open_ckpt(lua_State *L);
 void ds_lua_open_kafka(lua_State *L);
 /* Registers http_server, log, log_level and isatty (ds_lua_monitor.c) into the table on top. */
 void ds_lua_open_monitor(lua_State *L);
+/* Registers the prompt's functions (repl_open, repl_read, ... take_interrupt; ds_lua_repl.c). */
+void ds_lua_open_repl(lua_State *L);
 
 int luaopen_dstream_core(lua_State *L);
 

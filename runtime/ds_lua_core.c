@@ -11,7 +11,6 @@
 #include "ds_lua.h"
 #include "ds_pool.h"
 #include "ds_vm.h"
-#include "ds_repl.h"
 #include "ds_version.h"
 
 #define SLICE_MT "ds.slice"

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <lauxlib.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -16,8 +15,6 @@
 
 #include <editline/readline.h>
 
-#include "ds_lua.h"
-
 /* Characters that end the word being completed: everything but identifier characters and the
  * '.' and ':' of field and method access, so `ctx:que` and `string.fo` complete whole. */
 static const char word_breaks[] = " \t\n\"\\'`@$><=;|&{(}[)]+-*/%^~#,";
@@ -25,7 +22,8 @@ static const char word_breaks[] = " \t\n\"\\'`@$><=;|&{(}[)]+-*/%^~#,";
 typedef struct repl {
   int open;
   ds_repl_mode mode;
-  int on_line_ref, complete_ref;
+  uv_loop_t *loop;
+  ds_repl_callbacks cb;
   char *history; /* history file, or NULL */
   char *prompt;  /* the prompt on screen (TTY) */
   int reading;   /* a prompt is out and input is being read */
@@ -40,6 +38,8 @@ typedef struct repl {
   char *in;
   size_t in_len, in_cap;
   int in_eof;
+  char *line; /* the last line handed out, taken out of `in` */
+  size_t line_cap;
 
   /* TTY mode with a terminal on standard output: output capture */
   int capture;            /* capture is set up */
@@ -62,8 +62,7 @@ typedef struct repl {
   size_t ncands, next_cand;
 } repl;
 
-static repl R = {.on_line_ref = LUA_NOREF, .complete_ref = LUA_NOREF, .term_out = -1,
-                 .term_err = -1, .pipe_r = -1, .pipe_w = -1, .ctl_r = -1, .ctl_w = -1};
+static repl R = {.term_out = -1, .term_err = -1, .pipe_r = -1, .pipe_w = -1, .ctl_r = -1, .ctl_w = -1};
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -258,7 +257,7 @@ static int capture_setup(char *err, size_t errlen) {
   R.ctl_r = c[0];
   R.ctl_w = c[1];
   fcntl(R.pipe_r, F_SETFL, fcntl(R.pipe_r, F_GETFL) | O_NONBLOCK);
-  if (uv_async_init(ds_lua_loop(), &R.async, on_async) != 0) goto fail;
+  if (uv_async_init(R.loop, &R.async, on_async) != 0) goto fail;
   R.async_inited = 1;
   uv_unref((uv_handle_t *)&R.async);
   pthread_mutex_init(&R.mu, NULL);
@@ -315,16 +314,9 @@ static void stop_reading(void) {
   }
 }
 
-/* Hands a line (or the end of input: line == NULL) to the Lua on_line function. */
+/* Hands a line (or the end of input: line == NULL) to the on_line callback. */
 static void deliver(const char *line, size_t len) {
-  lua_State *L = ds_lua_running_state();
-  if (!L || R.on_line_ref == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, R.on_line_ref);
-  if (line)
-    lua_pushlstring(L, line, len);
-  else
-    lua_pushnil(L);
-  ds_lua_callback(L, 1);
+  if (R.cb.on_line) R.cb.on_line(R.cb.ud, line, len);
 }
 
 static void on_rl_line(char *line) {
@@ -364,6 +356,22 @@ static void consume(size_t n) {
   R.in_len -= n;
 }
 
+/* PIPE/FILE: moves the first buffered line into R.line, so that reading on (from the
+ * callback it is handed to) cannot move it. Returns 1 and sets *line and *len, 0 if there is
+ * none, -ENOMEM. */
+static int take_line(const char **line, size_t *len) {
+  char *at;
+  size_t n, used;
+  if (!buffered_line(&at, &n, &used)) return 0;
+  if (grow(&R.line, &R.line_cap, n + 1) != 0) return -ENOMEM;
+  memcpy(R.line, at, n);
+  R.line[n] = '\0';
+  consume(used);
+  *line = R.line;
+  *len = n;
+  return 1;
+}
+
 /* Reads what standard input has (in FILE mode this may block, briefly). -1 on an error. */
 static int read_input(void) {
   if (grow(&R.in, &R.in_cap, R.in_len + 65536) != 0) return -1;
@@ -401,18 +409,11 @@ static void on_stdin(uv_poll_t *h, int status, int events) {
     R.in_eof = 1;
   else
     read_input();
-  char *line;
-  size_t len, used;
-  if (buffered_line(&line, &len, &used)) {
+  const char *line;
+  size_t len;
+  if (take_line(&line, &len) > 0) {
     stop_reading();
-    lua_State *L = ds_lua_running_state();
-    if (L) {
-      lua_pushlstring(L, line, len); /* copy before the buffer moves */
-      consume(used);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, R.on_line_ref);
-      lua_insert(L, -2);
-      ds_lua_callback(L, 1);
-    }
+    deliver(line, len);
   } else if (R.in_eof) {
     stop_reading();
     deliver(NULL, 0);
@@ -444,31 +445,17 @@ static char *next_candidate(const char *text, int state) {
 }
 
 /* libedit asks for the completions of `text` (the word before the cursor, which ends at
- * `end`): the Lua complete(text, line_before_cursor) function returns a list of them. */
+ * `end`): the complete callback lists them. */
 static char **on_complete(const char *text, int start, int end) {
   (void)start;
   rl_attempted_completion_over = 1; /* never fall back to file names */
   free_candidates();
-  lua_State *L = ds_lua_running_state();
-  if (!L || R.complete_ref == LUA_NOREF) return NULL;
+  if (!R.cb.complete) return NULL;
   size_t line_len = rl_line_buffer ? strlen(rl_line_buffer) : 0;
   if (end < 0 || (size_t)end > line_len) end = (int)line_len;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, R.complete_ref);
-  lua_pushstring(L, text);
-  lua_pushlstring(L, rl_line_buffer ? rl_line_buffer : "", (size_t)end);
-  if (lua_pcall(L, 2, 1, 0) != 0 || !lua_istable(L, -1)) {
-    lua_pop(L, 1);
-    return NULL;
-  }
-  size_t n = lua_objlen(L, -1);
-  R.cands = n ? calloc(n, sizeof *R.cands) : NULL;
-  for (size_t i = 1; R.cands && i <= n; i++) {
-    lua_rawgeti(L, -1, (int)i);
-    const char *s = lua_tostring(L, -1);
-    if (s && (R.cands[R.ncands] = strdup(s)) != NULL) R.ncands++;
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
+  R.cands = R.cb.complete(R.cb.ud, text, rl_line_buffer ? rl_line_buffer : "", (size_t)end,
+                          &R.ncands);
+  if (!R.cands) R.ncands = 0;
   if (R.ncands == 0) return NULL;
   return rl_completion_matches(text, next_candidate);
 }
@@ -497,10 +484,13 @@ static void repl_close(void) {
   free(R.history);
   free(R.prompt);
   free(R.in);
+  free(R.line);
   free_candidates();
-  R.history = R.prompt = R.in = NULL;
-  R.in_len = R.in_cap = 0;
+  R.history = R.prompt = R.in = R.line = NULL;
+  R.in_len = R.in_cap = R.line_cap = 0;
   R.in_eof = 0;
+  memset(&R.cb, 0, sizeof R.cb);
+  R.loop = NULL;
   R.open = 0;
 }
 
@@ -517,9 +507,10 @@ static void repl_atexit(void) {
   if (R.mode == DS_REPL_TTY && R.reading) rl_callback_handler_remove();
 }
 
-static int repl_open(lua_State *L, const char *history, int force_plain, char *err, size_t errlen) {
-  uv_loop_t *loop = ds_lua_loop();
+static int repl_open(uv_loop_t *loop, const char *history, int force_plain, char *err,
+                     size_t errlen) {
   R.open = 1; /* from here on repl_close() undoes what was done */
+  R.loop = loop;
   int tty = !force_plain && isatty(0);
   R.mode = tty ? DS_REPL_TTY : DS_REPL_PIPE;
   if (uv_guess_handle(0) == UV_FILE) R.mode = DS_REPL_FILE;
@@ -575,68 +566,46 @@ static int repl_open(lua_State *L, const char *history, int force_plain, char *e
       uv_unref((uv_handle_t *)&R.winch);
     }
   }
-  (void)L;
   static int atexit_done;
   if (!atexit_done) atexit_done = (atexit(repl_atexit) == 0);
   return 0;
 }
 
-/* ---- Lua bindings ------------------------------------------------------------------------- */
+/* ---- the prompt's calls -------------------------------------------------------------------- */
 
-static const char *mode_name(void) {
-  return R.mode == DS_REPL_TTY ? "tty" : R.mode == DS_REPL_PIPE ? "pipe" : "file";
-}
-
-/* core.repl_open{ on_line = fn(line|nil), complete = fn(word, line) -> {..}, history = path,
- *                 plain = bool } -> "tty" | "pipe" | "file" */
-static int l_repl_open(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  if (R.open) return luaL_error(L, "the prompt is already open");
-  lua_getfield(L, 1, "on_line");
-  luaL_argcheck(L, lua_isfunction(L, -1), 1, "on_line must be a function");
-  lua_getfield(L, 1, "complete");
-  luaL_argcheck(L, lua_isnil(L, -1) || lua_isfunction(L, -1), 1, "complete must be a function");
-  lua_getfield(L, 1, "history");
-  const char *history = lua_tostring(L, -1);
-  lua_getfield(L, 1, "plain");
-  int plain = lua_toboolean(L, -1);
-  char err[256];
-  if (repl_open(L, history, plain, err, sizeof err) != 0) {
-    repl_close();
-    return luaL_error(L, "%s", err);
+int ds_repl_open(uv_loop_t *loop, const char *history, int plain, const ds_repl_callbacks *cb,
+                 char *err, size_t errlen) {
+  if (R.open) {
+    snprintf(err, errlen, "the prompt is already open");
+    return -1;
   }
-  lua_pushvalue(L, 2);
-  R.on_line_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushvalue(L, 3);
-  R.complete_ref = lua_isnil(L, -1) ? (lua_pop(L, 1), LUA_NOREF) : luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_pushstring(L, mode_name());
-  return 1;
+  if (repl_open(loop, history, plain, err, errlen) != 0) {
+    repl_close();
+    return -1;
+  }
+  R.cb = *cb;
+  return 0;
 }
 
-static void check_open(lua_State *L) {
-  if (!R.open) luaL_error(L, "the prompt is not open");
-}
+int ds_repl_is_open(void) { return R.open; }
 
-/* core.repl_read(prompt) -> "line", text | "eof" | "wait" (the line comes to on_line). */
-static int l_repl_read(lua_State *L) {
-  check_open(L);
-  const char *prompt = luaL_optstring(L, 1, "> ");
-  if (R.reading) return luaL_error(L, "the prompt is already reading a line");
+ds_repl_mode ds_repl_input_mode(void) { return R.mode; }
+
+int ds_repl_read(const char *prompt, const char **line, size_t *len, char *err, size_t errlen) {
+  if (R.reading) {
+    snprintf(err, errlen, "the prompt is already reading a line");
+    return -1;
+  }
   R.interrupt = 0;
   if (R.mode != DS_REPL_TTY) {
-    char *line;
-    size_t len, used;
     for (;;) {
-      if (buffered_line(&line, &len, &used)) {
-        lua_pushliteral(L, "line");
-        lua_pushlstring(L, line, len);
-        consume(used);
-        return 2;
+      int rc = take_line(line, len);
+      if (rc < 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
       }
-      if (R.in_eof) {
-        lua_pushliteral(L, "eof");
-        return 1;
-      }
+      if (rc > 0) return DS_REPL_LINE;
+      if (R.in_eof) return DS_REPL_EOF;
       if (R.mode == DS_REPL_PIPE) break;
       if (read_input() != 0) R.in_eof = 1; /* FILE: a blocking read never waits long */
     }
@@ -651,21 +620,14 @@ static int l_repl_read(lua_State *L) {
   int rc = uv_poll_start(&R.poll, UV_READABLE, on_stdin);
   if (rc != 0) {
     stop_reading();
-    return luaL_error(L, "cannot watch standard input: %s", uv_strerror(rc));
+    snprintf(err, errlen, "cannot watch standard input: %s", uv_strerror(rc));
+    return -1;
   }
-  lua_pushliteral(L, "wait");
-  return 1;
+  return DS_REPL_WAIT;
 }
 
-/* core.repl_cancel(prompt): Ctrl-C at the prompt: the line typed so far is dropped and a
- * fresh prompt drawn. Returns true if a prompt was out. */
-static int l_repl_cancel(lua_State *L) {
-  check_open(L);
-  const char *prompt = luaL_optstring(L, 1, "> ");
-  if (!R.reading || R.mode != DS_REPL_TTY) {
-    lua_pushboolean(L, 0);
-    return 1;
-  }
+int ds_repl_cancel(const char *prompt) {
+  if (!R.reading || R.mode != DS_REPL_TTY) return 0;
   flush_output();
   fflush(R.rl_out);
   write_all(R.term_out, "^C\r\n", 4);
@@ -673,67 +635,26 @@ static int l_repl_cancel(lua_State *L) {
   free(R.prompt);
   R.prompt = strdup(prompt);
   rl_callback_handler_install(prompt, on_rl_line); /* an empty line under a new prompt */
-  lua_pushboolean(L, 1);
   return 1;
 }
 
-/* core.repl_stop_reading(): takes the prompt off (before the session ends). */
-static int l_repl_stop_reading(lua_State *L) {
-  check_open(L);
-  stop_reading();
-  return 0;
-}
+void ds_repl_stop_reading(void) { stop_reading(); }
 
-static int l_repl_add_history(lua_State *L) {
-  check_open(L);
-  const char *line = luaL_checkstring(L, 1);
+void ds_repl_add_history(const char *line) {
   if (R.mode == DS_REPL_TTY && line[0]) {
     add_history(line);
     if (R.history) write_history(R.history);
   }
-  return 0;
 }
 
-static int l_repl_columns(lua_State *L) {
-  lua_pushinteger(L, term_columns());
-  return 1;
-}
+int ds_repl_columns(void) { return term_columns(); }
 
-/* core.repl_interrupt(): Ctrl-C during an evaluation: the action waiting for the loop ends
- * with the error "interrupted" (core.take_interrupt tells it). */
-static int l_repl_interrupt(lua_State *L) {
-  (void)L;
-  R.interrupt = 1;
-  uv_stop(ds_lua_loop());
-  return 0;
-}
+void ds_repl_interrupt(void) { R.interrupt = 1; }
 
-/* core.take_interrupt() -> true once after an interrupt was asked for. Loops that wait on
- * core.run for an action call it after each turn and raise "interrupted". */
-static int l_take_interrupt(lua_State *L) {
-  lua_pushboolean(L, R.interrupt);
+int ds_repl_take_interrupt(void) {
+  int asked = R.interrupt;
   R.interrupt = 0;
-  return 1;
+  return asked;
 }
 
-static int l_repl_close(lua_State *L) {
-  if (R.on_line_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, R.on_line_ref);
-  if (R.complete_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, R.complete_ref);
-  R.on_line_ref = R.complete_ref = LUA_NOREF;
-  repl_close();
-  return 0;
-}
-
-void ds_lua_open_repl(lua_State *L) {
-  static const luaL_Reg functions[] = {{"repl_open", l_repl_open},
-                                       {"repl_read", l_repl_read},
-                                       {"repl_cancel", l_repl_cancel},
-                                       {"repl_stop_reading", l_repl_stop_reading},
-                                       {"repl_add_history", l_repl_add_history},
-                                       {"repl_columns", l_repl_columns},
-                                       {"repl_interrupt", l_repl_interrupt},
-                                       {"repl_close", l_repl_close},
-                                       {"take_interrupt", l_take_interrupt},
-                                       {NULL, NULL}};
-  luaL_register(L, NULL, functions);
-}
+void ds_repl_close(void) { repl_close(); }
