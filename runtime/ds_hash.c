@@ -1,4 +1,5 @@
-/* ds_hash.c - stable 32-bit hashes of shuffle keys (FNV-1a with a final avalanche). */
+/* ds_hash.c - stable hashes: 32-bit of shuffle keys, 64-bit of table keys (FNV-1a with a
+ * final avalanche). */
 #include "ds_hash.h"
 
 #include <string.h>
@@ -26,4 +27,19 @@ uint32_t ds_hash_number(double v) {
   uint64_t bits;
   memcpy(&bits, &v, sizeof bits);
   return avalanche((uint32_t)bits ^ (uint32_t)(bits >> 32) ^ 0x9e3779b9u);
+}
+
+uint64_t ds_hash_bytes64(const char *p, size_t len) {
+  uint64_t h = 1469598103934665603u;
+  for (size_t i = 0; i < len; i++) {
+    h ^= (unsigned char)p[i];
+    h *= 1099511628211u;
+  }
+  /* MurmurHash3's fmix64: FNV-1a's low bits alone depend weakly on the last bytes. */
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdu;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53u;
+  h ^= h >> 33;
+  return h;
 }
