@@ -28,6 +28,9 @@ void ds_lua_push_slice(lua_State *L, ds_slice *s);
 int ds_lua_callback(lua_State *L, int nargs);
 /* The Lua state on which core.run() is executing, or NULL outside core.run(). */
 lua_State *ds_lua_running_state(void);
+/* A lua_pcall message handler: a string error gets the stack's traceback appended (from the
+ * function that raised); other error values are kept as they are. */
+int ds_lua_traceback(lua_State *L);
 
 /* Registers the source constructors (socket_source, file_source) into the table on top. */
 void ds_lua_open_sources(lua_State *L);

@@ -26,7 +26,7 @@ lua_State *ds_lua_running_state(void) { return running_L; }
 
 /* ---- callbacks ------------------------------------------------------------------------ */
 
-static int traceback(lua_State *L) {
+int ds_lua_traceback(lua_State *L) {
   if (!lua_isstring(L, 1)) return 1; /* keep non-string error values as they are */
   lua_getglobal(L, "debug");
   lua_getfield(L, -1, "traceback");
@@ -42,7 +42,7 @@ int ds_lua_callback(lua_State *L, int nargs) {
     return -1;
   }
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, ds_lua_traceback);
   lua_insert(L, base);
   int rc = lua_pcall(L, nargs, 0, base);
   lua_remove(L, base);

@@ -19,16 +19,6 @@ typedef struct lhttp {
   int fn_ref;
 } lhttp;
 
-static int traceback(lua_State *L) {
-  if (!lua_isstring(L, 1)) return 1;
-  lua_getglobal(L, "debug");
-  lua_getfield(L, -1, "traceback");
-  lua_pushvalue(L, 1);
-  lua_pushinteger(L, 2);
-  lua_call(L, 2, 1);
-  return 1;
-}
-
 /* Calls the Lua handler fn(method, path, query, host) -> status, content_type, body on the
  * state running the loop. A handler that raises is logged and answered 500: a broken page
  * must never stop the job. */
@@ -44,7 +34,7 @@ static void on_request(void *ud, ds_http_request *req) {
     ds_http_respond(req, 503, NULL, "unavailable\n", 12);
     return;
   }
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, ds_lua_traceback);
   lua_rawgeti(L, LUA_REGISTRYINDEX, h->fn_ref);
   lua_pushstring(L, req->method);
   lua_pushstring(L, req->path);
