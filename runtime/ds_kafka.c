@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,8 +23,13 @@
 
 /* ---- shared helpers ------------------------------------------------------------------- */
 
-static void set_err(char *err, size_t errlen, const char *fmt, const char *a, const char *b) {
-  if (err && errlen) snprintf(err, errlen, fmt, a, b ? b : "");
+__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
+                                                          const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
 }
 
 /* librdkafka's own log lines go to ds_log: its connection failures are also reported through
@@ -49,7 +55,7 @@ static rd_kafka_conf_t *make_conf(const char *brokers, const ds_kafka_kv *defaul
   rd_kafka_conf_set_log_cb(c, log_cb);
   return c;
 fail:
-  set_err(err, errlen, "%s%s", e, NULL);
+  set_err(err, errlen, "%s", e);
   rd_kafka_conf_destroy(c);
   return NULL;
 }
@@ -129,6 +135,17 @@ struct ds_kafka_source {
   int last_error_code;
   int error_logged;       /* a warning was logged and the stream has not recovered since */
   double last_error_seen; /* logged or not */
+
+  /* The last commit and the close, on a thread of their own (ds_kafka_source_finish). */
+  pthread_t finisher;
+  int finisher_started;
+  ds_kafka_offset *finish_offsets; /* what it commits (topics point into s->topics) */
+  int nfinish_offsets;
+  atomic_int finish_phase; /* DS_KAFKA_FINISH_COMMIT, _CLOSE, then _DONE */
+  atomic_int abandoned;    /* the caller stopped waiting: free() leaves s to the process's exit */
+  int finish_commit_rc;    /* set before finish_phase moves past _COMMIT */
+  char finish_commit_err[300];
+  int closed;            /* s->rk was destroyed (0: abandoned, still running) */
 };
 
 static const char *intern(ds_kafka_source *s, const char *topic) {
@@ -506,9 +523,7 @@ static int topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_
   rd_kafka_resp_err_t rc = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
   int result = 0;
   if (rc) {
-    char what[300];
-    snprintf(what, sizeof what, "cannot read the metadata of topic %s", topic);
-    set_err(err, errlen, "%s: %s", what, rd_kafka_err2str(rc));
+    set_err(err, errlen, "cannot read the metadata of topic %s: %s", topic, rd_kafka_err2str(rc));
     result = -EIO;
   } else {
     /* A topic that does not exist (or has no partitions yet) counts none: a later refresh
@@ -545,7 +560,7 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
   if (ask->cnt > 0) {
     rd_kafka_resp_err_t rc = rd_kafka_committed(s->rk, ask, timeout_ms);
     if (rc) {
-      set_err(err, errlen, "cannot read the group's committed offsets: %s%s", rd_kafka_err2str(rc), NULL);
+      set_err(err, errlen, "cannot read the group's committed offsets: %s", rd_kafka_err2str(rc));
       result = -EIO;
     }
     for (int i = 0; i < ask->cnt && !result; i++) {
@@ -560,15 +575,14 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
     rd_kafka_topic_partition_t *tp = &l->elems[i];
     int64_t low, high;
     if (atomic_load(&s->stopping)) {
-      set_err(err, errlen, "stopped%s%s", "", NULL);
+      set_err(err, errlen, "stopped");
       return -ECANCELED;
     }
     rd_kafka_resp_err_t rc =
         rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &low, &high, timeout_ms);
     if (rc) {
-      char what[300];
-      snprintf(what, sizeof what, "cannot read the offsets of %s [%d]", tp->topic, (int)tp->partition);
-      set_err(err, errlen, "%s: %s", what, rd_kafka_err2str(rc));
+      set_err(err, errlen, "cannot read the offsets of %s [%d]: %s", tp->topic, (int)tp->partition,
+              rd_kafka_err2str(rc));
       result = -EIO;
     } else if (tp->offset < 0) {
       tp->offset = earliest ? low : high;
@@ -603,12 +617,12 @@ static int assign_more(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, c
   s->st.partitions = s->nparts;
   pthread_mutex_unlock(&s->lock);
   if (rc) {
-    set_err(err, errlen, "out of memory%s%s", "", NULL);
+    set_err(err, errlen, "out of memory");
     return rc;
   }
   rd_kafka_error_t *e = rd_kafka_incremental_assign(s->rk, l);
   if (e) {
-    set_err(err, errlen, "cannot assign the partitions: %s%s", rd_kafka_error_string(e), NULL);
+    set_err(err, errlen, "cannot assign the partitions: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return -EIO;
   }
@@ -710,14 +724,13 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
                           size_t errlen) {
   *out = NULL;
   if (!o->brokers || !o->group || o->ntopics < 1) {
-    set_err(err, errlen, "brokers, group and at least one topic are needed%s%s", "", NULL);
+    set_err(err, errlen, "brokers, group and at least one topic are needed");
     return -EINVAL;
   }
   const char *ac = conf_get(o->conf, o->nconf, "enable.auto.commit");
   if (ac && strcmp(ac, "false") != 0) {
     set_err(err, errlen,
-            "enable.auto.commit must stay false: offsets are committed after each batch's output%s%s",
-            "", NULL);
+            "enable.auto.commit must stay false: offsets are committed after each batch's output");
     return -EINVAL;
   }
   ds_kafka_source *s = calloc(1, sizeof *s);
@@ -770,7 +783,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
     rd_kafka_resp_err_t rc = rd_kafka_subscribe(s->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (rc) {
-      set_err(err, errlen, "cannot subscribe: %s%s", rd_kafka_err2str(rc), NULL);
+      set_err(err, errlen, "cannot subscribe: %s", rd_kafka_err2str(rc));
       goto fail;
     }
   } else {
@@ -778,13 +791,13 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
       goto fail;
   }
   if (pthread_create(&s->thread, NULL, consumer_main, s) != 0) {
-    set_err(err, errlen, "cannot start the consumer thread%s%s", "", NULL);
+    set_err(err, errlen, "cannot start the consumer thread");
     goto fail;
   }
   s->thread_started = 1;
   if (!s->group_assign) {
     if (pthread_create(&s->refresher, NULL, refresh_main, s) != 0) {
-      set_err(err, errlen, "cannot start the metadata refresh thread%s%s", "", NULL);
+      set_err(err, errlen, "cannot start the metadata refresh thread");
       goto fail;
     }
     s->refresher_started = 1;
@@ -792,7 +805,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   *out = s;
   return 0;
 oom:
-  set_err(err, errlen, "out of memory%s%s", "", NULL);
+  set_err(err, errlen, "out of memory");
 fail:
   ds_kafka_source_free(s);
   return -EINVAL;
@@ -974,6 +987,7 @@ static rd_kafka_topic_partition_list_t *offset_list(const ds_kafka_offset *o, in
 
 #define COMMIT_SYNC_TIMEOUT_MS 2000 /* a commit at stop */
 #define CLOSE_TIMEOUT_MS 2000       /* leaving the group at stop */
+#define FINISH_COMMIT_MS 3000       /* the last commit, tries again included */
 
 int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
                            char *err, size_t errlen) {
@@ -994,7 +1008,7 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
     rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
     if (rc) {
-      set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc), NULL);
+      set_err(err, errlen, "committing offsets failed: %s", rd_kafka_err2str(rc));
       return -EIO;
     }
     return 0;
@@ -1019,7 +1033,7 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
   rd_kafka_queue_destroy(q);
   if (rc) {
     set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc),
-            rc == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (no answer from Kafka within 2 s)" : NULL);
+            rc == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (no answer from Kafka within 2 s)" : "");
     return -EIO;
   }
   return 0;
@@ -1029,7 +1043,7 @@ int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, 
                                    size_t errlen) {
   rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(s->rk);
   if (!gm) {
-    set_err(err, errlen, "the consumer has no group metadata%s%s", "", NULL);
+    set_err(err, errlen, "the consumer has no group metadata");
     return -EINVAL;
   }
   void *p;
@@ -1037,7 +1051,7 @@ int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, 
   rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_write(gm, &p, &n);
   rd_kafka_consumer_group_metadata_destroy(gm);
   if (e) {
-    set_err(err, errlen, "group metadata: %s%s", rd_kafka_error_string(e), NULL);
+    set_err(err, errlen, "group metadata: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return -EINVAL;
   }
@@ -1071,60 +1085,144 @@ int ds_kafka_source_positions(ds_kafka_source *s, ds_kafka_offset **out) {
 
 void ds_kafka_source_stop(ds_kafka_source *s) {
   atomic_store(&s->stopping, 1);
+  /* The refresher is woken, not joined: a query of it may wait a second for a broker that is
+   * gone. It is joined by the close (ds_kafka_source_finish or _free). */
   if (s->refresher_started) {
     pthread_mutex_lock(&s->refresh_lock);
     pthread_cond_signal(&s->refresh_cond);
     pthread_mutex_unlock(&s->refresh_lock);
-    pthread_join(s->refresher, NULL);
-    s->refresher_started = 0;
   }
   if (!s->thread_started) return;
-  pthread_join(s->thread, NULL);
+  pthread_join(s->thread, NULL); /* it polls for 100 ms at most */
   s->thread_started = 0;
 }
 
-void ds_kafka_source_free(ds_kafka_source *s) {
-  if (!s) return;
-  ds_kafka_source_stop(s);
-  if (s->rk) {
-    /* Leaves the group (a revocation comes as an event: rebalance_cb handles it). Not
-     * rd_kafka_consumer_close: with the brokers gone it waits up to the session timeout
-     * (45 s), and a stop must end in a few seconds (issue 15). */
-    rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
-    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, q);
-    int flags = 0;
-    if (e) {
-      rd_kafka_error_destroy(e);
-      flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
-    } else {
-      struct timespec t0, t;
-      clock_gettime(CLOCK_MONOTONIC, &t0);
-      while (!rd_kafka_consumer_closed(s->rk)) {
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
-        if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
-          rebalance_cb(s->rk, rd_kafka_event_error(ev),
-                       (rd_kafka_topic_partition_list_t *)rd_kafka_event_topic_partition_list(ev),
-                       s);
-        if (ev) rd_kafka_event_destroy(ev);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        if ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 > CLOSE_TIMEOUT_MS) {
-          /* rd_kafka_destroy would wait for the group's end all the same: the handle and
-           * what its callbacks use (s) are left to the process's exit. */
-          ds_log(DS_LOG_WARN, "kafka_stream: Kafka did not answer within %d s while the consumer"
-                              " left its group; the consumer is abandoned", CLOSE_TIMEOUT_MS / 1000);
-          rd_kafka_queue_destroy(q);
-          return;
-        }
+static void join_refresher(ds_kafka_source *s) {
+  if (!s->refresher_started) return;
+  pthread_join(s->refresher, NULL);
+  s->refresher_started = 0;
+}
+
+/* Leaves the group (a revocation comes as an event: rebalance_cb handles it) and destroys the
+ * handle. Not rd_kafka_consumer_close: with the brokers gone it waits up to the session
+ * timeout (45 s), and a stop must end in a few seconds (issue 15). After CLOSE_TIMEOUT_MS the
+ * consumer is abandoned: rd_kafka_destroy would wait for the group's end all the same, so the
+ * handle and what its callbacks use (s) are left to the process's exit. Returns 0, or
+ * -ETIMEDOUT when abandoned. */
+static int leave_group(ds_kafka_source *s) {
+  rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
+  rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, q);
+  int flags = 0;
+  if (e) {
+    rd_kafka_error_destroy(e);
+    flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
+  } else {
+    double t0 = now_s();
+    while (!rd_kafka_consumer_closed(s->rk)) {
+      rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+      if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+        rebalance_cb(s->rk, rd_kafka_event_error(ev),
+                     (rd_kafka_topic_partition_list_t *)rd_kafka_event_topic_partition_list(ev), s);
+      if (ev) rd_kafka_event_destroy(ev);
+      if ((now_s() - t0) * 1000 > CLOSE_TIMEOUT_MS) {
+        ds_log(DS_LOG_WARN, "kafka_stream: Kafka did not answer within %d s while the consumer"
+                            " left its group; the consumer is abandoned", CLOSE_TIMEOUT_MS / 1000);
+        rd_kafka_queue_destroy(q);
+        return -ETIMEDOUT;
       }
     }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy_flags(s->rk, flags);
+  }
+  rd_kafka_queue_destroy(q);
+  rd_kafka_destroy_flags(s->rk, flags);
+  s->rk = NULL;
+  return 0;
+}
+
+static void *finish_main(void *arg) {
+  ds_kafka_source *s = arg;
+  join_refresher(s);
+  /* The commit: a quick failure (not a timeout) is tried again while there is time for a
+   * whole attempt, FINISH_COMMIT_MS at most in all. */
+  int rc = 0;
+  char err[sizeof s->finish_commit_err] = "";
+  if (s->nfinish_offsets > 0) {
+    double t0 = now_s();
+    for (;;) {
+      rc = ds_kafka_source_commit(s, s->finish_offsets, s->nfinish_offsets, 0, err, sizeof err);
+      if (rc == 0 || (now_s() - t0) * 1000 + COMMIT_SYNC_TIMEOUT_MS + 300 >= FINISH_COMMIT_MS ||
+          atomic_load(&s->abandoned))
+        break;
+      struct timespec nap = {0, 300 * 1000000L};
+      nanosleep(&nap, NULL);
+    }
+  }
+  s->finish_commit_rc = rc;
+  snprintf(s->finish_commit_err, sizeof s->finish_commit_err, "%s", rc ? err : "");
+  atomic_store(&s->finish_phase, DS_KAFKA_FINISH_CLOSE);
+  if (!atomic_load(&s->abandoned)) s->closed = leave_group(s) == 0;
+  atomic_store(&s->finish_phase, DS_KAFKA_FINISH_DONE);
+  return NULL;
+}
+
+int ds_kafka_source_finish(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, char *err,
+                           size_t errlen) {
+  if (s->finisher_started) {
+    set_err(err, errlen, "the source is already finishing");
+    return -EALREADY;
+  }
+  ds_kafka_source_stop(s);
+  if (n > 0) {
+    if (!(s->finish_offsets = calloc((size_t)n, sizeof *s->finish_offsets))) goto oom;
+    for (int i = 0; i < n; i++) {
+      s->finish_offsets[i] = offsets[i];
+      if (!(s->finish_offsets[i].topic = intern(s, offsets[i].topic))) goto oom;
+    }
+    s->nfinish_offsets = n;
+  }
+  atomic_store(&s->finish_phase, DS_KAFKA_FINISH_COMMIT);
+  if (pthread_create(&s->finisher, NULL, finish_main, s) != 0) {
+    set_err(err, errlen, "cannot start a thread to close the consumer");
+    return -EAGAIN;
+  }
+  s->finisher_started = 1;
+  return 0;
+oom:
+  set_err(err, errlen, "out of memory");
+  return -ENOMEM;
+}
+
+int ds_kafka_source_finish_state(ds_kafka_source *s, int *commit_rc, char *err, size_t errlen) {
+  int phase = atomic_load(&s->finish_phase);
+  if (phase > DS_KAFKA_FINISH_COMMIT) {
+    if (commit_rc) *commit_rc = s->finish_commit_rc;
+    set_err(err, errlen, "%s", s->finish_commit_err);
+  }
+  if (phase == DS_KAFKA_FINISH_DONE && !s->closed && s->rk) return DS_KAFKA_FINISH_ABANDONED;
+  return phase;
+}
+
+void ds_kafka_source_abandon(ds_kafka_source *s) { atomic_store(&s->abandoned, 1); }
+
+void ds_kafka_source_free(ds_kafka_source *s) {
+  if (!s) return;
+  if (s->finisher_started) {
+    /* Still finishing (its caller stopped waiting): s is the thread's until the process
+     * ends. Finished without leaving the group: the handle's callbacks still use s. */
+    if (atomic_load(&s->finish_phase) != DS_KAFKA_FINISH_DONE) return;
+    pthread_join(s->finisher, NULL);
+    s->finisher_started = 0;
+    if (s->rk) return;
+  } else {
+    ds_kafka_source_stop(s);
+    join_refresher(s);
+    if (s->rk && leave_group(s) < 0) return;
   }
   for (int i = 0; i < s->nparts; i++) kpart_clear(&s->parts[i]);
   free(s->parts);
   for (int i = 0; i < s->ntopics; i++) free(s->topics[i]);
   free(s->topics);
   free(s->wanted);
+  free(s->finish_offsets);
   free(s->subscribed);
   free(s->scratch);
   pthread_mutex_destroy(&s->lock);
@@ -1202,7 +1300,7 @@ int ds_kafka_producer_new(const ds_kafka_producer_opts *o, ds_kafka_producer **o
   if (p->transactional) {
     rd_kafka_error_t *te = rd_kafka_init_transactions(p->rk, p->timeout_ms);
     if (te) {
-      set_err(err, errlen, "init_transactions: %s%s", rd_kafka_error_string(te), NULL);
+      set_err(err, errlen, "init_transactions: %s", rd_kafka_error_string(te));
       rd_kafka_error_destroy(te);
       rd_kafka_destroy(p->rk);
       free(p);
@@ -1264,18 +1362,14 @@ int ds_kafka_producer_flush(ds_kafka_producer *p, int timeout_ms, uint64_t *deli
   if (delivered) *delivered = p->delivered;
   if (failed) *failed = p->failed;
   if (p->failed) {
-    char msg[320];
-    snprintf(msg, sizeof msg, "%llu of %llu messages were not delivered; first: ",
-             (unsigned long long)p->failed, (unsigned long long)p->sent);
-    set_err(err, errlen, "%s%s", msg, p->first_error);
+    set_err(err, errlen, "%llu of %llu messages were not delivered; first: %s",
+            (unsigned long long)p->failed, (unsigned long long)p->sent, p->first_error);
     return -EIO;
   }
   if (p->delivered < p->sent) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "%llu of %llu messages not delivered within %d ms",
-             (unsigned long long)(p->sent - p->delivered), (unsigned long long)p->sent,
-             timeout_ms);
-    set_err(err, errlen, "%s%s", msg, p->fatal ? " (the producer failed for good)" : "");
+    set_err(err, errlen, "%llu of %llu messages not delivered within %d ms%s",
+            (unsigned long long)(p->sent - p->delivered), (unsigned long long)p->sent, timeout_ms,
+            p->fatal ? " (the producer failed for good)" : "");
     return -ETIMEDOUT;
   }
   return 0;
@@ -1302,7 +1396,7 @@ static int txn_error(ds_kafka_producer *p, rd_kafka_error_t *e, const char *what
 
 int ds_kafka_producer_begin(ds_kafka_producer *p, char *err, size_t errlen) {
   if (!p->transactional) {
-    set_err(err, errlen, "not a transactional producer%s%s", "", NULL);
+    set_err(err, errlen, "not a transactional producer");
     return -EINVAL;
   }
   rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
@@ -1316,7 +1410,7 @@ int ds_kafka_producer_send_offsets(ds_kafka_producer *p, const ds_kafka_offset *
   rd_kafka_consumer_group_metadata_t *gm;
   rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_read(&gm, group_metadata, gm_len);
   if (e) {
-    set_err(err, errlen, "group metadata: %s%s", rd_kafka_error_string(e), NULL);
+    set_err(err, errlen, "group metadata: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return -EINVAL;
   }
@@ -1352,7 +1446,7 @@ int ds_kafka_producer_commit(ds_kafka_producer *p, char *err, size_t errlen) {
 int ds_kafka_producer_abort(ds_kafka_producer *p, char *err, size_t errlen) {
   rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
   if (!e) return 0;
-  set_err(err, errlen, "abort_transaction: %s%s", rd_kafka_error_string(e), NULL);
+  set_err(err, errlen, "abort_transaction: %s", rd_kafka_error_string(e));
   if (rd_kafka_error_is_fatal(e)) p->fatal = 1;
   rd_kafka_error_destroy(e);
   return p->fatal ? -EPIPE : -EIO;
@@ -1388,7 +1482,7 @@ int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv
   rd_kafka_topic_partition_list_destroy(l);
   rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
   if (rc) {
-    set_err(err, errlen, "cannot read committed offsets: %s%s", rd_kafka_err2str(rc), NULL);
+    set_err(err, errlen, "cannot read committed offsets: %s", rd_kafka_err2str(rc));
     return -EIO;
   }
   return 0;
@@ -1406,7 +1500,7 @@ int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_ka
       rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms > 0 ? timeout_ms : 10000);
   int result = 0;
   if (rc) {
-    set_err(err, errlen, "metadata: %s%s", rd_kafka_err2str(rc), NULL);
+    set_err(err, errlen, "metadata: %s", rd_kafka_err2str(rc));
     result = -EIO;
   } else if (md->topic_cnt < 1 || md->topics[0].err) {
     set_err(err, errlen, "topic %s: %s", topic,

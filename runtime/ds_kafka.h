@@ -144,9 +144,32 @@ void ds_kafka_source_stats_get(ds_kafka_source *s, ds_kafka_source_stats *st);
  * position is not known yet are left out), in (topic, partition) order. *out (free()) points
  * into the source's topic names. Returns the count or -ENOMEM. */
 int ds_kafka_source_positions(ds_kafka_source *s, ds_kafka_offset **out);
-/* Stops reading (joins the thread); what is buffered can still be sealed, offsets committed. */
+/* Stops reading (joins the consumer thread, wakes the refresher); what is buffered can still
+ * be sealed, offsets committed. */
 void ds_kafka_source_stop(ds_kafka_source *s);
-/* Stops, leaves the group and frees everything. */
+
+/* The end of a source, which may wait for Kafka (seconds with the brokers gone), on a thread of
+ * its own so that the caller's stays free (the driver keeps watching signals meanwhile, and a
+ * second one abandons the wait): stops, commits `offsets` synchronously (2 s per attempt, tried
+ * again after a quick failure, 3 s in all; n = 0: nothing), then leaves the group (2 s at
+ * most). Then only _finish_state, _abandon and _free may be called. */
+enum {
+  DS_KAFKA_FINISH_NONE = 0, /* not started */
+  DS_KAFKA_FINISH_COMMIT,   /* committing */
+  DS_KAFKA_FINISH_CLOSE,    /* committed or failed; leaving the group */
+  DS_KAFKA_FINISH_DONE,     /* the consumer is closed */
+  DS_KAFKA_FINISH_ABANDONED /* done, but Kafka did not answer: the consumer was abandoned */
+};
+int ds_kafka_source_finish(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, char *err,
+                           size_t errlen);
+/* Where the end is (DS_KAFKA_FINISH_*). Past _COMMIT, *commit_rc (may be NULL) is the commit's
+ * result (0, or negative with its message in err). Any thread. */
+int ds_kafka_source_finish_state(ds_kafka_source *s, int *commit_rc, char *err, size_t errlen);
+/* The caller stops waiting for the end (the process is about to exit): a commit in progress
+ * is not tried again and the group is not left; free() then leaves s to the process's exit. */
+void ds_kafka_source_abandon(ds_kafka_source *s);
+/* Stops, leaves the group and frees everything (after _finish: joins its thread once it is
+ * done; while it runs, s is left to it and to the process's exit). */
 void ds_kafka_source_free(ds_kafka_source *s);
 
 typedef struct ds_kafka_producer_opts {

@@ -4,8 +4,10 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "ds_kafka.h"
 #include "ds_kafka_mock.h"
@@ -302,6 +304,108 @@ static int ks_group_metadata(lua_State *L) {
   lua_pushlstring(L, buf, len);
   free(buf);
   return 1;
+}
+
+/* src:finish(offsets) -> true | nil, err: starts the end of the source on a thread of its own
+ * (the last commit of `offsets`, then leaving the group; see ds_kafka_source_finish). */
+static int ks_finish(lua_State *L) {
+  lsource *s = check_ksource(L);
+  int n;
+  ds_kafka_offset *o = read_offsets(L, 2, &n, 1);
+  char err[300];
+  if (ds_kafka_source_finish(s->src, o, n, err, sizeof err) < 0) return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Waiting for the end with SIGINT and SIGTERM watched: a loop of its own (libuv hands a signal
+ * to every loop watching it, the driver's too), so the driver's loop is not re-entered. */
+typedef struct finish_wait {
+  uv_loop_t loop;
+  uv_signal_t sigint, sigterm;
+  uv_timer_t poll;
+  ds_kafka_source *src;
+  int until;            /* the DS_KAFKA_FINISH_* phase waited for */
+  uint64_t quiet_until; /* uv_hrtime(): signals before it are ignored */
+  int signum;           /* the signal that ended the wait, 0: the end came */
+} finish_wait;
+
+static void fw_signal(uv_signal_t *h, int signum) {
+  finish_wait *w = h->data;
+  if (uv_hrtime() < w->quiet_until) return;
+  w->signum = signum;
+  uv_stop(&w->loop);
+}
+
+static void fw_poll(uv_timer_t *t) {
+  finish_wait *w = t->data;
+  if (ds_kafka_source_finish_state(w->src, NULL, NULL, 0) >= w->until)
+    uv_stop(&w->loop);
+}
+
+/* src:finish_wait(phase [, quiet_ms]) -> "done" | "signal", signum: waits until the end
+ * started by finish() reaches `phase` ("close": the commit is over; "done"), or for SIGINT or
+ * SIGTERM (except in the next quiet_ms: the two copies of one signal that `timeout` sends, to
+ * the process and to its group). */
+static int ks_finish_wait(lua_State *L) {
+  lsource *s = check_ksource(L);
+  static const char *const phases[] = {"close", "done", NULL};
+  int until = luaL_checkoption(L, 2, NULL, phases) == 0 ? DS_KAFKA_FINISH_CLOSE : DS_KAFKA_FINISH_DONE;
+  lua_Number quiet = luaL_optnumber(L, 3, 0);
+  finish_wait *w = calloc(1, sizeof *w);
+  if (!w) return luaL_error(L, "out of memory");
+  int rc = uv_loop_init(&w->loop);
+  if (rc) {
+    free(w);
+    return luaL_error(L, "finish_wait: %s", uv_strerror(rc));
+  }
+  w->src = s->src;
+  w->until = until;
+  w->quiet_until = uv_hrtime() + (quiet > 0 ? (uint64_t)(quiet * 1e6) : 0);
+  uv_signal_init(&w->loop, &w->sigint);
+  uv_signal_init(&w->loop, &w->sigterm);
+  uv_timer_init(&w->loop, &w->poll);
+  w->sigint.data = w->sigterm.data = w->poll.data = w;
+  uv_signal_start(&w->sigint, fw_signal, SIGINT);
+  uv_signal_start(&w->sigterm, fw_signal, SIGTERM);
+  uv_timer_start(&w->poll, fw_poll, 0, 20);
+  uv_run(&w->loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&w->sigint, NULL);
+  uv_close((uv_handle_t *)&w->sigterm, NULL);
+  uv_close((uv_handle_t *)&w->poll, NULL);
+  uv_run(&w->loop, UV_RUN_DEFAULT); /* the close callbacks */
+  uv_loop_close(&w->loop);
+  int signum = w->signum;
+  free(w);
+  if (signum) {
+    lua_pushliteral(L, "signal");
+    lua_pushinteger(L, signum);
+    return 2;
+  }
+  lua_pushliteral(L, "done");
+  return 1;
+}
+
+/* src:finish_state() -> "commit" | "close" | "done" | "abandoned" [, commit_ok, commit_err]:
+ * where the end is; once past "commit", whether the commit succeeded and why not. */
+static int ks_finish_state(lua_State *L) {
+  lsource *s = check_ksource(L);
+  static const char *const names[] = {"none", "commit", "close", "done", "abandoned"};
+  int commit_rc = 0;
+  char err[300] = "";
+  int phase = ds_kafka_source_finish_state(s->src, &commit_rc, err, sizeof err);
+  lua_pushstring(L, names[phase]);
+  if (phase <= DS_KAFKA_FINISH_COMMIT) return 1;
+  lua_pushboolean(L, commit_rc == 0);
+  if (commit_rc == 0) return 2;
+  lua_pushstring(L, err);
+  return 3;
+}
+
+/* src:abandon(): the process exits without waiting for the end (see ds_kafka_source_abandon). */
+static int ks_abandon(lua_State *L) {
+  ds_kafka_source_abandon(check_ksource(L)->src);
+  return 0;
 }
 
 static int ks_stop(lua_State *L) {
@@ -647,6 +751,8 @@ void ds_lua_open_kafka(lua_State *L) {
       {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"stats", ks_stats}, {"commit", ks_commit},
       {"positions", ks_positions},
       {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
+      {"finish", ks_finish}, {"finish_wait", ks_finish_wait}, {"finish_state", ks_finish_state},
+      {"abandon", ks_abandon},
       {"close", ks_close}, {"closed", ks_closed}, {NULL, NULL}};
   static const luaL_Reg producer_methods[] = {
       {"mark", kp_mark},     {"send", kp_send},     {"flush", kp_flush},

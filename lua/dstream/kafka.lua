@@ -230,34 +230,85 @@ function Source:set_positions(list, level, merge)
   for _, o in ipairs(self.wanted) do self.completed[tp_key(o.topic, o.partition)] = o end
 end
 
--- Commits the ends of the last completed batch: every partition assigned when it was sealed
--- (the C side skips those no longer assigned). The same offsets again at stop, synchronously:
--- an asynchronous commit may fail or still be in flight when the consumer closes.
-function Source:commit(sync)
+-- Commits the ends of the last completed batch, asynchronously: every partition assigned when
+-- it was sealed (the C side skips those no longer assigned). The same offsets are committed
+-- again at the end (Source:finish), synchronously: an asynchronous commit may fail or still be
+-- in flight when the consumer closes.
+function Source:commit()
   local src = self.source
   if not src or src:closed() then return end
   local offsets = self.to_commit
   if not offsets or #offsets == 0 then return end
-  local ok, err = src:commit(offsets, not sync)
-  -- The last commit, at stop: try again after a quick failure, for 3 s at most (a synchronous
-  -- commit waits 2 s for an answer), never longer: with the brokers gone, a stop must still
-  -- end in a few seconds (issue 15).
-  local deadline = core.now_ms() + 3000
-  while sync and not ok and core.now_ms() + 2300 < deadline do
-    ffi.C.poll(nil, 0, 300)
-    ok, err = src:commit(offsets, false)
-  end
-  if not ok then
-    log("warn", "kafka_stream " .. self.name .. ": " .. tostring(err))
-    if sync then
-      local list = {}
-      for _, o in ipairs(offsets) do list[#list + 1] = string.format("%s[%d] %d", o.topic, o.partition, o.offset) end
-      log("warn", "kafka_stream " .. self.name .. ": offsets not committed at stop: " .. table.concat(list, ", ")
-        .. " (the group resumes before them: those records are read again)")
-    end
-  end
+  local ok, err = src:commit(offsets, true)
+  if not ok then log("warn", "kafka_stream " .. self.name .. ": " .. tostring(err)) end
 end
 
+local function offsets_text(offsets)
+  local list = {}
+  for _, o in ipairs(offsets) do list[#list + 1] = string.format("%s[%d] %d", o.topic, o.partition, o.offset) end
+  return table.concat(list, ", ")
+end
+
+-- How long after the first signal a second one is taken for the same (`timeout` sends one to
+-- the process, then one to its process group).
+local SECOND_SIGNAL_MS = 250
+local cut_short = setmetatable({}, { __mode = "k" }) -- ctx -> a signal ended its Kafka waits
+
+-- The end of the source, once the context has stopped: the last commit (synchronous, 3 s at
+-- most) and leaving the group (2 s at most) wait for Kafka, seconds with the brokers gone
+-- (issue 15). They run on a thread of the source's while this waits with SIGINT and SIGTERM
+-- watched: a signal then (the second of a graceful stop) abandons them, says what was not
+-- committed and fails the context, so the process ends now.
+function Source:finish()
+  local src, name = self.source, "kafka_stream " .. self.name
+  local offsets = self.to_commit or {}
+  local started, serr = src:finish(offsets)
+  if not started then -- no thread: wait here
+    log("warn", name .. ": " .. tostring(serr) .. "; the last commit waits on this thread")
+    local ok, err = src:commit(offsets, false)
+    if not ok then
+      log("warn", name .. ": " .. tostring(err))
+      log("warn", name .. ": offsets not committed at stop: " .. offsets_text(offsets)
+        .. " (the group resumes before them: those records are read again)")
+    end
+    src:close()
+    return
+  end
+  local ctx = self.ctx
+  local function wait(phase)
+    if cut_short[ctx] then return "signal" end
+    local first = ctx._signalled_at -- the context's first signal, if a signal stopped it
+    return src:finish_wait(phase, first and math.max(0, first + SECOND_SIGNAL_MS - core.now_ms()) or 0)
+  end
+  local how = wait("close")
+  local _, committed, cerr = src:finish_state()
+  if committed == false and #offsets > 0 then
+    log("warn", name .. ": " .. tostring(cerr))
+    log("warn", name .. ": offsets not committed at stop: " .. offsets_text(offsets)
+      .. " (the group resumes before them: those records are read again)")
+  end
+  if how == "done" then how = wait("done") end
+  if how == "done" then return src:close() end
+  -- A signal: nothing more is waited for; the source is left to the process's exit.
+  local phase = src:finish_state()
+  src:abandon()
+  src:close()
+  local abandoned = {}
+  if #offsets > 0 and committed == nil then -- the commit was still waiting for Kafka
+    log("warn", name .. ": offsets not committed at stop: " .. offsets_text(offsets)
+      .. " (the group resumes before them: those records are read again)")
+  end
+  if #offsets > 0 and not committed then
+    abandoned[#abandoned + 1] = "the commit of " .. offsets_text(offsets)
+  end
+  if phase ~= "done" then abandoned[#abandoned + 1] = "leaving consumer group " .. self.group end
+  if #abandoned == 0 then return end
+  local msg = string.format("%s: stopped by %s before the stop's waits for Kafka ended; abandoned: %s",
+    name, ctx._signalled_at and "a second signal" or "a signal", table.concat(abandoned, "; "))
+  cut_short[ctx] = true
+  -- The context's error (its stop raises it), unless the context failed already.
+  if ctx.error then log("warn", msg) else ctx:_fail(msg) end
+end
 -- The outputs of batch `time` succeeded: its ranges' ends become the positions (before a
 -- checkpoint of that batch is written, when the context has checkpoints).
 function Source:batch_done(time)
@@ -288,7 +339,7 @@ end
 -- The batch completed ("batch_completed", after any checkpoint of it): commit to the group.
 function Source:on_completed(batch)
   self:batch_done(batch.time)
-  self:commit(false)
+  self:commit()
   if self.counter then
     local n = core.kafka_counter_get(self.counter)
     if n > self.reported then
@@ -303,13 +354,10 @@ function Source:stop()
   local src = self.source
   if not src or src:closed() then return end
   self.stopping = true
-  src:stop()
   -- The context calls stop() when a graceful stop begins (a last batch may still complete and
   -- commit), and again once it has stopped: then commit what completed and leave the group.
-  if self.ctx.state == "stopped" then
-    self:commit(true)
-    src:close()
-  end
+  if self.ctx.state == "stopped" then return self:finish() end
+  src:stop()
 end
 
 function Source:group_metadata()

@@ -385,6 +385,61 @@ static void test_delivery_failure(void) {
   ds_kafka_mock_free(m);
 }
 
+/* Waits up to `seconds` for the end started by ds_kafka_source_finish to reach `phase`. */
+static int wait_finish(ds_kafka_source *s, int phase, double seconds) {
+  double deadline = now_s() + seconds;
+  int state;
+  while ((state = ds_kafka_source_finish_state(s, NULL, NULL, 0)) < phase && now_s() < deadline)
+    usleep(10000);
+  return state;
+}
+
+/* The end of a source runs on a thread of its own: the last commit and leaving the group. With
+ * the broker up both complete; with it down the caller can abandon them, and free() then
+ * returns at once (the source is left to the thread and to the process's exit). */
+static void test_finish(void) {
+  ds_kafka_mock *m;
+  CHECK_OK(ds_kafka_mock_new(1, &m, err, sizeof err), err);
+  const char *b = ds_kafka_mock_bootstrap(m);
+  CHECK_OK(ds_kafka_mock_topic_create(m, "fin", 2, err, sizeof err), err);
+  const char *topics[] = {"fin"};
+  ds_kafka_source_opts o;
+  memset(&o, 0, sizeof o);
+  o.brokers = b;
+  o.topics = topics;
+  o.ntopics = 1;
+  o.group = "g-fin";
+  o.start = "earliest";
+  ds_kafka_source *s;
+  CHECK_OK(ds_kafka_source_start(&o, &s, err, sizeof err), err);
+  ds_kafka_offset c[] = {{"fin", 0, 0}, {"fin", 1, 0}};
+  CHECK_OK(ds_kafka_source_finish(s, c, 2, err, sizeof err), err);
+  CHECK(ds_kafka_source_finish(s, c, 2, err, sizeof err) == -EALREADY);
+  CHECK_INT(wait_finish(s, DS_KAFKA_FINISH_DONE, 10), ==, DS_KAFKA_FINISH_DONE);
+  int commit_rc = -1;
+  CHECK_INT(ds_kafka_source_finish_state(s, &commit_rc, err, sizeof err), ==, DS_KAFKA_FINISH_DONE);
+  CHECK_INT(commit_rc, ==, 0);
+  ds_kafka_source_free(s);
+  ds_kafka_offset got[] = {{"fin", 0, -2}, {"fin", 1, -2}};
+  CHECK_OK(ds_kafka_committed(b, "g-fin", NULL, 0, got, 2, 10000, err, sizeof err), err);
+  CHECK_INT(got[0].offset, ==, 0);
+  CHECK_INT(got[1].offset, ==, 0);
+
+  /* The broker gone: the commit waits (2 s); abandoned, free() does not. */
+  CHECK_OK(ds_kafka_source_start(&o, &s, err, sizeof err), err);
+  CHECK_OK(ds_kafka_mock_broker_down(m, 1, err, sizeof err), err);
+  CHECK_OK(ds_kafka_source_finish(s, c, 2, err, sizeof err), err);
+  usleep(300000);
+  CHECK_INT(ds_kafka_source_finish_state(s, NULL, NULL, 0), ==, DS_KAFKA_FINISH_COMMIT);
+  ds_kafka_source_abandon(s);
+  double t0 = now_s();
+  ds_kafka_source_free(s);
+  CHECK(now_s() - t0 < 0.1);
+  /* The thread ends by itself (the commit's 2 s, no second attempt, no close). */
+  CHECK_INT(wait_finish(s, DS_KAFKA_FINISH_DONE, 5), ==, DS_KAFKA_FINISH_ABANDONED);
+  ds_kafka_mock_free(m);
+}
+
 static void test_counters(void) {
   int a = ds_kafka_counter_new(), b = ds_kafka_counter_new();
   CHECK(a >= 0 && b > a);
@@ -403,6 +458,7 @@ int main(void) {
   test_full_layout();
   test_direct_positions();
   test_delivery_failure();
+  test_finish();
   printf("test_kafka: ok\n");
   return 0;
 }
