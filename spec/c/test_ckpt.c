@@ -4,7 +4,6 @@
  * (which generations to delete is dstream.checkpoint.prune's choice, see its spec). */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,10 +34,7 @@ static int exists(const char *name) {
 static void touch(const char *name, const char *text) {
   char p[256];
   snprintf(p, sizeof p, "%s/%s", dir, name);
-  FILE *f = fopen(p, "w");
-  CHECK(f != NULL);
-  CHECK_INT(fwrite(text, 1, strlen(text), f), ==, strlen(text));
-  CHECK_INT(fclose(f), ==, 0);
+  check_write_file(p, text, strlen(text));
 }
 
 /* The whole file at path (malloc'd) and its size. */
@@ -55,13 +51,6 @@ static char *slurp(const char *path, size_t *len) {
   fclose(f);
   *len = (size_t)n;
   return buf;
-}
-
-static void spit(const char *path, const char *data, size_t len) {
-  FILE *f = fopen(path, "wb");
-  CHECK(f != NULL);
-  CHECK_INT(fwrite(data, 1, len, f), ==, len);
-  CHECK_INT(fclose(f), ==, 0);
 }
 
 static void write_ok(uint64_t gen, const void *data, size_t len) {
@@ -141,16 +130,9 @@ static void list_is(const uint64_t *want, int n) {
   free(gens);
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
-}
-
 /* Empties dir (keeps dir itself). */
 static void clear_dir(void) {
-  CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
+  check_remove_tree(dir);
   CHECK_INT(mkdir(dir, 0700), ==, 0);
 }
 
@@ -298,7 +280,7 @@ static void test_stamp(void) {
   char *raw = slurp(path, &len);
   usleep(20000);
   raw[len - 1] ^= 0x01; /* the same size, changed in place */
-  spit(path, raw, len);
+  check_write_file(path, raw, len);
   CHECK_INT(ds_ckpt_stamp(path, c, sizeof c, err, sizeof err), ==, 0);
   CHECK(strcmp(a, c) != 0);
   CHECK_INT(ds_ckpt_check(path, c, sizeof c, err, sizeof err), ==, -EINVAL);
@@ -325,51 +307,51 @@ static void test_damage(void) {
   CHECK(bad != NULL);
 
   /* Truncated inside the payload, at the header's end, inside the header, empty. */
-  spit(path, good, len - 1);
+  check_write_file(path, good, len - 1);
   read_fails(path, -EINVAL, "truncated");
-  spit(path, good, HEADER + 5);
+  check_write_file(path, good, HEADER + 5);
   read_fails(path, -EINVAL, "truncated");
-  spit(path, good, HEADER);
+  check_write_file(path, good, HEADER);
   read_fails(path, -EINVAL, "truncated");
-  spit(path, good, 10);
+  check_write_file(path, good, 10);
   read_fails(path, -EINVAL, "truncated");
-  spit(path, good, 0);
+  check_write_file(path, good, 0);
   read_fails(path, -EINVAL, "truncated");
 
   /* Trailing bytes. */
   memcpy(bad, good, len);
   memcpy(bad + len, "junk", 4);
-  spit(path, bad, len + 4);
+  check_write_file(path, bad, len + 4);
   read_fails(path, -EINVAL, "length mismatch");
 
   /* One flipped bit anywhere in the payload: the checksum catches it. */
   for (size_t at = HEADER; at < len; at += 7) {
     memcpy(bad, good, len);
     bad[at] ^= 0x01;
-    spit(path, bad, len);
+    check_write_file(path, bad, len);
     read_fails(path, -EINVAL, "checksum");
   }
   /* ... and in the stored checksum itself. */
   memcpy(bad, good, len);
   bad[13] ^= 0x80;
-  spit(path, bad, len);
+  check_write_file(path, bad, len);
   read_fails(path, -EINVAL, "checksum");
 
   /* A wrong magic (another file named like a checkpoint). */
   memcpy(bad, good, len);
   bad[0] = 'X';
-  spit(path, bad, len);
+  check_write_file(path, bad, len);
   read_fails(path, -EINVAL, "magic");
   memcpy(bad, good, len);
   bad[7] = '2';
-  spit(path, bad, len);
+  check_write_file(path, bad, len);
   read_fails(path, -EINVAL, "magic");
 
   /* An unknown format version: the message says which, and which this dstream reads. */
   memcpy(bad, good, len);
   uint32_t v = DS_CKPT_VERSION + 1;
   memcpy(bad + 8, &v, 4);
-  spit(path, bad, len);
+  check_write_file(path, bad, len);
   char words[96];
   snprintf(words, sizeof words, "unknown format version %u (this dstream reads version %d)",
            (unsigned)v, DS_CKPT_VERSION);
@@ -379,11 +361,11 @@ static void test_damage(void) {
   memcpy(bad, good, len);
   uint64_t l = tl + 1;
   memcpy(bad + 24, &l, 8);
-  spit(path, bad, len);
+  check_write_file(path, bad, len);
   read_fails(path, -EINVAL, "length mismatch");
 
   /* Put back whole, it reads again. */
-  spit(path, good, len);
+  check_write_file(path, good, len);
   read_back(1, text, tl);
 
   /* A file that is not there. */
@@ -440,8 +422,7 @@ static void test_write_errors(void) {
 }
 
 int main(void) {
-  snprintf(dir, sizeof dir, "/tmp/ds_ckpt.XXXXXX");
-  CHECK(mkdtemp(dir) != NULL);
+  check_temp_dir(dir, sizeof dir, "ds_ckpt");
   test_crc32();
   test_round_trip();
   test_no_reuse();
@@ -450,7 +431,7 @@ int main(void) {
   test_stamp();
   test_damage();
   test_write_errors();
-  CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
+  check_remove_tree(dir);
   printf("test_ckpt: ok\n");
   return 0;
 }

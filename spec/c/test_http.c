@@ -9,23 +9,8 @@
 
 #include "check.h"
 
-#define CHECK_HAS(hay, needle)                                                            \
-  do {                                                                                    \
-    if (!strstr((hay), (needle))) {                                                       \
-      fprintf(stderr, "%s:%d: \"%s\" not found in:\n%s\n", __FILE__, __LINE__, (needle), \
-              (hay));                                                                     \
-      abort();                                                                            \
-    }                                                                                     \
-  } while (0)
-
 static uv_loop_t loop;
 static uv_timer_t guard;
-
-static void on_guard(uv_timer_t *t) {
-  (void)t;
-  fprintf(stderr, "test timed out\n");
-  abort();
-}
 
 /* ---- the handler: echoes what it saw ---- */
 
@@ -205,8 +190,7 @@ static void on_stopped(void *ud) { *(int *)ud += 1; }
 
 int main(void) {
   CHECK_INT(uv_loop_init(&loop), ==, 0);
-  uv_timer_init(&loop, &guard);
-  uv_timer_start(&guard, on_guard, 20000, 0);
+  check_guard_start(&loop, &guard, 20000, NULL);
   uv_unref((uv_handle_t *)&guard);
   uv_timer_init(&loop, &run_timer);
   char err[256];

@@ -1,11 +1,9 @@
 /* test_recv_rate.c - receivers under max_rate: reading slows down, TCP pushes back, nothing is lost. */
 #define _XOPEN_SOURCE 700
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <uv.h>
 
 #include "ds_recv.h"
@@ -17,12 +15,6 @@
 
 static uv_loop_t loop;
 static uv_timer_t guard;
-
-static void on_guard(uv_timer_t *t) {
-  (void)t;
-  fprintf(stderr, "test timed out\n");
-  abort();
-}
 
 static double elapsed_s(uint64_t since_ns) { return (double)(uv_hrtime() - since_ns) / 1e9; }
 
@@ -188,8 +180,7 @@ static void on_fwatch(uv_timer_t *t) {
 }
 
 static void test_files(void) {
-  snprintf(dir, sizeof dir, "/tmp/ds_recv_rate.XXXXXX");
-  CHECK(mkdtemp(dir) != NULL);
+  check_temp_dir(dir, sizeof dir, "ds_recv_rate");
   ds_store *store = ds_store_new(0);
   char err[256];
   ds_recv_file_opts opts = {.new_files_only = 1, .max_line = 0, .max_rate = 2000};
@@ -226,20 +217,14 @@ static void test_files(void) {
   ds_store_free(store);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-
 int main(void) {
   CHECK_INT(uv_loop_init(&loop), ==, 0);
-  uv_timer_init(&loop, &guard);
-  uv_timer_start(&guard, on_guard, 60000, 0);
+  check_guard_start(&loop, &guard, 60000, NULL);
   uv_unref((uv_handle_t *)&guard);
   test_bucket();
   test_socket();
   test_files();
-  CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
+  check_remove_tree(dir);
   uv_close((uv_handle_t *)&guard, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_INT(uv_loop_close(&loop), ==, 0);

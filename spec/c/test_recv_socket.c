@@ -15,45 +15,10 @@
 
 #include "check.h"
 
-/* Seals the store into one partition and compares its DS_FMT_LINES records with `want`. */
-static void check_records(ds_store *s, const char **want, int nwant) {
-  ds_sealed *sb;
-  CHECK_INT(ds_store_seal(s, 1, &sb), ==, 0);
-  CHECK_INT(sb->count, ==, nwant);
-  int i = 0;
-  ds_part *p = &sb->parts[0];
-  for (int k = 0; k < p->nslices; k++) {
-    const char *d = p->slices[k].data, *end = d + p->slices[k].len;
-    while (d < end) {
-      uint32_t len;
-      memcpy(&len, d, 4);
-      char rec[256];
-      CHECK(len < sizeof rec);
-      memcpy(rec, d + 4, len);
-      rec[len] = 0;
-      CHECK(i < nwant);
-      CHECK_STR(rec, want[i]);
-      i++;
-      d += 4 + len;
-    }
-  }
-  CHECK_INT(i, ==, nwant);
-  ds_sealed_free(sb);
-}
-
 static uv_loop_t loop;
 static uv_timer_t guard;
 
-static void on_guard(uv_timer_t *t) {
-  (void)t;
-  fprintf(stderr, "test timed out\n");
-  abort();
-}
-
-static void start_guard(void) {
-  uv_timer_init(&loop, &guard);
-  uv_timer_start(&guard, on_guard, 20000, 0);
-}
+static void start_guard(void) { check_guard_start(&loop, &guard, 20000, NULL); }
 
 /* ---- a scripted server: each connection gets its own list of chunks ---- */
 
@@ -196,7 +161,7 @@ static void test_lines_and_reconnect(void) {
   CHECK_INT(nconns, ==, 2);
   const char *want[] = {"alpha", "beta", "gamma", "tail", "delta", "after", "exactly-16-bytes",
                         "last"};
-  check_records(store, want, 8);
+  check_store_lines(store, want, 8);
   ds_store_free(store);
 }
 
@@ -460,7 +425,7 @@ static void test_idle_timeout(void) {
   CHECK(keepalive_checked);
   /* The silent connection's unfinished line is dropped, as for a broken connection. */
   const char *want[] = {"one", "three"};
-  check_records(store, want, 2);
+  check_store_lines(store, want, 2);
   ds_store_free(store);
 }
 
