@@ -31,7 +31,8 @@ typedef struct ds_block {
 } ds_block;
 
 /* A view of consecutive records inside one block. Holds one reference to `block`.
- * Laid out for the FFI: workers read slices as a C array. */
+ * Laid out for the FFI: workers read slices as a C array, so lua/dstream/worker/cdefs.lua
+ * mirrors it (spec/layout_spec.lua compares the two through core.struct_layouts()). */
 typedef struct ds_slice {
   ds_block *block;
   const char *data;
@@ -40,6 +41,11 @@ typedef struct ds_slice {
   int32_t format;
   int32_t pairs;
 } ds_slice;
+
+#if UINTPTR_MAX == UINT64_MAX
+/* A field added or moved here must be added or moved in cdefs.lua too; then fix the size. */
+_Static_assert(sizeof(ds_slice) == 40, "ds_slice changed: change lua/dstream/worker/cdefs.lua too");
+#endif
 
 /* Returns a new empty block with one reference, or NULL when memory is exhausted. */
 ds_block *ds_block_new(int format, size_t cap);

@@ -3,6 +3,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
@@ -10,6 +11,7 @@
 
 #include "ds_lua.h"
 #include "ds_pool.h"
+#include "ds_task.h"
 #include "ds_vm.h"
 #include "ds_version.h"
 
@@ -125,6 +127,58 @@ static int core_worker_limits(lua_State *L) {
   lua_setfield(L, -2, "warn_workers");
   lua_pushnumber(L, (lua_Number)DS_VM_MIN_MEMORY);
   lua_setfield(L, -2, "min_memory");
+  return 1;
+}
+
+/* ---- layouts -------------------------------------------------------------------------- */
+
+/* The structs worker Lua reads and writes through the FFI (lua/dstream/worker/cdefs.lua
+ * declares them again), as the C compiler laid them out: spec/layout_spec.lua compares them
+ * with ffi.sizeof and ffi.offsetof. (The Kafka record's is ds_lua_kafka.c's.) */
+typedef struct field_offset {
+  const char *name;
+  size_t offset;
+} field_offset;
+
+#define FIELD(type, f) {#f, offsetof(type, f)}
+static const field_offset slice_fields[] = {
+    FIELD(ds_slice, block), FIELD(ds_slice, data),   FIELD(ds_slice, len),
+    FIELD(ds_slice, count), FIELD(ds_slice, format), FIELD(ds_slice, pairs),
+    {NULL, 0}};
+static const field_offset output_fields[] = {FIELD(ds_output, target), FIELD(ds_output, slice),
+                                             {NULL, 0}};
+static const field_offset task_fields[] = {
+    FIELD(ds_task, id),        FIELD(ds_task, attempt),    FIELD(ds_task, worker),
+    FIELD(ds_task, desc),      FIELD(ds_task, desc_len),   FIELD(ds_task, inputs),
+    FIELD(ds_task, ninputs),   FIELD(ds_task, status),     FIELD(ds_task, error),
+    FIELD(ds_task, outputs),   FIELD(ds_task, noutputs),   FIELD(ds_task, capoutputs),
+    FIELD(ds_task, run_ms),    FIELD(ds_task, records_in), FIELD(ds_task, next),
+    {NULL, 0}};
+#undef FIELD
+
+/* core.struct_layouts() -> { ds_slice = { size = n, fields = { block = 0, ... } }, ... } */
+static int core_struct_layouts(lua_State *L) {
+  static const struct {
+    const char *name;
+    size_t size;
+    const field_offset *fields;
+  } structs[] = {{"ds_slice", sizeof(ds_slice), slice_fields},
+                 {"ds_output", sizeof(ds_output), output_fields},
+                 {"ds_task", sizeof(ds_task), task_fields}};
+  int n = (int)(sizeof structs / sizeof structs[0]);
+  lua_createtable(L, 0, n);
+  for (int i = 0; i < n; i++) {
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, (lua_Integer)structs[i].size);
+    lua_setfield(L, -2, "size");
+    lua_newtable(L);
+    for (const field_offset *f = structs[i].fields; f->name; f++) {
+      lua_pushinteger(L, (lua_Integer)f->offset);
+      lua_setfield(L, -2, f->name);
+    }
+    lua_setfield(L, -2, "fields");
+    lua_setfield(L, -2, structs[i].name);
+  }
   return 1;
 }
 
@@ -549,6 +603,7 @@ int luaopen_dstream_core(lua_State *L) {
                                        {"hrtime_ms", core_hrtime_ms},
                                        {"cores", core_cores},
                                        {"worker_limits", core_worker_limits},
+                                       {"struct_layouts", core_struct_layouts},
                                        {"timer", core_timer},
                                        {"signal", core_signal},
                                        {"pool_new", core_pool_new},

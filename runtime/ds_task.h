@@ -3,7 +3,7 @@
  * The driver fills the descriptor (a string.buffer-encoded table naming the pipeline and its
  * parameters) and the input slices; the worker fills the outputs, the status and the error.
  * The struct is read by worker Lua code through the FFI, so its layout is mirrored in
- * lua/dstream/cdefs.lua: change both together. A task owns its descriptor, its inputs'
+ * lua/dstream/worker/cdefs.lua: change both together (spec/layout_spec.lua compares them). A task owns its descriptor, its inputs'
  * references, its outputs and its error text. */
 #ifndef DS_TASK_H
 #define DS_TASK_H
@@ -36,6 +36,12 @@ typedef struct ds_task {
   uint64_t records_in; /* set by the worker's Lua code */
   struct ds_task *next;
 } ds_task;
+
+#if UINTPTR_MAX == UINT64_MAX
+/* A field added or moved here must be added or moved in cdefs.lua too; then fix the size. */
+_Static_assert(sizeof(ds_output) == 48, "ds_output changed: change lua/dstream/worker/cdefs.lua too");
+_Static_assert(sizeof(ds_task) == 96, "ds_task changed: change lua/dstream/worker/cdefs.lua too");
+#endif
 
 /* Allocates a task copying `desc`; inputs are added with ds_task_add_input. NULL on OOM. */
 ds_task *ds_task_new(uint64_t id, const void *desc, size_t desc_len);
