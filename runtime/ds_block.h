@@ -15,10 +15,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { DS_FMT_LINES = 1, DS_FMT_SBUF = 2 };
+#include "ds_limits.h" /* DS_RECORD_MAX */
 
-/* Largest single record a receiver accepts: larger ones are refused with -E2BIG. */
-#define DS_RECORD_MAX (64u * 1024u * 1024u)
+enum { DS_FMT_LINES = 1, DS_FMT_SBUF = 2 };
 
 typedef struct ds_block {
   atomic_int refs;

@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "ds_limits.h"
 #include "ds_lua.h"
 #include "ds_pool.h"
 #include "ds_task.h"
@@ -127,6 +128,23 @@ static int core_worker_limits(lua_State *L) {
   lua_setfield(L, -2, "warn_workers");
   lua_pushnumber(L, (lua_Number)DS_VM_MIN_MEMORY);
   lua_setfield(L, -2, "min_memory");
+  return 1;
+}
+
+/* core.limits() -> { record_max =, block_bytes =, slice_bytes =, buffer_keep_bytes =,
+ * worker_memory = }: the sizes of ds_limits.h (and the default worker memory of ds_vm.h). */
+static int core_limits(lua_State *L) {
+  lua_createtable(L, 0, 5);
+  lua_pushnumber(L, (lua_Number)DS_RECORD_MAX);
+  lua_setfield(L, -2, "record_max");
+  lua_pushnumber(L, (lua_Number)DS_BLOCK_BYTES);
+  lua_setfield(L, -2, "block_bytes");
+  lua_pushnumber(L, (lua_Number)DS_SLICE_BYTES);
+  lua_setfield(L, -2, "slice_bytes");
+  lua_pushnumber(L, (lua_Number)DS_BUFFER_KEEP_BYTES);
+  lua_setfield(L, -2, "buffer_keep_bytes");
+  lua_pushnumber(L, (lua_Number)DS_VM_DEFAULT_MEMORY);
+  lua_setfield(L, -2, "worker_memory");
   return 1;
 }
 
@@ -603,6 +621,7 @@ int luaopen_dstream_core(lua_State *L) {
                                        {"hrtime_ms", core_hrtime_ms},
                                        {"cores", core_cores},
                                        {"worker_limits", core_worker_limits},
+                                       {"limits", core_limits},
                                        {"struct_layouts", core_struct_layouts},
                                        {"timer", core_timer},
                                        {"signal", core_signal},

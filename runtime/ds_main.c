@@ -19,7 +19,19 @@
 
 static const char *progname = "dstream";
 
+/* A size as --worker-memory takes it: "4g", "1m", else kilobytes rounded up. */
+static void format_size(char *buf, size_t n, size_t bytes) {
+  if (bytes % ((size_t)1 << 30) == 0)
+    snprintf(buf, n, "%zug", bytes >> 30);
+  else if (bytes % (1024 * 1024) == 0)
+    snprintf(buf, n, "%zum", bytes / (1024 * 1024));
+  else
+    snprintf(buf, n, "%zuk", (bytes + 1023) / 1024);
+}
+
 static void usage(FILE *out) {
+  char memory[32];
+  format_size(memory, sizeof memory, DS_VM_DEFAULT_MEMORY);
   fprintf(out,
           "usage: %s [options] [script [args...]]\n"
           "Runs a dstream job written in Lua; with no script, opens the interactive prompt.\n"
@@ -33,7 +45,7 @@ static void usage(FILE *out) {
           "  -                   read the script from standard input\n"
           "  --                  stop handling options\n"
           "  --workers N         worker threads (default: the number of cores)\n"
-          "  --worker-memory S   Lua memory limit of each worker, e.g. 512m, 2g (default 4g)\n"
+          "  --worker-memory S   Lua memory limit of each worker, e.g. 512m, 2g (default %s)\n"
           "  --partitions N      default partitions of a batch (default: the number of workers)\n"
           "  --checkpoint DIR    checkpoint into DIR, and restart from it when it has one\n"
           "  --log-level L       error, warn, info or debug (default: warn)\n"
@@ -43,7 +55,7 @@ static void usage(FILE *out) {
           "\n"
           "Options given here are defaults: a job's dstream.context{...} settings win.\n"
           "`dstream kafka-mock --help`: an embedded Kafka broker for tests and examples.\n",
-          progname);
+          progname, memory);
 }
 
 /* Runs the function on top of the stack with a traceback handler; prints errors. */
@@ -88,14 +100,6 @@ static void add_jit_command(lua_State *L, const char *cmd) {
   lua_pushstring(L, cmd);
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
   lua_pop(L, 4);
-}
-
-
-static void format_size(char *buf, size_t n, size_t bytes) {
-  if (bytes % (1024 * 1024) == 0)
-    snprintf(buf, n, "%zum", bytes / (1024 * 1024));
-  else
-    snprintf(buf, n, "%zuk", (bytes + 1023) / 1024);
 }
 
 /* Checks --worker-memory and --workers against what a machine can boot: 0, or 1 after

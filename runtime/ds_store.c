@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ds_limits.h"
+
 struct ds_store {
   pthread_mutex_t lock;
   size_t block_bytes;
@@ -18,7 +20,7 @@ ds_store *ds_store_new(size_t block_bytes) {
   ds_store *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   pthread_mutex_init(&s->lock, NULL);
-  s->block_bytes = block_bytes ? block_bytes : (1u << 20);
+  s->block_bytes = block_bytes ? block_bytes : DS_BLOCK_BYTES;
   return s;
 }
 

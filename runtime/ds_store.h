@@ -30,7 +30,7 @@ typedef struct ds_sealed {
   ds_part *parts;
 } ds_sealed;
 
-/* Returns a new store, or NULL when memory is exhausted. block_bytes 0 means 1 MiB. */
+/* Returns a new store, or NULL when memory is exhausted. block_bytes 0 means DS_BLOCK_BYTES. */
 ds_store *ds_store_new(size_t block_bytes);
 void ds_store_free(ds_store *s);
 

@@ -22,6 +22,9 @@ typedef struct ds_vm {
 /* The smallest worker_memory a worker can boot with (its libraries and dstream.worker's
  * modules) and still run a small task; the command line refuses less. */
 #define DS_VM_MIN_MEMORY ((size_t)1 << 20)
+/* A worker's memory limit when neither context{ worker_memory = } nor --worker-memory sets
+ * one (Lua reads it as core.limits().worker_memory). */
+#define DS_VM_DEFAULT_MEMORY ((size_t)4 << 30)
 
 /* Creates a state (limit 0 = unlimited) with libraries and paths set up, under a protected
  * call: a limit too small for them returns -ENOMEM (the state is closed), never aborts. */
