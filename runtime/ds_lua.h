@@ -32,6 +32,12 @@ lua_State *ds_lua_running_state(void);
  * function that raised); other error values are kept as they are. */
 int ds_lua_traceback(lua_State *L);
 
+/* Pushes the command line's options (core.cli_options(), the module dstream.options): a table
+ * of the `--name value` options by name, values as given (their readers check them), and
+ * `jit`, the -j and -O commands in order. One table per state, made on first use; ds_main.c
+ * fills it while it reads the command line. */
+void ds_lua_push_cli_options(lua_State *L);
+
 /* Registers the source constructors (socket_source, file_source) into the table on top. */
 void ds_lua_open_sources(lua_State *L);
 /* Registers the checkpoint file functions (ckpt_write, ckpt_read, ...) into the table on top. */

@@ -148,6 +148,26 @@ static int core_limits(lua_State *L) {
   return 1;
 }
 
+/* The registry key of the options table (ds_lua_push_cli_options). */
+#define CLI_OPTIONS_KEY "dstream.options"
+
+void ds_lua_push_cli_options(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, CLI_OPTIONS_KEY);
+  if (lua_istable(L, -1)) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 8);
+  lua_newtable(L);
+  lua_setfield(L, -2, "jit");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, CLI_OPTIONS_KEY);
+}
+
+/* core.cli_options() -> the command line's options (what dstream.options returns). */
+static int core_cli_options(lua_State *L) {
+  ds_lua_push_cli_options(L);
+  return 1;
+}
+
 /* ---- layouts -------------------------------------------------------------------------- */
 
 /* The structs worker Lua reads and writes through the FFI (lua/dstream/worker/cdefs.lua
@@ -622,6 +642,7 @@ int luaopen_dstream_core(lua_State *L) {
                                        {"cores", core_cores},
                                        {"worker_limits", core_worker_limits},
                                        {"limits", core_limits},
+                                       {"cli_options", core_cli_options},
                                        {"struct_layouts", core_struct_layouts},
                                        {"timer", core_timer},
                                        {"signal", core_signal},

@@ -12,6 +12,7 @@
 
 #include "ds_kafka_mock.h"
 #include "ds_log.h"
+#include "ds_lua.h"
 #include "ds_paths.h"
 #include "ds_version.h"
 #include "ds_pool.h"
@@ -83,23 +84,20 @@ static int report_call(lua_State *L, int nargs, int nres) {
   return rc;
 }
 
+/* Records `--k v` in the options Lua reads (dstream.options). */
 static void set_cli_field_string(lua_State *L, const char *k, const char *v) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_getfield(L, -1, "dstream.cli.options");
+  ds_lua_push_cli_options(L);
   lua_pushstring(L, v);
   lua_setfield(L, -2, k);
-  lua_pop(L, 3);
+  lua_pop(L, 1);
 }
 
 static void add_jit_command(lua_State *L, const char *cmd) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  lua_getfield(L, -1, "dstream.cli.options");
+  ds_lua_push_cli_options(L);
   lua_getfield(L, -1, "jit");
   lua_pushstring(L, cmd);
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
-  lua_pop(L, 4);
+  lua_pop(L, 2);
 }
 
 /* Checks --worker-memory and --workers against what a machine can boot: 0, or 1 after
@@ -217,11 +215,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   lua_State *L = vm.L;
+  /* The old name of dstream.options, for its readers until they require that. */
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "loaded");
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_setfield(L, -2, "jit");
+  ds_lua_push_cli_options(L);
   lua_setfield(L, -2, "dstream.cli.options");
   lua_pop(L, 2);
 

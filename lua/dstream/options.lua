@@ -1,0 +1,18 @@
+-- dstream/options.lua: the options the dstream command line was given, as a table (read-only
+-- by convention). The interpreter (runtime/ds_main.c) records them before the script runs;
+-- they are defaults, which a script's dstream.context{...} settings override. Values are the
+-- strings typed: the modules that use them check them and say what is wrong.
+--
+--   workers          --workers N: worker threads (default: the number of cores)
+--   ["worker-memory"] --worker-memory S: each worker's Lua memory limit, e.g. "512m", "2g"
+--                    (default: core.limits().worker_memory)
+--   partitions       --partitions N: partitions of a batch (default: the number of workers)
+--   checkpoint       --checkpoint DIR: checkpoint into DIR, and restart from it
+--   ["log-level"]    --log-level L: error, warn, info or debug (default: warn)
+--   ui               --ui ADDR: serve metrics and a live page at ADDR (host:port)
+--   jit              the -j and -O commands, in order (applied to the driver at once, and
+--                    replayed by every worker when it boots); always a table
+--
+-- An option not given is nil. Outside the dstream interpreter (a worker's state) the table
+-- holds only an empty jit list.
+return require("dstream.core").cli_options()
