@@ -1,4 +1,4 @@
--- dstream/context.lua: a streaming context: its settings, sources, batch clock and lifecycle.
+-- dstream/context.lua: a streaming context: its settings, its sources' constructors, and its lifecycle.
 --
 -- The context owns the worker pool (through its scheduler), the graph of streams and the
 -- output operations. Once started, a clock seals every input at each batch boundary (the
@@ -8,14 +8,13 @@
 -- shows as scheduling delay, not as lost input.
 local core = require("dstream.core")
 local monitor = require("dstream.monitor")
-local rdd_mod = require("dstream.rdd")
 local scheduler = require("dstream.driver.scheduler")
 local shared = require("dstream.state.shared")
 local ship = require("dstream.ship")
+local sources = require("dstream.sources")
 local stream_mod = require("dstream.stream")
 require("dstream.window") -- adds the window operators to streams
 local util = require("dstream.util")
-local batch_log = require("dstream.state.batch_log")
 
 local Context = {}
 Context.__index = Context
@@ -214,267 +213,26 @@ function Context:_add_output(stream, fn)
   self.outputs[#self.outputs + 1] = { stream = stream, fn = fn }
 end
 
-local function check_not_started(self, who)
-  if self.state ~= "initialized" then
-    error(who .. ": sources must be created before ctx:start()", 3)
-  end
-end
-
--- An input stream: seal(time) is called by the clock at every batch boundary.
-local function input_stream(self, name, compute, seal)
-  local s = stream_mod.new(self, {}, compute, name)
-  s.seal = seal
-  self.inputs[#self.inputs + 1] = s
-  return s
-end
-
 ---------------------------------------------------------------------------------------------
--- Sources
+-- Sources: each a method of the context, kept in its module under dstream/sources/ (the
+-- Source contract they implement is in dstream/sources/init.lua).
 
--- batches: a list of lists; each batch takes the next list.
--- opts: one_at_a_time (default true), default (a list for batches once the queue is empty),
--- pairs (each element {k, v} becomes the pair k, v).
-function Context:queue_stream(batches, opts)
-  check_not_started(self, "queue_stream")
-  util.check_table(batches, "queue_stream", "the queue")
-  opts = opts or {}
-  local queue = {}
-  for i, b in ipairs(batches) do
-    if type(b) ~= "table" then error("queue_stream: batch " .. i .. " must be a list, got " .. type(b), 2) end
-    queue[i] = b
-  end
-  local one_at_a_time = opts.one_at_a_time ~= false
-  local taken = 0 -- lists taken from the queue: the position a checkpoint keeps
-  local s = input_stream(self, "queue_stream", function(_, time)
-    local list
-    if one_at_a_time then
-      list = table.remove(queue, 1) or opts.default or {}
-      taken = taken + 1
-    else
-      list = {}
-      for _, b in ipairs(queue) do for _, v in ipairs(b) do list[#list + 1] = v end end
-      taken = taken + #queue
-      queue = {}
-    end
-    return rdd_mod.from_list(self, list, self.partitions, opts.pairs)
-  end)
-  s.position = function() return taken end
-  s.restore = function(_, pos)
-    for _ = 1, pos do table.remove(queue, 1) end
-    taken = pos
-  end
-  return s
-end
-
--- Consecutive integers from 0, rows_per_second of them per second of batch interval. Under a
--- limit (max_rate, or backpressure through s:set_rate) a batch takes fewer rows and the rest
--- wait, in order, for later batches: none is skipped.
-function Context:rate_stream(opts)
-  check_not_started(self, "rate_stream")
-  util.check_table(opts, "rate_stream", "the options")
-  local rate, max_rate = opts.rows_per_second, opts.max_rate
-  if type(rate) ~= "number" or rate < 0 then
-    error("rate_stream: rows_per_second must be a number of at least 0, got " .. tostring(rate), 2)
-  end
-  if max_rate ~= nil and (type(max_rate) ~= "number" or not (max_rate > 0)) then
-    error("rate_stream: max_rate must be a positive number of rows per second, got " .. tostring(max_rate), 2)
-  end
-  local next_value, carry, backlog, limit_carry, set_rate = 0, 0, 0, 0, nil
-  local function limit()
-    if max_rate and set_rate then return math.min(max_rate, set_rate) end
-    return max_rate or set_rate
-  end
-  local s
-  s = input_stream(self, "rate_stream", function(_, time)
-    local b = s.sealed[time] or { first = next_value, count = 0 }
-    s.sealed[time] = nil
-    return rdd_mod.range(self, b.first, b.count, self.partitions)
-  end, function(_, time)
-    local rows = rate * self.batch_ms / 1000 + carry
-    local due = math.floor(rows)
-    carry = rows - due
-    backlog = backlog + due
-    local count, lim = backlog, limit()
-    if lim then
-      local allowed = lim * self.batch_ms / 1000 + limit_carry
-      local n = math.floor(allowed)
-      limit_carry = n < count and allowed - n or 0
-      count = math.min(count, n)
-    end
-    backlog = backlog - count
-    s.sealed[time] = { first = next_value, count = count }
-    next_value = next_value + count
-    s.pos_at[time] = { next_value, carry, backlog, limit_carry }
-  end)
-  s.sealed, s.pos_at = {}, {}
-  -- Checkpoints keep the position as of the last completed batch.
-  s.on_batch_done = function(_, time)
-    s.done_pos = s.pos_at[time] or s.done_pos
-    for t in pairs(s.pos_at) do if t <= time then s.pos_at[t] = nil end end
-  end
-  s.position = function() return s.done_pos end
-  s.restore = function(_, pos) next_value, carry, backlog, limit_carry = pos[1], pos[2], pos[3], pos[4] end
-  -- The batch log (dstream.state.batch_log): the batch's rows and where the stream stood after it.
-  s.log_entry = function(_, time)
-    local b = s.sealed[time]
-    return { b.first, b.count, s.pos_at[time] }
-  end
-  s.replay = function(_, time, e)
-    s.sealed[time] = { first = e[1], count = e[2] }
-    s.pos_at[time] = e[3]
-    s:restore(e[3])
-  end
-  s.set_rate = function(_, r) set_rate = (r and r > 0) and r or nil return limit() or 0 end
-  s.rate_stats = function() return { max_rate = max_rate or 0, rate_limit = limit() or 0, backlog = backlog } end
-  return s
-end
-
--- Input backed by a receiver: open() (called by start) returns an object with
--- seal(nparts) -> partitions of slices (see ds_lua_push_sealed), stats() -> table, stop().
--- The clock seals it at each boundary into C-memory slices. Sources written elsewhere
--- (Kafka, Lua receivers) plug in through ctx:_receiver_stream(name, open).
-local function receiver_stream(self, name, open)
-  local s
-  s = input_stream(self, name, function(_, time)
-    local parts = s.sealed[time]
-    s.sealed[time] = nil
-    -- A re-run batch whose records a source can only cut once it runs (Kafka).
-    if not parts and s.deferred then parts = s.deferred(time) end
-    if not parts then
-      parts = {}
-      for i = 1, self.partitions do parts[i] = {} end
-    end
-    return rdd_mod.from_slices(self, parts)
-  end, function(_, time)
-    s.sealed[time] = s.source:seal(self.partitions)
-  end)
-  s.sealed = {}
-  s.open = open
-  return s
-end
-
-function Context:_receiver_stream(name, open)
-  return receiver_stream(self, name, open)
-end
-
-function Context:socket_text_stream(host, port, opts)
-  check_not_started(self, "socket_text_stream")
-  if type(host) ~= "string" then error("socket_text_stream: expected a host name, got " .. type(host), 2) end
-  port = tonumber(port)
-  if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
-    error("socket_text_stream: expected a port number from 1 to 65535", 2)
-  end
-  local input = receiver_stream(self, "socket_text_stream " .. host .. ":" .. port, function()
-    return core.socket_source(host, port, opts)
-  end)
-  -- A socket cannot send again: with context{ wal = true } its records are logged as they
-  -- come (dstream.state.wal).
-  if self.wal then require("dstream.state.wal").attach(self, input, #self.inputs) end
-  return input
-end
-
-function Context:text_file_stream(dir, opts)
-  check_not_started(self, "text_file_stream")
-  if type(dir) ~= "string" then error("text_file_stream: expected a directory, got " .. type(dir), 2) end
-  local probe = io.open(dir .. "/.", "r")
-  if not probe then
-    error("text_file_stream: directory '" .. dir .. "' does not exist or cannot be read: create it first", 2)
-  end
-  probe:close()
-  -- Where reading stands, in byte ranges of files (src:take_parts after each seal): `done`
-  -- lists the files read whole by completed batches and `partial` the one half read, {name,
-  -- end}: a checkpoint's position. `known` and `cursor` are the same as of the newest batch
-  -- generated, for a restart: a file is read again from where the last logged batch left it.
-  local batch_ranges = {} -- [time] = { {name, start, end, done}, ... }
-  local done, done_list, partial = {}, {}, nil
-  local known, cursor, restored = {}, nil, false
-  local function read_whole(name)
-    if not done[name] then
-      done[name] = true
-      done_list[#done_list + 1] = name
-    end
-    known[name] = true
-  end
-  local function took(time, ranges)
-    batch_ranges[time] = ranges
-    for _, r in ipairs(ranges) do
-      if r[4] then
-        known[r[1]] = true
-        if cursor and cursor[1] == r[1] then cursor = nil end
-      else
-        cursor = { r[1], r[3] }
-      end
-    end
-  end
-  local s
-  s = receiver_stream(self, "text_file_stream " .. dir, function()
-    if not restored then
-      local src = core.file_source(dir, opts)
-      -- Files already there are not input (unless new_files_only = false): a restart must
-      -- know them, so the checkpoint written at start lists them as read.
-      if not (opts and opts.new_files_only == false) then
-        for _, name in ipairs(src:seen()) do read_whole(name) end
-      end
-      return src
-    end
-    -- Restarted: every file not read by a logged batch is new, even one that was there
-    -- before the start (it arrived while the job was down).
-    local o = {}
-    for k, v in pairs(opts or {}) do o[k] = v end
-    o.new_files_only = false
-    local src = core.file_source(dir, o)
-    for name in pairs(known) do src:mark_seen(name) end
-    if cursor then src:resume(cursor[1], cursor[2]) end
-    return src
-  end)
-  local seal = s.seal
-  s.seal = function(self_, time)
-    seal(self_, time)
-    took(time, s.source:take_parts())
-  end
-  s.log_entry = function(_, time) return batch_ranges[time] end
-  s.replay = function(_, time, ranges)
-    restored = true
-    local paths = {}
-    for i, r in ipairs(ranges) do paths[i] = { dir .. "/" .. r[1], r[2], r[3] } end
-    local parts, err = core.read_file_ranges(paths, self.partitions, opts and opts.max_line)
-    if not parts then
-      core.log("warn", string.format("text_file_stream %s: batch %d ms cannot be re-run whole: %s",
-        dir, time, err))
-    end
-    s.sealed[time] = parts
-    took(time, ranges)
-  end
-  s.on_batch_done = function(_, time)
-    local times = {}
-    for t in pairs(batch_ranges) do if t <= time then times[#times + 1] = t end end
-    table.sort(times)
-    for _, t in ipairs(times) do
-      for _, r in ipairs(batch_ranges[t]) do
-        if r[4] then
-          read_whole(r[1])
-          if partial and partial[1] == r[1] then partial = nil end
-        else
-          partial = { r[1], r[3] }
-        end
-      end
-      batch_ranges[t] = nil
-    end
-  end
-  s.position = function() return { done = done_list, partial = partial } end
-  s.restore = function(_, pos)
-    restored = true
-    for _, name in ipairs(pos.done or pos) do read_whole(name) end -- (older checkpoints: a list)
-    partial = pos.partial
-    cursor = partial and { partial[1], partial[2] }
-  end
-  return s
-end
+Context.queue_stream = require("dstream.sources.queue").queue_stream
+Context.rate_stream = require("dstream.sources.rate").rate_stream
+Context.socket_text_stream = require("dstream.sources.socket").socket_text_stream
+Context.text_file_stream = require("dstream.sources.text_file").text_file_stream
+Context.parallelize = require("dstream.sources.datasets").parallelize
+Context.text_file = require("dstream.sources.datasets").text_file
 
 -- Kafka's direct stream: one input partition per Kafka partition (see dstream/kafka.lua).
 function Context:kafka_stream(opts)
   local s = require("dstream.kafka").stream(self, opts, 3) -- not a tail call: level 3 is the user
   return s
+end
+
+-- Sources written elsewhere (Kafka) make their input with this (dstream.sources.receiver).
+function Context:_receiver_stream(name, open, on_sealed)
+  return sources.receiver(self, name, open, on_sealed)
 end
 
 function Context:union(streams)
@@ -485,68 +243,6 @@ function Context:union(streams)
   return acc
 end
 
--- Static datasets: batches with the same operators, run on the same workers.
-function Context:parallelize(list, nparts, opts)
-  util.check_table(list, "parallelize", "the list")
-  util.check_count(nparts, "parallelize", "the number of partitions", true)
-  return rdd_mod.from_list(self, list, nparts or self.partitions, opts and opts.pairs)
-end
-
--- The lines of `text` (split at "\n", one final "\r" dropped, no empty line after a final
--- "\n") as `nparts` slices of consecutive lines in DS_FMT_LINES, written with the FFI: no Lua
--- string per line (reading lines through Lua took 2 s for 80 MB, this 0.3 s).
-local function lines_slices(text, nparts, path)
-  local ffi = require("ffi")
-  local find, byte = string.find, string.byte
-  local n, count, pos = #text, 0, 1
-  while pos <= n do
-    count = count + 1
-    local e = find(text, "\n", pos, true)
-    if not e then break end
-    pos = e + 1
-  end
-  local base, u32p = ffi.cast("const uint8_t *", text), ffi.typeof("uint32_t *")
-  local buf = require("string.buffer").new()
-  local parts = {}
-  pos = 1
-  for p = 0, nparts - 1 do
-    local lo, hi = math.floor(count * p / nparts) + 1, math.floor(count * (p + 1) / nparts)
-    local slices, in_buf = {}, 0
-    buf:reset()
-    for i = lo, hi do
-      local e = find(text, "\n", pos, true) or n + 1
-      local len = e - pos
-      if len > 0 and byte(text, e - 1) == 13 then len = len - 1 end
-      if len > 64 * 1048576 then
-        error("text_file: line " .. i .. " of " .. path .. " is longer than 64 MiB", 3)
-      end
-      local dst = buf:reserve(4 + len)
-      ffi.cast(u32p, dst)[0] = len
-      ffi.copy(dst + 4, base + (pos - 1), len)
-      buf:commit(4 + len)
-      pos = e + 1
-      in_buf = in_buf + 1
-      -- Slices of up to 4 MiB: a big file is not held three times over while it is cut.
-      if #buf >= 4194304 or i == hi then
-        slices[#slices + 1] = core.slice_from_string(buf:tostring(), in_buf, false, "lines")
-        buf:reset()
-        in_buf = 0
-      end
-    end
-    parts[p + 1] = slices
-  end
-  buf:free()
-  return parts
-end
-
-function Context:text_file(path, nparts)
-  util.check_count(nparts, "text_file", "the number of partitions", true)
-  local fh, err = io.open(path, "rb")
-  if not fh then error("text_file: cannot read " .. tostring(path) .. ": " .. tostring(err), 2) end
-  local text = fh:read("*a")
-  fh:close()
-  return rdd_mod.from_slices(self, lines_slices(text, nparts or self.partitions, path))
-end
 
 ---------------------------------------------------------------------------------------------
 -- Shared variables
@@ -562,228 +258,11 @@ function Context:accumulator(initial, merge)
 end
 
 ---------------------------------------------------------------------------------------------
--- Batches
+-- The batch clock (dstream.driver.clock) and recovery (dstream.state.recovery): methods of the
+-- context kept in modules of their own.
 
--- The key of an input in checkpoints and the batch log.
-local function input_key(input, index) return input.key or ("#" .. index) end
-
--- Seals every input at `time`, logs the batch (with a checkpoint directory) and queues it.
--- `rerun`: a batch of the batch log run again after a restart; its inputs were filled by
--- input:replay at start, and live sources are not sealed. A seal may fail (nil, err: the
--- write-ahead log could not be written), which fails the job.
-function Context:_generate(time, rerun)
-  self.time = time
-  local records, sources, logged = 0, {}, {}
-  for index, input in ipairs(self.inputs) do
-    if input.seal then
-      if not rerun then
-        local ok, err = input:seal(time)
-        if ok == nil and err then return self:_fail("batch " .. string.format("%d", time) .. " ms: " .. err) end
-        if input.log_entry then logged[input_key(input, index)] = input:log_entry(time) end
-      end
-      local parts = input.sealed[time]
-      records = records + (parts and parts.count or 0)
-      sources[#sources + 1] = { id = input.id, name = input.label, records = parts and parts.count or 0 }
-      input.records_total = (input.records_total or 0) + (parts and parts.count or 0)
-    end
-  end
-  if self.checkpoint_dir and not rerun then
-    local ok, err = batch_log.write(self, time, logged)
-    if not ok then return self:_fail("batch log of batch " .. string.format("%d", time) .. " ms: " .. err) end
-  end
-  self.queue[#self.queue + 1] = { time = time, generated_at = core.now_ms(), records = records,
-    sources = sources }
-  self:_pump()
-end
-
--- Streams computed at every batch whether an output asks or not (windows fold every batch into
--- their panes; their parents must have every batch for raw windows).
-function Context:_eager(stream)
-  self._eager_streams = self._eager_streams or {}
-  for _, s in ipairs(self._eager_streams) do if s == stream then return end end
-  self._eager_streams[#self._eager_streams + 1] = stream
-end
-
-function Context:_run_batch(batch)
-  self._current_time = batch.time
-  for _, s in ipairs(self._eager_streams or {}) do s:get_rdd(batch.time) end
-  for i, out in ipairs(self.outputs) do
-    local r = out.stream:get_rdd(batch.time)
-    if r then
-      local ok, err = pcall(out.fn, r, batch.time)
-      if not ok then
-        err = tostring(err)
-        -- Task failures already say where; a driver-side error gets the batch and the output.
-        if not err:find("task failed after", 1, true) then
-          err = string.format("batch %d ms, output operation %d: %s", batch.time, i, err)
-        end
-        error(err, 0)
-      end
-    end
-  end
-  self:_batch_done(batch.time)
-end
-
--- After the outputs of a batch: sources note what the batch consumed, and a checkpoint is
--- written when one is due (in the batch's job, so its state tasks can run).
-function Context:_batch_done(time)
-  for _, input in ipairs(self.inputs) do
-    if input.on_batch_done then input:on_batch_done(time) end
-  end
-  self.last_completed = time
-  if self.checkpoint_dir and (time - self.zero_time) % self.checkpoint_ms == 0 then
-    self:_write_checkpoint(time)
-  end
-  -- The second phase of outputs that commit in two (to_kafka{ exactly_once } with
-  -- checkpoints): only once the checkpoint that covers the batch is on disk.
-  for _, commit in ipairs(self._commits or {}) do commit(time) end
-end
-
--- Registers fn(time), run after each batch's checkpoint (see _batch_done), and a check of the
--- checkpoints at recovery: accept(doc) -> true, or false and why (see checkpoint.read_newest).
-function Context:_two_phase_output(commit, accept)
-  self._commits = self._commits or {}
-  self._commits[#self._commits + 1] = commit
-  if accept then
-    self._checkpoint_checks = self._checkpoint_checks or {}
-    self._checkpoint_checks[#self._checkpoint_checks + 1] = accept
-  end
-end
-
--- initial: the checkpoint written by start() before any input is taken (no state yet).
-function Context:_write_checkpoint(time, initial)
-  local ok, err = require("dstream.state.checkpoint").write(self, time, initial)
-  if not ok then
-    error((initial and "the first checkpoint" or ("checkpoint of batch " .. string.format("%d", time) .. " ms"))
-      .. " failed: " .. err .. (initial and "" or " (the previous checkpoint is intact)"), 0)
-  end
-  batch_log.prune(self, time)
-  for _, input in ipairs(self.inputs) do
-    if input.prune then input:prune() end -- write-ahead log blocks the checkpoint covers
-  end
-end
-
--- Restart from the newest good checkpoint in checkpoint_dir, if there is one.
-function Context:_recover()
-  local checkpoint = require("dstream.state.checkpoint")
-  local ok, err = checkpoint.prepare_dir(self.checkpoint_dir)
-  if not ok then error(err, 0) end
-  local skipped, accept = 0, nil
-  if self._checkpoint_checks then
-    accept = function(d)
-      for _, check in ipairs(self._checkpoint_checks) do
-        local ok, why = check(d)
-        if not ok then
-          skipped = skipped + 1
-          return false, why
-        end
-      end
-      return true
-    end
-  end
-  local doc, unreadable = checkpoint.read_newest(self.checkpoint_dir, accept)
-  if not doc and unreadable then error(unreadable, 0) end
-  if not doc and skipped > 0 then
-    error("no checkpoint in " .. self.checkpoint_dir .. " agrees with what the job's outputs committed"
-      .. " (see above); starting afresh would write their output again. Remove the directory"
-      .. " and reset the consumer group's offsets to start over.", 0)
-  end
-  if not doc then return end
-  checkpoint.restore(self, doc)
-  checkpoint.restore_states(self)
-  self.last_completed = doc.time
-  self.recovered_from = doc.time
-  self._rerun = batch_log.read(self, doc.time)
-end
-
--- Whether start() restores a checkpoint: before start, whether the directory holds one
--- (get_or_create tells its function); after, whether one was restored.
-function Context:recovering()
-  if self.state ~= "initialized" then return self.recovered_from ~= nil end
-  if not self.checkpoint_dir then return false end
-  local gens = core.ckpt_list(self.checkpoint_dir)
-  return gens ~= nil and #gens > 0
-end
-
-function Context:_forget(time)
-  for _, s in ipairs(self._streams_to_forget or {}) do s:_forget(time) end
-end
-
--- Starts the next queued batch unless one is running.
-function Context:_pump()
-  if self.running or self.state == "stopped" then return end
-  local batch = table.remove(self.queue, 1)
-  if not batch then
-    if self.stopping then
-      if self.checkpoint_dir and not self._final_checkpoint and self.last_completed then
-        -- A graceful stop ends with a checkpoint of the last completed batch.
-        self._final_checkpoint = true
-        self.running = { time = self.last_completed, final = true, stages = {} }
-        scheduler.spawn(function() self:_write_checkpoint(self.last_completed) end, function(ok, err)
-          self.running = nil
-          if not ok then return self:_fail(err) end
-          self:_terminate()
-        end)
-        return
-      end
-      self:_terminate()
-    end
-    return
-  end
-  self.running = batch
-  batch.started_at = core.now_ms()
-  batch.scheduling_delay_ms = batch.started_at - batch.generated_at
-  batch.stages = {}
-  self:_notify("batch_started", batch)
-  scheduler.spawn(function() self:_run_batch(batch) end, function(ok, err)
-    self.running = nil
-    if self.state == "stopped" then return end
-    if not ok then
-      batch.error = tostring(err)
-      self:_notify("batch_failed", batch)
-      return self:_fail(err)
-    end
-    batch.finished_at = core.now_ms()
-    batch.processing_ms = batch.finished_at - batch.started_at
-    batch.total_delay_ms = batch.finished_at - batch.generated_at
-    self.batches[#self.batches + 1] = batch
-    if #self.batches > 100 then table.remove(self.batches, 1) end
-    self:_cleanup(batch.time)
-    self:_notify("batch_completed", batch)
-    self:_pump()
-  end)
-end
-
--- Forgets batches of every stream older than the batch just finished.
-function Context:_cleanup(time)
-  self._all_streams = self._all_streams or {}
-  local seen, todo = {}, {}
-  for _, out in ipairs(self.outputs) do todo[#todo + 1] = out.stream end
-  while #todo > 0 do
-    local s = table.remove(todo)
-    if not seen[s] then
-      seen[s] = true
-      s:_forget(time - (s.remember_ms or 0) + 1)
-      for _, p in ipairs(s.parents) do todo[#todo + 1] = p end
-    end
-  end
-end
-
--- Adds a finished task's figures to its stage in the running batch.
-function Context:_on_task(spec, status, info)
-  local batch = self.running
-  if not batch or spec.time ~= batch.time then return end
-  local stages = batch.stages
-  local st = stages[spec.stage]
-  if not st then
-    st = { name = spec.stage, tasks = 0, failed = 0, task_ms = 0, records_in = 0 }
-    stages[spec.stage] = st
-    stages[#stages + 1] = st
-  end
-  st.tasks = st.tasks + 1
-  if status ~= 0 then st.failed = st.failed + 1 end
-  st.task_ms = st.task_ms + (info.run_ms or 0)
-  st.records_in = st.records_in + (info.records_in or 0)
+for _, methods in ipairs { require("dstream.driver.clock"), require("dstream.state.recovery") } do
+  for name, method in pairs(methods) do Context[name] = method end
 end
 
 -- Listeners: fn(info) for "batch_started" and "batch_completed"; info is the batch record:
@@ -834,7 +313,7 @@ function Context:start()
   for _, b in ipairs(self._rerun or {}) do
     rerun[#rerun + 1] = b.time
     for index, input in ipairs(self.inputs) do
-      local entry = b.inputs[input_key(input, index)]
+      local entry = b.inputs[sources.key(input, index)]
       if entry ~= nil and input.replay then input:replay(b.time, entry) end
     end
   end
@@ -905,31 +384,6 @@ function Context:start()
   end
 end
 
--- With a write-ahead log, receivers' records are cut into logged blocks every block interval
--- (dstream.state.wal), between batch boundaries.
-function Context:_start_block_timer()
-  local cutting = {}
-  for _, input in ipairs(self.inputs) do
-    if input.cut_block then cutting[#cutting + 1] = input end
-  end
-  if #cutting == 0 then return end
-  local every = require("dstream.state.wal").BLOCK_MS
-  self._block_timer = core.timer(function()
-    for _, input in ipairs(cutting) do
-      local ok, err = input.cut_block()
-      if not ok then return self:_fail("write-ahead log of " .. input.label .. ": " .. err) end
-    end
-    self._block_timer:start(every)
-  end)
-  self._block_timer:start(every)
-end
-
-function Context:_tick()
-  local time = self.next_time
-  self.next_time = time + self.batch_ms
-  self._timer:start(math.max(0, self.next_time - core.now_ms()))
-  self:_generate(time)
-end
 
 -- Manual clock: runs the next n batches now.
 function Context:advance(n)

@@ -7,6 +7,7 @@
 -- slice of time, on the worker that owns the key's partition, and a window combines panes;
 -- with an inverse function the previous window's value is updated with the panes that
 -- entered and left instead. window() itself keeps the raw batches and unions them.
+local protocol = require("dstream.protocol")
 local rdd_mod = require("dstream.rdd")
 local stream_mod = require("dstream.stream")
 local util = require("dstream.util")
@@ -85,14 +86,14 @@ end
 function Event:absorb(ctx, time, side)
   if self.reported[time] then return end
   self.reported[time] = true
-  for _, slice in ipairs(side[-3] or {}) do
+  for _, slice in ipairs(side[protocol.TARGET_WATERMARK] or {}) do
     for _, rep in ipairs(buffer.decode(slice:bytes())[1]) do
       local ts, late = rep[1], rep[2]
       if ts and (self.max_ts == nil or ts > self.max_ts) then self.max_ts = ts end
       self.late_total = self.late_total + late
     end
   end
-  if side[-2] then self.late_rdds[time] = rdd_mod.from_slices(ctx, { side[-2] }) end
+  if side[protocol.TARGET_LATE] then self.late_rdds[time] = rdd_mod.from_slices(ctx, { side[protocol.TARGET_LATE] }) end
   for t in pairs(self.reported) do -- keep a few batches only
     if t < time - 100 * ctx.batch_ms then self.reported[t], self.late_rdds[t] = nil, nil end
   end

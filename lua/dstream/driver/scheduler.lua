@@ -10,6 +10,7 @@
 -- Outside any job (a script calling rdd:collect() at top level) waiting drives the loop.
 local buffer = require("string.buffer")
 local core = require("dstream.core")
+local protocol = require("dstream.protocol")
 
 local M = {}
 M.__index = M
@@ -58,7 +59,6 @@ function M.spawn(fn, on_finish)
   return co
 end
 
-local TASK_LOST = 3 -- ds_pool.h: past the task timeout, and its worker could not be stopped
 
 -- "batch 2000 ms, map, partition 1": where a task runs.
 local function task_place(spec)
@@ -96,13 +96,13 @@ function M:_on_done(id, status, err, outputs, info)
   if status == 0 then
     -- Accumulator updates (target -1) count only now that the task has succeeded.
     for i = #outputs, 1, -1 do
-      if outputs[i][1] == -1 then
+      if outputs[i][1] == protocol.TARGET_ACCUMULATORS then
         if self.on_accumulators then self.on_accumulators(table.remove(outputs, i)[2]) end
       end
     end
     job.results[t.index] = outputs
     job.remaining = job.remaining - 1
-  elseif status ~= TASK_LOST and t.attempt < self.max_attempts and not job.cancelled then
+  elseif status ~= protocol.TASK_LOST and t.attempt < self.max_attempts and not job.cancelled then
     -- (A lost task is not retried: its worker is gone, and the same input would most
     -- likely take another one.)
     return self:_submit(job, t.index, t.spec, t.attempt + 1)

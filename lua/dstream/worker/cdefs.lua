@@ -47,7 +47,4 @@ uint32_t ds_hash_number(double v);
 return {
   FMT_LINES = 1,
   FMT_SBUF = 2,
-  TASK_OK = 0,
-  TASK_FAILED = 1,
-  TASK_OOM = 2,
 }

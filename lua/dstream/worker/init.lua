@@ -9,6 +9,7 @@
 local ffi = require("ffi")
 local buffer = require("string.buffer")
 local cdefs = require("dstream.worker.cdefs")
+local protocol = require("dstream.protocol")
 local ship = require("dstream.ship")
 local format = require("dstream.format")
 local table_new = require("table.new")
@@ -677,7 +678,7 @@ unsendable = function(err, target, count, pairs_flag, keys, values)
   end
   if not what then error(err, 0) end
   local desc, who, fn = current.desc, nil, nil
-  if target == -1 then
+  if target == protocol.TARGET_ACCUMULATORS then
     who = "an accumulator"
   elseif desc then
     for i = #desc.ops, 1, -1 do
@@ -733,7 +734,7 @@ local function emit_accumulators(task)
     n = n + 1
     ids[n], values[n] = id, v
   end
-  emit(task, -1, n, true, ids, values)
+  emit(task, protocol.TARGET_ACCUMULATORS, n, true, ids, values)
 end
 
 -- A task runs in a coroutine of its own, not under xpcall: a trace cannot return through
@@ -746,14 +747,17 @@ local function task_body(task, desc)
   if current.report then M.emit_report(task) end
 end
 
--- Operator modules add their operators and terminals through this table.
+-- Operator modules: each returns register(W), which adds constructors to W.operators and
+-- W.terminals and may set the hooks W.emit_report, W.kept_result, W.read_state, W.state_keys
+-- and W.record_text. At load a module reads only what is set here, never what another module
+-- adds (that is read when a task runs), so their order does not matter. Shared worker state
+-- is a module of its own (dstream.worker.store).
 M.operators, M.terminals = operators, terminals
 M.shipped, M.emit, M.buffered, M.flat_map_push = shipped, emit, buffered, flat_map_push
-require("dstream.worker.ops.keyed")(M)
-require("dstream.worker.ops.state")(M)
+for _, name in ipairs { "keyed", "state", "window", "event_time" } do
+  require("dstream.worker.ops." .. name)(M)
+end
 require("dstream.kafka").register_worker(M)
-require("dstream.worker.ops.window")(M)
-require("dstream.worker.ops.event_time")(M)
 
 local desc_reader = buffer.new()
 
@@ -775,18 +779,18 @@ function M.run(task_ptr)
   for i = 1, #task_buffers do task_buffers[i]:reset() end
   if ok then return end
   if err == "not enough memory" then
-    C.ds_task_set_error(task, cdefs.TASK_OOM, err, #err)
+    C.ds_task_set_error(task, protocol.TASK_OOM, err, #err)
     return
   end
   local described, text = pcall(failure_text, co, err, desc)
   if not described then
     if text == "not enough memory" then
-      C.ds_task_set_error(task, cdefs.TASK_OOM, text, #text)
+      C.ds_task_set_error(task, protocol.TASK_OOM, text, #text)
       return
     end
     text = tostring(err)
   end
-  C.ds_task_set_error(task, cdefs.TASK_FAILED, text, #text)
+  C.ds_task_set_error(task, protocol.TASK_FAILED, text, #text)
 end
 
 -- Code that runs once per task before its loops is never compiled: a trace would be worth

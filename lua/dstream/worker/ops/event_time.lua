@@ -8,10 +8,12 @@
 -- its late records (side outputs -3 and -2); the driver turns the largest timestamp of all
 -- tasks into the watermark that closes windows. Window state is keyed state (ops_state):
 -- windows[start][key] = value, on the worker that owns the key's partition.
--- Registered into dstream.worker.
+-- Registered into dstream.worker (see its list of operator modules).
 return function(W)
   local operators, terminals = W.operators, W.terminals
-  local shipped, current, store_of, emit = W.shipped, W.current, W.store_of, W.emit
+  local shipped, current, emit = W.shipped, W.current, W.emit
+  local store_of = require("dstream.worker.store").store_of
+  local protocol = require("dstream.protocol")
   local pairs, floor, type, error = pairs, math.floor, type, error
 
   local function report()
@@ -26,9 +28,9 @@ return function(W)
   -- Side outputs of a task: -3 { {max_ts, late} }, -2 the late records themselves.
   function W.emit_report(task)
     local r = current.report
-    emit(task, -3, 1, false, { { r.max_ts or false, r.late } })
+    emit(task, protocol.TARGET_WATERMARK, 1, false, { { r.max_ts or false, r.late } })
     if #r.late_keys > 0 then
-      emit(task, -2, #r.late_keys, r.late_pairs, r.late_keys, r.late_values)
+      emit(task, protocol.TARGET_LATE, #r.late_keys, r.late_pairs, r.late_keys, r.late_values)
     end
   end
 

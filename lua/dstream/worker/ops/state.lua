@@ -4,28 +4,14 @@
 -- p % workers (task affinity), so its state stays in one VM and never crosses a thread. A task
 -- works on a copy of what it changes and the copy becomes the state only when the whole task
 -- succeeded (worker.current.on_success): a failed, retried task starts from the same state.
--- Registered into dstream.worker.
+-- Registered into dstream.worker (see its list of operator modules).
 return function(W)
   local operators, terminals = W.operators, W.terminals
   local shipped, current = W.shipped, W.current
   local pairs, error, next = pairs, error, next
 
-  local stores = {} -- state id -> partition -> { states = {k -> state}, touched = {k -> time} }
-
-  local function store_of(id, part)
-    local by_part = stores[id]
-    if not by_part then
-      by_part = {}
-      stores[id] = by_part
-    end
-    local store = by_part[part]
-    if not store then
-      store = { states = {}, touched = {} }
-      by_part[part] = store
-    end
-    return store
-  end
-  W.store_of = store_of
+  local stores = require("dstream.worker.store")
+  local store_of = stores.store_of
 
   -- How many keys a partition keeps, for the dstream_state_keys metric: an accumulator update
   -- (worker.current.accums) that counts only if the task succeeds; the driver sums partitions.
@@ -182,11 +168,9 @@ return function(W)
 
   function terminals.restore_store(_, spec)
     return function() end, function()
-      local by_part = stores[spec.state] or {}
-      stores[spec.state] = by_part
-      local restored, part = sbuf.decode(spec.bytes), current.part
+      local restored, part, id = sbuf.decode(spec.bytes), current.part, spec.state
       local on_success = current.on_success
-      on_success[#on_success + 1] = function() by_part[part] = restored end
+      on_success[#on_success + 1] = function() stores.replace(id, part, restored) end
     end
   end
 
@@ -204,14 +188,6 @@ return function(W)
 
   -- Number of keys per state id in this worker (for status and metrics).
   function W.state_keys()
-    local out = {}
-    for id, by_part in pairs(stores) do
-      local n = 0
-      for _, store in pairs(by_part) do
-        for _ in pairs(store.states) do n = n + 1 end
-      end
-      out[id] = n
-    end
-    return out
+    return stores.key_counts()
   end
 end

@@ -15,7 +15,8 @@
 -- (spec.keep_from), and are not part of checkpoints.
 return function(W)
   local operators = W.operators
-  local shipped, current, store_of = W.shipped, W.current, W.store_of
+  local shipped, current = W.shipped, W.current
+  local store_of = require("dstream.worker.store").store_of
   local pairs, ceil = pairs, math.ceil
   local table_new = require("table.new")
   -- A partition's store -> batch time -> the window's value (key -> value). Weak: a store

@@ -1,0 +1,24 @@
+-- dstream/sources/socket.lua: socket_text_stream, lines from a TCP server (a receiver in C,
+-- runtime/ds_recv_socket.c).
+local core = require("dstream.core")
+local sources = require("dstream.sources")
+
+local M = {}
+
+function M.socket_text_stream(self, host, port, opts)
+  sources.check_not_started(self, "socket_text_stream")
+  if type(host) ~= "string" then error("socket_text_stream: expected a host name, got " .. type(host), 2) end
+  port = tonumber(port)
+  if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
+    error("socket_text_stream: expected a port number from 1 to 65535", 2)
+  end
+  local input = sources.receiver(self, "socket_text_stream " .. host .. ":" .. port, function()
+    return core.socket_source(host, port, opts)
+  end)
+  -- A socket cannot send again: with context{ wal = true } its records are logged as they
+  -- come (dstream.state.wal).
+  if self.wal then require("dstream.state.wal").attach(self, input, #self.inputs) end
+  return input
+end
+
+return M

@@ -1,0 +1,46 @@
+-- dstream/worker/store.lua: the keyed state a worker's Lua state keeps between batches, by state
+-- id and partition (update_state_by_key, reducing windows' panes, event-time windows). Partition
+-- p of a stateful operator always runs on worker p % workers (task affinity), so a store is
+-- only ever touched by the one thread that owns this Lua state.
+local M = {}
+
+local stores = {} -- state id -> partition -> { states = {k -> state}, touched = {k -> time} }
+
+function M.store_of(id, part)
+  local by_part = stores[id]
+  if not by_part then
+    by_part = {}
+    stores[id] = by_part
+  end
+  local store = by_part[part]
+  if not store then
+    store = { states = {}, touched = {} }
+    by_part[part] = store
+  end
+  return store
+end
+
+-- Makes `store` partition `part`'s store of state `id` (a restored checkpoint).
+function M.replace(id, part, store)
+  local by_part = stores[id]
+  if not by_part then
+    by_part = {}
+    stores[id] = by_part
+  end
+  by_part[part] = store
+end
+
+-- The number of keys kept per state id, over this worker's partitions.
+function M.key_counts()
+  local out = {}
+  for id, by_part in pairs(stores) do
+    local n = 0
+    for _, store in pairs(by_part) do
+      for _ in pairs(store.states) do n = n + 1 end
+    end
+    out[id] = n
+  end
+  return out
+end
+
+return M
