@@ -100,6 +100,37 @@ static void add_jit_command(lua_State *L, const char *cmd) {
   lua_pop(L, 2);
 }
 
+/* Calls dstream.context's check `fn` of a setting (parse_workers, parse_worker_memory) on the
+ * command line's `val`, so the context and the command line refuse alike, in the same words.
+ * Returns 0 when it accepts val, 1 after printing why it does not, -1 when there is no such
+ * function (or it raised: the context then reports it when created). */
+static int context_check(lua_State *L, const char *fn, const char *opt, const char *val) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "dstream.context");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_getfield(L, -1, fn);
+  lua_remove(L, -2);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  lua_pushstring(L, val);
+  if (lua_pcall(L, 1, 2, 0) != 0) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  int refused = lua_isnil(L, -2);
+  if (refused) {
+    const char *why = lua_tostring(L, -1);
+    fprintf(stderr, "%s: %s %s\n", progname, opt, why ? why : val);
+  }
+  lua_pop(L, 2);
+  return refused;
+}
+
 /* Checks --worker-memory and --workers against what a machine can boot: 0, or 1 after
  * printing why. Values that are not a size or a count are left to the context, which says
  * what it expected. */
@@ -116,7 +147,11 @@ static int check_worker_option(lua_State *L, const char *opt, const char *val) {
     int rc = lua_pcall(L, 1, 1, 0);
     double bytes = rc == 0 ? lua_tonumber(L, -1) : 0;
     lua_pop(L, 2);
-    if (bytes > 0 && bytes < (double)DS_VM_MIN_MEMORY) {
+    if (bytes <= 0) return 0;
+    int refused = context_check(L, "parse_worker_memory", opt, val);
+    if (refused >= 0) return refused;
+    /* Until dstream.context exports parse_worker_memory: its check, repeated. */
+    if (bytes < (double)DS_VM_MIN_MEMORY) {
       char min[32];
       format_size(min, sizeof min, DS_VM_MIN_MEMORY);
       fprintf(stderr,
@@ -132,10 +167,13 @@ static int check_worker_option(lua_State *L, const char *opt, const char *val) {
     errno = 0;
     long n = strtol(val, &end, 10);
     if (end == val || *end || n < 1) return 0;
+    int refused = context_check(L, "parse_workers", opt, val);
+    if (refused > 0) return refused;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
     long max = ds_pool_max_workers(cores);
-    if (errno == ERANGE || n > max) {
+    /* Until dstream.context exports parse_workers: its check, repeated. */
+    if (refused < 0 && (errno == ERANGE || n > max)) {
       fprintf(stderr,
               "%s: --workers %s is too many for %ld core%s: each worker is a thread with its "
               "own Lua state, and dstream refuses more than %ld (%d per core, at most %d); "
