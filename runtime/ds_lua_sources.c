@@ -33,6 +33,8 @@ typedef struct lsource {
   char desc[320];     /* for tostring: "socket host:port", "files /dir" */
   ds_recv_file_part *held; /* file parts taken at stop, before the receiver frees itself */
   size_t nheld;
+  int64_t held_threshold;  /* the file source's threshold at stop */
+  ds_recv_file_counts held_counts;
 } lsource;
 
 static void free_held(lsource *s) {
@@ -81,6 +83,8 @@ static void source_stop(lsource *s) {
     ds_recv_file_stop(s->recv, shared_release, s->sh);
     ds_recv_file_stats(s->recv, &s->last);
     ds_recv_file_take_parts(s->recv, hold_part, s); /* what the stop read, for the last seal */
+    s->held_threshold = ds_recv_file_threshold(s->recv);
+    ds_recv_file_counts_get(s->recv, &s->held_counts);
   }
   s->recv = NULL;
 }
@@ -153,11 +157,12 @@ static lsource *new_source(lua_State *L, int kind) {
   return s;
 }
 
-/* core.socket_source(host, port [, {max_line=, backoff_max_ms=, max_rate=, idle_timeout=}]) */
-/* Option idle_timeout: a duration as everywhere (seconds, or "30s", "2m"), read by
- * dstream.util.parse_duration; at least 1 ms, at most a day. 0 when absent (never). */
-static uint64_t opt_idle_timeout(lua_State *L, int idx) {
-  lua_getfield(L, idx, "idle_timeout");
+/* A duration option as everywhere (seconds, or "30s", "2m"), read by
+ * dstream.util.parse_duration, in ms from min_ms to max_ms (`range` says so in the error).
+ * 0 when absent. */
+static uint64_t opt_duration(lua_State *L, int idx, const char *name, double min_ms,
+                             double max_ms, const char *range) {
+  lua_getfield(L, idx, name);
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
     return 0;
@@ -169,12 +174,17 @@ static uint64_t opt_idle_timeout(lua_State *L, int idx) {
   lua_pushvalue(L, -3);
   lua_call(L, 1, 2);
   if (lua_isnil(L, -2))
-    luaL_error(L, "option 'idle_timeout': %s", lua_tostring(L, -1));
+    luaL_error(L, "option '%s': %s", name, lua_tostring(L, -1));
   double ms = lua_tonumber(L, -2);
-  if (!(ms >= 1 && ms <= 86400000.0))
-    luaL_error(L, "option 'idle_timeout' must be from 1 ms to 1 day");
+  if (!(ms >= min_ms && ms <= max_ms)) luaL_error(L, "option '%s' must be from %s", name, range);
   lua_pop(L, 4);
   return (uint64_t)ms;
+}
+
+/* core.socket_source(host, port [, {max_line=, backoff_max_ms=, max_rate=, idle_timeout=}]) */
+/* Option idle_timeout: at least 1 ms, at most a day; 0 when absent (never). */
+static uint64_t opt_idle_timeout(lua_State *L, int idx) {
+  return opt_duration(L, idx, "idle_timeout", 1, 86400000.0, "1 ms to 1 day");
 }
 
 static int l_socket_source(lua_State *L) {
@@ -206,15 +216,18 @@ static int l_socket_source(lua_State *L) {
   return 1;
 }
 
-/* core.file_source(dir [, {new_files_only=bool, max_line=, max_rate=}]) */
+/* core.file_source(dir [, {new_files_only=bool, max_line=, max_rate=, remember=}]) */
 static int l_file_source(lua_State *L) {
   const char *dir = luaL_checkstring(L, 1);
-  ds_recv_file_opts opts = {1, 0, 0};
+  ds_recv_file_opts opts = {.new_files_only = 1};
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TTABLE);
-    static const char *const names[] = {"new_files_only", "max_line", "max_rate", NULL};
-    check_opt_names(L, 2, names, "new_files_only, max_line, max_rate");
+    static const char *const names[] = {"new_files_only", "max_line", "max_rate", "remember",
+                                        NULL};
+    check_opt_names(L, 2, names, "new_files_only, max_line, max_rate, remember");
     opts.max_rate = opt_rate(L, 2);
+    opts.remember_ms = (int64_t)opt_duration(L, 2, "remember", DS_RECV_FILE_REMEMBER_MIN_MS,
+                                             30 * 86400000.0, "1s to 30 days");
     lua_getfield(L, 2, "new_files_only");
     if (!lua_isnil(L, -1)) {
       if (!lua_isboolean(L, -1)) luaL_error(L, "option 'new_files_only' must be a boolean");
@@ -252,18 +265,42 @@ static int l_seal(lua_State *L) {
   return 1;
 }
 
-static void push_seen_name(const char *name, void *ud) {
+static void push_remembered(const char *name, int64_t ctime_ms, void *ud) {
   lua_State *L = ud;
-  lua_pushstring(L, name);
-  lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
+  lua_pushnumber(L, (lua_Number)ctime_ms);
+  lua_setfield(L, -2, name);
 }
 
-/* src:seen() -> names of the files the file source has read (or skipped), for checkpoints. */
-static int l_seen(lua_State *L) {
+/* src:remembered() -> { [name] = ctime_ms }: the names the file source remembers within its
+ * window (read, skipped, or present at start), for the checkpoint written at start. */
+static int l_remembered(lua_State *L) {
   lsource *s = check_source(L);
   lua_newtable(L);
-  if (s->kind == SRC_FILE && s->recv) ds_recv_file_list_seen(s->recv, push_seen_name, L);
+  if (s->kind == SRC_FILE && s->recv) ds_recv_file_list_remembered(s->recv, push_remembered, L);
   return 1;
+}
+
+/* The file source's threshold (ms since the epoch), or nil before its first listing. */
+static void push_threshold(lua_State *L, int64_t t) {
+  if (t == INT64_MIN) lua_pushnil(L);
+  else lua_pushnumber(L, (lua_Number)t);
+}
+
+/* src:threshold() -> ms since the epoch, or nil: a file whose ctime is below it is old. */
+static int l_threshold(lua_State *L) {
+  lsource *s = check_source(L);
+  if (s->kind != SRC_FILE) return luaL_error(L, "threshold: not a file source");
+  push_threshold(L, s->recv ? ds_recv_file_threshold(s->recv) : s->held_threshold);
+  return 1;
+}
+
+/* src:set_threshold(ms): restores the threshold of a checkpoint, before the first seal. */
+static int l_set_threshold(lua_State *L) {
+  lsource *s = check_source(L);
+  lua_Number t = luaL_checknumber(L, 2);
+  if (s->kind != SRC_FILE || !s->recv) return luaL_error(L, "set_threshold: not a running file source");
+  ds_recv_file_set_threshold(s->recv, (int64_t)t);
+  return 0;
 }
 
 static void push_part(const ds_recv_file_part *p, void *ud) {
@@ -277,12 +314,15 @@ static void push_part(const ds_recv_file_part *p, void *ud) {
   lua_rawseti(L, -2, 3);
   lua_pushboolean(L, p->done);
   lua_rawseti(L, -2, 4);
+  lua_pushnumber(L, (lua_Number)p->ctime_ms);
+  lua_rawseti(L, -2, 5);
   lua_rawseti(L, -2, (int)lua_objlen(L, -2) + 1);
 }
 
-/* src:take_parts() -> { {name, start, end, done}, ... }: the byte ranges of the files whose
- * records the store got since the last call (see ds_recv_file_take_parts); call it right
- * after seal. */
+/* src:take_parts() -> { {name, start, end, done, ctime_ms}, ... }, threshold: the byte
+ * ranges of the files whose records the store got since the last call (see
+ * ds_recv_file_take_parts), and the threshold as of now (nil before the first listing);
+ * call it right after seal. Only what changed crosses into Lua. */
 static int l_take_parts(lua_State *L) {
   lsource *s = check_source(L);
   if (s->kind != SRC_FILE) return luaL_error(L, "take_parts: not a file source");
@@ -290,16 +330,24 @@ static int l_take_parts(lua_State *L) {
   if (s->recv) ds_recv_file_take_parts(s->recv, push_part, L);
   for (size_t i = 0; i < s->nheld; i++) push_part(&s->held[i], L);
   free_held(s);
-  return 1;
+  push_threshold(L, s->recv ? ds_recv_file_threshold(s->recv) : s->held_threshold);
+  return 2;
 }
 
-/* src:resume(name, offset): reads the file from byte `offset` on, first. */
+/* An optional ctime argument: -1 (unknown, looked up by the receiver) when nil. */
+static int64_t opt_ctime(lua_State *L, int idx) {
+  return lua_isnoneornil(L, idx) ? -1 : (int64_t)luaL_checknumber(L, idx);
+}
+
+/* src:resume(name, offset [, ctime_ms]): reads the file from byte `offset` on, first. */
 static int l_resume(lua_State *L) {
   lsource *s = check_source(L);
   const char *name = luaL_checkstring(L, 2);
   lua_Number off = luaL_checknumber(L, 3);
+  int64_t ctime_ms = opt_ctime(L, 4);
   if (s->kind != SRC_FILE || !s->recv) return luaL_error(L, "resume: not a running file source");
-  if (ds_recv_file_resume(s->recv, name, (uint64_t)off) != 0) return luaL_error(L, "resume: out of memory");
+  if (ds_recv_file_resume(s->recv, name, (uint64_t)off, ctime_ms) != 0)
+    return luaL_error(L, "resume: out of memory");
   return 0;
 }
 
@@ -342,13 +390,18 @@ static int l_read_file_ranges(lua_State *L) {
   return 2;
 }
 
-/* src:mark_seen(name): the file is never read (restored from a checkpoint). */
+/* src:mark_seen(name [, ctime_ms]) -> ctime_ms, or nil when it was not given and the file is
+ * gone: the file is not read while its ctime is in the window (restored from a checkpoint). */
 static int l_mark_seen(lua_State *L) {
   lsource *s = check_source(L);
   const char *name = luaL_checkstring(L, 2);
+  int64_t ctime_ms = opt_ctime(L, 3);
   if (s->kind != SRC_FILE || !s->recv) return luaL_error(L, "mark_seen: not a running file source");
-  if (ds_recv_file_mark_seen(s->recv, name) != 0) return luaL_error(L, "mark_seen: out of memory");
-  return 0;
+  int rc = ds_recv_file_mark_seen(s->recv, name, &ctime_ms);
+  if (rc == -ENOMEM) return luaL_error(L, "mark_seen: out of memory");
+  if (rc < 0) return 0;
+  lua_pushnumber(L, (lua_Number)ctime_ms);
+  return 1;
 }
 
 static void set_int(lua_State *L, const char *k, uint64_t v) {
@@ -382,6 +435,12 @@ static int l_stats(lua_State *L) {
   if (st.last_error[0]) {
     lua_pushstring(L, st.last_error);
     lua_setfield(L, -2, "last_error");
+  }
+  if (s->kind == SRC_FILE) {
+    ds_recv_file_counts c = s->held_counts;
+    if (s->recv) ds_recv_file_counts_get(s->recv, &c);
+    set_int(L, "remembered", c.remembered);
+    set_int(L, "forgotten", c.forgotten);
   }
   return 1;
 }
@@ -426,8 +485,9 @@ void ds_lua_open_sources(lua_State *L) {
   if (luaL_newmetatable(L, SOURCE_MT)) {
     static const luaL_Reg methods[] = {
         {"seal", l_seal},         {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
-        {"seen", l_seen},         {"mark_seen", l_mark_seen}, {"take_parts", l_take_parts},
-        {"resume", l_resume},     {NULL, NULL}};
+        {"remembered", l_remembered}, {"mark_seen", l_mark_seen}, {"take_parts", l_take_parts},
+        {"resume", l_resume},     {"threshold", l_threshold}, {"set_threshold", l_set_threshold},
+        {NULL, NULL}};
     lua_createtable(L, 0, 4);
     luaL_setfuncs(L, methods, 0);
     lua_setfield(L, -2, "__index");

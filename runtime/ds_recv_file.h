@@ -3,9 +3,21 @@
  * Like Spark's textFileStream, a file is input once it appears in the directory, so it should
  * be moved in whole (written elsewhere or under an ignored name, then renamed). Names that
  * start with '.' or '_' or end in ".tmp" or ".COPYING" are never read. The receiver owns a
- * uv_fs_event watch, a rescan timer and the set of names it has seen; each name is handled
- * once, even if another file takes that name later. It runs on the loop's thread and reads
- * files synchronously there. A file that cannot be read is logged, counted and not retried.
+ * uv_fs_event watch, a rescan timer and the names it remembers. It runs on the loop's thread
+ * and reads files synchronously there. A file that cannot be read is logged, counted and not
+ * retried.
+ *
+ * What is new (Spark's FileInputDStream with its minRememberDuration, on the inode change
+ * time): a listing at wall time L finds a file new when its name is not remembered and its
+ * st_ctim is at least the threshold. Afterwards the threshold advances to L - remember (never
+ * past a file found and not read whole yet), and names whose ctime is below it are forgotten:
+ * such a file can never be new again unless its ctime changes. ctime, not mtime: a rename,
+ * cp and a write set it to now, while `mv` and `cp -p` keep an old mtime. The threshold moves
+ * only after a listing, so a restarted receiver given the old threshold and names (a
+ * checkpoint) reads every file that arrived while it was down. Memory: the names of the
+ * window, plus the old files still in the directory (kept with their inode number so that a
+ * listing need not stat them again).
+ *
  * The store belongs to the caller and must stay alive until on_closed has run. */
 #ifndef DS_RECV_FILE_H
 #define DS_RECV_FILE_H
@@ -19,11 +31,16 @@
 
 typedef struct ds_recv_file ds_recv_file;
 
-/* Passing NULL opts means { .new_files_only = 1, .max_line = 0, .max_rate = 0 }. */
+#define DS_RECV_FILE_REMEMBER_MS 60000 /* Spark's spark.streaming.fileStream.minRememberDuration */
+#define DS_RECV_FILE_REMEMBER_MIN_MS 1000 /* well above the lag of the kernel's coarse ctime clock */
+
+/* Passing NULL opts means { .new_files_only = 1 } and zeros. */
 typedef struct ds_recv_file_opts {
-  int new_files_only; /* 1: files present at start are seen but not read */
-  size_t max_line;    /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
-  double max_rate;    /* records per second read at most; 0 means no limit */
+  int new_files_only;  /* 1: files present at start are seen but not read */
+  size_t max_line;     /* longest line kept ('\r' excluded); 0 means DS_RECORD_MAX */
+  double max_rate;     /* records per second read at most; 0 means no limit */
+  int64_t remember_ms; /* the window of remembered names; 0 means DS_RECV_FILE_REMEMBER_MS */
+  int64_t (*now_ms)(void); /* wall clock, ms since the epoch; NULL: CLOCK_REALTIME (tests) */
 } ds_recv_file_opts;
 
 /* Starts watching `dir`. Returns 0 and sets *out, or a negative errno with a message in err
@@ -46,22 +63,46 @@ void ds_recv_file_set_rate(ds_recv_file *r, double rate);
 /* Copies the current statistics into *st. Valid until on_closed of a stop has run. */
 void ds_recv_file_stats(ds_recv_file *r, ds_recv_stats *st);
 
-/* Calls fn for every name seen (read, failed, or present at start), in no particular order;
- * for checkpoints. The names belong to the receiver and last only for the call. */
-void ds_recv_file_list_seen(ds_recv_file *r, void (*fn)(const char *name, void *ud), void *ud);
-/* Marks a name as seen so it will never be read (restoring a checkpoint). 0 or -ENOMEM. */
-int ds_recv_file_mark_seen(ds_recv_file *r, const char *name);
+/* The threshold: a file whose ctime (ms since the epoch) is below it is not new. INT64_MIN
+ * until the first listing that counts: with new_files_only = 0 everything there is new. */
+int64_t ds_recv_file_threshold(ds_recv_file *r);
+/* Sets the threshold before the first scan (restoring a checkpoint). It only moves forward. */
+void ds_recv_file_set_threshold(ds_recv_file *r, int64_t threshold_ms);
+
+/* Calls fn for every remembered name (read, failed, or present at start) whose ctime is not
+ * below the threshold, in no particular order: what a checkpoint must carry. The names
+ * belong to the receiver and last only for the call. */
+void ds_recv_file_list_remembered(ds_recv_file *r,
+                                  void (*fn)(const char *name, int64_t ctime_ms, void *ud),
+                                  void *ud);
+/* Remembers a name so that it is not read (restoring a checkpoint) while its ctime is within
+ * the window. *ctime_ms < 0 means unknown (an old checkpoint): the file's is looked up and
+ * stored in *ctime_ms. 0; -ENOENT when unknown and the file is gone (nothing to remember);
+ * -ENOMEM. */
+int ds_recv_file_mark_seen(ds_recv_file *r, const char *name, int64_t *ctime_ms);
 /* Reads `name` from byte `offset` on, before any other file (a file half read by batches
- * that completed before a restart). Marks it seen. 0 or -ENOMEM. */
-int ds_recv_file_resume(ds_recv_file *r, const char *name, uint64_t offset);
+ * that completed before a restart), and remembers it. ctime_ms < 0: looked up. 0 or -ENOMEM. */
+int ds_recv_file_resume(ds_recv_file *r, const char *name, uint64_t offset, int64_t ctime_ms);
+
+/* How much the receiver holds and has done to forget: for tests and stats. */
+typedef struct ds_recv_file_counts {
+  size_t remembered;     /* names held: the window's and old files still in the directory */
+  uint64_t forgotten;    /* names dropped so far */
+  uint64_t sweep_visits; /* table slots visited by the sweeps that forget (amortized O(1) per
+                          * name added or forgotten, however many are held) */
+  uint64_t stats_done;   /* files stat'ed by listings (names neither remembered nor known
+                          * old with the same inode) */
+} ds_recv_file_counts;
+void ds_recv_file_counts_get(ds_recv_file *r, ds_recv_file_counts *c);
 
 /* What the store got from one file since the last take: the bytes [start, end) of the file,
  * cut at line ends (a record is in the store exactly when its line ends before `end`);
  * done when the file was read to its end (or failed: the bytes before the failure). */
 typedef struct ds_recv_file_part {
-  const char *name; /* owned by the receiver's seen set: valid until the receiver is freed */
+  const char *name; /* owned by the receiver: valid during the callback only */
   uint64_t start, end;
   int done;
+  int64_t ctime_ms; /* the file's ctime when listed: how long a checkpoint must remember it */
 } ds_recv_file_part;
 
 /* Calls fn for every file that added records (or ended) since the last call, in reading
