@@ -10,7 +10,7 @@ function M.error_handler(err)
   if type(err) ~= "string" then
     err = "(error object is a " .. type(err) .. " value: " .. tostring(err) .. ")"
   end
-  local opts = package.loaded["dstream.cli.options"] or {}
+  local opts = require("dstream.options")
   if opts["log-level"] == "debug" then return debug.traceback(err, 2) end
   return err
 end

@@ -7,6 +7,7 @@
 -- order they were registered. The loop keeps receiving while a batch runs, so a slow batch
 -- shows as scheduling delay, not as lost input.
 local core = require("dstream.core")
+local cli_options = require("dstream.options") -- the command line's, defaults for settings
 local monitor = require("dstream.monitor")
 local scheduler = require("dstream.driver.scheduler")
 local shared = require("dstream.state.shared")
@@ -23,13 +24,9 @@ Context.__name = "context"
 local M = { Context = Context }
 local live = setmetatable({}, { __mode = "k" }) -- contexts whose pool is open
 
-local function cli_options()
-  return package.loaded["dstream.cli.options"] or {}
-end
-
 local function option(opts, key, cli_key, parse, default)
   local v = opts[key]
-  if v == nil then v = cli_options()[cli_key or key] end
+  if v == nil then v = cli_options[cli_key or key] end
   if v == nil then return default end
   local parsed, err = parse(v)
   if parsed == nil then
@@ -111,7 +108,7 @@ function M.new(opts)
   self.task_timeout_ms = option(opts, "task_timeout", nil, util.parse_duration, nil) -- off by default
   self.name = opts.name or "dstream"
   self.clock = opts.clock or "system"
-  self.checkpoint_dir = opts.checkpoint or cli_options().checkpoint
+  self.checkpoint_dir = opts.checkpoint or cli_options.checkpoint
   if self.checkpoint_dir ~= nil and (type(self.checkpoint_dir) ~= "string" or self.checkpoint_dir == "") then
     error("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir), 3)
   end
@@ -134,7 +131,7 @@ function M.new(opts)
   self.monitor = monitor.new(self, opts, 4) -- metrics, listeners, UI, progress, backpressure
   self.sched = scheduler.new {
     workers = self.workers, worker_memory = self.worker_memory,
-    max_attempts = self.max_task_attempts, jit = cli_options().jit,
+    max_attempts = self.max_task_attempts, jit = cli_options.jit,
     task_timeout_ms = self.task_timeout_ms,
     on_task = function(spec, status, info) self:_on_task(spec, status, info) end,
     on_accumulators = function(slice)

@@ -300,7 +300,7 @@ function Stream:print(n)
   util.check_count(n, "print", "the number of records", true)
   n = n or 10
   local show = self:map(function(a, b) return format.show(a, b) end)
-  self.ctx:_add_output(show, function(r, time) print_batch(r, time, n) end, true)
+  self.ctx:_add_output(show, function(r, time) print_batch(r, time, n) end)
   return self
 end
 

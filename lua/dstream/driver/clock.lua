@@ -128,7 +128,6 @@ end
 
 -- Forgets batches of every stream older than the batch just finished.
 function Clock:_cleanup(time)
-  self._all_streams = self._all_streams or {}
   local seen, todo = {}, {}
   for _, out in ipairs(self.outputs) do todo[#todo + 1] = out.stream end
   while #todo > 0 do
