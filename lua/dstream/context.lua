@@ -75,6 +75,9 @@ local function parse_worker_memory(v)
   return bytes
 end
 
+-- The command line (runtime/ds_main.c) checks --workers and --worker-memory with these too.
+M.parse_workers, M.parse_worker_memory = parse_workers, parse_worker_memory
+
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
   worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
