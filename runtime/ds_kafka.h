@@ -1,10 +1,10 @@
 /* ds_kafka.h - Kafka through librdkafka: the direct-stream consumer, producers, offset queries.
  *
- * The consumer (ds_kafka_source) takes every partition of its topics itself (metadata, then
- * rd_kafka_assign with explicit offsets resolved before start returns; new partitions are
- * found by a periodic metadata refresh), or, with `group_assign`, joins a consumer group and
- * takes what the group assigns. Its own thread polls librdkafka and appends each message to a
- * per-partition buffer of blocks (DS_FMT_LINES).
+ * The consumer (ds_kafka_source, ds_kafka_source.c) takes every partition of its topics itself
+ * (metadata, then rd_kafka_assign with explicit offsets resolved before start returns; new
+ * partitions are found by a periodic metadata refresh), or, with `group_assign`, joins a
+ * consumer group and takes what the group assigns. Its own thread polls librdkafka and appends
+ * each message to a per-partition buffer of blocks (DS_FMT_LINES).
  * The driver seals it at every batch boundary: each assigned partition becomes one input
  * partition of the batch, cut at a known offset, and the batch's offset ranges are returned
  * with it. Offsets are committed only when asked (after a batch's output succeeded), never
@@ -12,8 +12,12 @@
  * (a refetch after a broker came back) and is dropped; a partition holding too much unsealed
  * data is paused until a seal drains it.
  *
- * Producers (ds_kafka_producer) are idempotent by default, or transactional; one thread uses a
- * producer at a time (delivery reports are served on the thread that flushes).
+ * Producers (ds_kafka_producer, ds_kafka_producer.c) are idempotent by default, or
+ * transactional; one thread uses a producer at a time (delivery reports are served on the
+ * thread that flushes).
+ *
+ * Queries (ds_kafka_admin.c): a group's committed offsets and a topic's partition count, each
+ * through a client of its own.
  *
  * Ownership: the source owns its buffers, topic names (ranges point into them until the source
  * is freed) and its librdkafka handle. Arrays returned through out-parameters are the caller's
@@ -222,10 +226,5 @@ int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv
 /* The partitions of a topic (metadata request): *count, or an error. */
 int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_kafka_kv *conf,
                              int nconf, int timeout_ms, int *count, char *err, size_t errlen);
-
-/* Process-wide counters that worker code increments (dead letters, rejected records). */
-int ds_kafka_counter_new(void); /* an id, or -ENOSPC */
-void ds_kafka_counter_add(int id, uint64_t n);
-uint64_t ds_kafka_counter_get(int id);
 
 #endif

@@ -678,23 +678,6 @@ static int l_kafka_partitions(lua_State *L) {
   return 1;
 }
 
-static int l_counter_new(lua_State *L) {
-  int id = ds_kafka_counter_new();
-  if (id < 0) return luaL_error(L, "too many Kafka counters in this process");
-  lua_pushinteger(L, id);
-  return 1;
-}
-
-static int l_counter_add(lua_State *L) {
-  ds_kafka_counter_add((int)luaL_checkinteger(L, 1), (uint64_t)luaL_optnumber(L, 2, 1));
-  return 0;
-}
-
-static int l_counter_get(lua_State *L) {
-  lua_pushnumber(L, (double)ds_kafka_counter_get((int)luaL_checkinteger(L, 1)));
-  return 1;
-}
-
 /* core.kafka_append(path, data) -> true | nil, err: one write with O_APPEND, so lines that
  * several workers append to one file do not interleave. */
 static int l_append(lua_State *L) {
@@ -770,9 +753,6 @@ void ds_lua_open_kafka(lua_State *L) {
                                        {"kafka_mock", l_kafka_mock},
                                        {"kafka_committed", l_kafka_committed},
                                        {"kafka_partitions", l_kafka_partitions},
-                                       {"kafka_counter_new", l_counter_new},
-                                       {"kafka_counter_add", l_counter_add},
-                                       {"kafka_counter_get", l_counter_get},
                                        {"kafka_append", l_append},
                                        {"kafka_log", l_log},
                                        {NULL, NULL}};

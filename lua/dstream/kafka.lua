@@ -8,7 +8,7 @@
 --   stream:to_kafka{ brokers =, topic =, key = fn, conf = {...}, exactly_once =, timeout = }
 --   require("dstream.kafka").mock_cluster{ brokers = 3, topics = { words = 4 } }
 --
--- Direct approach (Spark's): a consumer thread in C (ds_kafka.c) fills one buffer per Kafka
+-- Direct approach (Spark's): a consumer thread in C (ds_kafka_source.c) fills one buffer per Kafka
 -- partition; at each batch boundary every assigned partition becomes one input partition, cut
 -- at a known offset, and the batch's offset ranges are kept. When the batch's outputs have
 -- succeeded ("batch_completed"), the ranges' end offsets are committed to the consumer group,
@@ -185,7 +185,7 @@ end
 
 function Source:stats()
   local t = self.source and not self.source:closed() and self.source:stats() or { pending = 0 }
-  if self.counter then t.rejected = core.kafka_counter_get(self.counter) end
+  if self.rejected then t.rejected = self.rejected.value end
   return t
 end
 
@@ -340,8 +340,8 @@ end
 function Source:on_completed(batch)
   self:batch_done(batch.time)
   self:commit()
-  if self.counter then
-    local n = core.kafka_counter_get(self.counter)
+  if self.rejected then
+    local n = self.rejected.value
     if n > self.reported then
       log("warn", string.format("kafka_stream %s: %d record(s) rejected by decode so far%s", self.name, n,
         self.dead_letter_desc or " (skipped)"))
@@ -444,10 +444,12 @@ function M.stream(ctx, opts, level)
   K.layout = full and "full" or "value"
   local op
   if full then
-    K.counter = core.kafka_counter_new()
+    -- The records decode rejects: an accumulator, added to per task on the workers and
+    -- merged on the driver when the task succeeded (a retried task counts once).
+    K.rejected = ctx:accumulator(0)
     op = {
       kind = "kafka_record", mode = mode, on_error = on_error, dead_letter = dead_letter,
-      counter = K.counter,
+      rejected = ctx:_ship(K.rejected, who .. " rejected records", level + 1),
       decode = opts.decode and ctx:_ship(opts.decode, who .. " decode", level + 1) or nil,
     }
   end
@@ -957,7 +959,8 @@ function M.register_worker(W)
 
   -- A FULL-layout record to a value, a (key, value) pair or a table; decode and dead letters.
   function operators.kafka_record(spec, nxt, fin)
-    local mode, policy, counter = spec.mode, spec.on_error or "fail", spec.counter
+    local mode, policy = spec.mode, spec.on_error or "fail"
+    local rejected = spec.rejected and shipped(spec.rejected)
     local decode = spec.decode and shipped(spec.decode)
     local meta = mode == "meta"
     return function(raw)
@@ -970,7 +973,7 @@ function M.register_worker(W)
             error(string.format("kafka_stream decode rejected %s [%d] offset %d: %s", topic, partition,
               offset, msg), 0)
           end
-          core.kafka_counter_add(counter, 1)
+          rejected:add(1)
           if policy == "dead_letter" then
             dead_letter(spec, topic, partition, offset, ts, key, value, (msg:gsub("\n.*", "")))
           end

@@ -1,4 +1,5 @@
-/* test_kafka.c - the Kafka consumer's batch cutting, producers and the mock cluster (ds_kafka*.c). */
+/* test_kafka.c - the Kafka consumer's batch cutting and end, producers, queries and the mock
+ * cluster (ds_kafka*.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,19 +441,7 @@ static void test_finish(void) {
   ds_kafka_mock_free(m);
 }
 
-static void test_counters(void) {
-  int a = ds_kafka_counter_new(), b = ds_kafka_counter_new();
-  CHECK(a >= 0 && b > a);
-  ds_kafka_counter_add(a, 3);
-  ds_kafka_counter_add(b, 1);
-  ds_kafka_counter_add(a, 2);
-  CHECK_INT(ds_kafka_counter_get(a), ==, 5);
-  CHECK_INT(ds_kafka_counter_get(b), ==, 1);
-  CHECK_INT(ds_kafka_counter_get(-1), ==, 0);
-}
-
 int main(void) {
-  test_counters();
   test_mock();
   test_source_seal();
   test_full_layout();

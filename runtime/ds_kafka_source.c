@@ -1,16 +1,29 @@
-/* ds_kafka.c - the Kafka direct-stream consumer, producers and offset queries (librdkafka). */
+/* ds_kafka_source.c - the Kafka direct-stream consumer (ds_kafka_source): assignment, the
+ * per-partition buffers, batch cuts, offset commits and the end of a source.
+ *
+ * Owns its librdkafka consumer handle, the buffers (blocks and offsets of each partition), the
+ * interned topic names (ranges and positions point into them until the source is freed) and
+ * its threads:
+ *   - the consumer thread (consumer_main) polls librdkafka and appends messages; librdkafka's
+ *     error, commit and rebalance callbacks run on it (rebalances at the end on the finisher);
+ *   - the refresher (refresh_main, direct assignment) looks for new partitions every few
+ *     seconds; its metadata and offset queries never hold up the consumer thread;
+ *   - the finisher (finish_main), started by ds_kafka_source_finish at the end: the last
+ *     commit and leaving the group, which may wait seconds for Kafka, off the caller's thread.
+ * The driver's thread starts, seals, commits, reads stats and positions, and frees. Everything
+ * the threads share is under s->lock (the refresher's wakeup under s->refresh_lock; the end's
+ * phase is atomic). */
 #include "ds_kafka.h"
 
 #include <errno.h>
-#include <librdkafka/rdkafka.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "ds_kafka_int.h"
 #include "ds_log.h"
 
 #define BLOCK_MAX (1u << 20)        /* a partition's block grows up to this, then a new one */
@@ -21,72 +34,12 @@
 #define START_TIMEOUT_MS_DEFAULT 30000
 #define REFRESH_TIMEOUT_MS 1000 /* each query of a refresh */
 
-/* ---- shared helpers ------------------------------------------------------------------- */
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen,
-                                                          const char *fmt, ...) {
-  if (!err || !errlen) return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-/* librdkafka's own log lines go to ds_log: its connection failures are also reported through
- * the error callback, so they are details (info), not warnings. */
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-  (void)rk;
-  ds_log(level <= 3 ? DS_LOG_INFO : DS_LOG_DEBUG, "kafka %s: %s", fac, buf);
-}
-
-/* A configuration with dstream's defaults, then the user's properties on top. */
-static rd_kafka_conf_t *make_conf(const char *brokers, const ds_kafka_kv *defaults, int ndefaults,
-                                  const ds_kafka_kv *conf, int nconf, char *err, size_t errlen) {
-  rd_kafka_conf_t *c = rd_kafka_conf_new();
-  char e[512];
-  if (brokers && rd_kafka_conf_set(c, "bootstrap.servers", brokers, e, sizeof e) != RD_KAFKA_CONF_OK)
-    goto fail;
-  for (int i = 0; i < ndefaults; i++)
-    if (rd_kafka_conf_set(c, defaults[i].key, defaults[i].value, e, sizeof e) != RD_KAFKA_CONF_OK)
-      goto fail;
-  for (int i = 0; i < nconf; i++)
-    if (rd_kafka_conf_set(c, conf[i].key, conf[i].value, e, sizeof e) != RD_KAFKA_CONF_OK)
-      goto fail;
-  rd_kafka_conf_set_log_cb(c, log_cb);
-  return c;
-fail:
-  set_err(err, errlen, "%s", e);
-  rd_kafka_conf_destroy(c);
-  return NULL;
-}
-
-/* rd_kafka_new(type, c), which takes c on success; on failure c is destroyed and err says
- * what could not be made (`what`: "consumer", "producer", "client"). */
-static rd_kafka_t *new_client(rd_kafka_type_t type, rd_kafka_conf_t *c, const char *what,
-                              char *err, size_t errlen) {
-  char e[512];
-  rd_kafka_t *rk = rd_kafka_new(type, c, e, sizeof e);
-  if (!rk) {
-    rd_kafka_conf_destroy(c);
-    set_err(err, errlen, "cannot create a Kafka %s: %s", what, e);
-  }
-  return rk;
-}
-
 static const char *conf_get(const ds_kafka_kv *conf, int n, const char *key) {
   const char *v = NULL;
   for (int i = 0; i < n; i++)
     if (strcmp(conf[i].key, key) == 0) v = conf[i].value;
   return v;
 }
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/* ---- the consumer ---------------------------------------------------------------------- */
 
 typedef struct kpart {
   const char *topic; /* interned in the source */
@@ -208,7 +161,7 @@ static uint64_t kpart_pending(const kpart *kp) { return kp->noffs - kp->offs_hea
 /* Counts an error and logs it, unless an error of the same kind was logged lately (a broker
  * that is down fails every reconnect attempt). Caller holds the lock. */
 static void note_error(ds_kafka_source *s, int code, const char *text) {
-  double t = now_s();
+  double t = ds_kafka__now_s();
   int repeat = code == s->last_error_code && t - s->last_error_at < ERROR_REPEAT_S;
   s->st.errors++;
   s->st.connected = 0;
@@ -489,7 +442,7 @@ static void handle_message(ds_kafka_source *s, rd_kafka_message_t *m) {
   s->st.connected = 1;
   /* Recovered: messages arrive and no error came for a while (while one broker of several is
    * down, the partitions it leads stall but others still deliver). */
-  if (s->error_logged && now_s() - s->last_error_seen >= RECOVERED_S) {
+  if (s->error_logged && ds_kafka__now_s() - s->last_error_seen >= RECOVERED_S) {
     s->error_logged = 0;
     ds_log(DS_LOG_WARN, "kafka_stream: receiving again (no Kafka error for %d s)", RECOVERED_S);
   }
@@ -516,14 +469,15 @@ static int topic_partition_count(rd_kafka_t *rk, const char *topic, int timeout_
                                  char *err, size_t errlen) {
   rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
   if (!rkt) {
-    set_err(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
+    ds_kafka__set_err(err, errlen, "topic %s: %s", topic, rd_kafka_err2str(rd_kafka_last_error()));
     return -EINVAL;
   }
   const struct rd_kafka_metadata *md = NULL;
   rd_kafka_resp_err_t rc = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
   int result = 0;
   if (rc) {
-    set_err(err, errlen, "cannot read the metadata of topic %s: %s", topic, rd_kafka_err2str(rc));
+    ds_kafka__set_err(err, errlen, "cannot read the metadata of topic %s: %s", topic,
+                      rd_kafka_err2str(rc));
     result = -EIO;
   } else {
     /* A topic that does not exist (or has no partitions yet) counts none: a later refresh
@@ -560,7 +514,8 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
   if (ask->cnt > 0) {
     rd_kafka_resp_err_t rc = rd_kafka_committed(s->rk, ask, timeout_ms);
     if (rc) {
-      set_err(err, errlen, "cannot read the group's committed offsets: %s", rd_kafka_err2str(rc));
+      ds_kafka__set_err(err, errlen, "cannot read the group's committed offsets: %s",
+                        rd_kafka_err2str(rc));
       result = -EIO;
     }
     for (int i = 0; i < ask->cnt && !result; i++) {
@@ -575,14 +530,14 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
     rd_kafka_topic_partition_t *tp = &l->elems[i];
     int64_t low, high;
     if (atomic_load(&s->stopping)) {
-      set_err(err, errlen, "stopped");
+      ds_kafka__set_err(err, errlen, "stopped");
       return -ECANCELED;
     }
     rd_kafka_resp_err_t rc =
         rd_kafka_query_watermark_offsets(s->rk, tp->topic, tp->partition, &low, &high, timeout_ms);
     if (rc) {
-      set_err(err, errlen, "cannot read the offsets of %s [%d]: %s", tp->topic, (int)tp->partition,
-              rd_kafka_err2str(rc));
+      ds_kafka__set_err(err, errlen, "cannot read the offsets of %s [%d]: %s", tp->topic,
+                        (int)tp->partition, rd_kafka_err2str(rc));
       result = -EIO;
     } else if (tp->offset < 0) {
       tp->offset = earliest ? low : high;
@@ -617,12 +572,12 @@ static int assign_more(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, c
   s->st.partitions = s->nparts;
   pthread_mutex_unlock(&s->lock);
   if (rc) {
-    set_err(err, errlen, "out of memory");
+    ds_kafka__set_err(err, errlen, "out of memory");
     return rc;
   }
   rd_kafka_error_t *e = rd_kafka_incremental_assign(s->rk, l);
   if (e) {
-    set_err(err, errlen, "cannot assign the partitions: %s", rd_kafka_error_string(e));
+    ds_kafka__set_err(err, errlen, "cannot assign the partitions: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return -EIO;
   }
@@ -724,13 +679,13 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
                           size_t errlen) {
   *out = NULL;
   if (!o->brokers || !o->group || o->ntopics < 1) {
-    set_err(err, errlen, "brokers, group and at least one topic are needed");
+    ds_kafka__set_err(err, errlen, "brokers, group and at least one topic are needed");
     return -EINVAL;
   }
   const char *ac = conf_get(o->conf, o->nconf, "enable.auto.commit");
   if (ac && strcmp(ac, "false") != 0) {
-    set_err(err, errlen,
-            "enable.auto.commit must stay false: offsets are committed after each batch's output");
+    ds_kafka__set_err(err, errlen, "enable.auto.commit must stay false: offsets are committed "
+                                   "after each batch's output");
     return -EINVAL;
   }
   ds_kafka_source *s = calloc(1, sizeof *s);
@@ -767,14 +722,15 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
       {"client.id", "dstream"},
       {"reconnect.backoff.max.ms", "2000"},
   };
-  rd_kafka_conf_t *c = make_conf(o->brokers, defaults, (int)(sizeof defaults / sizeof *defaults),
-                                 o->conf, o->nconf, err, errlen);
+  rd_kafka_conf_t *c = ds_kafka__conf(o->brokers, defaults,
+                                      (int)(sizeof defaults / sizeof *defaults), o->conf, o->nconf,
+                                      err, errlen);
   if (!c) goto fail;
   rd_kafka_conf_set_opaque(c, s);
   rd_kafka_conf_set_error_cb(c, error_cb);
   if (s->group_assign) rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
   rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
-  if (!(s->rk = new_client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen))) goto fail;
+  if (!(s->rk = ds_kafka__client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen))) goto fail;
   rd_kafka_poll_set_consumer(s->rk);
   if (s->group_assign) {
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->ntopics);
@@ -783,7 +739,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
     rd_kafka_resp_err_t rc = rd_kafka_subscribe(s->rk, topics);
     rd_kafka_topic_partition_list_destroy(topics);
     if (rc) {
-      set_err(err, errlen, "cannot subscribe: %s", rd_kafka_err2str(rc));
+      ds_kafka__set_err(err, errlen, "cannot subscribe: %s", rd_kafka_err2str(rc));
       goto fail;
     }
   } else {
@@ -791,13 +747,13 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
       goto fail;
   }
   if (pthread_create(&s->thread, NULL, consumer_main, s) != 0) {
-    set_err(err, errlen, "cannot start the consumer thread");
+    ds_kafka__set_err(err, errlen, "cannot start the consumer thread");
     goto fail;
   }
   s->thread_started = 1;
   if (!s->group_assign) {
     if (pthread_create(&s->refresher, NULL, refresh_main, s) != 0) {
-      set_err(err, errlen, "cannot start the metadata refresh thread");
+      ds_kafka__set_err(err, errlen, "cannot start the metadata refresh thread");
       goto fail;
     }
     s->refresher_started = 1;
@@ -805,7 +761,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   *out = s;
   return 0;
 oom:
-  set_err(err, errlen, "out of memory");
+  ds_kafka__set_err(err, errlen, "out of memory");
 fail:
   ds_kafka_source_free(s);
   return -EINVAL;
@@ -978,13 +934,6 @@ static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka
   return 0;
 }
 
-static rd_kafka_topic_partition_list_t *offset_list(const ds_kafka_offset *o, int n) {
-  rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
-  for (int i = 0; i < n; i++)
-    rd_kafka_topic_partition_list_add(l, o[i].topic, o[i].partition)->offset = o[i].offset;
-  return l;
-}
-
 #define COMMIT_SYNC_TIMEOUT_MS 2000 /* a commit at stop */
 #define CLOSE_TIMEOUT_MS 2000       /* leaving the group at stop */
 #define FINISH_COMMIT_MS 3000       /* the last commit, tries again included */
@@ -1008,7 +957,7 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
     rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
     if (rc) {
-      set_err(err, errlen, "committing offsets failed: %s", rd_kafka_err2str(rc));
+      ds_kafka__set_err(err, errlen, "committing offsets failed: %s", rd_kafka_err2str(rc));
       return -EIO;
     }
     return 0;
@@ -1032,8 +981,9 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
   }
   rd_kafka_queue_destroy(q);
   if (rc) {
-    set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc),
-            rc == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (no answer from Kafka within 2 s)" : "");
+    ds_kafka__set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc),
+                      rc == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (no answer from Kafka within 2 s)"
+                                                         : "");
     return -EIO;
   }
   return 0;
@@ -1043,7 +993,7 @@ int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, 
                                    size_t errlen) {
   rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(s->rk);
   if (!gm) {
-    set_err(err, errlen, "the consumer has no group metadata");
+    ds_kafka__set_err(err, errlen, "the consumer has no group metadata");
     return -EINVAL;
   }
   void *p;
@@ -1051,7 +1001,7 @@ int ds_kafka_source_group_metadata(ds_kafka_source *s, void **buf, size_t *len, 
   rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_write(gm, &p, &n);
   rd_kafka_consumer_group_metadata_destroy(gm);
   if (e) {
-    set_err(err, errlen, "group metadata: %s", rd_kafka_error_string(e));
+    ds_kafka__set_err(err, errlen, "group metadata: %s", rd_kafka_error_string(e));
     rd_kafka_error_destroy(e);
     return -EINVAL;
   }
@@ -1117,14 +1067,14 @@ static int leave_group(ds_kafka_source *s) {
     rd_kafka_error_destroy(e);
     flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
   } else {
-    double t0 = now_s();
+    double t0 = ds_kafka__now_s();
     while (!rd_kafka_consumer_closed(s->rk)) {
       rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
       if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
         rebalance_cb(s->rk, rd_kafka_event_error(ev),
                      (rd_kafka_topic_partition_list_t *)rd_kafka_event_topic_partition_list(ev), s);
       if (ev) rd_kafka_event_destroy(ev);
-      if ((now_s() - t0) * 1000 > CLOSE_TIMEOUT_MS) {
+      if ((ds_kafka__now_s() - t0) * 1000 > CLOSE_TIMEOUT_MS) {
         ds_log(DS_LOG_WARN, "kafka_stream: Kafka did not answer within %d s while the consumer"
                             " left its group; the consumer is abandoned", CLOSE_TIMEOUT_MS / 1000);
         rd_kafka_queue_destroy(q);
@@ -1146,10 +1096,11 @@ static void *finish_main(void *arg) {
   int rc = 0;
   char err[sizeof s->finish_commit_err] = "";
   if (s->nfinish_offsets > 0) {
-    double t0 = now_s();
+    double t0 = ds_kafka__now_s();
     for (;;) {
       rc = ds_kafka_source_commit(s, s->finish_offsets, s->nfinish_offsets, 0, err, sizeof err);
-      if (rc == 0 || (now_s() - t0) * 1000 + COMMIT_SYNC_TIMEOUT_MS + 300 >= FINISH_COMMIT_MS ||
+      double spent_ms = (ds_kafka__now_s() - t0) * 1000;
+      if (rc == 0 || spent_ms + COMMIT_SYNC_TIMEOUT_MS + 300 >= FINISH_COMMIT_MS ||
           atomic_load(&s->abandoned))
         break;
       struct timespec nap = {0, 300 * 1000000L};
@@ -1167,7 +1118,7 @@ static void *finish_main(void *arg) {
 int ds_kafka_source_finish(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, char *err,
                            size_t errlen) {
   if (s->finisher_started) {
-    set_err(err, errlen, "the source is already finishing");
+    ds_kafka__set_err(err, errlen, "the source is already finishing");
     return -EALREADY;
   }
   ds_kafka_source_stop(s);
@@ -1181,13 +1132,13 @@ int ds_kafka_source_finish(ds_kafka_source *s, const ds_kafka_offset *offsets, i
   }
   atomic_store(&s->finish_phase, DS_KAFKA_FINISH_COMMIT);
   if (pthread_create(&s->finisher, NULL, finish_main, s) != 0) {
-    set_err(err, errlen, "cannot start a thread to close the consumer");
+    ds_kafka__set_err(err, errlen, "cannot start a thread to close the consumer");
     return -EAGAIN;
   }
   s->finisher_started = 1;
   return 0;
 oom:
-  set_err(err, errlen, "out of memory");
+  ds_kafka__set_err(err, errlen, "out of memory");
   return -ENOMEM;
 }
 
@@ -1195,7 +1146,7 @@ int ds_kafka_source_finish_state(ds_kafka_source *s, int *commit_rc, char *err, 
   int phase = atomic_load(&s->finish_phase);
   if (phase > DS_KAFKA_FINISH_COMMIT) {
     if (commit_rc) *commit_rc = s->finish_commit_rc;
-    set_err(err, errlen, "%s", s->finish_commit_err);
+    ds_kafka__set_err(err, errlen, "%s", s->finish_commit_err);
   }
   if (phase == DS_KAFKA_FINISH_DONE && !s->closed && s->rk) return DS_KAFKA_FINISH_ABANDONED;
   return phase;
@@ -1229,309 +1180,4 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   pthread_mutex_destroy(&s->refresh_lock);
   pthread_cond_destroy(&s->refresh_cond);
   free(s);
-}
-
-/* ---- producers ------------------------------------------------------------------------- */
-
-struct ds_kafka_producer {
-  rd_kafka_t *rk;
-  int transactional;
-  int timeout_ms;
-  uintptr_t gen; /* delivery reports of older generations are ignored */
-  uint64_t sent, delivered, failed;
-  char first_error[256];
-  int fatal;
-};
-
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-  (void)rk;
-  ds_kafka_producer *p = opaque;
-  if ((uintptr_t)m->_private != p->gen) return;
-  if (m->err) {
-    if (!p->failed)
-      snprintf(p->first_error, sizeof p->first_error, "%s [%d]: %s",
-               m->rkt ? rd_kafka_topic_name(m->rkt) : "?", (int)m->partition,
-               rd_kafka_err2str(m->err));
-    p->failed++;
-  } else {
-    p->delivered++;
-  }
-}
-
-static void producer_error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque) {
-  ds_kafka_producer *p = opaque;
-  if (code == RD_KAFKA_RESP_ERR__FATAL) {
-    char buf[256];
-    rd_kafka_fatal_error(rk, buf, sizeof buf);
-    p->fatal = 1;
-    ds_log(DS_LOG_ERROR, "to_kafka: the producer failed for good: %s", buf);
-  } else {
-    ds_log(DS_LOG_INFO, "to_kafka: %s: %s", rd_kafka_err2name(code), reason);
-  }
-}
-
-int ds_kafka_producer_new(const ds_kafka_producer_opts *o, ds_kafka_producer **out, char *err,
-                          size_t errlen) {
-  *out = NULL;
-  ds_kafka_producer *p = calloc(1, sizeof *p);
-  if (!p) return -ENOMEM;
-  p->gen = 1;
-  p->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
-  p->transactional = o->transactional_id != NULL;
-  ds_kafka_kv defaults[] = {
-      {"enable.idempotence", "true"},
-      {"client.id", "dstream"},
-      {"reconnect.backoff.max.ms", "2000"},
-      {"transactional.id", o->transactional_id},
-  };
-  int ndefaults = p->transactional ? 4 : 3;
-  rd_kafka_conf_t *c = make_conf(o->brokers, defaults, ndefaults, o->conf, o->nconf, err, errlen);
-  if (!c) {
-    free(p);
-    return -EINVAL;
-  }
-  rd_kafka_conf_set_opaque(c, p);
-  rd_kafka_conf_set_dr_msg_cb(c, dr_cb);
-  rd_kafka_conf_set_error_cb(c, producer_error_cb);
-  if (!(p->rk = new_client(RD_KAFKA_PRODUCER, c, "producer", err, errlen))) {
-    free(p);
-    return -EINVAL;
-  }
-  if (p->transactional) {
-    rd_kafka_error_t *te = rd_kafka_init_transactions(p->rk, p->timeout_ms);
-    if (te) {
-      set_err(err, errlen, "init_transactions: %s", rd_kafka_error_string(te));
-      rd_kafka_error_destroy(te);
-      rd_kafka_destroy(p->rk);
-      free(p);
-      return -EIO;
-    }
-  }
-  *out = p;
-  return 0;
-}
-
-void ds_kafka_producer_mark(ds_kafka_producer *p) {
-  p->gen++;
-  p->sent = p->delivered = p->failed = 0;
-  p->first_error[0] = 0;
-}
-
-int ds_kafka_producer_send(ds_kafka_producer *p, const char *topic, int32_t partition,
-                           const void *key, size_t klen, const void *value, size_t vlen,
-                           const ds_kafka_header *headers, int nheaders, char *err, size_t errlen) {
-  double deadline = now_s() + p->timeout_ms / 1e3;
-  for (;;) {
-    rd_kafka_headers_t *hdrs = NULL;
-    if (nheaders > 0) {
-      hdrs = rd_kafka_headers_new((size_t)nheaders);
-      for (int i = 0; i < nheaders; i++)
-        rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
-                            headers[i].value ? (ssize_t)headers[i].len : 0);
-    }
-    rd_kafka_resp_err_t rc = rd_kafka_producev(
-        p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA : partition),
-        RD_KAFKA_V_KEY(key, key ? klen : 0), RD_KAFKA_V_VALUE((void *)value, value ? vlen : 0),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE((void *)p->gen),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
-    if (rc == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      p->sent++;
-      rd_kafka_poll(p->rk, 0); /* serve delivery reports as we go */
-      return 0;
-    }
-    if (hdrs) rd_kafka_headers_destroy(hdrs);
-    if (rc == RD_KAFKA_RESP_ERR__QUEUE_FULL && now_s() < deadline) {
-      rd_kafka_poll(p->rk, 50);
-      continue;
-    }
-    if (rc == RD_KAFKA_RESP_ERR__FATAL) p->fatal = 1;
-    set_err(err, errlen, "cannot send to %s: %s", topic, rd_kafka_err2str(rc));
-    return rc == RD_KAFKA_RESP_ERR__QUEUE_FULL ? -ETIMEDOUT : -EIO;
-  }
-}
-
-int ds_kafka_producer_flush(ds_kafka_producer *p, int timeout_ms, uint64_t *delivered,
-                            uint64_t *failed, char *err, size_t errlen) {
-  if (timeout_ms <= 0) timeout_ms = p->timeout_ms;
-  double deadline = now_s() + timeout_ms / 1e3;
-  while (p->delivered + p->failed < p->sent && now_s() < deadline) {
-    rd_kafka_flush(p->rk, 100);
-    if (p->fatal) break;
-  }
-  rd_kafka_poll(p->rk, 0);
-  if (delivered) *delivered = p->delivered;
-  if (failed) *failed = p->failed;
-  if (p->failed) {
-    set_err(err, errlen, "%llu of %llu messages were not delivered; first: %s",
-            (unsigned long long)p->failed, (unsigned long long)p->sent, p->first_error);
-    return -EIO;
-  }
-  if (p->delivered < p->sent) {
-    set_err(err, errlen, "%llu of %llu messages not delivered within %d ms%s",
-            (unsigned long long)(p->sent - p->delivered), (unsigned long long)p->sent, timeout_ms,
-            p->fatal ? " (the producer failed for good)" : "");
-    return -ETIMEDOUT;
-  }
-  return 0;
-}
-
-/* Turns a transaction error into a return code, aborting when the transaction requires it. */
-static int txn_error(ds_kafka_producer *p, rd_kafka_error_t *e, const char *what, char *err,
-                     size_t errlen) {
-  set_err(err, errlen, "%s: %s", what, rd_kafka_error_string(e));
-  int rc = -EIO;
-  if (rd_kafka_error_is_fatal(e)) {
-    p->fatal = 1;
-    rc = -EPIPE;
-  } else if (rd_kafka_error_txn_requires_abort(e)) {
-    rd_kafka_error_t *ae = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
-    if (ae) {
-      if (rd_kafka_error_is_fatal(ae)) p->fatal = 1, rc = -EPIPE;
-      rd_kafka_error_destroy(ae);
-    }
-  }
-  rd_kafka_error_destroy(e);
-  return rc;
-}
-
-int ds_kafka_producer_begin(ds_kafka_producer *p, char *err, size_t errlen) {
-  if (!p->transactional) {
-    set_err(err, errlen, "not a transactional producer");
-    return -EINVAL;
-  }
-  rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
-  return e ? txn_error(p, e, "begin_transaction", err, errlen) : 0;
-}
-
-int ds_kafka_producer_send_offsets(ds_kafka_producer *p, const ds_kafka_offset *offsets, int n,
-                                   const void *group_metadata, size_t gm_len, char *err,
-                                   size_t errlen) {
-  if (n <= 0) return 0;
-  rd_kafka_consumer_group_metadata_t *gm;
-  rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_read(&gm, group_metadata, gm_len);
-  if (e) {
-    set_err(err, errlen, "group metadata: %s", rd_kafka_error_string(e));
-    rd_kafka_error_destroy(e);
-    return -EINVAL;
-  }
-  rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
-  e = rd_kafka_send_offsets_to_transaction(p->rk, l, gm, p->timeout_ms);
-  rd_kafka_topic_partition_list_destroy(l);
-  rd_kafka_consumer_group_metadata_destroy(gm);
-  return e ? txn_error(p, e, "send_offsets_to_transaction", err, errlen) : 0;
-}
-
-int ds_kafka_producer_commit(ds_kafka_producer *p, char *err, size_t errlen) {
-  for (int attempt = 0;; attempt++) {
-    rd_kafka_error_t *e = rd_kafka_commit_transaction(p->rk, p->timeout_ms);
-    if (!e) return 0;
-    if (rd_kafka_error_is_retriable(e) && attempt < 3) {
-      rd_kafka_error_destroy(e);
-      continue;
-    }
-    int abortable = rd_kafka_error_txn_requires_abort(e) || rd_kafka_error_is_fatal(e);
-    int rc = txn_error(p, e, "commit_transaction", err, errlen);
-    if (!abortable && !p->fatal) {
-      /* The outcome is unknown (e.g. timed out): abort so a retry starts clean. */
-      rd_kafka_error_t *ae = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
-      if (ae) {
-        if (rd_kafka_error_is_fatal(ae)) p->fatal = 1;
-        rd_kafka_error_destroy(ae);
-      }
-    }
-    return rc;
-  }
-}
-
-int ds_kafka_producer_abort(ds_kafka_producer *p, char *err, size_t errlen) {
-  rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, p->timeout_ms);
-  if (!e) return 0;
-  set_err(err, errlen, "abort_transaction: %s", rd_kafka_error_string(e));
-  if (rd_kafka_error_is_fatal(e)) p->fatal = 1;
-  rd_kafka_error_destroy(e);
-  return p->fatal ? -EPIPE : -EIO;
-}
-
-int ds_kafka_producer_fatal(ds_kafka_producer *p) { return p->fatal; }
-
-void ds_kafka_producer_free(ds_kafka_producer *p, int timeout_ms) {
-  if (!p) return;
-  if (timeout_ms > 0) rd_kafka_flush(p->rk, timeout_ms);
-  rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-  rd_kafka_poll(p->rk, 0);
-  rd_kafka_destroy(p->rk);
-  free(p);
-}
-
-/* ---- queries ------------------------------------------------------------------------------ */
-
-int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv *conf, int nconf,
-                       ds_kafka_offset *offsets, int n, int timeout_ms, char *err,
-                       size_t errlen) {
-  const ds_kafka_kv defaults[] = {{"group.id", group}, {"enable.auto.commit", "false"}};
-  rd_kafka_conf_t *c = make_conf(brokers, defaults, 2, conf, nconf, err, errlen);
-  if (!c) return -EINVAL;
-  rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen);
-  if (!rk) return -EINVAL;
-  rd_kafka_topic_partition_list_t *l = offset_list(offsets, n);
-  rd_kafka_resp_err_t rc = rd_kafka_committed(rk, l, timeout_ms > 0 ? timeout_ms : 10000);
-  for (int i = 0; i < n && !rc; i++) {
-    int64_t off = l->elems[i].offset;
-    offsets[i].offset = off >= 0 ? off : -1;
-  }
-  rd_kafka_topic_partition_list_destroy(l);
-  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-  if (rc) {
-    set_err(err, errlen, "cannot read committed offsets: %s", rd_kafka_err2str(rc));
-    return -EIO;
-  }
-  return 0;
-}
-
-int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_kafka_kv *conf,
-                             int nconf, int timeout_ms, int *count, char *err, size_t errlen) {
-  rd_kafka_conf_t *c = make_conf(brokers, NULL, 0, conf, nconf, err, errlen);
-  if (!c) return -EINVAL;
-  rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, c, "client", err, errlen);
-  if (!rk) return -EINVAL;
-  rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-  const struct rd_kafka_metadata *md = NULL;
-  rd_kafka_resp_err_t rc =
-      rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms > 0 ? timeout_ms : 10000);
-  int result = 0;
-  if (rc) {
-    set_err(err, errlen, "metadata: %s", rd_kafka_err2str(rc));
-    result = -EIO;
-  } else if (md->topic_cnt < 1 || md->topics[0].err) {
-    set_err(err, errlen, "topic %s: %s", topic,
-            md->topic_cnt < 1 ? "not found" : rd_kafka_err2str(md->topics[0].err));
-    result = -ENOENT;
-  } else {
-    *count = md->topics[0].partition_cnt;
-  }
-  if (md) rd_kafka_metadata_destroy(md);
-  rd_kafka_topic_destroy(rkt);
-  rd_kafka_destroy(rk);
-  return result;
-}
-
-/* ---- counters ------------------------------------------------------------------------------ */
-
-#define NCOUNTERS 4096
-static _Atomic uint64_t counters[NCOUNTERS];
-static atomic_int ncounters;
-
-int ds_kafka_counter_new(void) {
-  int id = atomic_fetch_add(&ncounters, 1);
-  if (id >= NCOUNTERS) return -ENOSPC;
-  atomic_store(&counters[id], 0);
-  return id;
-}
-
-void ds_kafka_counter_add(int id, uint64_t n) {
-  if (id >= 0 && id < NCOUNTERS) atomic_fetch_add(&counters[id], n);
-}
-
-uint64_t ds_kafka_counter_get(int id) {
-  return id >= 0 && id < NCOUNTERS ? atomic_load(&counters[id]) : 0;
 }
