@@ -30,7 +30,7 @@ local function option(opts, key, cli_key, parse, default)
   if v == nil then return default end
   local parsed, err = parse(v)
   if parsed == nil then
-    error("dstream.context: " .. key .. ": " .. err, 4)
+    util.raise("dstream.context: " .. key .. ": " .. err)
   end
   return parsed
 end
@@ -88,13 +88,13 @@ local known_options = {
 
 function M.new(opts)
   if core.on_worker() then -- (dstream.context and get_or_create say so already)
-    error("dstream.context: contexts and actions run on the driver; this closure runs on a worker", 2)
+    util.raise("dstream.context: contexts and actions run on the driver; this closure runs on a worker")
   end
   opts = opts or {}
-  if type(opts) ~= "table" then error("dstream.context: expected a table of settings, got " .. type(opts), 3) end
+  if type(opts) ~= "table" then util.raise("dstream.context: expected a table of settings, got " .. type(opts)) end
   for k in pairs(opts) do
     if not known_options[k] then
-      error("dstream.context: unknown setting '" .. tostring(k) .. "'", 3)
+      util.raise("dstream.context: unknown setting '" .. tostring(k) .. "'")
     end
   end
   local self = setmetatable({}, Context)
@@ -113,17 +113,17 @@ function M.new(opts)
   self.clock = opts.clock or "system"
   self.checkpoint_dir = opts.checkpoint or cli_options.checkpoint
   if self.checkpoint_dir ~= nil and (type(self.checkpoint_dir) ~= "string" or self.checkpoint_dir == "") then
-    error("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir), 3)
+    util.raise("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir))
   end
   self.wal = opts.wal and true or false
   -- Default: every batch that ends a 10 s stretch (Spark's minimum), at least every batch.
   self.checkpoint_ms = option(opts, "checkpoint_interval", nil, parse_interval,
     math.ceil(10000 / self.batch_ms) * self.batch_ms)
   if self.checkpoint_ms % self.batch_ms ~= 0 then
-    error("dstream.context: checkpoint_interval must be a multiple of the batch interval", 3)
+    util.raise("dstream.context: checkpoint_interval must be a multiple of the batch interval")
   end
   if self.clock ~= "system" and self.clock ~= "manual" then
-    error("dstream.context: clock must be \"system\" or \"manual\", got " .. tostring(self.clock), 3)
+    util.raise("dstream.context: clock must be \"system\" or \"manual\", got " .. tostring(self.clock))
   end
   self.state = "initialized"
   self.inputs, self.outputs, self.queue = {}, {}, {}
@@ -155,15 +155,16 @@ end
 -- Internals used by streams and rdds
 
 function Context:_scheduler()
-  if not self.sched then error("this context is stopped: create a new one", 3) end
+  if not self.sched then util.raise("this context is stopped: create a new one") end
   return self.sched
 end
 
--- Ships f to the workers once and returns its id. Raises on the user's line (`level`) when
--- f captures something that cannot travel.
-function Context:_ship(f, who, level)
+-- Ships f to the workers once and returns its id. Raises on the user's line (util.raise) when
+-- f captures something that cannot travel. (A third argument, the level of older callers, is
+-- not needed.)
+function Context:_ship(f, who)
   local bytes, err = ship.try_encode(f, "the function given to " .. who)
-  if not bytes then error(who .. ": " .. err, level) end
+  if not bytes then util.raise(who .. ": " .. err) end
   local id = self._blob_ids[bytes]
   if not id then
     id = self._next_blob
@@ -208,7 +209,7 @@ end
 
 function Context:_add_output(stream, fn)
   if self.state ~= "initialized" then
-    error("output operations must be added before ctx:start()", 3)
+    util.raise("output operations must be added before ctx:start()")
   end
   self.outputs[#self.outputs + 1] = { stream = stream, fn = fn }
 end
@@ -238,7 +239,7 @@ end
 function Context:union(streams)
   util.check_table(streams, "union", "the list of streams")
   local acc = streams[1]
-  if not stream_mod.is_stream(acc) then error("union: expected a list of streams", 2) end
+  if not stream_mod.is_stream(acc) then util.raise("union: expected a list of streams") end
   for i = 2, #streams do acc = acc:union(streams[i]) end
   return acc
 end
@@ -297,13 +298,13 @@ end
 -- Lifecycle
 
 function Context:start()
-  if self.state == "active" then error("start: the context is already started", 2) end
+  if self.state == "active" then util.raise("start: the context is already started") end
   if self.wal and not self.checkpoint_dir then
-    error("start: a write-ahead log (wal = true) needs a checkpoint directory (checkpoint = dir or --checkpoint)", 2)
+    util.raise("start: a write-ahead log (wal = true) needs a checkpoint directory (checkpoint = dir or --checkpoint)")
   end
-  if self.state == "stopped" then error("start: the context is stopped; create a new one", 2) end
+  if self.state == "stopped" then util.raise("start: the context is stopped; create a new one") end
   if #self.outputs == 0 then
-    error("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream", 2)
+    util.raise("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream")
   end
   self.monitor:start(2)
   if self.checkpoint_dir then self:_recover() end
@@ -324,7 +325,7 @@ function Context:start()
   for _, input in ipairs(self.inputs) do
     if input.open then
       local ok, src = pcall(input.open)
-      if not ok then error(input.label .. ": " .. tostring(src), 2) end
+      if not ok then util.raise(input.label .. ": " .. tostring(src)) end
       input.source = src
     end
   end
@@ -370,7 +371,7 @@ function Context:start()
     local ok, err = pcall(self._write_checkpoint, self, self.zero_time, true)
     if not ok then
       self:_terminate()
-      error(tostring(err), 2)
+      util.raise(tostring(err))
     end
   end
   -- Logged batches after the checkpoint run first, with their own times and inputs.
@@ -388,8 +389,8 @@ end
 -- Manual clock: runs the next n batches now.
 function Context:advance(n)
   n = n or 1
-  if self.clock ~= "manual" then error("advance: only a context with clock = \"manual\" can be advanced", 2) end
-  if self.state ~= "active" then error("advance: the context is " .. self.state .. "; call ctx:start() first", 2) end
+  if self.clock ~= "manual" then util.raise("advance: only a context with clock = \"manual\" can be advanced") end
+  if self.state ~= "active" then util.raise("advance: the context is " .. self.state .. "; call ctx:start() first") end
   for _ = 1, n do
     core.run("nowait") -- let receivers take what has arrived
     self:_generate(self.time + self.batch_ms)
@@ -397,7 +398,7 @@ function Context:advance(n)
       core.run("once")
       if core.take_interrupt() then error("interrupted", 0) end -- Ctrl-C at the prompt
     end
-    if self.error then error(self.error, 2) end
+    if self.error then util.raise(self.error) end
   end
 end
 
@@ -407,7 +408,7 @@ function Context:await_termination(timeout)
   local timer, timed_out
   if timeout then
     local ms = util.parse_duration(timeout)
-    if not ms then error("await_termination: timeout must be a number of seconds", 2) end
+    if not ms then util.raise("await_termination: timeout must be a number of seconds") end
     timer = core.timer(function() timed_out = true end)
     timer:start(ms)
   end
@@ -417,7 +418,7 @@ function Context:await_termination(timeout)
   end
   if timer then timer:close() end
   if timed_out == "interrupted" then error("interrupted", 0) end
-  if self.error then error(self.error, 2) end
+  if self.error then util.raise(self.error) end
   return self.state == "stopped"
 end
 
@@ -456,7 +457,7 @@ function Context:stop(opts)
   if self.state ~= "stopped" and not core.running() and not coroutine.running() then
     while self.state ~= "stopped" do core.run("once") end
   end
-  if self.error then error(self.error, 2) end
+  if self.error then util.raise(self.error) end
 end
 
 function Context:_terminate()

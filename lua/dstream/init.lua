@@ -3,6 +3,7 @@
 --   local ctx = dstream.context { batch = "1s" }
 local context = require("dstream.context")
 local core = require("dstream.core")
+local util = require("dstream.util")
 
 local M = {
   version = core.version,
@@ -12,7 +13,7 @@ local M = {
 -- gets this error on its line (before, it touched the driver's event loop from its thread).
 local function driver_only(who)
   if core.on_worker() then
-    error(who .. ": contexts and actions run on the driver; this closure runs on a worker", 3)
+    util.raise(who .. ": contexts and actions run on the driver; this closure runs on a worker")
   end
 end
 
@@ -28,12 +29,12 @@ end
 -- when there is none: do there what only a fresh start should do).
 function M.get_or_create(dir, fn)
   driver_only("get_or_create")
-  if type(dir) ~= "string" or dir == "" then error("get_or_create: expected a checkpoint directory", 2) end
-  if type(fn) ~= "function" then error("get_or_create: expected a function that builds the context", 2) end
+  if type(dir) ~= "string" or dir == "" then util.raise("get_or_create: expected a checkpoint directory") end
+  if type(fn) ~= "function" then util.raise("get_or_create: expected a function that builds the context") end
   local gens = core.ckpt_list(dir)
   local ctx = fn(gens ~= nil and #gens > 0)
   if getmetatable(ctx) ~= context.Context then
-    error("get_or_create: the function must return the context it built, got " .. type(ctx), 2)
+    util.raise("get_or_create: the function must return the context it built, got " .. type(ctx))
   end
   ctx.checkpoint_dir = dir
   return ctx

@@ -3,6 +3,7 @@
 -- Both return plain data (tables a script can read) whose tostring is a short report for
 -- people, which is what the interactive prompt shows.
 local format = require("dstream.format")
+local util = require("dstream.util")
 
 local M = {}
 
@@ -128,14 +129,14 @@ end
 -- an output operation depends on, while the context runs and after it stopped.
 function M.peek(s, n)
   if n ~= nil and (type(n) ~= "number" or n < 0 or n ~= math.floor(n)) then
-    error("peek: n must be a whole number of at least 0, got " .. tostring(n), 3)
+    util.raise("peek: n must be a whole number of at least 0, got " .. tostring(n))
   end
   n = n or 10
   local r, time = s._newest, s._newest_time
   if not r then
-    error("peek: " .. tostring(s) .. " has produced no batch yet (a stream is computed only "
+    util.raise("peek: " .. tostring(s) .. " has produced no batch yet (a stream is computed only "
       .. "for output operations: give it or a stream built on it :print() or :foreach_rdd(...) "
-      .. "before ctx:start())", 3)
+      .. "before ctx:start())")
   end
   local rows = r:take(n)
   local is_pairs = false

@@ -84,7 +84,7 @@ end
 local function fn_op(kind)
   return function(self, f)
     util.check_function(f, kind)
-    return self:_narrow({ kind = kind, fn = self.ctx:_ship(f, kind, 3) })
+    return self:_narrow({ kind = kind, fn = self.ctx:_ship(f, kind) })
   end
 end
 
@@ -99,7 +99,7 @@ function RDD:glom()
 end
 
 function RDD:union(other)
-  if not M.is_rdd(other) then error("union: expected a batch (rdd), got " .. type(other), 2) end
+  if not M.is_rdd(other) then util.raise("union: expected a batch (rdd), got " .. type(other)) end
   return new(self.ctx, { kind = "union", parents = { self, other }, nparts = self.nparts + other.nparts })
 end
 
@@ -110,8 +110,8 @@ end
 
 function RDD:reduce_by_key(f, nparts)
   util.check_function(f, "reduce_by_key")
-  util.check_count(nparts, "reduce_by_key", "the number of partitions", true)
-  return self:_reduce_by_key_id(self.ctx:_ship(f, "reduce_by_key", 3), nparts)
+  nparts = util.options(nparts, "reduce_by_key").partitions
+  return self:_reduce_by_key_id(self.ctx:_ship(f, "reduce_by_key"), nparts)
 end
 
 -- The shuffles below take functions already shipped (ids), so that a stream ships its
@@ -128,7 +128,7 @@ function RDD:_by_key(reduce_op, nparts, who)
 end
 
 function RDD:group_by_key(nparts)
-  util.check_count(nparts, "group_by_key", "the number of partitions", true)
+  nparts = util.options(nparts, "group_by_key").partitions
   return self:_by_key({ kind = "group" }, nparts, "group_by_key")
 end
 
@@ -138,10 +138,10 @@ function RDD:combine_by_key(create, merge_value, merge_combiners, nparts)
   util.check_function(create, "combine_by_key")
   util.check_function(merge_value, "combine_by_key")
   util.check_function(merge_combiners, "combine_by_key")
-  util.check_count(nparts, "combine_by_key", "the number of partitions", true)
+  nparts = util.options(nparts, "combine_by_key").partitions
   local ctx = self.ctx
-  return self:_combine_by_key_ids(ctx:_ship(create, "combine_by_key", 3),
-    ctx:_ship(merge_value, "combine_by_key", 3), ctx:_ship(merge_combiners, "combine_by_key", 3), nparts)
+  return self:_combine_by_key_ids(ctx:_ship(create, "combine_by_key"),
+    ctx:_ship(merge_value, "combine_by_key"), ctx:_ship(merge_combiners, "combine_by_key"), nparts)
 end
 
 function RDD:_combine_by_key_ids(create, merge_value, merge_combiners, nparts)
@@ -154,8 +154,8 @@ RDD.flat_map_values = fn_op("flat_map_values")
 -- cogroup and the joins: both sides hashed by key into the same buckets.
 local function two_sided(mode)
   return function(self, other, nparts)
-    if not M.is_rdd(other) then error(mode .. ": expected a batch (rdd), got " .. type(other), 2) end
-    util.check_count(nparts, mode, "the number of partitions", true)
+    if not M.is_rdd(other) then util.raise(mode .. ": expected a batch (rdd), got " .. type(other)) end
+    nparts = util.options(nparts, mode).partitions
     nparts = nparts or self.ctx.partitions
     local left = self:_shuffle({ kind = "partition", by_key = true, who = mode }, nil, nparts)
     local right = other:_shuffle({ kind = "partition", by_key = true, who = mode }, nil, nparts)
@@ -224,7 +224,7 @@ local function builtin(ctx, name)
   ctx._builtin_ids = ctx._builtin_ids or {}
   local id = ctx._builtin_ids[name]
   if not id then
-    id = ctx:_ship(builtin_fns[name], name, 2)
+    id = ctx:_ship(builtin_fns[name], name)
     ctx._builtin_ids[name] = id
   end
   return id
@@ -238,7 +238,7 @@ local function count_by(self, first, nparts, who)
 end
 
 function RDD:count_by_value(nparts)
-  util.check_count(nparts, "count_by_value", "the number of partitions", true)
+  nparts = util.options(nparts, "count_by_value").partitions
   return count_by(self, "value_one", nparts, "count_by_value")
 end
 
@@ -405,7 +405,7 @@ end
 
 function RDD:take(n)
   if type(n) ~= "number" or n < 0 or n ~= math.floor(n) then
-    error("take: n must be a whole number of at least 0, got " .. tostring(n), 2)
+    util.raise("take: n must be a whole number of at least 0, got " .. tostring(n))
   end
   if n == 0 then return {} end
   return decode_outputs(self:_run(const({ kind = "collect", limit = n }), "take"), n)
@@ -425,7 +425,7 @@ end
 
 function RDD:reduce(f)
   util.check_function(f, "reduce")
-  local id = self.ctx:_ship(f, "reduce", 3)
+  local id = self.ctx:_ship(f, "reduce")
   local partials = decode_outputs(self:_run(const({ kind = "reduce", fn = id }), "reduce"))
   local acc = partials[1]
   for i = 2, #partials do acc = f(acc, partials[i]) end
@@ -444,7 +444,7 @@ end
 function RDD:collect_as_map()
   local map = {}
   for _, kv in ipairs(self:collect()) do
-    if type(kv) ~= "table" then error("collect_as_map: the records are not key/value pairs", 2) end
+    if type(kv) ~= "table" then util.raise("collect_as_map: the records are not key/value pairs") end
     map[kv[1]] = kv[2]
   end
   return map
@@ -452,12 +452,12 @@ end
 
 function RDD:foreach(f)
   util.check_function(f, "foreach")
-  self:_run(const({ kind = "foreach", fn = self.ctx:_ship(f, "foreach", 3) }), "foreach")
+  self:_run(const({ kind = "foreach", fn = self.ctx:_ship(f, "foreach") }), "foreach")
 end
 
 function RDD:foreach_partition(f)
   util.check_function(f, "foreach_partition")
-  self:_run(const({ kind = "foreach_partition", fn = self.ctx:_ship(f, "foreach_partition", 3) }),
+  self:_run(const({ kind = "foreach_partition", fn = self.ctx:_ship(f, "foreach_partition") }),
     "foreach_partition")
 end
 
@@ -467,12 +467,12 @@ end
 -- With `replace` (streams: a batch run again after a restart) an existing output of the same
 -- batch is replaced by the new one in one rename, never added to.
 local function save(self, path, kind, who, replace)
-  if type(path) ~= "string" or path == "" then error(who .. ": expected a path, got " .. type(path), 3) end
+  if type(path) ~= "string" or path == "" then util.raise(who .. ": expected a path, got " .. type(path)) end
   local probe = io.open(path, "r")
   if probe then
     probe:close()
     if not replace then
-      error(who .. ": " .. path .. " already exists: remove it or choose another path", 3)
+      util.raise(who .. ": " .. path .. " already exists: remove it or choose another path")
     end
   end
   -- A hidden name beside the output (as Hadoop's _temporary): what a crash leaves behind is
@@ -481,7 +481,7 @@ local function save(self, path, kind, who, replace)
   if not parent then parent, base = "", path end
   local tmp = parent .. "." .. base .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
   local ok, err = util.mkdir_p(tmp)
-  if not ok then error(who .. ": " .. err, 3) end
+  if not ok then util.raise(who .. ": " .. err) end
   self:_run(function(index)
     return { kind = kind, path = string.format("%s/part-%05d", tmp, index) }
   end, who)
@@ -491,12 +491,12 @@ local function save(self, path, kind, who, replace)
   if probe then -- move the previous output aside first: rename does not replace a directory
     old = tmp .. ".replaced"
     local moved, merr = os.rename(path, old)
-    if not moved then error(who .. ": cannot replace " .. path .. ": " .. tostring(merr), 3) end
+    if not moved then util.raise(who .. ": cannot replace " .. path .. ": " .. tostring(merr)) end
   end
   local renamed, rerr = os.rename(tmp, path)
   if not renamed then
     core.remove_tree(tmp)
-    error(who .. ": cannot move the new output into " .. path .. ": " .. tostring(rerr), 3)
+    util.raise(who .. ": cannot move the new output into " .. path .. ": " .. tostring(rerr))
   end
   if old then core.remove_tree(old) end
 end

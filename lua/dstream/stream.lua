@@ -63,7 +63,7 @@ end
 local function fn_transform(kind)
   return function(self, f)
     util.check_function(f, kind)
-    local op = { kind = kind, fn = self.ctx:_ship(f, kind, 3) }
+    local op = { kind = kind, fn = self.ctx:_ship(f, kind) }
     local out = self:_derive(kind, function(r) return r:_narrow(op) end)
     out.event = self.event -- record-by-record operators keep the event time (window.lua)
     return out
@@ -86,7 +86,7 @@ function Stream:repartition(n)
 end
 
 function Stream:union(other)
-  if not M.is_stream(other) then error("union: expected a stream, got " .. type(other), 2) end
+  if not M.is_stream(other) then util.raise("union: expected a stream, got " .. type(other)) end
   return M.new(self.ctx, { self, other }, function(s, time)
     local a, b = s.parents[1]:get_rdd(time), s.parents[2]:get_rdd(time)
     if a and b then return a:union(b) end
@@ -100,19 +100,19 @@ end
 
 function Stream:reduce(f)
   util.check_function(f, "reduce")
-  local id = self.ctx:_ship(f, "reduce", 3)
+  local id = self.ctx:_ship(f, "reduce")
   return self:_derive("reduce", function(r) return r:_reduce_id(id) end)
 end
 
 function Stream:count_by_value(nparts)
-  util.check_count(nparts, "count_by_value", "the number of partitions", true)
+  nparts = util.options(nparts, "count_by_value").partitions
   return self:_derive("count_by_value", function(r) return r:count_by_value(nparts) end)
 end
 
 function Stream:reduce_by_key(f, nparts)
   util.check_function(f, "reduce_by_key")
-  util.check_count(nparts, "reduce_by_key", "the number of partitions", true)
-  local id = self.ctx:_ship(f, "reduce_by_key", 3)
+  nparts = util.options(nparts, "reduce_by_key").partitions
+  local id = self.ctx:_ship(f, "reduce_by_key")
   return self:_derive("reduce_by_key", function(r) return r:_reduce_by_key_id(id, nparts) end)
 end
 
@@ -122,7 +122,7 @@ end
 Stream.flat_map_values = fn_transform("flat_map_values")
 
 function Stream:group_by_key(nparts)
-  util.check_count(nparts, "group_by_key", "the number of partitions", true)
+  nparts = util.options(nparts, "group_by_key").partitions
   return self:_derive("group_by_key", function(r) return r:group_by_key(nparts) end)
 end
 
@@ -130,21 +130,21 @@ function Stream:combine_by_key(create, merge_value, merge_combiners, nparts)
   util.check_function(create, "combine_by_key")
   util.check_function(merge_value, "combine_by_key")
   util.check_function(merge_combiners, "combine_by_key")
-  util.check_count(nparts, "combine_by_key", "the number of partitions", true)
+  nparts = util.options(nparts, "combine_by_key").partitions
   local ctx = self.ctx -- shipped once here, not for every batch
-  local c, mv, mc = ctx:_ship(create, "combine_by_key", 3), ctx:_ship(merge_value, "combine_by_key", 3),
-    ctx:_ship(merge_combiners, "combine_by_key", 3)
+  local c, mv, mc = ctx:_ship(create, "combine_by_key"), ctx:_ship(merge_value, "combine_by_key"),
+    ctx:_ship(merge_combiners, "combine_by_key")
   return self:_derive("combine_by_key", function(r) return r:_combine_by_key_ids(c, mv, mc, nparts) end)
 end
 
 function Stream:count_by_key(nparts)
-  util.check_count(nparts, "count_by_key", "the number of partitions", true)
+  nparts = util.options(nparts, "count_by_key").partitions
   return self:_derive("count_by_key", function(r) return r:_count_by_key_rdd(nparts) end)
 end
 
 -- A stream built from this stream's and another's batch at each time.
 function Stream:_derive2(other, name, f)
-  if not M.is_stream(other) then error(name .. ": expected a stream, got " .. type(other), 3) end
+  if not M.is_stream(other) then util.raise(name .. ": expected a stream, got " .. type(other)) end
   return M.new(self.ctx, { self, other }, function(s, time)
     local a, b = s.parents[1]:get_rdd(time), s.parents[2]:get_rdd(time)
     if a and b then return f(a, b, time) end
@@ -153,7 +153,7 @@ end
 
 local function two_sided(mode)
   return function(self, other, nparts)
-    util.check_count(nparts, mode, "the number of partitions", true)
+    nparts = util.options(nparts, mode).partitions
     return self:_derive2(other, mode, function(a, b) return a[mode](a, b, nparts) end)
   end
 end
@@ -182,15 +182,27 @@ end
 -- fn(values, state) -> new state (nil removes the key), called for every key in every batch:
 -- `values` is the array of the batch's values for the key (empty when none came), `state` the
 -- previous state (nil for a new key). The stream's batches are the (key, state) pairs.
-function Stream:update_state_by_key(fn, nparts)
+-- opts: partitions = n (or n itself), initial = a batch (rdd) of (key, state) pairs the state
+-- starts from, with_key = true to call fn(key, values, state).
+local UPDATE_STATE_OPTIONS = { initial = true, with_key = true }
+function Stream:update_state_by_key(fn, opts)
   util.check_function(fn, "update_state_by_key")
-  util.check_count(nparts, "update_state_by_key", "the number of partitions", true)
+  opts = util.options(opts, "update_state_by_key", UPDATE_STATE_OPTIONS)
+  local initial = opts.initial
+  if initial ~= nil and not rdd_mod.is_rdd(initial) then
+    util.raise("update_state_by_key: initial must be a batch (rdd) of key/state pairs, got " .. type(initial))
+  end
   local ctx = self.ctx
-  local n = nparts or ctx.partitions
-  local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key", 2),
-    state = ctx:_new_state("update_state_by_key", n) }
+  local n = opts.partitions or ctx.partitions
+  local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key"),
+    state = ctx:_new_state("update_state_by_key", n), with_key = opts.with_key and true or nil }
   op.keys_acc = ctx:_state_keys_counter(op.state)
   local out = self:_derive("update_state_by_key", function(r)
+    if initial then
+      initial:_run_stateful(op.state, { kind = "load_state", state = op.state }, n,
+        { kind = "discard" }, "update_state_by_key (initial state)")
+      initial = nil
+    end
     r:_run_stateful(op.state, op, n, { kind = "discard" }, "update_state_by_key")
     return rdd_mod.state_source(ctx, op.state, n)
   end)
@@ -211,14 +223,14 @@ function Stream:map_with_state(spec)
   if spec.timeout ~= nil then
     local err
     timeout, err = util.parse_duration(spec.timeout)
-    if not timeout then error("map_with_state: timeout: " .. err, 2) end
+    if not timeout then util.raise("map_with_state: timeout: " .. err) end
   end
   local initial = spec.initial
   if initial ~= nil and not rdd_mod.is_rdd(initial) then
-    error("map_with_state: initial must be a batch (rdd) of key/state pairs, got " .. type(initial), 2)
+    util.raise("map_with_state: initial must be a batch (rdd) of key/state pairs, got " .. type(initial))
   end
   local n = spec.partitions or ctx.partitions
-  local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state", 2),
+  local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state"),
     state = ctx:_new_state("map_with_state", n), timeout_ms = timeout }
   op.keys_acc = ctx:_state_keys_counter(op.state)
   local out = self:_derive("map_with_state", function(r)
@@ -237,12 +249,12 @@ end
 -- Names a stateful stream's state, so that a checkpoint's state finds it even after the
 -- script changed around it (otherwise state is matched by position).
 function Stream:name(name)
-  if type(name) ~= "string" or name == "" then error("name: expected a non-empty string", 2) end
+  if type(name) ~= "string" or name == "" then util.raise("name: expected a non-empty string") end
   if not self.state_id then
-    error("name: only stateful streams (update_state_by_key, map_with_state, windows) are named", 2)
+    util.raise("name: only stateful streams (update_state_by_key, map_with_state, windows) are named")
   end
   for _, entry in ipairs(self.ctx._states) do
-    if entry.name == name then error("name: the name '" .. name .. "' is taken", 2) end
+    if entry.name == name then util.raise("name: the name '" .. name .. "' is taken") end
   end
   self.ctx._states[self.state_id].name = name
   return self
@@ -251,7 +263,7 @@ end
 -- The (key, state) pairs of a map_with_state stream after each batch.
 function Stream:state_snapshots()
   if not self.state_id then
-    error("state_snapshots: only the stream returned by map_with_state has state snapshots", 2)
+    util.raise("state_snapshots: only the stream returned by map_with_state has state snapshots")
   end
   local n = self.state_partitions
   return M.new(self.ctx, { self }, function(s, time)
@@ -311,13 +323,13 @@ local function batch_path(prefix, suffix, time)
 end
 
 function Stream:save_as_text_files(prefix, suffix)
-  if type(prefix) ~= "string" then error("save_as_text_files: expected a path prefix, got " .. type(prefix), 2) end
+  if type(prefix) ~= "string" then util.raise("save_as_text_files: expected a path prefix, got " .. type(prefix)) end
   self.ctx:_add_output(self, function(r, time) r:save_as_text_file(batch_path(prefix, suffix, time), true) end)
   return self
 end
 
 function Stream:save_as_object_files(prefix, suffix)
-  if type(prefix) ~= "string" then error("save_as_object_files: expected a path prefix, got " .. type(prefix), 2) end
+  if type(prefix) ~= "string" then util.raise("save_as_object_files: expected a path prefix, got " .. type(prefix)) end
   self.ctx:_add_output(self, function(r, time) r:save_as_object_file(batch_path(prefix, suffix, time), true) end)
   return self
 end

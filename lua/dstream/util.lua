@@ -1,6 +1,24 @@
 -- dstream/util.lua: argument checks and parsing shared by the driver-side modules.
--- Checks raise with level 3: the user's line that called the public method is blamed.
 local M = {}
+
+-- Where dstream's own modules are: "@/path/to/lua/dstream/" (this file's directory).
+local OWN = debug.getinfo(1, "S").source:match("^(@.*/)util%.lua$") or "@dstream/"
+
+-- Raises msg at the user's line: the innermost caller outside dstream's modules (C functions
+-- such as pcall and tail-call frames skipped). The convention of the public API: whichever
+-- internal function finds a bad argument, the error names the line of the job that passed it.
+-- Internal helpers that meet a runtime failure return nil, err instead.
+function M.raise(msg)
+  local level = 2 -- error()'s level k is debug.getinfo(k): 1 is this function
+  while true do
+    local info = debug.getinfo(level, "S")
+    if not info then break end
+    local src = info.source
+    if src ~= "=[C]" and src ~= "=(tail call)" and src:sub(1, #OWN) ~= OWN then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
 
 local units_ms = { ms = 1, s = 1000, sec = 1000, m = 60000, min = 60000, h = 3600000 }
 
@@ -36,20 +54,43 @@ end
 
 function M.check_function(v, who)
   if type(v) ~= "function" then
-    error(who .. ": expected a function, got " .. (v == nil and "nothing" or type(v)), 3)
+    M.raise(who .. ": expected a function, got " .. (v == nil and "nothing" or type(v)))
   end
 end
 
 function M.check_count(v, who, what, optional)
   if v == nil and optional then return end
   if type(v) ~= "number" or v < 1 or v ~= math.floor(v) then
-    error(who .. ": " .. what .. " must be a whole number of at least 1, got " .. tostring(v), 3)
+    M.raise(who .. ": " .. what .. " must be a whole number of at least 1, got " .. tostring(v))
   end
+end
+
+-- An operator's trailing argument: nothing, a number of partitions (the positional form), or a
+-- table of options: `partitions` and the names in `known`. Returns the options ({} for none).
+-- A name not known or a bad number of partitions raises at the user's line.
+function M.options(v, who, known)
+  if v == nil then return {} end
+  if type(v) == "number" then
+    v = { partitions = v }
+  elseif type(v) ~= "table" then
+    M.raise(who .. ": expected a number of partitions or a table of options, got " .. type(v))
+  end
+  for k in pairs(v) do
+    if k ~= "partitions" and not (known and known[k]) then
+      local names = { "partitions" }
+      for name in pairs(known or {}) do names[#names + 1] = name end
+      table.sort(names)
+      M.raise(string.format("%s: unknown option %s (it takes %s)", who,
+        type(k) == "string" and "'" .. k .. "'" or tostring(k), table.concat(names, ", ")))
+    end
+  end
+  M.check_count(v.partitions, who, "the number of partitions", true)
+  return v
 end
 
 function M.check_table(v, who, what)
   if type(v) ~= "table" then
-    error(who .. ": " .. what .. " must be a table, got " .. type(v), 3)
+    M.raise(who .. ": " .. what .. " must be a table, got " .. type(v))
   end
 end
 

@@ -23,16 +23,16 @@ end
 local function window_times(self, len, slide, who)
   local batch = self.ctx.batch_ms
   local len_ms, err = util.parse_duration(len)
-  if not len_ms then error(who .. ": window length: " .. err, 3) end
+  if not len_ms then util.raise(who .. ": window length: " .. err) end
   local slide_ms = batch
   if slide ~= nil then
     slide_ms, err = util.parse_duration(slide)
-    if not slide_ms then error(who .. ": slide: " .. err, 3) end
+    if not slide_ms then util.raise(who .. ": slide: " .. err) end
   end
   for _, d in ipairs({ { "window length", len_ms }, { "slide", slide_ms } }) do
     if d[2] % batch ~= 0 then
-      error(string.format("%s: the %s (%g ms) must be a multiple of the batch interval (%g ms)",
-        who, d[1], d[2], batch), 3)
+      util.raise(string.format("%s: the %s (%g ms) must be a multiple of the batch interval (%g ms)",
+        who, d[1], d[2], batch))
     end
   end
   return len_ms, slide_ms
@@ -46,8 +46,8 @@ end
 function Stream:window(len, slide)
   local len_ms, slide_ms = window_times(self, len, slide, "window")
   if self.event then
-    error("window: event-time windows are made by reduce_by_key_and_window, reduce_by_window,"
-      .. " count_by_window and session_window", 2)
+    util.raise("window: event-time windows are made by reduce_by_key_and_window, reduce_by_window,"
+      .. " count_by_window and session_window")
   end
   local ctx, parent = self.ctx, self
   parent.remember_ms = math.max(parent.remember_ms or 0, len_ms)
@@ -111,17 +111,17 @@ function Stream:event_time(fn, opts)
   if opts.watermark ~= nil then
     local err
     delay, err = util.parse_duration(opts.watermark)
-    if not delay then error("event_time: watermark: " .. err, 2) end
+    if not delay then util.raise("event_time: watermark: " .. err) end
   end
   local late = opts.late or "drop"
   if late ~= "drop" and late ~= "side" then
-    error("event_time: late must be \"drop\" or \"side\", got " .. tostring(late), 2)
+    util.raise("event_time: late must be \"drop\" or \"side\", got " .. tostring(late))
   end
   local emit = opts.emit or "final"
   if emit ~= "final" and emit ~= "update" then
-    error("event_time: emit must be \"final\" or \"update\", got " .. tostring(emit), 2)
+    util.raise("event_time: emit must be \"final\" or \"update\", got " .. tostring(emit))
   end
-  local ev = setmetatable({ fn = self.ctx:_ship(fn, "event_time", 2), delay = delay,
+  local ev = setmetatable({ fn = self.ctx:_ship(fn, "event_time"), delay = delay,
     keep_late = late == "side", emit = emit, reported = {}, late_rdds = {}, late_total = 0 }, Event)
   local _, entry = self.ctx:_new_state("event_time")
   entry.driver_state = function() return { max_ts = ev.max_ts, late_total = ev.late_total } end
@@ -138,7 +138,7 @@ end
 function Stream:late_records()
   local ev = self.event
   if not ev or not ev.keep_late then
-    error("late_records: call it on a stream made by event_time(fn, { late = \"side\" })", 2)
+    util.raise("late_records: call it on a stream made by event_time(fn, { late = \"side\" })")
   end
   local ctx = self.ctx
   return stream_mod.new(ctx, { self }, function(_, time)
@@ -190,10 +190,11 @@ end
 -- (key, { start, end, values, count }) when the watermark passes a session's end.
 function Stream:session_window(gap, nparts)
   if not self.event then
-    error("session_window: sessions need event time: call event_time(fn, opts) first", 2)
+    util.raise("session_window: sessions need event time: call event_time(fn, opts) first")
   end
   local gap_ms, err = util.parse_duration(gap)
-  if not gap_ms then error("session_window: gap: " .. err, 2) end
+  if not gap_ms then util.raise("session_window: gap: " .. err) end
+  nparts = util.options(nparts, "session_window").partitions
   local ctx, parent = self.ctx, self
   local n = nparts or ctx.partitions
   local state = ctx:_new_state("session_window", n)
@@ -211,24 +212,23 @@ end
 -- opts: inverse = fn(acc, old) (incremental windows), filter = fn(k, v) (keys kept while it
 -- returns true), partitions = n. After event_time(), windows are event-time windows of the
 -- records' own timestamps and emit (key, { start, end, value }).
+local WINDOW_REDUCE_OPTIONS = { inverse = true, filter = true }
 function Stream:reduce_by_key_and_window(f, len, slide, opts)
   util.check_function(f, "reduce_by_key_and_window")
   local len_ms, slide_ms = window_times(self, len, slide, "reduce_by_key_and_window")
-  opts = opts or {}
-  if type(opts) ~= "table" then error("reduce_by_key_and_window: opts must be a table", 2) end
+  opts = util.options(opts, "reduce_by_key_and_window", WINDOW_REDUCE_OPTIONS)
   local ctx, parent = self.ctx, self
-  local fid = ctx:_ship(f, "reduce_by_key_and_window", 2)
+  local fid = ctx:_ship(f, "reduce_by_key_and_window")
   local inverse, filter
   if opts.inverse ~= nil then
-    util.check_function(opts.inverse, "reduce_by_key_and_window: opts.inverse")
-    inverse = ctx:_ship(opts.inverse, "reduce_by_key_and_window", 2)
+    util.check_function(opts.inverse, "reduce_by_key_and_window: inverse")
+    inverse = ctx:_ship(opts.inverse, "reduce_by_key_and_window")
   end
   if opts.filter ~= nil then
-    util.check_function(opts.filter, "reduce_by_key_and_window: opts.filter")
-    filter = ctx:_ship(opts.filter, "reduce_by_key_and_window", 2)
+    util.check_function(opts.filter, "reduce_by_key_and_window: filter")
+    filter = ctx:_ship(opts.filter, "reduce_by_key_and_window")
   end
   local n = opts.partitions or ctx.partitions
-  util.check_count(n, "reduce_by_key_and_window", "opts.partitions")
   if self.event then return event_window(self, fid, len_ms, slide_ms, n) end
   local state = ctx:_new_state("reduce_by_key_and_window", n)
   local w
@@ -255,11 +255,17 @@ local function add(a, b) return a + b end
 local function sub(a, b) return a - b end
 
 -- One record per window: f over its records (none for an empty window without inverse).
-function Stream:reduce_by_window(f, len, slide, inverse)
+-- opts: inverse = fn(acc, old) (or the function itself, Spark's positional form).
+local INVERSE_OPTION = { inverse = true }
+function Stream:reduce_by_window(f, len, slide, opts)
   util.check_function(f, "reduce_by_window")
   window_times(self, len, slide, "reduce_by_window")
+  if type(opts) == "function" then opts = { inverse = opts } end
+  opts = util.options(opts, "reduce_by_window", INVERSE_OPTION)
+  if opts.partitions then util.raise("reduce_by_window: its windows are one partition; partitions is not an option") end
+  if opts.inverse ~= nil then util.check_function(opts.inverse, "reduce_by_window: inverse") end
   return self:map(to_pair)
-    :reduce_by_key_and_window(f, len, slide, { inverse = inverse, partitions = 1 })
+    :reduce_by_key_and_window(f, len, slide, { inverse = opts.inverse, partitions = 1 })
     :map(value_of)
 end
 
@@ -271,6 +277,7 @@ end
 
 function Stream:count_by_value_and_window(len, slide, nparts)
   window_times(self, len, slide, "count_by_value_and_window")
+  nparts = util.options(nparts, "count_by_value_and_window").partitions
   return self:map(function(v) return v, 1 end)
     :reduce_by_key_and_window(add, len, slide, {
       inverse = sub, partitions = nparts, filter = function(_, n) return n ~= 0 end })
@@ -278,6 +285,7 @@ end
 
 function Stream:group_by_key_and_window(len, slide, nparts)
   window_times(self, len, slide, "group_by_key_and_window")
+  nparts = util.options(nparts, "group_by_key_and_window").partitions
   return self:window(len, slide):group_by_key(nparts)
 end
 

@@ -11,6 +11,7 @@
 local buffer = require("string.buffer")
 local core = require("dstream.core")
 local protocol = require("dstream.protocol")
+local util = require("dstream.util")
 
 local M = {}
 M.__index = M
@@ -131,7 +132,7 @@ function M:run_tasks(specs)
     coroutine.yield()
   elseif core.running() then
     job.cancelled = true
-    error("a batch action was called from a callback outside a job: call it from foreach_rdd or transform", 2)
+    util.raise("a batch action was called from a callback outside a job: call it from foreach_rdd or transform")
   else
     while job.remaining > 0 and not job.failed do
       core.run("once")

@@ -39,7 +39,7 @@ local function lines_slices(text, nparts, path)
       local len = e - pos
       if len > 0 and byte(text, e - 1) == 13 then len = len - 1 end
       if len > 64 * 1048576 then
-        error("text_file: line " .. i .. " of " .. path .. " is longer than 64 MiB", 3)
+        util.raise("text_file: line " .. i .. " of " .. path .. " is longer than 64 MiB")
       end
       local dst = buf:reserve(4 + len)
       ffi.cast(u32p, dst)[0] = len
@@ -63,7 +63,7 @@ end
 function M.text_file(self, path, nparts)
   util.check_count(nparts, "text_file", "the number of partitions", true)
   local fh, err = io.open(path, "rb")
-  if not fh then error("text_file: cannot read " .. tostring(path) .. ": " .. tostring(err), 2) end
+  if not fh then util.raise("text_file: cannot read " .. tostring(path) .. ": " .. tostring(err)) end
   local text = fh:read("*a")
   fh:close()
   return rdd_mod.from_slices(self, lines_slices(text, nparts or self.partitions, path))

@@ -30,13 +30,14 @@
 --                          a receiver with a write-ahead log (dstream.state.wal sets them).
 local rdd_mod = require("dstream.rdd")
 local stream_mod = require("dstream.stream")
+local util = require("dstream.util")
 
 local M = {}
 
 -- Raises at the user's line (the caller of the source's constructor) once the context runs.
 function M.check_not_started(ctx, who)
   if ctx.state ~= "initialized" then
-    error(who .. ": sources must be created before ctx:start()", 3)
+    util.raise(who .. ": sources must be created before ctx:start()")
   end
 end
 

@@ -14,7 +14,7 @@ function M.queue_stream(self, batches, opts)
   opts = opts or {}
   local queue = {}
   for i, b in ipairs(batches) do
-    if type(b) ~= "table" then error("queue_stream: batch " .. i .. " must be a list, got " .. type(b), 2) end
+    if type(b) ~= "table" then util.raise("queue_stream: batch " .. i .. " must be a list, got " .. type(b)) end
     queue[i] = b
   end
   local one_at_a_time = opts.one_at_a_time ~= false

@@ -13,10 +13,10 @@ function M.rate_stream(self, opts)
   util.check_table(opts, "rate_stream", "the options")
   local rate, max_rate = opts.rows_per_second, opts.max_rate
   if type(rate) ~= "number" or rate < 0 then
-    error("rate_stream: rows_per_second must be a number of at least 0, got " .. tostring(rate), 2)
+    util.raise("rate_stream: rows_per_second must be a number of at least 0, got " .. tostring(rate))
   end
   if max_rate ~= nil and (type(max_rate) ~= "number" or not (max_rate > 0)) then
-    error("rate_stream: max_rate must be a positive number of rows per second, got " .. tostring(max_rate), 2)
+    util.raise("rate_stream: max_rate must be a positive number of rows per second, got " .. tostring(max_rate))
   end
   local next_value, carry, backlog, limit_carry, set_rate = 0, 0, 0, 0, nil
   local function limit()

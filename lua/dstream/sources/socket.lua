@@ -2,15 +2,16 @@
 -- runtime/ds_recv_socket.c).
 local core = require("dstream.core")
 local sources = require("dstream.sources")
+local util = require("dstream.util")
 
 local M = {}
 
 function M.socket_text_stream(self, host, port, opts)
   sources.check_not_started(self, "socket_text_stream")
-  if type(host) ~= "string" then error("socket_text_stream: expected a host name, got " .. type(host), 2) end
+  if type(host) ~= "string" then util.raise("socket_text_stream: expected a host name, got " .. type(host)) end
   port = tonumber(port)
   if not port or port < 1 or port > 65535 or port ~= math.floor(port) then
-    error("socket_text_stream: expected a port number from 1 to 65535", 2)
+    util.raise("socket_text_stream: expected a port number from 1 to 65535")
   end
   local input = sources.receiver(self, "socket_text_stream " .. host .. ":" .. port, function()
     return core.socket_source(host, port, opts)

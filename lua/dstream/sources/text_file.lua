@@ -2,15 +2,16 @@
 -- directory (a receiver in C, runtime/ds_recv_file.c).
 local core = require("dstream.core")
 local sources = require("dstream.sources")
+local util = require("dstream.util")
 
 local M = {}
 
 function M.text_file_stream(self, dir, opts)
   sources.check_not_started(self, "text_file_stream")
-  if type(dir) ~= "string" then error("text_file_stream: expected a directory, got " .. type(dir), 2) end
+  if type(dir) ~= "string" then util.raise("text_file_stream: expected a directory, got " .. type(dir)) end
   local probe = io.open(dir .. "/.", "r")
   if not probe then
-    error("text_file_stream: directory '" .. dir .. "' does not exist or cannot be read: create it first", 2)
+    util.raise("text_file_stream: directory '" .. dir .. "' does not exist or cannot be read: create it first")
   end
   probe:close()
   -- Where reading stands, from what each seal took (src:take_parts: byte ranges of files,

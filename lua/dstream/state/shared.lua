@@ -4,6 +4,7 @@
 -- value is shipped once per context and decoded once per worker, however many closures use
 -- it; an accumulator's adds are summed per task on the worker, sent back with the task's
 -- result, and merged on the driver only when the task succeeded, so a retried task counts once.
+local util = require("dstream.util")
 local M = {}
 
 local Broadcast = {}
@@ -23,18 +24,18 @@ local function add(a, b) return a + b end
 -- Driver side -------------------------------------------------------------------------------
 
 function M.broadcast(ctx, value)
-  return setmetatable({ id = ctx:_ship(value, "broadcast", 3), value = value }, Broadcast)
+  return setmetatable({ id = ctx:_ship(value, "broadcast"), value = value }, Broadcast)
 end
 
 function M.accumulator(ctx, initial, merge)
   if merge ~= nil and type(merge) ~= "function" then
-    error("accumulator: merge must be a function(a, b), got " .. type(merge), 3)
+    util.raise("accumulator: merge must be a function(a, b), got " .. type(merge))
   end
   merge = merge or add
   ctx._accumulators = ctx._accumulators or {}
   local id = #ctx._accumulators + 1
   local acc = setmetatable({ id = id, value = initial, merge = merge,
-    merge_id = ctx:_ship(merge, "accumulator", 3) }, Accumulator)
+    merge_id = ctx:_ship(merge, "accumulator") }, Accumulator)
   ctx._accumulators[id] = acc
   return acc
 end

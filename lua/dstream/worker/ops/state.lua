@@ -27,9 +27,14 @@ return function(W)
     __newindex = function() error("update_state_by_key: the values array is read-only", 2) end,
   })
 
-  -- update_state_by_key: fn(values, state) for every key that has state or new values.
+  -- update_state_by_key: fn(values, state) for every key that has state or new values;
+  -- fn(key, values, state) with the option with_key.
   function operators.update_state(spec, _, fin)
     local f = shipped(spec.fn)
+    if spec.with_key then
+      local keyed = f
+      f = function(values, state, k) return keyed(k, values, state) end
+    end
     local store = store_of(spec.state, current.part)
     local values, order, n = {}, {}, 0
     return function(k, v)
@@ -44,7 +49,7 @@ return function(W)
     end, function()
       local old, new, keys = store.states, {}, 0
       for k, state in next, old do
-        local s = f(values[k] or NO_VALUES, state)
+        local s = f(values[k] or NO_VALUES, state, k)
         if s ~= nil then
           new[k] = s
           keys = keys + 1
@@ -53,7 +58,7 @@ return function(W)
       for i = 1, n do
         local k = order[i]
         if old[k] == nil then
-          local s = f(values[k], nil)
+          local s = f(values[k], nil, k)
           if s ~= nil then
             new[k] = s
             keys = keys + 1
