@@ -240,7 +240,8 @@ for _, f in ipairs(failed) do print("FAILED: " .. f .. " (see bench/out/log.txt)
 if traces_file then
   print()
   print("traces (-jv, 1 worker), in dstream/worker/ and the user code (wordcount_user.lua, grep.lua, dstream/text.lua):")
-  local ours = { "init%.lua", -- dstream/worker/init.lua
+  local ours = { -- dstream/worker/*.lua (-jv names files without their folder)
+    "init%.lua", "task%.lua", "readers%.lua", "operators%.lua", "terminals%.lua",
     "wordcount_user%.lua", "grep%.lua", "text%.lua" }
   local function is_ours(loc)
     for _, p in ipairs(ours) do if loc:match("^" .. p .. ":") then return true end end

@@ -1,0 +1,124 @@
+-- dstream/worker/readers.lua: the per-record loops of a task, over C slices read through the
+-- FFI, integer ranges and state; the JIT compiles each loop together with the user's closures.
+-- Worker states only.
+local ffi = require("ffi")
+local buffer = require("string.buffer")
+local cdefs = require("dstream.worker.cdefs")
+local not_expansion = require("dstream.worker.operators").not_expansion
+local type, tonumber = type, tonumber
+local u8p, u32p = ffi.typeof("const uint8_t *"), ffi.typeof("const uint32_t *")
+local ffi_string, ffi_cast = ffi.string, ffi.cast
+local FMT_LINES = cdefs.FMT_LINES
+
+-- `input_record` is the name the error handler (dstream.worker.failure) looks for.
+
+-- The inputs in pull form: pull(st) gives the next input record (and value), nil after the
+-- last; st holds the position. Plain functions and a state table, not closures made per
+-- slice: a side trace that follows the end of one slice into the next one would abort at the
+-- closure's creation (FNEW is not compiled).
+local function pull_line(st) -- st: { records (const uint8_t *), bytes, offset }
+  local off = st[3]
+  if off >= st[2] then return nil end
+  local p = st[1]
+  local len = ffi_cast(u32p, p + off)[0]
+  st[3] = off + 4 + len
+  local line = ffi_string(p + off + 4, len)
+  return line
+end
+
+local function pull_value(st) -- st: { values, count, index }
+  local i = st[3]
+  if i >= st[2] then return nil end
+  i = i + 1
+  st[3] = i
+  return st[1][i]
+end
+
+local function pull_pair(st) -- st: { keys, count, index, values }
+  local i = st[3]
+  if i >= st[2] then return nil end
+  i = i + 1
+  st[3] = i
+  return st[1][i], st[4][i]
+end
+
+local function pull_int(st) -- st: { last integer given, last integer of the range }
+  local i = st[1]
+  if i >= st[2] then return nil end
+  st[1] = i + 1
+  return i + 1
+end
+
+-- A slice in pull form: pull, st.
+local reader = buffer.new()
+local function pull_slice(s)
+  if s.format == FMT_LINES then return pull_line, { ffi_cast(u8p, s.data), tonumber(s.len), 0 } end
+  reader:set(s.data, s.len)
+  local arrays = reader:decode()
+  if arrays[2] then return pull_pair, { arrays[1], tonumber(s.count), 0, arrays[2] } end
+  return pull_value, { arrays[1], tonumber(s.count), 0 }
+end
+
+-- The reader of a stage that does not start with flat_map. side: 1 or 2 for the left or
+-- right input of a two-sided stage (cogroup, join).
+local function read_all(pull, st, push, side)
+  while true do
+    local input_record, input_value = pull(st)
+    if input_record == nil and input_value == nil then return end -- nil, v: a nil key
+    push(input_record, input_value, side)
+  end
+end
+
+-- A stage that starts with flat_map (a word count's `text_file(p):flat_map(words)`) runs one
+-- loop over the input records and the records each expands to, instead of a loop per input
+-- record inside flat_map's push: that loop ends with every line, and LuaJIT records a loop's
+-- trace from the iteration its hot counter trips at, which on a line of ten words is the
+-- last one time in ten (abort: "leaving loop in root trace"). Each abort delays the loop's
+-- trace; meanwhile the functions it calls per word get hot and start traces of their own,
+-- whose side traces return into the loop while it has no trace and abort too (loop unroll
+-- limit), until their exits are left to the interpreter. This loop ends once per slice.
+-- pull(st) gives the next input record (and value), nil after the last.
+-- The iterator's first call is made where the record is read, so that its control variable
+-- is never nil where the loop begins again (a slot whose type changes there makes the side
+-- traces of the refill fail to link back: "persistent type instability"); for the same
+-- reason `iterating` is a number, not a boolean (true and false are two types to a trace).
+local function read_flat(pull, st, f, push)
+  local input_record, input_value
+  local r, s, c = nil, nil, nil -- the current record's iterator (r a function) or array
+  local iterating, i, n = 0, 0, 0
+  while true do
+    if iterating == 1 then
+      local x, y = r(s, c)
+      if x == nil then
+        iterating = 0
+      else
+        c = x
+        push(x, y)
+      end
+    elseif i < n then
+      i = i + 1
+      push(r[i])
+    else
+      input_record, input_value = pull(st)
+      if input_record == nil and input_value == nil then return end -- nil, v: a nil key
+      local fr, fs, fc = f(input_record, input_value)
+      local tr = type(fr)
+      if tr == "function" then
+        local x, y = fr(fs, fc)
+        if x ~= nil then
+          r, s, c, iterating = fr, fs, x, 1
+          push(x, y)
+        end
+      elseif tr == "table" then
+        r, i, n = fr, 0, #fr
+      elseif fr ~= nil then
+        not_expansion("flat_map", fr)
+      end
+    end
+  end
+end
+
+local readers = { [read_all] = true, [read_flat] = true }
+
+return { read_all = read_all, read_flat = read_flat, pull_slice = pull_slice, pull_int = pull_int,
+  readers = readers }
