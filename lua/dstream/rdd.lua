@@ -10,6 +10,7 @@ local buffer = require("string.buffer")
 local core = require("dstream.core")
 local format = require("dstream.format")
 local util = require("dstream.util")
+local files = require("dstream.sinks.files")
 
 local RDD = {}
 RDD.__index = RDD
@@ -461,52 +462,13 @@ function RDD:foreach_partition(f)
     "foreach_partition")
 end
 
--- Writes one part file per partition into `path`, which must not exist yet, then _SUCCESS.
--- The files are written into a temporary directory renamed into place at the end, so a
--- reader never sees half a batch.
--- With `replace` (streams: a batch run again after a restart) an existing output of the same
--- batch is replaced by the new one in one rename, never added to.
-local function save(self, path, kind, who, replace)
-  if type(path) ~= "string" or path == "" then util.raise(who .. ": expected a path, got " .. type(path)) end
-  local probe = io.open(path, "r")
-  if probe then
-    probe:close()
-    if not replace then
-      util.raise(who .. ": " .. path .. " already exists: remove it or choose another path")
-    end
-  end
-  -- A hidden name beside the output (as Hadoop's _temporary): what a crash leaves behind is
-  -- not matched by a glob of the outputs (prefix-*).
-  local parent, base = path:match("^(.*/)([^/]+)/*$")
-  if not parent then parent, base = "", path end
-  local tmp = parent .. "." .. base .. ".tmp-" .. string.format("%d", core.hrtime_ms() * 1000)
-  local ok, err = util.mkdir_p(tmp)
-  if not ok then util.raise(who .. ": " .. err) end
-  self:_run(function(index)
-    return { kind = kind, path = string.format("%s/part-%05d", tmp, index) }
-  end, who)
-  local fh = io.open(tmp .. "/_SUCCESS", "w")
-  if fh then fh:close() end
-  local old
-  if probe then -- move the previous output aside first: rename does not replace a directory
-    old = tmp .. ".replaced"
-    local moved, merr = os.rename(path, old)
-    if not moved then util.raise(who .. ": cannot replace " .. path .. ": " .. tostring(merr)) end
-  end
-  local renamed, rerr = os.rename(tmp, path)
-  if not renamed then
-    core.remove_tree(tmp)
-    util.raise(who .. ": cannot move the new output into " .. path .. ": " .. tostring(rerr))
-  end
-  if old then core.remove_tree(old) end
-end
-
+-- Part files, one per partition (dstream.sinks.files).
 function RDD:save_as_text_file(path, replace)
-  save(self, path, "save_text", "save_as_text_file", replace)
+  files.save(self, path, "save_text", "save_as_text_file", replace)
 end
 
 function RDD:save_as_object_file(path, replace)
-  save(self, path, "save_object", "save_as_object_file", replace)
+  files.save(self, path, "save_object", "save_as_object_file", replace)
 end
 
 function RDD:num_partitions() return self.nparts end

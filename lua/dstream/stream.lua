@@ -9,6 +9,7 @@
 local rdd_mod = require("dstream.rdd")
 local format = require("dstream.format")
 local util = require("dstream.util")
+local files = require("dstream.sinks.files")
 
 local Stream = {}
 Stream.__index = Stream
@@ -316,21 +317,15 @@ function Stream:print(n)
   return self
 end
 
-local function batch_path(prefix, suffix, time)
-  local p = prefix .. "-" .. string.format("%d", time)
-  if suffix and suffix ~= "" then p = p .. "." .. suffix end
-  return p
-end
-
 function Stream:save_as_text_files(prefix, suffix)
   if type(prefix) ~= "string" then util.raise("save_as_text_files: expected a path prefix, got " .. type(prefix)) end
-  self.ctx:_add_output(self, function(r, time) r:save_as_text_file(batch_path(prefix, suffix, time), true) end)
+  self.ctx:_add_output(self, function(r, time) r:save_as_text_file(files.batch_path(prefix, suffix, time), true) end)
   return self
 end
 
 function Stream:save_as_object_files(prefix, suffix)
   if type(prefix) ~= "string" then util.raise("save_as_object_files: expected a path prefix, got " .. type(prefix)) end
-  self.ctx:_add_output(self, function(r, time) r:save_as_object_file(batch_path(prefix, suffix, time), true) end)
+  self.ctx:_add_output(self, function(r, time) r:save_as_object_file(files.batch_path(prefix, suffix, time), true) end)
   return self
 end
 
