@@ -1,0 +1,131 @@
+-- dstream/driver/planner.lua: how a batch (rdd) runs, as methods of rdds (dstream.rdd adds
+-- them): its lineage becomes one plan per partition (narrow operators fused into a stage, a
+-- shuffle's reduce side reading the buckets its map side wrote), plans become task specs for
+-- the scheduler, and each shuffle's map side runs once before the stage that reads it.
+-- Driver's Lua state.
+local buffer = require("string.buffer")
+
+local Planner = {}
+
+-- Returns one plan per partition: { ops = {...}, input = ... } where input is
+-- { slices = {...} }, { range = {first, count} } or { shuffle = node, index = r }.
+function Planner:_plans()
+  local kind = self.kind
+  if kind == "source" then
+    local plans = {}
+    for i, part in ipairs(self.parts) do
+      if part.range then
+        plans[i] = { ops = {}, range = part.range }
+      else
+        plans[i] = { ops = {}, slices = part }
+      end
+    end
+    return plans
+  elseif kind == "narrow" then
+    local plans = self.parent:_plans()
+    for _, plan in ipairs(plans) do plan.ops[#plan.ops + 1] = self.op end
+    return plans
+  elseif kind == "union" then
+    local plans = self.parents[1]:_plans()
+    for _, plan in ipairs(self.parents[2]:_plans()) do plans[#plans + 1] = plan end
+    return plans
+  elseif kind == "cogroup" then -- both sides' buckets r, left first
+    local plans = {}
+    for r = 1, self.nparts do
+      plans[r] = { ops = { self.op }, shuffles = { self.sides[1], self.sides[2] }, index = r - 1 }
+    end
+    return plans
+  elseif kind == "state" then -- keyed state read where it lives
+    local plans = {}
+    for r = 1, self.nparts do
+      plans[r] = { ops = {}, state = self.state_id, state_part = r - 1, state_time = self.state_time }
+    end
+    return plans
+  else -- shuffle: the reduce side reads the buckets the map side wrote
+    local plans = {}
+    for r = 1, self.nparts do
+      plans[r] = { ops = { self.reduce_op }, shuffles = { self }, index = r - 1 }
+    end
+    return plans
+  end
+end
+
+local function add_shuffle_deps(plans, deps, seen)
+  for _, plan in ipairs(plans) do
+    for _, node in ipairs(plan.shuffles or {}) do
+      if not seen[node] then
+        seen[node] = true
+        deps[#deps + 1] = node
+      end
+    end
+  end
+end
+
+-- Builds the tasks for plans ending in `term` (a function of the plan index giving the
+-- terminal spec), after computing every shuffle they read.
+function Planner:_tasks(plans, term, stage, time)
+  local deps = {}
+  add_shuffle_deps(plans, deps, {})
+  for _, node in ipairs(deps) do node:_materialize(time) end
+  local specs = {}
+  local workers = self.ctx.workers
+  time = time or self.ctx._current_time
+  for i, plan in ipairs(plans) do
+    local ops = {}
+    for j, op in ipairs(plan.ops) do ops[j] = op end
+    -- A task touching keyed state keeps its state partition's number (also inside a union).
+    local part = plan.state_part or i - 1
+    local desc = { ops = ops, term = term(i - 1), range = plan.range, state = plan.state,
+      state_time = plan.state_time, part = part, time = time }
+    local inputs = plan.slices
+    if plan.shuffles then
+      inputs = {}
+      for side, node in ipairs(plan.shuffles) do
+        for _, slice in ipairs(node.buckets[plan.index + 1]) do inputs[#inputs + 1] = slice end
+        if side == 1 and #plan.shuffles == 2 then desc.nleft = #inputs end
+      end
+    end
+    specs[i] = {
+      desc = buffer.encode(desc), inputs = inputs or {}, part = part, stage = stage, time = time,
+      -- Keyed state lives on worker p % workers: its tasks must run there.
+      affinity = plan.state_part and plan.state_part % workers or nil,
+    }
+  end
+  return specs
+end
+
+-- Runs the map side of a shuffle once and keeps its buckets: buckets[r] = slices.
+function Planner:_materialize(time)
+  if self.buckets then return end
+  local plans = self.parent:_plans()
+  local map_term, nparts = self.map_term, self.nparts
+  local specs = self.parent:_tasks(plans, function(index)
+    local t = {}
+    for k, v in pairs(map_term) do t[k] = v end
+    t.partitions, t.start = nparts, index % nparts
+    return t
+  end, (map_term.who or map_term.kind) .. " (map side)", time)
+  local results = self.ctx:_scheduler():run_tasks(specs)
+  local buckets, side = {}, {}
+  for r = 1, nparts do buckets[r] = {} end
+  for _, outputs in ipairs(results) do
+    for _, out in ipairs(outputs) do
+      local b = out[1] >= 0 and buckets[out[1] + 1] or side
+      if b == side then
+        side[out[1]] = side[out[1]] or {}
+        b = side[out[1]]
+      end
+      b[#b + 1] = out[2]
+    end
+  end
+  -- Side outputs (negative targets: event-time reports, late records) by target.
+  self.buckets, self.side = buckets, side
+end
+
+-- Runs an action: every partition ends in term(index). Returns per-partition outputs.
+function Planner:_run(term, stage)
+  local specs = self:_tasks(self:_plans(), term, stage)
+  return self.ctx:_scheduler():run_tasks(specs)
+end
+
+return Planner
