@@ -106,7 +106,7 @@ function M.new(opts)
       core.worker_limits().warn_workers / core.cores(), core.cores()))
   end
   self.partitions = option(opts, "partitions", nil, parse_count, self.workers)
-  self.worker_memory = option(opts, "worker_memory", "worker-memory", parse_worker_memory, 4 * 1024 ^ 3)
+  self.worker_memory = option(opts, "worker_memory", "worker-memory", parse_worker_memory, core.limits().worker_memory)
   self.max_task_attempts = option(opts, "max_task_attempts", nil, parse_count, 4)
   self.task_timeout_ms = option(opts, "task_timeout", nil, util.parse_duration, nil) -- off by default
   self.name = opts.name or "dstream"

@@ -3,6 +3,7 @@
 local core = require("dstream.core")
 local rdd_mod = require("dstream.rdd")
 local util = require("dstream.util")
+local LIMITS = core.limits() -- ds_limits.h
 
 local M = {}
 
@@ -38,8 +39,8 @@ local function lines_slices(text, nparts, path)
       local e = find(text, "\n", pos, true) or n + 1
       local len = e - pos
       if len > 0 and byte(text, e - 1) == 13 then len = len - 1 end
-      if len > 64 * 1048576 then
-        util.raise("text_file: line " .. i .. " of " .. path .. " is longer than 64 MiB")
+      if len > LIMITS.record_max then
+        util.raise(string.format("text_file: line %d of %s is longer than %d MiB", i, path, LIMITS.record_max / 1048576))
       end
       local dst = buf:reserve(4 + len)
       ffi.cast(u32p, dst)[0] = len
@@ -47,8 +48,8 @@ local function lines_slices(text, nparts, path)
       buf:commit(4 + len)
       pos = e + 1
       in_buf = in_buf + 1
-      -- Slices of up to 4 MiB: a big file is not held three times over while it is cut.
-      if #buf >= 4194304 or i == hi then
+      -- Slices of a few MiB: a big file is not held three times over while it is cut.
+      if #buf >= LIMITS.slice_bytes or i == hi then
         slices[#slices + 1] = core.slice_from_string(buf:tostring(), in_buf, false, "lines")
         buf:reset()
         in_buf = 0

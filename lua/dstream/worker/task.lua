@@ -6,6 +6,8 @@ local buffer = require("string.buffer")
 local cdefs = require("dstream.worker.cdefs")
 local format = require("dstream.format")
 local ship = require("dstream.ship")
+-- A buffer that grew past this gives its memory back after each use (ds_limits.h).
+local BUFFER_KEEP = require("dstream.core").limits().buffer_keep_bytes
 
 local C = ffi.C
 local type, error = type, error
@@ -71,7 +73,7 @@ function M.emit(task, target, count, pairs_flag, keys, values)
   if C.ds_task_emit(task, target, FMT_SBUF, pairs_flag and 1 or 0, p, len, count) ~= 0 then
     error("out of memory while storing the task's output", 0)
   end
-  if len > 4194304 then buf:free() end -- the bytes are in C memory now: do not keep a big buffer
+  if len > BUFFER_KEEP then buf:free() end -- the bytes are in C memory now: do not keep a big buffer
 end
 
 -- -- Keys
