@@ -225,9 +225,9 @@ Context.text_file_stream = require("dstream.sources.text_file").text_file_stream
 Context.parallelize = require("dstream.sources.datasets").parallelize
 Context.text_file = require("dstream.sources.datasets").text_file
 
--- Kafka's direct stream: one input partition per Kafka partition (see dstream/kafka.lua).
+-- Kafka's direct stream: one input partition per Kafka partition (see dstream/sources/kafka.lua).
 function Context:kafka_stream(opts)
-  local s = require("dstream.kafka").stream(self, opts, 3) -- not a tail call: level 3 is the user
+  local s = require("dstream.sources.kafka").stream(self, opts, 3) -- not a tail call: level 3 is the user
   return s
 end
 

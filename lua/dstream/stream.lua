@@ -329,9 +329,9 @@ function Stream:save_as_object_files(prefix, suffix)
   return self
 end
 
--- Produces every record to a Kafka topic (see dstream/kafka.lua).
+-- Produces every record to a Kafka topic (see dstream/sinks/kafka.lua).
 function Stream:to_kafka(opts)
-  local s = require("dstream.kafka").sink(self, opts, 3) -- not a tail call: level 3 is the user
+  local s = require("dstream.sinks.kafka").sink(self, opts, 3) -- not a tail call: level 3 is the user
   return s
 end
 

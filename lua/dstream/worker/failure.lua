@@ -10,7 +10,7 @@ local shipped, current = task.shipped, task.current
 local M = {}
 
 -- How an input record is quoted, by the kind of the stage's first operator, for inputs that
--- are not plain values (Kafka's frames: dstream.kafka adds kafka_record): fn(op, a, b) -> text.
+-- are not plain values (Kafka's frames: dstream.worker.ops.kafka adds kafka_record): fn(op, a, b) -> text.
 M.record_text = {}
 
 -- The input record being processed when the task's coroutine co stopped on an error: found

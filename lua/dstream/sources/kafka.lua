@@ -1,0 +1,477 @@
+-- dstream/sources/kafka.lua: ctx:kafka_stream, Kafka's direct stream (driver side).
+--
+--   ctx:kafka_stream{ brokers =, topics = {...}, group =, start = "earliest" | "latest",
+--                     assign = "all" | "group", positions = {...},
+--                     max_rate_per_partition =, conf = {...}, with_key =, with_meta =,
+--                     decode = fn(value), on_error = "fail" | "skip" | "dead_letter",
+--                     dead_letter = { file = path } | { topic = name } }
+--
+-- Direct approach (Spark's): a consumer thread in C (ds_kafka_source.c) fills one buffer per
+-- Kafka partition; at each batch boundary every assigned partition becomes one input partition,
+-- cut at a known offset, and the batch's offset ranges are kept. When the batch's outputs have
+-- succeeded ("batch_completed"), the ranges' end offsets are committed to the consumer group,
+-- so a restarted job resumes after the last completed batch and lag tools see progress.
+--
+-- Assignment: by default (assign = "all") the source takes every partition of its topics
+-- itself, at positions fixed when it opens (inside ctx:start()): the checkpoint's, else
+-- `positions`, else the group's committed offsets (not with a checkpoint directory), else the
+-- `start` policy resolved to concrete offsets. No group membership, so neither a start nor a
+-- restart after SIGKILL waits for the group coordinator. assign = "group" joins the group
+-- (subscribe) for jobs that share topics across processes.
+--
+-- Records: the message value (a string). With with_key, with_meta or decode, the C side
+-- stores a small binary header with each value (topic, partition, offset, timestamp, key,
+-- headers: ds_kafka_rec) and the "kafka_record" operator (dstream.worker.ops.kafka), fused into
+-- the workers' pipeline, turns it into (key, value) pairs, tables, or decoded values.
+--
+-- The input implements the Source contract (dstream.sources): a receiver whose on_sealed keeps
+-- each batch's offset ranges, with log_entry/replay/deferred for the batch log, position/
+-- restore for checkpoints and on_batch_done.
+local core = require("dstream.core")
+local kafka = require("dstream.kafka")
+local sources = require("dstream.sources")
+
+local M = {}
+
+local log = kafka.log
+
+-- How long a batch re-run after a restart waits for the consumer to fetch its records.
+local RERUN_WAIT_MS = 30000
+
+local function offsets_sorted(map)
+  local out = {}
+  for _, o in pairs(map) do out[#out + 1] = { topic = o.topic, partition = o.partition, offset = o.offset } end
+  table.sort(out, function(a, b)
+    if a.topic ~= b.topic then return a.topic < b.topic end
+    return a.partition < b.partition
+  end)
+  return out
+end
+
+local function tp_key(topic, partition) return topic .. "\0" .. partition end
+
+---------------------------------------------------------------------------------------------
+-- The stream state
+
+local sources_of = setmetatable({}, { __mode = "k" }) -- ctx -> list of stream states
+
+-- The Kafka streams of ctx (their states: ranges by batch time, group, positions), for the
+-- sink's transactions and its checkpoint check.
+function M.of_context(ctx) return sources_of[ctx] or {} end
+
+local Source = {}
+Source.__index = Source
+
+-- What the context calls: seal(nparts) (nparts is ignored: one partition per Kafka
+-- partition), stats(), stop(); positions() for checkpoints.
+local function open_source(K)
+  local st = K
+  local src = core.kafka_source {
+    brokers = K.brokers, topics = K.topics, group = K.group, start = K.start, conf = K.conf,
+    layout = K.layout, pause_records = K.cap and K.cap * 2 or nil,
+    positions = #K.wanted > 0 and K.wanted or nil, assign = K.assign,
+    -- With checkpoints, where to resume comes from the checkpoint (with the state it matches),
+    -- never from the group's committed offsets, which later batches may have moved on.
+    ignore_committed = K.ctx.checkpoint_dir ~= nil,
+  }
+  st.source = src
+  -- Assigned directly, every partition's start is fixed now: position() (a checkpoint written
+  -- at start) has them all, "latest" included.
+  for _, o in ipairs(src:positions()) do
+    local k = tp_key(o.topic, o.partition)
+    local had = K.completed[k]
+    if not had or had.offset ~= o.offset then K.initial[k] = true end
+    K.completed[k] = o
+  end
+  local handle = {}
+  function handle.seal(_, _nparts)
+    -- Re-run batches (input.deferred) take their records first: until then, nothing.
+    if st.nreruns > 0 then return (src:seal_until({}, 0)) end
+    -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
+    return src:seal(not st.stopping and st:batch_cap() or 0)
+  end
+  -- Backpressure (context{ backpressure = true }) sets a rate for the whole source.
+  function handle.set_rate(_, rate)
+    st.bp_rate = (rate and rate > 0) and rate or nil
+    return st.bp_rate or 0
+  end
+  function handle.stats() return st:stats() end
+  function handle.stop() st:stop() end
+  function handle.positions() return st:positions() end
+  return handle
+end
+
+-- Records per partition a batch may take (nil: no limit): max_rate_per_partition, and a
+-- backpressure rate shared among the assigned partitions.
+function Source:batch_cap()
+  local cap = self.cap
+  if self.bp_rate then
+    local parts = math.max(1, self.source:stats().partitions)
+    local bp = math.max(1, math.floor(self.bp_rate * self.ctx.batch_ms / 1000 / parts))
+    cap = cap and math.min(cap, bp) or bp
+  end
+  return cap
+end
+
+function Source:stats()
+  local t = self.source and not self.source:closed() and self.source:stats() or { pending = 0 }
+  if self.rejected then t.rejected = self.rejected.value end
+  return t
+end
+
+-- The next offset of every partition after the last completed batch (or where its first batch
+-- starts, before one completed): where a restarted job resumes (what is committed to the
+-- group), and what a checkpoint stores. `marked`: a position no batch of it has completed yet
+-- (resolved at start, `positions`, a new partition's start) has start = true, for the check of
+-- a checkpoint against the offsets a transactional sink committed.
+function Source:positions(marked)
+  local out = offsets_sorted(self.completed)
+  if marked then
+    for _, o in ipairs(out) do
+      if self.initial[tp_key(o.topic, o.partition)] then o.start = true end
+    end
+  end
+  return out
+end
+
+-- Sets where partitions start (before ctx:start()). `merge` keeps the positions set before for
+-- partitions the list lacks (a checkpoint's positions over the `positions` option).
+function Source:set_positions(list, level, merge)
+  if self.source then error("set_positions: call it before ctx:start()", (level or 2) + 1) end
+  if type(list) ~= "table" then error("set_positions: expected a list of {topic, partition, offset}", (level or 2) + 1) end
+  local byk = {}
+  if merge then
+    for _, o in ipairs(self.wanted) do byk[tp_key(o.topic, o.partition)] = o end
+  else
+    self.completed, self.initial = {}, {}
+  end
+  for i, o in ipairs(list) do
+    if type(o) ~= "table" or type(o.topic) ~= "string" or type(o.partition) ~= "number"
+        or type(o.offset) ~= "number" then
+      error("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }", (level or 2) + 1)
+    end
+    local k = tp_key(o.topic, o.partition)
+    byk[k] = { topic = o.topic, partition = o.partition, offset = o.offset }
+    -- A checkpoint's position came from a completed batch unless it says otherwise; the
+    -- positions option's are where the user starts.
+    self.initial[k] = (not merge or o.start) and true or nil
+  end
+  self.wanted = offsets_sorted(byk)
+  for _, o in ipairs(self.wanted) do self.completed[tp_key(o.topic, o.partition)] = o end
+end
+
+-- Commits the ends of the last completed batch, asynchronously: every partition assigned when
+-- it was sealed (the C side skips those no longer assigned). The same offsets are committed
+-- again at the end (Source:finish), synchronously: an asynchronous commit may fail or still be
+-- in flight when the consumer closes.
+function Source:commit()
+  local src = self.source
+  if not src or src:closed() then return end
+  local offsets = self.to_commit
+  if not offsets or #offsets == 0 then return end
+  local ok, err = src:commit(offsets, true)
+  if not ok then log("warn", "kafka_stream " .. self.name .. ": " .. tostring(err)) end
+end
+
+local function offsets_text(offsets)
+  local list = {}
+  for _, o in ipairs(offsets) do list[#list + 1] = string.format("%s[%d] %d", o.topic, o.partition, o.offset) end
+  return table.concat(list, ", ")
+end
+
+-- How long after the first signal a second one is taken for the same (`timeout` sends one to
+-- the process, then one to its process group).
+local SECOND_SIGNAL_MS = 250
+local cut_short = setmetatable({}, { __mode = "k" }) -- ctx -> a signal ended its Kafka waits
+
+-- The end of the source, once the context has stopped: the last commit (synchronous, 3 s at
+-- most) and leaving the group (2 s at most) wait for Kafka, seconds with the brokers gone
+-- (issue 15). They run on a thread of the source's while this waits with SIGINT and SIGTERM
+-- watched: a signal then (the second of a graceful stop) abandons them, says what was not
+-- committed and fails the context, so the process ends now.
+function Source:finish()
+  local src, name = self.source, "kafka_stream " .. self.name
+  local offsets = self.to_commit or {}
+  local started, serr = src:finish(offsets)
+  if not started then -- no thread: wait here
+    log("warn", name .. ": " .. tostring(serr) .. "; the last commit waits on this thread")
+    local ok, err = src:commit(offsets, false)
+    if not ok then
+      log("warn", name .. ": " .. tostring(err))
+      log("warn", name .. ": offsets not committed at stop: " .. offsets_text(offsets)
+        .. " (the group resumes before them: those records are read again)")
+    end
+    src:close()
+    return
+  end
+  local ctx = self.ctx
+  local function wait(phase)
+    if cut_short[ctx] then return "signal" end
+    local first = ctx._signalled_at -- the context's first signal, if a signal stopped it
+    return src:finish_wait(phase, first and math.max(0, first + SECOND_SIGNAL_MS - core.now_ms()) or 0)
+  end
+  local how = wait("close")
+  local _, committed, cerr = src:finish_state()
+  if committed == false and #offsets > 0 then
+    log("warn", name .. ": " .. tostring(cerr))
+    log("warn", name .. ": offsets not committed at stop: " .. offsets_text(offsets)
+      .. " (the group resumes before them: those records are read again)")
+  end
+  if how == "done" then how = wait("done") end
+  if how == "done" then return src:close() end
+  -- A signal: nothing more is waited for; the source is left to the process's exit.
+  local phase = src:finish_state()
+  src:abandon()
+  src:close()
+  local abandoned = {}
+  if #offsets > 0 and committed == nil then -- the commit was still waiting for Kafka
+    log("warn", name .. ": offsets not committed at stop: " .. offsets_text(offsets)
+      .. " (the group resumes before them: those records are read again)")
+  end
+  if #offsets > 0 and not committed then
+    abandoned[#abandoned + 1] = "the commit of " .. offsets_text(offsets)
+  end
+  if phase ~= "done" then abandoned[#abandoned + 1] = "leaving consumer group " .. self.group end
+  if #abandoned == 0 then return end
+  local msg = string.format("%s: stopped by %s before the stop's waits for Kafka ended; abandoned: %s",
+    name, ctx._signalled_at and "a second signal" or "a signal", table.concat(abandoned, "; "))
+  cut_short[ctx] = true
+  -- The context's error (its stop raises it), unless the context failed already.
+  if ctx.error then log("warn", msg) else ctx:_fail(msg) end
+end
+-- The outputs of batch `time` succeeded: its ranges' ends become the positions (before a
+-- checkpoint of that batch is written, when the context has checkpoints).
+function Source:batch_done(time)
+  local ranges = self.ranges[time]
+  for t in pairs(self.ranges) do
+    if t <= time then self.ranges[t] = nil end
+  end
+  if not ranges then return end
+  self.history[#self.history + 1] = { time = time, ranges = ranges }
+  if #self.history > 32 then table.remove(self.history, 1) end
+  local offsets = {}
+  for _, r in ipairs(ranges) do
+    -- A range without records never moves a position back: a batch sealed while re-run
+    -- batches were pending took nothing and holds the cut from before them, which those
+    -- re-runs (finished first) have moved past. Every partition's position is committed.
+    local k = tp_key(r.topic, r.partition)
+    local o = self.completed[k]
+    if r["until"] >= 0 and (r.count > 0 or not o or r["until"] >= o.offset) then
+      o = { topic = r.topic, partition = r.partition, offset = r["until"] }
+      self.completed[k] = o
+      self.initial[k] = nil
+    end
+    if r["until"] >= 0 then offsets[#offsets + 1] = o end
+  end
+  self.to_commit = offsets
+end
+
+-- The batch completed ("batch_completed", after any checkpoint of it): commit to the group.
+function Source:on_completed(batch)
+  self:batch_done(batch.time)
+  self:commit()
+  if self.rejected then
+    local n = self.rejected.value
+    if n > self.reported then
+      log("warn", string.format("kafka_stream %s: %d record(s) rejected by decode so far%s", self.name, n,
+        self.dead_letter_desc or " (skipped)"))
+      self.reported = n
+    end
+  end
+end
+
+function Source:stop()
+  local src = self.source
+  if not src or src:closed() then return end
+  self.stopping = true
+  -- The context calls stop() when a graceful stop begins (a last batch may still complete and
+  -- commit), and again once it has stopped: then commit what completed and leave the group.
+  if self.ctx.state == "stopped" then return self:finish() end
+  src:stop()
+end
+
+function Source:group_metadata()
+  if not self.source or self.source:closed() then return nil end
+  return self.source:group_metadata()
+end
+
+local stream_options = {
+  brokers = true, topics = true, topic = true, group = true, start = true,
+  max_rate_per_partition = true, conf = true, with_key = true, with_meta = true, decode = true,
+  on_error = true, dead_letter = true, positions = true, name = true, assign = true,
+}
+
+-- ctx:kafka_stream(opts); `level` blames the user's line.
+function M.stream(ctx, opts, level)
+  level = level or 2
+  local who = "kafka_stream"
+  if ctx.state ~= "initialized" then error(who .. ": sources must be created before ctx:start()", level) end
+  if type(opts) ~= "table" then error(who .. ": expected a table of options, got " .. type(opts), level) end
+  kafka.check_known(opts, stream_options, who, level)
+  local topics = opts.topics or (opts.topic and { opts.topic })
+  if type(topics) ~= "table" or #topics == 0 then
+    error(who .. ": topics must be a list of topic names, e.g. topics = { \"words\" }", level)
+  end
+  for i, t in ipairs(topics) do
+    if type(t) ~= "string" or t == "" then error(who .. ": topic " .. i .. " must be a name", level) end
+  end
+  local start = opts.start or "latest"
+  if start ~= "earliest" and start ~= "latest" then
+    error(who .. ": start must be \"earliest\" or \"latest\", got " .. tostring(start), level)
+  end
+  local assign = opts.assign or "all"
+  if assign ~= "all" and assign ~= "group" then
+    error(who .. ": assign must be \"all\" (this process reads every partition) or \"group\" "
+      .. "(the consumer group shares them out), got " .. tostring(assign), level)
+  end
+  local rate = opts.max_rate_per_partition
+  if rate ~= nil and (type(rate) ~= "number" or rate <= 0) then
+    error(who .. ": max_rate_per_partition must be a positive number of records per second", level)
+  end
+  if opts.with_key and opts.with_meta then
+    error(who .. ": with_key and with_meta exclude each other (with_meta tables have the key)", level)
+  end
+  if opts.decode ~= nil and type(opts.decode) ~= "function" then
+    error(who .. ": decode must be a function(value) returning the decoded value", level)
+  end
+  local on_error = opts.on_error or (opts.dead_letter and "dead_letter" or "fail")
+  if on_error ~= "fail" and on_error ~= "skip" and on_error ~= "dead_letter" then
+    error(who .. ": on_error must be \"fail\", \"skip\" or \"dead_letter\", got " .. tostring(on_error), level)
+  end
+  local conf = kafka.check_conf(opts.conf, who, level)
+  local dead_letter
+  if on_error == "dead_letter" then
+    local dl = opts.dead_letter
+    if type(dl) ~= "table" or (type(dl.file) ~= "string") == (type(dl.topic) ~= "string") then
+      error(who .. ": on_error = \"dead_letter\" needs dead_letter = { file = path } or { topic = name }", level)
+    end
+    if dl.file then
+      dead_letter = { file = dl.file }
+    else
+      dead_letter = { topic = dl.topic, brokers = dl.brokers and kafka.brokers_of(dl.brokers, who, level) or nil,
+        conf = kafka.check_conf(dl.conf, who, level) }
+    end
+  end
+
+  local K = setmetatable({
+    ctx = ctx, brokers = kafka.brokers_of(opts.brokers, who, level), topics = topics,
+    group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf, assign = assign,
+    name = opts.name or table.concat(topics, ","),
+    cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
+    ranges = {}, history = {}, completed = {}, initial = {}, wanted = {}, reported = 0,
+    reruns = {}, nreruns = 0, -- batches of the batch log to cut again (input.replay)
+  }, Source)
+  if type(K.group) ~= "string" or K.group == "" then error(who .. ": group must be a name", level) end
+  if dead_letter and dead_letter.topic and not dead_letter.brokers then dead_letter.brokers = K.brokers end
+  if dead_letter then
+    K.dead_letter_desc = dead_letter.file and (" (dead letters in " .. dead_letter.file .. ")")
+      or (" (dead letters in topic " .. dead_letter.topic .. ")")
+  end
+  if opts.positions then K:set_positions(opts.positions, level) end
+
+  local mode = opts.with_meta and "meta" or opts.with_key and "key" or "value"
+  local full = mode ~= "value" or opts.decode ~= nil
+  K.layout = full and "full" or "value"
+  local op
+  if full then
+    -- The records decode rejects: an accumulator, added to per task on the workers and
+    -- merged on the driver when the task succeeded (a retried task counts once).
+    K.rejected = ctx:accumulator(0)
+    op = {
+      kind = "kafka_record", mode = mode, on_error = on_error, dead_letter = dead_letter,
+      rejected = ctx:_ship(K.rejected, who .. " rejected records"),
+      decode = opts.decode and ctx:_ship(opts.decode, who .. " decode") or nil,
+    }
+  end
+
+  -- Keep each batch's offset ranges by batch time: committed when the batch completes.
+  local function took(time, parts)
+    K.ranges[time] = parts and parts.offset_ranges or nil
+    -- A partition new since the last completed batch (found by a metadata refresh, or
+    -- assigned by the group) has its position where its first batch starts.
+    for _, r in ipairs(K.ranges[time] or {}) do
+      local k = tp_key(r.topic, r.partition)
+      if r.from >= 0 and not K.completed[k] then
+        K.completed[k] = { topic = r.topic, partition = r.partition, offset = r.from }
+        K.initial[k] = true
+      end
+    end
+  end
+  local input = sources.receiver(ctx, "kafka_stream " .. K.name, function() return open_source(K) end,
+    function(_, time, parts) took(time, parts) end)
+  -- The batch log (dstream.state.batch_log): where the batch cut each partition. A batch re-run
+  -- after a restart is cut at the same offsets, so it has the same records and keeps its
+  -- time; the consumer starts at the checkpoint's positions, where the first re-run batch
+  -- begins, and live batches take nothing until the re-runs have taken theirs.
+  input.log_entry = function(_, time)
+    local cut = {}
+    for _, r in ipairs(K.ranges[time] or {}) do
+      if r.count > 0 then cut[#cut + 1] = { topic = r.topic, partition = r.partition, offset = r["until"] } end
+    end
+    return cut
+  end
+  input.replay = function(_, time, cut)
+    K.reruns[time] = cut
+    K.nreruns = K.nreruns + 1
+  end
+  -- Called when a re-run batch is computed (it runs after the source opened): waits for the
+  -- consumer to fetch that far, then cuts.
+  input.deferred = function(time)
+    local cut = K.reruns[time]
+    if not cut then return nil end
+    K.reruns[time] = nil
+    K.nreruns = K.nreruns - 1
+    local parts, short = K.source:seal_until(cut, RERUN_WAIT_MS)
+    if short > 0 then
+      log("warn", string.format("kafka_stream %s: batch %d ms is re-run with fewer records than"
+        .. " its first run: %d partition(s) could not be read up to its cut within %d s (deleted"
+        .. " by retention?)", K.name, time, short, RERUN_WAIT_MS / 1000))
+    end
+    took(time, parts)
+    return parts
+  end
+  -- The explicit position API of this source, also in the shape checkpoints use:
+  -- position() is saved with a checkpoint, restore(pos) before the source opens.
+  function input.positions() return K:positions() end
+  function input.set_positions(_, list) return K:set_positions(list, 2) end
+  function input.position() return K:positions(true) end
+  function input.restore(_, pos) K:set_positions(pos, 2, true) end
+  function input.on_batch_done(_, time)
+    -- A re-run batch that no output computed still takes its records (they were its own).
+    if K.reruns[time] then input.deferred(time) end
+    K:batch_done(time)
+  end
+  input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
+  K.key = input.key
+  input.kafka = K
+
+  local out = input
+  if op then
+    out = input:_derive("kafka_stream", function(r) return r:_narrow(op) end)
+  end
+  out.kafka = K
+  function out.positions() return K:positions() end
+  function out.set_positions(_, list) return K:set_positions(list, 2) end
+  function out.offset_ranges(_, time) return M.ranges_at(K, time) end
+  function out.kafka_stats() return K:stats() end
+
+  local list = sources_of[ctx]
+  if not list then
+    list = {}
+    sources_of[ctx] = list
+  end
+  list[#list + 1] = K
+  ctx:_listen("batch_completed", function(batch) K:on_completed(batch) end)
+  return out
+end
+
+-- The offset ranges of the batch at `time` (kept until 32 batches after it completed).
+function M.ranges_at(K, time)
+  if K.ranges[time] then return K.ranges[time] end
+  for _, h in ipairs(K.history) do
+    if h.time == time then return h.ranges end
+  end
+  return nil
+end
+
+return M
