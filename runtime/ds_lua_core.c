@@ -1,4 +1,5 @@
-/* ds_lua_core.c - the dstream.core module: loop, timers, signals, worker pools and slices. */
+/* ds_lua_core.c - the dstream.core module: loop, timers, signals, worker pools and slices, and
+ * what C tells Lua about itself: its limits, its FFI struct layouts, the command line's options. */
 #include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
