@@ -4,9 +4,7 @@
 -- which core.struct_layouts() reports (the C side also asserts the sizes it was written for).
 local ffi = require("ffi")
 local core = require("dstream.core")
-local ok, cdefs = pcall(require, "dstream.worker.cdefs")
-if not ok then cdefs = require("dstream.cdefs") end
-assert(cdefs, "the worker's cdefs") -- loaded for its ffi.cdef
+require("dstream.worker.cdefs") -- for its ffi.cdef
 
 describe("struct layouts shared with the FFI", function()
   local layouts = core.struct_layouts()
