@@ -1,5 +1,4 @@
 /* ds_main.c - the dstream interpreter: luajit's command line plus dstream's options. */
-#include <errno.h>
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
@@ -102,25 +101,21 @@ static void add_jit_command(lua_State *L, const char *cmd) {
 
 /* Calls dstream.context's check `fn` of a setting (parse_workers, parse_worker_memory) on the
  * command line's `val`, so the context and the command line refuse alike, in the same words.
- * Returns 0 when it accepts val, 1 after printing why it does not, -1 when there is no such
- * function (or it raised: the context then reports it when created). */
+ * Returns 0 when it accepts val (or cannot be asked: the context then reports what is wrong
+ * when it is created), 1 after printing why it does not. */
 static int context_check(lua_State *L, const char *fn, const char *opt, const char *val) {
   lua_getglobal(L, "require");
   lua_pushstring(L, "dstream.context");
   if (lua_pcall(L, 1, 1, 0) != 0) {
     lua_pop(L, 1);
-    return -1;
+    return 0;
   }
   lua_getfield(L, -1, fn);
   lua_remove(L, -2);
-  if (!lua_isfunction(L, -1)) {
-    lua_pop(L, 1);
-    return -1;
-  }
   lua_pushstring(L, val);
   if (lua_pcall(L, 1, 2, 0) != 0) {
     lua_pop(L, 1);
-    return -1;
+    return 0;
   }
   int refused = lua_isnil(L, -2);
   if (refused) {
@@ -133,7 +128,7 @@ static int context_check(lua_State *L, const char *fn, const char *opt, const ch
 
 /* Checks --worker-memory and --workers against what a machine can boot: 0, or 1 after
  * printing why. Values that are not a size or a count are left to the context, which says
- * what it expected. */
+ * what it expected when it is created (a script may never create one). */
 static int check_worker_option(lua_State *L, const char *opt, const char *val) {
   if (strcmp(opt, "--worker-memory") == 0) {
     lua_getglobal(L, "require");
@@ -147,41 +142,16 @@ static int check_worker_option(lua_State *L, const char *opt, const char *val) {
     int rc = lua_pcall(L, 1, 1, 0);
     double bytes = rc == 0 ? lua_tonumber(L, -1) : 0;
     lua_pop(L, 2);
-    if (bytes <= 0) return 0;
-    int refused = context_check(L, "parse_worker_memory", opt, val);
-    if (refused >= 0) return refused;
-    /* Until dstream.context exports parse_worker_memory: its check, repeated. */
-    if (bytes < (double)DS_VM_MIN_MEMORY) {
-      char min[32];
-      format_size(min, sizeof min, DS_VM_MIN_MEMORY);
-      fprintf(stderr,
-              "%s: --worker-memory %s is too small: a worker needs at least %s to load its "
-              "libraries and run a task\n",
-              progname, val, min);
-      return 1;
-    }
-    return 0;
+    return bytes > 0 ? context_check(L, "parse_worker_memory", opt, val) : 0;
   }
   if (strcmp(opt, "--workers") == 0) {
     char *end;
-    errno = 0;
     long n = strtol(val, &end, 10);
     if (end == val || *end || n < 1) return 0;
-    int refused = context_check(L, "parse_workers", opt, val);
-    if (refused > 0) return refused;
+    if (context_check(L, "parse_workers", opt, val) != 0) return 1;
+    /* A context warns only about its own workers setting; the command line's is warned here. */
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     if (cores < 1) cores = 1;
-    long max = ds_pool_max_workers(cores);
-    /* Until dstream.context exports parse_workers: its check, repeated. */
-    if (refused < 0 && (errno == ERANGE || n > max)) {
-      fprintf(stderr,
-              "%s: --workers %s is too many for %ld core%s: each worker is a thread with its "
-              "own Lua state, and dstream refuses more than %ld (%d per core, at most %d); "
-              "more partitions, not more workers, split a batch finer\n",
-              progname, val, cores, cores == 1 ? "" : "s", max, DS_POOL_MAX_WORKERS_PER_CORE,
-              DS_POOL_MAX_WORKERS);
-      return 1;
-    }
     if (n > cores * DS_POOL_WARN_WORKERS_PER_CORE)
       ds_log(DS_LOG_WARN,
              "--workers %ld is more than %d per core (%ld cores): workers beyond the cores "
