@@ -19,6 +19,7 @@
 #include "ds_log.h"
 
 #define RESCAN_MS 200 /* backstop for events the watch misses (overflow, network mounts) */
+#define SOON_MS 10    /* events within this are answered by one listing */
 
 typedef struct name_entry name_entry;
 
@@ -53,6 +54,9 @@ struct ds_recv_file {
   int ev_open;
   uv_timer_t timer;
   int timer_open;
+  uv_timer_t soon;       /* a listing asked for by watch events */
+  int soon_open;
+  uint64_t listed_ms;    /* uv_now() of the last listing */
   name_entry **seen;     /* remembered names, open addressing, NULL = empty slot */
   size_t nseen, capseen;
   size_t kept;           /* names kept by the last sweep */
@@ -506,6 +510,8 @@ static void free_found(found *f, size_t n) {
  * same inode, need no stat. */
 static int list_new(ds_recv_file *r, found **out, size_t *nout, int64_t *listed_at) {
   *listed_at = r->now_ms();
+  uv_update_time(r->loop);
+  r->listed_ms = uv_now(r->loop);
   DIR *d = opendir(r->dir);
   if (!d) return -errno;
   uint64_t gen = ++r->gen;
@@ -635,6 +641,16 @@ int ds_recv_file_scan(ds_recv_file *r) {
 
 /* ---- handles ---- */
 
+static void on_soon(uv_timer_t *t) { ds_recv_file_scan(t->data); }
+
+/* The rescan backstop: not needed right after a listing (seals list, at short batch
+ * intervals many times per RESCAN_MS, and a big directory costs per listing). */
+static void on_tick(uv_timer_t *t) {
+  ds_recv_file *r = t->data;
+  if (uv_now(r->loop) - r->listed_ms < RESCAN_MS / 2) return;
+  ds_recv_file_scan(r);
+}
+
 static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status) {
   ds_recv_file *r = h->data;
   (void)events;
@@ -649,13 +665,14 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
      * number, so the next listing stats it. */
     if (e) e->gen = 0;
   }
-  ds_recv_file_scan(r);
+  /* One listing for a burst of events, not one each: moving or deleting 100 000 old files
+   * queues as many events, and each listing reads the whole directory. */
+  if (!uv_is_active((uv_handle_t *)&r->soon)) uv_timer_start(&r->soon, on_soon, SOON_MS, 0);
 }
 
-static void on_tick(uv_timer_t *t) { ds_recv_file_scan(t->data); }
 
 static void maybe_finish(ds_recv_file *r) {
-  if (!r->stopping || r->ev_open || r->timer_open || r->rate_timer_open) return;
+  if (!r->stopping || r->ev_open || r->timer_open || r->soon_open || r->rate_timer_open) return;
   void (*cb)(void *) = r->on_closed;
   void *ud = r->ud;
   for (size_t i = 0; i < r->capseen; i++) free(r->seen[i]);
@@ -679,6 +696,7 @@ static void on_ev_closed(uv_handle_t *h) {
 static void on_timer_closed(uv_handle_t *h) {
   ds_recv_file *r = h->data;
   if (h == (uv_handle_t *)&r->rate_timer) r->rate_timer_open = 0;
+  else if (h == (uv_handle_t *)&r->soon) r->soon_open = 0;
   else r->timer_open = 0;
   maybe_finish(r);
 }
@@ -754,6 +772,9 @@ int ds_recv_file_start(uv_loop_t *loop, const char *dir, ds_store *store,
   r->timer.data = r;
   r->timer_open = 1;
   uv_timer_start(&r->timer, on_tick, RESCAN_MS, RESCAN_MS);
+  uv_timer_init(loop, &r->soon);
+  r->soon.data = r;
+  r->soon_open = 1;
   uv_timer_init(loop, &r->rate_timer);
   r->rate_timer.data = r;
   r->rate_timer_open = 1;
@@ -786,5 +807,6 @@ void ds_recv_file_stop(ds_recv_file *r, void (*on_closed)(void *ud), void *ud) {
   r->st.connected = 0;
   uv_close((uv_handle_t *)&r->ev, on_ev_closed);
   uv_close((uv_handle_t *)&r->timer, on_timer_closed);
+  uv_close((uv_handle_t *)&r->soon, on_timer_closed);
   uv_close((uv_handle_t *)&r->rate_timer, on_timer_closed);
 }
