@@ -196,7 +196,7 @@ void ds_recv_file_set_threshold(ds_recv_file *r, int64_t threshold_ms) {
 }
 
 void ds_recv_file_counts_get(ds_recv_file *r, ds_recv_file_counts *c) {
-  *c = (ds_recv_file_counts){r->nseen, r->forgotten, r->sweep_visits, r->stats_done};
+  *c = (ds_recv_file_counts){r->nseen, r->forgotten, r->sweep_visits, r->stats_done, r->gen};
 }
 
 /* The ctime of dir/name without following a symlink (a link moved in arrives then). */

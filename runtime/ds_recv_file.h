@@ -92,6 +92,7 @@ typedef struct ds_recv_file_counts {
                           * name added or forgotten, however many are held) */
   uint64_t stats_done;   /* files stat'ed by listings (names neither remembered nor known
                           * old with the same inode) */
+  uint64_t listings;     /* directory listings */
 } ds_recv_file_counts;
 void ds_recv_file_counts_get(ds_recv_file *r, ds_recv_file_counts *c);
 

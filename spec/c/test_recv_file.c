@@ -408,6 +408,43 @@ static void test_forget_cost(void) {
   ds_store_free(store);
 }
 
+/* Watch events for 300 old files moved in: one listing for the burst, not one per event. */
+static ds_recv_file *burst;
+static ds_recv_file_counts burst_counts;
+static void on_burst_done(uv_timer_t *t) {
+  uv_close((uv_handle_t *)t, NULL);
+  ds_recv_file_counts_get(burst, &burst_counts);
+  ds_recv_file_stop(burst, on_closed, &watched_closed);
+}
+
+static void test_event_burst(void) {
+  enter_subdir("burst");
+  fake_now = real_now() + 86400000; /* everything moved in is a day old */
+  ds_store *store = ds_store_new(0);
+  char err[256];
+  ds_recv_file_opts opts = {.new_files_only = 1, .remember_ms = 10000, .now_ms = fake_clock};
+  CHECK_INT(ds_recv_file_start(&loop, dir, store, &opts, &burst, err, sizeof err), ==, 0);
+  for (int i = 0; i < 300; i++) {
+    char name[32];
+    snprintf(name, sizeof name, "old%03d.txt", i);
+    put_file(name, "x\n");
+  }
+  watched_closed = 0;
+  uv_timer_t done;
+  uv_timer_init(&loop, &done);
+  uv_update_time(&loop); /* the loop's clock stood still while the files were moved in */
+  uv_timer_start(&done, on_burst_done, 150, 0);
+  ds_recv_file_counts c;
+  ds_recv_file_counts_get(burst, &c);
+  uint64_t before = c.listings;
+  uv_run(&loop, UV_RUN_DEFAULT); /* the events, for 150 ms (before the 200 ms rescan) */
+  CHECK_INT(watched_closed, ==, 1);
+  CHECK_INT(burst_counts.listings - before, >=, 1);
+  CHECK_INT(burst_counts.listings - before, <=, 5);
+  CHECK_INT(ds_store_pending(store), ==, 0); /* old files: none read */
+  ds_store_free(store);
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
   (void)sb, (void)flag, (void)ftw;
   return remove(path);
@@ -425,6 +462,7 @@ int main(void) {
   test_window();
   test_restart_window();
   test_forget_cost();
+  test_event_burst();
   snprintf(dir, sizeof dir, "%s", top);
   CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
   CHECK_INT(uv_loop_close(&loop), ==, 0);
