@@ -54,7 +54,7 @@ for _, workers in ipairs({ 1, 4 }) do
               r:map(function(x) return x * 2 end):filter(function(x) return x > 0 end):collect(),
               r:flat_map(function(x) return { x, -x } end):count(),
               r:reduce(add),
-              r:map(function(x) return x % 10 end):count_by_value(n):collect_as_map(),
+              r:map(function(x) return x % 10 end):count_by_value(n), -- an action on a batch, as Spark
             }
           end)
           assert.are.same(R.filter(R.map(BIG, function(x) return x * 2 end), function(x) return x > 0 end), got[1])

@@ -11,6 +11,7 @@ local core = require("dstream.core")
 local format = require("dstream.format")
 local util = require("dstream.util")
 local files = require("dstream.sinks.files")
+local ordering = require("dstream.ordering")
 
 local RDD = {}
 RDD.__index = RDD
@@ -238,8 +239,8 @@ local function count_by(self, first, nparts, who)
       nparts or self.ctx.partitions)
 end
 
-function RDD:count_by_value(nparts)
-  nparts = util.options(nparts, "count_by_value").partitions
+-- (value, count) pairs, as a batch: the stream operator count_by_value.
+function RDD:_count_by_value_rdd(nparts)
   return count_by(self, "value_one", nparts, "count_by_value")
 end
 
@@ -253,6 +254,226 @@ end
 function RDD:_reduce_id(id)
   return self:_shuffle({ kind = "reduce", fn = id }, { kind = "reduce_partials", fn = id }, 1)
 end
+
+---------------------------------------------------------------------------------------------
+-- The rest of Spark's batch API: sorting, sets, sampling, cartesian, keys and values, cache
+
+-- Sorting is a range-partitioned shuffle (dstream.worker.ops.sort): before the map side runs,
+-- a sampling job takes a reservoir of keys from every partition (Spark's RangePartitioner:
+-- 20 keys per output partition, three times over, spread over the input partitions); the
+-- driver orders them, weighs each by its partition's count, and picks the bounds at equal
+-- steps of weight. Keys that repeat make fewer bounds, and partitions past them stay empty.
+local function sample_bounds(node, time)
+  local map_term, nparts = node.map_term, node.nparts
+  map_term.bounds = {}
+  if nparts == 1 then return end
+  local parent, who = node.parent, map_term.who
+  local per_part = math.ceil(3 * math.min(20 * nparts, 1e6) / math.max(parent.nparts, 1))
+  local specs = parent:_tasks(parent:_plans(), function(index)
+    return { kind = "sort_sample", size = per_part, seed = index, who = who, fn = map_term.fn,
+      by_key = map_term.by_key, keyfunc = map_term.keyfunc }
+  end, who .. " (sampling)", time)
+  local cands, total, kind = {}, 0, nil
+  for _, outputs in ipairs(node.ctx:_scheduler():run_tasks(specs)) do
+    for _, o in ipairs(outputs) do
+      if o[1] == 0 then
+        local rec = buffer.decode(o[2]:bytes())[1][1]
+        local weight = rec.n / #rec.keys
+        for _, k in ipairs(rec.keys) do
+          local ok, err = pcall(ordering.check, k, kind, who)
+          if not ok then util.raise(err) end
+          kind = err
+          cands[#cands + 1] = { k, weight }
+          total = total + weight
+        end
+      end
+    end
+  end
+  local less = ordering.less
+  table.sort(cands, function(x, y) return less(x[1], y[1], who) end)
+  local step, cum, target, bounds = total / nparts, 0, total / nparts, map_term.bounds
+  for _, c in ipairs(cands) do
+    if #bounds >= nparts - 1 then break end
+    cum = cum + c[2]
+    if cum >= target then
+      local prev = bounds[#bounds]
+      if prev == nil or less(prev, c[1], who) then
+        bounds[#bounds + 1] = c[1]
+        target = target + step
+      end
+    end
+  end
+end
+
+-- key_spec: { fn = id } (sort_by: the key of a record is fn(x) / fn(k, v)) or
+-- { by_key = true, keyfunc = id or nil } (sort_by_key).
+function RDD:_sort(key_spec, ascending, nparts, who)
+  local map_term = { kind = "range", ascending = ascending, who = who }
+  local reduce_op = { kind = "sort", ascending = ascending, who = who }
+  for k, v in pairs(key_spec) do map_term[k], reduce_op[k] = v, v end
+  local node = self:_shuffle(map_term, reduce_op, nparts or self.nparts)
+  node.prepare = sample_bounds
+  return node
+end
+
+-- The arguments of sort_by(f, [ascending [, n]]) / sort_by(f, opts) and of sort_by_key
+-- ([ascending [, n [, keyfunc]]]) / sort_by_key(opts): ascending, partitions, keyfunc.
+local SORT_OPTIONS = { ascending = true }
+local SORT_BY_KEY_OPTIONS = { ascending = true, keyfunc = true }
+function M.sort_args(who, a1, a2, a3)
+  local opts
+  if type(a1) == "table" then
+    if a2 ~= nil then util.raise(who .. ": the table of options is the last argument") end
+    opts = util.options(a1, who, who == "sort_by" and SORT_OPTIONS or SORT_BY_KEY_OPTIONS)
+  else
+    if who == "sort_by" and a3 ~= nil then util.raise(who .. ": too many arguments") end
+    opts = { ascending = a1, partitions = util.options(a2, who).partitions, keyfunc = a3 }
+  end
+  if opts.ascending ~= nil and type(opts.ascending) ~= "boolean" then
+    util.raise(who .. ": ascending must be true or false, got " .. type(opts.ascending))
+  end
+  if opts.keyfunc ~= nil then util.check_function(opts.keyfunc, who .. ": keyfunc") end
+  return opts.ascending ~= false, opts.partitions, opts.keyfunc
+end
+
+-- Pyspark's sortBy: the records ordered by f(x) (or f(k, v)); n partitions (default: this
+-- batch's), each a range of keys, in order.
+function RDD:sort_by(f, ascending, nparts)
+  util.check_function(f, "sort_by")
+  local asc, n = M.sort_args("sort_by", ascending, nparts)
+  return self:_sort({ fn = self.ctx:_ship(f, "sort_by") }, asc, n, "sort_by")
+end
+
+-- Pyspark's sortByKey: pairs ordered by key (or keyfunc(key)).
+function RDD:sort_by_key(ascending, nparts, keyfunc)
+  local asc, n, kf = M.sort_args("sort_by_key", ascending, nparts, keyfunc)
+  return self:_sort({ by_key = true, keyfunc = kf and self.ctx:_ship(kf, "sort_by_key") }, asc, n,
+    "sort_by_key")
+end
+
+function RDD:keys() return self:_narrow({ kind = "keys" }) end
+function RDD:values() return self:_narrow({ kind = "values" }) end
+
+-- Records hashed by themselves into n buckets (the set operators' map side).
+local function by_record(rdd, dedupe, nparts, who)
+  return rdd:_shuffle({ kind = "hash_records", dedupe = dedupe, who = who }, nil, nparts)
+end
+
+-- Each record once (equal as Lua table keys: strings, numbers and booleans by value, a
+-- pair by key and value), in n partitions (default: this batch's).
+function RDD:distinct(nparts)
+  nparts = util.options(nparts, "distinct").partitions or self.nparts
+  local node = by_record(self, true, nparts, "distinct")
+  node.reduce_op = { kind = "distinct" }
+  return node
+end
+
+local function set_op(mode, default_parts)
+  return function(self, other, nparts)
+    if not M.is_rdd(other) then util.raise(mode .. ": expected a batch (rdd), got " .. type(other)) end
+    nparts = util.options(nparts, mode).partitions or default_parts(self, other)
+    return new(self.ctx, { kind = "cogroup", nparts = nparts, op = { kind = mode },
+      sides = { by_record(self, mode == "intersection", nparts, mode),
+        by_record(other, true, nparts, mode) } })
+  end
+end
+
+-- Spark's defaults: subtract keeps this batch's partition count, intersection the larger.
+RDD.subtract = set_op("subtract", function(self) return self.nparts end)
+RDD.intersection = set_op("intersection", function(self, other) return math.max(self.nparts, other.nparts) end)
+
+-- (x, y) for every record x of this batch and y of other, as pairs x, y (a pair record is
+-- { k, v }); partition (i, j) pairs partition i with partition j of other. Both sides are
+-- computed once and kept for the pairing tasks.
+function RDD:cartesian(other)
+  if not M.is_rdd(other) then util.raise("cartesian: expected a batch (rdd), got " .. type(other)) end
+  local function kept(r)
+    return r:_shuffle({ kind = "keep", who = "cartesian", stage = "cartesian (each side)" }, nil, r.nparts)
+  end
+  return new(self.ctx, { kind = "cartesian", sides = { kept(self), kept(other) },
+    nparts = self.nparts * other.nparts, op = { kind = "cartesian" } })
+end
+
+-- Spark's sample(withReplacement, fraction, seed): each record with probability fraction, or
+-- (with replacement) fraction times on average. A seed gives the same sample every time.
+function RDD:sample(with_replacement, fraction, seed)
+  if type(with_replacement) ~= "boolean" then
+    util.raise("sample: with_replacement must be true or false, got " .. type(with_replacement))
+  end
+  if type(fraction) ~= "number" or not (fraction >= 0) or fraction == math.huge
+    or (not with_replacement and fraction > 1) then
+    util.raise("sample: fraction must be a number " .. (with_replacement and "of at least 0"
+      or "from 0 to 1 (without replacement)") .. ", got " .. tostring(fraction))
+  end
+  if seed ~= nil and (type(seed) ~= "number" or seed ~= seed or math.abs(seed) == math.huge) then
+    util.raise("sample: seed must be a number, got " .. tostring(seed))
+  end
+  seed = math.floor(seed or math.random(0, 2147483645)) % 2147483646
+  local by_part = {}
+  for i = 1, self.nparts do
+    by_part[i] = { kind = "sample", fraction = fraction, with_replacement = with_replacement,
+      seed = (seed * 1000003 + i) % 2147483646 }
+  end
+  local r = self:_narrow(by_part[1])
+  r.ops_by_part = by_part
+  return r
+end
+
+-- Spark's zipWithIndex: pairs (x, index), indices counted across partitions in order (a pair
+-- record is { k, v }). Runs a job now that counts the records of each partition (not with
+-- one partition), and the batch is computed again when used: cache() it first when that is
+-- costly.
+function RDD:zip_with_index()
+  local offsets, by_part = { 0 }, {}
+  if self.nparts > 1 then
+    local results = self:_run(function() return { kind = "count" } end, "zip_with_index (count)")
+    for i, outputs in ipairs(results) do
+      local n = 0
+      for _, o in ipairs(outputs) do n = n + buffer.decode(o[2]:bytes())[1][1] end
+      offsets[i + 1] = offsets[i] + n
+    end
+  end
+  for i = 1, self.nparts do by_part[i] = { kind = "zip_with_index", offset = offsets[i] } end
+  local r = self:_narrow(by_part[1])
+  r.ops_by_part = by_part
+  return r
+end
+
+-- Keeps the batch's partitions in C memory (as a shuffle keeps its buckets) the first time an
+-- action computes it; later actions read them. Lives as long as the batch (a stream forgets
+-- its batches after they ran) or until unpersist().
+function RDD:cache()
+  if not self._cache then
+    self._cache = new(self.ctx, { kind = "shuffle", parent = self, reads_raw = true,
+      map_term = { kind = "keep", who = "cache", stage = "cache" }, nparts = self.nparts })
+  end
+  return self
+end
+
+-- Spark's persist(level): memory is the only level here.
+function M.check_storage_level(level)
+  if level ~= nil and (type(level) ~= "string" or level:upper() ~= "MEMORY_ONLY") then
+    util.raise("persist: the only storage level is \"MEMORY_ONLY\" (records in C memory), got "
+      .. tostring(level))
+  end
+end
+
+function RDD:persist(level)
+  M.check_storage_level(level)
+  return self:cache()
+end
+
+-- Drops the kept partitions; their C memory goes when the collector frees the slices (run
+-- now, since Lua does not see the size of C memory).
+function RDD:unpersist()
+  if self._cache then
+    self._cache = nil
+    collectgarbage()
+  end
+  return self
+end
+
+function RDD:is_cached() return self._cache ~= nil end
 
 ---------------------------------------------------------------------------------------------
 -- Planning: lineage -> stages -> tasks (RDD methods kept in dstream.driver.planner)
@@ -351,6 +572,172 @@ end
 function RDD:save_as_object_file(path, replace)
   files.save(self, path, "save_object", "save_as_object_file", replace)
 end
+
+-- Spark's countByValue: a table t[x] = number of records equal to x.
+function RDD:count_by_value(nparts)
+  nparts = util.options(nparts, "count_by_value").partitions
+  return self:_count_by_value_rdd(nparts):collect_as_map()
+end
+
+function RDD:is_empty()
+  return #self:take(1) == 0
+end
+
+-- The values of the pairs whose key is `key`, in order.
+function RDD:lookup(key)
+  if key == nil or key ~= key then util.raise("lookup: expected a key, got " .. tostring(key)) end
+  return self:_narrow({ kind = "lookup", key = key }):collect()
+end
+
+-- The one record each task emitted (aggregate, stats, top), by task.
+local function partials(results)
+  local out = {}
+  for i, outputs in ipairs(results) do
+    for _, o in ipairs(outputs) do
+      if o[1] == 0 then out[i] = buffer.decode(o[2]:bytes())[1][1] end
+    end
+  end
+  return out
+end
+
+-- A value the workers start from (aggregate's and fold's zero): it travels with each task
+-- (each partition gets its own copy, as Spark clones it) and the driver starts from a copy.
+local function copy_zero(zero, who)
+  local ok, bytes = pcall(buffer.encode, zero)
+  if not ok then util.raise(who .. ": the zero value cannot travel to the workers: " .. tostring(bytes)) end
+  return buffer.decode(bytes)
+end
+
+local function aggregate(self, zero, seq_id, comb, who, single)
+  local acc = copy_zero(zero, who)
+  local results = self:_run(const({ kind = "aggregate", zero = zero, fn = seq_id, who = who,
+    single = single }), who)
+  local values = partials(results)
+  for i = 1, #results do
+    if values[i] then acc = comb(acc, values[i].value) end
+  end
+  return acc
+end
+
+-- Spark's fold: every partition folded from its own copy of zero with op, then the
+-- partitions' results folded from zero on the driver, in partition order.
+function RDD:fold(zero, op)
+  util.check_function(op, "fold")
+  return aggregate(self, zero, self.ctx:_ship(op, "fold"), op, "fold", true)
+end
+
+-- Spark's aggregate: seq_op(acc, x) (seq_op(acc, k, v) for pairs) over each partition from a
+-- copy of zero, then comb_op(acc, partition_result) on the driver from zero.
+function RDD:aggregate(zero, seq_op, comb_op)
+  util.check_function(seq_op, "aggregate")
+  util.check_function(comb_op, "aggregate")
+  return aggregate(self, zero, self.ctx:_ship(seq_op, "aggregate"), comb_op, "aggregate")
+end
+
+-- Spark's StatCounter, as a table of fields (tostring shows pyspark's form).
+local Stats = { __name = "stats" }
+Stats.__index = Stats
+function Stats:__tostring()
+  return string.format("(count: %d, mean: %s, stdev: %s, max: %s, min: %s)", self.count,
+    tostring(self.mean), tostring(self.stdev), tostring(self.max), tostring(self.min))
+end
+
+-- Count, mean, sum, max, min, variance and stdev (population; sample_variance and
+-- sample_stdev divide by count - 1) of a batch of numbers. The partitions' counters merge
+-- as Spark's StatCounter.merge (Chan et al.), on the driver.
+function RDD:stats(who)
+  who = who or "stats"
+  local n, mu, m2, max, min, sum = 0, 0, 0, -math.huge, math.huge, 0
+  local results = self:_run(const({ kind = "stats", who = who }), who)
+  local values = partials(results)
+  for i = 1, #results do
+    local p = values[i]
+    local pn, pmu, pm2 = p[1], p[2], p[3]
+    if pn > 0 then
+      if n == 0 then
+        mu, m2 = pmu, pm2
+      else
+        local delta, total = pmu - mu, n + pn
+        if pn * 10 < n then
+          mu = mu + delta * pn / total
+        elseif n * 10 < pn then
+          mu = pmu - delta * n / total
+        else
+          mu = (mu * n + pmu * pn) / total
+        end
+        m2 = m2 + pm2 + delta * delta * n * pn / total
+      end
+      n = n + pn
+      if p[4] > max then max = p[4] end
+      if p[5] < min then min = p[5] end
+      sum = sum + p[6]
+    end
+  end
+  local nan = 0 / 0
+  local variance = n > 0 and m2 / n or nan
+  local sample_variance = n > 1 and m2 / (n - 1) or nan
+  return setmetatable({ count = n, mean = n > 0 and mu or nan, sum = sum, max = max, min = min,
+    variance = variance, stdev = math.sqrt(variance), sample_variance = sample_variance,
+    sample_stdev = math.sqrt(sample_variance) }, Stats)
+end
+
+function RDD:sum() return self:stats("sum").sum end
+function RDD:mean() return self:stats("mean").mean end
+function RDD:variance() return self:stats("variance").variance end
+function RDD:stdev() return self:stats("stdev").stdev end
+function RDD:sample_variance() return self:stats("sample_variance").sample_variance end
+function RDD:sample_stdev() return self:stats("sample_stdev").sample_stdev end
+
+-- top(n [, key]) / take_ordered(n [, key]): each partition keeps its best n in a heap on the
+-- workers (dstream.worker.ops.sort); the driver orders those candidates and keeps n. The key
+-- of a record is key(x) / key(k, v), else the record (a pair's key for pairs); `key` may also
+-- be given as { key = f }. Ties go to the earlier record.
+local KEY_OPTION = { key = true }
+local function bounded(self, n, key, largest, who)
+  if type(n) ~= "number" or n < 0 or n ~= math.floor(n) or n == math.huge then
+    util.raise(who .. ": n must be a whole number of at least 0, got " .. tostring(n))
+  end
+  if type(key) == "table" then
+    for k in pairs(key) do
+      if not KEY_OPTION[k] then util.raise(who .. ": unknown option " .. tostring(k) .. " (it takes key)") end
+    end
+    key = key.key
+  end
+  if key ~= nil then util.check_function(key, who .. ": key") end
+  if n == 0 then return {} end
+  local spec = { kind = "top", n = n, largest = largest, who = who,
+    fn = key and self.ctx:_ship(key, who) }
+  local cands, kind, less = {}, nil, ordering.less
+  for part, p in pairs(partials(self:_run(const(spec), who))) do
+    for i = 1, p[5] do
+      local ok, err = pcall(ordering.check, p[1][i], kind, who)
+      if not ok then util.raise(err) end
+      kind = err
+      cands[#cands + 1] = { p[1][i], p[2][i], p[3][i], part, p[4][i] }
+    end
+  end
+  table.sort(cands, function(x, y)
+    local a, b = x[1], y[1]
+    if largest then a, b = b, a end
+    if less(a, b, who) then return true end
+    if less(b, a, who) then return false end
+    if x[4] ~= y[4] then return x[4] < y[4] end
+    return x[5] < y[5]
+  end)
+  local out = {}
+  for i = 1, math.min(n, #cands) do
+    local c = cands[i]
+    if c[3] ~= nil then out[i] = { c[2], c[3] } else out[i] = c[2] end
+  end
+  return out
+end
+
+function RDD:top(n, key) return bounded(self, n, key, true, "top") end
+function RDD:take_ordered(n, key) return bounded(self, n, key, false, "take_ordered") end
+
+-- The largest / smallest record (by key(x) when given), or nil for an empty batch.
+function RDD:max(key) return bounded(self, 1, key, true, "max")[1] end
+function RDD:min(key) return bounded(self, 1, key, false, "min")[1] end
 
 function RDD:num_partitions() return self.nparts end
 

@@ -107,7 +107,7 @@ end
 
 function Stream:count_by_value(nparts)
   nparts = util.options(nparts, "count_by_value").partitions
-  return self:_derive("count_by_value", function(r) return r:count_by_value(nparts) end)
+  return self:_derive("count_by_value", function(r) return r:_count_by_value_rdd(nparts) end)
 end
 
 function Stream:reduce_by_key(f, nparts)
@@ -338,6 +338,52 @@ end
 -- The first n (default 10) records of the newest batch this stream produced (dstream.inspect).
 function Stream:peek(n)
   return require("dstream.inspect").peek(self, n)
+end
+
+---------------------------------------------------------------------------------------------
+-- Batch operators every batch of a stream can go through (Spark users reach them through
+-- transform; these ship their functions once). Any other batch method works in
+-- transform(function(rdd) return rdd:...(...) end).
+
+function Stream:sort_by(f, ascending, nparts)
+  util.check_function(f, "sort_by")
+  local asc, n = rdd_mod.sort_args("sort_by", ascending, nparts)
+  local key = { fn = self.ctx:_ship(f, "sort_by") }
+  return self:_derive("sort_by", function(r) return r:_sort(key, asc, n, "sort_by") end)
+end
+
+function Stream:sort_by_key(ascending, nparts, keyfunc)
+  local asc, n, kf = rdd_mod.sort_args("sort_by_key", ascending, nparts, keyfunc)
+  local key = { by_key = true, keyfunc = kf and self.ctx:_ship(kf, "sort_by_key") }
+  return self:_derive("sort_by_key", function(r) return r:_sort(key, asc, n, "sort_by_key") end)
+end
+
+function Stream:distinct(nparts)
+  nparts = util.options(nparts, "distinct").partitions
+  return self:_derive("distinct", function(r) return r:distinct(nparts) end)
+end
+
+function Stream:keys() return self:_derive("keys", function(r) return r:keys() end) end
+function Stream:values() return self:_derive("values", function(r) return r:values() end) end
+
+-- Spark's DStream.cache(): every batch of this stream is kept once computed, so several
+-- outputs (or actions in one foreach_rdd) compute it once; it is dropped with the batch.
+function Stream:cache()
+  if not self._cached then
+    self._cached = true
+    local compute = self.compute
+    self.compute = function(s, time)
+      local r = compute(s, time)
+      if r then r:cache() end
+      return r
+    end
+  end
+  return self
+end
+
+function Stream:persist(level)
+  rdd_mod.check_storage_level(level)
+  return self:cache()
 end
 
 function Stream:__tostring()

@@ -8,9 +8,17 @@ local buffer = require("string.buffer")
 local Planner = {}
 
 -- Returns one plan per partition: { ops = {...}, input = ... } where input is
--- { slices = {...} }, { range = {first, count} } or { shuffle = node, index = r }.
-function Planner:_plans()
+-- { slices = {...} }, { range = {first, count} } or { shuffles = nodes, index = r } (or
+-- indices = { i, j }, one per node: cartesian). A cached rdd reads its kept partitions
+-- (self._cache, a shuffle node whose map side keeps each partition as it is); `raw` plans
+-- the rdd itself, for that node's map side.
+function Planner:_plans(raw)
   local kind = self.kind
+  if self._cache and not raw then
+    local plans = {}
+    for r = 1, self.nparts do plans[r] = { ops = {}, shuffles = { self._cache }, index = r - 1 } end
+    return plans
+  end
   if kind == "source" then
     local plans = {}
     for i, part in ipairs(self.parts) do
@@ -23,7 +31,8 @@ function Planner:_plans()
     return plans
   elseif kind == "narrow" then
     local plans = self.parent:_plans()
-    for _, plan in ipairs(plans) do plan.ops[#plan.ops + 1] = self.op end
+    local by_part = self.ops_by_part -- an operator whose spec differs per partition
+    for i, plan in ipairs(plans) do plan.ops[#plan.ops + 1] = by_part and by_part[i] or self.op end
     return plans
   elseif kind == "union" then
     local plans = self.parents[1]:_plans()
@@ -33,6 +42,15 @@ function Planner:_plans()
     local plans = {}
     for r = 1, self.nparts do
       plans[r] = { ops = { self.op }, shuffles = { self.sides[1], self.sides[2] }, index = r - 1 }
+    end
+    return plans
+  elseif kind == "cartesian" then -- left partition i with right partition j
+    local plans, n2 = {}, self.sides[2].nparts
+    for i = 1, self.sides[1].nparts do
+      for j = 1, n2 do
+        plans[(i - 1) * n2 + j] = { ops = { self.op }, shuffles = { self.sides[1], self.sides[2] },
+          indices = { i - 1, j - 1 } }
+      end
     end
     return plans
   elseif kind == "state" then -- keyed state read where it lives
@@ -81,7 +99,8 @@ function Planner:_tasks(plans, term, stage, time)
     if plan.shuffles then
       inputs = {}
       for side, node in ipairs(plan.shuffles) do
-        for _, slice in ipairs(node.buckets[plan.index + 1]) do inputs[#inputs + 1] = slice end
+        local index = plan.indices and plan.indices[side] or plan.index
+        for _, slice in ipairs(node.buckets[index + 1]) do inputs[#inputs + 1] = slice end
         if side == 1 and #plan.shuffles == 2 then desc.nleft = #inputs end
       end
     end
@@ -95,16 +114,19 @@ function Planner:_tasks(plans, term, stage, time)
 end
 
 -- Runs the map side of a shuffle once and keeps its buckets: buckets[r] = slices.
+-- self.prepare(self, time), when set, runs first (a sort's sampling job, which sets the
+-- map side's bounds).
 function Planner:_materialize(time)
   if self.buckets then return end
-  local plans = self.parent:_plans()
+  if self.prepare then self:prepare(time) end
+  local plans = self.parent:_plans(self.reads_raw)
   local map_term, nparts = self.map_term, self.nparts
   local specs = self.parent:_tasks(plans, function(index)
     local t = {}
     for k, v in pairs(map_term) do t[k] = v end
     t.partitions, t.start = nparts, index % nparts
     return t
-  end, (map_term.who or map_term.kind) .. " (map side)", time)
+  end, map_term.stage or ((map_term.who or map_term.kind) .. " (map side)"), time)
   local results = self.ctx:_scheduler():run_tasks(specs)
   local buckets, side = {}, {}
   for r = 1, nparts do buckets[r] = {} end
