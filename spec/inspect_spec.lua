@@ -28,7 +28,7 @@ describe("stream:peek", function()
     assert.has_error(function() squares:peek(1) end) -- a stopped context has no workers
   end)
 
-  it("shows pairs as (k, v) and says when a stream has no batch yet", function()
+  it("shows pairs as (k,v) and says when a stream has no batch yet", function()
     local ctx = manual_context()
     local s = ctx:queue_stream({ { "a", "b", "a" } }):map(function(w) return w, 1 end)
       :reduce_by_key(function(a, b) return a + b end)
@@ -41,7 +41,7 @@ describe("stream:peek", function()
     local map = {}
     for _, kv in ipairs(p) do map[kv[1]] = kv[2] end
     assert.are.same({ a = 2, b = 1 }, map)
-    assert.truthy(tostring(p):find("(a, 2)", 1, true))
+    assert.truthy(tostring(p):find("(a,2)", 1, true))
     ctx:stop()
   end)
 end)

@@ -59,12 +59,12 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3 })) do
         assert.are.same(expected_print(BIG, 3), H.printed_records(out, 3000), out)
       end)
 
-      it("prints pairs as (k, v)", function()
+      it("prints pairs as (k,v), as Spark does", function()
         local input = { { { "a", 1 }, { "b", 2.5 } }, PAIRS }
         local out = H.run_script(print_script(cfg, input, "s:print()", nil, { pairs = true }))
         assert.is_truthy(out:find("SCRIPT-OK", 1, true), out)
-        assert.are.same({ "(a, 1)", "(b, 2.5)" }, H.printed_records(out, 1000), out)
-        local expected = R.map(R.take(PAIRS, 10), function(k, v) return ("(%s, %s)"):format(k, tostring(v)) end, true)
+        assert.are.same({ "(a,1)", "(b,2.5)" }, H.printed_records(out, 1000), out)
+        local expected = R.map(R.take(PAIRS, 10), function(k, v) return ("(%s,%s)"):format(k, tostring(v)) end, true)
         expected[#expected + 1] = "..."
         assert.are.same(expected, H.printed_records(out, 2000), out)
       end)

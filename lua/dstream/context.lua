@@ -18,7 +18,7 @@ require("dstream.window") -- adds the window operators to streams
 local util = require("dstream.util")
 
 local Context = {}
-Context.__index = Context
+Context.__index = require("dstream.names").hint(Context, "context") -- camelCase names: a hint
 Context.__name = "context"
 
 local M = { Context = Context }
@@ -222,11 +222,13 @@ Context.queue_stream = require("dstream.sources.queue").queue_stream
 Context.rate_stream = require("dstream.sources.rate").rate_stream
 Context.socket_text_stream = require("dstream.sources.socket").socket_text_stream
 Context.text_file_stream = require("dstream.sources.text_file").text_file_stream
+Context.receiver_stream = require("dstream.sources.receiver").receiver_stream
 Context.parallelize = require("dstream.sources.datasets").parallelize
 Context.text_file = require("dstream.sources.datasets").text_file
 
 -- Kafka's direct stream: one input partition per Kafka partition (see dstream/sources/kafka.lua).
-function Context:kafka_stream(opts)
+function Context:kafka_stream(opts, ...)
+  if select("#", ...) > 0 then sources.check_options("kafka_stream(opts)", 1, opts, ...) end
   local s = require("dstream.sources.kafka").stream(self, opts, 3) -- not a tail call: level 3 is the user
   return s
 end
@@ -423,9 +425,25 @@ function Context:await_termination(timeout)
 end
 
 -- Stops the context. graceful: first process everything already received.
-function Context:stop(opts)
+-- Spark's positional form works too: stop(stop_context, graceful), e.g. stop(true, true). dstream
+-- has no context apart from the streaming one, so stop_context says nothing more.
+local STOP_OPTIONS = { graceful = true }
+function Context:stop(opts, graceful_arg)
+  local graceful
+  if type(opts) == "table" then
+    for k in pairs(opts) do
+      if not STOP_OPTIONS[k] then util.raise("stop: unknown option '" .. tostring(k) .. "' (it takes graceful)") end
+    end
+    graceful = opts.graceful and true or false
+  elseif opts == nil or type(opts) == "boolean" then
+    if graceful_arg ~= nil and type(graceful_arg) ~= "boolean" then
+      util.raise("stop: graceful (the second argument, as Spark's stop(stopSparkContext, stopGracefully)) must be a boolean, got " .. type(graceful_arg))
+    end
+    graceful = graceful_arg == true
+  else
+    util.raise("stop: expected { graceful = true } or Spark's (stop_context, graceful), got " .. type(opts))
+  end
   if self.state == "stopped" then return end
-  local graceful = type(opts) == "table" and opts.graceful
   if self.state == "initialized" then return self:_terminate() end
   if self._timer then
     self._timer:close()

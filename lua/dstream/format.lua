@@ -34,9 +34,10 @@ function M.text(a, b)
   return value_text(a)
 end
 
--- How print() shows a record: a pair as (k, v), a table as JSON.
+-- How print() shows a record: a pair as (k,v), as Spark's Scala tuples print (so a job's output
+-- diffs against Spark's), a table as JSON.
 function M.show(a, b)
-  if b ~= nil then return "(" .. value_text(a) .. ", " .. value_text(b) .. ")" end
+  if b ~= nil then return "(" .. value_text(a) .. "," .. value_text(b) .. ")" end
   return value_text(a)
 end
 

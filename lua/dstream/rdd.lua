@@ -14,7 +14,7 @@ local files = require("dstream.sinks.files")
 local ordering = require("dstream.ordering")
 
 local RDD = {}
-RDD.__index = RDD
+RDD.__index = require("dstream.names").hint(RDD, "batch (rdd)") -- camelCase names: a hint
 RDD.__name = "rdd"
 
 local M = { RDD = RDD }

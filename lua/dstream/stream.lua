@@ -12,7 +12,7 @@ local util = require("dstream.util")
 local files = require("dstream.sinks.files")
 
 local Stream = {}
-Stream.__index = Stream
+Stream.__index = require("dstream.names").hint(Stream, "stream") -- camelCase names: a hint
 Stream.__name = "stream"
 
 local M = { Stream = Stream }

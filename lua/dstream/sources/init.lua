@@ -41,6 +41,25 @@ function M.check_not_started(ctx, who)
   end
 end
 
+-- A source's trailing options, argument `index` of `signature` (e.g. "socket_text_stream(host,
+-- port [, opts])"): nil or a table; `...` are arguments past it, which no source takes. Spark's
+-- storage levels ("MEMORY_ONLY", ...) get a word on why they do not apply.
+function M.check_options(signature, index, opts, ...)
+  local extra = select("#", ...)
+  if extra > 0 then
+    util.raise(string.format("%s takes no argument %d (got a %s)", signature, index + 1, type((...))))
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    local hint = ""
+    if type(opts) == "string" and opts:match("^[%u_%d]+$") then
+      hint = " (Spark's storage levels do not apply: dstream keeps received records in C memory;"
+        .. " context{ wal = true } logs them to disk)"
+    end
+    util.raise(string.format("%s: argument %d (opts) must be a table of options, got %s%s", signature,
+      index, type(opts) == "string" and string.format("string %q", opts) or type(opts), hint))
+  end
+end
+
 -- The key of an input in checkpoints and the batch log.
 function M.key(input, index) return input.key or ("#" .. index) end
 

@@ -8,8 +8,9 @@ local M = {}
 -- Consecutive integers from 0, rows_per_second of them per second of batch interval. Under a
 -- limit (max_rate, or backpressure through s:set_rate) a batch takes fewer rows and the rest
 -- wait, in order, for later batches: none is skipped.
-function M.rate_stream(self, opts)
+function M.rate_stream(self, opts, ...)
   sources.check_not_started(self, "rate_stream")
+  sources.check_options("rate_stream(opts)", 1, opts, ...)
   util.check_table(opts, "rate_stream", "the options")
   local rate, max_rate = opts.rows_per_second, opts.max_rate
   if type(rate) ~= "number" or rate < 0 then

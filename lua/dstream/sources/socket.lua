@@ -6,8 +6,9 @@ local util = require("dstream.util")
 
 local M = {}
 
-function M.socket_text_stream(self, host, port, opts)
+function M.socket_text_stream(self, host, port, opts, ...)
   sources.check_not_started(self, "socket_text_stream")
+  sources.check_options("socket_text_stream(host, port [, opts])", 3, opts, ...)
   if type(host) ~= "string" then util.raise("socket_text_stream: expected a host name, got " .. type(host)) end
   port = tonumber(port)
   if not port or port < 1 or port > 65535 or port ~= math.floor(port) then

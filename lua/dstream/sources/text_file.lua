@@ -6,8 +6,9 @@ local util = require("dstream.util")
 
 local M = {}
 
-function M.text_file_stream(self, dir, opts)
+function M.text_file_stream(self, dir, opts, ...)
   sources.check_not_started(self, "text_file_stream")
+  sources.check_options("text_file_stream(dir [, opts])", 2, opts, ...)
   if type(dir) ~= "string" then util.raise("text_file_stream: expected a directory, got " .. type(dir)) end
   local probe = io.open(dir .. "/.", "r")
   if not probe then
