@@ -260,7 +260,7 @@ local INVERSE_OPTION = { inverse = true }
 function Stream:reduce_by_window(f, len, slide, opts)
   util.check_function(f, "reduce_by_window")
   window_times(self, len, slide, "reduce_by_window")
-  if type(opts) == "function" then opts = { inverse = opts } end
+  if opts ~= nil and type(opts) ~= "table" then opts = { inverse = opts } end -- Spark's positional invFunc
   opts = util.options(opts, "reduce_by_window", INVERSE_OPTION)
   if opts.partitions then util.raise("reduce_by_window: its windows are one partition; partitions is not an option") end
   if opts.inverse ~= nil then util.check_function(opts.inverse, "reduce_by_window: inverse") end
