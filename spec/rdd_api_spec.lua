@@ -337,11 +337,12 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3, 4 })) do
       it("fold folds each partition from zero, then the results from zero", function()
         local got = with(function(ctx)
           local r = ctx:parallelize(H.deep_copy(INTS))
-          return { r:fold(0, add), r:fold(10, add), ctx:parallelize({}):fold(0, add) }
+          return { r:fold(0, add), r:fold(10, add), ctx:parallelize({}):fold(0, add),
+            r:fold(-math.huge, math.max) }
         end)
         local sum = R.reduce(INTS, add)
         -- Spark's semantics: zero once per partition and once on the driver
-        assert.are.same({ sum, sum + 10 * (P + 1), 0 }, got)
+        assert.are.same({ sum, sum + 10 * (P + 1), 0, math.max(unpack(INTS)) }, got)
       end)
 
       it("aggregate starts every partition from its own copy of a table zero", function()

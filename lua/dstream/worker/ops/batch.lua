@@ -259,7 +259,7 @@ return function(W)
       if single and b ~= nil then
         error(who .. ": the records are key/value pairs; fold works on single values (use aggregate)", 0)
       end
-      acc = f(acc, a, b)
+      if b == nil then acc = f(acc, a) else acc = f(acc, a, b) end -- f may be math.max
     end
     local function finish()
       emit(task, 0, 1, false, { { value = acc } })
