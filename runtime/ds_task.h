@@ -12,7 +12,9 @@
 
 #include "ds_block.h"
 
-enum { DS_TASK_OK = 0, DS_TASK_FAILED = 1, DS_TASK_OOM = 2 };
+/* DS_TASK_NO_RETRY: failed on its records (a key that cannot be a key), set by worker Lua; the
+ * driver does not run it again (DS_POOL_TASK_LOST, 3, is ds_pool.h's). */
+enum { DS_TASK_OK = 0, DS_TASK_FAILED = 1, DS_TASK_OOM = 2, DS_TASK_NO_RETRY = 4 };
 
 typedef struct ds_output {
   int32_t target; /* partition of the next stage, or 0 for results */

@@ -300,7 +300,7 @@ describe("keyed state errors", function()
     local err
     H.with_context({ workers = 2, partitions = 2 }, function(ctx)
       local s = ctx:queue_stream({ { 1, 2, 3 } }):map(function(x)
-        if x == 2 then return { x }, x end
+        if x == 2 then return { n = x }, x end -- (a table with fields: arrays are composite keys)
         return x, x
       end)
       build(s):foreach_rdd(function(rdd) rdd:collect() end)

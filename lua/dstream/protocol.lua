@@ -6,6 +6,7 @@ return {
   TASK_FAILED = 1,
   TASK_OOM = 2,
   TASK_LOST = 3, -- past the task timeout, and its worker could not be stopped
+  TASK_NO_RETRY = 4, -- failed on its records (a bad key): another attempt would fail the same way
 
   -- Side outputs of a task: targets below 0, beside the partitions (0 ..) of the shuffle.
   TARGET_ACCUMULATORS = -1, -- accumulator updates, merged on the driver (dstream.state.shared)

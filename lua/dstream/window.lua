@@ -42,13 +42,13 @@ local function at_slide(ctx, time, slide_ms)
   return (time - ctx.zero_time) % slide_ms == 0
 end
 
--- The raw records of the last `len`, every `slide`.
+local event_records_window -- (event time, below)
+
+-- The raw records of the last `len`, every `slide`. After event_time(), the records of each
+-- event-time window as the watermark closes it.
 function Stream:window(len, slide)
   local len_ms, slide_ms = window_times(self, len, slide, "window")
-  if self.event then
-    util.raise("window: event-time windows are made by reduce_by_key_and_window, reduce_by_window,"
-      .. " count_by_window and session_window")
-  end
+  if self.event then return event_records_window(self, len_ms, slide_ms) end
   local ctx, parent = self.ctx, self
   parent.remember_ms = math.max(parent.remember_ms or 0, len_ms)
   ctx:_eager(parent) -- every batch must exist to be in a later window
@@ -170,20 +170,57 @@ local function run_event_stage(self, r, map_term, make_reduce_op, n, stage, time
   return rdd_mod.from_outputs(ctx, results)
 end
 
-local function event_window(self, fid, len_ms, slide_ms, n)
+-- Per key and event-time window: fid folds values on the map side (from create(v) when
+-- given), merge (default fid) folds partials on the reduce side; field names the value.
+local function event_window(self, fid, len_ms, slide_ms, n, who, group)
   local ctx, parent = self.ctx, self
   local state = ctx:_new_state("event-time window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
     return run_event_stage(parent, r, { kind = "event_window_combine", fn = fid, len = len_ms,
-      slide = slide_ms, who = "reduce_by_key_and_window" }, function(watermark)
-      return { kind = "event_window_reduce", fn = fid, state = state, len = len_ms,
-        watermark = watermark, emit = parent.event.emit }
+      slide = slide_ms, who = who, create = group and group.create }, function(watermark)
+      return { kind = "event_window_reduce", fn = fid, merge = group and group.merge,
+        field = group and "values", state = state, len = len_ms, watermark = watermark,
+        emit = parent.event.emit }
     end, n, "event-time window", time)
   end, "event-time window")
   w.state_id = state
   ctx:_eager(w)
   return w
+end
+
+-- window() after event_time: each window's records are kept in one state partition (by the
+-- window's start) and emitted when the watermark closes the window.
+function event_records_window(self, len_ms, slide_ms)
+  local ctx, parent = self.ctx, self
+  local n = ctx.partitions
+  local state = ctx:_new_state("event-time window()", n)
+  local w = stream_mod.new(ctx, { parent }, function(_, time)
+    local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
+    return run_event_stage(parent, r, { kind = "event_window_records", who = "window",
+      len = len_ms, slide = slide_ms },
+      function(watermark)
+        return { kind = "event_window_raw", state = state, len = len_ms, slide = slide_ms,
+          watermark = watermark, emit = parent.event.emit }
+      end, n, "event-time window()", time)
+  end, "event-time window()")
+  w.state_id = state
+  ctx:_eager(w)
+  return w
+end
+
+-- group_by_key_and_window's folds: a list per key and window. merge_lists makes a new list:
+-- its first argument may be the window state's (event_window_reduce).
+local function list_of(v) return { v } end
+local function append(list, v)
+  list[#list + 1] = v
+  return list
+end
+local function merge_lists(a, b)
+  local out, n = {}, #a
+  for i = 1, n do out[i] = a[i] end
+  for i = 1, #b do out[n + i] = b[i] end
+  return out
 end
 
 -- Sessions per key: records of a key less than `gap` apart are one session. Emits
@@ -229,7 +266,7 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
     filter = ctx:_ship(opts.filter, "reduce_by_key_and_window")
   end
   local n = opts.partitions or ctx.partitions
-  if self.event then return event_window(self, fid, len_ms, slide_ms, n) end
+  if self.event then return event_window(self, fid, len_ms, slide_ms, n, "reduce_by_key_and_window") end
   local state = ctx:_new_state("reduce_by_key_and_window", n)
   local w
   w = stream_mod.new(ctx, { parent }, function(_, time)
@@ -283,9 +320,18 @@ function Stream:count_by_value_and_window(len, slide, nparts)
       inverse = sub, partitions = nparts, filter = function(_, n) return n ~= 0 end })
 end
 
+-- (key, {values}) per key and window; after event_time(), (key, { start, end, values })
+-- per key and event-time window.
 function Stream:group_by_key_and_window(len, slide, nparts)
-  window_times(self, len, slide, "group_by_key_and_window")
+  local len_ms, slide_ms = window_times(self, len, slide, "group_by_key_and_window")
   nparts = util.options(nparts, "group_by_key_and_window").partitions
+  if self.event then
+    local ctx = self.ctx
+    return event_window(self, ctx:_ship(append, "group_by_key_and_window"), len_ms, slide_ms,
+      nparts or ctx.partitions, "group_by_key_and_window", {
+        create = ctx:_ship(list_of, "group_by_key_and_window"),
+        merge = ctx:_ship(merge_lists, "group_by_key_and_window") })
+  end
   return self:window(len, slide):group_by_key(nparts)
 end
 

@@ -2,8 +2,9 @@
 --
 -- A stage is a list of task specs; run_tasks submits them all, waits until every one has
 -- succeeded, and returns their outputs in spec order. A failed task is submitted again up to
--- max_attempts times; then the stage fails with an error naming the batch time, the
--- partition, the record and the user's traceback.
+-- max_attempts times (not one that failed on its records: protocol.TASK_NO_RETRY); then the
+-- stage fails with an error naming the batch time, the partition, the record and the user's
+-- traceback.
 --
 -- Waiting never blocks the event loop from inside a callback. Batch jobs run in coroutines
 -- made by spawn(): there, waiting yields, and the completion callback resumes the job.
@@ -76,6 +77,10 @@ local function describe_failure(self, spec, attempts, status, err)
       .. " (" .. attempts .. " attempts). Raise context{ worker_memory = ... } or --worker-memory,"
       .. " or use more partitions."
   end
+  if status == protocol.TASK_NO_RETRY then
+    return "task failed, not retried: its records make it fail every time (" .. where .. "): "
+      .. tostring(err)
+  end
   return "task failed after " .. attempts .. (attempts == 1 and " attempt" or " attempts")
     .. " (" .. where .. "): " .. tostring(err)
 end
@@ -103,9 +108,11 @@ function M:_on_done(id, status, err, outputs, info)
     end
     job.results[t.index] = outputs
     job.remaining = job.remaining - 1
-  elseif status ~= protocol.TASK_LOST and t.attempt < self.max_attempts and not job.cancelled then
+  elseif status ~= protocol.TASK_LOST and status ~= protocol.TASK_NO_RETRY
+      and t.attempt < self.max_attempts and not job.cancelled then
     -- (A lost task is not retried: its worker is gone, and the same input would most
-    -- likely take another one.)
+    -- likely take another one. Nor is one that failed on its records: a key that cannot be
+    -- a key is in them the next time too.)
     return self:_submit(job, t.index, t.spec, t.attempt + 1)
   else
     job.failed = describe_failure(self, t.spec, t.attempt, status, err)

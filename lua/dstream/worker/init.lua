@@ -133,7 +133,8 @@ function M.run(task_ptr)
   if ok then
     for i = 1, #on_success do on_success[i]() end -- e.g. keyed state becomes the new state
   end
-  current.on_success, current.accums, current.report, current.desc = {}, nil, nil, nil
+  local no_retry = current.no_retry -- failed on its records (task.records_error)
+  current.on_success, current.accums, current.report, current.desc, current.no_retry = {}, nil, nil, nil, nil
   task_mod.reset_buffers()
   if ok then return end
   if err == "not enough memory" then
@@ -148,7 +149,7 @@ function M.run(task_ptr)
     end
     text = tostring(err)
   end
-  C.ds_task_set_error(task, protocol.TASK_FAILED, text, #text)
+  C.ds_task_set_error(task, no_retry and protocol.TASK_NO_RETRY or protocol.TASK_FAILED, text, #text)
 end
 
 -- Code that runs once per task before its loops is never compiled: a trace would be worth

@@ -3,7 +3,7 @@
 -- states only; dstream.worker builds pipelines from these.
 local task = require("dstream.worker.task")
 local shipped, emit, out_buffer, current = task.shipped, task.emit, task.out_buffer, task.current
-local key_hash, nil_key, not_pair = task.key_hash, task.nil_key, task.not_pair
+local key_hash, key_of, nil_key, not_pair = task.key_hash, task.key_of, task.nil_key, task.not_pair
 local buffered = require("dstream.worker.terminals").buffered
 local type, error, pairs = type, error, pairs
 
@@ -89,10 +89,16 @@ function operators.merge(spec, nxt, fin)
   local function push(k, v)
     local old = acc[k]
     if old == nil then
-      acc[k], added = v, added + 1
-    else
-      acc[k] = f(old, v)
+      if type(k) == "table" then -- an array key: its representative (task.key_of)
+        k = key_of(k)
+        old = acc[k]
+      end
+      if old == nil then
+        acc[k], added = v, added + 1
+        return
+      end
     end
+    acc[k] = f(old, v)
   end
   return push, function()
     local merged, left = acc, added

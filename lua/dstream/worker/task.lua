@@ -10,7 +10,7 @@ local ship = require("dstream.ship")
 local BUFFER_KEEP = require("dstream.core").limits().buffer_keep_bytes
 
 local C = ffi.C
-local type, error = type, error
+local type, error, pairs = type, error, pairs
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local FMT_SBUF = cdefs.FMT_SBUF
 
@@ -78,22 +78,160 @@ end
 
 -- -- Keys
 
+-- What operators may know of the task they run in: its partition and batch time, work to
+-- do only if the whole task succeeds (state commits), and accumulator updates. no_retry:
+-- the task failed on its records (a key that cannot be a key), so running it again would
+-- fail the same way (dstream.worker sends protocol.TASK_NO_RETRY, the scheduler believes it).
+local current = { part = 0, time = 0, on_success = {}, accums = nil, no_retry = nil }
+M.current = current
+
+-- An error in the records themselves: the task fails once, it is not retried.
+local function records_error(msg)
+  current.no_retry = true
+  error(msg, 0)
+end
+M.records_error = records_error
+
 -- The C calls are not tail calls: a trace that starts at this function (hot before the loop
 -- calling it is compiled) then stops at its return instead of aborting in the caller's loop.
 -- A pair whose key is nil (`return s:match(p), 1` on a string that does not match): an
 -- error, never a dropped record. (nil, nil) is no record; (x, nil) is a single value.
 function M.nil_key(who, v)
-  error(who .. ": a key is nil, which cannot be grouped (the pair " .. format.brief(nil, v)
-    .. "): keys must be strings, numbers or booleans; a failed match() or a missing field"
-    .. " gives nil: filter those records out, or give them a key", 0)
+  records_error(who .. ": a key is nil, which cannot be grouped (the pair " .. format.brief(nil, v)
+    .. "): keys must be strings, numbers or booleans, or arrays of them; a failed match() or"
+    .. " a missing field gives nil: filter those records out, or give them a key")
 end
 
 -- A single value where a pair was needed.
 function M.not_pair(who)
-  error(who .. ": a record is a single value, not a key/value pair (return key, value from map)", 0)
+  records_error(who .. ": a record is a single value, not a key/value pair (return key, value from map)")
 end
 
--- v, when given, is the value of the pair (for the message of a nil key).
+-- A key as text for those messages: a table one level deep, what cannot be shown as <type>.
+local function key_text(k, depth)
+  local tk = type(k)
+  if tk == "string" then return string.format("%q", #k > 60 and k:sub(1, 60) .. "..." or k) end
+  if tk == "number" or tk == "boolean" or tk == "nil" then return tostring(k) end
+  if tk ~= "table" then return "<" .. tk .. ">" end
+  if depth then return "{...}" end
+  local parts, n = {}, #k
+  for i = 1, n do parts[i] = key_text(k[i], true) end
+  for f, x in pairs(k) do
+    if type(f) ~= "number" or f < 1 or f > n or f % 1 ~= 0 then
+      local name = type(f) == "string" and f:match("^[%a_][%w_]*$") or "[" .. key_text(f, true) .. "]"
+      parts[#parts + 1] = name .. " = " .. key_text(x, true)
+      if #parts > 8 then parts[#parts + 1] = "..." break end
+    end
+  end
+  return "{ " .. table.concat(parts, ", ") .. " }"
+end
+
+local function bad_key(who, k, v, what)
+  records_error(who .. ": keys must be strings, numbers or booleans, or arrays of them (a"
+    .. " composite key such as { zip, status }); " .. what .. " (the pair (" .. key_text(k)
+    .. ", " .. format.brief(v) .. "))")
+end
+
+-- Composite keys. An array of strings, numbers and booleans is a key by value: {"a", 1}
+-- returned by two records is one key. The tables that hold keys (a reduce's accumulator,
+-- groups, state stores, panes, windows) compare tables by reference, so each worker VM keeps
+-- one representative table per key, found by its canonical form (a string of the typed
+-- elements: {1} and {"1"} differ): a keyed operator turns an array key into its
+-- representative when the key is not in its table yet (a plain key pays at most a type check
+-- there), and every later lookup is by reference. Representatives are copies (a record's
+-- own table may be reused or changed by the user's code), weakly held: a key nothing uses any
+-- more goes away. Across a shuffle a key is encoded as the array it is and becomes the
+-- representative of the receiving VM; a restored checkpoint's keys too (rekey).
+local reps = setmetatable({}, { __mode = "v" })     -- canonical form -> representative
+local canon_of = setmetatable({}, { __mode = "k" }) -- representative -> canonical form
+local canon_buf = buffer.new()
+
+local function canonical(k, who, v)
+  local n = #k
+  local b = canon_buf:reset()
+  for i = 1, n do
+    local x = k[i]
+    local tx = type(x)
+    if tx == "string" then
+      b:put("s", #x, ":", x)
+    elseif tx == "number" then
+      if x ~= x then bad_key(who, k, v, "an array key holds NaN") end
+      -- Integers below 2^53 as digits (exact), others with every digit; -0 is 0.
+      if x % 1 == 0 and x > -9007199254740992 and x < 9007199254740992 then
+        b:putf("i%.0f;", x == 0 and 0 or x)
+      else
+        b:putf("n%.17g;", x)
+      end
+    elseif tx == "boolean" then
+      b:put(x and "T" or "F")
+    elseif tx == "nil" then
+      bad_key(who, k, v, "an array key has a hole at [" .. i .. "]")
+    else
+      bad_key(who, k, v, "an array key holds a " .. tx .. " at [" .. i .. "]")
+    end
+  end
+  local fields = 0
+  for _ in pairs(k) do fields = fields + 1 end
+  if fields ~= n then
+    for f in pairs(k) do
+      if type(f) == "number" and f % 1 == 0 and f > n then
+        bad_key(who, k, v, "an array key has a hole before [" .. f .. "]")
+      elseif type(f) ~= "number" or f < 1 or f % 1 ~= 0 then
+        bad_key(who, k, v, "a table key must be an array, this one has other fields")
+      end
+    end
+  end
+  return b:tostring()
+end
+
+-- The key to store k under: k itself for a string, a number or a boolean; an array's
+-- representative; an error naming `who` and the pair (k, v) for anything else.
+function M.key_of(k, who, v)
+  local tk = type(k)
+  if tk == "table" then
+    if canon_of[k] then return k end
+    local c = canonical(k, who, v)
+    local rep = reps[c]
+    if rep == nil then
+      rep = {}
+      for i = 1, #k do rep[i] = k[i] end
+      reps[c], canon_of[rep] = rep, c
+    end
+    return rep
+  end
+  if tk == "string" or tk == "boolean" then return k end
+  if tk == "number" then
+    if k ~= k then bad_key(who, k, v, "got NaN") end
+    return k
+  end
+  if tk == "nil" then M.nil_key(who, v) end
+  bad_key(who, k, v, "got a " .. tk)
+end
+local key_of = M.key_of
+
+-- Keys of a table restored from bytes (a checkpoint's store) are new tables: their
+-- representatives instead. Returns t (changed in place).
+function M.rekey(t)
+  local arrays
+  for k in pairs(t) do
+    if type(k) == "table" and not canon_of[k] then
+      arrays = arrays or {}
+      arrays[#arrays + 1] = k
+    end
+  end
+  if arrays then
+    for i = 1, #arrays do
+      local k = arrays[i]
+      local v = t[k]
+      t[k] = nil
+      t[key_of(k, "restore")] = v
+    end
+  end
+  return t
+end
+
+-- The hash that picks a key's partition: the same in every worker and every process.
+-- v, when given, is the value of the pair (for the message of a bad key).
 function M.key_hash(k, who, v)
   local tk = type(k)
   if tk == "string" then
@@ -101,17 +239,18 @@ function M.key_hash(k, who, v)
     return h
   end
   if tk == "number" then
-    if k ~= k then error(who .. ": a key is NaN, which cannot be grouped", 0) end
+    if k ~= k then bad_key(who, k, v, "got NaN") end
     local h = C.ds_hash_number(k)
     return h
   end
   if tk == "boolean" then return k and 1 or 0 end
+  if tk == "table" then
+    local c = canon_of[k] or canonical(k, who, v)
+    local h = C.ds_hash_bytes(c, #c)
+    return h
+  end
   if tk == "nil" then M.nil_key(who, v) end
-  error(who .. ": keys must be strings, numbers or booleans, got a " .. tk .. " key", 0)
+  bad_key(who, k, v, "got a " .. tk)
 end
-
--- What operators may know of the task they run in: its partition and batch time, work to
--- do only if the whole task succeeds (state commits), and accumulator updates.
-M.current = { part = 0, time = 0, on_success = {}, accums = nil }
 
 return M

@@ -5,8 +5,8 @@ local format = require("dstream.format")
 local table_new = require("table.new")
 local task = require("dstream.worker.task")
 local shipped, emit, out_buffer, current = task.shipped, task.emit, task.out_buffer, task.current
-local key_hash, nil_key, not_pair = task.key_hash, task.nil_key, task.not_pair
-local error, pairs = error, pairs
+local key_hash, key_of, nil_key, not_pair = task.key_hash, task.key_of, task.nil_key, task.not_pair
+local error, pairs, type = error, pairs, type
 
 local terminals = {}
 
@@ -48,13 +48,19 @@ function terminals.combine(task, spec)
       not_pair(who)
     end
     local old = acc[k]
-    if old == nil then
-      if k == nil or k ~= k then key_hash(k, who, v) end
-      added = added + 1
-      if create then acc[k] = create(v) else acc[k] = v end
-    else
-      acc[k] = f(old, v)
+    if old == nil then -- a new key, or an array key (stored as its representative: key_of)
+      local tk = type(k)
+      if tk ~= "string" and tk ~= "number" or k ~= k then
+        k = key_of(k, who, v)
+        old = acc[k]
+      end
+      if old == nil then
+        added = added + 1
+        if create then acc[k] = create(v) else acc[k] = v end
+        return
+      end
     end
+    acc[k] = f(old, v)
   end
   local function finish()
     local keys, values, counts = {}, {}, {}
@@ -92,7 +98,7 @@ function terminals.partition(task, spec)
     local t
     if by_key then
       if b == nil then not_pair(who) end
-      t = key_hash(a, who) % nparts
+      t = key_hash(a, who, b) % nparts
     else
       t = next_target
       next_target = (t + 1) % nparts

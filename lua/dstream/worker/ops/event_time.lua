@@ -14,6 +14,7 @@ return function(W)
   local shipped, current, emit = W.shipped, W.current, W.emit
   local store_of = require("dstream.worker.store").store_of
   local protocol = require("dstream.protocol")
+  local key_of = require("dstream.worker.task").key_of
   local pairs, floor, type, error = pairs, math.floor, type, error
 
   local function report()
@@ -68,9 +69,11 @@ return function(W)
   end
 
   -- Map side of an event-time window: combines per (window start, key), then hashes the key.
-  -- Emits (key, {start, value}) pairs into the key's bucket.
+  -- Emits (key, {start, value}) pairs into the key's bucket. With spec.create
+  -- (group_by_key_and_window) a key's first value in a window becomes create(v).
   function terminals.event_window_combine(task, spec)
     local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
+    local create = spec.create and shipped(spec.create)
     local len, slide = spec.len, spec.slide
     local acc = {} -- start -> key -> value
     local function push(k, v)
@@ -86,10 +89,18 @@ return function(W)
         end
         local old = w[k]
         if old == nil then
-          if k == nil then W.nil_key(who, v) end
-          w[k] = v
-        else
+          local tk = type(k)
+          if tk ~= "string" and tk ~= "number" or k ~= k then -- an array key, or no key
+            k = key_of(k, who, v)
+            old = w[k]
+          end
+        end
+        if old ~= nil then
           w[k] = f(old, v)
+        elseif create then
+          w[k] = create(v)
+        else
+          w[k] = v
         end
       end
     end
@@ -111,14 +122,19 @@ return function(W)
 
   -- Reduce side: folds the batch into the window state; emits closed windows ("final") or
   -- the windows this batch changed ("update"); evicts windows the watermark has passed.
+  -- spec.merge (when the map side's fn adds a value, not a partial) merges two partials; it
+  -- must not change its arguments (the first may be the state's). spec.field names the
+  -- value in what is emitted ("value", or "values" for group_by_key_and_window).
   function operators.event_window_reduce(spec, nxt, fin)
-    local f = shipped(spec.fn)
+    local f = shipped(spec.merge or spec.fn)
+    local field = spec.field or "value"
     local store = store_of(spec.state, current.part)
     local len, watermark, final = spec.len, spec.watermark, spec.emit == "final"
     store.windows = store.windows or {}
     local changed = {} -- start -> key -> new value
     return function(k, sv)
       local start, v = sv[1], sv[2]
+      if type(k) == "table" then k = key_of(k) end -- an array key: its representative
       local w = changed[start]
       if not w then
         w = {}
@@ -150,16 +166,16 @@ return function(W)
             local seen = {}
             for k in pairs(windows[start] or {}) do
               seen[k] = true
-              nxt(k, { start = start, ["end"] = start + len, value = value(start, k) })
+              nxt(k, { start = start, ["end"] = start + len, [field] = value(start, k) })
             end
             for k in pairs(changed[start] or {}) do
-              if not seen[k] then nxt(k, { start = start, ["end"] = start + len, value = value(start, k) }) end
+              if not seen[k] then nxt(k, { start = start, ["end"] = start + len, [field] = value(start, k) }) end
             end
           end
         end
       else
         for start, w in pairs(changed) do
-          for k, v in pairs(w) do nxt(k, { start = start, ["end"] = start + len, value = v }) end
+          for k, v in pairs(w) do nxt(k, { start = start, ["end"] = start + len, [field] = v }) end
         end
       end
       local on_success = current.on_success
@@ -175,6 +191,89 @@ return function(W)
         if watermark then
           for start in pairs(windows) do
             if start + len <= watermark then windows[start] = nil end -- closed for good
+          end
+        end
+      end
+      fin()
+    end
+  end
+
+  -- Map side of window() on event time: each record, as (start, {a, b}) (a pair keeps its two
+  -- values) for each window it is in, into the window's bucket: a window's records are all in
+  -- one partition, which so knows when the window changed (emit = "update"); consecutive
+  -- windows go to consecutive partitions.
+  function terminals.event_window_records(task, spec)
+    local nparts, len, slide = spec.partitions, spec.len, spec.slide
+    local keys, values, counts = {}, {}, {}
+    for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+    return function(a, b)
+      if a == nil then
+        if b ~= nil then W.nil_key("window", b) end
+        return
+      end
+      local ts = timestamp("window")
+      local rec = { a, b }
+      for start = floor(ts / slide) * slide, ts - len + 1, -slide do
+        local t = (start / slide) % nparts
+        local n = counts[t] + 1
+        counts[t] = n
+        keys[t][n], values[t][n] = start, rec
+      end
+    end, function()
+      for t = 0, nparts - 1 do emit(task, t, counts[t], true, keys[t], values[t]) end
+      keys, values = nil, nil -- a trace may keep push alive: not the task's records
+    end
+  end
+
+  -- Reduce side of window() on event time: store.raw[start] = the window's records ({a, b}
+  -- each), in arrival order. Emits the records of each window the watermark closed
+  -- ("final"), or of each window this batch added to ("update": all its records so far),
+  -- windows in order of start; evicts closed windows.
+  function operators.event_window_raw(spec, nxt, fin)
+    local store = store_of(spec.state, current.part)
+    local len, watermark, final = spec.len, spec.watermark, spec.emit == "final"
+    store.raw = store.raw or {}
+    local added = {} -- start -> records of this batch
+    return function(start, rec)
+      local list = added[start]
+      if not list then
+        list = {}
+        added[start] = list
+      end
+      list[#list + 1] = rec
+    end, function()
+      local raw = store.raw
+      local starts, seen = {}, {}
+      local function note(start)
+        if not seen[start] and (not final or watermark and start + len <= watermark) then
+          seen[start] = true
+          starts[#starts + 1] = start
+        end
+      end
+      for start in pairs(added) do note(start) end
+      if final then for start in pairs(raw) do note(start) end end
+      table.sort(starts)
+      for _, start in ipairs(starts) do
+        for _, list in ipairs({ raw[start] or {}, added[start] or {} }) do
+          for i = 1, #list do
+            local rec = list[i]
+            nxt(rec[1], rec[2])
+          end
+        end
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        for start, list in pairs(added) do
+          local dst = raw[start]
+          if not dst then
+            raw[start] = list
+          else
+            for i = 1, #list do dst[#dst + 1] = list[i] end
+          end
+        end
+        if watermark then
+          for start in pairs(raw) do
+            if start + len <= watermark then raw[start] = nil end -- closed for good
           end
         end
       end
@@ -208,6 +307,7 @@ return function(W)
     store.sessions = store.sessions or {}
     local incoming = {} -- key -> list of {ts, value}
     return function(k, tv)
+      if type(k) == "table" then k = key_of(k) end -- an array key: its representative
       local list = incoming[k]
       if not list then
         list = {}

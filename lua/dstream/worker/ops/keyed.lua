@@ -3,6 +3,7 @@
 return function(W)
   local operators = W.operators
   local shipped = W.shipped
+  local key_of = require("dstream.worker.task").key_of
   local type, error = type, error
 
   function operators.flat_map_values(spec, nxt, fin)
@@ -25,6 +26,10 @@ return function(W)
     local groups, order, n = {}, {}, 0
     return function(k, v)
       local list = groups[k]
+      if list == nil and type(k) == "table" then -- an array key: its representative
+        k = key_of(k)
+        list = groups[k]
+      end
       if list == nil then
         list = {}
         groups[k] = list
@@ -82,6 +87,10 @@ return function(W)
     local groups, order, n = {}, {}, 0
     return function(k, v, side)
       local g = groups[k]
+      if g == nil and type(k) == "table" then -- an array key: its representative
+        k = key_of(k)
+        g = groups[k]
+      end
       if g == nil then
         g = { {}, {} }
         groups[k] = g

@@ -12,6 +12,9 @@ return function(W)
 
   local stores = require("dstream.worker.store")
   local store_of = stores.store_of
+  local task = require("dstream.worker.task")
+  local key_of, rekey = task.key_of, task.rekey
+  local type = type
 
   -- How many keys a partition keeps, for the dstream_state_keys metric: an accumulator update
   -- (worker.current.accums) that counts only if the task succeeds; the driver sums partitions.
@@ -39,6 +42,10 @@ return function(W)
     local values, order, n = {}, {}, 0
     return function(k, v)
       local list = values[k]
+      if list == nil and type(k) == "table" then -- an array key: its representative
+        k = key_of(k)
+        list = values[k]
+      end
       if list == nil then
         list = {}
         values[k] = list
@@ -107,6 +114,7 @@ return function(W)
     state._set = function(k, v) changes[k] = v == nil and REMOVED or v end
     return function(k, v)
       if k == nil then error("map_with_state: the records must be key/value pairs", 0) end
+      if type(k) == "table" then k = key_of(k) end -- an array key: its representative
       seen[k] = true
       state._key = k
       return nxt(f(k, v, state))
@@ -149,7 +157,10 @@ return function(W)
   function operators.load_state(spec, _, fin)
     local store = store_of(spec.state, current.part)
     local loaded = {}
-    return function(k, v) loaded[k] = v end, function()
+    return function(k, v)
+      if type(k) == "table" then k = key_of(k) end
+      loaded[k] = v
+    end, function()
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         for k, v in pairs(loaded) do
@@ -171,9 +182,26 @@ return function(W)
     end
   end
 
+  -- A store's tables keyed by key, by field (rekey_store): decoded array keys are new tables,
+  -- made their representatives again (task.key_of). Fields of stores that this list misses
+  -- would lose their array keys' identity: a store's new keyed table goes here.
+  local KEYED = { "states", "touched", "running", "undo", "sessions" } -- key -> value
+  local KEYED_BY = { "panes", "windows" }                              -- time -> key -> value
+  local function rekey_store(store)
+    for _, name in ipairs(KEYED) do
+      if type(store[name]) == "table" then rekey(store[name]) end
+    end
+    for _, name in ipairs(KEYED_BY) do
+      if type(store[name]) == "table" then
+        for _, t in pairs(store[name]) do rekey(t) end
+      end
+    end
+    return store
+  end
+
   function terminals.restore_store(_, spec)
     return function() end, function()
-      local restored, part, id = sbuf.decode(spec.bytes), current.part, spec.state
+      local restored, part, id = rekey_store(sbuf.decode(spec.bytes)), current.part, spec.state
       local on_success = current.on_success
       on_success[#on_success + 1] = function() stores.replace(id, part, restored) end
     end

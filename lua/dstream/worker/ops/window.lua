@@ -17,7 +17,8 @@ return function(W)
   local operators = W.operators
   local shipped, current = W.shipped, W.current
   local store_of = require("dstream.worker.store").store_of
-  local pairs, ceil = pairs, math.ceil
+  local key_of = require("dstream.worker.task").key_of
+  local pairs, ceil, type = pairs, math.ceil, type
   local table_new = require("table.new")
   -- A partition's store -> batch time -> the window's value (key -> value). Weak: a store
   -- replaced by a checkpoint's takes its kept values with it.
@@ -77,6 +78,10 @@ return function(W)
     local batch = {}
     return function(k, v)
       local old = batch[k]
+      if old == nil and type(k) == "table" then -- an array key: its representative
+        k = key_of(k)
+        old = batch[k]
+      end
       if old == nil then batch[k] = v else batch[k] = f(old, v) end
     end, function()
       local panes = store.panes
