@@ -163,6 +163,35 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 3 })) do
       end)
     end
 
+    it("reduce_by_key_and_window's filter applies to event-time windows", function()
+      local c = CASES[2]
+      local want = model(INPUT, c.len, c.slide, c.delay, c.emit)
+      local res = run(cfg, c, function(s)
+        return s:map_values(function() return 1 end):reduce_by_key_and_window(
+          function(a, b) return a + b end, c.len .. "ms", c.slide .. "ms",
+          { filter = function(_, n) return n >= 2 end })
+      end)
+      local kept = 0
+      for b, w in ipairs(want) do
+        local expect = {}
+        for _, win in ipairs(w.windows) do
+          local per = {}
+          for _, line in ipairs(win.records) do
+            local user = parse(line)
+            per[user] = (per[user] or 0) + 1
+          end
+          for user, n in pairs(per) do
+            if n >= 2 then expect[#expect + 1] = repr({ user, win.start, n }) end
+          end
+        end
+        local got = {}
+        for i, kv in ipairs(res.got[b]) do got[i] = repr({ kv[1], kv[2].start, kv[2].value }) end
+        assert.are.same(H.sorted(expect), H.sorted(got), "batch " .. b)
+        kept = kept + #got
+      end
+      assert.is_true(kept > 0)
+    end)
+
     it("count() after window(): one count per batch of the closed windows' records", function()
       local c = CASES[1]
       local want = model(INPUT, c.len, c.slide, c.delay, c.emit)

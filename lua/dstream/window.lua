@@ -172,7 +172,9 @@ end
 
 -- Per key and event-time window: fid folds values on the map side (from create(v) when
 -- given), merge (default fid) folds partials on the reduce side; field names the value.
-local function event_window(self, fid, len_ms, slide_ms, n, who, group)
+-- filter (a shipped id) keeps what it returns true for; an inverse has nothing to do here
+-- (each window is its own state, never updated by subtraction).
+local function event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
   local ctx, parent = self.ctx, self
   local state = ctx:_new_state("event-time window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
@@ -180,8 +182,8 @@ local function event_window(self, fid, len_ms, slide_ms, n, who, group)
     return run_event_stage(parent, r, { kind = "event_window_combine", fn = fid, len = len_ms,
       slide = slide_ms, who = who, create = group and group.create }, function(watermark)
       return { kind = "event_window_reduce", fn = fid, merge = group and group.merge,
-        field = group and "values", state = state, len = len_ms, watermark = watermark,
-        emit = parent.event.emit }
+        field = group and "values", filter = filter, state = state, len = len_ms,
+        watermark = watermark, emit = parent.event.emit }
     end, n, "event-time window", time)
   end, "event-time window")
   w.state_id = state
@@ -266,7 +268,9 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
     filter = ctx:_ship(opts.filter, "reduce_by_key_and_window")
   end
   local n = opts.partitions or ctx.partitions
-  if self.event then return event_window(self, fid, len_ms, slide_ms, n, "reduce_by_key_and_window") end
+  if self.event then
+    return event_window(self, fid, len_ms, slide_ms, n, "reduce_by_key_and_window", nil, filter)
+  end
   local state = ctx:_new_state("reduce_by_key_and_window", n)
   local w
   w = stream_mod.new(ctx, { parent }, function(_, time)

@@ -128,6 +128,7 @@ return function(W)
   function operators.event_window_reduce(spec, nxt, fin)
     local f = shipped(spec.merge or spec.fn)
     local field = spec.field or "value"
+    local filter = spec.filter and shipped(spec.filter)
     local store = store_of(spec.state, current.part)
     local len, watermark, final = spec.len, spec.watermark, spec.emit == "final"
     store.windows = store.windows or {}
@@ -148,6 +149,12 @@ return function(W)
       if old == nil then w[k] = v else w[k] = f(old, v) end
     end, function()
       local windows = store.windows
+      if filter then -- a key whose window value filter(k, v) refuses is not emitted
+        local emit_key = nxt
+        nxt = function(k, w)
+          if filter(k, w[field]) then return emit_key(k, w) end
+        end
+      end
       local function value(start, k)
         local c = changed[start]
         local v = c and c[k]
