@@ -40,6 +40,8 @@ void ds_lua_push_cli_options(lua_State *L);
 
 /* Registers the source constructors (socket_source, file_source) into the table on top. */
 void ds_lua_open_sources(lua_State *L);
+/* Registers core.lua_receiver, receivers written in Lua (ds_lua_receiver.c), likewise. */
+void ds_lua_open_receiver(lua_State *L);
 /* Registers the checkpoint file functions (ckpt_write, ckpt_read, ...) into the table on top. */
 void ds_lua_open_ckpt(lua_State *L);
 /* Registers the Kafka bindings (kafka_source, kafka_producer, kafka_mock ...) likewise. */

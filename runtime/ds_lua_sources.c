@@ -503,4 +503,5 @@ void ds_lua_open_sources(lua_State *L) {
   lua_setfield(L, t, "file_source");
   lua_pushcfunction(L, l_read_file_ranges);
   lua_setfield(L, t, "read_file_ranges");
+  ds_lua_open_receiver(L); /* receivers written in Lua */
 }

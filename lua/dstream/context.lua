@@ -223,6 +223,7 @@ Context.rate_stream = require("dstream.sources.rate").rate_stream
 Context.socket_text_stream = require("dstream.sources.socket").socket_text_stream
 Context.text_file_stream = require("dstream.sources.text_file").text_file_stream
 Context.receiver_stream = require("dstream.sources.receiver").receiver_stream
+Context.receiver_stream = require("dstream.sources.receiver").receiver_stream
 Context.parallelize = require("dstream.sources.datasets").parallelize
 Context.text_file = require("dstream.sources.datasets").text_file
 
