@@ -111,6 +111,18 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3, 4 })) do
         assert.are.same(expected, got)
       end)
 
+      it("sorts sorted, reversed and all-equal inputs (equal keys keep their order)", function()
+        local up = H.range(1, 5000)
+        local got = with(function(ctx)
+          local r = ctx:parallelize(H.deep_copy(up))
+          return { r:sort_by(identity, false):collect(), r:sort_by(function(x) return -x end, false):collect(),
+            r:sort_by(function() return 0 end):collect() }
+        end)
+        local down = {}
+        for i = 1, 5000 do down[i] = 5001 - i end
+        assert.are.same({ down, up, up }, got)
+      end)
+
       it("gives an empty batch for an empty one", function()
         assert.are.same({}, with(function(ctx) return ctx:parallelize({}):sort_by(identity):collect() end))
       end)

@@ -109,6 +109,42 @@ return function(W)
     return push, finish
   end
 
+  -- Sorts a[lo..hi] by lt, which orders no two entries as equal (ties are broken by index):
+  -- quicksort, median of three, insertion sort below 16 entries. Lua rather than table.sort,
+  -- whose comparator calls from C are never compiled: 3 to 4 times as fast on 250k records.
+  local function quicksort(a, lo, hi, lt)
+    while hi - lo > 16 do
+      local mid = floor((lo + hi) / 2)
+      if lt(a[mid], a[lo]) then a[mid], a[lo] = a[lo], a[mid] end
+      if lt(a[hi], a[lo]) then a[hi], a[lo] = a[lo], a[hi] end
+      if lt(a[hi], a[mid]) then a[hi], a[mid] = a[mid], a[hi] end
+      local p, i, j = a[mid], lo, hi
+      while i <= j do
+        while lt(a[i], p) do i = i + 1 end
+        while lt(p, a[j]) do j = j - 1 end
+        if i <= j then
+          a[i], a[j] = a[j], a[i]
+          i, j = i + 1, j - 1
+        end
+      end
+      if j - lo < hi - i then -- recurse into the smaller side: the depth stays O(log n)
+        quicksort(a, lo, j, lt)
+        lo = i
+      else
+        quicksort(a, i, hi, lt)
+        hi = j
+      end
+    end
+    for i = lo + 1, hi do
+      local v, j = a[i], i - 1
+      while j >= lo and lt(v, a[j]) do
+        a[j + 1] = a[j]
+        j = j - 1
+      end
+      a[j + 1] = v
+    end
+  end
+
   -- Reduce side of a sort: the partition's records by key, ties in arrival order (the map
   -- tasks' order, so a sort is stable and the same in every run). The keys are computed once
   -- and an array of indices is sorted.
@@ -148,7 +184,7 @@ return function(W)
           return i < j
         end
       end
-      table.sort(idx, cmp)
+      quicksort(idx, 1, n, cmp)
       local a, b = ka, va
       ka, va, kk = nil, nil, nil -- a trace may keep push alive: not the task's records
       for i = 1, n do
