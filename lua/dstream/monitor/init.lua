@@ -78,6 +78,7 @@ function Monitor:_define_metrics()
   local r = self.registry
   r:gauge("dstream_batch_interval_seconds", "The batch interval")
   r:counter("dstream_source_records_total", "Records received per source", { "stream", "source" })
+  r:counter("dstream_source_errors_total", "Errors per source: failed connects and reads, unreadable files, a Lua receiver's raises, restarts and reported errors", { "stream", "source" })
   r:gauge("dstream_source_max_rate", "The max_rate setting of a source, records per second", { "stream", "source" })
   r:gauge("dstream_source_rate_limit", "The rate a source is held to now (max_rate and backpressure), records per second", { "stream", "source" })
   r:gauge("dstream_source_throttled", "1 while a source has paused reading to keep to its rate limit", { "stream", "source" })
@@ -108,6 +109,10 @@ function Monitor:_collect()
     local labels = { stream = input.id, source = input.label }
     local rec = r:get("dstream_source_records_total")
     rec:inc(math.max(0, info.records - (rec:value(labels) or 0)), labels)
+    if info.errors then
+      local errs = r:get("dstream_source_errors_total")
+      errs:inc(math.max(0, info.errors - (errs:value(labels) or 0)), labels)
+    end
     if info.max_rate and info.max_rate > 0 then r:get("dstream_source_max_rate"):set(info.max_rate, labels) end
     if info.rate_limit and info.rate_limit > 0 then
       r:get("dstream_source_rate_limit"):set(info.rate_limit, labels)
