@@ -458,6 +458,33 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3, 4 })) do
       end)
     end)
 
+    describe("argument checks", function()
+      it("raise at the caller's line, naming the method", function()
+        with(function(ctx)
+          local r = ctx:parallelize({ 1, 2 })
+          for _, case in ipairs({
+            { function() return r:fold(0, 42) end, "fold: expected a function" },
+            { function() return r:aggregate(0, add) end, "aggregate: expected a function" },
+            { function() return r:aggregate(function() end, add, add) end, "aggregate: the zero value cannot travel" },
+            { function() return r:subtract(42) end, "subtract: expected a batch" },
+            { function() return r:intersection({}) end, "intersection: expected a batch" },
+            { function() return r:cartesian(nil) end, "cartesian: expected a batch" },
+            { function() return r:distinct({ partitons = 2 }) end, "distinct: unknown option 'partitons'" },
+            { function() return r:lookup(nil) end, "lookup: expected a key" },
+            { function() return r:take_ordered(1.5) end, "take_ordered: n must be a whole number" },
+            { function() return r:top(1, 42) end, "top: key: expected a function" },
+            { function() return r:sort_by_key(true, 0) end, "sort_by_key: the number of partitions must be" },
+            { function() return r:sort_by_key({ keyfunc = 1 }) end, "sort_by_key: keyfunc: expected a function" },
+            { function() return r:sample(true, -1) end, "sample: fraction must be a number of at least 0" },
+          }) do
+            local ok, err = pcall(case[1])
+            assert.is_false(ok)
+            assert.matches("rdd_api_spec%.lua:%d+: " .. case[2]:gsub("%p", "%%%0"), err)
+          end
+        end)
+      end)
+    end)
+
     describe("on streams", function()
       local batches = { R.take(WORDS, 400), {}, R.take(WORDS, 150) }
       local function counted(list)
