@@ -117,14 +117,19 @@ static int core_cores(lua_State *L) {
   return 1;
 }
 
-/* core.worker_limits() -> { max_workers =, warn_workers =, min_memory = } for this machine:
- * what context{ workers =, worker_memory = } may ask (the command line is checked the same). */
+/* core.worker_limits() -> { max_workers =, max_per_core =, max_total =, warn_workers =,
+ * min_memory = } for this machine: what context{ workers =, worker_memory = } may ask (the
+ * command line is checked the same, by dstream.context's functions). */
 static int core_worker_limits(lua_State *L) {
   long cores = sysconf(_SC_NPROCESSORS_ONLN);
   if (cores < 1) cores = 1;
-  lua_createtable(L, 0, 3);
+  lua_createtable(L, 0, 5);
   lua_pushinteger(L, ds_pool_max_workers(cores));
   lua_setfield(L, -2, "max_workers");
+  lua_pushinteger(L, DS_POOL_MAX_WORKERS_PER_CORE);
+  lua_setfield(L, -2, "max_per_core");
+  lua_pushinteger(L, DS_POOL_MAX_WORKERS);
+  lua_setfield(L, -2, "max_total");
   lua_pushinteger(L, cores * DS_POOL_WARN_WORKERS_PER_CORE);
   lua_setfield(L, -2, "warn_workers");
   lua_pushnumber(L, (lua_Number)DS_VM_MIN_MEMORY);

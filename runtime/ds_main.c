@@ -113,16 +113,18 @@ static int context_check(lua_State *L, const char *fn, const char *opt, const ch
   lua_getfield(L, -1, fn);
   lua_remove(L, -2);
   lua_pushstring(L, val);
-  if (lua_pcall(L, 1, 2, 0) != 0) {
+  if (lua_pcall(L, 1, 3, 0) != 0) {
     lua_pop(L, 1);
     return 0;
   }
-  int refused = lua_isnil(L, -2);
+  int refused = lua_isnil(L, -3);
   if (refused) {
-    const char *why = lua_tostring(L, -1);
+    const char *why = lua_tostring(L, -2);
     fprintf(stderr, "%s: %s %s\n", progname, opt, why ? why : val);
+  } else if (lua_isstring(L, -1)) { /* accepted, with a warning (a third value) */
+    ds_log(DS_LOG_WARN, "%s %s", opt, lua_tostring(L, -1));
   }
-  lua_pop(L, 2);
+  lua_pop(L, 3);
   return refused;
 }
 
@@ -148,15 +150,8 @@ static int check_worker_option(lua_State *L, const char *opt, const char *val) {
     char *end;
     long n = strtol(val, &end, 10);
     if (end == val || *end || n < 1) return 0;
+    /* (A context warns only about its own workers setting; the command line's is warned here.) */
     if (context_check(L, "parse_workers", opt, val) != 0) return 1;
-    /* A context warns only about its own workers setting; the command line's is warned here. */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    if (cores < 1) cores = 1;
-    if (n > cores * DS_POOL_WARN_WORKERS_PER_CORE)
-      ds_log(DS_LOG_WARN,
-             "--workers %ld is more than %d per core (%ld cores): workers beyond the cores "
-             "only wait for them, and each holds a Lua state",
-             n, DS_POOL_WARN_WORKERS_PER_CORE, cores);
   }
   return 0;
 }
@@ -223,13 +218,6 @@ int main(int argc, char **argv) {
     return 1;
   }
   lua_State *L = vm.L;
-  /* The old name of dstream.options, for its readers until they require that. */
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "loaded");
-  ds_lua_push_cli_options(L);
-  lua_setfield(L, -2, "dstream.cli.options");
-  lua_pop(L, 2);
-
   int status = 0, interactive = 0, ran_code = 0, script = 0;
   int i = 1;
   for (; i < argc; i++) {

@@ -23,6 +23,9 @@ Context.__name = "context"
 
 local M = { Context = Context }
 local live = setmetatable({}, { __mode = "k" }) -- contexts whose pool is open
+-- A signal this soon after the first is the same stop, not a second one (`timeout` signals the
+-- child and then its process group): it must not abandon what the first lets finish.
+M.SECOND_SIGNAL_MS = 250
 
 local function option(opts, key, cli_key, parse, default)
   local v = opts[key]
@@ -52,16 +55,31 @@ end
 
 -- Worker counts and memory a machine can boot (core.worker_limits; the command line's
 -- --workers and --worker-memory are checked alike before the script runs).
+local function cores_text()
+  local cores = core.cores()
+  return cores .. (cores == 1 and " core" or " cores")
+end
+
+-- The warning for n workers, more per core than a machine gains from, or nil.
+local function workers_warning(n)
+  local limits = core.worker_limits()
+  if n <= limits.warn_workers then return nil end
+  return string.format("%d is more than %d per core (%s): workers beyond the cores only wait for"
+    .. " them, and each holds a Lua state", n, limits.warn_workers / core.cores(), cores_text())
+end
+
+-- n, or nil and why; a third value warns (more than a few per core).
 local function parse_workers(v)
   local n, err = parse_count(v)
   if not n then return nil, err end
-  local max = core.worker_limits().max_workers
-  if n > max then
-    return nil, string.format("%d is too many for %d cores: each worker is a thread with its own"
-      .. " Lua state, and dstream refuses more than %d; more partitions, not more workers, split"
-      .. " a batch finer", n, core.cores(), max)
+  local limits = core.worker_limits()
+  if n > limits.max_workers then
+    return nil, string.format("%s is too many for %s: each worker is a thread with its own Lua"
+      .. " state, and dstream refuses more than %d (%d per core, at most %d); more partitions, not"
+      .. " more workers, split a batch finer", tostring(v), cores_text(), limits.max_workers,
+      limits.max_per_core, limits.max_total)
   end
-  return n
+  return n, nil, workers_warning(n)
 end
 
 local function parse_worker_memory(v)
@@ -100,11 +118,8 @@ function M.new(opts)
   local self = setmetatable({}, Context)
   self.batch_ms = option(opts, "batch", nil, parse_interval, 1000)
   self.workers = option(opts, "workers", nil, parse_workers, core.cores())
-  if opts.workers and self.workers > core.worker_limits().warn_workers then
-    core.log("warn", string.format("context: workers = %d is more than %d per core (%d cores):"
-      .. " workers beyond the cores only wait for them, and each holds a Lua state", self.workers,
-      core.worker_limits().warn_workers / core.cores(), core.cores()))
-  end
+  local too_many = opts.workers and workers_warning(self.workers) -- (the command line's: ds_main.c)
+  if too_many then core.log("warn", "context: workers = " .. too_many) end
   self.partitions = option(opts, "partitions", nil, parse_count, self.workers)
   self.worker_memory = option(opts, "worker_memory", "worker-memory", parse_worker_memory, core.limits().worker_memory)
   self.max_task_attempts = option(opts, "max_task_attempts", nil, parse_count, 4)
@@ -223,20 +238,13 @@ Context.rate_stream = require("dstream.sources.rate").rate_stream
 Context.socket_text_stream = require("dstream.sources.socket").socket_text_stream
 Context.text_file_stream = require("dstream.sources.text_file").text_file_stream
 Context.receiver_stream = require("dstream.sources.receiver").receiver_stream
-Context.receiver_stream = require("dstream.sources.receiver").receiver_stream
 Context.parallelize = require("dstream.sources.datasets").parallelize
 Context.text_file = require("dstream.sources.datasets").text_file
 
 -- Kafka's direct stream: one input partition per Kafka partition (see dstream/sources/kafka.lua).
 function Context:kafka_stream(opts, ...)
   if select("#", ...) > 0 then sources.check_options("kafka_stream(opts)", 1, opts, ...) end
-  local s = require("dstream.sources.kafka").stream(self, opts, 3) -- not a tail call: level 3 is the user
-  return s
-end
-
--- Sources written elsewhere (Kafka) make their input with this (dstream.sources.receiver).
-function Context:_receiver_stream(name, open, on_sealed)
-  return sources.receiver(self, name, open, on_sealed)
+  return require("dstream.sources.kafka").stream(self, opts)
 end
 
 function Context:union(streams)
@@ -337,9 +345,8 @@ function Context:start()
   local function on_signal(signum)
     if signum == core.SIGINT and M.repl_owns_sigint then return end -- Ctrl-C is the prompt's
     if self.stopping then
-      -- A second signal stops now, but not one that comes with the first (`timeout` signals
-      -- the child and then its process group): that would abandon the batch in flight.
-      if core.now_ms() - (self._signalled_at or 0) < 1000 then return end
+      -- A second signal stops now, but not one that comes with the first (M.SECOND_SIGNAL_MS).
+      if core.now_ms() - (self._signalled_at or 0) < M.SECOND_SIGNAL_MS then return end
       -- Say what is abandoned; a worker stuck in its task is left running (never joined),
       -- so the process ends now (issue 15).
       local what = self.sched and self.sched:running() or {}

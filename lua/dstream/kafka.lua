@@ -14,58 +14,59 @@
 -- shared helpers live in the module that has to stay rather than in a fifth one. Driver only: a
 -- worker VM loads dstream.worker.ops.kafka and nothing of this.
 local core = require("dstream.core")
+local util = require("dstream.util")
 
 local M = {}
 
 function M.log(level, msg) core.kafka_log(level, msg) end
 
 ---------------------------------------------------------------------------------------------
--- Option checks: they raise at the user's line (`level`, as error's).
+-- Option checks: they raise at the user's line (util.raise).
 
-function M.brokers_of(v, who, level)
+function M.brokers_of(v, who)
   if type(v) == "userdata" then -- a mock cluster
     local ok, b = pcall(function() return v:bootstrap() end)
     if ok then return b end
   end
   if type(v) == "table" then v = table.concat(v, ",") end
   if type(v) ~= "string" or v == "" then
-    error(who .. ": brokers must be a \"host:port,host:port\" string (or a mock cluster), got "
-      .. type(v), level + 1)
+    util.raise(who .. ": brokers must be a \"host:port,host:port\" string (or a mock cluster), got "
+      .. type(v))
   end
   return v
 end
 
-function M.check_conf(v, who, level)
+function M.check_conf(v, who)
   if v == nil then return {} end
-  if type(v) ~= "table" then error(who .. ": conf must be a table of librdkafka properties", level + 1) end
+  if type(v) ~= "table" then util.raise(who .. ": conf must be a table of librdkafka properties") end
   local out = {}
   for k, val in pairs(v) do
     local tv = type(val)
     if type(k) ~= "string" or (tv ~= "string" and tv ~= "number" and tv ~= "boolean") then
-      error(who .. ": conf entries are name = string | number | boolean (bad entry '"
-        .. tostring(k) .. "')", level + 1)
+      util.raise(who .. ": conf entries are name = string | number | boolean (bad entry '"
+        .. tostring(k) .. "')")
     end
     out[k] = tostring(val)
   end
   return out
 end
 
-function M.check_known(opts, known, who, level)
+function M.check_known(opts, known, who)
   for k in pairs(opts) do
     if not known[k] then
       local names = {}
       for n in pairs(known) do names[#names + 1] = n end
       table.sort(names)
-      error(who .. ": unknown option '" .. tostring(k) .. "' (options: " .. table.concat(names, ", ")
-        .. ")", level + 1)
+      util.raise(who .. ": unknown option '" .. tostring(k) .. "' (options: " .. table.concat(names, ", ")
+        .. ")")
     end
   end
 end
 
-function M.duration_ms(v, who, what, default, level)
+function M.duration_ms(v, who, what, default)
   if v == nil then return default end
   local ms, err = require("dstream.util").parse_duration(v)
-  if not ms then error(who .. ": " .. what .. ": " .. err, level + 1) end
+  if not ms then util.raise(who .. ": " .. what .. ": " .. err) end
   return ms
 end
 
@@ -78,7 +79,7 @@ end
 -- 0: none again), :close().
 function M.mock_cluster(opts)
   opts = opts or {}
-  if type(opts) ~= "table" then error("mock_cluster: expected a table of options", 2) end
+  if type(opts) ~= "table" then util.raise("mock_cluster: expected a table of options") end
   local m = core.kafka_mock(opts.brokers or 1)
   local names = {}
   for name in pairs(opts.topics or {}) do names[#names + 1] = name end
@@ -90,18 +91,18 @@ end
 -- producer{ brokers =, conf = {}, transactional_id = } -> a producer with
 -- :send(topic, value [, key [, partition [, headers]]]), :flush([timeout_ms]), :close([ms]).
 function M.producer(opts)
-  if type(opts) ~= "table" then error("producer: expected a table of options", 2) end
+  if type(opts) ~= "table" then util.raise("producer: expected a table of options") end
   local p, err = core.kafka_producer {
     brokers = M.brokers_of(opts.brokers, "producer", 2), conf = M.check_conf(opts.conf, "producer", 2),
     transactional_id = opts.transactional_id, timeout_ms = opts.timeout_ms,
   }
-  if not p then error("producer: " .. err, 2) end
+  if not p then util.raise("producer: " .. err) end
   return p
 end
 
 -- committed{ brokers =, group =, topic = } -> { [partition] = next offset (-1: none) }
 function M.committed(opts)
-  if type(opts) ~= "table" then error("committed: expected a table of options", 2) end
+  if type(opts) ~= "table" then util.raise("committed: expected a table of options") end
   local brokers = M.brokers_of(opts.brokers, "committed", 2)
   local holder = { conf = M.check_conf(opts.conf, "committed", 2) }
   local n, err = core.kafka_partitions(brokers, opts.topic, holder)

@@ -331,8 +331,7 @@ end
 
 -- Produces every record to a Kafka topic (see dstream/sinks/kafka.lua).
 function Stream:to_kafka(opts)
-  local s = require("dstream.sinks.kafka").sink(self, opts, 3) -- not a tail call: level 3 is the user
-  return s
+  return require("dstream.sinks.kafka").sink(self, opts)
 end
 
 -- The first n (default 10) records of the newest batch this stream produced (dstream.inspect).

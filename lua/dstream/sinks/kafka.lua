@@ -14,6 +14,7 @@ local ffi = require("ffi")
 local core = require("dstream.core")
 local kafka = require("dstream.kafka")
 local kafka_source = require("dstream.sources.kafka")
+local util = require("dstream.util")
 
 pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
 
@@ -134,22 +135,21 @@ local function two_phase_commit(ctx, term, prepared)
   end, first and positions_committed(ctx) or nil)
 end
 
--- stream:to_kafka(opts); `level` blames the user's line.
-function M.sink(stream, opts, level)
-  level = level or 2
+-- stream:to_kafka(opts).
+function M.sink(stream, opts)
   local who = "to_kafka"
-  if type(opts) ~= "table" then error(who .. ": expected a table of options, got " .. type(opts), level) end
-  kafka.check_known(opts, sink_options, who, level)
+  if type(opts) ~= "table" then util.raise(who .. ": expected a table of options, got " .. type(opts)) end
+  kafka.check_known(opts, sink_options, who)
   local ctx = stream.ctx
-  if type(opts.topic) ~= "string" or opts.topic == "" then error(who .. ": topic must be a topic name", level) end
+  if type(opts.topic) ~= "string" or opts.topic == "" then util.raise(who .. ": topic must be a topic name") end
   if opts.key ~= nil and type(opts.key) ~= "function" then
-    error(who .. ": key must be a function(record) returning the message key", level)
+    util.raise(who .. ": key must be a function(record) returning the message key")
   end
-  local conf = kafka.check_conf(opts.conf, who, level)
-  local timeout_ms = kafka.duration_ms(opts.timeout, who, "timeout", 30000, level)
+  local conf = kafka.check_conf(opts.conf, who)
+  local timeout_ms = kafka.duration_ms(opts.timeout, who, "timeout", 30000)
   if not conf["message.timeout.ms"] then conf["message.timeout.ms"] = string.format("%d", timeout_ms) end
   local term = {
-    kind = "kafka_sink", brokers = kafka.brokers_of(opts.brokers, who, level), topic = opts.topic,
+    kind = "kafka_sink", brokers = kafka.brokers_of(opts.brokers, who), topic = opts.topic,
     conf = conf, timeout_ms = timeout_ms + 5000,
     key = opts.key and ctx:_ship(opts.key, who .. " key") or nil,
   }
@@ -170,7 +170,7 @@ function M.sink(stream, opts, level)
   else
     term.kind = "kafka_txn"
     term.transactional_id = opts.transactional_id or ("dstream-" .. ctx.name .. "-" .. opts.topic)
-    if type(term.transactional_id) ~= "string" then error(who .. ": transactional_id must be a string", level) end
+    if type(term.transactional_id) ~= "string" then util.raise(who .. ": transactional_id must be a string") end
     -- With checkpoints, the transaction is committed in a second phase, once the checkpoint
     -- of its batch is on disk (every batch is checkpointed): see two_phase_commit.
     local prepared = {}

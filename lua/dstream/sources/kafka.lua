@@ -30,6 +30,7 @@
 local core = require("dstream.core")
 local kafka = require("dstream.kafka")
 local sources = require("dstream.sources")
+local util = require("dstream.util")
 
 local M = {}
 
@@ -136,9 +137,9 @@ end
 
 -- Sets where partitions start (before ctx:start()). `merge` keeps the positions set before for
 -- partitions the list lacks (a checkpoint's positions over the `positions` option).
-function Source:set_positions(list, level, merge)
-  if self.source then error("set_positions: call it before ctx:start()", (level or 2) + 1) end
-  if type(list) ~= "table" then error("set_positions: expected a list of {topic, partition, offset}", (level or 2) + 1) end
+function Source:set_positions(list, merge)
+  if self.source then util.raise("set_positions: call it before ctx:start()") end
+  if type(list) ~= "table" then util.raise("set_positions: expected a list of {topic, partition, offset}") end
   local byk = {}
   if merge then
     for _, o in ipairs(self.wanted) do byk[tp_key(o.topic, o.partition)] = o end
@@ -148,7 +149,7 @@ function Source:set_positions(list, level, merge)
   for i, o in ipairs(list) do
     if type(o) ~= "table" or type(o.topic) ~= "string" or type(o.partition) ~= "number"
         or type(o.offset) ~= "number" then
-      error("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }", (level or 2) + 1)
+      util.raise("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }")
     end
     local k = tp_key(o.topic, o.partition)
     byk[k] = { topic = o.topic, partition = o.partition, offset = o.offset }
@@ -179,9 +180,6 @@ local function offsets_text(offsets)
   return table.concat(list, ", ")
 end
 
--- How long after the first signal a second one is taken for the same (`timeout` sends one to
--- the process, then one to its process group).
-local SECOND_SIGNAL_MS = 250
 local cut_short = setmetatable({}, { __mode = "k" }) -- ctx -> a signal ended its Kafka waits
 
 -- The end of the source, once the context has stopped: the last commit (synchronous, 3 s at
@@ -208,7 +206,7 @@ function Source:finish()
   local function wait(phase)
     if cut_short[ctx] then return "signal" end
     local first = ctx._signalled_at -- the context's first signal, if a signal stopped it
-    return src:finish_wait(phase, first and math.max(0, first + SECOND_SIGNAL_MS - core.now_ms()) or 0)
+    return src:finish_wait(phase, first and math.max(0, first + require("dstream.context").SECOND_SIGNAL_MS - core.now_ms()) or 0)
   end
   local how = wait("close")
   local _, committed, cerr = src:finish_state()
@@ -301,73 +299,72 @@ local stream_options = {
   on_error = true, dead_letter = true, positions = true, name = true, assign = true,
 }
 
--- ctx:kafka_stream(opts); `level` blames the user's line.
-function M.stream(ctx, opts, level)
-  level = level or 2
+-- ctx:kafka_stream(opts).
+function M.stream(ctx, opts)
   local who = "kafka_stream"
-  if ctx.state ~= "initialized" then error(who .. ": sources must be created before ctx:start()", level) end
-  if type(opts) ~= "table" then error(who .. ": expected a table of options, got " .. type(opts), level) end
-  kafka.check_known(opts, stream_options, who, level)
+  if ctx.state ~= "initialized" then util.raise(who .. ": sources must be created before ctx:start()") end
+  if type(opts) ~= "table" then util.raise(who .. ": expected a table of options, got " .. type(opts)) end
+  kafka.check_known(opts, stream_options, who)
   local topics = opts.topics or (opts.topic and { opts.topic })
   if type(topics) ~= "table" or #topics == 0 then
-    error(who .. ": topics must be a list of topic names, e.g. topics = { \"words\" }", level)
+    util.raise(who .. ": topics must be a list of topic names, e.g. topics = { \"words\" }")
   end
   for i, t in ipairs(topics) do
-    if type(t) ~= "string" or t == "" then error(who .. ": topic " .. i .. " must be a name", level) end
+    if type(t) ~= "string" or t == "" then util.raise(who .. ": topic " .. i .. " must be a name") end
   end
   local start = opts.start or "latest"
   if start ~= "earliest" and start ~= "latest" then
-    error(who .. ": start must be \"earliest\" or \"latest\", got " .. tostring(start), level)
+    util.raise(who .. ": start must be \"earliest\" or \"latest\", got " .. tostring(start))
   end
   local assign = opts.assign or "all"
   if assign ~= "all" and assign ~= "group" then
-    error(who .. ": assign must be \"all\" (this process reads every partition) or \"group\" "
-      .. "(the consumer group shares them out), got " .. tostring(assign), level)
+    util.raise(who .. ": assign must be \"all\" (this process reads every partition) or \"group\" "
+      .. "(the consumer group shares them out), got " .. tostring(assign))
   end
   local rate = opts.max_rate_per_partition
   if rate ~= nil and (type(rate) ~= "number" or rate <= 0) then
-    error(who .. ": max_rate_per_partition must be a positive number of records per second", level)
+    util.raise(who .. ": max_rate_per_partition must be a positive number of records per second")
   end
   if opts.with_key and opts.with_meta then
-    error(who .. ": with_key and with_meta exclude each other (with_meta tables have the key)", level)
+    util.raise(who .. ": with_key and with_meta exclude each other (with_meta tables have the key)")
   end
   if opts.decode ~= nil and type(opts.decode) ~= "function" then
-    error(who .. ": decode must be a function(value) returning the decoded value", level)
+    util.raise(who .. ": decode must be a function(value) returning the decoded value")
   end
   local on_error = opts.on_error or (opts.dead_letter and "dead_letter" or "fail")
   if on_error ~= "fail" and on_error ~= "skip" and on_error ~= "dead_letter" then
-    error(who .. ": on_error must be \"fail\", \"skip\" or \"dead_letter\", got " .. tostring(on_error), level)
+    util.raise(who .. ": on_error must be \"fail\", \"skip\" or \"dead_letter\", got " .. tostring(on_error))
   end
-  local conf = kafka.check_conf(opts.conf, who, level)
+  local conf = kafka.check_conf(opts.conf, who)
   local dead_letter
   if on_error == "dead_letter" then
     local dl = opts.dead_letter
     if type(dl) ~= "table" or (type(dl.file) ~= "string") == (type(dl.topic) ~= "string") then
-      error(who .. ": on_error = \"dead_letter\" needs dead_letter = { file = path } or { topic = name }", level)
+      util.raise(who .. ": on_error = \"dead_letter\" needs dead_letter = { file = path } or { topic = name }")
     end
     if dl.file then
       dead_letter = { file = dl.file }
     else
-      dead_letter = { topic = dl.topic, brokers = dl.brokers and kafka.brokers_of(dl.brokers, who, level) or nil,
-        conf = kafka.check_conf(dl.conf, who, level) }
+      dead_letter = { topic = dl.topic, brokers = dl.brokers and kafka.brokers_of(dl.brokers, who) or nil,
+        conf = kafka.check_conf(dl.conf, who) }
     end
   end
 
   local K = setmetatable({
-    ctx = ctx, brokers = kafka.brokers_of(opts.brokers, who, level), topics = topics,
+    ctx = ctx, brokers = kafka.brokers_of(opts.brokers, who), topics = topics,
     group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf, assign = assign,
     name = opts.name or table.concat(topics, ","),
     cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
     ranges = {}, history = {}, completed = {}, initial = {}, wanted = {}, reported = 0,
     reruns = {}, nreruns = 0, -- batches of the batch log to cut again (input.replay)
   }, Source)
-  if type(K.group) ~= "string" or K.group == "" then error(who .. ": group must be a name", level) end
+  if type(K.group) ~= "string" or K.group == "" then util.raise(who .. ": group must be a name") end
   if dead_letter and dead_letter.topic and not dead_letter.brokers then dead_letter.brokers = K.brokers end
   if dead_letter then
     K.dead_letter_desc = dead_letter.file and (" (dead letters in " .. dead_letter.file .. ")")
       or (" (dead letters in topic " .. dead_letter.topic .. ")")
   end
-  if opts.positions then K:set_positions(opts.positions, level) end
+  if opts.positions then K:set_positions(opts.positions) end
 
   local mode = opts.with_meta and "meta" or opts.with_key and "key" or "value"
   local full = mode ~= "value" or opts.decode ~= nil
@@ -433,9 +430,9 @@ function M.stream(ctx, opts, level)
   -- The explicit position API of this source, also in the shape checkpoints use:
   -- position() is saved with a checkpoint, restore(pos) before the source opens.
   function input.positions() return K:positions() end
-  function input.set_positions(_, list) return K:set_positions(list, 2) end
+  function input.set_positions(_, list) return K:set_positions(list) end
   function input.position() return K:positions(true) end
-  function input.restore(_, pos) K:set_positions(pos, 2, true) end
+  function input.restore(_, pos) K:set_positions(pos, true) end
   function input.on_batch_done(_, time)
     -- A re-run batch that no output computed still takes its records (they were its own).
     if K.reruns[time] then input.deferred(time) end
@@ -451,7 +448,7 @@ function M.stream(ctx, opts, level)
   end
   out.kafka = K
   function out.positions() return K:positions() end
-  function out.set_positions(_, list) return K:set_positions(list, 2) end
+  function out.set_positions(_, list) return K:set_positions(list) end
   function out.offset_ranges(_, time) return M.ranges_at(K, time) end
   function out.kafka_stats() return K:stats() end
 
