@@ -249,6 +249,23 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3, 4 })) do
         assert.are.same(distinct_sorted(R.filter(other, function(x) return mine[x] end)), H.sorted(got))
       end)
 
+      it("compare arrays by value, as composite keys, and refuse other tables", function()
+        local got = with(function(ctx)
+          local r = ctx:parallelize({ { 1, "a" }, { 1, "a" }, { 2, "b" }, { 1, "a" } })
+          local p = as_pairs(ctx, { { "k", { 1, 2 } }, { "k", { 1, 2 } }, { "k", { 1, 3 } } })
+          return { r:distinct():collect(), p:distinct():collect(),
+            r:subtract(ctx:parallelize({ { 2, "b" } })):collect(),
+            r:intersection(ctx:parallelize({ { 2, "b" }, { 3, "c" } })):collect() }
+        end)
+        assert.are.same({ { 1, "a" }, { 2, "b" } }, H.sorted(got[1]))
+        assert.are.same({ { "k", { 1, 2 } }, { "k", { 1, 3 } } }, H.sorted(got[2]))
+        assert.are.same({ { 1, "a" }, { 1, "a" }, { 1, "a" } }, got[3])
+        assert.are.same({ { 2, "b" } }, got[4])
+        local ok, err = pcall(with, function(ctx) return ctx:parallelize({ { x = 1 } }):distinct():collect() end)
+        assert.is_false(ok)
+        assert.matches("distinct: keys must be", tostring(err))
+      end)
+
       it("subtract and intersection compare pairs by key and value", function()
         local got = with(function(ctx)
           local a = as_pairs(ctx, { { "a", 1 }, { "a", 2 }, { "b", 1 }, { "a", 1 } })

@@ -3,6 +3,7 @@
 -- lookup, zip_with_index, sample, the set operators (distinct, subtract, intersection:
 -- records hashed by themselves), cartesian, and the partials of aggregate, fold and stats.
 -- Registered into dstream.worker.
+local key_of = require("dstream.worker.task").key_of
 return function(W)
   local operators, terminals = W.operators, W.terminals
   local shipped, emit = W.shipped, W.emit
@@ -99,9 +100,16 @@ return function(W)
     end, fin
   end
 
+  -- The set operators compare records as keys: strings, numbers and booleans by value, and
+  -- arrays of those by value too, through their representative in this VM (task.key_of, as
+  -- composite keys); other tables are refused. A pair is its key and value, both so.
+  local function as_key(x, who, b)
+    if type(x) == "table" then return key_of(x, who, b) end
+    return x
+  end
+
   -- Map side of the set operators: records hashed by themselves (a pair by its key, so equal
-  -- pairs meet); spec.dedupe drops the task's repeats first (distinct, intersection). A
-  -- record is a table key here: strings, numbers, booleans (a table equals only itself).
+  -- pairs meet); spec.dedupe drops the task's repeats first (distinct, intersection).
   function terminals.hash_records(task, spec)
     local nparts, who, dedupe, key_hash = spec.partitions, spec.who, spec.dedupe, W.key_hash
     local keys, values, counts = {}, {}, {}
@@ -115,6 +123,7 @@ return function(W)
       if pairs_flag == nil then pairs_flag = b ~= nil end
       if pairs_flag ~= (b ~= nil) then mixed(who, a, b) end
       local t = key_hash(a, who, b) % nparts
+      a, b = as_key(a, who, b), as_key(b, who, a)
       if dedupe then
         if b == nil then
           if seen[a] then return end
@@ -146,6 +155,7 @@ return function(W)
   function operators.distinct(spec, nxt, fin)
     local seen = {}
     return function(a, b)
+      a, b = as_key(a, "distinct", b), as_key(b, "distinct", a)
       if b == nil then
         if not seen[a] then
           seen[a] = true
@@ -189,10 +199,11 @@ return function(W)
 
   -- Reduce side of subtract (side 1 minus side 2, repeats of side 1 kept) and intersection
   -- (records of both sides, once; the map side removed each task's repeats).
-  local function two_set(keep_if_in_right)
+  local function two_set(who, keep_if_in_right)
     return function(_, nxt, fin)
       local ka, va, n, right = {}, {}, 0, {}
       return function(a, b, side)
+        a, b = as_key(a, who, b), as_key(b, who, a)
         if side == 2 then
           add(right, a, b)
         else
@@ -219,8 +230,8 @@ return function(W)
       end
     end
   end
-  operators.subtract = two_set(false)
-  operators.intersection = two_set(true)
+  operators.subtract = two_set("subtract", false)
+  operators.intersection = two_set("intersection", true)
 
   -- cartesian: (x, y) for every x of the left partition and y of the right one, x first
   -- (a pair record becomes { k, v }, made once per record, not per output).
