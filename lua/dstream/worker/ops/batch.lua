@@ -54,14 +54,7 @@ return function(W)
     end, fin
   end
 
-  -- The values of the pairs whose key is spec.key.
-  function operators.lookup(spec, nxt, fin)
-    local key = spec.key
-    return function(k, v)
-      if v == nil then not_pair("lookup") end
-      if k == key then return nxt(v) end
-    end, fin
-  end
+
 
   -- (record, index): a pair record becomes { k, v }; the partition's first index is
   -- spec.offset (counted by the driver).
@@ -106,6 +99,16 @@ return function(W)
   local function as_key(x, who, b)
     if type(x) == "table" then return key_of(x, who, b) end
     return x
+  end
+
+  -- The values of the pairs whose key is spec.key (an array key by value: representatives).
+  function operators.lookup(spec, nxt, fin)
+    local key = as_key(spec.key, "lookup")
+    return function(k, v)
+      if v == nil then not_pair("lookup") end
+      if type(k) == "table" then k = key_of(k, "lookup", v) end
+      if k == key then return nxt(v) end
+    end, fin
   end
 
   -- Map side of the set operators: records hashed by themselves (a pair by its key, so equal
