@@ -645,8 +645,7 @@ end
 -- Count, mean, sum, max, min, variance and stdev (population; sample_variance and
 -- sample_stdev divide by count - 1) of a batch of numbers. The partitions' counters merge
 -- as Spark's StatCounter.merge (Chan et al.), on the driver.
-function RDD:stats(who)
-  who = who or "stats"
+local function stats(self, who)
   local n, mu, m2, max, min, sum = 0, 0, 0, -math.huge, math.huge, 0
   local results = self:_run(const({ kind = "stats", who = who }), who)
   local values = partials(results)
@@ -681,12 +680,13 @@ function RDD:stats(who)
     sample_stdev = math.sqrt(sample_variance) }, Stats)
 end
 
-function RDD:sum() return self:stats("sum").sum end
-function RDD:mean() return self:stats("mean").mean end
-function RDD:variance() return self:stats("variance").variance end
-function RDD:stdev() return self:stats("stdev").stdev end
-function RDD:sample_variance() return self:stats("sample_variance").sample_variance end
-function RDD:sample_stdev() return self:stats("sample_stdev").sample_stdev end
+function RDD:stats() return stats(self, "stats") end
+function RDD:sum() return stats(self, "sum").sum end
+function RDD:mean() return stats(self, "mean").mean end
+function RDD:variance() return stats(self, "variance").variance end
+function RDD:stdev() return stats(self, "stdev").stdev end
+function RDD:sample_variance() return stats(self, "sample_variance").sample_variance end
+function RDD:sample_stdev() return stats(self, "sample_stdev").sample_stdev end
 
 -- top(n [, key]) / take_ordered(n [, key]): each partition keeps its best n in a heap on the
 -- workers (dstream.worker.ops.sort); the driver orders those candidates and keeps n. The key
