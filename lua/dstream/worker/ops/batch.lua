@@ -3,19 +3,17 @@
 -- lookup, zip_with_index, sample, the set operators (distinct, subtract, intersection:
 -- records hashed by themselves), cartesian, and the partials of aggregate, fold and stats.
 -- Registered into dstream.worker.
-local key_of = require("dstream.worker.task").key_of
+local task_mod = require("dstream.worker.task")
+local key_of, not_pair, nil_key, records_error = task_mod.key_of, task_mod.not_pair, task_mod.nil_key,
+  task_mod.records_error
 return function(W)
   local operators, terminals = W.operators, W.terminals
   local shipped, emit = W.shipped, W.emit
-  local type, error, floor, exp = type, error, math.floor, math.exp
-
-  local function not_pair(who)
-    error(who .. ": a record is a single value, not a key/value pair (return key, value from map)", 0)
-  end
+  local type, exp = type, math.exp
 
   local function mixed(who, a, b)
-    error(who .. ": records of this batch mix key/value pairs and single values (this one: "
-      .. require("dstream.format").brief(a, b) .. ")", 0)
+    records_error(who .. ": records of this batch mix key/value pairs and single values (this one: "
+      .. require("dstream.format").brief(a, b) .. ")")
   end
 
   -- The partition's records, unchanged, for partition spec.start of the next stage (a cached
@@ -25,7 +23,7 @@ return function(W)
     local target = spec.start
     local function push(a, b)
       if a == nil then
-        if b ~= nil then W.key_hash(nil, spec.who, b) end
+        if b ~= nil then nil_key(spec.who, b) end
         return
       end
       if pairs_flag == nil then pairs_flag = b ~= nil end
@@ -120,7 +118,7 @@ return function(W)
     local seen, pairs_flag = {}, nil
     local function push(a, b)
       if a == nil then
-        if b ~= nil then key_hash(nil, who, b) end
+        if b ~= nil then nil_key(who, b) end
         return
       end
       if pairs_flag == nil then pairs_flag = b ~= nil end
@@ -132,7 +130,7 @@ return function(W)
           if seen[a] then return end
           seen[a] = true
         else
-          if b ~= b then error(who .. ": a value is NaN, which equals nothing", 0) end
+          if b ~= b then records_error(who .. ": a value is NaN, which equals nothing") end
           local s = seen[a]
           if s == nil then
             s = {}
@@ -267,11 +265,11 @@ return function(W)
     local f, acc, who, single = shipped(spec.fn), spec.zero, spec.who, spec.single
     local function push(a, b)
       if a == nil then
-        if b ~= nil then W.key_hash(nil, who, b) end
+        if b ~= nil then nil_key(who, b) end
         return
       end
       if single and b ~= nil then
-        error(who .. ": the records are key/value pairs; fold works on single values (use aggregate)", 0)
+        records_error(who .. ": the records are key/value pairs; fold works on single values (use aggregate)")
       end
       if b == nil then acc = f(acc, a) else acc = f(acc, a, b) end -- f may be math.max
     end
@@ -290,8 +288,8 @@ return function(W)
     local function push(a, b)
       if type(a) ~= "number" or b ~= nil then
         if a == nil and b == nil then return end
-        error(who .. ": the records must be numbers, got " .. (b ~= nil and "a key/value pair"
-          or "a " .. type(a)), 0)
+        records_error(who .. ": the records must be numbers, got " .. (b ~= nil and "a key/value pair"
+          or "a " .. type(a)))
       end
       n = n + 1
       local d = a - mean

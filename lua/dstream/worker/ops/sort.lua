@@ -7,15 +7,21 @@
 -- driver. Keys compare as dstream.ordering says. Registered into dstream.worker.
 local ordering = require("dstream.ordering")
 local table_new = require("table.new")
+local task = require("dstream.worker.task")
 
 return function(W)
   local operators, terminals = W.operators, W.terminals
   local shipped, emit = W.shipped, W.emit
-  local check, less = ordering.check, ordering.less
-  local type, error, floor = type, error, math.floor
+  local less = ordering.less
+  local type, floor, pcall = type, math.floor, pcall
+  local not_pair, nil_key, records_error = task.not_pair, task.nil_key, task.records_error
 
-  local function not_pair(who)
-    error(who .. ": a record is a single value, not a key/value pair (return key, value from map)", 0)
+  -- A key of another kind than the keys before it (or no order at all): the records are
+  -- wrong, so the task is not retried. Called only off the per-record fast path.
+  local function check(k, kind, who)
+    local ok, r = pcall(ordering.check, k, kind, who)
+    if ok then return r end
+    records_error(r)
   end
 
   -- The key of a record (a, b): spec.fn(a, b) (sort_by, top's key), or the pair's key a,
@@ -37,11 +43,6 @@ return function(W)
       end
     end
     return function(a) return a end
-  end
-
-  -- A record with a nil key but a value (nil, v): refused as the keyed operators do.
-  local function nil_key(who, b)
-    W.key_hash(nil, who, b)
   end
 
   -- Sampling job: up to spec.size keys of the partition, a uniform reservoir (the random
