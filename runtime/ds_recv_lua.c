@@ -116,8 +116,10 @@ static int thread_body(lua_State *L) {
   lua_getglobal(L, "require");
   lua_pushliteral(L, "dstream.core");
   lua_call(L, 1, 1);
-  static const char *const driver_only[] = {"run", "stop_loop", "timer", "signal", "pool_new",
-                                            "http_server", NULL};
+  static const char *const driver_only[] = {"run",         "stop_loop",     "timer",
+                                            "signal",      "pool_new",      "http_server",
+                                            "lua_receiver", "socket_source", "file_source",
+                                            NULL};
   for (const char *const *n = driver_only; *n; n++) {
     lua_pushcfunction(L, not_here);
     lua_setfield(L, -2, *n);

@@ -134,6 +134,21 @@ describe("receiver_stream errors and restarts", function()
     assert.are.same({ "run 1", "stop 1", "run 2", "stop 2", "run 3", "stop 3" }, all)
   end)
 
+  it("keeps the driver's API off the receiver's thread", function()
+    local ctx, input = receiver_job({ workers = 1 }, {
+      on_start = function(self)
+        local ok, err = pcall(function() require("dstream.core").run("nowait") end)
+        self:store(tostring(err))
+        require("dstream").context {}
+      end,
+    })
+    ctx:start()
+    wait_until(function() return stats(input).errors >= 1 end, "the raise")
+    assert.truthy(stats(input).last_error:find("contexts and actions run on the driver", 1, true))
+    ctx:advance(1)
+    ctx:stop()
+  end)
+
   it("refuses a receiver without on_start, or one that cannot travel, at the caller's line", function()
     H.with_context({ workers = 1 }, function(ctx)
       local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() ctx:receiver_stream({}) end)
@@ -146,6 +161,23 @@ describe("receiver_stream errors and restarts", function()
       assert.truthy(tostring(err):find("unknown option 'max_rat'", 1, true), err)
       ctx:queue_stream({}):foreach_rdd(function() end)
     end)
+  end)
+end)
+
+describe("receiver_stream with max_rate", function()
+  it("holds store() in the receiver's thread instead of dropping records", function()
+    local ctx, input, got = receiver_job({ workers = 2 }, {
+      on_start = function(self) for i = 1, 600 do self:store(i) end end,
+    }, { max_rate = 2000 })
+    ctx:start()
+    wait_until(function() return stats(input).state == "finished" end, "600 records at 2000 a second")
+    local st = stats(input)
+    assert.are.equal(2000, st.max_rate)
+    assert.are.equal(2000, st.rate_limit)
+    assert.is_true(st.pauses >= 1) -- 600 records are more than the bucket's tenth of a second
+    ctx:advance(1)
+    ctx:stop()
+    assert.are.same({ H.range(1, 600) }, got)
   end)
 end)
 
