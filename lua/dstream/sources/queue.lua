@@ -113,6 +113,7 @@ function M.queue_stream(self, batches, opts)
   s.on_batch_done = function(_, time)
     s.done_pos = s.pos_at[time] or s.done_pos
     for t in pairs(s.pos_at) do if t <= time then s.pos_at[t] = nil end end
+    for t in pairs(s.sealed) do if t <= time then s.sealed[t] = nil end end -- no output read it
   end
   s.position = function() return s.done_pos end
   s.restore = function(_, pos)
