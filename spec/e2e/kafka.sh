@@ -25,38 +25,8 @@ source "$(dirname "$0")/lib/common.bash"
 command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
 JOB=$JOBS/kafka_count.lua
 
-# make_text SEED LINES FILE: deterministic lines of words (no empty lines: kcat skips them).
-make_text() {
-  awk -v seed="$1" -v n="$2" 'BEGIN {
-    srand(seed)
-    split("the a stream batch window kafka broker partition offset record key value " \
-          "topic group commit lag worker driver block state time", v, " ")
-    for (i = 1; i <= n; i++) {
-      k = 1 + int(rand() * 9)
-      line = ""
-      for (j = 1; j <= k; j++) {
-        w = (rand() < 0.2) ? ("w" int(rand() * 300)) : v[1 + int(rand() * 21)]
-        line = line (j > 1 ? " " : "") w
-      }
-      print line
-    }
-  }' >"$3"
-}
-
 # ---- the embedded broker in its own process, commands through a FIFO ----
-mkfifo "$WORK/mockctl"
-exec 3<>"$WORK/mockctl" # read-write: opens without waiting, and keeps the mock's stdin open
-# Not through bg: a background command's stdin is /dev/null unless redirected on the spot.
-"$DSTREAM" kafka-mock --brokers 3 words:4 more:4 out:2 exact:2 restart:4 ckpt:3 twophase:3 txnout:1 \
-  <"$WORK/mockctl" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-MOCK_PID=$!
-E2E_PIDS+=("$MOCK_PID")
-if ! wait_until 10 eval '[ -s "$WORK/mock.out" ]'; then
-  not_ok "dstream kafka-mock prints its bootstrap address"
-  show stderr "$WORK/mock.err"
-  finish
-fi
-BOOT=$(head -n 1 "$WORK/mock.out")
+start_kafka_mock --brokers 3 words:4 more:4 out:2 exact:2 restart:4 ckpt:3 twophase:3 txnout:1
 check "dstream kafka-mock prints a bootstrap address of 3 brokers on 127.0.0.1 ($BOOT)" \
   eval '[[ "$BOOT" =~ ^127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+,127\.0\.0\.1:[0-9]+$ ]]'
 mock_cmd() { # mock_cmd COMMAND: sends it and waits for the mock's "ok COMMAND" reply

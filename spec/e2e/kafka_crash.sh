@@ -26,32 +26,10 @@ T_START=$SECONDS
 now_ms() { date +%s%3N; }
 
 # ---- the broker in its own process ----
-mkfifo "$WORK/mockctl"
-exec 3<>"$WORK/mockctl" # keeps the mock's stdin open
-"$DSTREAM" kafka-mock words:4 <"$WORK/mockctl" >"$WORK/mock.out" 2>"$WORK/mock.err" &
-E2E_PIDS+=("$!")
-if ! wait_until 10 eval '[ -s "$WORK/mock.out" ]'; then
-  not_ok "dstream kafka-mock prints its bootstrap address"
-  show stderr "$WORK/mock.err"
-  finish
-fi
-BOOT=$(head -n 1 "$WORK/mock.out")
+start_kafka_mock words:4
 
 # ---- the input: CHUNKS chunks of 150 lines, produced by kcat all through the kills ----
-awk -v seed=41 -v n=$((CHUNKS * 150)) 'BEGIN {
-  srand(seed)
-  split("the a stream batch window kafka broker partition offset record key value " \
-        "topic group commit lag worker driver block state time", v, " ")
-  for (i = 1; i <= n; i++) {
-    k = 1 + int(rand() * 9)
-    line = ""
-    for (j = 1; j <= k; j++) {
-      w = (rand() < 0.2) ? ("w" int(rand() * 300)) : v[1 + int(rand() * 21)]
-      line = line (j > 1 ? " " : "") w
-    }
-    print line
-  }
-}' >"$WORK/input.txt"
+make_text 41 $((CHUNKS * 150)) "$WORK/input.txt"
 TOTAL=$(wc -l <"$WORK/input.txt")
 split -l 150 -d -a 3 "$WORK/input.txt" "$WORK/chunk-"
 # One chunk every 2.8 s into partition (chunk number mod 4); the last 3 chunks only once the

@@ -166,3 +166,39 @@ word_counts() {
   local f
   for f in "$@"; do cat "$f"; echo; done | tr -s ' \t' '\n\n' | grep -v '^$' | sort | uniq -c | awk '{ print $2, $1 }' | sort
 }
+
+# make_text SEED LINES FILE: deterministic lines of words (no empty lines: kcat skips them).
+make_text() {
+  awk -v seed="$1" -v n="$2" 'BEGIN {
+    srand(seed)
+    split("the a stream batch window kafka broker partition offset record key value " \
+          "topic group commit lag worker driver block state time", v, " ")
+    for (i = 1; i <= n; i++) {
+      k = 1 + int(rand() * 9)
+      line = ""
+      for (j = 1; j <= k; j++) {
+        w = (rand() < 0.2) ? ("w" int(rand() * 300)) : v[1 + int(rand() * 21)]
+        line = line (j > 1 ? " " : "") w
+      }
+      print line
+    }
+  }' >"$3"
+}
+
+# start_kafka_mock ARGS...: the embedded broker (`dstream kafka-mock ARGS`) in its own process,
+# commands through the FIFO $WORK/mockctl (fd 3 keeps its stdin open). Sets MOCK_PID and BOOT
+# (its bootstrap address), or ends the file when none is printed within 10 s.
+start_kafka_mock() {
+  mkfifo "$WORK/mockctl"
+  exec 3<>"$WORK/mockctl"
+  # Not through bg: a background command's stdin is /dev/null unless redirected on the spot.
+  "$DSTREAM" kafka-mock "$@" <"$WORK/mockctl" >"$WORK/mock.out" 2>"$WORK/mock.err" &
+  MOCK_PID=$!
+  E2E_PIDS+=("$MOCK_PID")
+  if ! wait_until 10 eval '[ -s "$WORK/mock.out" ]'; then
+    not_ok "dstream kafka-mock prints its bootstrap address"
+    show stderr "$WORK/mock.err"
+    finish
+  fi
+  BOOT=$(head -n 1 "$WORK/mock.out")
+}
