@@ -66,11 +66,12 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3 })) do
           self:store_pairs({ "a", "b" }, { 1, 2 })
           self:store_pairs({ { "a", 10 }, { "c", 3 } })
           self:store("b", 20)
+          self:store("d", false) -- a pair whose value is false
         end,
       })
       local got_words, got_counts = {}, {}
       words:foreach_rdd(function(rdd) got_words[#got_words + 1] = rdd:collect() end)
-      counts:reduce_by_key(function(a, b) return a + b end)
+      counts:reduce_by_key(function(a, b) return (a or 0) + (b or 0) end)
         :foreach_rdd(function(rdd) got_counts[#got_counts + 1] = H.to_map(rdd:collect()) end)
       ctx:start()
       wait_until(function() return stats(words).state == "finished" and stats(counts).state == "finished" end,
@@ -78,7 +79,7 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3 })) do
       ctx:advance(1)
       ctx:stop()
       assert.are.same({ { "to", "be", "or", "not", "to", "be" } }, got_words)
-      assert.are.same({ { a = 11, b = 22, c = 3 } }, got_counts)
+      assert.are.same({ { a = 11, b = 22, c = 3, d = false } }, got_counts)
     end)
   end)
 end

@@ -93,8 +93,7 @@ function M.run(handle, blob, name)
       pairs_mode = pair
     end
     n = n + 1
-    vals[n] = pair and w or v
-    if pair then keys[n] = v end
+    if pair then keys[n], vals[n] = v, w else vals[n] = v end
     if n >= ctl.chunk_max or ctl.tick ~= seen_tick then flush() end
   end
   -- store_many(list): the records of a list, handed over now.
