@@ -55,8 +55,10 @@ function Clock:_run_batch(batch)
       local ok, err = pcall(out.fn, r, batch.time)
       if not ok then
         err = tostring(err)
-        -- Task failures already say where; a driver-side error gets the batch and the output.
-        if not err:find("task failed after", 1, true) then
+        -- Task failures (and out of memory) already say where; a driver-side error gets the
+        -- batch and the output.
+        if not err:find("task failed after", 1, true)
+          and not err:find(string.format("in batch %d ms", batch.time), 1, true) then
           err = string.format("batch %d ms, output operation %d: %s", batch.time, i, err)
         end
         error(err, 0)
