@@ -4,7 +4,9 @@
 --   dstream --checkpoint DIR examples/kafka_exactly_once.lua
 --        an embedded broker in this process (no Kafka needed): produces data/streams.txt 5
 --        times into topic "lines", counts until every message is in the state, and prints
---        the top words and the group's committed offsets
+--        the top words and the group's committed offsets. The embedded broker lives and dies
+--        with the process, so each run needs a fresh DIR (a DIR from an earlier run holds the
+--        offsets of a broker that is gone: the job refuses it and says so)
 --   dstream --checkpoint DIR examples/kafka_exactly_once.lua --brokers HOST:PORT [--seconds N]
 --        a real Kafka: reads "lines", writes "word count" updates to "word-counts"; kill it
 --        (even with kill -9) and start it again with the same DIR: the counts go on exactly

@@ -1,12 +1,13 @@
 -- examples/stateful_wordcount.lua: running word totals across batches with
 -- update_state_by_key, and per-word "new record" alerts with map_with_state.
 --
---   dstream examples/stateful_wordcount.lua            built-in source (ends after 4 batches)
+--   dstream examples/stateful_wordcount.lua            built-in source: 4 batches on a manual
+--                                                      clock (the third is empty), then it ends
 --   dstream examples/stateful_wordcount.lua HOST PORT  words from a TCP text server
 local dstream = require("dstream")
 
 local host, port = arg[1], tonumber(arg[2])
-local ctx = dstream.context { batch = "1s", name = "stateful_wordcount" }
+local ctx = dstream.context { batch = "1s", name = "stateful_wordcount", clock = port and "system" or "manual" }
 
 local lines
 if port then
@@ -57,6 +58,6 @@ ctx:start()
 if port then
   ctx:await_termination()
 else
-  ctx:await_termination(4.5)
-  ctx:stop { graceful = true }
+  ctx:advance(4)
+  ctx:stop()
 end
