@@ -15,42 +15,14 @@
 
 #include "check.h"
 
-/* Seals the store into one partition and compares its DS_FMT_LINES records with `want`. */
-static void check_records(ds_store *s, const char **want, int nwant) {
-  ds_sealed *sb;
-  CHECK_INT(ds_store_seal(s, 1, &sb), ==, 0);
-  CHECK_INT(sb->count, ==, nwant);
-  int i = 0;
-  ds_part *p = &sb->parts[0];
-  for (int k = 0; k < p->nslices; k++) {
-    const char *d = p->slices[k].data, *end = d + p->slices[k].len;
-    while (d < end) {
-      uint32_t len;
-      memcpy(&len, d, 4);
-      char rec[256];
-      CHECK(len < sizeof rec);
-      memcpy(rec, d + 4, len);
-      rec[len] = 0;
-      CHECK(i < nwant);
-      CHECK_STR(rec, want[i]);
-      i++;
-      d += 4 + len;
-    }
-  }
-  CHECK_INT(i, ==, nwant);
-  ds_sealed_free(sb);
-}
-
 static uv_loop_t loop;
 static char dir[128];
 
+/* Writes text to dir/name. */
 static void write_file(const char *name, const char *text) {
   char path[256];
   snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "w");
-  CHECK(f != NULL);
-  CHECK_INT(fwrite(text, 1, strlen(text), f), ==, strlen(text));
-  CHECK_INT(fclose(f), ==, 0);
+  check_write_file(path, text, strlen(text));
 }
 
 /* The way producers are told to publish: write under a dot name, then rename into place. */
@@ -127,7 +99,7 @@ static void test_scan(void) {
   CHECK_INT(st.bytes, ==, strlen("one\ntwo\r\nthree") + strlen("four\nxxxxxxxxxxxxxxxxxxxx\nfive\n"));
   CHECK_STR(st.last_error, "cannot read 'j.fifo': not a regular file");
   const char *want[] = {"one", "two", "three", "four", "five"};
-  check_records(store, want, 5);
+  check_store_lines(store, want, 5);
 
   /* Nothing is read twice, and failed entries are not retried. */
   CHECK_INT(ds_recv_file_scan(r), ==, 0);
@@ -153,12 +125,6 @@ static ds_store *watched_store;
 static uv_timer_t monitor, guard;
 static int watched_closed;
 
-static void on_guard(uv_timer_t *t) {
-  (void)t;
-  fprintf(stderr, "test timed out: the moved-in file was never read\n");
-  abort();
-}
-
 static void on_monitor(uv_timer_t *t) {
   if (ds_store_pending(watched_store) == 0) return;
   uv_close((uv_handle_t *)t, NULL);
@@ -173,12 +139,11 @@ static void test_watch(void) {
   put_file("i.txt", "six\n");
   uv_timer_init(&loop, &monitor);
   uv_timer_start(&monitor, on_monitor, 5, 5);
-  uv_timer_init(&loop, &guard);
-  uv_timer_start(&guard, on_guard, 20000, 0);
+  check_guard_start(&loop, &guard, 20000, "the moved-in file was never read");
   uv_run(&loop, UV_RUN_DEFAULT);
   CHECK_INT(watched_closed, ==, 1);
   const char *want[] = {"six"};
-  check_records(watched_store, want, 1);
+  check_store_lines(watched_store, want, 1);
   ds_store_free(watched_store);
 }
 
@@ -197,7 +162,7 @@ static void test_existing_files(void) {
   CHECK_INT(ds_recv_file_mark_seen(r, "gone.txt", &ct), ==, -ENOENT); /* nothing to remember */
   CHECK_INT(ds_recv_file_scan(r), ==, 3);                 /* a.txt, b.log, i.txt */
   const char *want[] = {"one", "two", "three", "four", "xxxxxxxxxxxxxxxxxxxx", "five", "six"};
-  check_records(store, want, 7);
+  check_store_lines(store, want, 7);
   ds_recv_stats st;
   ds_recv_file_stats(r, &st);
   CHECK_INT(st.errors, ==, 3);
@@ -214,11 +179,11 @@ static void test_bad_dirs(void) {
   char err[256], path[256];
   snprintf(path, sizeof path, "%s/missing", dir);
   CHECK_INT(ds_recv_file_start(&loop, path, store, NULL, &r, err, sizeof err), ==, -ENOENT);
-  CHECK(strstr(err, path) != NULL);
-  CHECK(strstr(err, "does not exist") != NULL);
+  CHECK_HAS(err, path);
+  CHECK_HAS(err, "does not exist");
   snprintf(path, sizeof path, "%s/a.txt", dir);
   CHECK_INT(ds_recv_file_start(&loop, path, store, NULL, &r, err, sizeof err), ==, -ENOTDIR);
-  CHECK(strstr(err, path) != NULL);
+  CHECK_HAS(err, path);
   CHECK(r == NULL);
   ds_store_free(store);
 }
@@ -284,7 +249,7 @@ static void test_window(void) {
   CHECK_INT(rename(from, to), ==, 0);
   CHECK_INT(ds_recv_file_scan(r), ==, 1);
   const char *want_a[] = {"a"};
-  check_records(store, want_a, 1);
+  check_store_lines(store, want_a, 1);
   CHECK_INT(count_remembered(r), ==, 1);
 
   /* Within the window the name is remembered: rewritten in place, it is not read again. */
@@ -340,7 +305,7 @@ static void test_restart_window(void) {
   CHECK_INT(ds_recv_file_mark_seen(r, "x.txt", &x_ctime), ==, 0);
   CHECK_INT(ds_recv_file_scan(r), ==, 1);
   const char *want_y[] = {"y"};
-  check_records(store, want_y, 1);
+  check_store_lines(store, want_y, 1);
   stop_and_wait(r);
 
   /* A checkpoint taken a day later carries a threshold past both: a restart with no names
@@ -445,15 +410,9 @@ static void test_event_burst(void) {
   ds_store_free(store);
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
-  (void)sb, (void)flag, (void)ftw;
-  return remove(path);
-}
-
 int main(void) {
   CHECK_INT(uv_loop_init(&loop), ==, 0);
-  snprintf(dir, sizeof dir, "/tmp/ds_recv_file.XXXXXX");
-  CHECK(mkdtemp(dir) != NULL);
+  check_temp_dir(dir, sizeof dir, "ds_recv_file");
   test_scan();
   test_watch();
   test_existing_files();
@@ -464,7 +423,7 @@ int main(void) {
   test_forget_cost();
   test_event_burst();
   snprintf(dir, sizeof dir, "%s", top);
-  CHECK_INT(nftw(dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS), ==, 0);
+  check_remove_tree(dir);
   CHECK_INT(uv_loop_close(&loop), ==, 0);
   printf("test_recv_file: ok\n");
   return 0;
