@@ -119,6 +119,29 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 3 })) do
       end)
     end
 
+    it("long keys, and a key table the user's function reuses and changes for every record", function()
+      local input = { {} }
+      for i = 1, 40 do input[1][i] = i end
+      local results = H.run(cfg, input, function(s)
+        local key = {} -- one table, changed for every record: keys are copied, not kept
+        local long = s:map(function(i) return { "a", i % 3, i % 2 == 0, "b", i % 5, "c" }, 1 end)
+          :reduce_by_key(add)
+        local reused = s:map(function(i)
+          key[1], key[2] = "k", i % 4
+          return key, i
+        end):reduce_by_key(add)
+        return long:union(reused)
+      end)
+      local want = {}
+      for i = 1, 40 do
+        local k1 = key_text({ "a", i % 3, i % 2 == 0, "b", i % 5, "c" })
+        want[k1] = (want[k1] or 0) + 1
+        local k2 = key_text({ "k", i % 4 })
+        want[k2] = (want[k2] or 0) + i
+      end
+      assert.are.same(want, by_key(results[1], "long and reused keys"))
+    end)
+
     it("join, left_outer_join and cogroup match array keys of both sides by value", function()
       -- the other side: a running number per record, keys rebuilt (other tables, same values)
       local other = {}

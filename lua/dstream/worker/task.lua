@@ -10,7 +10,8 @@ local ship = require("dstream.ship")
 local BUFFER_KEEP = require("dstream.core").limits().buffer_keep_bytes
 
 local C = ffi.C
-local type, error, pairs = type, error, pairs
+local type, error, pairs, next = type, error, pairs, next
+local getmetatable, setmetatable = getmetatable, setmetatable
 local ffi_string, ffi_cast = ffi.string, ffi.cast
 local FMT_SBUF = cdefs.FMT_SBUF
 
@@ -140,46 +141,68 @@ end
 -- representative when the key is not in its table yet (a plain key pays at most a type check
 -- there), and every later lookup is by reference. Representatives are copies (a record's
 -- own table may be reused or changed by the user's code), weakly held: a key nothing uses any
--- more goes away. Across a shuffle a key is encoded as the array it is and becomes the
--- representative of the receiving VM; a restored checkpoint's keys too (rekey).
-local reps = setmetatable({}, { __mode = "v" })     -- canonical form -> representative
-local canon_of = setmetatable({}, { __mode = "k" }) -- representative -> canonical form
+-- more goes away. They are marked by a protected metatable (getmetatable gives REP, which
+-- string.buffer and JSON ignore, and setmetatable refuses): a check that costs a field load,
+-- where a weak-keyed set of them cost a third of the time of a composite key in collections.
+-- Across a shuffle a key is encoded as the array it is and becomes the representative of the
+-- receiving VM; a restored checkpoint's keys too (rekey).
+local REP = "dstream key"
+local REP_MT = { __metatable = REP }
+local reps = setmetatable({}, { __mode = "v" }) -- canonical form -> representative
 local canon_buf = buffer.new()
 
+-- An element of an array key, appended to its canonical form in b: "s<len>:<bytes>",
+-- "i<digits>;" (integers below 1e14, the digits `put` writes exactly), "n<%.17g>;", "T;", "F;".
+local function put_element(b, x, i, k, who, v)
+  local tx = type(x)
+  if tx == "string" then
+    b:put("s", #x, ":", x)
+  elseif tx == "number" then
+    if x ~= x then bad_key(who, k, v, "an array key holds NaN") end
+    if x % 1 == 0 and x > -1e14 and x < 1e14 then
+      b:put("i", x == 0 and 0 or x, ";") -- (-0 is 0)
+    else
+      b:putf("n%.17g;", x)
+    end
+  elseif tx == "boolean" then
+    b:put(x and "T;" or "F;")
+  elseif tx == "nil" then
+    bad_key(who, k, v, "an array key has a hole at [" .. i .. "]")
+  else
+    bad_key(who, k, v, "an array key holds a " .. tx .. " at [" .. i .. "]")
+  end
+end
+
+-- k has entries besides 1..n: which (the error path only).
+local function not_array(k, n, who, v)
+  for f in pairs(k) do
+    if type(f) == "number" and f % 1 == 0 and f > n then
+      bad_key(who, k, v, "an array key has a hole before [" .. f .. "]")
+    elseif type(f) ~= "number" or f < 1 or f % 1 ~= 0 then
+      bad_key(who, k, v, "a table key must be an array, this one has other fields")
+    end
+  end
+end
+
+-- The canonical form of an array key, or an error naming who and the pair. Keys of up to 4
+-- elements take no loop: a loop this short, run per record, gets a trace of its own, which
+-- the per-record loop that calls it cannot contain (its trace aborts: the whole stage would
+-- run in the interpreter, 10 times slower). Exactly n entries: the (n+1)th next() is nil.
 local function canonical(k, who, v)
   local n = #k
   local b = canon_buf:reset()
-  for i = 1, n do
-    local x = k[i]
-    local tx = type(x)
-    if tx == "string" then
-      b:put("s", #x, ":", x)
-    elseif tx == "number" then
-      if x ~= x then bad_key(who, k, v, "an array key holds NaN") end
-      -- Integers below 2^53 as digits (exact), others with every digit; -0 is 0.
-      if x % 1 == 0 and x > -9007199254740992 and x < 9007199254740992 then
-        b:putf("i%.0f;", x == 0 and 0 or x)
-      else
-        b:putf("n%.17g;", x)
-      end
-    elseif tx == "boolean" then
-      b:put(x and "T" or "F")
-    elseif tx == "nil" then
-      bad_key(who, k, v, "an array key has a hole at [" .. i .. "]")
-    else
-      bad_key(who, k, v, "an array key holds a " .. tx .. " at [" .. i .. "]")
-    end
-  end
-  local fields = 0
-  for _ in pairs(k) do fields = fields + 1 end
-  if fields ~= n then
-    for f in pairs(k) do
-      if type(f) == "number" and f % 1 == 0 and f > n then
-        bad_key(who, k, v, "an array key has a hole before [" .. f .. "]")
-      elseif type(f) ~= "number" or f < 1 or f % 1 ~= 0 then
-        bad_key(who, k, v, "a table key must be an array, this one has other fields")
-      end
-    end
+  if n <= 4 then
+    local f = next(k)
+    if n >= 1 then put_element(b, k[1], 1, k, who, v) f = next(k, f) end
+    if n >= 2 then put_element(b, k[2], 2, k, who, v) f = next(k, f) end
+    if n >= 3 then put_element(b, k[3], 3, k, who, v) f = next(k, f) end
+    if n >= 4 then put_element(b, k[4], 4, k, who, v) f = next(k, f) end
+    if f ~= nil then not_array(k, n, who, v) end
+  else
+    for i = 1, n do put_element(b, k[i], i, k, who, v) end
+    local fields = 0
+    for _ in pairs(k) do fields = fields + 1 end
+    if fields ~= n then not_array(k, n, who, v) end
   end
   return b:tostring()
 end
@@ -189,13 +212,18 @@ end
 function M.key_of(k, who, v)
   local tk = type(k)
   if tk == "table" then
-    if canon_of[k] then return k end
+    if getmetatable(k) == REP then return k end
     local c = canonical(k, who, v)
     local rep = reps[c]
     if rep == nil then
-      rep = {}
-      for i = 1, #k do rep[i] = k[i] end
-      reps[c], canon_of[rep] = rep, c
+      local n = #k
+      if n <= 4 then -- (no loop: see canonical)
+        rep = setmetatable({ k[1], k[2], k[3], k[4] }, REP_MT)
+      else
+        rep = setmetatable({}, REP_MT)
+        for i = 1, n do rep[i] = k[i] end
+      end
+      reps[c] = rep
     end
     return rep
   end
@@ -214,7 +242,7 @@ local key_of = M.key_of
 function M.rekey(t)
   local arrays
   for k in pairs(t) do
-    if type(k) == "table" and not canon_of[k] then
+    if type(k) == "table" and getmetatable(k) ~= REP then
       arrays = arrays or {}
       arrays[#arrays + 1] = k
     end
@@ -245,7 +273,7 @@ function M.key_hash(k, who, v)
   end
   if tk == "boolean" then return k and 1 or 0 end
   if tk == "table" then
-    local c = canon_of[k] or canonical(k, who, v)
+    local c = canonical(k, who, v)
     local h = C.ds_hash_bytes(c, #c)
     return h
   end
