@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 static int log_level = DS_LOG_WARN;
 static const char *level_names[] = {"error", "warn", "info", "debug"};
@@ -24,6 +25,13 @@ void ds_log(int level, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(line, sizeof line, fmt, ap);
   va_end(ap);
+  /* The local time of day to the millisecond, as Spark's and Flink's logs carry one: when a
+   * receiver reconnected or a job fell behind is part of the message. */
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  localtime_r(&ts.tv_sec, &tm);
   /* One fprintf per line so lines from different threads do not interleave. */
-  fprintf(stderr, "dstream: %s: %s\n", level_names[level], line);
+  fprintf(stderr, "dstream: %02d:%02d:%02d.%03ld %s: %s\n", tm.tm_hour, tm.tm_min, tm.tm_sec,
+          ts.tv_nsec / 1000000, level_names[level], line);
 }

@@ -1,5 +1,5 @@
 /* ds_log.h - leveled diagnostics on stderr for conditions that are not errors of a call
- * (a receiver reconnecting, a file skipped). Errors of a call are returned, never logged
+ * (a receiver reconnecting, a file skipped), one line each: `dstream: HH:MM:SS.mmm level: ...`. Errors of a call are returned, never logged
  * from below main. The level is process-wide and set once from the command line. */
 #ifndef DS_LOG_H
 #define DS_LOG_H

@@ -394,10 +394,14 @@ static int open_file(ds_recv_file *r, name_entry *e) {
   r->line_base = r->lines.lines;
   ds_recv_lines_reset(&r->lines);
   part_open(r);
+  ds_log(DS_LOG_DEBUG, "text_file_stream %s: reading '%s' (%lld bytes, from byte %llu)", r->dir, name,
+         (long long)sb.st_size, (unsigned long long)r->cur_off);
   return 0;
 }
 
 static void close_file(ds_recv_file *r) {
+  ds_log(DS_LOG_DEBUG, "text_file_stream %s: read '%s' to its end (byte %llu)", r->dir, r->cur_name,
+         (unsigned long long)r->cur_end);
   ds_recv_file_part *p = part_current(r);
   if (p) {
     p->end = r->cur_end;

@@ -199,6 +199,7 @@ static void on_rate_timer(uv_timer_t *t) {
     return;
   }
   r->st.throttled = 0;
+  ds_log(DS_LOG_DEBUG, "socket %s: reading again (under its rate limit)", r->name);
   int rc = uv_read_start((uv_stream_t *)&r->tcp, on_alloc, on_read);
   if (rc < 0) close_tcp(r, uv_strerror(rc));
 }
@@ -209,6 +210,7 @@ static void throttle_if_needed(ds_recv_socket *r) {
   uv_read_stop((uv_stream_t *)&r->tcp);
   r->st.throttled = 1;
   r->st.pauses++;
+  ds_log(DS_LOG_DEBUG, "socket %s: paused reading (over its rate limit)", r->name);
   uv_timer_start(&r->rate_timer, on_rate_timer, ds_recv_rate_wait_ms(&r->bucket), 0);
 }
 
@@ -278,8 +280,9 @@ static void on_connect(uv_connect_t *req, int status) {
   r->ever_connected = 1;
   r->got_data = 0;
   r->st.connected = 1;
-  if (r->logged_down) ds_log(DS_LOG_WARN, "socket %s: connected", r->name);
-  else ds_log(DS_LOG_INFO, "socket %s: connected", r->name);
+  /* Connecting is news, not a problem: info, even after a warned disconnect (whose warning
+   * says it reconnects). */
+  ds_log(DS_LOG_INFO, "socket %s: connected", r->name);
   r->logged_down = 0;
   set_keepalive(r);
   if (r->idle_ms) uv_timer_start(&r->idle_timer, on_idle, r->idle_ms, 0);

@@ -475,6 +475,13 @@ function Context:stop(opts, graceful_arg)
       self:_generate((self.next_time or (self.time + self.batch_ms)))
     end
   else
+    if #self.queue > 0 then -- generated, never run: their input is not processed by this run
+      local times = {}
+      for i, b in ipairs(self.queue) do times[i] = string.format("%d", b.time) end
+      core.log("warn", string.format("stop: %d queued batch(es) dropped without running (%s ms)%s",
+        #self.queue, table.concat(times, ", "), self.checkpoint_dir
+          and "; a restart from the checkpoint runs them again" or ""))
+    end
     self.queue = {}
   end
   self.stopping = true

@@ -92,7 +92,7 @@ progress='local c = require("dstream").context { batch = "200ms", workers = 1, n
   c:rate_stream { rows_per_second = 50 }:foreach_rdd(function(r) r:count() end)
   c:start(); c:await_termination(1.3); c:stop()'
 timeout 30 "$DSTREAM" --log-level info -e "$progress" >/dev/null 2>"$WORK/progress.log"
-nlog=$(grep -c '^dstream: info: batch [0-9]* ms: 10 records, processing [0-9.]* m\?s, scheduling delay [0-9.]* m\?s, total delay [0-9.]* m\?s$' "$WORK/progress.log")
+nlog=$(grep -c '^dstream: [0-9:.]* info: batch [0-9]* ms: 10 records, processing [0-9.]* m\?s, scheduling delay [0-9.]* m\?s, total delay [0-9.]* m\?s$' "$WORK/progress.log")
 check "stderr not a terminal, --log-level info: one log line per batch ($nlog)" [ "$nlog" -ge 4 ]
 timeout 30 "$DSTREAM" -e "$progress" >/dev/null 2>"$WORK/progress.quiet"
 check "stderr not a terminal, default log level: no progress lines" [ ! -s "$WORK/progress.quiet" ]

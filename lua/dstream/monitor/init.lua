@@ -228,6 +228,10 @@ function Monitor:start(level)
   self.status_line = want and on_tty
   self.stdout_tty = core.isatty(1)
   self.log_batches = not self.status_line and core.log_level() ~= "error" and core.log_level() ~= "warn"
+  if not self.delay_watched then -- (at every log level: dstream.monitor.progress)
+    self.delay_watched = true
+    ctx:_listen("batch_completed", function(b) self:_watch_delay(b) end)
+  end
   if (self.status_line or self.log_batches) and not self.progress_listening then
     -- After the listeners registered so far: their output comes before the status line.
     self.progress_listening = true
