@@ -1,0 +1,63 @@
+-- What a user sees of a job that cannot keep up (issue 18 item 2): a warning at the default log
+-- level once batches wait longer than the batch interval, another once it has caught up; a
+-- hard stop names the queued batches it drops; log lines carry the time of day.
+package.path = "spec/helpers/?.lua;" .. package.path
+local H = require("engine")
+
+local STAMP = "dstream: %d%d:%d%d:%d%d%.%d%d%d warn: "
+
+describe("a job falling behind", function()
+  it("is warned about at the default log level, and so is its catching up", function()
+    -- 20 rows a second, 500 ms batches, one worker: 90 ms per row for the first 60 rows
+    -- (900 ms per batch, over the interval), then 1 ms.
+    local out = H.run_script([[
+      local dstream = require("dstream")
+      local ctx = dstream.context { batch = "500ms", workers = 1, partitions = 1, name = "slowjob" }
+      ctx:rate_stream { rows_per_second = 20 }
+        :map(function(x) local t = os.clock() + (x < 60 and 0.09 or 0.001) while os.clock() < t do end return x end)
+        :foreach_rdd(function(r) r:count() end)
+      ctx:start()
+      ctx:await_termination(12)
+      ctx:stop()
+      print("SCRIPT-OK")
+    ]])
+    assert.truthy(out:find("SCRIPT-OK", 1, true), out)
+    local behind = out:match(STAMP .. "(slowjob is falling behind: [^\n]*)")
+    assert.truthy(behind, out)
+    assert.truthy(behind:find("more than the 500 ms batch interval", 1, true), behind)
+    assert.truthy(behind:find("batch(es) queued", 1, true), behind)
+    local caught = out:match(STAMP .. "(slowjob has caught up: [^\n]*)")
+    assert.truthy(caught, out)
+    assert.truthy(out:find("falling behind", 1, true) < out:find("caught up", 1, true))
+  end)
+
+  it("says nothing when batches keep up", function()
+    local out = H.run_script([[
+      local dstream = require("dstream")
+      local ctx = dstream.context { batch = "200ms", workers = 1 }
+      ctx:rate_stream { rows_per_second = 50 }:foreach_rdd(function(r) r:count() end)
+      ctx:start()
+      ctx:await_termination(1.5)
+      ctx:stop { graceful = true }
+      print("SCRIPT-OK")
+    ]])
+    assert.truthy(out:find("SCRIPT-OK", 1, true), out)
+    assert.falsy(out:find("falling behind", 1, true), out)
+  end)
+
+  it("a hard stop names the queued batches it drops", function()
+    local out = H.run_script([[
+      local dstream = require("dstream")
+      local ctx = dstream.context { batch = "100ms", workers = 1, partitions = 1 }
+      ctx:rate_stream { rows_per_second = 20 }
+        :map(function(x) local t = os.clock() + 0.12 while os.clock() < t do end return x end)
+        :foreach_rdd(function(r) r:count() end)
+      ctx:start()
+      ctx:await_termination(1.5)
+      ctx:stop()
+      print("SCRIPT-OK")
+    ]])
+    assert.truthy(out:find("SCRIPT-OK", 1, true), out)
+    assert.truthy(out:match(STAMP .. "stop: %d+ queued batch%(es%) dropped without running %(%d+"), out)
+  end)
+end)
