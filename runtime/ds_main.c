@@ -44,13 +44,17 @@ static void usage(FILE *out) {
           "  -O[opt]             LuaJIT optimiser flags, in the driver and every worker\n"
           "  -                   read the script from standard input\n"
           "  --                  stop handling options\n"
-          "  --workers N         worker threads (default: the number of cores)\n"
+          "  --workers N         worker threads (default: the number of cores); every option\n"
+          "                      with a value takes --name=value too\n"
           "  --worker-memory S   Lua memory limit of each worker, e.g. 512m, 2g (default %s)\n"
           "  --partitions N      default partitions of a batch (default: the number of workers)\n"
-          "  --checkpoint DIR    checkpoint into DIR, and restart from it when it has one\n"
+          "  --checkpoint DIR    checkpoint into DIR (made if missing; its parent must exist),\n"
+          "                      and restart from it when it has one\n"
           "  --log-level L       error, warn, info or debug (default: warn)\n"
           "  --ui ADDR           serve metrics and a live page at ADDR, e.g. 127.0.0.1:4040\n"
-          "  -v, --version       print the version and exit\n"
+          "  --ui-public         let --ui listen on an address other machines can reach\n"
+          "  -v                  print the version and go on (as luajit -v)\n"
+          "  --version           print the version and exit\n"
           "  -h, --help          print this help and exit\n"
           "\n"
           "Options given here are defaults: a job's dstream.context{...} settings win.\n"
@@ -99,61 +103,40 @@ static void add_jit_command(lua_State *L, const char *cmd) {
   lua_pop(L, 2);
 }
 
-/* Calls dstream.context's check `fn` of a setting (parse_workers, parse_worker_memory) on the
- * command line's `val`, so the context and the command line refuse alike, in the same words.
- * Returns 0 when it accepts val (or cannot be asked: the context then reports what is wrong
- * when it is created), 1 after printing why it does not. */
-static int context_check(lua_State *L, const char *fn, const char *opt, const char *val) {
+/* Checks the command line's option `name` (its long name) through dstream.cli's
+ * check_option, so a bad value is reported before any code runs, whether or not the script
+ * makes a context, in the words the context would use. Returns 0 when accepted (a warning is
+ * logged), 1 after printing why not. */
+static int check_option(lua_State *L, const char *name, const char *val) {
   lua_getglobal(L, "require");
-  lua_pushstring(L, "dstream.context");
+  lua_pushstring(L, "dstream.cli");
   if (lua_pcall(L, 1, 1, 0) != 0) {
+    fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
     lua_pop(L, 1);
-    return 0;
+    return 1;
   }
-  lua_getfield(L, -1, fn);
+  lua_getfield(L, -1, "check_option");
   lua_remove(L, -2);
+  lua_pushstring(L, name);
   lua_pushstring(L, val);
-  if (lua_pcall(L, 1, 3, 0) != 0) {
+  if (lua_pcall(L, 2, 2, 0) != 0) {
+    fprintf(stderr, "%s: --%s: %s\n", progname, name, lua_tostring(L, -1));
     lua_pop(L, 1);
-    return 0;
+    return 1;
   }
-  int refused = lua_isnil(L, -3);
+  int refused = lua_isnil(L, -2);
   if (refused) {
-    const char *why = lua_tostring(L, -2);
-    fprintf(stderr, "%s: %s %s\n", progname, opt, why ? why : val);
-  } else if (lua_isstring(L, -1)) { /* accepted, with a warning (a third value) */
-    ds_log(DS_LOG_WARN, "%s %s", opt, lua_tostring(L, -1));
+    const char *why = lua_tostring(L, -1);
+    if (!why) why = "refused";
+    if (strncmp(why, val, strlen(val)) == 0) /* "1k is too small: ..." names the value */
+      fprintf(stderr, "%s: --%s %s\n", progname, name, why);
+    else
+      fprintf(stderr, "%s: --%s %s: %s\n", progname, name, val, why);
+  } else if (lua_isstring(L, -1)) {
+    ds_log(DS_LOG_WARN, "--%s %s", name, lua_tostring(L, -1));
   }
-  lua_pop(L, 3);
+  lua_pop(L, 2);
   return refused;
-}
-
-/* Checks --worker-memory and --workers against what a machine can boot: 0, or 1 after
- * printing why. Values that are not a size or a count are left to the context, which says
- * what it expected when it is created (a script may never create one). */
-static int check_worker_option(lua_State *L, const char *opt, const char *val) {
-  if (strcmp(opt, "--worker-memory") == 0) {
-    lua_getglobal(L, "require");
-    lua_pushstring(L, "dstream.util");
-    if (lua_pcall(L, 1, 1, 0) != 0) {
-      lua_pop(L, 1);
-      return 0; /* the context reports it */
-    }
-    lua_getfield(L, -1, "parse_size");
-    lua_pushstring(L, val);
-    int rc = lua_pcall(L, 1, 1, 0);
-    double bytes = rc == 0 ? lua_tonumber(L, -1) : 0;
-    lua_pop(L, 2);
-    return bytes > 0 ? context_check(L, "parse_worker_memory", opt, val) : 0;
-  }
-  if (strcmp(opt, "--workers") == 0) {
-    char *end;
-    long n = strtol(val, &end, 10);
-    if (end == val || *end || n < 1) return 0;
-    /* (A context warns only about its own workers setting; the command line's is warned here.) */
-    if (context_check(L, "parse_workers", opt, val) != 0) return 1;
-  }
-  return 0;
 }
 
 /* Applies one -j or -O command to the driver now (workers replay the list at boot). */
@@ -186,6 +169,20 @@ static int run_repl(lua_State *L) {
   return report_call(L, 0, 0) != 0;
 }
 
+/* The script ended without an error and no prompt follows: dstream.cli's hint about contexts
+ * it left running. */
+static void script_returned(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushstring(L, "dstream.cli");
+  if (lua_pcall(L, 1, 1, 0) != 0) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_getfield(L, -1, "script_returned");
+  lua_remove(L, -2);
+  report_call(L, 0, 0);
+}
+
 static int finish(lua_State *L, int status) {
   /* Stop contexts the script left running, so worker threads end before the state does. */
   lua_getglobal(L, "package");
@@ -201,6 +198,58 @@ static int finish(lua_State *L, int status) {
   }
   lua_pop(L, 3);
   return status;
+}
+
+/* Options that take a value: `--name value` or `--name=value`. */
+static const char *const value_options[] = {"workers", "worker-memory", "partitions",
+                                             "log-level", "ui", "checkpoint", NULL};
+
+static int is_value_option(const char *name, size_t len) {
+  for (int k = 0; value_options[k]; k++)
+    if (strlen(value_options[k]) == len && strncmp(value_options[k], name, len) == 0) return 1;
+  return 0;
+}
+
+static void print_version(void) {
+  /* "patched": linked with scripts/luajit.sh's build (patches/luajit/). */
+  printf("dstream %s (%s, %s)\n", DS_VERSION, LUAJIT_VERSION,
+         strcmp(DS_LUAJIT_BUILD, "patched") == 0 ? "dstream's build: 4096 hot counters"
+                                                : "the system's");
+  fflush(stdout);
+}
+
+/* Runs -e, -l, -j and -O in the order given (the second pass over the options). Returns 0,
+ * or 1 after an error was printed. */
+static int run_code_options(lua_State *L, char **argv, int end, int *ran_code) {
+  for (int i = 1; i < end; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || a[1] == '-' || !strchr("eljO", a[1])) {
+      if (a[0] == '-' && a[1] == '-' && a[2] && !strchr(a, '=') && is_value_option(a + 2, strlen(a + 2)))
+        i++; /* its value */
+      continue;
+    }
+    if (a[1] == 'O') {
+      if (apply_jit(L, a + 1) != 0) return 1;
+      continue;
+    }
+    const char *val = a[2] ? a + 2 : argv[++i];
+    if (a[1] == 'e') {
+      *ran_code = 1;
+      if (luaL_loadbuffer(L, val, strlen(val), "=(command line)") != 0) {
+        fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
+        return 1;
+      }
+      if (report_call(L, 0, 0) != 0) return 1;
+    } else if (a[1] == 'l') {
+      lua_getglobal(L, "require");
+      lua_pushstring(L, val);
+      if (report_call(L, 1, 1) != 0) return 1;
+      lua_setglobal(L, val);
+    } else if (apply_jit(L, val) != 0) {
+      return 1;
+    }
+  }
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -219,6 +268,8 @@ int main(int argc, char **argv) {
   }
   lua_State *L = vm.L;
   int status = 0, interactive = 0, ran_code = 0, script = 0;
+  /* First pass, as luajit's collectargs: every option is read and every value checked before
+   * any code runs, so a bad value is reported at start whatever the script does. */
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
@@ -231,65 +282,70 @@ int main(int argc, char **argv) {
     if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       usage(stdout);
       return 0;
-    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
-      /* "patched": linked with scripts/luajit.sh's build (patches/luajit/). */
-      printf("dstream %s (%s, %s)\n", DS_VERSION, LUAJIT_VERSION,
-             strcmp(DS_LUAJIT_BUILD, "patched") == 0 ? "dstream's build: 4096 hot counters"
-                                                    : "the system's");
+    } else if (strcmp(a, "--version") == 0) {
+      print_version();
       return 0;
+    } else if (strcmp(a, "-v") == 0) {
+      print_version(); /* and go on, as luajit -v */
     } else if (strcmp(a, "-i") == 0) {
       interactive = 1;
+    } else if (strcmp(a, "--ui-public") == 0) {
+      set_cli_field_string(L, "ui-public", "true");
     } else if (strncmp(a, "-e", 2) == 0 || strncmp(a, "-l", 2) == 0 ||
                strncmp(a, "-j", 2) == 0) {
-      const char *val = a[2] ? a + 2 : next;
-      if (!val) {
+      if (!a[2] && !next) {
         fprintf(stderr, "%s: '%s' needs an argument\n", progname, a);
         return 1;
       }
+      if (a[1] == 'e') ran_code = 1;
       if (!a[2]) i++;
-      if (a[1] == 'e') {
-        ran_code = 1;
-        if (luaL_loadbuffer(L, val, strlen(val), "=(command line)") != 0) {
-          fprintf(stderr, "%s: %s\n", progname, lua_tostring(L, -1));
-          return 1;
-        }
-        if (report_call(L, 0, 0) != 0) return finish(L, 1);
-      } else if (a[1] == 'l') {
-        lua_getglobal(L, "require");
-        lua_pushstring(L, val);
-        if (report_call(L, 1, 1) != 0) return 1;
-        lua_setglobal(L, val);
-      } else if (apply_jit(L, val) != 0) {
-        return 1;
-      }
     } else if (strncmp(a, "-O", 2) == 0) {
-      if (apply_jit(L, a + 1) != 0) return 1;
-    } else if (strcmp(a, "--workers") == 0 || strcmp(a, "--worker-memory") == 0 ||
-               strcmp(a, "--partitions") == 0 || strcmp(a, "--log-level") == 0 ||
-               strcmp(a, "--ui") == 0 || strcmp(a, "--checkpoint") == 0) {
-      if (!next) {
+      /* run in the second pass */
+    } else if (a[1] == '-' && is_value_option(a + 2, strcspn(a + 2, "="))) {
+      char name[32];
+      size_t len = strcspn(a + 2, "=");
+      snprintf(name, sizeof name, "%.*s", (int)len, a + 2);
+      const char *val = a[2 + len] == '=' ? a + 3 + len : next;
+      if (!val) {
         fprintf(stderr, "%s: '%s' needs a value\n", progname, a);
         return 1;
       }
-      i++;
-      if (check_worker_option(L, a, next) != 0) return finish(L, 1);
-      if (strcmp(a, "--log-level") == 0) {
-        int level = ds_log_parse_level(next);
+      if (a[2 + len] != '=') i++;
+      if (strcmp(name, "log-level") == 0) {
+        int level = ds_log_parse_level(val);
         if (level < 0) {
           fprintf(stderr, "%s: --log-level takes error, warn, info or debug, not '%s'\n",
-                  progname, next);
+                  progname, val);
           return 1;
         }
         ds_log_set_level(level);
       }
-      set_cli_field_string(L, a + 2, next); /* validated by the context, which says what is wrong */
+      set_cli_field_string(L, name, val); /* read by dstream.options */
     } else {
       fprintf(stderr, "%s: unknown option '%s' (try --help)\n", progname, a);
       return 1;
     }
   }
+  int options_end = i;
   if (i < argc) script = i;
+  /* Values are checked once all are known (--ui-public may follow --ui). */
+  for (int k = 0; value_options[k]; k++) {
+    ds_lua_push_cli_options(L);
+    lua_getfield(L, -1, value_options[k]);
+    const char *val = lua_tostring(L, -1);
+    int bad = val && check_option(L, value_options[k], val) != 0;
+    lua_pop(L, 2);
+    if (bad) return finish(L, 1);
+  }
+  if (interactive) {
+    /* The prompt follows: loaded now, so contexts the script starts draw no status line. */
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "dstream.repl");
+    if (report_call(L, 1, 0) != 0) return finish(L, 1);
+  }
   build_arg_table(L, argv, argc, script ? script : argc);
+  int code_rc = run_code_options(L, argv, options_end, &ran_code);
+  if (code_rc != 0) return finish(L, 1);
 
   if (script) {
     const char *name = argv[script];
@@ -311,9 +367,12 @@ int main(int argc, char **argv) {
         return finish(L, 1);
       }
       status = report_call(L, 0, 0) != 0;
+      if (!status) script_returned(L);
     } else {
       status = run_repl(L);
     }
+  } else if (!status) {
+    script_returned(L);
   }
   status = finish(L, status);
   ds_vm_close(&vm);

@@ -461,3 +461,59 @@ describe("dstream's driver API inside a worker closure (issue 15)", function()
     assert.is_truthy(tostring(err2):find("contexts and actions run on the driver", 1, true), err2)
   end)
 end)
+
+describe("what the interpreter prints for an error that escapes the script (issue 18)", function()
+  local cli = require("dstream.cli")
+
+  -- The text dstream prints for fn's error (the handler of the script's top-level call).
+  local function printed(fn)
+    local ok, text = xpcall(fn, cli.error_handler)
+    assert.is_false(ok)
+    return text
+  end
+
+  it("an argument check's error: the user's line, then a traceback of the user's frames only", function()
+    local ctx = H.context({ workers = 1, partitions = 1 })
+    local function build(s)
+      local mapped = s:map(42)
+      return mapped
+    end
+    local text = printed(function() build(ctx:queue_stream({ { 1 } })) end)
+    ctx:stop()
+    assert_blames(text, 478, { "map: expected a function, got number" })
+    local first = text:match("stack traceback:\n([^\n]*)")
+    assert.is_truthy(first and first:find(THIS_FILE .. ":478: in function 'build'"), text)
+    assert.is_falsy(text:find("lua/dstream/", 1, true), text)
+  end)
+
+  it("a run-time error gets the traceback from its own frame", function()
+    local function parse(record) return record.fields.n + 1 end
+    local text = printed(function() local n = parse({}) return n end)
+    assert_blames(text, 490, { "attempt to index field 'fields'" })
+    assert.is_truthy(text:match("stack traceback:\n[^\n]*" .. THIS_FILE .. ":490: in function 'parse'"), text)
+  end)
+
+  it("a failed job's report keeps the worker's traceback and gets no second one", function()
+    local text = cli.error_handler("job.lua:9: task failed ...: job.lua:5: boom\nstack traceback:\n\tjob.lua:5: in function 'f'")
+    assert.are.equal("job.lua:9: task failed ...: job.lua:5: boom\nstack traceback:\n\tjob.lua:5: in function 'f'", text)
+  end)
+
+  it("await_termination() on a context never started is an error on the caller's line", function()
+    local ctx = H.context({ workers = 1, partitions = 1 })
+    ctx:queue_stream({ { 1 } }):print()
+    local ok, err = pcall(ctx.await_termination, ctx, 1)
+    ctx:stop()
+    assert.is_false(ok)
+    assert_blames(err, 504, { "await_termination: the context was never started: call ctx:start() first" })
+  end)
+
+  it("the command line's option values are checked in the words the context uses", function()
+    assert.are.same({ nil, "expected a whole number of at least 1, got abc" }, { cli.check_option("workers", "abc", {}) })
+    assert.are.same({ nil, "expected a whole number of at least 1, got 0" }, { cli.check_option("partitions", "0", {}) })
+    assert.is_nil((cli.check_option("checkpoint", "/no/such/dir/ck", {})))
+    assert.is_true((cli.check_option("checkpoint", os.tmpname() .. ".d", {})))
+    assert.is_nil((cli.check_option("ui", "0.0.0.0:4040", {})))
+    assert.is_true((cli.check_option("ui", "0.0.0.0:4040", { ["ui-public"] = "true" })))
+    assert.is_true((cli.check_option("ui", "localhost:4040", {})))
+  end)
+end)

@@ -415,6 +415,10 @@ end
 -- Waits until the context stops (ctx:stop, a signal, a failed batch) or `timeout` seconds
 -- pass. Returns true if it stopped; raises the error of a failed batch.
 function Context:await_termination(timeout)
+  if self.state == "initialized" then
+    util.raise("await_termination: the context was never started: call ctx:start() first")
+  end
+  self._awaited = true -- (dstream.cli's hint at the script's end)
   local timer, timed_out
   if timeout then
     local ms = util.parse_duration(timeout)
@@ -520,6 +524,14 @@ end
 -- of the last batches); tostring gives a report (dstream.inspect).
 function Context:status()
   return require("dstream.inspect").status(self)
+end
+
+-- The contexts not stopped yet, initialized or active (the interpreter's hint at the end of
+-- a script, and the prompt's `ctx` after `dstream -i job.lua`).
+function M.open_contexts()
+  local out = {}
+  for ctx in pairs(live) do if ctx.state ~= "stopped" then out[#out + 1] = ctx end end
+  return out
 end
 
 -- Stops every context still open (the interpreter calls it before exiting).

@@ -1,7 +1,8 @@
 -- dstream/options.lua: the options the dstream command line was given, as a table (read-only
 -- by convention). The interpreter (runtime/ds_main.c) records them before the script runs;
 -- they are defaults, which a script's dstream.context{...} settings override. Values are the
--- strings typed: the modules that use them check them and say what is wrong.
+-- strings typed (`--name value` or `--name=value`), checked before any code runs
+-- (dstream.cli's check_option, in the words the context uses).
 --
 --   workers          --workers N: worker threads (default: the number of cores)
 --   ["worker-memory"] --worker-memory S: each worker's Lua memory limit, e.g. "512m", "2g"
@@ -10,6 +11,8 @@
 --   checkpoint       --checkpoint DIR: checkpoint into DIR, and restart from it
 --   ["log-level"]    --log-level L: error, warn, info or debug (default: warn)
 --   ui               --ui ADDR: serve metrics and a live page at ADDR (host:port)
+--   ["ui-public"]    --ui-public: "true" when --ui may listen on an address other machines
+--                    can reach (the default of context{ ui_public = })
 --   jit              the -j and -O commands, in order (applied to the driver at once, and
 --                    replayed by every worker when it boots); always a table
 --

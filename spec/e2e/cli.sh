@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# spec/e2e/cli.sh: the dstream command line: --version, --help, -e, a script's arg and `...`,
-# syntax and run-time errors, --workers, a script on stdin, busted --lua=dstream, and SIGTERM /
-# SIGINT stopping a running job gracefully (the batch in flight completes, exit status 0).
+# spec/e2e/cli.sh: the dstream command line: --version, -v, --help, -e, a script's arg and
+# `...`, syntax and run-time errors (tracebacks of the user's frames), --workers, --name=value,
+# option values refused at start, --ui-public, the hint for a context never waited for, a
+# script on stdin, busted --lua=dstream, and SIGTERM / SIGINT stopping a running job
+# gracefully (the batch in flight completes, exit status 0).
 source "$(dirname "$0")/lib/common.bash"
 
 # run NAME ARGS...: runs dstream with a time limit; stdout in $WORK/NAME.out, stderr in
@@ -133,6 +135,123 @@ check "--checkpoint DIR: the second run restarts from it" \
 run ckpt3 "$WORK/ckpt.lua" --checkpoint "$WORK/ck"
 check "--checkpoint after the script is the script's argument (no checkpoint)" \
   eval '[ "$STATUS" -eq 0 ] && [ "$(out ckpt3)" = "fresh	2" ]'
+
+# ---- every option with a value takes --name=value too ----
+run workers_eq --workers=3 "$WORK/workers.lua"
+check "--workers=3 gives a context with 3 workers" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out workers_eq)" = "3	3" ]'
+run parts_eq --workers=2 --partitions=5 "$WORK/workers.lua"
+check "--partitions=5 is the contexts' default partitions" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out parts_eq)" = "2	5" ]'
+run ckpt_eq --checkpoint="$WORK/ck_eq" "$WORK/ckpt.lua"
+check "--checkpoint=DIR checkpoints into DIR" \
+  eval '[ "$STATUS" -eq 0 ] && compgen -G "$WORK/ck_eq/checkpoint-*" >/dev/null'
+run mem_eq --worker-memory=1k "$WORK/limits.lua"
+check "--worker-memory=1k is refused like --worker-memory 1k" \
+  eval '[ "$STATUS" -eq 1 ] && grep -qF -- "--worker-memory 1k is too small" "$WORK/mem_eq.err"'
+
+# ---- bad values are refused at start, before any code runs, with or without a context ----
+# (before: a script that made no context never heard of them)
+bad_value() { # bad_value NAME EXPECTED_TEXT OPTION...
+  local name=$1 text=$2
+  shift 2
+  run "bad_$name" "$@" -e 'print("the code ran")'
+  check "bad value at start: $* exits 1 before any code runs" \
+    eval '[ "$STATUS" -eq 1 ] && [ ! -s "$WORK/bad_$name.out" ]'
+  check "bad value at start: $* says '$text'" grep -qF -- "$text" "$WORK/bad_$name.err"
+}
+bad_value workers "dstream: --workers abc: expected a whole number of at least 1, got abc" --workers abc
+bad_value workers0 "dstream: --workers 0: expected a whole number" --workers=0
+bad_value memory "dstream: --worker-memory lots: a size is a number of bytes" --worker-memory lots
+bad_value partitions "dstream: --partitions 1.5: expected a whole number of at least 1" --partitions 1.5
+bad_value loglevel "--log-level takes error, warn, info or debug, not 'loud'" --log-level=loud
+bad_value ui "dstream: --ui 127.0.0.1: expected an address like" --ui 127.0.0.1
+bad_value ckparent "dstream: --checkpoint $WORK/no/such/ck: $WORK/no/such does not exist: create it first" \
+  --checkpoint "$WORK/no/such/ck"
+check "--checkpoint with a missing parent creates nothing" [ ! -e "$WORK/no" ]
+printf 'x' >"$WORK/plain_file"
+bad_value ckfile "is not a directory" --checkpoint "$WORK/plain_file"
+
+# ---- --ui on an address other machines reach: refused, and --ui-public allows it ----
+cat >"$WORK/ui.lua" <<'LUA'
+local ctx = require("dstream").context { clock = "manual", workers = 1 }
+ctx:queue_stream({ { 1 } }):foreach_rdd(function() end)
+ctx:start()
+ctx:advance(1)
+ctx:stop()
+print("served")
+LUA
+run ui_refused --ui 0.0.0.0:0 "$WORK/ui.lua"
+check "--ui 0.0.0.0:0 is refused at start, and the refusal suggests --ui-public" \
+  eval '[ "$STATUS" -eq 1 ] && grep -qF -- "or add --ui-public" "$WORK/ui_refused.err" && [ ! -s "$WORK/ui_refused.out" ]'
+run ui_public --ui=0.0.0.0:0 --ui-public "$WORK/ui.lua"
+check "--ui 0.0.0.0:0 --ui-public serves the UI" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out ui_public)" = served ] && grep -q "ui: http://0.0.0.0:" "$WORK/ui_public.err"'
+
+# ---- -v prints the version and goes on, as luajit -v ----
+run v -v -e 'print("went on")'
+check "-v prints the version, then runs the rest of the command line" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(out v | head -n 1 | cut -d" " -f1)" = dstream ] && [ "$(out v | tail -n 1)" = "went on" ]'
+
+# ---- errors point at the user's code: a traceback of the user's frames ----
+cat >"$WORK/runtime_error.lua" <<'LUA'
+local function parse(record)
+  return record.fields.count + 1
+end
+local function load_all()
+  local n = parse({})
+  return n
+end
+load_all()
+LUA
+run rterr "$WORK/runtime_error.lua"
+check "a run-time error in a script exits 1" [ "$STATUS" -eq 1 ]
+check "a run-time error prints its message first" \
+  eval '[ "$(head -n 1 "$WORK/rterr.err")" = "dstream: $WORK/runtime_error.lua:2: attempt to index field '"'"'fields'"'"' (a nil value)" ]'
+check "a run-time error prints a traceback by default, as luajit does" \
+  eval '[ "$(sed -n 2p "$WORK/rterr.err")" = "stack traceback:" ] && grep -qF "runtime_error.lua:5: in function '"'"'load_all'"'"'" "$WORK/rterr.err" && grep -qF "runtime_error.lua:8: in main chunk" "$WORK/rterr.err"'
+check "the traceback starts at the user's innermost frame" \
+  eval '[ "$(sed -n 3p "$WORK/rterr.err")" = "	$WORK/runtime_error.lua:2: in function '"'"'parse'"'"'" ]'
+cat >"$WORK/bad_arg.lua" <<'LUA'
+local dstream = require("dstream")
+local ctx = dstream.context { workers = 1 }
+local function build(s)
+  local mapped = s:map(42)
+  return mapped
+end
+build(ctx:queue_stream({}))
+LUA
+run badarg "$WORK/bad_arg.lua"
+check "an argument check's error names the user's line" \
+  eval '[ "$STATUS" -eq 1 ] && [ "$(head -n 1 "$WORK/badarg.err")" = "dstream: $WORK/bad_arg.lua:4: map: expected a function, got number" ]'
+check "an argument check's traceback starts at the user's frame" \
+  eval '[ "$(sed -n 3p "$WORK/badarg.err")" = "	$WORK/bad_arg.lua:4: in function '"'"'build'"'"'" ] && grep -qF "bad_arg.lua:7: in main chunk" "$WORK/badarg.err"'
+check "no frame of dstream's own modules at the default log level" \
+  eval '! grep -q "lua/dstream/\|\[C\]" "$WORK/badarg.err" "$WORK/rterr.err"'
+run badarg_debug --log-level debug "$WORK/bad_arg.lua"
+check "--log-level debug shows dstream's frames, from the innermost one" \
+  eval '[ "$(sed -n 3p "$WORK/badarg_debug.err")" = "	[C]: in function '"'"'error'"'"'" ] && grep -q "lua/dstream/stream.lua:[0-9]*: in function '"'"'map'"'"'" "$WORK/badarg_debug.err"'
+[ "$E2E_FAILED" -gt 0 ] && for f in rterr badarg badarg_debug; do show "$f.err" "$WORK/$f.err"; done
+
+# ---- a started streaming context the script never waits for: a hint, not a silent exit ----
+cat >"$WORK/no_await.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s", workers = 1 }
+ctx:queue_stream({ { "a" } }):print()
+ctx:start()
+LUA
+run noawait "$WORK/no_await.lua"
+check "a script that starts a context and returns gets a one-line hint (exit 0)" \
+  eval '[ "$STATUS" -eq 0 ] && [ "$(lines_of noawait)" -eq 1 ] && grep -qF "ctx:await_termination()" "$WORK/noawait.err"'
+run ckpt_nohint "$WORK/ckpt.lua"
+check "a manual-clock context stopped by the script gets no hint" eval '[ "$STATUS" -eq 0 ] && [ ! -s "$WORK/ckpt_nohint.err" ]'
+cat >"$WORK/never_started.lua" <<'LUA'
+local ctx = require("dstream").context { batch = "1s", workers = 1 }
+ctx:queue_stream({ { "a" } }):print()
+ctx:await_termination()
+LUA
+run never "$WORK/never_started.lua"
+check "await_termination() on a context never started is an error on the user's line" \
+  eval '[ "$STATUS" -eq 1 ] && grep -qF "never_started.lua:3: await_termination: the context was never started: call ctx:start() first" "$WORK/never.err"'
 
 # ---- a script on stdin ----
 cat >"$WORK/stdin.lua" <<'LUA'

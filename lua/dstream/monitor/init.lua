@@ -47,7 +47,7 @@ function M.new(ctx, opts, level)
     if opts.ui_public ~= nil and type(opts.ui_public) ~= "boolean" then
       error("dstream.context: ui_public must be true or false", level)
     end
-    self.public = opts.ui_public == true
+    self.public = opts.ui_public == true or (opts.ui_public == nil and cli_options["ui-public"] ~= nil)
     if not self.public and not address.is_loopback(host) then
       error("dstream.context: ui: refusing to serve the UI on " .. host .. ", which other machines"
         .. " can reach; use a loopback address such as 127.0.0.1, or set ui_public = true", level)
