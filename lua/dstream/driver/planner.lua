@@ -24,6 +24,8 @@ function Planner:_plans(raw)
     for i, part in ipairs(self.parts) do
       if part.range then
         plans[i] = { ops = {}, range = part.range }
+      elseif part.file then -- text_file: blocks the task reads itself
+        plans[i] = { ops = {}, file = part.file }
       else
         plans[i] = { ops = {}, slices = part }
       end
@@ -93,7 +95,7 @@ function Planner:_tasks(plans, term, stage, time)
     for j, op in ipairs(plan.ops) do ops[j] = op end
     -- A task touching keyed state keeps its state partition's number (also inside a union).
     local part = plan.state_part or i - 1
-    local desc = { ops = ops, term = term(i - 1), range = plan.range, state = plan.state,
+    local desc = { ops = ops, term = term(i - 1), range = plan.range, file = plan.file, state = plan.state,
       state_time = plan.state_time, part = part, time = time }
     local inputs = plan.slices
     if plan.shuffles then

@@ -39,6 +39,9 @@ typedef struct ds_pool ds_pool;
 int ds_task_emit(ds_task *t, int32_t target, int32_t format, int32_t pairs, const void *p,
                  size_t len, uint64_t count);
 void ds_task_set_error(ds_task *t, int32_t status, const char *msg, size_t len);
+int ds_text_file_read(const char *path, uint64_t start, uint64_t end, char **out, size_t *outlen,
+                      uint64_t *count, char *err, size_t errlen);
+void ds_text_file_free(char *buf);
 const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len);
 uint32_t ds_hash_bytes(const char *p, size_t len);
 uint32_t ds_hash_number(double v);

@@ -69,6 +69,13 @@ local function execute(task, desc)
     local st = { desc.range[1] - 1, desc.range[1] + desc.range[2] - 1 }
     if expand then read_flat(pull_int, st, expand, push) else read_all(pull_int, st, push) end
     records = desc.range[2]
+  elseif desc.file then -- text_file: this partition's blocks of the file, one at a time
+    for _, b in ipairs(desc.file) do
+      local pull, st, n = readers.text_block(b)
+      if expand then read_flat(pull, st, expand, push) else read_all(pull, st, push) end
+      records = records + n
+    end
+    readers.release_text_block()
   else
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
@@ -136,6 +143,7 @@ function M.run(task_ptr)
   local no_retry = current.no_retry -- failed on its records (task.records_error)
   current.on_success, current.accums, current.report, current.desc, current.no_retry = {}, nil, nil, nil, nil
   task_mod.reset_buffers()
+  readers.release_text_block() -- (a task that failed inside a text_file block)
   if ok then return end
   if err == "not enough memory" then
     C.ds_task_set_error(task, protocol.TASK_OOM, err, #err)

@@ -120,5 +120,29 @@ end
 
 local readers = { [read_all] = true, [read_flat] = true }
 
+-- A block of a text_file, {path, start, end}, read into C memory (ds_text_file_read) in pull
+-- form: pull, st, records. One block is held at a time; release_text_block frees it, also
+-- after a task that failed in the middle of it (dstream.worker's run calls it).
+local C = ffi.C
+local text_out, text_len, text_count = ffi.new("char *[1]"), ffi.new("size_t[1]"), ffi.new("uint64_t[1]")
+local text_err = ffi.new("char[512]")
+local held = nil
+
+local function release_text_block()
+  if held ~= nil then
+    C.ds_text_file_free(held)
+    held = nil
+  end
+end
+
+local function text_block(b)
+  release_text_block()
+  if C.ds_text_file_read(b[1], b[2], b[3], text_out, text_len, text_count, text_err, 512) ~= 0 then
+    error(ffi_string(text_err), 0)
+  end
+  held = text_out[0]
+  return pull_line, { ffi_cast(u8p, held), tonumber(text_len[0]), 0 }, tonumber(text_count[0])
+end
+
 return { read_all = read_all, read_flat = read_flat, pull_slice = pull_slice, pull_int = pull_int,
-  readers = readers }
+  text_block = text_block, release_text_block = release_text_block, readers = readers }
