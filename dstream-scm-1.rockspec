@@ -1,8 +1,12 @@
 rockspec_format = "3.0"
 package = "dstream"
 version = "scm-1"
+-- `luarocks make` in a checkout builds the checkout (the tested path: spec/e2e/luarocks.sh);
+-- `luarocks install`/`pack` fetch the source from here. Lua 5.1 is LuaJIT's API: run
+-- luarocks with --lua-version 5.1 where its default is another version (Debian 12: 5.2).
 source = {
-  url = "git+file:///work/main",
+  url = "git+https://github.com/dstream-lua/dstream.git",
+  branch = "main",
 }
 description = {
   summary = "Micro-batch stream processing: a C core with jobs written in Lua (LuaJIT)",
@@ -12,6 +16,7 @@ streams: a C core receives data, slices it into batches and schedules partition 
 worker threads; jobs are Lua scripts whose closures run inside LuaJIT on the workers.
 ]],
   license = "MIT",
+  homepage = "https://github.com/dstream-lua/dstream",
 }
 dependencies = {
   "lua == 5.1",
