@@ -127,6 +127,18 @@ static int l_repl_add_history(lua_State *L) {
   return 0;
 }
 
+/* core.repl_history() -> { entries, oldest first } (empty without a terminal). */
+static int l_repl_history(lua_State *L) {
+  check_open(L);
+  lua_newtable(L);
+  const char *line;
+  for (int i = 0; (line = ds_repl_history_entry(i)) != NULL; i++) {
+    lua_pushstring(L, line);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
 static int l_repl_columns(lua_State *L) {
   lua_pushinteger(L, ds_repl_columns());
   return 1;
@@ -162,6 +174,7 @@ void ds_lua_open_repl(lua_State *L) {
                                        {"repl_cancel", l_repl_cancel},
                                        {"repl_stop_reading", l_repl_stop_reading},
                                        {"repl_add_history", l_repl_add_history},
+                                       {"repl_history", l_repl_history},
                                        {"repl_columns", l_repl_columns},
                                        {"repl_interrupt", l_repl_interrupt},
                                        {"repl_close", l_repl_close},

@@ -60,6 +60,11 @@ typedef struct repl {
   /* completion candidates handed to libedit one by one */
   char **cands;
   size_t ncands, next_cand;
+
+  /* Keys (TTY): the last one libedit read, and the probe (see repl_getc) */
+  int last_key;
+  int probing, probed;
+  int line_done; /* a line (or the end) was handed out since the prompt's last key */
 } repl;
 
 static repl R = {.term_out = -1, .term_err = -1, .pipe_r = -1, .pipe_w = -1, .ctl_r = -1, .ctl_w = -1};
@@ -304,6 +309,47 @@ static void capture_teardown(void) {
 
 /* ---- input -------------------------------------------------------------------------------- */
 
+/* Ctrl-R: libedit's incremental search ends on Enter by pushing the Enter back into its input,
+ * to be run at its next read; in the callback interface that read happens only when the next
+ * key arrives, so the line found took a second Enter (which then also ran an empty line).
+ * After an Enter that handed out no line, on_stdin has libedit read once more, "probing": a
+ * key pushed back runs then (the Enter accepts the line at once), and if nothing is pending
+ * libedit's read gets PROBE_KEY, bound to a command that does nothing. */
+#define PROBE_KEY 0x1e /* Ctrl-^ */
+
+static int probe_noop(int count, int key) {
+  (void)count;
+  (void)key;
+  return 0;
+}
+
+/* libedit's getc: the next character of standard input (UTF-8 sequences as one code point),
+ * or PROBE_KEY while probing. */
+static int repl_getc(FILE *f) {
+  (void)f;
+  if (R.probing) {
+    R.probed = 1;
+    return PROBE_KEY;
+  }
+  unsigned char c;
+  ssize_t n;
+  do {
+    n = read(0, &c, 1);
+  } while (n < 0 && errno == EINTR);
+  if (n <= 0) return EOF;
+  int cp = c, more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+  if (more) cp = c & (0x3F >> more);
+  for (; more > 0; more--) {
+    do {
+      n = read(0, &c, 1);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return EOF;
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  R.last_key = cp;
+  return cp;
+}
+
 static void stop_reading(void) {
   int was_reading = R.reading;
   R.reading = 0; /* first: output flushed below goes where the cursor is, not above */
@@ -316,6 +362,7 @@ static void stop_reading(void) {
 
 /* Hands a line (or the end of input: line == NULL) to the on_line callback. */
 static void deliver(const char *line, size_t len) {
+  R.line_done = 1;
   if (R.cb.on_line) R.cb.on_line(R.cb.ud, line, len);
 }
 
@@ -401,7 +448,15 @@ static void on_stdin(uv_poll_t *h, int status, int events) {
         }
         return;
       }
+      R.line_done = 0;
+      R.last_key = 0;
       rl_callback_read_char();
+      if (R.reading && !R.line_done && (R.last_key == '\r' || R.last_key == '\n')) {
+        R.probing = 1; /* an Enter that handed out no line: one pushed back? (repl_getc) */
+        R.probed = 0;
+        rl_callback_read_char();
+        R.probing = 0;
+      }
     }
     return;
   }
@@ -550,10 +605,12 @@ static int repl_open(uv_loop_t *loop, const char *history, int force_plain, char
     rl_basic_word_break_characters = word_breaks;
     rl_completion_append_character = '\0';
     rl_completion_query_items = 500; /* ask before listing more (libedit reads the answer with stdio) */
+    rl_getc_function = repl_getc;
     if (rl_initialize() != 0) {
       snprintf(err, errlen, "cannot initialise line editing (libedit)");
       return -1;
     }
+    rl_add_defun("dstream-probe", probe_noop, PROBE_KEY);
     using_history();
     stifle_history(1000);
     if (history) {
@@ -645,6 +702,14 @@ void ds_repl_add_history(const char *line) {
     add_history(line);
     if (R.history) write_history(R.history);
   }
+}
+
+const char *ds_repl_history_entry(int i) {
+  if (!R.open || R.mode != DS_REPL_TTY || i < 0) return NULL;
+  HIST_ENTRY **list = history_list();
+  for (int k = 0; list && list[k]; k++)
+    if (k == i) return list[k]->line;
+  return NULL;
 }
 
 int ds_repl_columns(void) { return term_columns(); }

@@ -60,6 +60,8 @@ int ds_repl_cancel(const char *prompt);
 void ds_repl_stop_reading(void);
 /* Adds a line to the history (and its file), on a terminal. */
 void ds_repl_add_history(const char *line);
+/* The history's entry i (0: the oldest kept), or NULL past the last (TTY mode only). */
+const char *ds_repl_history_entry(int i);
 /* The terminal's width in columns (80 when unknown). */
 int ds_repl_columns(void);
 /* Ctrl-C during an evaluation: remembered until ds_repl_take_interrupt, which returns 1 once

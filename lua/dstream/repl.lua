@@ -7,6 +7,7 @@
 -- batches summarised); an error prints its message and traceback and the session goes on.
 -- Ctrl-C drops the line being typed, or interrupts the action being evaluated (the action
 -- raises "interrupted"); Ctrl-D (or :quit) stops the running contexts gracefully and leaves.
+local cli = require("dstream.cli")
 local core = require("dstream.core")
 local context = require("dstream.context")
 local dstream = require("dstream")
@@ -224,20 +225,14 @@ local function error_text(err)
   return err
 end
 
--- The message and the traceback of the user's frames (up to the prompt's own call).
+-- The message and the traceback of the user's frames, as the interpreter prints a script's
+-- (dstream.cli: dstream's own frames, the prompt's included, only at --log-level debug).
 local function on_error(err)
   local msg = error_text(err)
   if msg == "interrupted" then return msg end
-  local lines = {}
-  for line in debug.traceback("", 2):gmatch("[^\n]+") do
-    if line:find("in function 'xpcall'", 1, true) or line:find("dstream/repl.lua", 1, true) then break end
-    if not line:find("^%s*%[builtin#") and not line:find("^%s*%(tail call%)") then
-      lines[#lines + 1] = line
-    end
-  end
-  if #lines <= 1 then return msg end
   if msg:find("\nstack traceback:", 1, true) then return msg end
-  return msg .. "\n" .. table.concat(lines, "\n")
+  local tb = cli.traceback(2, require("dstream.options")["log-level"] == "debug")
+  return tb and (msg .. "\n" .. tb) or msg
 end
 
 -- Compiles an entry: an expression (shown) first, else statements. Returns fn, or nil and
@@ -268,10 +263,14 @@ dstream interactive prompt: type Lua; an expression shows its value.
   ctx:stop()           stop the streams (ctx:stop{ graceful = true } finishes received data)
 Commands:
   :help                this text
+  :load file.lua       run a file here (its globals stay, as a script's with dstream -i)
+  :paste               type or paste several lines, run as one chunk (end: :end or Ctrl-D)
+  :history [n]         the last n entries of the history (default 20)
   :reset               stop ctx and make a new one (a stopped context cannot be restarted)
   :quit                stop every context gracefully and leave (as Ctrl-D does)
-Keys: Tab completes names, fields and methods (ctx:sta<Tab>); Up/Down walk the history;
-Ctrl-C drops the line being typed or interrupts the action that is running (rdd:collect(),
+Keys: Tab completes names, fields and methods (ctx:sta<Tab>); Up/Down walk the history and
+Ctrl-R searches it (Enter runs the line found); Ctrl-L clears the screen; Ctrl-C drops the
+line being typed or interrupts the action that is running (rdd:collect(),
 ctx:await_termination(), ...); Ctrl-D on an empty line quits.
 Each entry is its own chunk, as in luajit: `local x = 1` lasts one entry, `x = 1` stays.
 Functions defined here run on the workers like a script's: the globals they read travel with
@@ -289,10 +288,27 @@ end
 
 local function is_context(v) return getmetatable(v) == context.Context end
 
+-- The context a script run before the prompt (`dstream -i job.lua`) left open, which `ctx`
+-- then names instead of a second, idle one: the running one started last, else any.
+local function script_context()
+  local best
+  for _, c in ipairs(context.open_contexts and context.open_contexts() or {}) do
+    if not best or (c.state == "active" and (best.state ~= "active" or (c.started_at or 0) > (best.started_at or 0))) then
+      best = c
+    end
+  end
+  return best
+end
+
 function M.run()
   rawset(_G, "dstream", rawget(_G, "dstream") or dstream)
   local ctx = rawget(_G, "ctx")
-  if not is_context(ctx) or ctx.state == "stopped" then ctx = new_context() end
+  local from_script = is_context(ctx) and ctx.state ~= "stopped"
+  if not from_script then
+    ctx = script_context()
+    from_script = ctx ~= nil
+    if ctx then rawset(_G, "ctx", ctx) else ctx = new_context() end
+  end
 
   local lines, eof = {}, false
   local state = "idle" -- "prompt" while a line is being read, "eval" while one runs
@@ -333,15 +349,66 @@ function M.run()
 
   if tty then
     io.stdout:write(string.format(
-      "dstream %s (%s) - `ctx` is a context with %s batches and %d workers\n"
+      "dstream %s (%s) - `ctx` is %s with %s batches and %d workers (%s)\n"
         .. "Type :help for help, Ctrl-D or :quit to leave.\n",
-      dstream.version, jit and jit.version or "Lua", number_text(ctx.batch_ms / 1000) .. " s", ctx.workers))
+      dstream.version, jit and jit.version or "Lua", from_script and "the script's context" or "a context",
+      number_text(ctx.batch_ms / 1000) .. " s", ctx.workers, ctx.state))
     io.stdout:flush()
   end
 
-  local function command(cmd)
+  -- Runs a compiled entry (a line, a paste, a loaded file) and shows its values or error.
+  local function execute(fn)
+    state = "eval"
+    core.take_interrupt() -- a stale Ctrl-C must not interrupt this entry
+    local res = pack(xpcall(fn, on_error))
+    core.take_interrupt()
+    state = "idle"
+    io.stdout:flush()
+    if res.ok then
+      local okshow, serr = pcall(show_results, res.n, res, tty and core.repl_columns() or 80)
+      if not okshow then io.stdout:write("(cannot show the value: ", tostring(serr), ")\n") end
+    else
+      if res[1] == "interrupted" and tty then io.stderr:write("\n") end -- after the ^C echo
+      io.stderr:write(tostring(res[1]), "\n")
+      io.stderr:flush()
+    end
+  end
+
+  local session = {} -- entries of this session (the history without a terminal)
+  local paste -- the lines of a :paste so far
+  local function end_paste()
+    local code = table.concat(paste, "\n")
+    paste = nil
+    if code:match("^%s*$") then return end
+    local fn, err = compile(code)
+    if not fn then
+      io.stderr:write(err == "incomplete" and "the paste is not complete Lua: " .. code:gsub("\n.*", " ...") or err, "\n")
+      return
+    end
+    execute(fn)
+  end
+
+  local function command(cmd, rest)
     if cmd == ":help" or cmd == ":h" or cmd == ":?" then
       print(HELP)
+    elseif cmd == ":load" or cmd == ":l" then
+      if rest == "" then return print("usage: :load file.lua") end
+      local fn, err = loadfile(rest)
+      if not fn then
+        io.stderr:write(err, "\n")
+        return
+      end
+      execute(fn)
+    elseif cmd == ":paste" or cmd == ":p" then
+      paste = {}
+      print("(paste mode: the lines you type or paste run as one chunk; a line :end or Ctrl-D ends it)")
+    elseif cmd == ":history" then
+      local entries = tty and core.repl_history() or session
+      local n = tonumber(rest) or 20
+      for i = math.max(1, #entries - n + 1), #entries do
+        io.stdout:write(string.format("%5d  %s\n", i, entries[i]))
+      end
+      io.stdout:flush()
     elseif cmd == ":quit" or cmd == ":q" or cmd == ":exit" then
       return "quit"
     elseif cmd == ":reset" then
@@ -360,9 +427,14 @@ function M.run()
   end
 
   local function evaluate(line)
+    if paste then
+      if line:match("^%s*:end%s*$") then return end_paste() end
+      paste[#paste + 1] = line
+      return
+    end
     if pending == "" then
-      local cmd = line:match("^%s*(:%a+)%s*$")
-      if cmd then return command(cmd) end
+      local cmd, rest = line:match("^%s*(:%a+)%s*(.-)%s*$")
+      if cmd then return command(cmd, rest) end
       if line:match("^%s*$") then return end
     end
     local code = pending == "" and line or (pending .. "\n" .. line)
@@ -376,20 +448,7 @@ function M.run()
       io.stderr:write(err, "\n")
       return
     end
-    state = "eval"
-    core.take_interrupt() -- a stale Ctrl-C must not interrupt this entry
-    local res = pack(xpcall(fn, on_error))
-    core.take_interrupt()
-    state = "idle"
-    io.stdout:flush()
-    if res.ok then
-      local okshow, serr = pcall(show_results, res.n, res, tty and core.repl_columns() or 80)
-      if not okshow then io.stdout:write("(cannot show the value: ", tostring(serr), ")\n") end
-    else
-      if res[1] == "interrupted" and tty then io.stderr:write("\n") end -- after the ^C echo
-      io.stderr:write(tostring(res[1]), "\n")
-      io.stderr:flush()
-    end
+    execute(fn)
   end
 
   local ok, err = pcall(function()
@@ -398,10 +457,13 @@ function M.run()
       local line
       if #lines > 0 then
         line = table.remove(lines, 1)
+      elseif eof and paste then -- Ctrl-D ends a paste; at the end of piped input, it runs
+        end_paste()
+        if tty then eof = false end
       elseif eof then
         break
       else
-        local kind, text = core.repl_read(pending == "" and PROMPT or MORE)
+        local kind, text = core.repl_read((pending == "" and not paste) and PROMPT or MORE)
         if kind == "line" then
           line = text
         elseif kind == "eof" then
@@ -418,6 +480,7 @@ function M.run()
       end
       if line then
         if tty then core.repl_add_history(line) end
+        if not line:match("^%s*$") then session[#session + 1] = line end
         if evaluate(line) == "quit" then break end
       end
     end

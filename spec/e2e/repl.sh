@@ -4,7 +4,9 @@
 # multi-line function used by map on a dataset (prompt globals travel to the workers), errors
 # at the prompt and on workers, Tab completion, a running stream whose output appears above
 # the line being typed, peek and status, Ctrl-C at the prompt and during an action, :reset,
-# history, Ctrl-D, `dstream -i job.lua`, and the prompt reading from a pipe and a file.
+# :load, :paste, :history, Ctrl-R (one Enter runs the line found), Ctrl-L, history, Ctrl-D,
+# `dstream -i job.lua` (ctx is the script's context, no status line), and the prompt reading
+# from a pipe and a file.
 source "$(dirname "$0")/lib/common.bash"
 
 if ! command -v tmux >/dev/null 2>&1; then
@@ -186,20 +188,82 @@ type_line 'ctx.state'
 expect ":reset after a failure gives a usable ctx" 10 -x 'initialized'
 check "no sanitizer report on the screen" eval '! screen_has -E "ERROR: AddressSanitizer|runtime error:"'
 
+# ---- :load, :paste, :history ----
+cat >"$WORK/loadme.lua" <<'LUA'
+loaded_value = 99
+print("loadme ran")
+return "loadme returned"
+LUA
+type_line ':load loadme.lua'
+expect ":load runs a file at the prompt and shows what it returns" 10 -x 'loadme returned'
+type_line 'loaded_value + 1'
+expect ":load keeps the file's globals" 10 -x '100'
+type_line ':load no_such_file.lua'
+expect ":load of a missing file says so" 10 -F 'cannot open no_such_file.lua'
+type_line ':paste'
+expect ":paste says how it ends" 10 -F '(paste mode:'
+type_line 'local base = 40'
+type_line ''
+type_line 'pasted_sum = base + 2'
+type_line 'print("pasted", pasted_sum)'
+type_line ':end'
+expect ":paste runs the lines as one chunk (a local lasts across them)" 10 -xE 'pasted[[:space:]]+42'
+type_line ':history 3'
+expect ":history lists the last entries, numbered" 10 -E '^ +[0-9]+  print\("pasted", pasted_sum\)$'
+expect ":history ends with itself" 10 -E '^ +[0-9]+  :history 3$'
+
+# ---- Ctrl-R: one Enter runs the line found ----
+type_line '"found-" .. "by-search"'
+expect "an entry to search for" 10 -x 'found-by-search'
+sync_prompt
+before=$(count_matches '^found-by-search$')
+prompts=$(prompt_lines)
+tm send-keys C-r
+type_text 'by-sea'
+sleep 0.3
+tm send-keys Enter
+wait_until 10 eval '[ "$(count_matches "^found-by-search$")" -gt "$before" ]'
+check "Ctrl-R then a single Enter runs the line found (once)" \
+  eval '[ "$(count_matches "^found-by-search$")" -eq $((before + 1)) ]'
+sleep 0.5
+check "Ctrl-R's Enter leaves a bare prompt, not an empty entry" \
+  eval '[ "$(prompt_lines)" -eq $((prompts + 1)) ] && visible | tail -n 1 | grep -qE "^> *$"'
+[ "$E2E_FAILED" -gt 0 ] && { echo "# --- screen ---"; screen | tail -n 12 | sed 's/^/#   /'; }
+
+# ---- Ctrl-L clears the screen ----
+type_line 'print("before-" .. "clear")'
+expect "a line to clear" 10 -x 'before-clear'
+tm send-keys C-l
+wait_until 10 eval '! visible | grep -q "before-clear"'
+check "Ctrl-L clears the screen and leaves the prompt" \
+  eval '! visible | grep -q "before-clear" && [ "$(visible | grep -c .)" -eq 1 ] && visible | grep -qE "^> *$"'
+sync_prompt
+
 # ---- Ctrl-D stops gracefully and leaves ----
 tm send-keys C-d
 expect "Ctrl-D quits with status 0" 30 -x '\[exit 0\]'
 check "history is kept in the history file" grep -q 'bump' "$WORK/history"
 
 # ---- dstream -i job.lua: run the script, then stay ----
+# The job starts a context of its own (a local): the prompt's `ctx` is that context, not a
+# second idle one, and batches draw no status line over the prompt.
 cat >"$WORK/job.lua" <<'LUA'
 answer = 41 + 1
+local ctx = require("dstream").context { batch = "500ms", name = "ijob" }
+ctx:rate_stream { rows_per_second = 10 }:foreach_rdd(function(rdd) rdd:count() end)
+ctx:start()
 print("job ran")
 LUA
 start_session -i job.lua
 expect "-i runs the script first" 20 -x 'job ran'
+expect "-i: the banner says ctx is the script's context" 10 -F "\`ctx\` is the script's context"
 type_line 'answer'
 expect "-i stays at the prompt with the script's globals" 10 -x '42'
+type_line 'ctx.name, #require("dstream.context").open_contexts()'
+expect "-i: ctx is the script's context, and no second context was made" 10 -xE 'ijob[[:space:]]+1'
+wait_until 20 eval 'type_line "ctx:status().completed" >/dev/null; visible | grep -qxE "([3-9]|[1-9][0-9]+)"'
+check "-i: batches ran while at the prompt" eval 'screen | grep -qxE "([3-9]|[1-9][0-9]+)"'
+check "-i: no status line from the script's context" eval '! screen_has -F "ijob | batch"'
 type_line_nowait ':quit'
 expect ":quit leaves with status 0" 30 -x '\[exit 0\]'
 tm kill-server >/dev/null 2>&1
