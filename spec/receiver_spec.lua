@@ -105,7 +105,7 @@ describe("receiver_stream errors and restarts", function()
     assert.are.equal(st.last_error, info.last_error)
     local _, _, metrics = ctx.monitor:handle("GET", "/metrics", "", "localhost:4040")
     assert.truthy(metrics:find('\ndstream_source_errors_total{stream="' .. input.id
-      .. '",source="receiver_stream #1"} 2\n', 1, true), metrics)
+      .. '",name="receiver_stream #1",source="receiver_stream #1"} 2\n', 1, true), metrics)
     assert.are.equal(2, st.errors)
     ctx:advance(1)
     ctx:stop()

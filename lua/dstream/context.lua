@@ -151,7 +151,7 @@ function M.new(opts)
     workers = self.workers, worker_memory = self.worker_memory,
     max_attempts = self.max_task_attempts, jit = cli_options.jit,
     task_timeout_ms = self.task_timeout_ms,
-    on_task = function(spec, status, info) self:_on_task(spec, status, info) end,
+    on_task = function(...) self:_on_task(...) end,
     on_accumulators = function(slice)
       local arrays = require("string.buffer").decode(slice:bytes())
       shared.apply(self, arrays[1], arrays[2])
@@ -537,6 +537,7 @@ end
 -- Stops every context still open (the interpreter calls it before exiting).
 function M.shutdown(opts)
   for ctx in pairs(live) do ctx:stop(opts) end
+  monitor.linger() -- a failed context's page, served until a signal (dstream.monitor)
 end
 
 return M

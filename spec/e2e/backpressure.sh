@@ -42,9 +42,9 @@ check "backpressure on: the source is held below its 4000 rows/s (limit ${limit_
   eval '[ "${limit_on:-0}" -gt 0 ] && [ "${limit_on:-0}" -lt 4000 ]'
 check "backpressure off: the source has no limit" grep -qx 'limit 0' "$WORK/off.txt"
 check "backpressure on: the estimate is in the metrics" \
-  grep -q '^metric dstream_backpressure_rate{stream="1",source="rate_stream"} [0-9]' "$WORK/on.txt"
+  grep -q '^metric dstream_backpressure_rate{stream="1",name="rate_stream",source="rate_stream"} [0-9]' "$WORK/on.txt"
 check "backpressure on: the limit in force is in the metrics" \
-  grep -q '^metric dstream_source_rate_limit{stream="1",source="rate_stream"} [0-9]' "$WORK/on.txt"
+  grep -q '^metric dstream_source_rate_limit{stream="1",name="rate_stream",source="rate_stream"} [0-9]' "$WORK/on.txt"
 check "backpressure on/off: enabled is in the metrics" \
   eval 'grep -qx "metric dstream_backpressure_enabled 1" "$WORK/on.txt" && grep -qx "metric dstream_backpressure_enabled 0" "$WORK/off.txt"'
 
@@ -62,7 +62,7 @@ sock_max=$(awk '$1 == "batch" { print $2 }' "$WORK/sock.txt" | sort -n | tail -n
 check "socket max_rate: no batch holds much more than the limit allows (max ${sock_max:-?}, ${sock_batches} batches)" \
   eval '[ "${sock_max:-99999}" -le 4000 ] && [ "$sock_batches" -ge 4 ]'
 check "socket max_rate: the limit is in the metrics" \
-  grep -q '^metric dstream_source_max_rate{stream="1",source="socket_text_stream 127.0.0.1:[0-9]*"} 4000$' "$WORK/sock.txt"
+  grep -q '^metric dstream_source_max_rate{stream="1",name="socket_text_stream 127.0.0.1:[0-9]*",source="socket_text_stream 127.0.0.1:[0-9]*"} 4000$' "$WORK/sock.txt"
 wait "$SERVER_PID" 2>/dev/null
 
 # ---- max_rate on a directory source ----

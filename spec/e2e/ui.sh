@@ -4,9 +4,15 @@
 # for; /api/batches and /api/streams are JSON with records, per-stage timings and delays; the
 # page at / renders its four charts with data in headless Chromium (DOM checked, screenshot
 # saved); requests that are not for this page are refused; --ui on the command line starts
-# the same server, and without it there is none. Everything listens on 127.0.0.1 only.
-#   DSTREAM_UI_SCREENSHOT=docs/images/ui.png bash spec/e2e/ui.sh
-# also keeps a screenshot there, taken once the job has run 15 s (backpressure has settled).
+# the same server, and without it there is none. Everything listens on 127.0.0.1 only. The
+# page's other views: a batch's page (#batch=<time>, /api/batches/<time>: stages, per-task
+# figures, the error of a failed task), the graph of streams, the workers (/api/workers), keyed
+# state and checkpoints (/api/state); a job that failed keeps its page up, read-only with the
+# failure on top, until SIGTERM, and without --ui it exits at once as before.
+#   DSTREAM_UI_SCREENSHOT=docs/images/ui.png DSTREAM_UI_BATCH_SCREENSHOT=docs/images/ui-batch.png \
+#     bash spec/e2e/ui.sh
+# also keeps screenshots there: the page once the job has run 15 s (backpressure has settled),
+# and the batch page of the failed job's failed batch.
 source "$(dirname "$0")/lib/common.bash"
 
 # json_check FILE LUA_EXPR: decodes FILE with lua-cjson (as `j`) and asserts the expression.
@@ -108,6 +114,37 @@ else
   not_ok "script(1) is installed (Debian package bsdutils)"
 fi
 
+# ---- a job that fails: started now, looked at below (it fails in about 1.5 s) ----
+cat >"$WORK/failing.lua" <<'LUA'
+local dstream = require("dstream")
+local ctx = dstream.context { batch = "200ms", workers = 2, name = "failing", max_task_attempts = 2,
+  checkpoint = arg[1], checkpoint_interval = "400ms" }
+local batches = 0
+ctx:rate_stream { rows_per_second = 50 }
+  :map(function(i) return i % 5, 1 end)
+  :update_state_by_key(function(vals, old)
+    local s = old or 0
+    for _, v in ipairs(vals) do s = s + v end
+    return s
+  end)
+  :name("totals")
+  :foreach_rdd(function(rdd)
+    batches = batches + 1
+    local fail = batches >= 6
+    rdd:map(function(k, v) if fail and k == 3 then error("no key 3 here") end return k, v end):count()
+  end)
+ctx:start()
+ctx:await_termination(30)
+LUA
+bg "$DSTREAM" --ui 127.0.0.1:0 "$WORK/failing.lua" "$WORK/failing.ck" >"$WORK/failing.out" 2>"$WORK/failing.err"
+failjob=$BG_PID
+t0=$(ms_now)
+timeout 30 "$DSTREAM" "$WORK/failing.lua" "$WORK/failing-noui.ck" >/dev/null 2>"$WORK/noui-fail.err"
+noui_status=$?
+took=$(($(ms_now) - t0))
+check "without --ui a failed job exits at once with status 1 (${took} ms), its page not kept" \
+  eval '[ "$noui_status" = 1 ] && grep -q "no key 3 here" "$WORK/noui-fail.err" && ! grep -q "stays up" "$WORK/noui-fail.err"'
+
 # ---- the example job, watched ----
 bg "$DSTREAM" "$ROOT/examples/monitored_job.lua" 127.0.0.1:0 60 >"$WORK/job.out" 2>"$WORK/job.err"
 job=$BG_PID
@@ -147,7 +184,7 @@ else
   not_ok "promtool is installed (Debian package prometheus; scripts/setup.sh installs it)"
 fi
 for pattern in \
-  '^dstream_source_records_total{stream="1",source="rate_stream"} [1-9]' \
+  '^dstream_source_records_total{stream="1",name="rate_stream",source="rate_stream"} [1-9]' \
   '^dstream_batches_completed_total [1-9]' \
   '^dstream_batches_failed_total' \
   '^dstream_scheduling_delay_seconds_bucket{le="+Inf"} [1-9]' \
@@ -158,8 +195,8 @@ for pattern in \
   '^dstream_workers_busy [0-2]$' \
   '^dstream_worker_lua_memory_bytes{worker="0"} [1-9]' \
   '^dstream_worker_lua_memory_bytes{worker="1"} [1-9]' \
-  '^dstream_source_rate_limit{stream="1",source="rate_stream"} [1-9]' \
-  '^dstream_backpressure_rate{stream="1",source="rate_stream"} [1-9]' \
+  '^dstream_source_rate_limit{stream="1",name="rate_stream",source="rate_stream"} [1-9]' \
+  '^dstream_backpressure_rate{stream="1",name="rate_stream",source="rate_stream"} [1-9]' \
   '^dstream_backpressure_enabled 1$' \
   '^monitored_rows_total{digit="7"} [1-9]'; do
   check "/metrics has ${pattern#^}" grep -q -- "$pattern" "$WORK/metrics.txt"
@@ -186,6 +223,28 @@ check "/api/streams describes the context, its inputs and its graph" \
     and j.inputs[1].name == "rate_stream" and j.inputs[1].rate_limit > 0 and j.inputs[1].records > 0
     and #j.streams >= 3 and j.streams[1].name == "rate_stream" and #j.streams[1].parents == 0'
 
+# ---- a batch's page, the workers, state ----
+t=$("$DSTREAM" -e "print(string.format('%d', require('cjson').decode(io.open('$WORK/batches.json'):read('*a'))[1].time))")
+curl -sf --max-time 5 "${url}api/batches/$t" -o "$WORK/batch.json"
+check "/api/batches/<time> has the batch's stages with a row per task and their summary" \
+  json_check "$WORK/batch.json" 'j.time == '"$t"' and j.status == "completed" and #j.stages >= 2
+    and #j.stages[1].task_list == j.stages[1].tasks and j.stages[1].task_list[1].run_ms >= 0
+    and j.stages[1].task_list[1].records_in >= 0 and j.stages[1].task_list[1].records_out >= 0
+    and j.stages[1].task_list[1].status == "succeeded" and #j.stages[1].summary.run_ms == 5
+    and j.stages[1].summary.skew >= 1 and j.stages[1].records_out > 0'
+check "/api/batches/<time> of a batch not kept is 404" [ "$(curl -s -o /dev/null -w '%{http_code}' "${url}api/batches/12345")" = 404 ]
+curl -sf --max-time 5 "${url}api/workers" -o "$WORK/workers.json"
+check "/api/workers: per worker its tasks, time busy and Lua memory" \
+  json_check "$WORK/workers.json" '#j.workers == 2 and j.workers[2].worker == 1 and j.workers[1].tasks > 0
+    and j.workers[2].tasks > 0 and j.workers[1].busy_ms > 0 and j.workers[1].lua_memory > 0
+    and j.workers[1].busy_fraction > 0 and j.workers[1].busy_fraction <= 1'
+curl -sf --max-time 5 "${url}api/state" -o "$WORK/state.json"
+check "/api/state: no keyed state and no checkpoint directory in this job" \
+  json_check "$WORK/state.json" '#j.operators == 0 and j.checkpoint_dir == nil and j.last_checkpoint == nil'
+check "/metrics has per-worker tasks and time busy" \
+  eval 'grep -q "^dstream_worker_tasks_total{worker=\"1\"} [1-9]" "$WORK/metrics.txt" &&
+    grep -q "^dstream_worker_busy_seconds_total{worker=\"0\"} [0-9.e-]*[1-9]" "$WORK/metrics.txt"'
+
 # ---- what is refused ----
 code() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "$@"; }
 check "an unknown path is 404" [ "$(code "${url}nope")" = 404 ]
@@ -197,15 +256,15 @@ check "HEAD / answers without a body" \
 
 # ---- the page in headless Chromium ----
 browser=$(command -v chromium || command -v chromium-browser || true)
+chrome() {
+  timeout 60 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$(mktemp -d "$WORK/chrome.XXXXXX")" --window-size=1200,900 \
+    --virtual-time-budget=5000 "$@" 2>>"$WORK/chrome.err"
+}
 if [ -z "$browser" ]; then
   not_ok "chromium is installed (Debian package chromium; scripts/setup.sh installs it)"
 else
-  chrome() {
-    timeout 60 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
-      --disable-background-networking --disable-component-update --disable-sync \
-      --user-data-dir="$(mktemp -d "$WORK/chrome.XXXXXX")" --window-size=1200,900 \
-      --virtual-time-budget=5000 "$@" 2>>"$WORK/chrome.err"
-  }
   chrome --dump-dom "$url" >"$WORK/dom.html"
   for chart in rate sched proc total; do
     points=$(grep -o "id=\"chart-$chart\" data-points=\"[0-9]*\"" "$WORK/dom.html" | grep -o '[0-9]*"$' | tr -d '"')
@@ -215,17 +274,96 @@ else
   check "the charts are SVG paths through the data ($series series)" [ "$series" -eq 4 ]
   check "the page names the job and lists its input" \
     eval 'grep -q "<h1 id=\"name\">monitored</h1>" "$WORK/dom.html" && grep -q "<td>rate_stream</td>" "$WORK/dom.html"'
+  nodes=$(grep -o 'id="graph" data-nodes="[0-9]*" data-edges="[0-9]*"' "$WORK/dom.html")
+  check "the page draws the graph of streams: a box per stream, an arrow per parent ($nodes)" \
+    eval '[ "$nodes" = "id=\"graph\" data-nodes=\"5\" data-edges=\"4\"" ] && grep -q "<text[^>]*>reduce_by_key</text>" "$WORK/dom.html"'
+  check "the page lists the workers with their tasks" \
+    grep -q '<td>worker 1</td><td>[1-9][0-9,]*</td>' "$WORK/dom.html"
+  check "the page links each batch to its page" grep -q "<a href=\"#batch=$t\"" "$WORK/dom.html"
+  chrome --dump-dom "${url}#batch=$t" >"$WORK/batch.html"
+  check "a batch's page shows its stages with the summary and rows of their tasks" \
+    eval 'grep -q "id=\"batch-title\"[^>]*>Batch [0-9:.]* ($t ms): completed<" "$WORK/batch.html" &&
+      grep -q "Stage 1: reduce_by_key (map side)" "$WORK/batch.html" && grep -q "<th>Skew (max / median)</th>" "$WORK/batch.html" &&
+      [ "$(grep -o "<td>succeeded</td>" "$WORK/batch.html" | wc -l)" -ge 4 ]'
   if [ -n "${DSTREAM_UI_SCREENSHOT:-}" ]; then
     settled() { curl -sf --max-time 5 "${url}api/batches" -o "$WORK/b.json" && json_check "$WORK/b.json" '#j >= 30'; }
     wait_until 40 settled
   fi
-  chrome --screenshot="$WORK/ui.png" "$url" >/dev/null
+  chrome --window-size=1200,1560 --screenshot="$WORK/ui.png" "$url" >/dev/null
   size=$(stat -c %s "$WORK/ui.png" 2>/dev/null || echo 0)
   check "a screenshot of the page is saved ($size bytes)" [ "$size" -gt 20000 ]
   if [ -n "${DSTREAM_UI_SCREENSHOT:-}" ] && [ "$size" -gt 20000 ]; then
     cp "$WORK/ui.png" "$DSTREAM_UI_SCREENSHOT"
     echo "# screenshot copied to $DSTREAM_UI_SCREENSHOT"
   fi
+fi
+
+# ---- the failed job: its page stays up until SIGTERM ----
+if wait_until 20 grep -q "stays up" "$WORK/failing.err"; then
+  furl=$(sed -n 's|^dstream: ui: \(http://127.0.0.1:[0-9]*/\)$|\1|p' "$WORK/failing.err" | head -n 1)
+  check "a failed job with --ui reports the error, then says its page stays up and how to stop it" \
+    eval 'grep -q "no key 3 here" "$WORK/failing.err" &&
+      grep -q "^dstream: the job failed; its page stays up at $furl (read-only) until Ctrl-C or SIGTERM stops the process$" "$WORK/failing.err"'
+  sleep 0.5
+  check "the failed job's process keeps running" alive "$failjob"
+  curl -sf --max-time 5 "${furl}api/streams" -o "$WORK/fstreams.json"
+  check "its /api/streams has the error, the state stopped and the failed batch" \
+    json_check "$WORK/fstreams.json" 'j.state == "stopped" and j.error:find("no key 3 here", 1, true)
+      and j.batches_failed == 1 and #j.failed_batches == 1 and j.failed_batches[1].error == j.error'
+  ft=$("$DSTREAM" -e "print(string.format('%d', require('cjson').decode(io.open('$WORK/fstreams.json'):read('*a')).failed_batches[1].time))")
+  curl -sf --max-time 5 "${furl}api/batches/$ft" -o "$WORK/fbatch.json"
+  check "/api/batches/<time> of the failed batch: its error, and the failing tasks' error and traceback" \
+    json_check "$WORK/fbatch.json" 'j.status == "failed" and j.error:find("no key 3 here", 1, true)
+      and (function() for _, st in ipairs(j.stages) do for _, t in ipairs(st.task_list or {}) do
+        if t.status == "failed" and t.error:find("no key 3 here", 1, true) and t.error:find("stack traceback", 1, true)
+          and t.worker >= 0 and t.partition >= 0 then return true end end end end)()'
+  curl -sf --max-time 5 "${furl}api/state" -o "$WORK/fstate.json"
+  check "/api/state: keys per stateful operator, the last checkpoint's duration and size" \
+    json_check "$WORK/fstate.json" 'j.operators[1].operator == "totals" and j.operators[1].keys == 5
+      and j.operators[1].kind == "update_state_by_key" and j.operators[1].partitions == 2
+      and j.last_checkpoint.bytes > 0 and j.last_checkpoint.duration_ms >= 0 and j.last_checkpoint.time > 0
+      and j.checkpoint_ms == 400'
+  curl -sf --max-time 5 "${furl}api/workers" -o "$WORK/fworkers.json"
+  check "/api/workers after the failure: the failed tasks per worker, Lua memory as last read" \
+    json_check "$WORK/fworkers.json" '#j.workers == 2 and j.workers[1].failed + j.workers[2].failed >= 2
+      and j.workers[1].lua_memory > 0'
+  curl -sf --max-time 5 "${furl}metrics" -o "$WORK/fmetrics.txt"
+  if command -v promtool >/dev/null; then
+    check "promtool check metrics accepts the failed job's /metrics" \
+      eval 'promtool check metrics <"$WORK/fmetrics.txt" >"$WORK/fpromtool.out" 2>&1'
+  fi
+  check "its /metrics counts the failed batch and the keys of the state named totals" \
+    eval 'grep -q "^dstream_batches_failed_total 1$" "$WORK/fmetrics.txt" &&
+      grep -q "^dstream_state_keys{operator=\"totals\"} 5$" "$WORK/fmetrics.txt" &&
+      grep -q "^dstream_last_checkpoint_bytes [1-9]" "$WORK/fmetrics.txt"'
+  if [ -n "$browser" ]; then
+    chrome --dump-dom "$furl" >"$WORK/fdom.html"
+    check "the page shows the failure on top, read-only" \
+      eval 'grep -q "<div id=\"failure\" class=\"on\">" "$WORK/fdom.html" &&
+        grep -q "<pre id=\"failure-error\">[^<]*no key 3 here" "$WORK/fdom.html" &&
+        grep -q "<span class=\"state error\" id=\"state\">failed</span>" "$WORK/fdom.html"'
+    check "the page lists the failed batch, its state and its checkpoint" \
+      eval 'grep -q "<tr class=\"failed\"><td><a href=\"#batch=$ft\"" "$WORK/fdom.html" &&
+        grep -q "<td>totals</td><td>update_state_by_key #[0-9]*</td><td>2</td><td>5</td>" "$WORK/fdom.html" &&
+        grep -q "id=\"checkpoint\">last checkpoint: batch" "$WORK/fdom.html"'
+    chrome --dump-dom "${furl}#batch=$ft" >"$WORK/fbatch.html"
+    check "the failed batch's page shows the failing task's error and traceback" \
+      eval 'grep -q "id=\"batch-title\" class=\"err\">Batch [0-9:.]* ($ft ms): failed<" "$WORK/fbatch.html" &&
+        grep -q "<tr class=\"failed\"><td>[0-9]</td><td>[0-9]</td><td>failed</td>" "$WORK/fbatch.html" &&
+        grep -q "<pre class=\"task-error\">[^<]*no key 3 here" "$WORK/fbatch.html" &&
+        grep -A3 "<pre class=\"task-error\">" "$WORK/fbatch.html" | grep -q "stack traceback"'
+    if [ -n "${DSTREAM_UI_BATCH_SCREENSHOT:-}" ]; then
+      chrome --window-size=1200,1500 --screenshot="$WORK/ui-batch.png" "${furl}#batch=$ft" >/dev/null
+      cp "$WORK/ui-batch.png" "$DSTREAM_UI_BATCH_SCREENSHOT" && echo "# screenshot copied to $DSTREAM_UI_BATCH_SCREENSHOT"
+    fi
+  fi
+  kill -TERM "$failjob"
+  wait_exit "$failjob" 10
+  check "SIGTERM ends the failed job's process, with the failure's status (1)" [ "$EXIT_STATUS" -eq 1 ]
+  check "and its port is closed" eval '! curl -s --max-time 2 -o /dev/null "$furl"'
+else
+  not_ok "the failed job says its page stays up"
+  show stderr "$WORK/failing.err"
 fi
 
 # ---- the slow clients of above: every one was cut by the head deadline ----

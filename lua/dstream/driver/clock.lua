@@ -143,7 +143,8 @@ function Clock:_cleanup(time)
 end
 
 -- Adds a finished task's figures to its stage in the running batch.
-function Clock:_on_task(spec, status, info)
+function Clock:_on_task(spec, status, info, err, outputs)
+  self.monitor:_worker_task(status, info) -- per worker: tasks, time busy
   local batch = self.running
   if not batch or spec.time ~= batch.time then return end
   local stages = batch.stages
@@ -157,6 +158,7 @@ function Clock:_on_task(spec, status, info)
   if status ~= 0 then st.failed = st.failed + 1 end
   st.task_ms = st.task_ms + (info.run_ms or 0)
   st.records_in = st.records_in + (info.records_in or 0)
+  self.monitor:_keep_task(st, spec, status, info, err, outputs) -- the batch page's task rows
 end
 
 -- With a write-ahead log, receivers' records are cut into logged blocks every block interval

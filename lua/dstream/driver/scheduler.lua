@@ -97,7 +97,7 @@ function M:_on_done(id, status, err, outputs, info)
   self.pending[id] = nil
   if not t then return end
   local job = t.job
-  if self.on_task then self.on_task(t.spec, status, info) end
+  if self.on_task then self.on_task(t.spec, status, info, err, outputs) end
   if job.failed or job.cancelled then return end
   if status == 0 then
     -- Accumulator updates (target -1) count only now that the task has succeeded.

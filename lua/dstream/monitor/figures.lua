@@ -10,13 +10,54 @@ function M.round(x, digits)
   return math.floor(x * m + 0.5) / m
 end
 
+-- min, 25th percentile, median, 75th percentile, max of a list of numbers (Spark's summary
+-- of a stage's tasks), or nil for an empty list.
+function M.quantiles(xs)
+  if #xs == 0 then return nil end
+  local s = {}
+  for i, x in ipairs(xs) do s[i] = x end
+  table.sort(s)
+  local function q(p) -- linear between the two nearest ranks
+    local x = 1 + p * (#s - 1)
+    local i = math.floor(x)
+    return M.round(s[i] + (x - i) * ((s[i + 1] or s[i]) - s[i]), 3)
+  end
+  return array { q(0), q(0.25), q(0.5), q(0.75), q(1) }
+end
+
+-- A stage's tasks, one row each (partition, worker, status, run_ms, records in and out, error),
+-- and their summary: quantiles of run time and records in, and skew = the slowest task's time
+-- over the median's (1 when even; Spark's "max vs median").
+local function stage_tasks(st)
+  local tasks, ms, recs, out = array(), {}, {}, 0
+  for i, t in ipairs(st.task_list) do
+    tasks[i] = { partition = t.partition, worker = t.worker, run_ms = M.round(t.run_ms, 3),
+      records_in = t.records_in, records_out = t.records_out,
+      status = t.status == 0 and "succeeded" or (t.status == 2 and "out of memory" or "failed"),
+      error = t.error }
+    if t.status == 0 then
+      ms[#ms + 1], recs[#recs + 1] = t.run_ms or 0, t.records_in or 0
+      out = out + (t.records_out or 0)
+    end
+  end
+  local qm = M.quantiles(ms)
+  local skew = qm and (qm[3] > 0 and M.round(qm[5] / qm[3], 2) or (qm[5] > 0 and qm[5] or 1)) or nil
+  return tasks, { run_ms = qm, records_in = M.quantiles(recs), skew = skew, records_out = out }
+end
+
 -- A plain copy of a context batch record, with numbers rounded (times to the ms, durations to
--- the microsecond). status: "queued", "running", "completed" or "failed".
-function M.batch_info(b, status)
+-- the microsecond). status: "queued", "running", "completed" or "failed". detail: with each
+-- stage's tasks (while the monitor keeps them: dstream.monitor.KEEP_TASK_BATCHES).
+function M.batch_info(b, status, detail)
   local stages = array()
   for i, st in ipairs(b.stages or {}) do
     stages[i] = { name = st.name, tasks = st.tasks, failed = st.failed,
       task_ms = M.round(st.task_ms, 3), records_in = st.records_in }
+    if detail and st.task_list then
+      stages[i].task_list, stages[i].summary = stage_tasks(st)
+      stages[i].records_out = stages[i].summary.records_out
+      stages[i].tasks_not_kept = st.tasks_dropped
+    end
   end
   local sources = array()
   for i, src in ipairs(b.sources or {}) do
@@ -28,7 +69,16 @@ function M.batch_info(b, status)
     finished_at = M.round(b.finished_at),
     scheduling_delay_ms = M.round(b.scheduling_delay_ms, 3), processing_ms = M.round(b.processing_ms, 3),
     total_delay_ms = M.round(b.total_delay_ms, 3), stages = stages, error = b.error,
+    failed_at = M.round(b.failed_at),
   }
+end
+
+-- What a stream is called on the page and in metric labels: the name given to its state
+-- (stream:name(...)), else its label ("map", "rate_stream", ...).
+function M.stream_name(s)
+  local ctx = s.ctx
+  local entry = s.state_id and ctx and ctx._states and ctx._states[s.state_id]
+  return (entry and entry.name) or s.label or ("stream #" .. tostring(s.id))
 end
 
 -- Figures of one input: records received, rate settings, receiver state.
@@ -68,6 +118,25 @@ function M.graph(ctx)
     end
   end
   table.sort(list, function(a, b) return a.id < b.id end)
+  return list
+end
+
+-- The context's stateful operators: { operator (the metric label: the state's name or kind#id),
+-- id, kind, name (its stream's label), stream (id), partitions, keys (nil where not counted) }.
+function M.state_operators(ctx)
+  local by_state = {}
+  for _, s in ipairs(M.graph(ctx)) do
+    if s.state_id then by_state[s.state_id] = s end
+  end
+  local list = array()
+  for _, entry in ipairs(ctx._states or {}) do
+    local s = by_state[entry.id]
+    local ok, keys = true, nil
+    if entry.keys then ok, keys = pcall(entry.keys) end
+    list[#list + 1] = { operator = entry.name or (entry.kind .. "#" .. entry.id), id = entry.id,
+      kind = entry.kind, name = s and s.label or entry.kind,
+      stream = s and s.id, partitions = entry.partitions, keys = ok and keys or nil }
+  end
   return list
 end
 

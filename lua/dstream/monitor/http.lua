@@ -1,5 +1,6 @@
 -- dstream/monitor/http.lua: the HTTP endpoint's routes, as methods of the monitor
--- (dstream.monitor adds them): /metrics, /api/batches, /api/streams and the live page.
+-- (dstream.monitor adds them): /metrics, /api/batches, /api/batches/<time>, /api/streams,
+-- /api/workers, /api/state and the live page.
 local core = require("dstream.core")
 local figures = require("dstream.monitor.figures")
 local json_mod = require("dstream.monitor.json")
@@ -42,12 +43,20 @@ function Http:streams_json()
     inputs[#inputs + 1] = info
   end
   -- The graph, from the outputs up.
-  local streams, outputs = array(), {}
+  local streams, outputs, is_input = array(), {}, {}
   for _, out in ipairs(ctx.outputs) do outputs[out.stream] = true end
+  for _, input in ipairs(ctx.inputs) do is_input[input] = true end
   for _, s in ipairs(figures.graph(ctx)) do
     local parents = array()
     for i, p in ipairs(s.parents or {}) do parents[i] = p.id end
-    streams[#streams + 1] = { id = s.id, name = s.label, parents = parents, output = outputs[s] or false }
+    streams[#streams + 1] = { id = s.id, name = s.label, parents = parents, output = outputs[s] or false,
+      input = is_input[s] or false, state = s.state_id ~= nil, state_name = s.state_id and figures.stream_name(s) or nil,
+      window_ms = s.window_ms, slide_ms = s.slide_ms }
+  end
+  local failed = array()
+  for i = #self.failed_batches, 1, -1 do
+    local b = self.failed_batches[i]
+    failed[#failed + 1] = { time = b.time, failed_at = figures.round(b.failed_at), error = b.error }
   end
   local last = ctx.batches[#ctx.batches]
   return {
@@ -57,7 +66,62 @@ function Http:streams_json()
     batches_completed = self.completed, batches_failed = self.failed, queued = #ctx.queue,
     running = ctx.running and ctx.running.time or nil,
     last_batch = last and figures.batch_info(last, "completed") or nil,
-    inputs = inputs, streams = streams,
+    inputs = inputs, streams = streams, failed_batches = failed,
+    -- A failed context's page stays up (dstream.monitor's linger): the error is on top.
+    error = ctx.error, failed_at = figures.round(self.failed_at),
+  }
+end
+
+-- One batch with its stages and, while kept, their tasks: a completed, failed, running or
+-- queued batch; nil when none has that time (or it is too old to be kept).
+function Http:batch_json(time)
+  local ctx = self.ctx
+  if ctx.running and ctx.running.time == time and not ctx.running.final then
+    return figures.batch_info(ctx.running, "running", true)
+  end
+  for _, b in ipairs(self.failed_batches) do
+    if b.time == time then return figures.batch_info(b, "failed", true) end
+  end
+  for i = #ctx.batches, 1, -1 do
+    if ctx.batches[i].time == time then return figures.batch_info(ctx.batches[i], "completed", true) end
+  end
+  for _, b in ipairs(ctx.queue) do
+    if b.time == time then return figures.batch_info(b, "queued", true) end
+  end
+end
+
+-- Per worker: tasks run (and failed), time busy running them, Lua memory in use (its last
+-- reading once the pool is closed), and what it runs now.
+function Http:workers_json()
+  local ctx = self.ctx
+  local pool = ctx.sched and ctx.sched.pool
+  local now, list = core.now_ms(), array()
+  local running = {}
+  if ctx.sched then
+    for _, r in ipairs(pool and pool:running() or {}) do running[r.worker] = r end
+  end
+  local n = pool and pool:size() or #self.worker_stats
+  for i = 0, math.max(n, #self.worker_stats) - 1 do
+    local w = self:_worker(i)
+    if pool and i < pool:size() then w.lua_memory = pool:worker_memory(i) end
+    local up = ctx.started_at and (now - ctx.started_at) or 0
+    list[#list + 1] = { worker = i, tasks = w.tasks, failed = w.failed, busy_ms = figures.round(w.busy_ms, 3),
+      busy_fraction = up > 0 and figures.round(w.busy_ms / up, 4) or 0, lua_memory = w.lua_memory,
+      running_ms = running[i] and figures.round(running[i].ms, 1) or nil }
+  end
+  return { workers = list, worker_memory_limit = ctx.worker_memory, busy = pool and math.min(pool:inflight(), pool:size()) or 0 }
+end
+
+-- Keyed state per stateful operator and the last checkpoint.
+function Http:state_json()
+  local ctx = self.ctx
+  local ck = ctx.last_checkpoint
+  return {
+    operators = figures.state_operators(ctx),
+    checkpoint_dir = ctx.checkpoint_dir, checkpoint_ms = ctx.checkpoint_dir and ctx.checkpoint_ms or nil,
+    last_checkpoint = ck and { time = ck.time, written_at = figures.round(ck.written_at),
+      duration_ms = figures.round(ck.duration_ms, 3), bytes = ck.bytes, generation = ck.generation } or nil,
+    recovered_from = ctx.recovered_from,
   }
 end
 
@@ -75,10 +139,19 @@ function Http:handle(method, path, query, host)
     return 200, JSON, json(self:batches_json(math.max(0, math.floor(n))))
   elseif path == "/api/streams" then
     return 200, JSON, json(self:streams_json())
+  elseif path:match("^/api/batches/") then
+    local t = tonumber(path:match("^/api/batches/(%d+)$") or "")
+    local b = t and self:batch_json(t)
+    if not b then return 404, nil, "no such batch: /api/batches lists the batches kept\n" end
+    return 200, JSON, json(b)
+  elseif path == "/api/workers" then
+    return 200, JSON, json(self:workers_json())
+  elseif path == "/api/state" then
+    return 200, JSON, json(self:state_json())
   elseif path == "/" or path == "/index.html" then
     return 200, "text/html; charset=utf-8", require("dstream.monitor.page").html
   end
-  return 404, nil, "not found: try /, /metrics, /api/batches or /api/streams\n"
+  return 404, nil, "not found: try /, /metrics, /api/batches, /api/streams, /api/workers or /api/state\n"
 end
 
 return Http

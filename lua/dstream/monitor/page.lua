@@ -1,9 +1,12 @@
 -- dstream/monitor/page.lua: the live page served at / by dstream.monitor (plain HTML, hand-drawn SVG).
 --
 -- Modelled on Spark's Streaming tab: input rate, scheduling delay, processing time and total
--- delay per batch, as timelines with their averages, the inputs with their rate limits, and the
--- last batches. The page polls /api/streams and /api/batches every second; it needs nothing
--- but the job's own endpoint (no external scripts, fonts or styles).
+-- delay per batch, as timelines with their averages, the inputs with their rate limits, the
+-- graph of streams, the workers, keyed state and checkpoints, and the last batches; a click on
+-- a batch opens its page (#batch=<time>, as Spark's batch details: its stages with a summary of
+-- their tasks, each task, and the error of a failed one). A failed context's error is shown on
+-- top. The page polls the JSON routes every second; it needs nothing but the job's own endpoint
+-- (no external scripts, fonts or styles).
 local M = {}
 
 M.html = [==[<!DOCTYPE html>
@@ -48,6 +51,32 @@ M.html = [==[<!DOCTYPE html>
   th { font-weight: 600; color: var(--muted); font-size: 12px; }
   .empty { color: var(--muted); padding: 10px; }
   .err { color: #b33; }
+  #failure { display: none; background: #fdecec; border: 1px solid #e4a5a5; border-radius: 6px;
+             padding: 10px 14px; margin-bottom: 14px; }
+  #failure.on { display: block; }
+  #failure b { color: #b33; }
+  pre { white-space: pre-wrap; word-break: break-word; margin: 6px 0 0; font-size: 12px;
+        background: #fff7f7; padding: 6px 8px; border-radius: 4px; }
+  a { color: var(--c1); }
+  tr.failed td { color: #b33; }
+  .view { display: none; }
+  .view.on { display: block; }
+  .cards { display: grid; grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 14px; }
+  .card { background: var(--card); border: 1px solid var(--line); border-radius: 6px; padding: 10px 12px; overflow-x: auto; }
+  .card h3 { margin: 0 0 8px; }
+  .card td, .card th { white-space: nowrap; }
+  .card td.left { white-space: normal; }
+  #graph { display: block; }
+  #graph rect { fill: #eef3fc; stroke: #2f6fdf; stroke-width: 1.2; rx: 5; }
+  #graph rect.input { fill: #eaf6f0; stroke: #2e9e6a; }
+  #graph rect.state { fill: #fbf0e4; stroke: #d9822b; }
+  #graph rect.output { stroke-width: 2.4; }
+  #graph text { font-size: 11px; fill: var(--fg); }
+  #graph text.sub { fill: var(--muted); font-size: 10px; }
+  #graph path { fill: none; stroke: #8a94a6; stroke-width: 1.2; }
+  .stage { margin-top: 14px; }
+  td.left, th.left { text-align: left; }
+  details summary { cursor: pointer; }
   @media (max-width: 900px) { .charts { grid-template-columns: 1fr; } }
 </style>
 </head>
@@ -58,6 +87,10 @@ M.html = [==[<!DOCTYPE html>
   <span class="meta" id="meta"></span>
 </header>
 <main>
+  <div id="failure"><b>This job failed</b> <span id="failure-when"></span>; the page shows what it
+    left (read-only) until the process is stopped (Ctrl-C or SIGTERM).<pre id="failure-error"></pre></div>
+  <div class="view" id="batch-view"></div>
+  <div class="view on" id="overview">
   <div class="summary" id="summary"></div>
   <div class="charts">
     <div class="chart"><h2>Input rate</h2><div class="stat" id="stat-rate"></div>
@@ -72,9 +105,20 @@ M.html = [==[<!DOCTYPE html>
   <h3>Inputs</h3>
   <table id="inputs"><thead><tr><th>Input</th><th>Records</th><th>Max rate</th><th>Rate limit</th>
     <th>Backpressure</th><th>State</th></tr></thead><tbody></tbody></table>
-  <h3>Last batches</h3>
+  <h3>Last batches <span class="tick">(click one for its stages and tasks)</span></h3>
   <table id="batches"><thead><tr><th>Batch time</th><th>Records</th><th>Scheduling delay</th>
     <th>Processing time</th><th>Total delay</th><th>Stages</th></tr></thead><tbody></tbody></table>
+  <h3>Graph of streams</h3>
+  <div class="card"><svg id="graph" data-nodes="0" data-edges="0" width="200" height="60"></svg></div>
+  <div class="cards">
+    <div class="card"><h3>Workers</h3>
+      <table id="workers"><thead><tr><th>Worker</th><th>Tasks</th><th>Failed</th><th>Time busy</th>
+        <th>Busy</th><th>Lua memory</th><th>Running</th></tr></thead><tbody></tbody></table></div>
+    <div class="card"><h3>State and checkpoints</h3>
+      <table id="state"><thead><tr><th>Operator</th><th>Stream</th><th>Partitions</th><th>Keys</th></tr></thead><tbody></tbody></table>
+      <div class="stat" id="checkpoint"></div></div>
+  </div>
+  </div>
 </main>
 <script>
 "use strict";
@@ -163,14 +207,36 @@ function avg(list) {
 }
 
 var info = null;
+function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); return node; }
+function fmtBytes(b) {
+  if (b === null || b === undefined) return "-";
+  if (b >= 1048576) return fmtNum(b / 1048576, 1) + " MiB";
+  if (b >= 1024) return fmtNum(b / 1024, 1) + " KiB";
+  return fmtNum(b) + " B";
+}
+function h(tag, txt, attrs) {
+  var e = document.createElement(tag);
+  if (txt !== undefined && txt !== null) e.textContent = txt;
+  for (var k in attrs || {}) e.setAttribute(k, attrs[k]);
+  return e;
+}
+function batchLink(t) {
+  var a = h("a", fmtTime(t, info && info.batch_ms % 1000 !== 0), { href: "#batch=" + t });
+  a.title = t + " ms";
+  return a;
+}
 
 function renderStreams(s) {
   info = s;
   text(document.getElementById("name"), s.name);
   document.title = s.name + " - dstream";
   var st = document.getElementById("state");
-  text(st, s.state);
-  st.className = "state " + s.state;
+  text(st, s.error ? "failed" : s.state);
+  st.className = "state " + (s.error ? "error" : s.state);
+  var fail = document.getElementById("failure");
+  fail.className = s.error ? "on" : "";
+  text(document.getElementById("failure-error"), s.error || "");
+  text(document.getElementById("failure-when"), s.failed_at ? "at " + fmtTime(s.failed_at, true) : "");
   var up = s.started_at ? Math.max(0, (s.now - s.started_at) / 1000) : 0;
   text(document.getElementById("meta"), "batch interval " + fmtMs(s.batch_ms) + " \u00b7 " + s.workers +
        " workers \u00b7 " + s.partitions + " partitions \u00b7 up " + fmtNum(up, 0) + " s" +
@@ -202,9 +268,175 @@ function renderStreams(s) {
       .forEach(function (v) { text(r.insertCell(), v); });
     if (i.last_error) { var c = r.cells[5]; c.className = "err"; c.title = i.last_error; }
   });
+  drawGraph(s.streams);
+}
+
+// The graph of streams: a column per depth (inputs left, outputs right), an arrow per parent.
+function drawGraph(streams) {
+  var svg = document.getElementById("graph");
+  var key = JSON.stringify(streams);
+  if (svg.getAttribute("data-key") === key) return; // the graph does not change while the job runs
+  svg.setAttribute("data-key", key);
+  clear(svg);
+  var byId = {}, depth = {}, cols = [], edges = 0;
+  streams.forEach(function (s) { byId[s.id] = s; });
+  function d(s) {
+    if (depth[s.id] !== undefined) return depth[s.id];
+    depth[s.id] = 0;
+    var m = -1;
+    s.parents.forEach(function (p) { if (byId[p]) m = Math.max(m, d(byId[p])); });
+    return (depth[s.id] = m + 1);
+  }
+  streams.forEach(function (s) { var k = d(s); (cols[k] = cols[k] || []).push(s); });
+  var BW = 160, BH = 40, GX = 56, GY = 14, pos = {}, rows = 0;
+  cols.forEach(function (col, c) {
+    col.forEach(function (s, r) { pos[s.id] = { x: 8 + c * (BW + GX), y: 8 + r * (BH + GY) }; });
+    rows = Math.max(rows, col.length);
+  });
+  svg.setAttribute("width", 16 + cols.length * (BW + GX) - GX);
+  svg.setAttribute("height", 16 + rows * (BH + GY) - GY);
+  var defs = el("defs", {}, svg);
+  var mk = el("marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto" }, defs);
+  el("path", { d: "M0,0 L10,5 L0,10 Z", fill: "#8a94a6", stroke: "none" }, mk);
+  streams.forEach(function (s) {
+    s.parents.forEach(function (p) {
+      if (!pos[p]) return;
+      var a = pos[p], b = pos[s.id];
+      var x1 = a.x + BW, y1 = a.y + BH / 2, x2 = b.x, y2 = b.y + BH / 2;
+      el("path", { d: "M" + x1 + "," + y1 + " C" + (x1 + GX / 2) + "," + y1 + " " + (x2 - GX / 2) + "," + y2 + " " + x2 + "," + y2,
+                   "marker-end": "url(#arrow)", "class": "edge" }, svg);
+      edges++;
+    });
+  });
+  streams.forEach(function (s) {
+    var p = pos[s.id], g = el("g", { "class": "node", "data-id": s.id }, svg);
+    var cls = (s.input ? "input" : s.state ? "state" : "") + (s.output ? " output" : "");
+    el("rect", { x: p.x, y: p.y, width: BW, height: BH, rx: 5, "class": cls }, g);
+    text(el("text", { x: p.x + 8, y: p.y + 16 }, g), (s.name.length > 24 ? s.name.slice(0, 23) + "\u2026" : s.name));
+    var sub = "#" + s.id + (s.input ? " \u00b7 input" : "") + (s.state_name ? " \u00b7 state " + s.state_name : "") +
+      (s.window_ms ? " \u00b7 window " + fmtMs(s.window_ms) : "") + (s.output ? " \u00b7 output" : "");
+    text(el("text", { x: p.x + 8, y: p.y + 31, "class": "sub" }, g), sub);
+    el("title", {}, g).textContent = s.name + " (stream #" + s.id + ")";
+  });
+  svg.setAttribute("data-nodes", String(streams.length));
+  svg.setAttribute("data-edges", String(edges));
+}
+
+function renderWorkers(w) {
+  var tb = clear(document.querySelector("#workers tbody"));
+  w.workers.forEach(function (x) {
+    var r = tb.insertRow();
+    ["worker " + x.worker, fmtNum(x.tasks), fmtNum(x.failed), fmtMs(x.busy_ms), fmtNum(x.busy_fraction * 100, 1) + " %",
+     fmtBytes(x.lua_memory), x.running_ms !== undefined ? fmtMs(x.running_ms) : "-"]
+      .forEach(function (v) { text(r.insertCell(), v); });
+    if (x.failed) r.cells[2].className = "err";
+  });
+}
+
+function renderState(st) {
+  var tb = clear(document.querySelector("#state tbody"));
+  if (!st.operators.length) {
+    var r = tb.insertRow(); var c = r.insertCell(); c.colSpan = 4; c.className = "empty";
+    text(c, "no keyed state");
+  }
+  st.operators.forEach(function (o) {
+    var r = tb.insertRow();
+    [o.operator, o.stream ? o.name + " #" + o.stream : o.name, fmtNum(o.partitions),
+     o.keys === undefined ? "-" : fmtNum(o.keys)].forEach(function (v) { text(r.insertCell(), v); });
+  });
+  var ck = st.last_checkpoint, line;
+  if (!st.checkpoint_dir) line = "no checkpoint directory (checkpoint = dir or --checkpoint)";
+  else if (!ck) line = "checkpoints to " + st.checkpoint_dir + " every " + fmtMs(st.checkpoint_ms) + "; none written yet";
+  else line = "last checkpoint: batch " + fmtTime(ck.time, true) + ", written at " + fmtTime(ck.written_at, true) +
+    " in " + fmtMs(ck.duration_ms) + ", " + fmtBytes(ck.bytes) + " (generation " + ck.generation + ") \u00b7 every " +
+    fmtMs(st.checkpoint_ms) + " to " + st.checkpoint_dir;
+  if (st.recovered_from) line += " \u00b7 recovered from batch " + fmtTime(st.recovered_from, true);
+  text(document.getElementById("checkpoint"), line);
+}
+
+// The batch page (#batch=<time>): its figures, its error, and per stage a summary of its tasks
+// (quantiles of run time and records, skew = slowest over median) and the tasks themselves.
+function renderBatch(b) {
+  var v = clear(document.getElementById("batch-view"));
+  v.appendChild(h("p")).appendChild(h("a", "\u2190 all batches", { href: "#" }));
+  var title = h("h3", "Batch " + fmtTime(b.time, true) + " (" + b.time + " ms): " + b.status, { id: "batch-title" });
+  if (b.status === "failed") title.className = "err";
+  v.appendChild(title);
+  var sum = h("div", null, { "class": "summary" });
+  [["records", fmtNum(b.records)], ["scheduling delay", fmtMs(b.scheduling_delay_ms)],
+   ["processing time", fmtMs(b.processing_ms)], ["total delay", fmtMs(b.total_delay_ms)],
+   ["stages", fmtNum(b.stages.length)]].forEach(function (kv) {
+    var d = sum.appendChild(h("div"));
+    d.appendChild(h("b", kv[1])); d.appendChild(h("span", kv[0]));
+  });
+  v.appendChild(sum);
+  if (b.error) {
+    var e = v.appendChild(h("div", null, { id: "batch-error" }));
+    e.appendChild(h("b", "Error", { "class": "err" }));
+    e.appendChild(h("pre", b.error));
+  }
+  var shownError = false;
+  b.stages.forEach(function (st, i) {
+    var box = v.appendChild(h("div", null, { "class": "card stage" }));
+    box.appendChild(h("h3", "Stage " + (i + 1) + ": " + st.name + " \u2014 " + st.tasks + " tasks" +
+      (st.failed ? ", " + st.failed + " failed" : "") + ", " + fmtMs(st.task_ms) + " in tasks, " +
+      fmtNum(st.records_in) + " records in" + (st.records_out !== undefined ? ", " + fmtNum(st.records_out) + " out" : "")));
+    if (!st.task_list) { box.appendChild(h("div", "tasks not kept for this batch (only the last batches' are)", { "class": "empty" })); return; }
+    if (st.summary.run_ms) {
+      var t = box.appendChild(h("table", null, { "class": "quantiles" }));
+      var hr = t.createTHead().insertRow();
+      ["Metric", "Min", "25th percentile", "Median", "75th percentile", "Max", "Skew (max / median)"]
+        .forEach(function (x) { hr.appendChild(h("th", x)); });
+      var tb = t.appendChild(h("tbody"));
+      [["Task time", st.summary.run_ms, fmtMs], ["Records in", st.summary.records_in, fmtNum]].forEach(function (row, k) {
+        var r = tb.insertRow();
+        text(r.insertCell(), row[0]);
+        row[1].forEach(function (x) { text(r.insertCell(), row[2](x)); });
+        text(r.insertCell(), k === 0 ? fmtNum(st.summary.skew, 2) + "\u00d7" : "");
+      });
+    }
+    var tt = box.appendChild(h("table", null, { "class": "tasks" }));
+    var hr2 = tt.createTHead().insertRow();
+    ["Partition", "Worker", "Status", "Task time", "Records in", "Records out", "Error"]
+      .forEach(function (x) { hr2.appendChild(h("th", x, x === "Error" ? { "class": "left" } : {})); });
+    var tb2 = tt.appendChild(h("tbody"));
+    st.task_list.forEach(function (k) {
+      var r = tb2.insertRow();
+      if (k.status !== "succeeded") r.className = "failed";
+      [fmtNum(k.partition), fmtNum(k.worker), k.status, fmtMs(k.run_ms), fmtNum(k.records_in),
+       k.records_out === undefined ? "-" : fmtNum(k.records_out)].forEach(function (x) { text(r.insertCell(), x); });
+      var c = r.insertCell(); c.className = "left";
+      if (k.error) {
+        var det = c.appendChild(h("details"));
+        if (!shownError) { det.open = true; shownError = true; } // the first failure, open
+        det.appendChild(h("summary", k.error.split("\n")[0]));
+        det.appendChild(h("pre", k.error, { "class": "task-error" }));
+      }
+    });
+    if (st.tasks_not_kept) box.appendChild(h("div", st.tasks_not_kept + " more tasks not kept", { "class": "empty" }));
+  });
+}
+
+function batchFromHash() {
+  var m = /^#batch=(\d+)$/.exec(location.hash);
+  return m ? m[1] : null;
+}
+function showView() {
+  var t = batchFromHash();
+  document.getElementById("overview").className = t ? "view" : "view on";
+  document.getElementById("batch-view").className = t ? "view on" : "view";
+  if (t) refreshBatch(t);
+}
+function refreshBatch(t) {
+  getJSON("api/batches/" + t).then(renderBatch).catch(function () {
+    var v = clear(document.getElementById("batch-view"));
+    v.appendChild(h("p")).appendChild(h("a", "\u2190 all batches", { href: "#" }));
+    v.appendChild(h("div", "batch " + t + " ms is not kept (the page keeps the last batches)", { "class": "empty" }));
+  });
 }
 
 function renderBatches(list) {
+  var failed = (info && info.failed_batches) || [];
   var bms = info ? info.batch_ms : 1000;
   var ordered = list.slice().reverse(); // oldest first
   var rate = ordered.map(function (b) { return [b.time, b.records / (bms / 1000)]; });
@@ -229,10 +461,19 @@ function renderBatches(list) {
     var r = tb.insertRow(); var c = r.insertCell(); c.colSpan = 6; c.className = "empty";
     text(c, "no batch completed yet");
   }
-  list.slice(0, 15).forEach(function (b) {
+  var rows = list.slice(0, 15).concat(failed.map(function (f) { f.failed = true; return f; }));
+  rows.sort(function (a, b) { return b.time - a.time; });
+  rows.forEach(function (b) {
     var r = tb.insertRow();
+    r.insertCell().appendChild(batchLink(b.time));
+    if (b.failed) {
+      r.className = "failed";
+      var c = r.insertCell(); c.colSpan = 5; c.className = "left";
+      text(c, "failed: " + b.error.split("\n")[0]);
+      return;
+    }
     var stages = b.stages.map(function (s) { return s.name + " (" + s.tasks + ")"; }).join(", ");
-    [fmtTime(b.time, bms % 1000 !== 0), fmtNum(b.records), fmtMs(b.scheduling_delay_ms),
+    [fmtNum(b.records), fmtMs(b.scheduling_delay_ms),
      fmtMs(b.processing_ms), fmtMs(b.total_delay_ms), stages || "-"]
       .forEach(function (v) { text(r.insertCell(), v); });
   });
@@ -248,14 +489,22 @@ function getJSON(url) {
 function refresh() {
   getJSON("api/streams").then(function (s) {
     renderStreams(s);
-    return getJSON("api/batches?n=100");
-  }).then(renderBatches).catch(function (e) {
+    var t = batchFromHash();
+    if (t) refreshBatch(t);
+    return Promise.all([getJSON("api/batches?n=100"), getJSON("api/workers"), getJSON("api/state")]);
+  }).then(function (r) {
+    renderBatches(r[0]);
+    renderWorkers(r[1]);
+    renderState(r[2]);
+  }).catch(function (e) {
     var st = document.getElementById("state");
     text(st, "unreachable");
     st.className = "state error";
   });
 }
 
+window.addEventListener("hashchange", showView);
+showView();
 refresh();
 setInterval(refresh, 1000);
 </script>

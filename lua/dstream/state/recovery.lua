@@ -20,11 +20,16 @@ end
 
 -- initial: the checkpoint written by start() before any input is taken (no state yet).
 function Recovery:_write_checkpoint(time, initial)
+  local t0 = core.now_ms()
   local ok, err = checkpoint.write(self, time, initial)
   if not ok then
     error((initial and "the first checkpoint" or ("checkpoint of batch " .. string.format("%d", time) .. " ms"))
       .. " failed: " .. err .. (initial and "" or " (the previous checkpoint is intact)"), 0)
   end
+  local f = io.open(core.ckpt_path(self.checkpoint_dir, self._checkpoint_gen), "rb") -- for /api/state
+  self.last_checkpoint = { time = time, written_at = core.now_ms(), duration_ms = core.now_ms() - t0,
+    bytes = f and f:seek("end"), generation = self._checkpoint_gen }
+  if f then f:close() end
   batch_log.prune(self, time)
   for _, input in ipairs(self.inputs) do
     if input.prune then input:prune() end -- write-ahead log blocks the checkpoint covers
