@@ -150,7 +150,7 @@ function M.new(opts)
   self.sched = scheduler.new {
     workers = self.workers, worker_memory = self.worker_memory,
     max_attempts = self.max_task_attempts, jit = cli_options.jit,
-    task_timeout_ms = self.task_timeout_ms,
+    task_timeout_ms = self.task_timeout_ms, progress = opts.progress,
     on_task = function(...) self:_on_task(...) end,
     on_accumulators = function(slice)
       local arrays = require("string.buffer").decode(slice:bytes())
@@ -158,6 +158,9 @@ function M.new(opts)
     end,
   }
   live[self] = true
+  -- The UI from the start, so a job of static datasets alone (which never calls start) is
+  -- served too; start() finds it up.
+  if self.monitor.ui_host then self.monitor:start(2) end
   return self
 end
 

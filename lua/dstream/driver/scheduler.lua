@@ -12,6 +12,7 @@
 local buffer = require("string.buffer")
 local core = require("dstream.core")
 local protocol = require("dstream.protocol")
+local console_bar = require("dstream.driver.console_bar")
 local util = require("dstream.util")
 
 local M = {}
@@ -28,6 +29,8 @@ function M.new(opts)
     task_timeout_ms = opts.task_timeout_ms,
     on_task = opts.on_task, -- optional observer of finished tasks
     on_accumulators = opts.on_accumulators, -- fn(slice) with a successful task's adds
+    workers = opts.workers,
+    progress = opts.progress, -- false: no console bar for actions outside batches
   }, M)
   self.pool = core.pool_new {
     workers = opts.workers,
@@ -108,6 +111,7 @@ function M:_on_done(id, status, err, outputs, info)
     end
     job.results[t.index] = outputs
     job.remaining = job.remaining - 1
+    job.records = job.records + (info and info.records_in or 0)
   elseif status ~= protocol.TASK_LOST and status ~= protocol.TASK_NO_RETRY
       and t.attempt < self.max_attempts and not job.cancelled then
     -- (A lost task is not retried: its worker is gone, and the same input would most
@@ -130,7 +134,7 @@ function M:run_tasks(specs)
   if core.on_worker() then
     error("contexts and actions run on the driver; this closure runs on a worker", 0)
   end
-  local job = { remaining = #specs, results = {} }
+  local job = { remaining = #specs, results = {}, records = 0 }
   if #specs == 0 then return job.results end
   for i, spec in ipairs(specs) do self:_submit(job, i, spec, 1) end
   local co = coroutine.running()
@@ -141,13 +145,18 @@ function M:run_tasks(specs)
     job.cancelled = true
     util.raise("a batch action was called from a callback outside a job: call it from foreach_rdd or transform")
   else
+    -- An action outside any batch (a static dataset): a console bar on a terminal.
+    local bar = self.progress ~= false and console_bar.new(specs[1].stage, #specs, self.workers or 1)
     while job.remaining > 0 and not job.failed do
       core.run("once")
+      if bar then bar:update(#specs - job.remaining, job.records) end
       if core.take_interrupt() then -- Ctrl-C at the prompt: the action ends, its tasks are dropped
         job.cancelled = true
+        if bar then bar:clear() end
         error("interrupted", 0)
       end
     end
+    if bar then bar:clear() end
   end
   if job.failed then
     job.cancelled = true
