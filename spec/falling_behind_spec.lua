@@ -45,6 +45,22 @@ describe("a job falling behind", function()
     assert.falsy(out:find("falling behind", 1, true), out)
   end)
 
+  it("--log-level debug adds a line per task; the default shows none", function()
+    local code = "local c = require('dstream').context { workers = 2 }; print(c:parallelize({ 1, 2, 3 }, 2):count())"
+    local function run(flags)
+      local p = io.popen(H.interpreter() .. " " .. flags .. " -e \"" .. code .. "\" 2>&1")
+      local out = p:read("*a")
+      p:close()
+      return out
+    end
+    local debug = run("--log-level debug")
+    assert.truthy(debug:match("dstream: %d%d:%d%d:%d%d%.%d%d%d debug: task count, partition 0: done on worker %d+ in [%d.]+ ms, %d+ records in"), debug)
+    assert.truthy(debug:find("partition 1: done", 1, true), debug)
+    local plain = run("")
+    assert.falsy(plain:find("debug:", 1, true), plain)
+    assert.truthy(plain:find("3", 1, true), plain)
+  end)
+
   it("a hard stop names the queued batches it drops", function()
     local out = H.run_script([[
       local dstream = require("dstream")

@@ -145,6 +145,12 @@ end
 -- Adds a finished task's figures to its stage in the running batch.
 function Clock:_on_task(spec, status, info, err, outputs)
   self.monitor:_worker_task(status, info) -- per worker: tasks, time busy
+  if core.log_level() == "debug" then -- (--log-level debug: a line per task)
+    core.log("debug", string.format("task %s%s, partition %d: %s on worker %s in %.1f ms, %d records in",
+      (spec.time or 0) > 0 and string.format("batch %d ms, ", spec.time) or "", spec.stage or "stage",
+      spec.part or 0, status == 0 and "done" or "failed (status " .. tostring(status) .. ")",
+      tostring(info and info.worker), info and info.run_ms or 0, info and info.records_in or 0))
+  end
   local batch = self.running
   if not batch or spec.time ~= batch.time then return end
   local stages = batch.stages
