@@ -31,6 +31,10 @@ lua_State *ds_lua_running_state(void);
 /* A lua_pcall message handler: a string error gets the stack's traceback appended (from the
  * function that raised); other error values are kept as they are. */
 int ds_lua_traceback(lua_State *L);
+/* Registers the metatable `name` of a userdata class once: `methods` as its __index, and the
+ * __gc and __tostring functions when not NULL. Leaves the stack as it was. */
+void ds_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction tostring);
 
 /* Pushes the command line's options (core.cli_options(), the module dstream.options): a table
  * of the `--name value` options by name, values as given (their readers check them), and

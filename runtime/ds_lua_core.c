@@ -616,14 +616,20 @@ static int pool_worker_memory(lua_State *L) {
 
 /* ---- module ------------------------------------------------------------------------------- */
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
-  luaL_newmetatable(L, name);
-  lua_newtable(L);
-  luaL_register(L, NULL, methods);
-  lua_setfield(L, -2, "__index");
-  if (gc) {
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
+void ds_lua_new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction tostring) {
+  if (luaL_newmetatable(L, name)) {
+    lua_newtable(L);
+    luaL_register(L, NULL, methods);
+    lua_setfield(L, -2, "__index");
+    if (gc) {
+      lua_pushcfunction(L, gc);
+      lua_setfield(L, -2, "__gc");
+    }
+    if (tostring) {
+      lua_pushcfunction(L, tostring);
+      lua_setfield(L, -2, "__tostring");
+    }
   }
   lua_pop(L, 1);
 }
@@ -656,10 +662,10 @@ int luaopen_dstream_core(lua_State *L) {
                                        {"slice_from_string", core_slice_from_string},
                                        {"lines_slice", core_lines_slice},
                                        {NULL, NULL}};
-  new_class(L, SLICE_MT, slice_methods, slice_gc);
-  new_class(L, TIMER_MT, timer_methods, handle_gc);
-  new_class(L, SIGNAL_MT, signal_methods, handle_gc);
-  new_class(L, POOL_MT, pool_methods, pool_close);
+  ds_lua_new_class(L, SLICE_MT, slice_methods, slice_gc, NULL);
+  ds_lua_new_class(L, TIMER_MT, timer_methods, handle_gc, NULL);
+  ds_lua_new_class(L, SIGNAL_MT, signal_methods, handle_gc, NULL);
+  ds_lua_new_class(L, POOL_MT, pool_methods, pool_close, NULL);
 
   lua_newtable(L);
   luaL_register(L, NULL, functions);

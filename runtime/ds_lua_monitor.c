@@ -141,18 +141,11 @@ static int l_isatty(lua_State *L) {
 
 void ds_lua_open_monitor(lua_State *L) {
   int t = lua_gettop(L);
-  if (luaL_newmetatable(L, HTTP_MT)) {
-    static const luaL_Reg methods[] = {{"address", l_http_address},
-                                       {"requests", l_http_requests},
-                                       {"close", l_http_close},
-                                       {NULL, NULL}};
-    lua_createtable(L, 0, 3);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_http_close);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg methods[] = {{"address", l_http_address},
+                                     {"requests", l_http_requests},
+                                     {"close", l_http_close},
+                                     {NULL, NULL}};
+  ds_lua_new_class(L, HTTP_MT, methods, l_http_close, NULL);
   static const luaL_Reg functions[] = {{"http_server", l_http_server},
                                        {"log", l_log},
                                        {"log_level", l_log_level},

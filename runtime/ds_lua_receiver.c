@@ -178,19 +178,10 @@ static int l_tostring(lua_State *L) {
 
 void ds_lua_open_receiver(lua_State *L) {
   int t = lua_gettop(L);
-  if (luaL_newmetatable(L, RECEIVER_MT)) {
-    static const luaL_Reg methods[] = {{"seal", l_seal},       {"stats", l_stats},
-                                       {"set_rate", l_set_rate}, {"stop", l_stop},
-                                       {NULL, NULL}};
-    lua_createtable(L, 0, 4);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg methods[] = {{"seal", l_seal},       {"stats", l_stats},
+                                     {"set_rate", l_set_rate}, {"stop", l_stop},
+                                     {NULL, NULL}};
+  ds_lua_new_class(L, RECEIVER_MT, methods, l_gc, l_tostring);
   lua_pushcfunction(L, l_lua_receiver);
   lua_setfield(L, t, "lua_receiver");
 }

@@ -482,21 +482,12 @@ static int l_tostring(lua_State *L) {
 
 void ds_lua_open_sources(lua_State *L) {
   int t = lua_gettop(L);
-  if (luaL_newmetatable(L, SOURCE_MT)) {
-    static const luaL_Reg methods[] = {
-        {"seal", l_seal},         {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
-        {"remembered", l_remembered}, {"mark_seen", l_mark_seen}, {"take_parts", l_take_parts},
-        {"resume", l_resume},     {"threshold", l_threshold}, {"set_threshold", l_set_threshold},
-        {NULL, NULL}};
-    lua_createtable(L, 0, 4);
-    luaL_setfuncs(L, methods, 0);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
-  lua_pop(L, 1);
+  static const luaL_Reg methods[] = {
+      {"seal", l_seal},         {"stats", l_stats}, {"stop", l_stop}, {"set_rate", l_set_rate},
+      {"remembered", l_remembered}, {"mark_seen", l_mark_seen}, {"take_parts", l_take_parts},
+      {"resume", l_resume},     {"threshold", l_threshold}, {"set_threshold", l_set_threshold},
+      {NULL, NULL}};
+  ds_lua_new_class(L, SOURCE_MT, methods, l_gc, l_tostring);
   lua_pushcfunction(L, l_socket_source);
   lua_setfield(L, t, "socket_source");
   lua_pushcfunction(L, l_file_source);

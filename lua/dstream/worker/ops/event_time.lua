@@ -17,6 +17,14 @@ return function(W)
   local key_of = require("dstream.worker.task").key_of
   local pairs, floor, type, error = pairs, math.floor, type, error
 
+  -- Forgets the windows (by start) of length len that the watermark has closed for good.
+  local function drop_closed(windows, len, watermark)
+    if not watermark then return end
+    for start in pairs(windows) do
+      if start + len <= watermark then windows[start] = nil end
+    end
+  end
+
   local function report()
     local r = current.report
     if not r then
@@ -195,11 +203,7 @@ return function(W)
           end
           for k, v in pairs(w) do dst[k] = v end
         end
-        if watermark then
-          for start in pairs(windows) do
-            if start + len <= watermark then windows[start] = nil end -- closed for good
-          end
-        end
+        drop_closed(windows, len, watermark)
       end
       fin()
     end
@@ -278,11 +282,7 @@ return function(W)
             for i = 1, #list do dst[#dst + 1] = list[i] end
           end
         end
-        if watermark then
-          for start in pairs(raw) do
-            if start + len <= watermark then raw[start] = nil end -- closed for good
-          end
-        end
+        drop_closed(raw, len, watermark)
       end
       fin()
     end
