@@ -393,7 +393,8 @@ function M.run()
       print(HELP)
     elseif cmd == ":load" or cmd == ":l" then
       if rest == "" then return print("usage: :load file.lua") end
-      local fn, err = loadfile(rest)
+      local path = rest:match('^"(.*)"$') or rest:match("^'(.*)'$") or rest
+      local fn, err = loadfile(path)
       if not fn then
         io.stderr:write(err, "\n")
         return
