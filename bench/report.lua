@@ -128,7 +128,7 @@ for _, v in ipairs({ "gmatch", "words" }) do
 end
 for _, w in ipairs({ 1, 2 }) do -- no load before the clock: the tasks read the file
   local r = get("text_file", "dstream-" .. w .. "w")
-  row("word count, text_file read in tasks", r, c_wc, get("wordcount", "luajit", "words"),
+  row("word count, text_file (lazy read)", r, c_wc, get("wordcount", "luajit", "words"),
     { impl_name = "dstream " .. w .. " wkr" })
   check("text_file word count", c_wc, r, "words")
 end
