@@ -24,4 +24,11 @@ double ds_kafka__now_s(void);
 /* A partition list holding the offsets (rd_kafka_topic_partition_list_destroy it). */
 rd_kafka_topic_partition_list_t *ds_kafka__offset_list(const ds_kafka_offset *o, int n);
 
+/* Group assignment (ds_kafka_source.c, for ds_lua_kafka.c's stats): this member's id ("" before
+ * it joined), the rebalances it handled and the partitions it owns now (offset: where the next
+ * batch starts, -1 unknown; *parts (free()) points into the source's topic names). Returns
+ * the partition count or -ENOMEM. */
+int ds_kafka__source_group(ds_kafka_source *s, char *member, size_t len, uint64_t *rebalances,
+                           ds_kafka_offset **parts);
+
 #endif

@@ -33,6 +33,10 @@
 #define REFRESH_MS_DEFAULT 5000 /* direct assignment: how often to look for new partitions */
 #define START_TIMEOUT_MS_DEFAULT 30000
 #define REFRESH_TIMEOUT_MS 1000 /* each query of a refresh */
+/* A group member giving a partition up waits this long at most for the batches holding its
+ * records to complete and commit, so that the next owner starts after them. */
+#define REVOKE_WAIT_MS 10000
+#define REBALANCE_HOLD_S 2.0 /* asynchronous commits held after a "rebalance in progress" */
 
 static const char *conf_get(const ds_kafka_kv *conf, int n, const char *key) {
   const char *v = NULL;
@@ -54,6 +58,11 @@ typedef struct kpart {
   size_t noffs, offs_head, capoffs;
   uint64_t pending_bytes;
   int paused;
+  /* Group assignment: the end of the last non-empty seal and the highest offset committed
+   * (-1: none), so that a revocation waits for the batches in flight (rebalance_cb); while
+   * `revoking`, seals take nothing of the partition (its next owner reads those records). */
+  int64_t sealed_until, committed;
+  int revoking;
 } kpart;
 
 struct ds_kafka_source {
@@ -81,6 +90,12 @@ struct ds_kafka_source {
   int refresher_started;
   pthread_mutex_t refresh_lock; /* wakes the refresher to stop */
   pthread_cond_t refresh_cond;
+  pthread_cond_t commit_cond; /* a commit moved some kpart's `committed` (under s->lock) */
+  char member_id[128];        /* group assignment: this member's id in the group ("" before) */
+  uint64_t rebalances;        /* assignments and revocations handled */
+  /* A commit was answered "rebalance in progress" or "illegal generation": asynchronous
+   * commits wait for the rebalance's assignment (see commit_cb). */
+  double rebalancing; /* when it was answered so (0: not) */
   char *scratch; /* FULL records are built here */
   size_t scratch_cap;
   ds_kafka_source_stats st;
@@ -199,7 +214,19 @@ static void commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
   if (code == RD_KAFKA_RESP_ERR_NO_ERROR || code == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
   pthread_mutex_lock(&s->lock);
   s->st.commits_failed++;
+  /* A group rebalancing: commits sent now race the generation's bump, and librdkafka takes
+   * an "illegal generation" answer for a lost assignment (it revokes everything and rejoins,
+   * which starts another rebalance: with a commit per batch, a storm of them). Hold the
+   * asynchronous commits until the rebalance assigns; the next one commits every position. */
+  int rebalancing = code == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+                    code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION;
+  if (rebalancing) s->rebalancing = ds_kafka__now_s();
   pthread_mutex_unlock(&s->lock);
+  if (rebalancing) {
+    ds_log(DS_LOG_DEBUG, "kafka_stream: commit: %s (commits wait for the rebalance's end)",
+           rd_kafka_err2str(code));
+    return;
+  }
   ds_log(DS_LOG_WARN, "kafka_stream: committing offsets failed: %s (the next batch commits again)",
          rd_kafka_err2str(code));
 }
@@ -225,6 +252,7 @@ static int add_partition(ds_kafka_source *s, const char *topic, int32_t partitio
   kp->topic = name;
   kp->partition = partition;
   kp->next = kp->cut = start;
+  kp->sealed_until = kp->committed = -1;
   return 0;
 }
 
@@ -244,13 +272,87 @@ static void remove_partition(ds_kafka_source *s, const char *topic, int32_t part
   s->nparts--;
 }
 
+/* A revocation (a member joined or left): before giving the partitions up, wait (at most
+ * REVOKE_WAIT_MS) until every batch that took records of them has completed and committed
+ * its offsets, then commit those offsets synchronously, as Kafka Streams commits in
+ * onPartitionsRevoked. Otherwise the next owner starts at the offsets committed before the
+ * batches in flight and processes their records again. Seals take nothing of a revoked
+ * partition meanwhile; what was buffered and not sealed goes to the next owner. Not at stop
+ * (the last commit ran already, and leaving the group must not wait). On the consumer
+ * thread, which reads nothing meanwhile. */
+static void revoke_wait(ds_kafka_source *s, rd_kafka_topic_partition_list_t *list) {
+  if (atomic_load(&s->stopping)) return;
+  double t0 = ds_kafka__now_s();
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < list->cnt; i++) {
+    int k = kpart_find(s, list->elems[i].topic, list->elems[i].partition);
+    if (k >= 0) s->parts[k].revoking = 1;
+  }
+  for (;;) {
+    int waiting = 0;
+    for (int i = 0; i < list->cnt; i++) {
+      int k = kpart_find(s, list->elems[i].topic, list->elems[i].partition);
+      if (k >= 0 && s->parts[k].sealed_until >= 0 && s->parts[k].committed < s->parts[k].sealed_until)
+        waiting++;
+    }
+    double spent_ms = (ds_kafka__now_s() - t0) * 1000;
+    if (!waiting || atomic_load(&s->stopping) || spent_ms >= REVOKE_WAIT_MS) {
+      if (waiting)
+        ds_log(DS_LOG_WARN, "kafka_stream: %d revoked partition(s) still had batches in flight "
+               "after %d s: their next owner reads those records again", waiting,
+               REVOKE_WAIT_MS / 1000);
+      break;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 100 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_cond_timedwait(&s->commit_cond, &s->lock, &until);
+  }
+  ds_kafka_offset *o = calloc((size_t)(list->cnt > 0 ? list->cnt : 1), sizeof *o);
+  int n = 0;
+  for (int i = 0; o && i < list->cnt; i++) {
+    int k = kpart_find(s, list->elems[i].topic, list->elems[i].partition);
+    if (k >= 0 && s->parts[k].committed >= 0)
+      o[n++] = (ds_kafka_offset){s->parts[k].topic, s->parts[k].partition, s->parts[k].committed};
+  }
+  pthread_mutex_unlock(&s->lock);
+  char err[300];
+  int crc = n > 0 ? ds_kafka_source_commit(s, o, n, 0, err, sizeof err) : 0;
+  if (crc < 0) ds_log(DS_LOG_WARN, "kafka_stream: at a revocation: %s", err);
+  for (int i = 0; i < n; i++)
+    ds_log(DS_LOG_INFO, "kafka_stream: %s [%d] revoked at offset %lld%s", o[i].topic,
+           (int)o[i].partition, (long long)o[i].offset, crc < 0 ? " (not committed)" : " (committed)");
+  free(o);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                          rd_kafka_topic_partition_list_t *list, void *opaque) {
   ds_kafka_source *s = opaque;
   int cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
   rd_kafka_error_t *error = NULL;
   rd_kafka_resp_err_t aerr = RD_KAFKA_RESP_ERR_NO_ERROR;
+  char *member = rd_kafka_memberid(rk);
+  pthread_mutex_lock(&s->lock);
+  if (member) snprintf(s->member_id, sizeof s->member_id, "%s", member);
+  s->rebalances++;
+  pthread_mutex_unlock(&s->lock);
+  if (member) rd_kafka_mem_free(rk, member);
   if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    /* The group's committed offsets, read here rather than left to librdkafka: a partition
+     * moved in a rebalance must start where its last owner's completed batches ended (a
+     * fetch of them answered during the rebalance sent it to auto.offset.reset, and the
+     * whole partition was read again). Not when positions come from a checkpoint. */
+    if (!s->ignore_committed && list->cnt > 0) {
+      rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(list);
+      rd_kafka_resp_err_t crc = rd_kafka_committed(rk, c, 10000);
+      for (int i = 0; !crc && i < c->cnt; i++)
+        if (!c->elems[i].err && c->elems[i].offset >= 0) list->elems[i].offset = c->elems[i].offset;
+      if (crc)
+        ds_log(DS_LOG_WARN, "kafka_stream: cannot read the group's committed offsets at an "
+               "assignment: %s", rd_kafka_err2str(crc));
+      rd_kafka_topic_partition_list_destroy(c);
+    }
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < list->cnt; i++) {
       rd_kafka_topic_partition_t *tp = &list->elems[i];
@@ -266,13 +368,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                (int)tp->partition);
     }
     s->st.partitions = s->nparts;
+    s->rebalancing = 0; /* (cooperative: the end of every rebalance assigns, maybe nothing) */
     pthread_mutex_unlock(&s->lock);
     ds_log(DS_LOG_INFO, "kafka_stream: %d partitions assigned", list->cnt);
+    for (int i = 0; i < list->cnt; i++)
+      ds_log(DS_LOG_DEBUG, "kafka_stream: %s [%d] assigned from offset %lld", list->elems[i].topic,
+             (int)list->elems[i].partition, (long long)list->elems[i].offset);
     if (cooperative) error = rd_kafka_incremental_assign(rk, list);
     else aerr = rd_kafka_assign(rk, list);
     /* A partition paused under an earlier assignment stays paused: resume them all. */
     rd_kafka_resume_partitions(rk, list);
   } else {
+    /* Lost (the session timed out, or an illegal generation): another member may own them
+     * already, and a commit would fail. */
+    if (!rd_kafka_assignment_lost(rk)) revoke_wait(s, list);
+    else
+      ds_log(DS_LOG_INFO, "kafka_stream: %d partition(s) lost (the group went on without this "
+             "member): their next owner starts at the offsets committed last", list->cnt);
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < list->cnt; i++)
       remove_partition(s, list->elems[i].topic, list->elems[i].partition);
@@ -693,6 +805,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->refresh_lock, NULL);
   pthread_cond_init(&s->refresh_cond, NULL);
+  pthread_cond_init(&s->commit_cond, NULL);
   s->layout = o->layout;
   s->pause_records = o->pause_records;
   s->pause_bytes = o->pause_bytes ? o->pause_bytes : PAUSE_BYTES_DEFAULT;
@@ -899,7 +1012,7 @@ static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka
       int64_t u = until_of(kp, until, nuntil);
       max = u < 0 ? 0 : kpart_below(kp, u);
     }
-    if (until && max == 0) /* nothing of this partition in the batch */
+    if ((until && max == 0) || kp->revoking) /* nothing of this partition in the batch */
       rs[i] = (ds_kafka_range){kp->topic, kp->partition, kp->cut, kp->cut, 0};
     else
       rc = kpart_seal(kp, max, &sb->parts[i], &rs[i], &sb->bytes);
@@ -907,6 +1020,7 @@ static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka
      * rebalance) goes on after what was sealed here, not from the checkpoint's position. */
     if (rc == 0 && s->group_assign && s->ignore_committed && rs[i].until >= 0)
       rc = wanted_set(s, kp->topic, kp->partition, rs[i].until);
+    if (rc == 0 && rs[i].count > 0) kp->sealed_until = rs[i].until;
     sb->count += rs[i].count;
     s->st.pending -= rs[i].count;
     /* Resume a paused partition once it holds less than half of its limits. */
@@ -944,12 +1058,20 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
    * the group is joined would make the coordinator reject the member and send it to rejoin. */
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
   pthread_mutex_lock(&s->lock);
-  for (int i = 0; i < n; i++)
-    if (kpart_find(s, offsets[i].topic, offsets[i].partition) >= 0)
-      rd_kafka_topic_partition_list_add(l, offsets[i].topic, offsets[i].partition)->offset =
-          offsets[i].offset;
+  for (int i = 0; i < n; i++) {
+    int k = kpart_find(s, offsets[i].topic, offsets[i].partition);
+    if (k < 0) continue;
+    rd_kafka_topic_partition_list_add(l, offsets[i].topic, offsets[i].partition)->offset =
+        offsets[i].offset;
+    /* Handed to librdkafka: a revocation waiting for it (revoke_wait) commits it again,
+     * synchronously. */
+    if (offsets[i].offset > s->parts[k].committed) s->parts[k].committed = offsets[i].offset;
+  }
+  pthread_cond_broadcast(&s->commit_cond);
+  /* At most REBALANCE_HOLD_S: an answer may come after the assignment that ended it. */
+  int hold = async && s->rebalancing > 0 && ds_kafka__now_s() - s->rebalancing < REBALANCE_HOLD_S;
   pthread_mutex_unlock(&s->lock);
-  if (l->cnt == 0) {
+  if (l->cnt == 0 || hold) {
     rd_kafka_topic_partition_list_destroy(l);
     return 0;
   }
@@ -1020,6 +1142,21 @@ void ds_kafka_source_stats_get(ds_kafka_source *s, ds_kafka_source_stats *st) {
   pthread_mutex_lock(&s->lock);
   *st = s->st;
   pthread_mutex_unlock(&s->lock);
+}
+
+int ds_kafka__source_group(ds_kafka_source *s, char *member, size_t len, uint64_t *rebalances,
+                           ds_kafka_offset **parts) {
+  pthread_mutex_lock(&s->lock);
+  snprintf(member, len, "%s", s->member_id);
+  *rebalances = s->rebalances;
+  ds_kafka_offset *o = malloc((size_t)(s->nparts > 0 ? s->nparts : 1) * sizeof *o);
+  int n = 0;
+  for (int i = 0; o && i < s->nparts; i++)
+    if (!s->parts[i].revoking)
+      o[n++] = (ds_kafka_offset){s->parts[i].topic, s->parts[i].partition, s->parts[i].cut};
+  pthread_mutex_unlock(&s->lock);
+  *parts = o;
+  return o ? n : -ENOMEM;
 }
 
 int ds_kafka_source_positions(ds_kafka_source *s, ds_kafka_offset **out) {
@@ -1179,5 +1316,6 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_mutex_destroy(&s->refresh_lock);
   pthread_cond_destroy(&s->refresh_cond);
+  pthread_cond_destroy(&s->commit_cond);
   free(s);
 }

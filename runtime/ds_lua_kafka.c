@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "ds_kafka.h"
+#include "ds_kafka_int.h"
 #include "ds_kafka_mock.h"
 #include "ds_log.h"
 #include "ds_lua.h"
@@ -268,6 +269,27 @@ static int ks_stats(lua_State *L) {
     lua_pushstring(L, st.last_error);
     lua_setfield(L, -2, "last_error");
   }
+  return 1;
+}
+
+/* src:group() -> { member_id =, rebalances =, assigned = { {topic, partition, offset}, ... } }:
+ * what the group gave this member (assign = "group"); member_id is nil before it joined. */
+static int ks_group(lua_State *L) {
+  lsource *s = check_ksource(L);
+  char member[128];
+  uint64_t rebalances;
+  ds_kafka_offset *o;
+  int n = ds_kafka__source_group(s->src, member, sizeof member, &rebalances, &o);
+  if (n < 0) return luaL_error(L, "group: %s", strerror(-n));
+  lua_createtable(L, 0, 3);
+  if (member[0]) {
+    lua_pushstring(L, member);
+    lua_setfield(L, -2, "member_id");
+  }
+  set_num(L, "rebalances", (double)rebalances);
+  push_offsets(L, o, n);
+  free(o);
+  lua_setfield(L, -2, "assigned");
   return 1;
 }
 
@@ -731,7 +753,7 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, l
 
 void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg source_methods[] = {
-      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"stats", ks_stats}, {"commit", ks_commit},
+      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"stats", ks_stats}, {"group", ks_group}, {"commit", ks_commit},
       {"positions", ks_positions},
       {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
       {"finish", ks_finish}, {"finish_wait", ks_finish_wait}, {"finish_state", ks_finish_state},

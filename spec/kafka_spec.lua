@@ -51,7 +51,7 @@ describe("kafka", function()
   setup(function()
     mock = kafka.mock_cluster { brokers = 1, topics = { plain = 4, plain_group = 4, keyed = 2, dec = 2,
       rate = 1, input = 3, out1 = 2, out2 = 2, dlq = 1, late = 3, shared = 2, restored = 2, rerun = 2, eo_in = 2,
-      eo_out = 1 } }
+      eo_out = 1, clu = 4 } }
     B = mock:bootstrap()
     producer = kafka.producer { brokers = B }
   end)
@@ -554,6 +554,86 @@ describe("kafka", function()
     e = err_of(function() s:to_kafka { brokers = B, topic = "t", key = "k" } end)
     assert.truthy(e:find("key must be a function", 1, true))
     ctx:stop()
+  end)
+
+  it("cluster mode: checks its options, refuses keyed state, and joins group APP cooperatively", function()
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, cluster = "spec-app" }
+    local function err_of(f)
+      local ok, e = pcall(f)
+      assert.is_false(ok)
+      return tostring(e)
+    end
+    local e = err_of(function() ctx:kafka_stream { brokers = B, topic = "clu", group = "other" } end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: kafka_stream: in cluster mode every kafka_stream joins the cluster's consumer group \"spec%-app\""), e)
+    e = err_of(function() ctx:kafka_stream { brokers = B, topic = "clu", assign = "all" } end)
+    assert.truthy(e:find("assign = \"all\" cannot be used", 1, true), e)
+    e = err_of(function() ctx:kafka_stream { brokers = B, topic = "clu", positions = {} } end)
+    assert.truthy(e:find("positions cannot be used", 1, true), e)
+    local s = ctx:kafka_stream { brokers = B, topic = "clu", start = "earliest" }
+    assert.are.equal("spec-app", s.kafka.group)
+    assert.are.equal("group", s.kafka.assign)
+    assert.are.equal("cooperative-sticky", s.kafka.conf["partition.assignment.strategy"])
+    local pairs_of = s:map(function(v) return v, 1 end)
+    e = err_of(function() pairs_of:update_state_by_key(function(v, st) return st end) end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: update_state_by_key: cluster mode runs stateless jobs for now"), e)
+    e = err_of(function() pairs_of:map_with_state { fn = function() end } end)
+    assert.truthy(e:find("map_with_state: cluster mode runs stateless jobs for now", 1, true), e)
+    e = err_of(function() pairs_of:reduce_by_key_and_window(function(a, b) return a + b end, 2, 1) end)
+    assert.truthy(e:find("cluster mode runs stateless jobs for now", 1, true), e)
+    e = err_of(function() dstream.context { cluster = 3 } end)
+    assert.truthy(e:find("cluster must be the name of the job's consumer group", 1, true), e)
+    ctx:stop()
+  end)
+
+  it("cluster mode: two members of group APP share the partitions; each reads only its own", function()
+    local values = {}
+    for i = 1, 40 do values[i] = "r" .. i end
+    local got, ctxs, streams = { {}, {} }, {}, {}
+    for m = 1, 2 do
+      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, cluster = "spec-share" }
+      local s = ctx:kafka_stream { brokers = B, topic = "clu", start = "earliest", with_meta = true,
+        conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+      s:foreach_rdd(function(rdd)
+        for _, r in ipairs(rdd:collect()) do got[m][#got[m] + 1] = r end
+      end)
+      ctxs[m], streams[m] = ctx, s
+    end
+    local function owned(m)
+      local st = streams[m]:kafka_stats()
+      local list = {}
+      for _, o in ipairs(st.assigned or {}) do list[#list + 1] = o.partition end
+      table.sort(list)
+      return list, st.member_id
+    end
+    local ok, err = pcall(function()
+      ctxs[1]:start()
+      assert.is_true(wait_for(function() return #owned(1) == 4 end, 30))
+      ctxs[2]:start()
+      assert.is_true(wait_for(function() return #owned(1) == 2 and #owned(2) == 2 end, 30))
+      local mine = { {}, {} }
+      for m = 1, 2 do
+        local list, member = owned(m)
+        assert.is_string(member)
+        for _, p in ipairs(list) do mine[m][p] = true end
+      end
+      assert.are_not.equal(select(2, owned(1)), select(2, owned(2)))
+      for i, v in ipairs(values) do assert(producer:send("clu", v, nil, (i - 1) % 4)) end
+      assert(producer:flush(10000))
+      assert.is_true(wait_for(function()
+        for m = 1, 2 do ctxs[m]:advance(1) end
+        return #got[1] + #got[2] >= 40
+      end, 30))
+      local all = {}
+      for m = 1, 2 do
+        for _, r in ipairs(got[m]) do
+          assert.is_true(mine[m][r.partition], "member " .. m .. " read partition " .. r.partition)
+          all[#all + 1] = r.value
+        end
+      end
+      assert.are.same(sorted(values), sorted(all))
+    end)
+    for m = 1, 2 do pcall(ctxs[m].stop, ctxs[m]) end
+    if not ok then error(err, 0) end
   end)
 
   it("re-runs the batches logged after the checkpoint at the same offsets, and its position stays past them", function()

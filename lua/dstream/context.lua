@@ -101,6 +101,7 @@ local known_options = {
   worker_memory = true, max_task_attempts = true, checkpoint = true, checkpoint_interval = true,
   task_timeout = true,
   wal = true,
+  cluster = true, -- issue 19: every process of the job joins Kafka consumer group `cluster`
   ui = true, ui_public = true, backpressure = true, progress = true, -- dstream.monitor
 }
 
@@ -131,6 +132,11 @@ function M.new(opts)
     util.raise("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir))
   end
   self.wal = opts.wal and true or false
+  -- Cluster mode (issue 19's first slice): the Kafka streams join this consumer group.
+  self.cluster = opts.cluster
+  if self.cluster ~= nil and (type(self.cluster) ~= "string" or self.cluster == "") then
+    util.raise("dstream.context: cluster must be the name of the job's consumer group, got " .. tostring(self.cluster))
+  end
   -- Default: every batch that ends a 10 s stretch (Spark's minimum), at least every batch.
   self.checkpoint_ms = option(opts, "checkpoint_interval", nil, parse_interval,
     math.ceil(10000 / self.batch_ms) * self.batch_ms)
@@ -196,6 +202,10 @@ end
 -- A new state id. Keyed state (partitions given) lives on the workers under it; state kept
 -- on the driver registers driver_state/restore_driver functions. Checkpoints save both.
 function Context:_new_state(kind, partitions)
+  if self.cluster then
+    util.raise(kind .. ": cluster mode runs stateless jobs for now: keyed state across processes "
+      .. "(changelog topics, issue 19) is not built yet")
+  end
   self._states = self._states or {}
   local id = #self._states + 1
   self._states[id] = { id = id, kind = kind, partitions = partitions, position = id }

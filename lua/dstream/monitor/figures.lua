@@ -96,6 +96,13 @@ function M.input_info(input)
       info.errors = st.errors
       info.pending = st.pending
       info.last_error = st.last_error
+      -- A Kafka stream in a consumer group (cluster mode): this process's member id and the
+      -- partitions the group gave it ("topic[p]").
+      if st.member_id or st.assigned then
+        info.group, info.member_id, info.rebalances = st.group, st.member_id, st.rebalances
+        info.assigned = array()
+        for i, o in ipairs(st.assigned or {}) do info.assigned[i] = o.topic .. "[" .. o.partition .. "]" end
+      end
     end
   elseif input.rate_stats then
     local st = input:rate_stats()

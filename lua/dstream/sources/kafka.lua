@@ -19,6 +19,14 @@
 -- restart after SIGKILL waits for the group coordinator. assign = "group" joins the group
 -- (subscribe) for jobs that share topics across processes.
 --
+-- Cluster mode (context{ cluster = "APP" }, issue 19's first slice): every process runs the
+-- same script and each kafka_stream joins consumer group APP (assign = "group") with the
+-- cooperative-sticky assignor, so a join or a leave moves only the partitions that must move.
+-- Positions are the group's committed offsets (committed after each batch, and synchronously
+-- when a partition is revoked, once the batches holding its records completed: see
+-- revoke_wait in ds_kafka_source.c); a checkpoint's positions and the batch log's cuts are
+-- not used, since another process may have moved a partition on since.
+--
 -- Records: the message value (a string). With with_key, with_meta or decode, the C side
 -- stores a small binary header with each value (topic, partition, offset, timestamp, key,
 -- headers: ds_kafka_rec) and the "kafka_record" operator (dstream.worker.ops.kafka), fused into
@@ -72,8 +80,9 @@ local function open_source(K)
     layout = K.layout, pause_records = K.cap and K.cap * 2 or nil,
     positions = #K.wanted > 0 and K.wanted or nil, assign = K.assign,
     -- With checkpoints, where to resume comes from the checkpoint (with the state it matches),
-    -- never from the group's committed offsets, which later batches may have moved on.
-    ignore_committed = K.ctx.checkpoint_dir ~= nil,
+    -- never from the group's committed offsets, which later batches may have moved on. Not in
+    -- cluster mode: there the group's offsets are the only positions (no keyed state).
+    ignore_committed = K.ctx.checkpoint_dir ~= nil and not K.cluster,
   }
   st.source = src
   -- Assigned directly, every partition's start is fixed now: position() (a checkpoint written
@@ -115,8 +124,14 @@ function Source:batch_cap()
 end
 
 function Source:stats()
-  local t = self.source and not self.source:closed() and self.source:stats() or { pending = 0 }
+  local live = self.source and not self.source:closed()
+  local t = live and self.source:stats() or { pending = 0 }
   if self.rejected then t.rejected = self.rejected.value end
+  -- Group assignment: which member this process is and what the group gave it.
+  if live and self.assign == "group" then
+    local g = self.source:group()
+    t.group, t.member_id, t.rebalances, t.assigned = self.group, g.member_id, g.rebalances, g.assigned
+  end
   return t
 end
 
@@ -316,7 +331,20 @@ function M.stream(ctx, opts)
   if start ~= "earliest" and start ~= "latest" then
     util.raise(who .. ": start must be \"earliest\" or \"latest\", got " .. tostring(start))
   end
-  local assign = opts.assign or "all"
+  local cluster = ctx.cluster
+  if cluster and opts.group ~= nil and opts.group ~= cluster then
+    util.raise(who .. ": in cluster mode every kafka_stream joins the cluster's consumer group \""
+      .. cluster .. "\"; group = " .. tostring(opts.group) .. " cannot be used")
+  end
+  if cluster and opts.assign == "all" then
+    util.raise(who .. ": in cluster mode the consumer group \"" .. cluster .. "\" shares the partitions"
+      .. " out (assign = \"group\"); assign = \"all\" cannot be used")
+  end
+  if cluster and opts.positions ~= nil then
+    util.raise(who .. ": in cluster mode partitions start at the group's committed offsets;"
+      .. " positions cannot be used")
+  end
+  local assign = opts.assign or (cluster and "group") or "all"
   if assign ~= "all" and assign ~= "group" then
     util.raise(who .. ": assign must be \"all\" (this process reads every partition) or \"group\" "
       .. "(the consumer group shares them out), got " .. tostring(assign))
@@ -336,6 +364,11 @@ function M.stream(ctx, opts)
     util.raise(who .. ": on_error must be \"fail\", \"skip\" or \"dead_letter\", got " .. tostring(on_error))
   end
   local conf = kafka.check_conf(opts.conf, who)
+  -- Cluster mode: a join or a leave moves only the partitions that must move (incremental
+  -- cooperative rebalancing); the others go on being read.
+  if cluster and conf["partition.assignment.strategy"] == nil then
+    conf["partition.assignment.strategy"] = "cooperative-sticky"
+  end
   local dead_letter
   if on_error == "dead_letter" then
     local dl = opts.dead_letter
@@ -352,7 +385,8 @@ function M.stream(ctx, opts)
 
   local K = setmetatable({
     ctx = ctx, brokers = kafka.brokers_of(opts.brokers, who), topics = topics,
-    group = opts.group or ("dstream-" .. ctx.name), start = start, conf = conf, assign = assign,
+    group = cluster or opts.group or ("dstream-" .. ctx.name), start = start, conf = conf, assign = assign,
+    cluster = cluster,
     name = opts.name or table.concat(topics, ","),
     cap = rate and math.max(1, math.floor(rate * ctx.batch_ms / 1000)) or nil,
     ranges = {}, history = {}, completed = {}, initial = {}, wanted = {}, reported = 0,
@@ -400,14 +434,19 @@ function M.stream(ctx, opts)
   -- after a restart is cut at the same offsets, so it has the same records and keeps its
   -- time; the consumer starts at the checkpoint's positions, where the first re-run batch
   -- begins, and live batches take nothing until the re-runs have taken theirs.
-  input.log_entry = function(_, time)
-    local cut = {}
-    for _, r in ipairs(K.ranges[time] or {}) do
-      if r.count > 0 then cut[#cut + 1] = { topic = r.topic, partition = r.partition, offset = r["until"] } end
+  -- Not in cluster mode: a cut names partitions this process may no longer own. A batch in
+  -- flight at a crash was not committed: the partition's owner reads its records again.
+  if not cluster then
+    input.log_entry = function(_, time)
+      local cut = {}
+      for _, r in ipairs(K.ranges[time] or {}) do
+        if r.count > 0 then cut[#cut + 1] = { topic = r.topic, partition = r.partition, offset = r["until"] } end
+      end
+      return cut
     end
-    return cut
   end
   input.replay = function(_, time, cut)
+    if cluster then return end
     K.reruns[time] = cut
     K.nreruns = K.nreruns + 1
   end
@@ -432,7 +471,11 @@ function M.stream(ctx, opts)
   function input.positions() return K:positions() end
   function input.set_positions(_, list) return K:set_positions(list) end
   function input.position() return K:positions(true) end
-  function input.restore(_, pos) K:set_positions(pos, true) end
+  function input.restore(_, pos)
+    -- Cluster mode: the group's committed offsets, not this process's checkpoint, say where
+    -- a partition goes on (another process may have read it since).
+    if not cluster then K:set_positions(pos, true) end
+  end
   function input.on_batch_done(_, time)
     -- A re-run batch that no output computed still takes its records (they were its own).
     if K.reruns[time] then input.deferred(time) end
