@@ -740,17 +740,6 @@ static int l_log(lua_State *L) {
 
 /* ---- registration ------------------------------------------------------------------------- */
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods, lua_CFunction gc) {
-  if (luaL_newmetatable(L, name)) {
-    lua_newtable(L);
-    luaL_register(L, NULL, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_pop(L, 1);
-}
-
 void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg source_methods[] = {
       {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"stats", ks_stats}, {"group", ks_group}, {"commit", ks_commit},
@@ -778,8 +767,8 @@ void ds_lua_open_kafka(lua_State *L) {
                                        {"kafka_append", l_append},
                                        {"kafka_log", l_log},
                                        {NULL, NULL}};
-  new_class(L, KSOURCE_MT, source_methods, ks_close);
-  new_class(L, KPRODUCER_MT, producer_methods, kp_close);
-  new_class(L, KMOCK_MT, mock_methods, km_close);
+  ds_lua_new_class(L, KSOURCE_MT, source_methods, ks_close, NULL);
+  ds_lua_new_class(L, KPRODUCER_MT, producer_methods, kp_close, NULL);
+  ds_lua_new_class(L, KMOCK_MT, mock_methods, km_close, NULL);
   luaL_register(L, NULL, functions);
 }
