@@ -4,7 +4,8 @@ package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 
 describe("Spark's forms", function()
-  -- A socket sends 200 lines at once; the job stops 1.5 s into a 10 s batch. A graceful stop
+  -- A socket sends 200 lines at once; the job stops 1.5 s into a 1 h batch (no boundary falls
+  -- in that time, as one of a 10 s clock could). A graceful stop
   -- runs a last batch with what was received; a hard one (stop(true, false)) drops it.
   local function stop_after_lines(stop_call)
     local port = 20000 + math.random(0, 20000)
@@ -14,7 +15,7 @@ describe("Spark's forms", function()
     os.execute("sleep 0.3")
     local out = H.run_script(string.format([[
       local dstream = require("dstream")
-      local ctx = dstream.context { batch = "10s", workers = 1 }
+      local ctx = dstream.context { batch = "1h", workers = 1 }
       local seen = 0
       ctx:socket_text_stream("127.0.0.1", %d):foreach_rdd(function(r) seen = seen + r:count() end)
       ctx:start()

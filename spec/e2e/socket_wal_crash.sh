@@ -42,8 +42,9 @@ start_run() {
   E2E_PIDS+=("$JOB_PID")
 }
 
-kills=0 runs=0 early=0
+kills=0 runs=0 early=0 wal_seen=0
 t0=$(ms_now)
+has_blocks() { compgen -G "$ck/wal/*.blk" >/dev/null; }
 while [ "$kills" -lt "$KILLS" ] && [ "$runs" -lt $((KILLS + 10)) ]; do
   runs=$((runs + 1))
   # A third of the runs die within their first second; runs 7 and 14 outlive the checkpoint
@@ -55,6 +56,8 @@ while [ "$kills" -lt "$KILLS" ] && [ "$runs" -lt $((KILLS + 10)) ]; do
   if [ "$runs" -eq 7 ] || [ "$runs" -eq 14 ]; then life=$((10500 + RANDOM % 1500)); fi
   start_run "run$runs"
   sleep_ms "$life"
+  # (Seen at a kill: a checkpoint prunes the blocks it covers, so the end of the loop may find none.)
+  has_blocks && wal_seen=1
   if alive "$JOB_PID"; then
     echo "$(ms_now)" >>"$WORK/kills.txt"
     kill -KILL "$JOB_PID"
@@ -71,8 +74,7 @@ done
 echo "# $kills kills in $runs runs over $((($(ms_now) - t0) / 1000)) s"
 check "killed with SIGKILL $KILLS times at random moments" [ "$kills" -ge "$KILLS" ]
 check "no run ended by itself between the kills" [ "$early" -eq 0 ]
-has_blocks() { compgen -G "$ck/wal/*.blk" >/dev/null; }
-check "the write-ahead log was written" has_blocks
+check "the write-ahead log was written (blocks seen on disk at a kill)" [ "$wal_seen" -eq 1 ]
 
 start_run last
 if ! wait_until 120 grep -q '^done' "$WORK/server.log"; then
