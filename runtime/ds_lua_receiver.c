@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ds_lua.h"
+#include "ds_recv.h"
 #include "ds_recv_lua.h"
 
 #define RECEIVER_MT "ds.lua_receiver"
@@ -145,8 +146,7 @@ static int l_set_rate(lua_State *L) {
   lreceiver *s = check_receiver(L);
   double r = luaL_optnumber(L, 2, 0);
   s->rate = r > 0 ? r : 0;
-  double eff = s->max_rate > 0 && s->rate > 0 ? (s->max_rate < s->rate ? s->max_rate : s->rate)
-                                              : (s->max_rate > 0 ? s->max_rate : s->rate);
+  double eff = ds_recv_rate_lower(s->max_rate, s->rate);
   ds_recv_lua_set_rate(s->r, eff);
   lua_pushnumber(L, eff);
   return 1;

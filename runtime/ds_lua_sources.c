@@ -135,10 +135,7 @@ static double opt_rate(lua_State *L, int idx) {
 }
 
 /* The limit in force: the lower of max_rate and the rate set by set_rate (0 = none). */
-static double effective_rate(const lsource *s) {
-  if (s->max_rate > 0 && s->rate > 0) return s->max_rate < s->rate ? s->max_rate : s->rate;
-  return s->max_rate > 0 ? s->max_rate : s->rate;
-}
+static double effective_rate(const lsource *s) { return ds_recv_rate_lower(s->max_rate, s->rate); }
 
 /* Pushes a new, not yet started source userdata with its own store. */
 static lsource *new_source(lua_State *L, int kind) {

@@ -34,6 +34,12 @@ typedef struct ds_recv_rate {
   uint64_t last_ns; /* uv_hrtime() of the last refill */
 } ds_recv_rate;
 
+/* The limit in force of two (max_rate and set_rate's): the lower one; 0 = no limit. */
+static inline double ds_recv_rate_lower(double a, double b) {
+  if (a > 0 && b > 0) return a < b ? a : b;
+  return a > 0 ? a : b;
+}
+
 /* Sets the rate (0 = no limit). A new limit starts with a full bucket (a tenth of a second
  * of records, at least one); changing a limit keeps the current tokens and debt. */
 void ds_recv_rate_set(ds_recv_rate *b, double rate);

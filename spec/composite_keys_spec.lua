@@ -337,21 +337,11 @@ describe("composite keys across processes and checkpoints", function()
   -- Runs n batches of build(ctx) with checkpoint dir, then stops gracefully; returns the
   -- outputs (per batch, text lines sorted).
   local function job(dir, n, build)
-    local ctx = dstream.get_or_create(dir, function()
+    return H.run_checkpointed(dir, n, function()
       return dstream.context { batch = "1s", clock = "manual", workers = 2, partitions = 3 }
-    end)
-    local out = {}
-    local ok, err = pcall(function()
+    end, function(ctx, out)
       build(ctx:queue_stream(H.deep_copy(INPUT), { pairs = true }), out)
-      ctx:start()
-      ctx:advance(n)
-      ctx:stop { graceful = true }
     end)
-    if not ok then
-      pcall(ctx.stop, ctx)
-      error(err, 0)
-    end
-    return out
   end
 
   local function lines_of(records)

@@ -235,11 +235,9 @@ describe("event-time window() and group_by_key_and_window across a checkpoint", 
   -- n batches of the job with checkpoint directory dir, stopped gracefully: per batch, what
   -- window() and group_by_key_and_window gave (sorted text).
   local function job(dir, n)
-    local ctx = dstream.get_or_create(dir, function()
+    return H.run_checkpointed(dir, n, function()
       return dstream.context { batch = "1s", clock = "manual", workers = 2, partitions = 3 }
-    end)
-    local out = {}
-    local ok, err = pcall(function()
+    end, function(ctx, out)
       local s = ctx:queue_stream(H.deep_copy(INPUT))
         :map(function(line) return (parse(line)), line end)
         :event_time(function(_, line) return select(2, parse(line)) end, { watermark = "1s" })
@@ -253,15 +251,7 @@ describe("event-time window() and group_by_key_and_window across a checkpoint", 
         for i, kv in ipairs(rdd:collect()) do l[i] = repr({ kv[1], kv[2].start, H.sorted(kv[2].values) }) end
         out[#out + 1] = { time, "group", H.sorted(l) }
       end)
-      ctx:start()
-      ctx:advance(n)
-      ctx:stop { graceful = true }
     end)
-    if not ok then
-      pcall(ctx.stop, ctx)
-      error(err, 0)
-    end
-    return out
   end
 
   it("the open windows' records and groups are restored", function()

@@ -345,6 +345,26 @@ function H.scratch_dirs(after_each)
   end
 end
 
+-- Runs n batches of a checkpointed job and stops it gracefully; returns out. The context is
+-- dstream.get_or_create(dir, make) (restored when dir holds a checkpoint); build(ctx, out)
+-- adds the streams (again on a restart: a script builds its streams each time). The context
+-- is stopped even when something fails.
+function H.run_checkpointed(dir, n, make, build)
+  local ctx = require("dstream").get_or_create(dir, make)
+  local out = {}
+  local ok, err = pcall(function()
+    build(ctx, out)
+    ctx:start()
+    ctx:advance(n)
+    ctx:stop { graceful = true }
+  end)
+  if not ok then
+    pcall(ctx.stop, ctx)
+    error(err, 0)
+  end
+  return out
+end
+
 -- The checkpoint files of a directory (checkpoint-<generation>, no temp files), oldest first,
 -- as paths.
 function H.checkpoint_files(dir)

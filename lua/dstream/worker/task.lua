@@ -77,6 +77,19 @@ function M.emit(task, target, count, pairs_flag, keys, values)
   if len > BUFFER_KEEP then buf:free() end -- the bytes are in C memory now: do not keep a big buffer
 end
 
+-- A map side's output per target partition t = 0 .. nparts-1: keys[t], values[t], counts[t].
+-- Each terminal appends a record inline (no call per record on the hot path) and hands every
+-- bucket to emit_buckets when its task finishes (an empty bucket emits nothing).
+function M.buckets(nparts)
+  local keys, values, counts = {}, {}, {}
+  for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+  return keys, values, counts
+end
+
+function M.emit_buckets(task, nparts, pairs_flag, keys, values, counts)
+  for t = 0, nparts - 1 do M.emit(task, t, counts[t], pairs_flag, keys[t], values[t]) end
+end
+
 -- -- Keys
 
 -- What operators may know of the task they run in: its partition and batch time, work to

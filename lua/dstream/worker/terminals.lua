@@ -6,6 +6,7 @@ local table_new = require("table.new")
 local task = require("dstream.worker.task")
 local shipped, emit, out_buffer, current = task.shipped, task.emit, task.out_buffer, task.current
 local key_hash, key_of, nil_key, not_pair = task.key_hash, task.key_of, task.nil_key, task.not_pair
+local buckets, emit_buckets = task.buckets, task.emit_buckets
 local error, pairs, type = error, pairs, type
 
 local terminals = {}
@@ -84,10 +85,7 @@ end
 -- Map side of a shuffle without combining: by key hash, or round robin for single values.
 function terminals.partition(task, spec)
   local nparts, who, by_key = spec.partitions, spec.who, spec.by_key
-  local keys, values, counts = {}, {}, {}
-  for t = 0, nparts - 1 do
-    keys[t], values[t], counts[t] = {}, {}, 0
-  end
+  local keys, values, counts = buckets(nparts)
   local next_target = spec.start or 0
   local pairs_flag
   local function push(a, b)
@@ -109,7 +107,7 @@ function terminals.partition(task, spec)
     keys[t][n], values[t][n] = a, b
   end
   local function finish()
-    for t = 0, nparts - 1 do emit(task, t, counts[t], pairs_flag, keys[t], values[t]) end
+    emit_buckets(task, nparts, pairs_flag, keys, values, counts)
     keys, values = nil, nil -- a trace may keep push alive: not the task's records
   end
   return push, finish

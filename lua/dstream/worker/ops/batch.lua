@@ -9,6 +9,7 @@ local key_of, not_pair, nil_key, records_error = task_mod.key_of, task_mod.not_p
 return function(W)
   local operators, terminals = W.operators, W.terminals
   local shipped, emit = W.shipped, W.emit
+  local buckets, emit_buckets = task_mod.buckets, task_mod.emit_buckets
   local type, exp = type, math.exp
 
   local function mixed(who, a, b)
@@ -113,8 +114,7 @@ return function(W)
   -- pairs meet); spec.dedupe drops the task's repeats first (distinct, intersection).
   function terminals.hash_records(task, spec)
     local nparts, who, dedupe, key_hash = spec.partitions, spec.who, spec.dedupe, W.key_hash
-    local keys, values, counts = {}, {}, {}
-    for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+    local keys, values, counts = buckets(nparts)
     local seen, pairs_flag = {}, nil
     local function push(a, b)
       if a == nil then
@@ -146,7 +146,7 @@ return function(W)
       keys[t][c], values[t][c] = a, b
     end
     local function finish()
-      for t = 0, nparts - 1 do emit(task, t, counts[t], pairs_flag, keys[t], values[t]) end
+      emit_buckets(task, nparts, pairs_flag, keys, values, counts)
       keys, values, seen = nil, nil, nil
     end
     return push, finish

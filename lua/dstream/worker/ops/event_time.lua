@@ -14,7 +14,8 @@ return function(W)
   local shipped, current, emit = W.shipped, W.current, W.emit
   local store_of = require("dstream.worker.store").store_of
   local protocol = require("dstream.protocol")
-  local key_of = require("dstream.worker.task").key_of
+  local task_mod = require("dstream.worker.task")
+  local key_of, buckets, emit_buckets = task_mod.key_of, task_mod.buckets, task_mod.emit_buckets
   local pairs, floor, type, error = pairs, math.floor, type, error
 
   -- Forgets the windows (by start) of length len that the watermark has closed for good.
@@ -23,6 +24,16 @@ return function(W)
     for start in pairs(windows) do
       if start + len <= watermark then windows[start] = nil end
     end
+  end
+
+  -- t[k], made an empty table when missing.
+  local function slot(t, k)
+    local v = t[k]
+    if not v then
+      v = {}
+      t[k] = v
+    end
+    return v
   end
 
   local function report()
@@ -90,11 +101,7 @@ return function(W)
       -- Windows [start, start + len) with start a multiple of slide that contain ts.
       local last = floor(ts / slide) * slide
       for start = last, ts - len + 1, -slide do
-        local w = acc[start]
-        if not w then
-          w = {}
-          acc[start] = w
-        end
+        local w = slot(acc, start)
         local old = w[k]
         if old == nil then
           local tk = type(k)
@@ -144,11 +151,7 @@ return function(W)
     return function(k, sv)
       local start, v = sv[1], sv[2]
       if type(k) == "table" then k = key_of(k) end -- an array key: its representative
-      local w = changed[start]
-      if not w then
-        w = {}
-        changed[start] = w
-      end
+      local w = slot(changed, start)
       local old = w[k]
       if old == nil then
         local prev = store.windows[start]
@@ -196,11 +199,7 @@ return function(W)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         for start, w in pairs(changed) do
-          local dst = windows[start]
-          if not dst then
-            dst = {}
-            windows[start] = dst
-          end
+          local dst = slot(windows, start)
           for k, v in pairs(w) do dst[k] = v end
         end
         drop_closed(windows, len, watermark)
@@ -215,8 +214,7 @@ return function(W)
   -- windows go to consecutive partitions.
   function terminals.event_window_records(task, spec)
     local nparts, len, slide = spec.partitions, spec.len, spec.slide
-    local keys, values, counts = {}, {}, {}
-    for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+    local keys, values, counts = buckets(nparts)
     return function(a, b)
       if a == nil then
         if b ~= nil then W.nil_key("window", b) end
@@ -231,7 +229,7 @@ return function(W)
         keys[t][n], values[t][n] = start, rec
       end
     end, function()
-      for t = 0, nparts - 1 do emit(task, t, counts[t], true, keys[t], values[t]) end
+      emit_buckets(task, nparts, true, keys, values, counts)
       keys, values = nil, nil -- a trace may keep push alive: not the task's records
     end
   end
@@ -246,11 +244,7 @@ return function(W)
     store.raw = store.raw or {}
     local added = {} -- start -> records of this batch
     return function(start, rec)
-      local list = added[start]
-      if not list then
-        list = {}
-        added[start] = list
-      end
+      local list = slot(added, start)
       list[#list + 1] = rec
     end, function()
       local raw = store.raw
@@ -291,8 +285,7 @@ return function(W)
   -- Map side of session windows: (key, {ts, value}) into the key's bucket.
   function terminals.session_partition(task, spec)
     local nparts, who = spec.partitions, "session_window"
-    local keys, values, counts = {}, {}, {}
-    for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+    local keys, values, counts = buckets(nparts)
     return function(k, v)
       if v == nil then error("session_window: the records must be key/value pairs", 0) end
       local ts = timestamp(who)
@@ -301,7 +294,7 @@ return function(W)
       counts[t] = n
       keys[t][n], values[t][n] = k, { ts, v }
     end, function()
-      for t = 0, nparts - 1 do emit(task, t, counts[t], true, keys[t], values[t]) end
+      emit_buckets(task, nparts, true, keys, values, counts)
     end
   end
 
@@ -315,11 +308,7 @@ return function(W)
     local incoming = {} -- key -> list of {ts, value}
     return function(k, tv)
       if type(k) == "table" then k = key_of(k) end -- an array key: its representative
-      local list = incoming[k]
-      if not list then
-        list = {}
-        incoming[k] = list
-      end
+      local list = slot(incoming, k)
       list[#list + 1] = tv
     end, function()
       local result = {} -- key -> new session list (copies: the state changes on success)

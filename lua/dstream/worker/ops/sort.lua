@@ -13,6 +13,7 @@ return function(W)
   local operators, terminals = W.operators, W.terminals
   local shipped, emit = W.shipped, W.emit
   local less = ordering.less
+  local buckets, emit_buckets = task.buckets, task.emit_buckets
   local type, floor, pcall = type, math.floor, pcall
   local not_pair, nil_key, records_error = task.not_pair, task.nil_key, task.records_error
 
@@ -79,8 +80,7 @@ return function(W)
     local nparts, who, bounds, ascending = spec.partitions, spec.who, spec.bounds, spec.ascending
     local key, nb = key_of(spec), #bounds
     local kind = nb > 0 and type(bounds[1]) or nil
-    local keys, values, counts = {}, {}, {}
-    for t = 0, nparts - 1 do keys[t], values[t], counts[t] = {}, {}, 0 end
+    local keys, values, counts = buckets(nparts)
     local pairs_flag
     local function push(a, b)
       if a == nil then
@@ -104,7 +104,7 @@ return function(W)
       keys[t][c], values[t][c] = a, b
     end
     local function finish()
-      for t = 0, nparts - 1 do emit(task, t, counts[t], pairs_flag, keys[t], values[t]) end
+      emit_buckets(task, nparts, pairs_flag, keys, values, counts)
       keys, values = nil, nil -- a trace may keep push alive: not the task's records
     end
     return push, finish
