@@ -50,6 +50,9 @@ static void usage(FILE *out) {
           "  --partitions N      default partitions of a batch (default: the number of workers)\n"
           "  --checkpoint DIR    checkpoint into DIR (made if missing; its parent must exist),\n"
           "                      and restart from it when it has one\n"
+          "  --cluster APP       cluster mode: this process is one member of job APP, whose\n"
+          "                      Kafka inputs it shares with every process run so (consumer\n"
+          "                      group APP); as context{ cluster = \"APP\" }\n"
           "  --log-level L       error, warn, info or debug (default: warn)\n"
           "  --ui ADDR           serve metrics and a live page at ADDR, e.g. 127.0.0.1:4040\n"
           "  --ui-public         let --ui listen on an address other machines can reach\n"
@@ -202,7 +205,8 @@ static int finish(lua_State *L, int status) {
 
 /* Options that take a value: `--name value` or `--name=value`. */
 static const char *const value_options[] = {"workers", "worker-memory", "partitions",
-                                             "log-level", "ui", "checkpoint", NULL};
+                                             "log-level", "ui", "checkpoint", "cluster",
+                                             NULL};
 
 static int is_value_option(const char *name, size_t len) {
   for (int k = 0; value_options[k]; k++)

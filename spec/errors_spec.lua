@@ -515,5 +515,7 @@ describe("what the interpreter prints for an error that escapes the script (issu
     assert.is_nil((cli.check_option("ui", "0.0.0.0:4040", {})))
     assert.is_true((cli.check_option("ui", "0.0.0.0:4040", { ["ui-public"] = "true" })))
     assert.is_true((cli.check_option("ui", "localhost:4040", {})))
+    assert.is_true((cli.check_option("cluster", "word-count_1.v2", {})))
+    assert.is_nil((cli.check_option("cluster", "a b", {})))
   end)
 end)

@@ -581,7 +581,7 @@ describe("kafka", function()
     e = err_of(function() pairs_of:reduce_by_key_and_window(function(a, b) return a + b end, 2, 1) end)
     assert.truthy(e:find("cluster mode runs stateless jobs for now", 1, true), e)
     e = err_of(function() dstream.context { cluster = 3 } end)
-    assert.truthy(e:find("cluster must be the name of the job's consumer group", 1, true), e)
+    assert.truthy(e:find("cluster: expected the name of the job's consumer group", 1, true), e)
     ctx:stop()
   end)
 

@@ -101,6 +101,7 @@ local checks = {
   workers = function(v) return require("dstream.context").parse_workers(v) end,
   ["worker-memory"] = function(v) return require("dstream.context").parse_worker_memory(v) end,
   partitions = whole,
+  cluster = function(v) return require("dstream.context").parse_cluster(v) end,
   ["log-level"] = function(v)
     for _, l in ipairs { "error", "warn", "info", "debug" } do if v == l then return v end end
     return nil, "takes error, warn, info or debug, not '" .. tostring(v) .. "'"

@@ -93,8 +93,18 @@ local function parse_worker_memory(v)
   return bytes
 end
 
--- The command line (runtime/ds_main.c) checks --workers and --worker-memory with these too.
-M.parse_workers, M.parse_worker_memory = parse_workers, parse_worker_memory
+-- A cluster's name: its consumer group and the prefix of its internal topics
+-- (APP-<operator>-changelog), so only what Kafka takes in a topic name.
+local function parse_cluster(v)
+  if type(v) ~= "string" or not v:match("^[%w._-]+$") or #v > 200 then
+    return nil, "expected the name of the job's consumer group (letters, digits, '.', '_' and"
+      .. " '-', as Kafka's topic names), got " .. (type(v) == "string" and ("'" .. v .. "'") or tostring(v))
+  end
+  return v
+end
+
+-- The command line (runtime/ds_main.c) checks --workers, --worker-memory and --cluster with these too.
+M.parse_workers, M.parse_worker_memory, M.parse_cluster = parse_workers, parse_worker_memory, parse_cluster
 
 local known_options = {
   batch = true, workers = true, partitions = true, name = true, clock = true,
@@ -132,10 +142,11 @@ function M.new(opts)
     util.raise("dstream.context: checkpoint must be a directory path, got " .. tostring(self.checkpoint_dir))
   end
   self.wal = opts.wal and true or false
-  -- Cluster mode (issue 19's first slice): the Kafka streams join this consumer group.
-  self.cluster = opts.cluster
-  if self.cluster ~= nil and (type(self.cluster) ~= "string" or self.cluster == "") then
-    util.raise("dstream.context: cluster must be the name of the job's consumer group, got " .. tostring(self.cluster))
+  -- Cluster mode (issue 19): the Kafka streams join this consumer group (--cluster APP too).
+  self.cluster = option(opts, "cluster", nil, parse_cluster, nil)
+  if opts.cluster ~= nil and cli_options.cluster ~= nil and opts.cluster ~= cli_options.cluster then
+    util.raise("dstream.context: cluster = \"" .. opts.cluster .. "\" but the command line says --cluster "
+      .. cli_options.cluster .. ": every process of a job must join the same group; drop one of them")
   end
   -- Default: every batch that ends a 10 s stretch (Spark's minimum), at least every batch.
   self.checkpoint_ms = option(opts, "checkpoint_interval", nil, parse_interval,

@@ -9,6 +9,7 @@
 --                    (default: core.limits().worker_memory)
 --   partitions       --partitions N: partitions of a batch (default: the number of workers)
 --   checkpoint       --checkpoint DIR: checkpoint into DIR, and restart from it
+--   cluster          --cluster APP: cluster mode, consumer group APP (context{ cluster = })
 --   ["log-level"]    --log-level L: error, warn, info or debug (default: warn)
 --   ui               --ui ADDR: serve metrics and a live page at ADDR (host:port)
 --   ["ui-public"]    --ui-public: "true" when --ui may listen on an address other machines

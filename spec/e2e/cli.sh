@@ -171,6 +171,16 @@ bad_value ckparent "dstream: --checkpoint $WORK/no/such/ck: $WORK/no/such does n
 check "--checkpoint with a missing parent creates nothing" [ ! -e "$WORK/no" ]
 printf 'x' >"$WORK/plain_file"
 bad_value ckfile "is not a directory" --checkpoint "$WORK/plain_file"
+bad_value cluster "dstream: --cluster a/b: expected the name of the job's consumer group" --cluster a/b
+
+# ---- --cluster APP: cluster mode as context{ cluster = "APP" }; both, differing: an error ----
+run cluster --cluster=app1 -e 'print(require("dstream").context { clock = "manual", workers = 1 }.cluster)'
+check "--cluster APP puts the context in cluster mode (group APP)" eval '[ "$STATUS" -eq 0 ] && [ "$(out cluster)" = app1 ]'
+run cluster_same --cluster app1 -e 'print(require("dstream").context { clock = "manual", workers = 1, cluster = "app1" }.cluster)'
+check "--cluster APP and context{ cluster = \"APP\" } agree" eval '[ "$STATUS" -eq 0 ] && [ "$(out cluster_same)" = app1 ]'
+run cluster_both --cluster app1 -e 'require("dstream").context { clock = "manual", workers = 1, cluster = "app2" }'
+check "--cluster app1 with context{ cluster = \"app2\" } is an error at the user's line" \
+  eval '[ "$STATUS" -eq 1 ] && grep -qF "(command line):1: dstream.context: cluster = \"app2\" but the command line says --cluster app1" "$WORK/cluster_both.err"'
 
 # ---- --ui on an address other machines reach: refused, and --ui-public allows it ----
 cat >"$WORK/ui.lua" <<'LUA'
