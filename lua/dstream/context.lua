@@ -265,6 +265,11 @@ Context.receiver_stream = require("dstream.sources.receiver").receiver_stream
 Context.parallelize = require("dstream.sources.datasets").parallelize
 Context.text_file = require("dstream.sources.datasets").text_file
 
+-- A table read from PostgreSQL or SQLite, optionally refreshed (dstream/sinks/database.lua).
+function Context:read_sql(url, query, opts)
+  return require("dstream.sinks.database").read_sql(self, url, query, opts)
+end
+
 -- Kafka's direct stream: one input partition per Kafka partition (see dstream/sources/kafka.lua).
 function Context:kafka_stream(opts, ...)
   if select("#", ...) > 0 then sources.check_options("kafka_stream(opts)", 1, opts, ...) end

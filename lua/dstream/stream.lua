@@ -334,6 +334,11 @@ function Stream:to_kafka(opts)
   return require("dstream.sinks.kafka").sink(self, opts)
 end
 
+-- Writes every batch into a PostgreSQL or SQLite table, exactly once (dstream/sinks/database.lua).
+function Stream:to_sql(opts)
+  return require("dstream.sinks.database").to_sql(self, opts)
+end
+
 -- The first n (default 10) records of the newest batch this stream produced (dstream.inspect).
 function Stream:peek(n)
   return require("dstream.inspect").peek(self, n)
