@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(build-essential cmake pkg-config libluajit-5.1-dev luajit dpkg-dev libuv1-dev
-  librdkafka-dev libedit-dev lua-busted lua-cjson luarocks kcat netcat-openbsd tmux strace
+  librdkafka-dev libedit-dev lua-busted lua-cjson lua-lpeg luarocks kcat netcat-openbsd tmux strace
   libhttp-parser-dev curl prometheus chromium # these three for spec/e2e/ui.sh (promtool, a browser)
   libpq5 libsqlite3-0 sqlite3 postgresql) # to_sql/read_sql (FFI); sqlite3, psql and a server for the tests
 missing=()

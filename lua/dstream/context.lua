@@ -569,4 +569,15 @@ function M.shutdown(opts)
   monitor.linger() -- a failed context's page, served until a signal (dstream.monitor)
 end
 
+-- SQL (dstream/sql): a query over the tables registered with to_table; explain prints its
+-- plan and generated code.
+function Context:sql(text, opts)
+  local out = require("dstream.sql").query(self, text, opts)
+  return out
+end
+function Context:explain(text, opts)
+  local out = require("dstream.sql").explain(self, text, opts)
+  return out
+end
+
 return M

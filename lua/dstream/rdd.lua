@@ -746,4 +746,11 @@ function RDD:__tostring()
 end
 
 M.format = format
+-- SQL (dstream/sql): the batch as a table of SQL queries; show prints rows as Spark's show().
+function RDD:to_table(name, columns)
+  require("dstream.sql").to_table(self, name, columns)
+  return self
+end
+function RDD:show(n, truncate) require("dstream.sql.show").show(self, n, truncate) end
+
 return M

@@ -394,4 +394,10 @@ function Stream:__tostring()
   return string.format("stream(%s #%d)", self.label or "?", self.id)
 end
 
+-- SQL (dstream/sql): the stream as a table of SQL queries, every batch.
+function Stream:to_table(name, columns, opts)
+  require("dstream.sql").to_table(self, name, columns, opts)
+  return self
+end
+
 return M

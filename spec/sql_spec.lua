@@ -1,0 +1,291 @@
+-- SQL beyond the SQLite corpus (spec/sql_oracle_spec.lua): errors a user sees (caret, close
+-- names, type errors, misuse of GROUP BY), show() and explain() output, rows that Lua
+-- operators take and give back, event-time windows (TUMBLE, HOP, SESSION) against a plain-Lua
+-- reference, emit = "update", a late record, and running totals across batches.
+local dstream = require("dstream")
+
+local function sorted_rows(rows, cols)
+  local out = {}
+  for i, r in ipairs(rows) do
+    local parts = {}
+    for j, c in ipairs(cols) do parts[j] = tostring(r[c]) end
+    out[i] = table.concat(parts, " ")
+  end
+  table.sort(out)
+  return out
+end
+
+local function capture(fn)
+  local saved = io.stdout
+  local tmp = os.tmpname()
+  local fh = assert(io.open(tmp, "w"))
+  io.stdout = fh ---@diagnostic disable-line
+  local ok, err = pcall(fn)
+  io.stdout = saved
+  fh:close()
+  local text = assert(io.open(tmp)):read("*a")
+  os.remove(tmp)
+  assert(ok, err)
+  return text
+end
+
+describe("SQL errors", function()
+  local ctx
+  setup(function()
+    ctx = dstream.context { workers = 1 }
+    ctx:parallelize({ { name = "ann", age = 3 } }):to_table("people", { "name", "age" })
+    ctx:parallelize({ { "ann", "Oslo" } }):to_table("places", { "name", "city" })
+  end)
+  teardown(function() ctx:stop() end)
+
+  local function err_of(q)
+    local ok, err = pcall(ctx.sql, ctx, q)
+    assert.is_false(ok)
+    return err
+  end
+
+  it("shows a syntax error with the query and a caret at the line and column", function()
+    local err = err_of("SELECT name,\n  age +\nFROM people")
+    assert.matches("sql_spec.lua:%d+: sql: syntax error near 'FROM' at line 3, column 1:", err)
+    assert.matches("\n  SELECT name,\n    age %+\n  FROM people\n  %^", err)
+  end)
+
+  it("names close tables and columns", function()
+    assert.matches("unknown table 'peeple'; did you mean 'people'%?", err_of("SELECT name FROM peeple"))
+    assert.matches("unknown column 'nmae'; did you mean 'name'%?", err_of("SELECT nmae FROM people"))
+    assert.matches("unknown column 'zzz'; the columns are 'name', 'age'", err_of("SELECT zzz FROM people"))
+    assert.matches("unknown function 'lowr'; did you mean 'floor', 'lower'%?", err_of("SELECT lowr(name) FROM people"))
+    assert.matches("column 'name' is ambiguous: it is in 'people' and 'places'; write people.name",
+      err_of("SELECT name FROM people JOIN places ON people.name = places.name"))
+  end)
+
+  it("names the expression of a type error", function()
+    assert.matches("type error: '%+' needs a number, and 'x' is a text at line 1, column 37",
+      err_of("SELECT name FROM people WHERE age + 'x' > 1"))
+    assert.matches("SUM%(%) needs a number", err_of("SELECT SUM('a') FROM people"))
+    assert.matches("CAST to an unknown type 'blob'", err_of("SELECT CAST(age AS blob) FROM people"))
+    assert.matches("lower%(%) takes 1 argument, got 2", err_of("SELECT lower(name, 1) FROM people"))
+  end)
+
+  it("names a value that is not a number when the query runs, with the expression", function()
+    ctx:parallelize({ { name = "bo", age = "old" } }):to_table("bad", { "name", "age" })
+    local ok, err = pcall(function() return ctx:sql("SELECT age * 2 AS d FROM bad"):collect() end)
+    assert.is_false(ok)
+    assert.matches('SQL type error in age %* 2: "old" is not a number', err)
+  end)
+
+  it("refuses columns outside GROUP BY and aggregates where they cannot be", function()
+    assert.matches("column 'age' must be in GROUP BY or inside an aggregate",
+      err_of("SELECT name, age FROM people GROUP BY name"))
+    assert.matches("aggregate COUNT%(%) is not allowed in WHERE", err_of("SELECT name FROM people WHERE COUNT(*) > 1"))
+    assert.matches("TUMBLE needs the table's event time", err_of("SELECT COUNT(*) FROM people GROUP BY TUMBLE(age, '1 second')"))
+  end)
+
+  it("checks the arguments of to_table and sql at the user's line", function()
+    local r = ctx:parallelize({ 1 })
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() r:to_table("bad name", { "x" }) end)
+    assert.is_false(ok)
+    assert.are.equal("spec/sql_spec.lua:" .. line .. ": to_table: the table name must be an identifier (letters, digits, _), got bad name", err)
+    line = debug.getinfo(1, "l").currentline; ok, err = pcall(function() ctx:sql("SELECT FROM people") end)
+    assert.matches("^spec/sql_spec.lua:" .. line .. ": sql: syntax error", err)
+    assert.matches("to_table: column 'X' is named twice", select(2, pcall(r.to_table, r, "t2", { "x", "X" })))
+    assert.matches("sql: unknown option 'emitt'", select(2, pcall(ctx.sql, ctx, "SELECT name FROM people", { emitt = "update" })))
+    assert.matches("sql: mode must be", select(2, pcall(ctx.sql, ctx, "SELECT name FROM people", { mode = "forever" })))
+  end)
+end)
+
+describe("SQL rows, show and explain", function()
+  local ctx
+  setup(function() ctx = dstream.context { workers = 2 } end)
+  teardown(function() ctx:stop() end)
+
+  it("show() prints a header and aligned cells, as Spark", function()
+    ctx:parallelize({ { "to", 2 }, { "be", nil }, { "a-rather-long-word-here", 10 } }):to_table("wc", { "word", "n" })
+    local text = capture(function() ctx:sql("SELECT word, n FROM wc ORDER BY word"):show(2) end)
+    assert.are.equal(table.concat({
+      "+--------------------+----+",
+      "|                word|   n|",
+      "+--------------------+----+",
+      "|a-rather-long-wor...|  10|",
+      "|                  be|null|",
+      "+--------------------+----+",
+      "only showing top 2 rows", "" }, "\n"), text)
+    local plain = capture(function() ctx:parallelize({ 1, 22 }):show() end)
+    assert.are.equal("+-----+\n|value|\n+-----+\n|    1|\n|   22|\n+-----+\n", plain)
+  end)
+
+  it("gives rows that Lua operators take, and takes Lua records back", function()
+    local nums = ctx:parallelize({ 1, 2, 3, 4 }, 2):to_table("nums", { "n" })
+    local doubled = ctx:sql("SELECT n, n * n AS sq FROM nums WHERE n > 1")
+      :map(function(row) return row.sq - row.n end):collect()
+    table.sort(doubled)
+    assert.are.same({ 2, 6, 12 }, doubled)
+    nums:map(function(n) return n % 2, n end):to_table("parity", { "odd", "n" })
+    local rows = ctx:sql("SELECT odd, SUM(n) AS total FROM parity GROUP BY odd ORDER BY odd"):collect()
+    assert.are.same({ { odd = 0, total = 6 }, { odd = 1, total = 4 } }, rows)
+  end)
+
+  it("explain prints the operators and the generated Lua", function()
+    ctx:parallelize({ "a" }):to_table("words", { "word" })
+    local text = capture(function()
+      ctx:explain("SELECT word, COUNT(*) AS total FROM words WHERE length(word) > 1 GROUP BY word")
+    end)
+    assert.matches("== plan ==", text, 1, true)
+    assert.matches("filter%s+WHERE length%(word%) > 1", text)
+    assert.matches("reduce_by_key%s+merge states %(combined in each partition first%)", text)
+    assert.matches("return a %+ b", text)
+    assert.matches("return t1_1, 1", text)
+  end)
+
+  it("runs on workers that never load lpeg", function()
+    ctx:parallelize({ "x" }):to_table("one", { "v" })
+    local loaded = ctx:sql("SELECT v FROM one")
+      :map(function() return package.loaded.lpeg ~= nil end):collect()
+    assert.are.same({ false }, loaded)
+  end)
+end)
+
+-- Event-time windows: the windows emitted over the whole run (final mode) equal the plain-Lua
+-- grouping of the same records.
+local function events(seed, n)
+  math.randomseed(seed)
+  local batches, all = {}, {}
+  local t = 0
+  for b = 1, 6 do
+    batches[b] = {}
+    for _ = 1, n do
+      t = t + math.random(0, 120)
+      local ev = { user = ({ "ann", "bob", "cy" })[math.random(3)], ts = t, amount = math.random(1, 9) }
+      batches[b][#batches[b] + 1] = ev
+      all[#all + 1] = ev
+    end
+  end
+  batches[#batches + 1] = { { user = "zz", ts = t + 100000, amount = 0 } } -- moves the watermark past every window
+  batches[#batches + 1] = {}
+  return batches, all
+end
+
+local function run_windowed(query, batches, opts)
+  local ctx = dstream.context { clock = "manual", workers = 2 }
+  ctx:queue_stream(batches):to_table("ev", { "user", "ts", "amount" }, { event_time = "ts", watermark = "0.5s" })
+  local got = {}
+  ctx:sql(query, opts):foreach_rdd(function(rdd, time)
+    for _, r in ipairs(rdd:collect()) do
+      r.emitted = time
+      got[#got + 1] = r
+    end
+  end)
+  ctx:start()
+  ctx:advance(#batches)
+  ctx:stop()
+  return got
+end
+
+local function drop_user(rows, user)
+  local out = {}
+  for _, r in ipairs(rows) do if r.user ~= user then out[#out + 1] = r end end
+  return out
+end
+
+describe("SQL windows on event time", function()
+  local COLS = { "user", "window_start", "window_end", "n", "total" }
+  local batches, all = events(7, 25)
+
+  it("TUMBLE matches a plain-Lua grouping", function()
+    local got = run_windowed("SELECT user, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total FROM ev "
+      .. "GROUP BY TUMBLE(ts, '1 second'), user", batches)
+    local want = {}
+    for _, e in ipairs(all) do
+      local s = e.ts - e.ts % 1000
+      local k = e.user .. "|" .. s
+      want[k] = want[k] or { user = e.user, window_start = s, window_end = s + 1000, n = 0, total = 0 }
+      want[k].n, want[k].total = want[k].n + 1, want[k].total + e.amount
+    end
+    local list = {}
+    for _, w in pairs(want) do list[#list + 1] = w end
+    assert.is_true(#list > 5)
+    assert.are.same(sorted_rows(list, COLS), sorted_rows(drop_user(got, "zz"), COLS))
+  end)
+
+  it("HOP matches a plain-Lua grouping (length 2 s, slide 1 s)", function()
+    local got = run_windowed("SELECT user, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total FROM ev "
+      .. "GROUP BY HOP(ts, '2 seconds', '1 second'), user", batches)
+    local want = {}
+    for _, e in ipairs(all) do
+      for s = e.ts - e.ts % 1000 - 1000, e.ts - e.ts % 1000, 1000 do
+        if s >= 0 or true then
+          local k = e.user .. "|" .. s
+          want[k] = want[k] or { user = e.user, window_start = s, window_end = s + 2000, n = 0, total = 0 }
+          want[k].n, want[k].total = want[k].n + 1, want[k].total + e.amount
+        end
+      end
+    end
+    local list = {}
+    for _, w in pairs(want) do list[#list + 1] = w end
+    assert.are.same(sorted_rows(list, COLS), sorted_rows(drop_user(got, "zz"), COLS))
+  end)
+
+  it("SESSION matches a plain-Lua sessionisation (gap 300 ms)", function()
+    local got = run_windowed("SELECT user, window_start, window_end, COUNT(*) AS n, SUM(amount) AS total FROM ev "
+      .. "GROUP BY SESSION(ts, '300 ms'), user", batches)
+    local by_user, list = {}, {}
+    for _, e in ipairs(all) do
+      by_user[e.user] = by_user[e.user] or {}
+      table.insert(by_user[e.user], e)
+    end
+    for user, evs in pairs(by_user) do
+      table.sort(evs, function(a, b) return a.ts < b.ts end)
+      local cur
+      for _, e in ipairs(evs) do
+        if cur and e.ts < cur.last + 300 then
+          cur.last, cur.n, cur.total = e.ts, cur.n + 1, cur.total + e.amount
+        else
+          cur = { user = user, window_start = e.ts, last = e.ts, n = 1, total = e.amount }
+          list[#list + 1] = cur
+        end
+      end
+    end
+    for _, s in ipairs(list) do s.window_end = s.last + 300 end
+    assert.are.same(sorted_rows(list, COLS), sorted_rows(drop_user(got, "zz"), COLS))
+  end)
+
+  local CLICKS = { { { user = "ann", ts = 1000 }, { user = "bob", ts = 1500 }, { user = "ann", ts = 2500 } },
+    { { user = "ann", ts = 3100 }, { user = "bob", ts = 900 } }, { { user = "ann", ts = 7000 } } }
+  local function clicks(opts)
+    local ctx = dstream.context { clock = "manual", workers = 2 }
+    ctx:queue_stream(CLICKS):to_table("clicks", { "user", "ts" }, { event_time = "ts", watermark = "1s" })
+    local out = {}
+    ctx:sql("SELECT user, window_start, COUNT(*) AS n FROM clicks GROUP BY TUMBLE(ts, '2 seconds'), user", opts)
+      :foreach_rdd(function(rdd, time)
+        for _, line in ipairs(sorted_rows(rdd:collect(), { "user", "window_start", "n" })) do out[#out + 1] = time .. " " .. line end
+      end)
+    ctx:start()
+    ctx:advance(3)
+    ctx:stop()
+    return out
+  end
+
+  it("emits a window once when the watermark passes it, and drops a late record", function()
+    -- bob 900 arrives when the watermark is 2500 - 1000: late, not counted.
+    assert.are.same({ "2000 ann 0 1", "2000 bob 0 1", "3000 ann 2000 2" }, clicks())
+  end)
+
+  it("emits every change with emit = \"update\"", function()
+    assert.are.same({ "1000 ann 0 1", "1000 ann 2000 1", "1000 bob 0 1", "2000 ann 2000 2", "3000 ann 6000 1" },
+      clicks({ emit = "update" }))
+  end)
+end)
+
+describe("SQL running totals", function()
+  it("keeps GROUP BY totals across batches with mode = \"running\"", function()
+    local ctx = dstream.context { clock = "manual", workers = 2 }
+    ctx:queue_stream({ { "a", "b", "a" }, {}, { "b", "c" } }):to_table("w", { "word" })
+    local seen = {}
+    ctx:sql("SELECT word, COUNT(*) AS n FROM w GROUP BY word", { mode = "running" })
+      :foreach_rdd(function(rdd, time) seen[#seen + 1] = time .. ": " .. table.concat(sorted_rows(rdd:collect(), { "word", "n" }), ", ") end)
+    ctx:start()
+    ctx:advance(3)
+    ctx:stop()
+    assert.are.same({ "1000: a 2, b 1", "2000: a 2, b 1", "3000: a 2, b 2, c 1" }, seen)
+  end)
+end)
