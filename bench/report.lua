@@ -163,6 +163,21 @@ for _, w in ipairs({ 1, 2 }) do
 end
 print()
 
+-- SQL against the same job written with operators (bench/sql.lua, over the cached words):
+-- "vs ops" is the SQL row's time over the operators row's (issue 20's target: <= 1.2x).
+for _, job in ipairs({ { "sql_wordcount", "SQL word count (GROUP BY)" }, { "sql_filter_project", "SQL filter+projection" } }) do
+  for _, w in ipairs({ 1, 2 }) do
+    local ops, sql = get(job[1], "operators-" .. w .. "w"), get(job[1], "sql-" .. w .. "w")
+    row(job[2], ops, nil, nil, { impl_name = "operators " .. w .. " wkr" })
+    row(job[2], sql, nil, nil, { impl_name = "SQL " .. w .. " wkr" })
+    if ops and sql then
+      print(string.format("  %s, %d wkr: SQL / operators time %.2fx (target <= 1.2x)", job[2], w, sql.secs / ops.secs))
+    end
+    check(job[1], ops, sql, "rows")
+  end
+end
+print()
+
 -- Windows, top-K, state
 local sections = {
   { "window", "windowed word count (30 s / 1 s)", "checksum" },

@@ -73,6 +73,8 @@ local CORPUS = {
   "SELECT id FROM t WHERE name NOT LIKE '%a%'",
   "SELECT id FROM t WHERE name LIKE 'A%'",
   "SELECT id, name LIKE '%y' AS endy FROM t",
+  "SELECT id FROM t WHERE name LIKE 'ann' OR name LIKE '%_' AND name LIKE '_v%'",
+  "SELECT id FROM t WHERE CAST(x AS TEXT) LIKE '7%' OR grp LIKE '%'",
   -- CASE, CAST, functions
   "SELECT id, CASE WHEN x > 5 THEN 'big' WHEN x > 1 THEN 'mid' ELSE 'small' END AS size FROM t",
   "SELECT id, CASE WHEN x > 5 THEN 'big' END AS size FROM t",

@@ -267,6 +267,8 @@ Commands:
   :paste               type or paste several lines, run as one chunk (end: :end or Ctrl-D)
   :history [n]         the last n entries of the history (default 20)
   :reset               stop ctx and make a new one (a stopped context cannot be restarted)
+  :sql SELECT ...      run SQL over ctx's tables (to_table) and show the rows; a stream
+                       table reads the newest batch its stream produced
   :quit                stop every context gracefully and leave (as Ctrl-D does)
 Keys: Tab completes names, fields and methods (ctx:sta<Tab>); Up/Down walk the history and
 Ctrl-R searches it (Enter runs the line found); Ctrl-L clears the screen; Ctrl-C drops the
@@ -410,6 +412,9 @@ function M.run()
         io.stdout:write(string.format("%5d  %s\n", i, entries[i]))
       end
       io.stdout:flush()
+    elseif cmd == ":sql" then
+      if rest == "" then return print("usage: :sql SELECT ... FROM table (tables come from stream:to_table or rdd:to_table)") end
+      execute(function() require("dstream.sql").run_now(rawget(_G, "ctx"), rest) end)
     elseif cmd == ":quit" or cmd == ":q" or cmd == ":exit" then
       return "quit"
     elseif cmd == ":reset" then

@@ -222,9 +222,32 @@ function Gen:expr(e)
     local v = self:tmp()
     self:emit("local " .. v)
     if e.pattern.tag == "str" then
-      local rt = require("dstream.sql.runtime")
-      local pat = self:const(("%q"):format(rt.like_pattern(e.pattern.value)))
-      self:emit(("if %s ~= nil then %s = find(rt.text(%s), %s) ~= nil end"):format(x, v, x, pat))
+      -- A constant pattern: a plain comparison when it is a prefix, a suffix, a substring or
+      -- the whole text (no _), else an anchored Lua pattern.
+      local p = e.pattern.value
+      local s = self:tmp()
+      self:emit(("local %s = %s"):format(s, x))
+      self:emit(("if %s ~= nil then"):format(s))
+      self.depth = self.depth + 1
+      self:emit(("if type(%s) ~= \"string\" then %s = rt.text(%s) end"):format(s, s, s))
+      local lit = p:match("^([^%%_]*)%%$")
+      local suffix = p:match("^%%([^%%_]*)$")
+      local middle = p:match("^%%([^%%_]*)%%$")
+      if not p:find("[%%_]") then
+        self:emit(("%s = %s == %q"):format(v, s, p))
+      elseif lit then
+        self:emit(("%s = sub(%s, 1, %d) == %q"):format(v, s, #lit, lit))
+      elseif suffix then
+        self:emit(("%s = %s and sub(%s, -%d) == %q"):format(v, #suffix > 0 and ("#" .. s .. " >= " .. #suffix) or "true", s, #suffix, suffix))
+      elseif middle then
+        self:emit(("%s = find(%s, %q, 1, true) ~= nil"):format(v, s, middle))
+      else
+        local rt = require("dstream.sql.runtime")
+        local pat = self:const(("%q"):format(rt.like_pattern(p)))
+        self:emit(("%s = find(%s, %s) ~= nil"):format(v, s, pat))
+      end
+      self.depth = self.depth - 1
+      self:emit("end")
     else
       self:emit(("%s = rt.like(%s, %s)"):format(v, x, self:expr(e.pattern)))
     end
@@ -283,7 +306,7 @@ end
 -- The source of a chunk returning one function `function(params) body end`, with the
 -- hoisted constants as its upvalues.
 function Gen:chunk(params, body_lines, before)
-  local out = { 'local rt = require("dstream.sql.runtime")', "local find, type = string.find, type" }
+  local out = { 'local rt = require("dstream.sql.runtime")', "local find, sub, type = string.find, string.sub, type" }
   for _, c in ipairs(self.consts) do out[#out + 1] = c end
   out[#out + 1] = ("return function(%s)"):format(params)
   for _, l in ipairs(before or {}) do out[#out + 1] = l end
