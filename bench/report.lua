@@ -163,6 +163,17 @@ for _, w in ipairs({ 1, 2 }) do
 end
 print()
 
+-- Databases: to_sql's rows per second (with the exactly-once markers) beside psql's \copy of the
+-- same rows (bench/db.lua); "vs C" is the row's time over \copy's.
+local copy = get("db_append", "psql-copy")
+if copy then row("db: psql \\copy (baseline)", copy, nil, nil, { impl_name = "psql" }) end
+for _, m in ipairs({ "append", "upsert" }) do
+  for _, impl in ipairs({ "postgres-1w", "postgres-2w", "sqlite-1w" }) do
+    local r = get("db_" .. m, impl)
+    if r then row("db: to_sql " .. m, r, impl:match("^postgres") and copy or nil, nil) end
+  end
+end
+
 -- SQL against the same job written with operators (bench/sql.lua, over the cached words):
 -- "vs ops" is the SQL row's time over the operators row's (issue 20's target: <= 1.2x).
 for _, job in ipairs({ { "sql_wordcount", "SQL word count (GROUP BY)" }, { "sql_filter_project", "SQL filter+projection" } }) do
