@@ -271,7 +271,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   lua_State *L = vm.L;
-  int status = 0, interactive = 0, ran_code = 0, script = 0;
+  int status = 0, interactive = 0, ran_code = 0, script = 0, shown_version = 0;
   /* First pass, as luajit's collectargs: every option is read and every value checked before
    * any code runs, so a bad value is reported at start whatever the script does. */
   int i = 1;
@@ -290,7 +290,8 @@ int main(int argc, char **argv) {
       print_version();
       return 0;
     } else if (strcmp(a, "-v") == 0) {
-      print_version(); /* and go on, as luajit -v */
+      print_version(); /* and go on, as luajit -v; alone, it does not open the prompt */
+      shown_version = 1;
     } else if (strcmp(a, "-i") == 0) {
       interactive = 1;
     } else if (strcmp(a, "--ui-public") == 0) {
@@ -363,7 +364,7 @@ int main(int argc, char **argv) {
     for (int k = script + 1; k < argc; k++) lua_pushstring(L, argv[k]);
     status = report_call(L, nargs, 0) != 0;
   }
-  if (!status && (interactive || (!script && !ran_code))) {
+  if (!status && (interactive || (!script && !ran_code && !shown_version))) {
     if (!interactive && !script && !ran_code && !isatty(0)) {
       /* `dstream < job.lua`, like luajit: the script comes from standard input. */
       if (luaL_loadfile(L, NULL) != 0) {

@@ -202,6 +202,11 @@ check "--ui 0.0.0.0:0 --ui-public serves the UI" \
 run v -v -e 'print("went on")'
 check "-v prints the version, then runs the rest of the command line" \
   eval '[ "$STATUS" -eq 0 ] && [ "$(out v | head -n 1 | cut -d" " -f1)" = dstream ] && [ "$(out v | tail -n 1)" = "went on" ]'
+# On a terminal, -v alone prints the version once and exits (luajit -v does not open its prompt).
+timeout 10 script -qec "$DSTREAM -v" /dev/null </dev/null >"$WORK/v_tty.out" 2>&1
+v_tty_status=$?
+check "-v alone on a terminal prints the version once and exits 0" \
+  eval '[ "$v_tty_status" -eq 0 ] && [ "$(grep -c "^dstream [0-9]" "$WORK/v_tty.out")" -eq 1 ] && ! grep -q ">" "$WORK/v_tty.out"'
 
 # ---- errors point at the user's code: a traceback of the user's frames ----
 cat >"$WORK/runtime_error.lua" <<'LUA'

@@ -4,7 +4,8 @@
 # before their first periodic checkpoint, so what they took must come back from the checkpoint
 # written at start and the batch log). jobs/crash_defaults.lua on a text_file_stream:
 #  1. running totals (update_state_by_key) and a one-hour window with an inverse: after the
-#     kills and a last run, both equal a coreutils count of every input word;
+#     kills and a last run, both equal a coreutils count of every input word; and event-time
+#     windows (by line number) that close only at the end equal an awk count per window;
 #  2. save_as_text_files of the raw lines: every input line exactly once across all output
 #     directories, and what a directory held after any kill is there at the end (a batch
 #     re-run after a restart keeps its time and input, and replaces its directory).
@@ -159,6 +160,10 @@ stop_last() {
 # ---- 1. running totals and a window ----
 out=$WORK/totals.txt
 crash_series "totals" totals "$out"
+# The line numbered 999999 moves the watermark past every window: they close and are written.
+echo "flush-999999" >"$WORK/flush.txt"
+wait_until 20 grep -q '^ready' "$WORK/totals-last.out"
+move_in "$WORK/flush.txt" "$LAST_IN"
 stop_last 6 "totals" totals-last
 echo "# totals: the last run's first batch with input after $(first_input totals-last "$LAST_T0") ms"
 word_counts "$LAST_IN"/* >"$WORK/want-words.txt"
@@ -175,6 +180,16 @@ if cmp -s "$WORK/want-words.txt" "$WORK/got-window.txt"; then
 else
   not_ok "totals: the one-hour window (with an inverse) equals coreutils' count too"
   diff "$WORK/want-words.txt" "$WORK/got-window.txt" | head -n 10 | sed 's/^/#   /'
+fi
+# The oracle: per (word, 50 s window of the line number), the words after each line's first token.
+grep -hv '^flush-' "$LAST_IN"/* | awk '{ split($1, p, "-"); w = int(p[2] * 1000 / 50000) * 50000
+  for (i = 2; i <= NF; i++) n[$i " " w]++ } END { for (k in n) print k, n[k] }' | sort >"$WORK/want-event.txt"
+sed -n 's/^event //p' "$out.event" 2>/dev/null | sort >"$WORK/got-event.txt"
+if cmp -s "$WORK/want-event.txt" "$WORK/got-event.txt"; then
+  ok "totals: the event-time windows, kept open through every kill, equal awk's count ($(wc -l <"$WORK/want-event.txt") windows of words)"
+else
+  not_ok "totals: the event-time windows, kept open through every kill, equal awk's count"
+  diff "$WORK/want-event.txt" "$WORK/got-event.txt" | head -n 10 | sed 's/^/#   /'
 fi
 
 # ---- 2. save_as_text_files: every line exactly once ----

@@ -5,7 +5,11 @@
 --     running word totals (update_state_by_key "totals") and a one-hour word-count window
 --     with an inverse (reduce_by_key_and_window), which over a short run holds every word:
 --     after every batch both go to OUT_FILE as sorted "totals|window word count" lines
---     (written to OUT_FILE.tmp and renamed, so the file is always one batch's).
+--     (written to OUT_FILE.tmp and renamed, so the file is always one batch's); and 50 s
+--     event-time windows of the words after a line's first token, the event time being the
+--     line number (the N of "prefixNNNN-N") in seconds, with a one-hour watermark delay: no
+--     window closes until a line numbered 999999 arrives, so the windows' state lives through
+--     every kill; the closed windows are appended to OUT_FILE.event as "event word start count".
 --   dstream crash_defaults.lua save IN_DIR CHECKPOINT_DIR OUT_PREFIX
 --     every input line, as read, saved with save_as_text_files(OUT_PREFIX).
 -- Prints "ready recovered=<ms>|none" once started and "first-input <wall clock ms>" when its
@@ -34,6 +38,26 @@ local ctx = dstream.get_or_create(checkpoint_dir, function()
   end):name("totals")
   local window = pairs_:reduce_by_key_and_window(function(a, b) return a + b end, "1h", "200ms",
     { inverse = function(a, b) return a - b end })
+  -- Event-time windows: state that only a checkpoint and the batch log carry over a kill.
+  lines:event_time(function(line) return tonumber(line:match("^%S+-(%d+)")) * 1000 end, { watermark = "1h" })
+    :flat_map(function(line)
+      local words = {}
+      for w in line:gmatch("%S+") do words[#words + 1] = w end
+      table.remove(words, 1)
+      return words
+    end)
+    :map(function(w) return w, 1 end)
+    :reduce_by_key_and_window(function(a, b) return a + b end, "50s", "50s")
+    :foreach_rdd(function(rdd)
+      local closed = {}
+      for _, kv in ipairs(rdd:collect()) do
+        closed[#closed + 1] = string.format("event %s %d %d\n", kv[1], kv[2].start, kv[2].value)
+      end
+      if #closed == 0 then return end
+      local f = assert(io.open(out .. ".event", "a"))
+      assert(f:write(table.concat(closed)))
+      assert(f:close())
+    end)
   local rows = {}
   totals:foreach_rdd(function(rdd)
     rows = {}
