@@ -14,6 +14,8 @@
 #include <uv.h>
 
 #include <editline/readline.h>
+#include <langinfo.h>
+#include <locale.h>
 
 /* Characters that end the word being completed: everything but identifier characters and the
  * '.' and ':' of field and method access, so `ctx:que` and `string.fo` complete whole. */
@@ -596,6 +598,12 @@ static int repl_open(uv_loop_t *loop, const char *history, int force_plain, char
       snprintf(err, errlen, "cannot open the terminal for output: %s", strerror(errno));
       return -1;
     }
+    /* libedit reads multibyte characters by LC_CTYPE: in the "C" locale it drops every byte
+     * above 127, so "é" typed at the prompt vanished. The user's locale, else C.UTF-8 (glibc
+     * has it built in); only LC_CTYPE, whose single-byte classes (Lua's %a, upper, lower)
+     * are the same in C.UTF-8 as in "C". */
+    if (!setlocale(LC_CTYPE, "") || strcmp(nl_langinfo(CODESET), "UTF-8") != 0)
+      setlocale(LC_CTYPE, "C.UTF-8");
     rl_instream = stdin;
     rl_outstream = R.rl_out;
     rl_readline_name = "dstream";

@@ -95,6 +95,10 @@ expect "an expression prints its value" 10 -x '42'
 type_line '{ name = "dstream", list = { 1, 2, 3 }, deep = { a = { b = { c = { d = 1 } } } } }'
 expect "a table is pretty-printed with a depth limit" 10 -F '{ deep = { a = { b = { c = {...} } } }, list = { 1, 2, 3 }, name = "dstream" }'
 
+# Characters beyond ASCII reach Lua as their UTF-8 bytes (libedit in the "C" locale dropped them).
+type_line 'print("len" .. #"héllo")'
+expect "a non-ASCII character typed at the prompt is kept (its two UTF-8 bytes)" 10 -x 'len6'
+
 type_line 'function bump(x)'
 type_line '  return x * offset + 1'
 type_line 'end'
