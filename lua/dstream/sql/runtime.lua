@@ -52,10 +52,18 @@ function M.le(a, b) if a == nil or b == nil then return nil end return not less(
 function M.gt(a, b) if a == nil or b == nil then return nil end return less(b, a) end
 function M.ge(a, b) if a == nil or b == nil then return nil end return not less(a, b) end
 
+-- A value the query cannot use is an error in the records: the task fails once (a retry
+-- would meet the same record), naming the expression; the failure names the record.
+local function records_error(msg)
+  local ok, task = pcall(require, "dstream.worker.task")
+  if ok and type(task) == "table" and task.records_error then task.records_error(msg) end
+  error(msg, 0)
+end
+
 local function number(v, what)
   local n = tonumber(v)
   if n == nil then
-    error(format("SQL type error in %s: %s is not a number", what, format("%q", tostring(v))), 0)
+    records_error(format("SQL type error in %s: %s is not a number", what, format("%q", tostring(v))))
   end
   return n
 end
