@@ -248,7 +248,9 @@ local function merge_src(slots, pure)
 end
 
 -- The map before the shuffle: the group key and the record's state.
-function Planner:keyed_state(slots)
+-- With pass_record, the value is the record itself (for combine_by_key, which reads the
+-- aggregates' inputs from it: no table per record).
+function Planner:keyed_state(slots, pass_record)
   local q = self.q
   local gen = self:row_gen(self.rec and "rec" or nil)
   local key
@@ -264,6 +266,10 @@ function Planner:keyed_state(slots)
     end
     key = "{ " .. table.concat(ks, ", ") .. " }"
   end
+  if pass_record then
+    gen:emit(("return %s, %s"):format(key, self.rec and "rec" or "(b ~= nil and { a, b } or a)"))
+    return gen:chunk(self:params())
+  end
   local states = {}
   for i, s in ipairs(slots) do
     local x = s.arg and gen:expr(s.arg)
@@ -275,6 +281,38 @@ function Planner:keyed_state(slots)
   local state = #states == 1 and states[1] or ("{ " .. table.concat(states, ", ") .. " }")
   gen:emit(("return %s, %s"):format(key, state))
   return gen:chunk(self:params())
+end
+
+-- combine_by_key's create(record) and merge_value(state, record): the aggregates' inputs read
+-- from the record, the state an array of slots changed in place.
+function Planner:combiner_srcs(slots)
+  local function body(update)
+    local gen = self:row_gen(self.rec and "rec" or nil)
+    local out = {}
+    for i, s in ipairs(slots) do
+      local x = s.arg and gen:once(s.arg)
+      local c = #slots == 1 and "c" or ("c[%d]"):format(i) -- one slot: the state is the slot (as merge_src)
+      if s.kind == "count" then
+        out[i] = update and ("%s = %s + %s"):format(c, c, x and ("(%s ~= nil and 1 or 0)"):format(x) or "1")
+          or (x and ("(%s ~= nil and 1 or 0)"):format(x) or "1")
+      elseif s.kind == "distinct" then
+        out[i] = update and ("if %s ~= nil then %s[%s] = true end"):format(x, c, x) or ("rt.set_of(%s)"):format(x)
+      else
+        local input = s.kind == "sum" and ("rt.number_sum(%s, %q)"):format(x, self:text(s.agg)) or ("rt.state(%s)"):format(x)
+        out[i] = update and ("%s = rt.%s(%s, %s)"):format(c, s.kind, c, input) or input
+      end
+    end
+    if update then
+      for _, l in ipairs(out) do gen:emit(l) end
+      gen:emit("return c")
+    else
+      gen:emit("return " .. (#slots == 1 and out[1] or ("{ " .. table.concat(out, ", ") .. " }")))
+    end
+    return gen
+  end
+  local create = body(false):chunk(self:params())
+  local merge_value = body(true):chunk("c, " .. self:params())
+  return create, merge_value
 end
 
 -- A generator over (k, s) after the shuffle: group keys, finalized aggregates, window bounds.
@@ -389,7 +427,11 @@ function M.build(q, opts)
 
   if q.grouped then
     local slots = slots_of(q)
-    local kfn = self:step("map", "group key and the record's aggregate state", self:keyed_state(slots))
+    -- Several aggregates (or a COUNT(DISTINCT)) outside windows: combine_by_key reads them
+    -- from the records, one state per key and partition; else the record's state is a scalar.
+    local combine = not window and (#slots > 1 or slots[1].kind == "distinct")
+    local kfn = self:step("map", combine and "group key, and the record" or "group key and the record's aggregate state",
+      self:keyed_state(slots, combine))
     ds = ds:map(kfn)
     local merge_pure = codegen.load(merge_src(slots, true), "merge")
     local global = #q.group == 0 and not window
@@ -404,9 +446,18 @@ function M.build(q, opts)
       ds = ds:session_window(window.gap / 1000)
       post_kind = "session"
     else
-      local merge = self:step("reduce_by_key", "merge states (combined in each partition first)" .. (global and ", 1 partition" or ""),
-        merge_src(slots, false))
-      ds = ds:reduce_by_key(merge, global and 1 or nil)
+      if combine then
+        local create_src, merge_value_src = self:combiner_srcs(slots)
+        local create = self:step("combine_by_key", "create: a key's state from its first record in a partition", create_src)
+        local merge_value = self:step("combine_by_key", "merge_value: a record into the state", merge_value_src)
+        local merge = self:step("combine_by_key", "merge_combiners: the partitions' states" .. (global and ", 1 partition" or ""),
+          merge_src(slots, false))
+        ds = ds:combine_by_key(create, merge_value, merge, global and 1 or nil)
+      else
+        local merge = self:step("reduce_by_key", "merge states (combined in each partition first)" .. (global and ", 1 partition" or ""),
+          merge_src(slots, false))
+        ds = ds:reduce_by_key(merge, global and 1 or nil)
+      end
       if opts.mode == "running" then
         if not stream_mod.is_stream(ds) then error("SQL: mode = \"running\" needs a stream table", 0) end
         local src = "local merge = ...\nreturn function(values, state)\n  for i = 1, #values do\n    if state == nil then state = values[i] else state = merge(state, values[i]) end\n  end\n  return state\nend"
