@@ -125,6 +125,12 @@ describe("SQL rows, show and explain", function()
     assert.are.same({ { odd = 0, total = 6 }, { odd = 1, total = 4 } }, rows)
   end)
 
+  it("reads columns named as Lua keywords or SQL keywords (quoted)", function()
+    ctx:parallelize({ { ["repeat"] = 1, ["end"] = 2, ["select"] = "s" }, { 3, 4, "t" } }):to_table("kw", { "repeat", "end", "select" })
+    local rows = ctx:sql('SELECT "repeat" + "end" AS total, "select" FROM kw ORDER BY total'):collect()
+    assert.are.same({ { total = 3, select = "s" }, { total = 7, select = "t" } }, rows)
+  end)
+
   it("explain prints the operators and the generated Lua", function()
     ctx:parallelize({ "a" }):to_table("words", { "word" })
     local text = capture(function()
@@ -292,7 +298,8 @@ end)
 
 describe("SQL at the prompt", function()
   it(":sql runs a query over ctx's tables and shows the rows; errors keep the caret", function()
-    local bin = assert(os.getenv("DSTREAM_BIN"), "DSTREAM_BIN names the dstream binary")
+    package.path = "spec/helpers/?.lua;" .. package.path
+    local bin = require("engine").interpreter()
     local input = os.tmpname()
     local fh = assert(io.open(input, "w"))
     fh:write('ctx:parallelize({ { "ann", 3 }, { "bob", 5 }, { "ann", 4 } }):to_table("scores", { "name", "points" })\n',
@@ -309,7 +316,8 @@ describe("SQL at the prompt", function()
 end)
 
 describe("SQL examples", function()
-  local bin = os.getenv("DSTREAM_BIN") or "build/dstream"
+  package.path = "spec/helpers/?.lua;" .. package.path
+  local bin = require("engine").interpreter()
   local function run(cmd)
     local p = assert(io.popen(cmd .. " 2>&1"))
     local out = p:read("*a")

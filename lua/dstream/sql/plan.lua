@@ -11,12 +11,15 @@ local stream_mod = require("dstream.stream")
 
 local M = {}
 
-local function field(name)
-  if name:match("^[%a_][%w_]*$") and not grammar.RESERVED[name] and name ~= "end" then return "." .. name end
-  return ("[%q]"):format(name)
+local LUA_KEYWORDS = {}
+for w in ("and break do else elseif end false for function goto if in local nil not or repeat return then true until while")
+    :gmatch("%a+") do
+  LUA_KEYWORDS[w] = true
 end
-local function ident_ok(name) -- a Lua field access of a column
-  return field(name)
+-- A Lua field access of a column: .name, or ["name"] when name is not a Lua identifier.
+local function ident_ok(name)
+  if name:match("^[%a_][%w_]*$") and not LUA_KEYWORDS[name] then return "." .. name end
+  return ("[%q]"):format(name)
 end
 
 local function var(ti, ci) return ("t%d_%d"):format(ti, ci) end
