@@ -26,24 +26,7 @@ RANDOM=$seed
 
 # make_files DIR COUNT PREFIX: COUNT files of 20..220 numbered lines of 1..10 words; every line
 # is unique (file and line number first), so a line read twice or lost shows by name.
-make_files() {
-  awk -v dir="$1" -v seed="$seed" -v n="$2" -v prefix="$3" 'BEGIN {
-    srand(seed)
-    split("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike " \
-          "november oscar papa quebec romeo sierra tango uniform victor whiskey xray", v, " ")
-    for (i = 1; i <= n; i++) {
-      f = sprintf("%s/%s%04d.txt", dir, prefix, i)
-      lines = 20 + int(rand() * 200)
-      for (l = 1; l <= lines; l++) {
-        line = sprintf("%s%04d-%d", prefix, i, l)
-        k = int(rand() * 10)
-        for (j = 1; j <= k; j++) line = line " " v[1 + int(rand() * 24)]
-        print line > f
-      }
-      close(f)
-    }
-  }'
-}
+make_files() { numbered_files "$1" "$2" "$3" "$seed" 200 10; }
 # start_run NAME MODE IN CKPT OUT [PREFIX...]: the job in the background ($JOB_PID), its start
 # time in $RUN_T0.
 start_run() {

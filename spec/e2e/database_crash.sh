@@ -23,24 +23,7 @@ echo "# seed $seed (CRASH_SEED=$seed reproduces the input and the kill times)"
 RANDOM=$seed
 
 # make_files DIR COUNT PREFIX: COUNT files of 20..120 unique numbered lines of 1..8 words.
-make_files() {
-  awk -v dir="$1" -v seed="$seed" -v n="$2" -v prefix="$3" 'BEGIN {
-    srand(seed)
-    split("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike " \
-          "november oscar papa quebec romeo sierra tango uniform victor whiskey xray", v, " ")
-    for (i = 1; i <= n; i++) {
-      f = sprintf("%s/%s%04d.txt", dir, prefix, i)
-      lines = 20 + int(rand() * 100)
-      for (l = 1; l <= lines; l++) {
-        line = sprintf("%s%04d-%d", prefix, i, l)
-        k = int(rand() * 8)
-        for (j = 1; j <= k; j++) line = line " " v[1 + int(rand() * 24)]
-        print line > f
-      }
-      close(f)
-    }
-  }'
-}
+make_files() { numbered_files "$1" "$2" "$3" "$seed" 100 8; }
 
 start_run() { # start_run NAME URL IN CKPT
   "$DSTREAM" "$JOB" "$2" "$3" "$4" >"$WORK/$1.out" 2>"$WORK/$1.err" </dev/null &
@@ -148,8 +131,10 @@ if pg_start; then
   in=$WORK/restart-in ck=$WORK/restart-ckpt stage=$WORK/restart-stage
   mkdir -p "$in" "$ck" "$stage"
   make_files "$stage" 20 restart
-  start_run restart "$PG_URL" "$in" "$ck"
-  pid=$JOB_PID
+  UI_PORT=$(free_port)
+  "$DSTREAM" --ui "127.0.0.1:$UI_PORT" "$JOB" "$PG_URL" "$in" "$ck" >"$WORK/restart.out" 2>"$WORK/restart.err" </dev/null &
+  pid=$!
+  E2E_PIDS+=("$pid")
   wait_until 20 grep -q '^ready' "$WORK/restart.out"
   feed "$in" "$stage"
   sleep 2
@@ -161,6 +146,14 @@ if pg_start; then
   wait_exit "$FEEDER" 60
   forget_pid "$FEEDER"
   sleep 4
+  # The wait shows in /metrics and in the batch that waited (the live page's batch view).
+  curl -s "http://127.0.0.1:$UI_PORT/metrics" >"$WORK/metrics.txt"
+  curl -s "http://127.0.0.1:$UI_PORT/api/batches" >"$WORK/batches.json"
+  waited=$(awk '/^dstream_sql_retry_wait_seconds_total/ { s += $2 } END { print s + 0 }' "$WORK/metrics.txt")
+  check "restart: /metrics shows the time waited for the server (dstream_sql_retry_wait_seconds_total $waited)" \
+    awk -v w="$waited" 'BEGIN { exit !(w > 0) }'
+  check "restart: /api/batches shows the batch that waited (db_wait_ms)" \
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); bs=d if isinstance(d, list) else d.get("batches", []); w=[b["db_wait_ms"] for b in bs if b.get("db_wait_ms")]; print("#   longest wait of a batch: %d ms" % max(w)); assert max(w) > 500' "$WORK/batches.json"
   kill -TERM "$pid" 2>/dev/null
   wait_exit "$pid" 30
   forget_pid "$pid"

@@ -81,7 +81,7 @@ local function describe_failure(self, spec, attempts, status, err)
       .. " or use more partitions."
   end
   if status == protocol.TASK_NO_RETRY then
-    return "task failed, not retried: its records make it fail every time (" .. where .. "): "
+    return "task failed, not retried: another attempt would fail the same way (" .. where .. "): "
       .. tostring(err)
   end
   return "task failed after " .. attempts .. (attempts == 1 and " attempt" or " attempts")

@@ -69,6 +69,7 @@ function M.batch_info(b, status, detail)
     finished_at = M.round(b.finished_at),
     scheduling_delay_ms = M.round(b.scheduling_delay_ms, 3), processing_ms = M.round(b.processing_ms, 3),
     total_delay_ms = M.round(b.total_delay_ms, 3), stages = stages, error = b.error,
+    db_wait_ms = b.sql_wait_ms and M.round(b.sql_wait_ms, 3), -- to_sql's waits (sinks/database.lua)
     failed_at = M.round(b.failed_at),
   }
 end

@@ -363,9 +363,12 @@ function renderBatch(b) {
   if (b.status === "failed") title.className = "err";
   v.appendChild(title);
   var sum = h("div", null, { "class": "summary" });
-  [["records", fmtNum(b.records)], ["scheduling delay", fmtMs(b.scheduling_delay_ms)],
+  var figs = [["records", fmtNum(b.records)], ["scheduling delay", fmtMs(b.scheduling_delay_ms)],
    ["processing time", fmtMs(b.processing_ms)], ["total delay", fmtMs(b.total_delay_ms)],
-   ["stages", fmtNum(b.stages.length)]].forEach(function (kv) {
+   ["stages", fmtNum(b.stages.length)]];
+  // to_sql's tasks waiting for a database they could not reach (dstream.sinks.database)
+  if (b.db_wait_ms) figs.push(["waited for a database", fmtMs(b.db_wait_ms)]);
+  figs.forEach(function (kv) {
     var d = sum.appendChild(h("div"));
     d.appendChild(h("b", kv[1])); d.appendChild(h("span", kv[0]));
   });

@@ -148,10 +148,11 @@ function M.to_sql(stream, opts)
       pruned_at = ck.time
     end
     local stats = decode_results(r:_run(function() return t end, who .. " " .. opts.table))
-    local rows, skipped, bad, retries, wait = 0, 0, 0, 0, 0
+    local rows, skipped, bad, retries, wait, longest = 0, 0, 0, 0, 0, 0
     for _, s in ipairs(stats) do
       if s.skipped then skipped = skipped + 1 else rows = rows + s.rows end
       bad, retries, wait = bad + s.bad, retries + s.retries, wait + s.wait_ms
+      longest = math.max(longest, s.wait_ms)
     end
     m.rows:inc(rows, labels)
     if skipped > 0 then m.skipped:inc(skipped, labels) end
@@ -160,9 +161,10 @@ function M.to_sql(stream, opts)
       m.retries:inc(retries, labels)
       m.wait:inc(wait / 1000, labels)
     end
-    if ctx.running and ctx.running.time == time then
-      local b = ctx.running
-      b.sql_wait_ms = (b.sql_wait_ms or 0) + wait
+    -- The batch's record (the live page's batch view, /api/batches): how long this output
+    -- held it waiting for the database (its tasks wait side by side: the longest).
+    if longest > 0 and ctx.running and ctx.running.time == time then
+      ctx.running.sql_wait_ms = (ctx.running.sql_wait_ms or 0) + longest
     end
     core.log("debug", string.format("to_sql %s: batch %d ms: %d rows, %d partitions already committed%s",
       opts.table, time, rows, skipped, bad > 0 and (", " .. bad .. " rows refused") or ""))

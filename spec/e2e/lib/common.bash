@@ -161,6 +161,28 @@ serve_file() {
   return 1
 }
 
+# numbered_files DIR COUNT PREFIX SEED SPAN WORDS: COUNT files of 20..20+SPAN lines, each line
+# its file's name and number followed by up to WORDS-1 words (deterministic for SEED); every
+# line is unique, so a line read twice or lost shows by name (the crash tests' input).
+numbered_files() {
+  awk -v dir="$1" -v n="$2" -v prefix="$3" -v seed="$4" -v span="$5" -v words="$6" 'BEGIN {
+    srand(seed)
+    split("alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike " \
+          "november oscar papa quebec romeo sierra tango uniform victor whiskey xray", v, " ")
+    for (i = 1; i <= n; i++) {
+      f = sprintf("%s/%s%04d.txt", dir, prefix, i)
+      lines = 20 + int(rand() * span)
+      for (l = 1; l <= lines; l++) {
+        line = sprintf("%s%04d-%d", prefix, i, l)
+        k = int(rand() * words)
+        for (j = 1; j <= k; j++) line = line " " v[1 + int(rand() * 24)]
+        print line > f
+      }
+      close(f)
+    }
+  }'
+}
+
 # word_counts FILE...: "word count" lines, sorted, like a reference wordcount would give.
 word_counts() {
   local f
