@@ -258,7 +258,6 @@ function M.analyze(ast, text, tables)
         fail(ts.pos, ("%s needs the table's event time: make it with to_table(name, columns, { event_time = \"%s\", watermark = \"5s\" })")
           :format(wname:upper(), t.def.columns[ts.ci]))
       end
-      if #scope > 1 then fail(g.pos, "windows over a JOIN are not supported yet: window one table") end
       local sizes = {}
       for i = 2, #g.args do
         local a = g.args[i]

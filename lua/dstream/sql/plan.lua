@@ -125,7 +125,9 @@ function Planner:key_expr(gen, exprs)
   return "{ " .. table.concat(vals, ", ") .. " }", table.concat(nulls, " or ")
 end
 
-function Planner:join(ds, j, i)
+-- The ON equalities of join j (table i): the expressions over the tables before i, and the
+-- matching ones over table i.
+function Planner:on_sides(j, i)
   local q = self.q
   local left_exprs, right_exprs = {}, {}
   local function only_before(ts)
@@ -150,32 +152,50 @@ function Planner:join(ds, j, i)
       error(grammar.caret(q.text, c.pos, "JOIN ... ON takes equalities between the joined table and the tables before it (a.x = b.y AND ...); put other conditions in WHERE"), 0)
     end
   end
-  local t = q.scope[i]
-  -- Left side: the record so far (table 1's raw record, or the array of joined records).
+  return left_exprs, right_exprs
+end
+
+-- Runs fn with only the columns of exprs (and extra columns { ti, ci }) marked used, so the
+-- code it generates reads just those.
+function Planner:with_used(exprs, fn, extra)
+  local q = self.q
   local saved = {}
-  for _, s in ipairs(q.scope) do saved[s.index] = s.used; s.used = {} end
+  for _, t in ipairs(q.scope) do saved[t.index] = t.used; t.used = {} end
   local function mark(e)
     if type(e) ~= "table" then return end
     if e.tag == "col" and e.ti then q.scope[e.ti].used[e.ci] = true end
     for k, v in pairs(e) do if type(v) == "table" and k ~= "t" then mark(v) end end
   end
-  for _, e in ipairs(left_exprs) do mark(e) end
-  local lgen = self:row_gen(self.rec and "rec" or nil)
-  local lkey, lnull = self:key_expr(lgen, left_exprs)
-  lgen:emit(("if %s then return %q, %s end"):format(lnull, "\0NULL-left", self.rec and "rec" or "(b ~= nil and { a, b } or a)"))
-  lgen:emit(("return %s, %s"):format(lkey, self.rec and "rec" or "(b ~= nil and { a, b } or a)"))
-  local lfn = self:step("map", "key the left side by " .. table.concat((function()
-    local t_ = {}; for k, e in ipairs(left_exprs) do t_[k] = self:text(e) end; return t_ end)(), ", "), lgen:chunk(self:params()))
-  for _, s in ipairs(q.scope) do s.used = {} end
-  for _, e in ipairs(right_exprs) do mark(e) end
-  local rgen = codegen.new(function(e) return var(e.ti, e.ci) end)
-  for _, l in ipairs(extract(t, "a", "b")) do rgen:emit(l) end
-  local rkey, rnull = self:key_expr(rgen, right_exprs)
-  -- A NULL key joins nothing: such records get a key no left record has.
-  rgen:emit(("if %s then return %q, (b ~= nil and { a, b } or a) end"):format(rnull, "\0NULL-right"))
-  rgen:emit(("return %s, (b ~= nil and { a, b } or a)"):format(rkey))
-  local rfn = self:step("map", "key " .. t.alias .. " by its side of ON", rgen:chunk("a, b"))
-  for _, s in ipairs(q.scope) do s.used = saved[s.index] end
+  for _, e in ipairs(exprs) do mark(e) end
+  for _, x in ipairs(extra or {}) do q.scope[x[1]].used[x[2]] = true end
+  local out = { fn() }
+  for _, t in ipairs(q.scope) do t.used = saved[t.index] end
+  return unpack(out)
+end
+
+function Planner:join(ds, j, i)
+  local q = self.q
+  local left_exprs, right_exprs = self:on_sides(j, i)
+  local t = q.scope[i]
+  -- Left side: the record so far (table 1's raw record, or the array of joined records).
+  local lfn = self:with_used(left_exprs, function()
+    local lgen = self:row_gen(self.rec and "rec" or nil)
+    local lkey, lnull = self:key_expr(lgen, left_exprs)
+    lgen:emit(("if %s then return %q, %s end"):format(lnull, "\0NULL-left", self.rec and "rec" or "(b ~= nil and { a, b } or a)"))
+    lgen:emit(("return %s, %s"):format(lkey, self.rec and "rec" or "(b ~= nil and { a, b } or a)"))
+    local texts = {}
+    for k, e in ipairs(left_exprs) do texts[k] = self:text(e) end
+    return self:step("map", "key the left side by " .. table.concat(texts, ", "), lgen:chunk(self:params()))
+  end)
+  local rfn = self:with_used(right_exprs, function()
+    local rgen = codegen.new(function(e) return var(e.ti, e.ci) end)
+    for _, l in ipairs(extract(t, "a", "b")) do rgen:emit(l) end
+    local rkey, rnull = self:key_expr(rgen, right_exprs)
+    -- A NULL key joins nothing: such records get a key no left record has.
+    rgen:emit(("if %s then return %q, (b ~= nil and { a, b } or a) end"):format(rnull, "\0NULL-right"))
+    rgen:emit(("return %s, (b ~= nil and { a, b } or a)"):format(rkey))
+    return self:step("map", "key " .. t.alias .. " by its side of ON", rgen:chunk("a, b"))
+  end)
   local n = i - 1
   local flat = {}
   if self.rec then
@@ -199,6 +219,66 @@ function Planner:join(ds, j, i)
   end
   self.rec = true
   return joined:map(ffn)
+end
+
+-- Two stream tables joined within windows: both keyed by their side of ON and tagged, one
+-- stream with one event time (so one watermark), group_by_key_and_window, then each final
+-- window's records of both sides paired (rec = { left, right, ws = start, we = end }). The
+-- GROUP BY after it runs per batch: every window it sees is final (or, with emit = "update",
+-- whole again).
+function Planner:window_join(j, window, opts)
+  local q = self.q
+  local function fail(msg) error(grammar.caret(q.text, window.pos, msg), 0) end
+  if #q.scope ~= 2 then fail("a window over a JOIN takes two stream tables") end
+  if window.kind == "session" then fail("SESSION over a JOIN is not supported: use TUMBLE or HOP") end
+  local delay = 0
+  for _, t in ipairs(q.scope) do
+    if not (t.def.is_stream and t.def.event_time) then
+      fail(("a window over a JOIN needs two stream tables with event time; '%s' has none (to_table(name, columns, { event_time = \"ts\" }))")
+        :format(t.def.name))
+    end
+    delay = math.max(delay, t.def.watermark and require("dstream.util").parse_duration(t.def.watermark) or 0)
+  end
+  local left_exprs, right_exprs = self:on_sides(j, 2)
+  local tagged = {}
+  for i, exprs in ipairs({ left_exprs, right_exprs }) do
+    local t = q.scope[i]
+    local et_ci
+    for ci, c in ipairs(t.def.columns) do if c:lower() == t.def.event_time:lower() then et_ci = ci end end
+    local fn = self:with_used(exprs, function()
+      local gen = codegen.new(function(e) return var(e.ti, e.ci) end)
+      for _, l in ipairs(extract(t, "a", "b")) do gen:emit(l) end
+      local key, null = self:key_expr(gen, exprs)
+      local value = ("{ %d, (b ~= nil and { a, b } or a), %s }"):format(i, var(i, et_ci))
+      gen:emit(("if %s then return %q, %s end"):format(null, i == 1 and "\0NULL-left" or "\0NULL-right", value))
+      gen:emit(("return %s, %s"):format(key, value))
+      return self:step("map", ("key %s by its side of ON, tagged %d, with its event time"):format(t.alias, i), gen:chunk("a, b"))
+    end, { { i, et_ci } })
+    tagged[i] = t.def.source:map(fn)
+  end
+  self:note("union", "both sides, one event time")
+  local tsfn = self:step("event_time", ("the tagged records' time, watermark %d ms (the larger of the tables'), emit %s")
+    :format(delay, opts.emit or "final"), "return function(_, v) return v[3] end")
+  local ds = tagged[1]:union(tagged[2]):event_time(tsfn, { watermark = delay > 0 and delay / 1000 or nil, emit = opts.emit })
+  self:note("group_by_key_and_window", ("%s: length %d ms, slide %d ms (event time)"):format(window.kind:upper(), window.len, window.slide))
+  ds = ds:group_by_key_and_window(window.len / 1000, window.slide / 1000)
+  local pair_src = ([[
+return function(_, w)
+  local left, right = {}, {}
+  for _, v in ipairs(w.values) do
+    if v[1] == 1 then left[#left + 1] = v[2] else right[#right + 1] = v[2] end
+  end
+  local out, ws, we = {}, w.start, w["end"]
+  for _, l in ipairs(left) do
+    for _, r in ipairs(right) do out[#out + 1] = { l, r, ws = ws, we = we } end
+    if %s and #right == 0 then out[#out + 1] = { l, nil, ws = ws, we = we } end
+  end
+  return out
+end]]):format(j.kind == "left" and "true" or "false")
+  local ffn = self:step("flat_map", (j.kind == "left" and "LEFT JOIN " or "JOIN ") .. q.scope[2].def.name
+    .. ": the window's records of both sides paired", pair_src)
+  self.rec, self.window_rec = true, true
+  return ds:flat_map(ffn)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -257,7 +337,14 @@ function Planner:keyed_state(slots, pass_record)
   local q = self.q
   local gen = self:row_gen(self.rec and "rec" or nil)
   local key
-  if #q.group == 0 then key = "true"
+  if self.window_rec then -- a window join: the window is part of the key
+    local ks = { "rec.ws", "rec.we" }
+    for i, g in ipairs(q.group) do
+      ks[i + 2] = gen:once(g)
+      gen:emit(("if %s == nil then %s = rt.NULL_KEY end"):format(ks[i + 2], ks[i + 2]))
+    end
+    key = "{ " .. table.concat(ks, ", ") .. " }"
+  elseif #q.group == 0 then key = "true"
   elseif #q.group == 1 then
     key = gen:once(q.group[1])
     gen:emit(("if %s == nil then %s = rt.NULL_KEY end"):format(key, key))
@@ -341,7 +428,13 @@ function Planner:post_gen(slots, window)
     gen:emit("s = values[1]")
     gen:emit("for i = 2, #values do s = merge(s, values[i]) end")
   end
-  if #q.group == 1 then
+  if window == "joined" then
+    gen:emit("local wstart, wend = k[1], k[2]")
+    for i = 1, #q.group do
+      gen:emit(("local g%d = k[%d]"):format(i, i + 2))
+      gen:emit(("if g%d == rt.NULL_KEY then g%d = nil end"):format(i, i))
+    end
+  elseif #q.group == 1 then
     gen:emit("local g1 = k")
     gen:emit("if g1 == rt.NULL_KEY then g1 = nil end")
   elseif #q.group > 1 then
@@ -401,7 +494,8 @@ function M.build(q, opts)
   self:note("scan", ("%s (%s, columns %s)"):format(first.name, stream_mod.is_stream(ds) and "stream" or "dataset",
     table.concat(first.columns, ", ")))
   local window = q.window
-  if window then
+  local window_join = window and #q.scope > 1
+  if window and not window_join then
     if not stream_mod.is_stream(ds) then
       error(grammar.caret(q.text, window.pos, "windows need a stream table (a dataset has no event time flowing)"), 0)
     end
@@ -415,7 +509,11 @@ function M.build(q, opts)
       opts.emit or "final"), gen:chunk("a, b"))
     ds = ds:event_time(tsfn, { watermark = first.watermark, emit = opts.emit })
   end
-  for i = 2, #q.scope do ds = self:join(ds, q.joins[i - 1], i) end
+  if window_join then
+    ds = self:window_join(q.joins[1], window, opts)
+  else
+    for i = 2, #q.scope do ds = self:join(ds, q.joins[i - 1], i) end
+  end
   if q.where then
     local gen = self:row_gen(self.rec and "rec" or nil)
     gen:emit(("return %s == true"):format(gen:truth(q.where)))
@@ -432,19 +530,22 @@ function M.build(q, opts)
     local slots = slots_of(q)
     -- Several aggregates (or a COUNT(DISTINCT)) outside windows: combine_by_key reads them
     -- from the records, one state per key and partition; else the record's state is a scalar.
-    local combine = not window and (#slots > 1 or slots[1].kind == "distinct")
+    local combine = (not window or window_join) and (#slots > 1 or slots[1].kind == "distinct")
     local kfn = self:step("map", combine and "group key, and the record" or "group key and the record's aggregate state",
       self:keyed_state(slots, combine))
     ds = ds:map(kfn)
     local merge_pure = codegen.load(merge_src(slots, true), "merge")
     local global = #q.group == 0 and not window
     local post_kind
-    if window and (window.kind == "tumble" or window.kind == "hop") then
+    if window_join then
+      post_kind = "joined"
+    end
+    if window and not window_join and (window.kind == "tumble" or window.kind == "hop") then
       self:step("reduce_by_key_and_window", ("%s: length %d ms, slide %d ms (event time)"):format(window.kind:upper(),
         window.len, window.slide), merge_src(slots, true))
       ds = ds:reduce_by_key_and_window(merge_pure, window.len / 1000, window.slide / 1000)
       post_kind = "window"
-    elseif window then
+    elseif window and not window_join then
       self:note("session_window", ("gap %d ms (event time)"):format(window.gap))
       ds = ds:session_window(window.gap / 1000)
       post_kind = "session"
