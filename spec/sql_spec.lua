@@ -316,6 +316,25 @@ describe("SQL windows on event time", function()
   end)
 end)
 
+describe("SQL joins of a stream with a static table", function()
+  it("keys the static table once, not at every batch", function()
+    local ctx = dstream.context { clock = "manual", workers = 2 }
+    local reads = ctx:accumulator(0)
+    ctx:parallelize({ { "a", "alpha" }, { "b", "beta" } })
+      :map(function(r) reads:add(1); return r end)
+      :to_table("names", { "k", "name" })
+    ctx:queue_stream({ { "a", "c" }, { "b" }, { "a" } }):to_table("keys", { "k" })
+    local seen = {}
+    ctx:sql("SELECT keys.k, names.name FROM keys LEFT JOIN names ON keys.k = names.k")
+      :foreach_rdd(function(rdd, time) seen[#seen + 1] = time .. " " .. table.concat(sorted_rows(rdd:collect(), { "k", "name" }), ",") end)
+    ctx:start()
+    ctx:advance(3)
+    ctx:stop()
+    assert.are.same({ "1000 a alpha,c nil", "2000 b beta", "3000 a alpha" }, seen)
+    assert.are.equal(2, reads.value)
+  end)
+end)
+
 describe("SQL running totals", function()
   it("keeps GROUP BY totals across batches with mode = \"running\"", function()
     local ctx = dstream.context { clock = "manual", workers = 2 }

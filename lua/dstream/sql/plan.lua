@@ -213,8 +213,11 @@ function Planner:join(ds, j, i)
   if stream_mod.is_stream(lkeyed) == stream_mod.is_stream(rkeyed) then
     joined = lkeyed[kind](lkeyed, rkeyed)
   elseif stream_mod.is_stream(lkeyed) then
+    -- A static table joined at every batch is keyed once and kept (cache), not recomputed.
+    rkeyed = rkeyed:cache()
     joined = lkeyed:transform(function(r) return r[kind](r, rkeyed) end)
   else
+    lkeyed = lkeyed:cache()
     joined = rkeyed:transform(function(r) return lkeyed[kind](lkeyed, r) end)
   end
   self.rec = true
@@ -386,7 +389,7 @@ function Planner:combiner_srcs(slots)
         out[i] = update and ("%s = %s + %s"):format(c, c, x and ("(%s ~= nil and 1 or 0)"):format(x) or "1")
           or (x and ("(%s ~= nil and 1 or 0)"):format(x) or "1")
       elseif s.kind == "distinct" then
-        out[i] = update and ("if %s ~= nil then %s[%s] = true end"):format(x, c, x) or ("rt.set_of(%s)"):format(x)
+        out[i] = update and ("if %s ~= nil and %s == %s then %s[%s] = true end"):format(x, x, x, c, x) or ("rt.set_of(%s)"):format(x)
       else
         local input = s.kind == "sum" and ("rt.number_sum(%s, %q)"):format(x, self:text(s.agg)) or ("rt.state(%s)"):format(x)
         out[i] = update and ("%s = rt.%s(%s, %s)"):format(c, s.kind, c, input) or input

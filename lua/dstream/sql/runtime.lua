@@ -214,7 +214,7 @@ function M.max(a, b)
 end
 -- COUNT(DISTINCT x): the set of values seen, merged by union.
 function M.set_of(v)
-  if v == nil then return {} end
+  if v == nil or v ~= v then return {} end -- NULL and NaN are not counted
   return { [v] = true }
 end
 function M.union(a, b)
