@@ -7,12 +7,20 @@ local H = require("engine")
 local ALLOWED = { ffi = true, bit = true, jit = true, ["string.buffer"] = true, ["table.new"] = true,
   ["table.clear"] = true, ["jit.util"] = true }
 
+-- Module names under stdlib/dstream, folders included ("text", "ml.kmeans", ...).
 local function stdlib_modules()
   local out = {}
-  for _, name in ipairs(H.listdir("stdlib/dstream")) do
-    local mod = name:match("^(.+)%.lua$")
-    if mod then out[#out + 1] = mod end
+  local function walk(dir, prefix)
+    for _, name in ipairs(H.listdir(dir)) do
+      local mod = name:match("^(.+)%.lua$")
+      if mod then
+        out[#out + 1] = prefix .. mod
+      elseif not name:find("%.") then
+        walk(dir .. "/" .. name, prefix .. name .. ".")
+      end
+    end
   end
+  walk("stdlib/dstream", "")
   table.sort(out)
   return out
 end
@@ -26,12 +34,12 @@ describe("the stdlib", function()
 
   for _, mod in ipairs(mods) do
     it("dstream." .. mod .. " requires no engine module", function()
-      local src = H.read_file("stdlib/dstream/" .. mod .. ".lua")
+      local src = H.read_file("stdlib/dstream/" .. mod:gsub("%.", "/") .. ".lua")
       local own = {}
       for _, m in ipairs(mods) do own["dstream." .. m] = true end
       for name in src:gmatch("require%s*%(?%s*[\"']([^\"']+)[\"']") do
         assert.is_true(ALLOWED[name] or own[name] or false,
-          "stdlib/dstream/" .. mod .. ".lua requires " .. name .. ", which is not for user closures")
+          "stdlib/dstream/" .. mod:gsub("%.", "/") .. ".lua requires " .. name .. ", which is not for user closures")
       end
     end)
 

@@ -298,6 +298,9 @@ function Context:accumulator(initial, merge)
   return shared.accumulator(self, initial, merge)
 end
 
+-- A driver-side value checkpointed with the job (dstream/state/driver_state.lua).
+Context.driver_state = require("dstream.state.driver_state").register
+
 ---------------------------------------------------------------------------------------------
 -- The batch clock (dstream.driver.clock) and recovery (dstream.state.recovery): methods of the
 -- context kept in modules of their own.

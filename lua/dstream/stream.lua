@@ -30,6 +30,9 @@ end
 
 function M.is_stream(v) return getmetatable(v) == Stream end
 
+-- The context the stream belongs to (Spark's DStream.context).
+function Stream:context() return self.ctx end
+
 function Stream:get_rdd(time)
   local r = self.generated[time]
   if r == nil then
