@@ -81,6 +81,15 @@ describe("SQL errors", function()
     assert.matches("TUMBLE needs the table's event time", err_of("SELECT COUNT(*) FROM people GROUP BY TUMBLE(age, '1 second')"))
   end)
 
+  it("says to install lua-lpeg when lpeg cannot be loaded", function()
+    local saved_cpath, saved_lpeg, saved_grammar = package.cpath, package.loaded.lpeg, package.loaded["dstream.sql.grammar"]
+    package.cpath, package.loaded.lpeg, package.loaded["dstream.sql.grammar"] = "", nil, nil
+    local ok, err = pcall(ctx.sql, ctx, "SELECT name FROM people")
+    package.cpath, package.loaded.lpeg, package.loaded["dstream.sql.grammar"] = saved_cpath, saved_lpeg, saved_grammar
+    assert.is_false(ok)
+    assert.matches("sql: dstream SQL needs LPeg: install Debian's lua%-lpeg %(apt%-get install lua%-lpeg%)", err)
+  end)
+
   it("checks the arguments of to_table and sql at the user's line", function()
     local r = ctx:parallelize({ 1 })
     local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() r:to_table("bad name", { "x" }) end)

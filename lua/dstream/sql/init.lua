@@ -71,7 +71,8 @@ local function compile(ctx, text, opts, who, override)
   if opts.mode ~= nil and opts.mode ~= "batch" and opts.mode ~= "running" then
     util.raise(who .. ": mode must be \"batch\" (GROUP BY per batch) or \"running\" (totals across batches), got " .. tostring(opts.mode))
   end
-  local grammar = require("dstream.sql.grammar")
+  local has_grammar, grammar = pcall(require, "dstream.sql.grammar") -- needs lpeg
+  if not has_grammar then util.raise(who .. ": " .. tostring(grammar)) end
   local ast, err = grammar.parse(text)
   if not ast then util.raise(who .. ": " .. err) end
   local tables = tables_of(ctx)
