@@ -143,6 +143,18 @@ describe("to_sql on SQLite", function()
     assert.equal("8\n", sqlite(db, "SELECT count(*) FROM raw"))
   end)
 
+  it("deletes the markers of batches no restart can run again (older than the checkpoints kept)", function()
+    local db = new_db("CREATE TABLE raw(line TEXT);")
+    local input = {}
+    for b = 1, 10 do input[b] = { "a" .. b, "b" .. b, "c" .. b, "d" .. b } end
+    local ctx = manual { checkpoint = dir .. "/ck-prune", checkpoint_interval = "1s" }
+    ctx:queue_stream(input):to_sql { url = "sqlite:" .. db, table = "raw", columns = { "line" } }
+    run(ctx, 10)
+    assert.equal("40\n", sqlite(db, "SELECT count(*) FROM raw"))
+    -- Batch 10000 ms ran after the checkpoint of batch 9000 ms: markers before 9000 - 3 intervals went.
+    assert.equal("6000|10000|10\n", sqlite(db, "SELECT min(batch), max(batch), count(*) FROM dstream_commits"))
+  end)
+
   it("maps tables by column name, arrays by position, and pairs to the first columns", function()
     local db = new_db("CREATE TABLE t(id INTEGER, name TEXT, score REAL, ok INTEGER, tags TEXT);")
     local ctx = manual()

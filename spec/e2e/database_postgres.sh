@@ -109,7 +109,8 @@ check "examples/postgres_totals.lua: psql sees its totals" [ "$(psql_q "SELECT n
 check "examples/postgres_totals.lua without a URL runs on SQLite and prints the same table" \
   [ "$(tail -n +2 "$WORK/ex.out")" = "$(tail -n +2 "$WORK/ex2.out")" ]
 grep -m 1 "^database" "$WORK/ex2.out" | sed 's/^/#   /'
-rm -f "$(sed -n 's/^database: sqlite://p' "$WORK/ex2.out")"*
+ex_db=$(sed -n 's/^database: sqlite://p' "$WORK/ex2.out")
+case "$ex_db" in /tmp/?*.sqlite) rm -f "$ex_db" "$ex_db-wal" "$ex_db-shm" ;; esac
 "$DSTREAM" "$ROOT/examples/enrich_join.lua" >"$WORK/csv.out" 2>&1
 "$DSTREAM" "$ROOT/examples/enrich_join.lua" --sql "$PG_URL" >"$WORK/sql.out" 2>&1
 norm() { sed 's/^batch [0-9]*/batch T/' "$1"; }

@@ -118,7 +118,8 @@ function M.open(u)
       or msg:find("no password supplied", 1, true)) and "other" or "connection"
     return nil, msg, class
   end
-  local self = setmetatable({ conn = conn, name = u.name, sql_cache = {} }, Conn)
+  -- Closed when the Lua state closes (a worker VM at the pool's end) if not before.
+  local self = setmetatable({ conn = ffi.gc(conn, lib.PQfinish), name = u.name, sql_cache = {} }, Conn)
   -- Notices ("relation already exists, skipping") would be printed on stderr by libpq; a
   -- notice callback could not be called from compiled code, so the server keeps them.
   local ok, err, class = self:exec("SET client_min_messages = warning")
@@ -313,7 +314,7 @@ end
 function Conn:usable() return self.conn ~= nil and lib.PQstatus(self.conn) == CONNECTION_OK end
 
 function Conn:close()
-  if self.conn ~= nil then lib.PQfinish(self.conn) end
+  if self.conn ~= nil then lib.PQfinish(ffi.gc(self.conn, nil)) end
   self.conn = nil
 end
 

@@ -79,7 +79,9 @@ function M.open(u)
     if pdb[0] ~= nil then lib.sqlite3_close_v2(pdb[0]) end
     return nil, "cannot open " .. u.path .. ": " .. msg, rc == 14 and "other" or class_of(rc)
   end
-  local self = setmetatable({ db = pdb[0], name = u.name, stmts = {} }, Conn)
+  -- Closed when the Lua state closes (a worker VM at the pool's end) if not before; close_v2
+  -- waits for the statements, each finalized by its own finalizer.
+  local self = setmetatable({ db = ffi.gc(pdb[0], lib.sqlite3_close_v2), name = u.name, stmts = {} }, Conn)
   -- Writers on several workers share the file: each waits its turn for up to 1 s, past
   -- which the task's retry loop takes over (with its backoff, its log lines and its time
   -- limit). WAL lets readers (read_sql, sqlite3) in while a batch is written.
@@ -105,7 +107,7 @@ function Conn:prepare(sql)
   if st then return st end
   local pst = ffi.new("sqlite3_stmt*[1]")
   if lib.sqlite3_prepare_v2(self.db, sql, #sql, pst, nil) ~= SQLITE_OK then return fail(self) end
-  st = pst[0]
+  st = ffi.gc(pst[0], lib.sqlite3_finalize)
   self.stmts[sql] = st
   return st
 end
@@ -193,9 +195,9 @@ function Conn:usable() return self.db ~= nil end
 
 function Conn:close()
   if not self.db then return end
-  for _, st in pairs(self.stmts) do lib.sqlite3_finalize(st) end
+  for _, st in pairs(self.stmts) do lib.sqlite3_finalize(ffi.gc(st, nil)) end
   self.stmts = {}
-  lib.sqlite3_close_v2(self.db)
+  lib.sqlite3_close_v2(ffi.gc(self.db, nil))
   self.db = nil
 end
 

@@ -12,8 +12,8 @@ PG_PORT=
 PG_URL=
 PG_OK=0
 
-pg_as() { # run a command as the server's user
-  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+pg_as() { # run a command as the server's user, from its directory (the caller's may be closed to it)
+  if [ "$(id -u)" -eq 0 ]; then (cd "$PG_DIR" && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 free_port() {
