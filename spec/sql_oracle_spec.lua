@@ -124,6 +124,8 @@ local CORPUS = {
   "SELECT grp, CASE WHEN COUNT(*) > 2 THEN 'many' ELSE 'few' END AS k FROM t GROUP BY grp",
   "SELECT grp FROM t GROUP BY grp ORDER BY COUNT(*) DESC, grp",
   "SELECT name, COUNT(*) AS n FROM t GROUP BY name HAVING n > 1",
+  "SELECT grp, COUNT(*) AS n FROM t GROUP BY 1",
+  "SELECT upper(grp) AS g, SUM(x) AS s FROM t GROUP BY g ORDER BY g",
   -- joins: stream with a static table, LEFT with no match, two streams in the same batch
   "SELECT t.id, u.label FROM t JOIN u ON t.grp = u.grp",
   "SELECT t.id, u.label FROM t LEFT JOIN u ON t.grp = u.grp",

@@ -241,7 +241,29 @@ function M.analyze(ast, text, tables)
 
   -- GROUP BY: keys, and at most one window.
   local window_cols = {}
-  for _, g in ipairs(ast.group or {}) do
+  -- GROUP BY 2 and GROUP BY alias name a SELECT item (as SQLite and Spark read them); a
+  -- column of the tables wins over an alias.
+  local function item_named(name)
+    local lname = name:lower()
+    for _, t in ipairs(scope) do
+      for _, c in ipairs(t.def.columns) do if c:lower() == lname then return nil end end
+    end
+    for _, it in ipairs(ast.items) do
+      if it.alias and it.alias:lower() == lname then return it end
+    end
+  end
+  for gi, g in ipairs(ast.group or {}) do
+    if g.tag == "num" then
+      local it = ast.items[g.value]
+      if g.value ~= math.floor(g.value) or not it or it.star or it.star_table then
+        fail(g.pos, ("GROUP BY %s: not a position of the SELECT list (1 to %d, and not *)"):format(tostring(g.value), #ast.items))
+      end
+      g = it.expr
+      ast.group[gi] = g
+    elseif g.tag == "col" and not g.table and item_named(g.name) then
+      g = item_named(g.name).expr
+      ast.group[gi] = g
+    end
     local wname = g.tag == "call" and g.name:lower()
     if wname and WINDOW[wname] then
       if q.window then fail(g.pos, "only one window (TUMBLE, HOP or SESSION) per GROUP BY") end
