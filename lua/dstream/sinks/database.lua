@@ -52,7 +52,18 @@ local function names_list(v, who, what)
   return v
 end
 
+local ffi = require("ffi")
+pcall(ffi.cdef, "char *realpath(const char *path, char *resolved_path); void free(void *p);")
+
+-- The canonical path (links and .. resolved; the same from any working directory), or an
+-- absolute one for a path that does not exist yet.
 local function abs_path(p)
+  local r = ffi.C.realpath(p, nil)
+  if r ~= nil then
+    local s = ffi.string(r)
+    ffi.C.free(r)
+    return s
+  end
   if p:sub(1, 1) == "/" then return p end
   local pwd = os.getenv("PWD")
   return pwd and (pwd .. "/" .. p) or p
@@ -60,9 +71,11 @@ end
 
 -- The job's name in the markers (see the header).
 local function job_id(ctx)
-  if ctx.checkpoint_dir then return ctx.name .. ":" .. abs_path(ctx.checkpoint_dir) end
-  ctx._sql_run_id = ctx._sql_run_id or string.format("%s:run-%d-%d", ctx.name, core.now_ms(), math.random(1, 1e9))
-  return ctx._sql_run_id
+  if not ctx._sql_job_id then
+    ctx._sql_job_id = ctx.checkpoint_dir and (ctx.name .. ":" .. abs_path(ctx.checkpoint_dir))
+      or string.format("%s:run-%d-%d", ctx.name, core.now_ms(), math.random(1, 1e9))
+  end
+  return ctx._sql_job_id
 end
 
 local function metrics(ctx)
