@@ -155,6 +155,20 @@ describe("to_sql on SQLite", function()
     assert.equal("6000|10000|10\n", sqlite(db, "SELECT min(batch), max(batch), count(*) FROM dstream_commits"))
   end)
 
+  it("writes a static dataset with rdd:to_sql, without markers, and returns the rows written", function()
+    local db = new_db("CREATE TABLE users(id TEXT PRIMARY KEY, name TEXT);")
+    local ctx = manual()
+    local n = ctx:parallelize({ { "u1", "Ann" }, { "u2", "Bo" }, { "u3", "Cy" } }, 2)
+      :to_sql { url = "sqlite:" .. db, table = "users", columns = { "id", "name" } }
+    assert.equal(3, n)
+    n = ctx:parallelize({ { id = "u2", name = "Bob" } })
+      :to_sql { url = "sqlite:" .. db, table = "users", columns = { "id", "name" }, mode = "upsert", key = "id" }
+    assert.equal(1, n)
+    assert.equal("u1|Ann\nu2|Bob\nu3|Cy\n", sqlite(db, "SELECT id, name FROM users ORDER BY id"))
+    assert.equal("", sqlite(db, "SELECT name FROM sqlite_master WHERE name = 'dstream_commits'"))
+    ctx:stop()
+  end)
+
   it("maps tables by column name, arrays by position, and pairs to the first columns", function()
     local db = new_db("CREATE TABLE t(id INTEGER, name TEXT, score REAL, ok INTEGER, tags TEXT);")
     local ctx = manual()

@@ -573,6 +573,11 @@ function RDD:save_as_object_file(path, replace)
   files.save(self, path, "save_object", "save_as_object_file", replace)
 end
 
+-- Writes the rows into a PostgreSQL or SQLite table (dstream.sinks.database); returns their count.
+function RDD:to_sql(opts)
+  return require("dstream.sinks.database").write_rdd(self, opts)
+end
+
 -- Spark's countByValue: a table t[x] = number of records equal to x.
 function RDD:count_by_value(nparts)
   nparts = util.options(nparts, "count_by_value").partitions

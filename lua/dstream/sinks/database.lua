@@ -100,9 +100,9 @@ local function decode_results(results)
   return out
 end
 
--- stream:to_sql(opts).
-function M.to_sql(stream, opts)
-  local who = "to_sql"
+-- The terminal of a to_sql output from its options (checked at the user's line), and its
+-- metric labels.
+local function sink_term(ctx, opts, who)
   if type(opts) ~= "table" then util.raise(who .. ": expected a table of options, got " .. type(opts)) end
   check_known(opts, sink_options, who)
   local u, err = url_mod.parse(opts.url)
@@ -135,20 +135,45 @@ function M.to_sql(stream, opts)
     util.raise(who .. ": on_error = \"dead_letter\" needs dead_letter = path (a file of JSON lines)")
   end
   if opts.job ~= nil and (type(opts.job) ~= "string" or opts.job == "") then util.raise(who .. ": job must be a string") end
-  local ctx = stream.ctx
   local term = {
     kind = "sql_write", url = u.url, table = opts.table, columns = columns, mode = mode, key = key,
     key_index = key_index, retry_ms = duration_ms(opts.retry_for, who, "retry_for", 60000),
     on_error = on_error, dead_letter = on_error == "dead_letter" and abs_path(dead_letter) or nil,
   }
+  return term, { database = u.name, table = opts.table }
+end
+
+-- Runs the tasks of t over r and adds their figures to the metrics; returns the figures.
+local function write(ctx, r, t, labels, who)
+  local stats = decode_results(r:_run(function() return t end, who .. " " .. t.table))
+  local f = { rows = 0, skipped = 0, bad = 0, retries = 0, wait = 0, longest = 0 }
+  for _, s in ipairs(stats) do
+    if s.skipped then f.skipped = f.skipped + 1 else f.rows = f.rows + s.rows end
+    f.bad, f.retries, f.wait = f.bad + s.bad, f.retries + s.retries, f.wait + s.wait_ms
+    f.longest = math.max(f.longest, s.wait_ms)
+  end
+  local m = metrics(ctx)
+  m.rows:inc(f.rows, labels)
+  if f.skipped > 0 then m.skipped:inc(f.skipped, labels) end
+  if f.bad > 0 then m.bad:inc(f.bad, labels) end
+  if f.retries > 0 then
+    m.retries:inc(f.retries, labels)
+    m.wait:inc(f.wait / 1000, labels)
+  end
+  return f
+end
+
+-- stream:to_sql(opts).
+function M.to_sql(stream, opts)
+  local who, ctx = "to_sql", stream.ctx
+  local term, labels = sink_term(ctx, opts, who)
   -- The markers' name of this output: the table, and its number when several outputs of the
   -- job write one table (each has its own markers; the graph is rebuilt the same at restart).
   ctx._sql_outputs = ctx._sql_outputs or {}
-  local same = (ctx._sql_outputs[u.url .. "\0" .. opts.table] or 0) + 1
-  ctx._sql_outputs[u.url .. "\0" .. opts.table] = same
+  local same = (ctx._sql_outputs[term.url .. "\0" .. opts.table] or 0) + 1
+  ctx._sql_outputs[term.url .. "\0" .. opts.table] = same
   term.marker = same == 1 and opts.table or (opts.table .. "#" .. same)
-  local m = metrics(ctx)
-  local labels = { database = u.name, table = opts.table }
+  metrics(ctx) -- (the families are on /metrics from the start)
   local pruned_at -- the checkpoint whose older markers were deleted last
   ctx:_add_output(stream, function(r, time)
     local t = {}
@@ -160,29 +185,25 @@ function M.to_sql(stream, opts)
       t.prune_before = ck.time - 3 * ctx.checkpoint_ms
       pruned_at = ck.time
     end
-    local stats = decode_results(r:_run(function() return t end, who .. " " .. opts.table))
-    local rows, skipped, bad, retries, wait, longest = 0, 0, 0, 0, 0, 0
-    for _, s in ipairs(stats) do
-      if s.skipped then skipped = skipped + 1 else rows = rows + s.rows end
-      bad, retries, wait = bad + s.bad, retries + s.retries, wait + s.wait_ms
-      longest = math.max(longest, s.wait_ms)
-    end
-    m.rows:inc(rows, labels)
-    if skipped > 0 then m.skipped:inc(skipped, labels) end
-    if bad > 0 then m.bad:inc(bad, labels) end
-    if retries > 0 then
-      m.retries:inc(retries, labels)
-      m.wait:inc(wait / 1000, labels)
-    end
+    local f = write(ctx, r, t, labels, who)
     -- The batch's record (the live page's batch view, /api/batches): how long this output
     -- held it waiting for the database (its tasks wait side by side: the longest).
-    if longest > 0 and ctx.running and ctx.running.time == time then
-      ctx.running.sql_wait_ms = (ctx.running.sql_wait_ms or 0) + longest
+    if f.longest > 0 and ctx.running and ctx.running.time == time then
+      ctx.running.sql_wait_ms = (ctx.running.sql_wait_ms or 0) + f.longest
     end
     core.log("debug", string.format("to_sql %s: batch %d ms: %d rows, %d partitions already committed%s",
-      opts.table, time, rows, skipped, bad > 0 and (", " .. bad .. " rows refused") or ""))
+      opts.table, time, f.rows, f.skipped, f.bad > 0 and (", " .. f.bad .. " rows refused") or ""))
   end)
   return stream
+end
+
+-- rdd:to_sql(opts): a dataset's rows, one transaction per partition, no markers (a static
+-- dataset is written once, by the call). Returns the rows written.
+function M.write_rdd(r, opts)
+  local who = "to_sql"
+  local term, labels = sink_term(r.ctx, opts, who)
+  if opts.job ~= nil then util.raise(who .. ": job is for streams (a dataset's write has no markers)") end
+  return write(r.ctx, r, term, labels, who).rows
 end
 
 ---------------------------------------------------------------------------------------------
