@@ -316,10 +316,11 @@ function Gen:chunk(params, body_lines, before)
 end
 
 -- Loads generated source into a closure (on the driver; the closure then ships).
-function M.load(src, name)
+-- Values given after name are the chunk's `...` (what it keeps as upvalues).
+function M.load(src, name, ...)
   local chunk, err = load(src, "=[sql " .. name .. "]")
   if not chunk then error("SQL codegen produced bad Lua (" .. name .. "): " .. err .. "\n" .. src, 0) end
-  return chunk()
+  return chunk(...)
 end
 
 return M

@@ -144,14 +144,17 @@ return function(Planner)
     local function fail(msg) error(grammar.caret(q.text, window.pos, msg), 0) end
     if #q.scope ~= 2 then fail("a window over a JOIN takes two stream tables") end
     if window.kind == "session" then fail("SESSION over a JOIN is not supported: use TUMBLE or HOP") end
-    local delay = 0
-    for _, t in ipairs(q.scope) do
+    local delays = {}
+    for i, t in ipairs(q.scope) do
       if not (t.def.is_stream and t.def.event_time) then
         fail(("a window over a JOIN needs two stream tables with event time; '%s' has none (to_table(name, columns, { event_time = \"ts\" }))")
           :format(t.def.name))
       end
-      delay = math.max(delay, t.def.watermark and require("dstream.util").parse_duration(t.def.watermark) or 0)
+      delays[i] = t.def.watermark and require("dstream.util").parse_duration(t.def.watermark) or 0
     end
+    -- Each side's largest event time, gathered by an accumulator (max) from the tagging maps.
+    local ctx = q.scope[1].def.source.ctx
+    local maxes = { ctx:accumulator(-math.huge, math.max), ctx:accumulator(-math.huge, math.max) }
     local left_exprs, right_exprs = self:on_sides(j, 2)
     local tagged = {}
     for i, exprs in ipairs({ left_exprs, right_exprs }) do
@@ -161,18 +164,33 @@ return function(Planner)
       local fn = self:with_used(exprs, function()
         local gen = codegen.new(function(e) return var(e.ti, e.ci) end)
         for _, l in ipairs(extract(t, "a", "b")) do gen:emit(l) end
+        local ts = var(i, et_ci)
+        gen:emit(("if %s ~= nil then max_ts:add(%s) end"):format(ts, ts))
         local key, null = self:key_expr(gen, exprs)
-        local value = ("{ %d, (b ~= nil and { a, b } or a), %s }"):format(i, var(i, et_ci))
+        local value = ("{ %d, (b ~= nil and { a, b } or a), %s }"):format(i, ts)
         gen:emit(("if %s then return %q, %s end"):format(null, i == 1 and "\0NULL-left" or "\0NULL-right", value))
         gen:emit(("return %s, %s"):format(key, value))
-        return self:step("map", ("key %s by its side of ON, tagged %d, with its event time"):format(t.alias, i), gen:chunk("a, b"))
+        return self:step("map", ("key %s by its side of ON, tagged %d, with its event time"):format(t.alias, i),
+          "local max_ts = ...\n" .. gen:chunk("a, b"), maxes[i])
       end, { { i, et_ci } })
       tagged[i] = t.def.source:map(fn)
     end
     self:note("union", "both sides, one event time")
-    local tsfn = self:step("event_time", ("the tagged records' time, watermark %d ms (the larger of the tables'), emit %s")
-      :format(delay, opts.emit or "final"), "return function(_, v) return v[3] end")
-    local ds = tagged[1]:union(tagged[2]):event_time(tsfn, { watermark = delay > 0 and delay / 1000 or nil, emit = opts.emit })
+    local tsfn = self:step("event_time", ("the tagged records' time; watermark: the smaller of the sides' (%d ms and %d ms behind their largest time), emit %s")
+      :format(delays[1], delays[2], opts.emit or "final"), "return function(_, v) return v[3] end")
+    local ds = tagged[1]:union(tagged[2]):event_time(tsfn, { emit = opts.emit })
+    -- The watermark of a join is its slower side's, as Flink's: each side's largest time minus
+    -- its table's delay, the smaller of the two (none until both sides have had records). The
+    -- event_time stage's own watermark (the union's largest time) is replaced on its Event.
+    ds.event.watermark = function()
+      local w
+      for i, acc in ipairs(maxes) do
+        local m = acc.value
+        if m == -math.huge then return nil end
+        if not w or m - delays[i] < w then w = m - delays[i] end
+      end
+      return w
+    end
     self:note("group_by_key_and_window", ("%s: length %d ms, slide %d ms (event time)"):format(window.kind:upper(), window.len, window.slide))
     ds = ds:group_by_key_and_window(window.len / 1000, window.slide / 1000)
     local pair_src = ([[

@@ -19,8 +19,8 @@ local slots_of, merge_src = aggregates.slots_of, aggregates.merge_src
 local Planner = {}
 Planner.__index = Planner
 
-function Planner:step(op, label, src)
-  local fn = src and codegen.load(src, op) or nil
+function Planner:step(op, label, src, ...)
+  local fn = src and codegen.load(src, op, ...) or nil
   self.steps[#self.steps + 1] = { op = op, label = label, src = src }
   return fn
 end
