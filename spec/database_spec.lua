@@ -302,3 +302,37 @@ describe("read_sql on SQLite", function()
 end)
 
 teardown(function() os.execute("rm -rf " .. dir) end)
+
+describe("to_sql dead letters on a Kafka topic", function()
+  it("sends each refused row as a message with the error in its headers, and commits the others", function()
+    local kafka = require("dstream.kafka")
+    local mock = kafka.mock_cluster { topics = { dlq = 1 } }
+    local db = new_db("CREATE TABLE t(id INTEGER PRIMARY KEY, n INTEGER CHECK (n >= 0));")
+    local ctx = manual()
+    ctx:queue_stream { { { id = 1, n = 1 }, { id = 2, n = -5 } } }:repartition(1)
+      :to_sql { url = "sqlite:" .. db, table = "t", columns = { "id", "n" }, on_error = "dead_letter",
+        dead_letter = { topic = "dlq", brokers = mock } }
+    run(ctx, 1)
+    assert.equal("1|1\n", sqlite(db, "SELECT id, n FROM t"))
+    -- Read the topic back with a kafka_stream.
+    local reader = manual()
+    local got = {}
+    local s = reader:kafka_stream { brokers = mock, topic = "dlq", start = "earliest", with_meta = true }
+    s:foreach_rdd(function(r) for _, m in ipairs(r:collect()) do got[#got + 1] = m end end)
+    reader:start()
+    local deadline = os.time() + 20
+    while #got == 0 and os.time() < deadline do
+      ffi.C.poll(nil, 0, 100)
+      reader:advance(1)
+    end
+    reader:stop()
+    mock:close()
+    assert.equal(1, #got)
+    assert.matches('"row":{"id":2,"n":-5},"error":"CHECK constraint failed', got[1].value, 1, true)
+    assert.equal("t", got[1].key)
+    local headers = {}
+    for _, h in ipairs(got[1].headers or {}) do headers[h.key] = h.value end
+    assert.matches("CHECK constraint failed", headers["dstream.error"], 1, true)
+    assert.equal("1000", headers["dstream.batch"])
+  end)
+end)

@@ -4,7 +4,7 @@
 --
 --   stream:to_sql{ url =, table =, columns = {...}, mode = "append" | "upsert", key = {...},
 --                  job =, retry_for = "60s", on_error = "fail" | "skip" | "dead_letter",
---                  dead_letter = path }
+--                  dead_letter = path | { topic =, brokers =, conf = } }
 --   ctx:read_sql(url, query [, { key = column, refresh = "1m", partitions = n, retry_for = }])
 --
 -- Exactly once: each task of a batch writes its rows and a marker (job, table, batch time,
@@ -129,16 +129,27 @@ local function sink_term(ctx, opts, who)
   if on_error ~= "fail" and on_error ~= "skip" and on_error ~= "dead_letter" then
     util.raise(who .. ": on_error must be \"fail\", \"skip\" or \"dead_letter\", got " .. tostring(on_error))
   end
-  local dead_letter = opts.dead_letter
-  if type(dead_letter) == "table" then dead_letter = dead_letter.file end
-  if on_error == "dead_letter" and (type(dead_letter) ~= "string" or dead_letter == "") then
-    util.raise(who .. ": on_error = \"dead_letter\" needs dead_letter = path (a file of JSON lines)")
+  -- Dead letters: a file of JSON lines, or a Kafka topic (one message per row, the same JSON).
+  local dl, dl_topic = opts.dead_letter, nil
+  if type(dl) == "table" and dl.topic ~= nil then
+    if type(dl.topic) ~= "string" or dl.topic == "" then util.raise(who .. ": dead_letter.topic must be a topic name") end
+    local kafka = require("dstream.kafka")
+    if dl.brokers == nil then util.raise(who .. ": dead_letter = { topic = ... } needs brokers = \"host:port\"") end
+    dl_topic = { topic = dl.topic, brokers = kafka.brokers_of(dl.brokers, who), conf = kafka.check_conf(dl.conf, who) }
+    dl = nil
+  elseif type(dl) == "table" then
+    dl = dl.file
+  end
+  if on_error == "dead_letter" and not dl_topic and (type(dl) ~= "string" or dl == "") then
+    util.raise(who .. ": on_error = \"dead_letter\" needs dead_letter = path (a file of JSON lines) or"
+      .. " { topic = name, brokers = \"host:port\" }")
   end
   if opts.job ~= nil and (type(opts.job) ~= "string" or opts.job == "") then util.raise(who .. ": job must be a string") end
   local term = {
     kind = "sql_write", url = u.url, table = opts.table, columns = columns, mode = mode, key = key,
     key_index = key_index, retry_ms = duration_ms(opts.retry_for, who, "retry_for", 60000),
-    on_error = on_error, dead_letter = on_error == "dead_letter" and abs_path(dead_letter) or nil,
+    on_error = on_error, dead_letter = on_error == "dead_letter" and dl and abs_path(dl) or nil,
+    dead_letter_topic = on_error == "dead_letter" and dl_topic or nil,
   }
   return term, { database = u.name, table = opts.table }
 end

@@ -44,6 +44,34 @@ local function dead_letter_line(spec, cols, vals, base, err)
     json_string(err))
 end
 
+local producers = {} -- this VM's Kafka producers for dead-letter topics, by brokers and conf
+
+-- Sends the dead letters (JSON lines) to spec.dead_letter_topic and waits for their delivery.
+local function send_dead_letters(spec, lines, errs)
+  local dl = spec.dead_letter_topic
+  local keys = {}
+  for k, v in pairs(dl.conf or {}) do keys[#keys + 1] = k .. "=" .. v end
+  table.sort(keys)
+  local id = dl.brokers .. "\0" .. table.concat(keys, "\1")
+  local p = producers[id]
+  if not p then
+    local err
+    p, err = core.kafka_producer { brokers = dl.brokers, conf = dl.conf }
+    if not p then return nil, err end
+    producers[id] = p
+  end
+  p:mark()
+  for i, line in ipairs(lines) do
+    local ok, err = p:send(dl.topic, line:sub(1, -2), spec.table, nil, {
+      { "dstream.error", errs[i] }, { "dstream.table", spec.table },
+      { "dstream.batch", string.format("%d", spec.batch_time or 0) },
+      { "dstream.partition", tostring(task_mod.current.part or 0) },
+    })
+    if not ok then return nil, err end
+  end
+  return p:flush(30000)
+end
+
 -- The rows of an upsert with one row per key (the last one wins, as the records arrive): one
 -- INSERT ... ON CONFLICT may not touch a row twice. Returns the new count.
 local function last_per_key(vals, n, ncols, key_index)
@@ -181,10 +209,18 @@ return function(W)
             if not ok then return undo(nil, e, c) end
           end
         end
-        if #bad > 0 and spec.dead_letter then -- before the commit: a dead letter may repeat, never be lost
-          local lines = {}
-          for x, b in ipairs(bad) do lines[x] = dead_letter_line(spec, cols, vals, (b[1] - 1) * ncols, b[2]) end
-          local wok, werr = core.kafka_append(spec.dead_letter, table.concat(lines))
+        if #bad > 0 and (spec.dead_letter or spec.dead_letter_topic) then
+          -- Before the commit: a dead letter may repeat (a task run again), never be lost.
+          local lines, errs = {}, {}
+          for x, b in ipairs(bad) do
+            lines[x], errs[x] = dead_letter_line(spec, cols, vals, (b[1] - 1) * ncols, b[2]), b[2]
+          end
+          local wok, werr
+          if spec.dead_letter then
+            wok, werr = core.kafka_append(spec.dead_letter, table.concat(lines))
+          else
+            wok, werr = send_dead_letters(spec, lines, errs)
+          end
           if not wok then return undo(nil, "dead letters: " .. tostring(werr), "other") end
         end
         ok, e, c = conn:commit()
