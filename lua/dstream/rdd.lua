@@ -746,6 +746,12 @@ function RDD:min(key) return bounded(self, 1, key, false, "min")[1] end
 
 function RDD:num_partitions() return self.nparts end
 
+-- Approximate aggregates from mergeable sketches (stdlib/dstream/sketch.lua): Spark's
+-- approxCountDistinct(relativeSD) over a HyperLogLog, approxQuantile(probabilities,
+-- relativeError) over a KLL sketch.
+function RDD:approx_count_distinct(rel_sd) return require("dstream.sketch").rdd_count_distinct(self, rel_sd) end
+function RDD:approx_quantile(qs, rel_err) return require("dstream.sketch").rdd_quantiles(self, qs, rel_err) end
+
 function RDD:__tostring()
   return string.format("rdd(%s, %d partitions)", self.kind, self.nparts)
 end

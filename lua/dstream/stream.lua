@@ -370,6 +370,15 @@ function Stream:distinct(nparts)
   return self:_derive("distinct", function(r) return r:distinct(nparts) end)
 end
 
+-- One record per batch, or per window with opts { window = len [, slide = s] }: the
+-- estimates of rdd:approx_count_distinct and rdd:approx_quantile (stdlib/dstream/sketch.lua).
+function Stream:approx_count_distinct(rel_sd, opts)
+  return require("dstream.sketch").stream_count_distinct(self, rel_sd, opts)
+end
+function Stream:approx_quantile(qs, rel_err, opts)
+  return require("dstream.sketch").stream_quantiles(self, qs, rel_err, opts)
+end
+
 function Stream:keys() return self:_derive("keys", function(r) return r:keys() end) end
 function Stream:values() return self:_derive("values", function(r) return r:values() end) end
 
