@@ -214,6 +214,16 @@ describe("to_sql on SQLite", function()
     assert.equal(2, ctx:metrics():get("dstream_sql_bad_rows_total"):value({ database = "sqlite:" .. db, table = "t" }))
   end)
 
+  it("refuses a value of the wrong type in a STRICT table, naming the row", function()
+    local db = new_db("CREATE TABLE s(id INTEGER, n INTEGER) STRICT;")
+    local ctx = manual()
+    ctx:queue_stream { { { id = 1, n = 2 }, { id = 2, n = "many" } } }:repartition(1)
+      :to_sql { url = "sqlite:" .. db, table = "s", columns = { "id", "n" } }
+    local ok, err = pcall(run, ctx, 1)
+    assert.is_false(ok)
+    assert.matches('refused the row { id = 2, n = "many" }: cannot store TEXT value in INTEGER column s.n', tostring(err), 1, true)
+  end)
+
   it("names the database and the table when the table is missing", function()
     local db = new_db("CREATE TABLE other(x);")
     local ctx = manual()

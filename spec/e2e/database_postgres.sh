@@ -58,7 +58,7 @@ psql_q "CREATE TABLE orders(id INT PRIMARY KEY, n INT CHECK (n >= 0))"
 cat >"$WORK/bad.lua" <<'LUA'
 local dstream = require("dstream")
 local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, partitions = 1 }
-ctx:queue_stream { { { id = 1, n = 1 }, { id = 2, n = -5 }, { id = 3, n = 3 } } }
+ctx:queue_stream { { { id = 1, n = 1 }, { id = 2, n = -5 }, { id = 3, n = 3 }, { id = 4, n = "many" } } }
   :to_sql { url = arg[1], table = "orders", columns = { "id", "n" }, on_error = arg[2], dead_letter = arg[3] }
 ctx:start()
 ctx:advance(1)
@@ -74,8 +74,8 @@ check "bad row: nothing of the task was committed" [ "$(psql_q "SELECT count(*) 
 "$DSTREAM" "$WORK/bad.lua" "$PG_URL" dead_letter "$WORK/dead.jsonl" >"$WORK/bad2.out" 2>&1
 check "dead letter: the batch succeeds" [ $? -eq 0 ]
 check "dead letter: the other rows are committed" [ "$(psql_q "SELECT string_agg(id::text, ',' ORDER BY id) FROM orders")" = "1,3" ]
-check "dead letter: the refused row is a JSON line with the server's message" \
-  python3 -c 'import json,sys; l=[json.loads(x) for x in open(sys.argv[1])]; assert len(l)==1 and l[0]["row"]=={"id":2,"n":-5} and "orders_n_check" in l[0]["error"], l' "$WORK/dead.jsonl"
+check "dead letter: the refused rows (a constraint, a wrong type) are JSON lines with the server's messages" \
+  python3 -c 'import json,sys; l=[json.loads(x) for x in open(sys.argv[1])]; assert len(l)==2 and l[0]["row"]=={"id":2,"n":-5} and "orders_n_check" in l[0]["error"] and l[1]["row"]=={"id":4,"n":"many"} and "invalid input syntax for type integer" in l[1]["error"], l' "$WORK/dead.jsonl"
 
 # ---- read_sql joined with a stream ----
 psql_q "CREATE TABLE users(id TEXT PRIMARY KEY, name TEXT); INSERT INTO users VALUES ('u1', 'Ann'), ('u2', 'Bo')"
