@@ -100,6 +100,9 @@ describe("SQL errors", function()
     assert.matches("to_table: column 'X' is named twice", select(2, pcall(r.to_table, r, "t2", { "x", "X" })))
     assert.matches("sql: unknown option 'emitt'", select(2, pcall(ctx.sql, ctx, "SELECT name FROM people", { emitt = "update" })))
     assert.matches("sql: mode must be", select(2, pcall(ctx.sql, ctx, "SELECT name FROM people", { mode = "forever" })))
+    assert.matches('mode = "running" is for GROUP BY queries', select(2, pcall(ctx.sql, ctx, "SELECT name FROM people", { mode = "running" })))
+    assert.matches('mode = "running" keeps GROUP BY totals of a stream table across batches: not for windows or datasets',
+      select(2, pcall(ctx.sql, ctx, "SELECT name, COUNT(*) FROM people GROUP BY name", { mode = "running" })))
   end)
 end)
 

@@ -65,24 +65,6 @@ return function(Planner)
     return left_exprs, right_exprs
   end
 
-  -- Runs fn with only the columns of exprs (and extra columns { ti, ci }) marked used, so the
-  -- code it generates reads just those.
-  function Planner:with_used(exprs, fn, extra)
-    local q = self.q
-    local saved = {}
-    for _, t in ipairs(q.scope) do saved[t.index] = t.used; t.used = {} end
-    local function mark(e)
-      if type(e) ~= "table" then return end
-      if e.tag == "col" and e.ti then q.scope[e.ti].used[e.ci] = true end
-      for k, v in pairs(e) do if type(v) == "table" and k ~= "t" then mark(v) end end
-    end
-    for _, e in ipairs(exprs) do mark(e) end
-    for _, x in ipairs(extra or {}) do q.scope[x[1]].used[x[2]] = true end
-    local out = { fn() }
-    for _, t in ipairs(q.scope) do t.used = saved[t.index] end
-    return unpack(out)
-  end
-
   function Planner:join(ds, j, i)
     local q = self.q
     local left_exprs, right_exprs = self:on_sides(j, i)

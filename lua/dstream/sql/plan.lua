@@ -54,6 +54,24 @@ end
 
 function Planner:params() return self.rec and "rec" or "a, b" end
 
+-- Runs fn with only the columns of exprs (and extra columns { ti, ci }) marked used, so the
+-- code it generates reads just those.
+function Planner:with_used(exprs, fn, extra)
+  local q = self.q
+  local saved = {}
+  for _, t in ipairs(q.scope) do saved[t.index] = t.used; t.used = {} end
+  local function mark(e)
+    if type(e) ~= "table" then return end
+    if e.tag == "col" and e.ti then q.scope[e.ti].used[e.ci] = true end
+    for k, v in pairs(e) do if type(v) == "table" and k ~= "t" then mark(v) end end
+  end
+  for _, e in ipairs(exprs) do mark(e) end
+  for _, x in ipairs(extra or {}) do q.scope[x[1]].used[x[2]] = true end
+  local out = { fn() }
+  for _, t in ipairs(q.scope) do t.used = saved[t.index] end
+  return unpack(out)
+end
+
 -- An expression's text for error messages.
 function Planner:text(e) return codegen.sql_text(e) end
 
@@ -83,6 +101,136 @@ local function order_key_src(order)
   return "local rt = require(\"dstream.sql.runtime\")\nreturn function(row)\n  " .. table.concat(parts, "\n  ") .. "\n  return key\nend"
 end
 
+-- WHERE: a filter over the current record.
+function Planner:where_stage(ds)
+  local q = self.q
+  local gen = self:row_gen(self.rec and "rec" or nil)
+  gen:emit(("return %s == true"):format(gen:truth(q.where)))
+  return ds:filter(self:step("filter", "WHERE " .. self:text(q.where), gen:chunk(self:params())))
+end
+
+-- The event time of a windowed query's table (event_time with the table's watermark).
+function Planner:event_time_stage(ds, opts)
+  local q, first, window = self.q, self.q.scope[1].def, self.q.window
+  if not stream_mod.is_stream(ds) then
+    error(grammar.caret(q.text, window.pos, "windows need a stream table (a dataset has no event time flowing)"), 0)
+  end
+  local ts = window.ts
+  local gen = self:with_used({ ts }, function() return self:row_gen(nil) end)
+  gen:emit(("return %s"):format(var(1, ts.ci)))
+  local tsfn = self:step("event_time", ("%s, watermark %s, emit %s"):format(ts.name, tostring(first.watermark or 0),
+    opts.emit or "final"), gen:chunk("a, b"))
+  return ds:event_time(tsfn, { watermark = first.watermark, emit = opts.emit })
+end
+
+-- GROUP BY: the key and state map, the merge (per batch, per window, or running), then the
+-- HAVING filter and the output rows over (key, state).
+function Planner:group_stage(ds, opts, hidden)
+  local q, window = self.q, self.q.window
+  local window_join = self.window_rec
+  local slots = slots_of(q)
+  if opts.mode == "running" and (window or not stream_mod.is_stream(ds)) then
+    error(grammar.caret(q.text, q.ast.pos, "mode = \"running\" keeps GROUP BY totals of a stream table across batches: not for windows or datasets"), 0)
+  end
+  -- Several aggregates (or a COUNT(DISTINCT)) outside windows: combine_by_key reads them
+  -- from the records, one state per key and partition; else the record's state is a scalar.
+  local combine = (not window or window_join) and (#slots > 1 or slots[1].kind == "distinct")
+  local kfn = self:step("map", combine and "group key, and the record" or "group key and the record's aggregate state",
+    self:keyed_state(slots, combine))
+  ds = ds:map(kfn)
+  local merge_pure = codegen.load(merge_src(slots, true), "merge")
+  local global = #q.group == 0 and not window
+  local post_kind = window_join and "joined" or nil
+  if window and not window_join and (window.kind == "tumble" or window.kind == "hop") then
+    self:step("reduce_by_key_and_window", ("%s: length %d ms, slide %d ms (event time)"):format(window.kind:upper(),
+      window.len, window.slide), merge_src(slots, true))
+    ds = ds:reduce_by_key_and_window(merge_pure, window.len / 1000, window.slide / 1000)
+    post_kind = "window"
+  elseif window and not window_join then
+    self:note("session_window", ("gap %d ms (event time)"):format(window.gap))
+    ds = ds:session_window(window.gap / 1000)
+    post_kind = "session"
+  else
+    local parts = global and ", 1 partition" or ""
+    if combine then
+      local create_src, merge_value_src = self:combiner_srcs(slots)
+      local create = self:step("combine_by_key", "create: a key's state from its first record in a partition", create_src)
+      local merge_value = self:step("combine_by_key", "merge_value: a record into the state", merge_value_src)
+      local merge = self:step("combine_by_key", "merge_combiners: the partitions' states" .. parts, merge_src(slots, false))
+      ds = ds:combine_by_key(create, merge_value, merge, global and 1 or nil)
+    else
+      local merge = self:step("reduce_by_key", "merge states (combined in each partition first)" .. parts, merge_src(slots, false))
+      ds = ds:reduce_by_key(merge, global and 1 or nil)
+    end
+    if opts.mode == "running" then
+      local upd = self:step("update_state_by_key", "running totals across batches (checkpointed keyed state)",
+        "local merge = ...\nreturn function(values, state)\n  for i = 1, #values do\n    if state == nil then state = values[i] else state = merge(state, values[i]) end\n  end\n  return state\nend",
+        codegen.load(merge_src(slots, false), "merge"))
+      ds = ds:update_state_by_key(upd)
+    end
+  end
+  -- The functions after the shuffle; a session's fold its values with merge.
+  local function post(op, label, gen, params, before)
+    local src = gen:chunk(params, nil, before)
+    if post_kind == "session" then src = "local merge = ...\n" .. src end
+    return self:step(op, label, src, merge_pure)
+  end
+  if global then
+    local gen = self:post_gen(slots, post_kind)
+    local hv = q.having and gen:truth(q.having)
+    local row = self:project(gen, hidden)
+    if hv then gen:emit(("if %s ~= true then return {} end"):format(hv)) end
+    gen:emit(("return { %s }"):format(row))
+    return ds:map_partitions(post("map_partitions", "the aggregates (one row, also for no records)", gen, "iter",
+      { "  local k, s = iter()" }))
+  end
+  if q.having then
+    local gen = self:post_gen(slots, post_kind)
+    gen:emit(("return %s == true"):format(gen:truth(q.having)))
+    ds = ds:filter(post("filter", "HAVING " .. self:text(q.having), gen, "k, s"))
+  end
+  local gen = self:post_gen(slots, post_kind)
+  gen:emit(("return %s"):format(self:project(gen, hidden)))
+  return ds:map(post("map", "the output row", gen, "k, s"))
+end
+
+-- DISTINCT: rows as arrays (NULL as NULL_KEY: distinct compares keys), and back.
+function Planner:distinct_stage(ds)
+  local q = self.q
+  local to_arr, from_arr, fields = {}, {}, {}
+  for i, name in ipairs(q.columns) do
+    to_arr[i] = ("(row[%q] == nil and rt.NULL_KEY or row[%q])"):format(name, name)
+    from_arr[i] = ("local c%d = v[%d]; if c%d == rt.NULL_KEY then c%d = nil end"):format(i, i, i, i)
+    fields[i] = ("[%q] = c%d"):format(name, i)
+  end
+  local head = "local rt = require(\"dstream.sql.runtime\")\n"
+  ds = ds:map(self:step("map", "the row as an array (for distinct)", head .. "return function(row) return { "
+    .. table.concat(to_arr, ", ") .. " } end"))
+  self:note("distinct", "DISTINCT")
+  ds = ds:distinct()
+  return ds:map(self:step("map", "the array as a row", head .. "return function(v)\n  " .. table.concat(from_arr, "\n  ")
+    .. "\n  return { " .. table.concat(fields, ", ") .. " }\nend"))
+end
+
+-- ORDER BY (sort_by; one partition when a LIMIT follows) and LIMIT (map_partitions).
+function Planner:order_limit_stage(ds)
+  local q = self.q
+  if #q.order > 0 then
+    local keyfn = self:step("sort_by", "ORDER BY" .. (q.limit and " (into 1 partition, for LIMIT)" or ""), order_key_src(q.order))
+    ds = ds:sort_by(keyfn, true, q.limit and 1 or nil)
+  end
+  if q.limit then
+    local take = self:step("map_partitions", "LIMIT " .. q.limit, ("local n = %d\nreturn function(iter)\n  local out = {}\n  for row in iter do\n    if #out >= n then break end\n    out[#out + 1] = row\n  end\n  return out\nend"):format(q.limit))
+    if #q.order == 0 then -- each partition's first n, then the first n of those
+      ds = ds:map_partitions(take)
+      self:note("repartition", "1 partition")
+      ds = ds:repartition(1)
+    end
+    ds = ds:map_partitions(take)
+  end
+  return ds
+end
+
 function M.build(q, opts)
   opts = opts or {}
   local self = setmetatable({ q = q, steps = {}, rec = false }, Planner)
@@ -90,149 +238,30 @@ function M.build(q, opts)
   local ds = first.source
   self:note("scan", ("%s (%s, columns %s)"):format(first.name, stream_mod.is_stream(ds) and "stream" or "dataset",
     table.concat(first.columns, ", ")))
-  local window = q.window
-  local window_join = window and #q.scope > 1
-  if window and not window_join then
-    if not stream_mod.is_stream(ds) then
-      error(grammar.caret(q.text, window.pos, "windows need a stream table (a dataset has no event time flowing)"), 0)
-    end
-    local ts = q.window.ts
-    local saved = q.scope[1].used
-    q.scope[1].used = { [ts.ci] = true }
-    local gen = self:row_gen(nil)
-    gen:emit(("return %s"):format(var(1, ts.ci)))
-    q.scope[1].used = saved
-    local tsfn = self:step("event_time", ("%s, watermark %s, emit %s"):format(ts.name, tostring(first.watermark or 0),
-      opts.emit or "final"), gen:chunk("a, b"))
-    ds = ds:event_time(tsfn, { watermark = first.watermark, emit = opts.emit })
-  end
-  if window_join then
-    ds = self:window_join(q.joins[1], window, opts)
+  if q.window and #q.scope > 1 then
+    ds = self:window_join(q.joins[1], q.window, opts)
   else
+    if q.window then ds = self:event_time_stage(ds, opts) end
     for i = 2, #q.scope do ds = self:join(ds, q.joins[i - 1], i) end
   end
-  if q.where then
-    local gen = self:row_gen(self.rec and "rec" or nil)
-    gen:emit(("return %s == true"):format(gen:truth(q.where)))
-    ds = ds:filter(self:step("filter", "WHERE " .. self:text(q.where), gen:chunk(self:params())))
-  end
-
+  if q.where then ds = self:where_stage(ds) end
   -- ORDER BY terms that are not output columns travel as hidden fields of the row.
   local hidden = {}
   for _, o in ipairs(q.order) do
     if not o.col then hidden[#hidden + 1] = o; o.hidden = #hidden end
   end
-
   if q.grouped then
-    local slots = slots_of(q)
-    -- Several aggregates (or a COUNT(DISTINCT)) outside windows: combine_by_key reads them
-    -- from the records, one state per key and partition; else the record's state is a scalar.
-    local combine = (not window or window_join) and (#slots > 1 or slots[1].kind == "distinct")
-    local kfn = self:step("map", combine and "group key, and the record" or "group key and the record's aggregate state",
-      self:keyed_state(slots, combine))
-    ds = ds:map(kfn)
-    local merge_pure = codegen.load(merge_src(slots, true), "merge")
-    local global = #q.group == 0 and not window
-    local post_kind
-    if window_join then
-      post_kind = "joined"
-    end
-    if window and not window_join and (window.kind == "tumble" or window.kind == "hop") then
-      self:step("reduce_by_key_and_window", ("%s: length %d ms, slide %d ms (event time)"):format(window.kind:upper(),
-        window.len, window.slide), merge_src(slots, true))
-      ds = ds:reduce_by_key_and_window(merge_pure, window.len / 1000, window.slide / 1000)
-      post_kind = "window"
-    elseif window and not window_join then
-      self:note("session_window", ("gap %d ms (event time)"):format(window.gap))
-      ds = ds:session_window(window.gap / 1000)
-      post_kind = "session"
-    else
-      if combine then
-        local create_src, merge_value_src = self:combiner_srcs(slots)
-        local create = self:step("combine_by_key", "create: a key's state from its first record in a partition", create_src)
-        local merge_value = self:step("combine_by_key", "merge_value: a record into the state", merge_value_src)
-        local merge = self:step("combine_by_key", "merge_combiners: the partitions' states" .. (global and ", 1 partition" or ""),
-          merge_src(slots, false))
-        ds = ds:combine_by_key(create, merge_value, merge, global and 1 or nil)
-      else
-        local merge = self:step("reduce_by_key", "merge states (combined in each partition first)" .. (global and ", 1 partition" or ""),
-          merge_src(slots, false))
-        ds = ds:reduce_by_key(merge, global and 1 or nil)
-      end
-      if opts.mode == "running" then
-        if not stream_mod.is_stream(ds) then error("SQL: mode = \"running\" needs a stream table", 0) end
-        local src = "local merge = ...\nreturn function(values, state)\n  for i = 1, #values do\n    if state == nil then state = values[i] else state = merge(state, values[i]) end\n  end\n  return state\nend"
-        self:note("update_state_by_key", "running totals across batches (checkpointed keyed state)")
-        self.steps[#self.steps].src = src
-        local upd = assert(load(src, "=[sql update_state_by_key]"))(codegen.load(merge_src(slots, false), "merge"))
-        ds = ds:update_state_by_key(upd)
-      end
-    end
-    local function post_chunk(gen, params)
-      local src = gen:chunk(params)
-      if post_kind == "session" then src = "local merge = ...\n" .. src end
-      return src
-    end
-    local function load_post(op, label, src)
-      self:note(op, label)
-      self.steps[#self.steps].src = src
-      return assert(load(src, "=[sql " .. op .. "]"))(merge_pure)
-    end
-    if global then
-      local gen = self:post_gen(slots, post_kind)
-      local hv
-      if q.having then hv = gen:truth(q.having) end
-      local row = self:project(gen, hidden)
-      if hv then gen:emit(("if %s ~= true then return {} end"):format(hv)) end
-      gen:emit(("return { %s }"):format(row))
-      local src = gen:chunk("iter", nil, { "  local k, s = iter()" })
-      if post_kind == "session" then src = "local merge = ...\n" .. src end
-      ds = ds:map_partitions(load_post("map_partitions", "the aggregates (one row, also for no records)", src))
-    else
-      if q.having then
-        local gen = self:post_gen(slots, post_kind)
-        gen:emit(("return %s == true"):format(gen:truth(q.having)))
-        ds = ds:filter(load_post("filter", "HAVING " .. self:text(q.having), post_chunk(gen, "k, s")))
-      end
-      local gen = self:post_gen(slots, post_kind)
-      gen:emit(("return %s"):format(self:project(gen, hidden)))
-      ds = ds:map(load_post("map", "the output row", post_chunk(gen, "k, s")))
-    end
+    ds = self:group_stage(ds, opts, hidden)
   else
+    if opts.mode == "running" then
+      error(grammar.caret(q.text, q.ast.pos, "mode = \"running\" is for GROUP BY queries"), 0)
+    end
     local gen = self:row_gen(self.rec and "rec" or nil)
     gen:emit(("return %s"):format(self:project(gen, hidden)))
     ds = ds:map(self:step("map", "the output row", gen:chunk(self:params())))
   end
-
-  if q.distinct then
-    local to_arr, from_arr = {}, {}
-    for i, name in ipairs(q.columns) do
-      to_arr[i] = ("(row[%q] == nil and rt.NULL_KEY or row[%q])"):format(name, name)
-      from_arr[i] = ("local c%d = v[%d]; if c%d == rt.NULL_KEY then c%d = nil end"):format(i, i, i, i)
-      to_arr[#q.columns + i] = ("[%q] = c%d"):format(name, i)
-    end
-    local head = "local rt = require(\"dstream.sql.runtime\")\n"
-    local n = #q.columns
-    ds = ds:map(self:step("map", "the row as an array (for distinct)", head .. "return function(row) return { "
-      .. table.concat(to_arr, ", ", 1, n) .. " } end"))
-    self:note("distinct", "DISTINCT")
-    ds = ds:distinct()
-    ds = ds:map(self:step("map", "the array as a row", head .. "return function(v)\n  " .. table.concat(from_arr, "\n  ")
-      .. "\n  return { " .. table.concat(to_arr, ", ", n + 1, 2 * n) .. " }\nend"))
-  end
-  if #q.order > 0 then
-    local keyfn = self:step("sort_by", "ORDER BY" .. (q.limit and " (into 1 partition, for LIMIT)" or ""), order_key_src(q.order))
-    ds = ds:sort_by(keyfn, true, q.limit and 1 or nil)
-  end
-  if q.limit then
-    local take = self:step("map_partitions", "LIMIT " .. q.limit, ("local n = %d\nreturn function(iter)\n  local out = {}\n  for row in iter do\n    if #out >= n then break end\n    out[#out + 1] = row\n  end\n  return out\nend"):format(q.limit))
-    if #q.order == 0 then
-      ds = ds:map_partitions(take)
-      self:note("repartition", "1 partition")
-      ds = ds:repartition(1)
-    end
-    ds = ds:map_partitions(take)
-  end
+  if q.distinct then ds = self:distinct_stage(ds) end
+  ds = self:order_limit_stage(ds)
   if #hidden > 0 then
     local strip = {}
     for i = 1, #hidden do strip[i] = ("row[%q] = nil"):format("\1order" .. i) end
