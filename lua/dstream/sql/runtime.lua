@@ -107,9 +107,17 @@ end
 
 function M.lower(s) if s == nil then return nil end return text(s):lower() end
 function M.upper(s) if s == nil then return nil end return text(s):upper() end
+-- Characters of UTF-8 text: bytes that do not continue a character (a loop the JIT compiles,
+-- where gsub would end the trace).
+local byte = string.byte
 function M.length(s)
   if s == nil then return nil end
-  local _, n = text(s):gsub("[^\128-\191]", "")
+  s = text(s)
+  local n = #s
+  for i = 1, #s do
+    local c = byte(s, i)
+    if c >= 128 and c < 192 then n = n - 1 end
+  end
   return n
 end
 function M.trim(s) if s == nil then return nil end return (text(s):match("^%s*(.-)%s*$")) end
