@@ -189,6 +189,22 @@ for _, job in ipairs({ { "sql_wordcount", "SQL word count (GROUP BY)" }, { "sql_
 end
 print()
 
+-- Streaming ML and sketches (bench/ml.lua): k-means training points per second (10 dims,
+-- k = 10; "vs LJ" against a plain-Lua k-means over the same points in memory) and
+-- approx_count_distinct over the corpus's words (against an exact count in a Lua table).
+local km_lj = get("kmeans", "luajit")
+row("k-means training (10 dims, k = 10)", km_lj, nil, nil, { impl_name = "plain Lua" })
+for _, w in ipairs({ 1, 2 }) do
+  row("k-means training (10 dims, k = 10)", get("kmeans", "dstream-" .. w .. "w"), nil, km_lj, { impl_name = "dstream " .. w .. " wkr" })
+end
+local exact = get("hll", "luajit-exact")
+row("distinct: exact (Lua table)", exact, nil, nil, { impl_name = "plain Lua" })
+row("distinct: hll (rel_sd 0.01)", get("hll", "luajit"), nil, exact, { impl_name = "bare LuaJIT" })
+for _, w in ipairs({ 1, 2 }) do
+  row("distinct: approx_count_distinct", get("hll", "dstream-" .. w .. "w"), nil, exact, { impl_name = "dstream " .. w .. " wkr" })
+end
+print()
+
 -- Windows, top-K, state
 local sections = {
   { "window", "windowed word count (30 s / 1 s)", "checksum" },

@@ -21,6 +21,7 @@
 -- resumes it.
 local vec = require("dstream.ml.vector")
 local args = require("dstream.args")
+local streaming = require("dstream.ml.streaming")
 
 local M = {}
 
@@ -54,6 +55,20 @@ function M._assign(acc, part)
     if n ~= d then
       bad = bad + 1
       first_bad = first_bad or ("a point of dimension " .. tostring(n) .. " (the model has " .. d .. ")")
+    elseif x.indices == nil then -- dense: the distances inline (the common case)
+      local best, best_c = huge, 0
+      for c = 0, k - 1 do
+        local off, dist = c * d - 1, 0
+        for j = 1, d do
+          local diff = centers[off + j] - x[j]
+          dist = dist + diff * diff
+        end
+        if dist < best then best, best_c = dist, c end
+      end
+      local off = best_c * d - 1
+      for j = 1, d do sums[off + j] = sums[off + j] + x[j] end
+      counts[best_c] = counts[best_c] + 1
+      cost = cost + best
     else
       local best, best_c = huge, 0
       for c = 0, k - 1 do
@@ -200,9 +215,6 @@ Streaming.__index = Streaming
 
 local OPTIONS = { k = true, dims = true, decay_factor = true, half_life = true, name = true }
 
--- The number of estimators of each kind per context: their default checkpoint names.
-local made = setmetatable({}, { __mode = "k" })
-
 function M.streaming(opts)
   opts = args.options(opts, "kmeans.streaming", OPTIONS)
   local self = setmetatable({ k = args.count(opts.k, "kmeans.streaming", "k"), time_unit = "batches",
@@ -311,13 +323,10 @@ end
 
 function Streaming:train_on(stream)
   need_model(self, "train_on")
-  local ctx = stream:context()
-  made[ctx] = (made[ctx] or 0) + 1
-  local name = self.name or ("dstream.ml.kmeans#" .. made[ctx])
-  ctx:driver_state(name, function()
+  return streaming.train_on(self, stream, "dstream.ml.kmeans", function()
     local m = self.model
     return { k = m.k, dims = m.dims, flat = m.flat, weights = m.weights, batches = self.batches }
-  end, function(saved)
+  end, function(saved, name)
     if saved.k ~= self.k or saved.dims ~= self.dims then
       error(string.format("kmeans model '%s': the checkpoint holds k = %d, dims = %d; this job has"
         .. " k = %d, dims = %d. Keep them, or give the model another name to start it afresh",
@@ -326,26 +335,18 @@ function Streaming:train_on(stream)
     self.model = new_model(saved.k, saved.dims, saved.flat, saved.weights)
     self.batches = saved.batches
   end)
-  stream:foreach_rdd(function(rdd) self:_train(rdd) end)
-  return self
 end
 
 -- The cluster of each point of every batch, under the model of that moment.
 function Streaming:predict_on(stream)
   need_model(self, "predict_on")
-  return stream:transform(function(rdd)
-    local m = self.model
-    return rdd:map(function(x) return (m:predict(x)) end)
-  end)
+  return streaming.predict_on(self, stream)
 end
 
 -- (key, features) pairs -> (key, cluster).
 function Streaming:predict_on_values(stream)
   need_model(self, "predict_on_values")
-  return stream:transform(function(rdd)
-    local m = self.model
-    return rdd:map_values(function(x) return (m:predict(x)) end)
-  end)
+  return streaming.predict_on(self, stream, true)
 end
 
 return M

@@ -22,6 +22,7 @@
 -- (ctx:driver_state).
 local vec = require("dstream.ml.vector")
 local args = require("dstream.args")
+local streaming = require("dstream.ml.streaming")
 
 local M = {}
 
@@ -150,8 +151,6 @@ Streaming.__index = Streaming
 local OPTIONS = { step_size = true, num_iterations = true, mini_batch_fraction = true,
   initial_weights = true, reg_param = true, intercept = true, convergence_tol = true, name = true }
 
-local made = setmetatable({}, { __mode = "k" }) -- estimators per context: default names
-
 local function new(kind, who, opts, extra)
   local known = OPTIONS
   if extra then
@@ -262,13 +261,10 @@ end
 
 function Streaming:train_on(stream)
   need_model(self, "train_on")
-  local ctx = stream:context()
-  made[ctx] = (made[ctx] or 0) + 1
-  local name = self.name or ("dstream.ml.regression#" .. made[ctx])
-  ctx:driver_state(name, function()
+  return streaming.train_on(self, stream, "dstream.ml.regression", function()
     local m = self.model
     return { kind = m.kind, weights = m.weights, intercept = m.intercept, batches = self.batches }
-  end, function(saved)
+  end, function(saved, name)
     if saved.kind ~= self.kind or #saved.weights ~= #self.model.weights then
       error(string.format("regression model '%s': the checkpoint holds a %s model of %d weights;"
         .. " this job has a %s model of %d. Keep them, or give the model another name to start it"
@@ -277,26 +273,18 @@ function Streaming:train_on(stream)
     self.model = new_model(saved.kind, saved.weights, saved.intercept, self.threshold)
     self.batches = saved.batches
   end)
-  stream:foreach_rdd(function(rdd) self:_train(rdd) end)
-  return self
 end
 
 -- The prediction for each record's features, under the model of that batch.
 function Streaming:predict_on(stream)
   need_model(self, "predict_on")
-  return stream:transform(function(rdd)
-    local m = self.model
-    return rdd:map(function(x) return m:predict(x) end)
-  end)
+  return streaming.predict_on(self, stream)
 end
 
 -- (key, features) pairs -> (key, prediction): with (label, features), (label, prediction).
 function Streaming:predict_on_values(stream)
   need_model(self, "predict_on_values")
-  return stream:transform(function(rdd)
-    local m = self.model
-    return rdd:map_values(function(x) return m:predict(x) end)
-  end)
+  return streaming.predict_on(self, stream, true)
 end
 
 return M
