@@ -3,8 +3,9 @@
 # the settings a user gets (the default checkpoint_interval of 10 s: most runs here die long
 # before their first periodic checkpoint, so what they took must come back from the checkpoint
 # written at start and the batch log). jobs/crash_defaults.lua on a text_file_stream:
-#  1. running totals (update_state_by_key) and a one-hour window with an inverse: after the
-#     kills and a last run, both equal a coreutils count of every input word; and event-time
+#  1. running totals (update_state_by_key, and SQL's GROUP BY with mode = "running") and a
+#     one-hour window with an inverse: after the kills and a last run, all three equal a
+#     coreutils count of every input word; and event-time
 #     windows (by line number) that close only at the end equal an awk count per window;
 #  2. save_as_text_files of the raw lines: every input line exactly once across all output
 #     directories, and what a directory held after any kill is there at the end (a batch
@@ -152,11 +153,18 @@ echo "# totals: the last run's first batch with input after $(first_input totals
 word_counts "$LAST_IN"/* >"$WORK/want-words.txt"
 sed -n 's/^totals //p' "$out" | sort >"$WORK/got-totals.txt"
 sed -n 's/^window //p' "$out" | sort >"$WORK/got-window.txt"
+sed -n 's/^sql //p' "$out" | sort >"$WORK/got-sql.txt"
 if cmp -s "$WORK/want-words.txt" "$WORK/got-totals.txt"; then
   ok "totals: after $KILLS kills the running totals equal coreutils' count ($(wc -l <"$WORK/want-words.txt") words)"
 else
   not_ok "totals: after $KILLS kills the running totals equal coreutils' count"
   diff "$WORK/want-words.txt" "$WORK/got-totals.txt" | head -n 10 | sed 's/^/#   /'
+fi
+if cmp -s "$WORK/want-words.txt" "$WORK/got-sql.txt"; then
+  ok "totals: SQL's running GROUP BY totals (mode = \"running\") equal coreutils' count too"
+else
+  not_ok "totals: SQL's running GROUP BY totals (mode = \"running\") equal coreutils' count too"
+  diff "$WORK/want-words.txt" "$WORK/got-sql.txt" | head -n 10 | sed 's/^/#   /'
 fi
 if cmp -s "$WORK/want-words.txt" "$WORK/got-window.txt"; then
   ok "totals: the one-hour window (with an inverse) equals coreutils' count too"

@@ -4,7 +4,8 @@
 --   dstream crash_defaults.lua totals IN_DIR CHECKPOINT_DIR OUT_FILE
 --     running word totals (update_state_by_key "totals") and a one-hour word-count window
 --     with an inverse (reduce_by_key_and_window), which over a short run holds every word:
---     after every batch both go to OUT_FILE as sorted "totals|window word count" lines
+--     and the same totals from SQL (GROUP BY with mode = "running"): after every batch the
+--     three go to OUT_FILE as sorted "totals|sql|window word count" lines
 --     (written to OUT_FILE.tmp and renamed, so the file is always one batch's); and 50 s
 --     event-time windows of the words after a line's first token, the event time being the
 --     line number (the N of "prefixNNNN-N") in seconds, with a one-hour watermark delay: no
@@ -62,6 +63,11 @@ local ctx = dstream.get_or_create(checkpoint_dir, function()
   totals:foreach_rdd(function(rdd)
     rows = {}
     for _, kv in ipairs(rdd:collect()) do rows[#rows + 1] = "totals " .. kv[1] .. " " .. kv[2] end
+  end)
+  -- The same totals in SQL (mode = "running": keyed state of its own), as "sql word count".
+  lines:flat_map(function(line) return line:gmatch("%S+") end):to_table("words", { "word" })
+  ctx:sql("SELECT word, COUNT(*) AS n FROM words GROUP BY word", { mode = "running" }):foreach_rdd(function(rdd)
+    for _, row in ipairs(rdd:collect()) do rows[#rows + 1] = "sql " .. row.word .. " " .. row.n end
   end)
   window:foreach_rdd(function(rdd)
     for _, kv in ipairs(rdd:collect()) do
