@@ -1,5 +1,6 @@
--- bench/db.lua: rows per second into a database with stream:to_sql, and the same rows as a
--- tab-separated file for the baseline (`psql -c "\copy t FROM file"`, bench/run).
+-- bench/db.lua: rows per second into a database with stream:to_sql, and the same rows as
+-- tab-separated files for the baselines (bench/run): `psql \copy` of them all (append), and
+-- per batch `\copy` into a staging table + one INSERT ... SELECT ... ON CONFLICT (upsert).
 --   dstream bench/db.lua write URL ROWS WORKERS MODE   MODE: append | upsert
 --   dstream bench/db.lua tsv FILE ROWS                 the rows, for \copy
 -- Rows are (id, word, n): id 1..ROWS, word "w<i mod ROWS/10>", n = i mod 1000, in 10 batches of
@@ -18,12 +19,17 @@ local function rows_of(total, batch, per)
   return list
 end
 
-if mode == "tsv" then
+if mode == "tsv" then -- FILE: every row; FILE.1 .. FILE.10: the batches (the upsert baseline's)
   local path, total = arg[2], tonumber(arg[3])
   local per = math.ceil(total / 10)
   local f = assert(io.open(path, "w"))
   for b = 1, 10 do
-    for _, r in ipairs(rows_of(total, b, per)) do f:write(r[1], "\t", r[2], "\t", r[3], "\n") end
+    local fb = assert(io.open(path .. "." .. b, "w"))
+    for _, r in ipairs(rows_of(total, b, per)) do
+      f:write(r[1], "\t", r[2], "\t", r[3], "\n")
+      fb:write(r[1], "\t", r[2], "\t", r[3], "\n")
+    end
+    fb:close()
   end
   f:close()
   return

@@ -163,14 +163,18 @@ for _, w in ipairs({ 1, 2 }) do
 end
 print()
 
--- Databases: to_sql's rows per second (with the exactly-once markers) beside psql's \copy of the
--- same rows (bench/db.lua); "vs C" is the row's time over \copy's.
+-- Databases: to_sql's rows per second (with the exactly-once markers) beside psql doing the same
+-- writes (bench/db.lua): \copy of the rows, and per batch \copy + INSERT ... ON CONFLICT; "vs C"
+-- is the row's time over psql's.
 local copy = get("db_append", "psql-copy")
 if copy then row("db: psql \\copy (baseline)", copy, nil, nil, { impl_name = "psql" }) end
+local psql_upsert = get("db_upsert", "psql-upsert")
+if psql_upsert then row("db: psql upsert (baseline)", psql_upsert, nil, nil, { impl_name = "psql" }) end
 for _, m in ipairs({ "append", "upsert" }) do
+  local base = m == "append" and copy or psql_upsert
   for _, impl in ipairs({ "postgres-1w", "postgres-2w", "sqlite-1w" }) do
     local r = get("db_" .. m, impl)
-    if r then row("db: to_sql " .. m, r, impl:match("^postgres") and copy or nil, nil) end
+    if r then row("db: to_sql " .. m, r, impl:match("^postgres") and base or nil, nil) end
   end
 end
 

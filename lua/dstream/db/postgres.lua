@@ -215,13 +215,20 @@ local function copy_rows(self, w, vals, first, last)
     local base = (i - 1) * ncols
     for j = 1, ncols do
       local v = vals[base + j]
-      local s = text_of(v)
-      if s == nil then
-        s = "\\N"
-      elseif type(v) == "string" and find(s, "[\\\t\n\r]") then
-        s = gsub(s, "[\\\t\n\r]", COPY_ESC)
+      local tv = type(v)
+      -- Straight into the buffer: no string per value for numbers (put writes an integer
+      -- below 1e14 exactly) nor for text without a character to escape.
+      if tv == "string" then
+        if find(v, "[\\\t\n\r]") then v = gsub(v, "[\\\t\n\r]", COPY_ESC) end
+        b:put(v)
+      elseif tv == "number" and v % 1 == 0 and v > -1e14 and v < 1e14 then
+        b:put(v == 0 and 0 or v) -- (-0 as 0)
+      elseif v == nil then
+        b:put("\\N")
+      else
+        b:put(text_of(v))
       end
-      if j < ncols then b:put(s, "\t") else b:put(s, "\n") end
+      b:put(j < ncols and "\t" or "\n")
     end
     if #b >= COPY_CHUNK then
       if lib.PQputCopyData(self.conn, b:ref()) ~= 1 then break end
