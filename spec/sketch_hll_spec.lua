@@ -106,6 +106,45 @@ describe("rdd:approx_count_distinct and the stream forms", function()
     assert.are.equal(0, per_batch[4])
   end)
 
+  it("a sketch per key in update_state_by_key, kept as its string: a restart gives the same counts", function()
+    local batches = {}
+    for b = 1, 6 do
+      local batch = {}
+      for i, w in ipairs(Z.words(400, 3000, 1.0, 20 + b)) do batch[i] = { "page" .. i % 3, w } end
+      batches[b] = batch
+    end
+    local function job(dir, n)
+      local out = {}
+      local ctx = dstream.get_or_create(dir, function()
+        return dstream.context { batch = "1s", clock = "manual", workers = 2, partitions = 2 }
+      end)
+      ctx:queue_stream(H.deep_copy(batches), { pairs = true })
+        :update_state_by_key(function(users, state)
+          local sketch = require("dstream.sketch.hll")
+          local s = state and assert(sketch.deserialize(state)) or sketch.new(0.02)
+          for _, u in ipairs(users) do s:add(u) end
+          return s:serialize()
+        end):name("visitors")
+        :map_values(function(state) return require("dstream.sketch.hll").deserialize(state):count() end)
+        :foreach_rdd(function(r) out[#out + 1] = H.sorted(r:collect()) end)
+      ctx:start()
+      ctx:advance(n)
+      ctx:stop { graceful = true }
+      return out
+    end
+    local whole = job(ckpt_dir(), 6)
+    local dir = ckpt_dir()
+    local first = job(dir, 2)
+    local second = job(dir, 4)
+    assert.are.same(whole, { first[1], first[2], second[1], second[2], second[3], second[4] })
+    -- Each page's count is its distinct users so far, within 3 standard errors.
+    for _, kv in ipairs(whole[6]) do
+      local users = {}
+      for b = 1, 6 do for _, r in ipairs(batches[b]) do if r[1] == kv[1] then users[#users + 1] = r[2] end end end
+      within(kv[2], Z.distinct(users), 1.04 / 2 ^ 6, kv[1])
+    end
+  end)
+
   it("a window's sketches live in its checkpointed panes: a restart gives the same counts", function()
     local batches = {}
     for b = 1, 6 do batches[b] = Z.words(500, 5000, 1.0, 10 + b) end
