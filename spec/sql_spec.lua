@@ -143,6 +143,21 @@ describe("SQL rows, show and explain", function()
     assert.are.same({ { total = 3, select = "s" }, { total = 7, select = "t" } }, rows)
   end)
 
+  it("runs upper() in a worker's hot loop many times (a LuaJIT fold of string.upper crashed there)", function()
+    ctx:text_file("examples/data/clicks.log")
+      :map(function(line)
+        local ts, user, page = line:match("^(%d+) (%S+) (%S+)$")
+        return { ts = tonumber(ts), user = user, page = page }
+      end)
+      :to_table("clicks", { "ts", "user", "page" })
+    for _ = 1, 30 do
+      local rows = ctx:sql([[SELECT DISTINCT upper(user) || ':' || lower(substr(page, 2)) AS tag FROM clicks
+        WHERE page LIKE '/p%' OR (user IN ('chen', 'eve') AND page <> '/home') ORDER BY tag]]):collect()
+      assert.are.same({ "ANN:pay", "BOB:pay", "CHEN:cart", "CHEN:item", "CHEN:pay", "CHEN:search", "DANA:pay" },
+        (function() local out = {} for i, r in ipairs(rows) do out[i] = r.tag end return out end)())
+    end
+  end)
+
   it("explain prints the operators and the generated Lua", function()
     ctx:parallelize({ "a" }):to_table("words", { "word" })
     local text = capture(function()
