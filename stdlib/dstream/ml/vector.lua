@@ -131,4 +131,54 @@ function M.to_dense(x, n)
   return t
 end
 
+-- Spark's text forms (Vectors.parse, LabeledPoint.parse), for jobs reading MLlib's files:
+-- "[1.0,2.0]" is a dense vector, "(3,[0,2],[1.0,3.0])" a sparse one (Spark's indices are
+-- 0-based; the vector's are 1-based). Returns the vector, or nil and what is wrong.
+local function numbers(s)
+  local out, n = {}, 0
+  for item in s:gmatch("[^,%s]+") do
+    local v = tonumber(item)
+    if not v then return nil, "'" .. item .. "' is not a number" end
+    n = n + 1
+    out[n] = v
+  end
+  return out
+end
+
+function M.parse(s)
+  if type(s) ~= "string" then return nil, "expected a string, got " .. type(s) end
+  local dense = s:match("^%s*%[(.-)%]%s*$")
+  if dense then return numbers(dense) end
+  local size, idx, vals = s:match("^%s*%(%s*([^,]+),%s*%[(.-)%]%s*,%s*%[(.-)%]%s*%)%s*$")
+  if not size then return nil, "'" .. s .. "' is neither [x1,x2,...] nor (size,[indices],[values])" end
+  local n = tonumber(size)
+  local indices, err = numbers(idx)
+  if not indices then return nil, err end
+  local values, err2 = numbers(vals)
+  if not values then return nil, err2 end
+  if not n or n < 0 or n ~= math.floor(n) then return nil, "the size '" .. size .. "' is not a whole number" end
+  for j = 1, #indices do
+    local i = indices[j]
+    if i < 0 or i >= n or i ~= math.floor(i) or (j > 1 and i + 1 <= indices[j - 1]) then
+      return nil, "index " .. i .. " is not a whole number increasing from 0 and below the size " .. n
+    end
+    indices[j] = i + 1
+  end
+  local x = { indices = indices, values = values, size = n }
+  local ok, why = M.size(x)
+  if not ok then return nil, why end
+  return x
+end
+
+-- "(label,[x1,...])" or "(label,(size,[indices],[values]))": label, features; or nil, why.
+function M.parse_labeled(s)
+  if type(s) ~= "string" then return nil, "expected a string, got " .. type(s) end
+  local label, rest = s:match("^%s*%(%s*([^,]+),(.*)%)%s*$")
+  local y = tonumber(label)
+  if not y then return nil, "'" .. s .. "' is not (label,features)" end
+  local x, why = M.parse(rest)
+  if not x then return nil, why end
+  return y, x
+end
+
 return M
