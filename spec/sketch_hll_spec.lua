@@ -42,6 +42,43 @@ describe("hll", function()
     assert.truthy(why:find("sketches take strings, numbers and booleans", 1, true))
   end)
 
+  it("is sparse while it holds few registers, with the counts of the dense form", function()
+    for _, n in ipairs { 10, 300, 2000 } do
+      local words = Z.words(n, 5000, 1.0, 40 + n)
+      local s, dense = hll.new(0.01), hll.new(0.01)
+      for _, w in ipairs(words) do s:add(w) dense:add(w) end
+      -- A dense twin: merging a sketch turned dense by a register of its own.
+      local forced = hll.new(0.01)
+      for i = 1, 500 do forced:add(-i) end
+      assert.is_false(forced:is_sparse())
+      assert.are.equal(Z.distinct(words) <= 409, s:is_sparse(), "n = " .. n)
+      if s:is_sparse() then assert.is_true(#s:serialize() < 16384 / 2, "a sparse sketch serializes small") end
+      local sparse_count = s:count()
+      within(sparse_count, Z.distinct(words), s:rel_sd(), "n = " .. n)
+      -- The registers are the same whichever the form: adding the same values to a dense
+      -- sketch gives the same estimate.
+      local d = assert(hll.deserialize(dense:serialize()))
+      d:merge(hll.new(0.01))
+      local plus = hll.new(0.01):merge(forced)
+      plus:merge(s)
+      local twin = hll.new(0.01):merge(forced)
+      for _, w in ipairs(words) do twin:add(w) end
+      assert.are.equal(twin:serialize(), plus:serialize(), "sparse merged into dense")
+      assert.are.equal(sparse_count, d:count())
+    end
+  end)
+
+  it("merges sparse sketches into one that turns dense past its limit", function()
+    local a, b, whole = hll.new(0.01), hll.new(0.01), hll.new(0.01)
+    for i = 1, 300 do a:add(i) whole:add(i) end
+    for i = 200, 500 do b:add(i) whole:add(i) end
+    assert.is_true(a:is_sparse() and b:is_sparse())
+    local merged = assert(hll.deserialize(a:serialize())):merge(assert(hll.deserialize(b:serialize())))
+    assert.is_false(merged:is_sparse())
+    assert.are.equal(whole:serialize(), merged:serialize())
+    assert.is_nil(hll.deserialize("HLS1" .. string.char(14) .. "abc"))
+  end)
+
   it("Spark's precision: p = ceil(2 log2(1.106 / rel_sd)), refused past 18", function()
     assert.are.equal(9, hll.precision(0.05))  -- Spark's default rel_sd
     assert.are.equal(14, hll.precision(0.01))

@@ -1,8 +1,8 @@
--- dstream/sketch/hll.lua: HyperLogLog: the number of distinct values in a stream, in 2^p
--- bytes whatever their number.
+-- dstream/sketch/hll.lua: HyperLogLog: the number of distinct values in a stream, in at most
+-- 2^p bytes whatever their number.
 --
 --   local hll = require("dstream.sketch.hll")
---   local s = hll.new(0.01)            -- relative standard error 1% (p = 14: 16 KiB)
+--   local s = hll.new(0.01)            -- relative standard error 1% (p = 14: 16 KiB at most)
 --   s:add("alice"); s:add(42)
 --   s:count()                          -- about 2
 --   s:merge(other)                     -- the union's sketch (same precision)
@@ -15,15 +15,18 @@
 -- hash: the register index from the first p, the rank from the rest, up to 65 - p). The
 -- estimate is Ertl's improved estimator ("New cardinality estimation algorithms for
 -- HyperLogLog sketches", 2017, as Redis uses) in place of HLL++'s empirical bias tables and
--- linear-counting threshold: unbiased over the whole range without tables. Not built: HLL++'s
--- sparse encoding for small counts (a sketch is always 2^p bytes). Registers are an FFI
--- uint8 array; add is a hash, a shift and a byte store, no allocation.
+-- linear-counting threshold: unbiased over the whole range without tables. Like HLL++, a
+-- sketch holding few registers is sparse (a Lua table of the registers set, serialized as 5
+-- bytes each), so a sketch per key of keyed state costs what its values do; past 2^p / 40
+-- registers (where the table would outweigh the array) it turns dense: an FFI uint8 array,
+-- where add is a hash, a shift and a byte store, no allocation. Both give the same counts
+-- (the estimator reads the registers' histogram). Not HLL++'s: its 25-bit sparse precision.
 local bit = require("bit")
 local ffi = require("ffi")
 local hash = require("dstream.sketch.hash")
 local args = require("dstream.args")
 
-local band, rshift, lshift = bit.band, bit.rshift, bit.lshift
+local rshift, lshift = bit.rshift, bit.lshift
 local hash_value = hash.hash
 
 local M = {}
@@ -46,9 +49,10 @@ function M.precision(rel_sd)
   return p
 end
 
+-- A sparse sketch: `sparse` maps register index -> rank, `nsparse` counts them.
 local function with_p(p)
   local m = lshift(1, p)
-  return setmetatable({ p = p, m = m, registers = bytes_t(m) }, Sketch)
+  return setmetatable({ p = p, m = m, sparse = {}, nsparse = 0, limit = math.floor(m / 40) }, Sketch)
 end
 
 -- A sketch of relative standard error rel_sd (default 0.05, Spark's), or { p = 4..18 }.
@@ -61,6 +65,13 @@ function M.new(rel_sd)
     return with_p(p)
   end
   return with_p(M.precision(rel_sd or 0.05))
+end
+
+-- From sparse to an FFI array of 2^p registers.
+local function densify(self)
+  local regs = bytes_t(self.m)
+  for idx, rank in pairs(self.sparse) do regs[idx] = rank end
+  self.registers, self.sparse, self.nsparse = regs, nil, nil
 end
 
 -- The number of leading zero bits of a non-zero 32-bit word (read off the exponent of its
@@ -87,7 +98,19 @@ function Sketch:add(v)
     rank = 65 - p
   end
   local regs = self.registers
-  if rank > regs[idx] then regs[idx] = rank end
+  if regs then
+    if rank > regs[idx] then regs[idx] = rank end
+    return self
+  end
+  local sparse = self.sparse
+  local old = sparse[idx]
+  if old == nil then
+    sparse[idx] = rank
+    self.nsparse = self.nsparse + 1
+    if self.nsparse > self.limit then densify(self) end
+  elseif rank > old then
+    sparse[idx] = rank
+  end
   return self
 end
 
@@ -122,9 +145,14 @@ function Sketch:count()
   local histogram = {}
   for k = 0, q + 1 do histogram[k] = 0 end
   local regs = self.registers
-  for i = 0, m - 1 do
-    local r = regs[i]
-    histogram[r] = histogram[r] + 1
+  if regs then
+    for i = 0, m - 1 do
+      local r = regs[i]
+      histogram[r] = histogram[r] + 1
+    end
+  else
+    histogram[0] = m - self.nsparse
+    for _, r in pairs(self.sparse) do histogram[r] = histogram[r] + 1 end
   end
   local z = m * tau((m - histogram[q + 1]) / m)
   for k = q, 1, -1 do z = (z + histogram[k]) * 0.5 end
@@ -135,41 +163,93 @@ end
 -- The relative standard error of count().
 function Sketch:rel_sd() return 1.04 / math.sqrt(self.m) end
 
+function Sketch:is_sparse() return self.registers == nil end
+
 -- Makes self the sketch of both streams (the other sketch is unchanged).
 function Sketch:merge(other)
   if getmetatable(other) ~= Sketch then args.raise("hll merge: expected an hll sketch, got " .. type(other)) end
   if other.p ~= self.p then
     args.raise(string.format("hll merge: precisions differ (p = %d and %d): merge sketches made with the same rel_sd", self.p, other.p))
   end
-  local a, b = self.registers, other.registers
-  for i = 0, self.m - 1 do
-    if b[i] > a[i] then a[i] = b[i] end
+  if other.registers and not self.registers then densify(self) end
+  local a = self.registers
+  if a then
+    local b = other.registers
+    if b then
+      for i = 0, self.m - 1 do
+        if b[i] > a[i] then a[i] = b[i] end
+      end
+    else
+      for idx, rank in pairs(other.sparse) do
+        if rank > a[idx] then a[idx] = rank end
+      end
+    end
+    return self
   end
+  local sparse = self.sparse
+  for idx, rank in pairs(other.sparse) do
+    local old = sparse[idx]
+    if old == nil then
+      sparse[idx] = rank
+      self.nsparse = self.nsparse + 1
+    elseif rank > old then
+      sparse[idx] = rank
+    end
+  end
+  if self.nsparse > self.limit then densify(self) end
   return self
 end
 
-local MAGIC = "HLL1"
+-- "HLL1" p registers (dense), or "HLS1" p then 5 bytes per register set (sparse: index as a
+-- little-endian uint32, rank), in index order so equal sketches give equal strings.
+local DENSE, SPARSE = "HLL1", "HLS1"
+local entry_t = ffi.typeof("struct __attribute__((packed)) { uint32_t idx; uint8_t rank; }")
 
 function Sketch:serialize()
-  return MAGIC .. string.char(self.p) .. ffi.string(self.registers, self.m)
+  if self.registers then
+    return DENSE .. string.char(self.p) .. ffi.string(self.registers, self.m)
+  end
+  local order = {}
+  for idx in pairs(self.sparse) do order[#order + 1] = idx end
+  table.sort(order)
+  local entries = ffi.new(ffi.typeof("$[?]", entry_t), #order)
+  for i, idx in ipairs(order) do
+    entries[i - 1].idx, entries[i - 1].rank = idx, self.sparse[idx]
+  end
+  return SPARSE .. string.char(self.p) .. ffi.string(entries, 5 * #order)
 end
 
 -- A sketch from serialize()'s string; nil and why for anything else.
 function M.deserialize(s)
-  if type(s) ~= "string" or s:sub(1, 4) ~= MAGIC or #s < 5 then
+  if type(s) ~= "string" or #s < 5 or (s:sub(1, 4) ~= DENSE and s:sub(1, 4) ~= SPARSE) then
     return nil, "not a serialized hll sketch"
   end
   local p = s:byte(5)
-  if p < 4 or p > 18 or #s ~= 5 + lshift(1, p) then return nil, "a truncated or damaged hll sketch" end
+  if p < 4 or p > 18 then return nil, "a damaged hll sketch (p = " .. p .. ")" end
   local sketch = with_p(p)
-  ffi.copy(sketch.registers, ffi.cast("const uint8_t *", s) + 5, sketch.m)
+  if s:sub(1, 4) == DENSE then
+    if #s ~= 5 + sketch.m then return nil, "a truncated or damaged hll sketch" end
+    sketch.registers, sketch.sparse, sketch.nsparse = bytes_t(sketch.m), nil, nil
+    ffi.copy(sketch.registers, ffi.cast("const uint8_t *", s) + 5, sketch.m)
+    return sketch
+  end
+  local n = (#s - 5) / 5
+  if n ~= math.floor(n) then return nil, "a truncated or damaged hll sketch" end
+  local entries = ffi.cast(ffi.typeof("const $ *", entry_t), ffi.cast("const uint8_t *", s) + 5)
+  for i = 0, n - 1 do
+    local idx, rank = tonumber(entries[i].idx), entries[i].rank
+    if idx >= sketch.m or rank < 1 or rank > 65 - p then return nil, "a damaged hll sketch (register " .. idx .. ")" end
+    sketch.sparse[idx] = rank
+  end
+  sketch.nsparse = n
+  if n > sketch.limit then densify(sketch) end
   return sketch
 end
 
 function M.is_sketch(v) return getmetatable(v) == Sketch end
 
 function Sketch:__tostring()
-  return string.format("hll(p = %d, about %d distinct)", self.p, self:count())
+  return string.format("hll(p = %d, %s, about %d distinct)", self.p, self.registers and "dense" or "sparse", self:count())
 end
 
 return M
