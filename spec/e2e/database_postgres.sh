@@ -77,6 +77,22 @@ check "dead letter: the other rows are committed" [ "$(psql_q "SELECT string_agg
 check "dead letter: the refused rows (a constraint, a wrong type) are JSON lines with the server's messages" \
   python3 -c 'import json,sys; l=[json.loads(x) for x in open(sys.argv[1])]; assert len(l)==2 and l[0]["row"]=={"id":2,"n":-5} and "orders_n_check" in l[0]["error"] and l[1]["row"]=={"id":4,"n":"many"} and "invalid input syntax for type integer" in l[1]["error"], l' "$WORK/dead.jsonl"
 
+# An upsert with a refused row: skipped, the others written, and the next batch's upsert
+# (through the same staging table) updates them.
+psql_q "CREATE TABLE scores(k TEXT PRIMARY KEY, n INT CHECK (n >= 0))"
+cat >"$WORK/upbad.lua" <<'LUA'
+local dstream = require("dstream")
+local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, partitions = 1 }
+ctx:queue_stream { { { "a", 1 }, { "b", -1 }, { "c", 2 } }, { { "a", 5 }, { "c", 0 } } }
+  :to_sql { url = arg[1], table = "scores", columns = { "k", "n" }, mode = "upsert", key = "k", on_error = "skip" }
+ctx:start()
+ctx:advance(2)
+ctx:stop()
+LUA
+run_job upbad
+check "upsert: a refused row is skipped, the others are written and updated by the next batch" \
+  [ "$(psql_q "SELECT string_agg(k || '=' || n, ',' ORDER BY k) FROM scores")" = "a=5,c=0" ] || show upbad "$WORK/upbad.out"
+
 # ---- read_sql joined with a stream ----
 psql_q "CREATE TABLE users(id TEXT PRIMARY KEY, name TEXT); INSERT INTO users VALUES ('u1', 'Ann'), ('u2', 'Bo')"
 cat >"$WORK/join.lua" <<'LUA'

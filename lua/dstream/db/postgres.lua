@@ -5,9 +5,10 @@
 -- The interface is dstream.db's (see db/sqlite.lua's header): failures return nil, message,
 -- class; class "connection" (the server is gone or refuses for now: retried with backoff),
 -- "data" (this row: SQLSTATE 22xxx, 23xxx), "schema" (every row would fail: 42xxx) or "other".
--- Rows go in batches: COPY ... FROM STDIN for append, multi-row INSERT ... ON CONFLICT with
--- parameters for upsert. A batch the server refuses is undone to a savepoint and written again
--- a row at a time (a savepoint each) to find the row, its message, and keep the others.
+-- Rows go in batches: COPY ... FROM STDIN for append; for upsert, COPY into a staging table
+-- and one INSERT ... SELECT ... ON CONFLICT. A batch the server refuses is undone to a
+-- savepoint and written again a row at a time (a savepoint each) to find the row, its message,
+-- and keep the others.
 local ffi = require("ffi")
 local buffer = require("string.buffer")
 
@@ -49,7 +50,6 @@ local DIAG_SQLSTATE, DIAG_PRIMARY, DIAG_DETAIL = 67, 77, 68 -- 'C', 'M', 'D'
 local NUMERIC_OIDS = { [20] = true, [21] = true, [23] = true, [700] = true, [701] = true, [1700] = true, [26] = true }
 local BOOL_OID = 16
 local COPY_CHUNK = 256 * 1024
-local MAX_PARAMS = 32767 -- per statement (the protocol's limit is 65535)
 
 local M = {}
 
@@ -199,14 +199,17 @@ end
 
 function Conn:begin() return self:exec("BEGIN") end
 function Conn:commit() return self:exec("COMMIT") end
-function Conn:rollback() return self:exec("ROLLBACK") end
+function Conn:rollback()
+  self.staged = nil -- a staging table made in the transaction is gone with it
+  return self:exec("ROLLBACK")
+end
 
 -- COPY's text format: \N is NULL; backslash, tab, newline and return are escaped.
 local COPY_ESC = { ["\\"] = "\\\\", ["\t"] = "\\t", ["\n"] = "\\n", ["\r"] = "\\r" }
 local copy_buf = buffer.new()
 
-local function copy_rows(self, w, vals, first, last)
-  local res = lib.PQexec(self.conn, w.copy_sql)
+local function copy_rows(self, w, vals, first, last, copy_sql)
+  local res = lib.PQexec(self.conn, copy_sql or w.copy_sql)
   if res == nil or lib.PQresultStatus(res) ~= COPY_IN then return drain(self, res) end
   lib.PQclear(res)
   local ncols, b = w.ncols, copy_buf:reset()
@@ -262,23 +265,28 @@ local function insert_sql(self, w, rows)
   return sql
 end
 
-local function insert_rows(self, w, vals, first, last)
-  local per = math.max(1, math.min(1000, math.floor(MAX_PARAMS / w.ncols)))
-  local i = first
-  while i <= last do
-    local rows = math.min(per, last - i + 1)
-    local n = rows * w.ncols
-    local params = vals
-    if i ~= 1 then
-      params = {}
-      local base = (i - 1) * w.ncols
-      for k = 1, n do params[k] = vals[base + k] end
-    end
-    local ok, err, class = drain(self, exec_params(self, insert_sql(self, w, rows), params, n))
-    if not ok then return nil, err, class end
-    i = i + rows
-  end
-  return true
+-- Upserts go through a staging table: COPY into it, then one INSERT ... SELECT ... ON CONFLICT
+-- (the rows travel as COPY's text, not as a parameter each). A temporary table per connection
+-- and target, made in the first transaction that needs it, before the savepoint (a refused
+-- row does not drop it), emptied at each commit.
+local function stage(self, w)
+  self.staged = self.staged or {}
+  local name = self.staged[w.table]
+  if name then return name end
+  self.nstaged = (self.nstaged or 0) + 1
+  name = "dstream_stage_" .. self.nstaged
+  local ok, err, class = self:exec("CREATE TEMP TABLE IF NOT EXISTS " .. name .. " (LIKE " .. w.target
+    .. ") ON COMMIT DELETE ROWS")
+  if not ok then return nil, err, class end
+  self.staged[w.table] = name
+  return name
+end
+
+local function upsert_rows(self, w, vals, n, name)
+  local ok, err, class = copy_rows(self, w, vals, 1, n, "COPY " .. name .. " (" .. w.column_list .. ") FROM STDIN")
+  if not ok then return nil, err, class end
+  return self:exec("INSERT INTO " .. w.target .. " (" .. w.column_list .. ") SELECT " .. w.column_list
+    .. " FROM " .. name .. w.insert_suffix)
 end
 
 -- Writes rows 1..n of vals (flat, w.ncols values a row) inside the caller's transaction. A
@@ -286,12 +294,17 @@ end
 -- nil, message, "data", i.
 function Conn:write(w, vals, n, on_bad)
   if n == 0 then return true end
+  local name, serr, sclass
+  if w.mode == "upsert" then
+    name, serr, sclass = stage(self, w)
+    if not name then return nil, serr, sclass end
+  end
   local ok, err, class = self:exec("SAVEPOINT dstream_rows")
   if not ok then return nil, err, class end
   if w.mode == "append" then
     ok, err, class = copy_rows(self, w, vals, 1, n)
   else
-    ok, err, class = insert_rows(self, w, vals, 1, n)
+    ok, err, class = upsert_rows(self, w, vals, n, name)
   end
   if ok or class ~= "data" then return ok, err, class end
   -- A row was refused: undo the batch, then one row at a time, each behind a savepoint.

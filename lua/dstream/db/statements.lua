@@ -17,7 +17,8 @@ function M.writer(spec, driver)
   local cols = {}
   for i, c in ipairs(spec.columns) do cols[i] = q(c) end
   local target = q(spec.table) .. " (" .. table.concat(cols, ", ") .. ")"
-  local w = { ncols = #cols, mode = spec.mode, table = spec.table }
+  local w = { ncols = #cols, mode = spec.mode, table = spec.table, target = q(spec.table),
+    column_list = table.concat(cols, ", ") }
   w.copy_sql = "COPY " .. target .. " FROM STDIN"
   w.insert_prefix = "INSERT INTO " .. target .. " VALUES "
   w.insert_suffix = ""
