@@ -3,9 +3,10 @@
 -- retry loop around work that needs one.
 --
 -- A failure of class "connection" (the server went away, refuses connections, a lock held too
--- long) closes the connection and tries again after a backoff (100 ms doubling to 5 s), for up
--- to `retry_ms` in all; then the work fails with an error naming the database, what was being
--- done (the table) and the cause. Other failures end the loop at once.
+-- long) closes the connection and tries again after a backoff (100 ms doubling to 2 s, as the
+-- socket receiver's reconnects: a server back after a restart is found within 2 s), for up to
+-- `retry_ms` in all; then the work fails with an error naming the database, what was being done
+-- (the table) and the cause. Other failures end the loop at once.
 local ffi = require("ffi")
 local url_mod = require("dstream.db.url")
 
@@ -71,7 +72,7 @@ function M.with_retry(u, what, retry_ms, fn, on_wait)
     local ms = math.min(delay, retry_ms - waited)
     if on_wait then on_wait(ms, err) end
     M.sleep(ms)
-    delay = math.min(delay * 2, 5000)
+    delay = math.min(delay * 2, 2000)
   end
 end
 
