@@ -140,7 +140,10 @@ if pg_start; then
   sleep 2
   pg_stop_server fast
   echo "# server stopped at $(date +%T.%3N)"
-  sleep 3
+  sleep 2
+  # While the server is away: the waiting tasks are on /metrics as they wait.
+  curl -s "http://127.0.0.1:$UI_PORT/metrics" >"$WORK/metrics-down.txt"
+  sleep 1
   pg_start_server
   echo "# server started at $(date +%T.%3N)"
   wait_exit "$FEEDER" 60
@@ -149,6 +152,9 @@ if pg_start; then
   # The wait shows in /metrics and in the batch that waited (the live page's batch view).
   curl -s "http://127.0.0.1:$UI_PORT/metrics" >"$WORK/metrics.txt"
   curl -s "http://127.0.0.1:$UI_PORT/api/batches" >"$WORK/batches.json"
+  waiting=$(awk '/^dstream_sql_waiting_tasks / { print $2 }' "$WORK/metrics-down.txt")
+  check "restart: while the server was down /metrics showed tasks waiting for it (dstream_sql_waiting_tasks ${waiting:-none}, $(awk '/^dstream_sql_waiting_seconds / { print $2 }' "$WORK/metrics-down.txt") s)" \
+    [ "${waiting:-0}" -ge 1 ]
   waited=$(awk '/^dstream_sql_retry_wait_seconds_total/ { s += $2 } END { print s + 0 }' "$WORK/metrics.txt")
   check "restart: /metrics shows the time waited for the server (dstream_sql_retry_wait_seconds_total $waited)" \
     awk -v w="$waited" 'BEGIN { exit !(w > 0) }'

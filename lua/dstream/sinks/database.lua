@@ -78,9 +78,37 @@ local function job_id(ctx)
   return ctx._sql_job_id
 end
 
+-- Waits in progress, seen while they last: one slot per worker (a double in C memory the
+-- driver allocates once per context and never frees, so a worker abandoned mid-task still
+-- writes into live memory), where a worker's to_sql task puts the hrtime its wait started and
+-- 0 when it ends. A single writer per slot and aligned 8-byte stores: the driver's reads are
+-- never torn. /metrics reads them (dstream_sql_waiting_tasks, dstream_sql_waiting_seconds).
+pcall(ffi.cdef, "void *malloc(size_t size);")
+local function wait_slots(ctx)
+  if ctx._sql_wait_slots then return ctx._sql_wait_slots end
+  local n = ctx.workers + 1
+  local p = ffi.cast("double *", ffi.C.malloc(8 * n))
+  ffi.fill(p, 8 * n)
+  ctx._sql_wait_slots = p
+  local r = ctx:metrics()
+  local tasks = r:gauge("dstream_sql_waiting_tasks", "to_sql tasks waiting now for a database they cannot reach")
+  local secs = r:gauge("dstream_sql_waiting_seconds", "How long the longest wait for a database in progress has lasted")
+  r:collector(function()
+    local now, count, longest = core.hrtime_ms(), 0, 0
+    for i = 0, n - 1 do
+      local t = p[i]
+      if t > 0 then count, longest = count + 1, math.max(longest, now - t) end
+    end
+    tasks:set(count)
+    secs:set(longest / 1000)
+  end)
+  return p
+end
+
 local function metrics(ctx)
   local r = ctx:metrics()
   local labels = { "database", "table" }
+  wait_slots(ctx)
   return {
     rows = r:counter("dstream_sql_rows_total", "Rows written by to_sql", labels),
     skipped = r:counter("dstream_sql_tasks_skipped_total", "to_sql tasks that found their batch committed (a re-run after a restart) and wrote nothing", labels),
@@ -151,6 +179,7 @@ local function sink_term(ctx, opts, who)
     on_error = on_error, dead_letter = on_error == "dead_letter" and dl and abs_path(dl) or nil,
     dead_letter_topic = on_error == "dead_letter" and dl_topic or nil,
   }
+  term.wait_slots = tonumber(ffi.cast("intptr_t", wait_slots(ctx))) -- (an address below 2^47)
   return term, { database = u.name, table = opts.table }
 end
 

@@ -9,6 +9,7 @@ local connections = require("dstream.db.connections")
 local statements = require("dstream.db.statements")
 local task_mod = require("dstream.worker.task")
 
+local ffi = require("ffi")
 local type, error = type, error
 local records_error = task_mod.records_error
 
@@ -173,6 +174,9 @@ return function(W)
       if spec.mode == "upsert" then n = last_per_key(vals, n, ncols, spec.key_index) end
       local job, batch, part = spec.job, spec.batch_time, task_mod.current.part
       local exactly_once = batch ~= nil
+      -- This worker's slot of the driver's waits in progress (dstream.sinks.database).
+      local slot = spec.wait_slots and ffi.cast("double *", spec.wait_slots) + (task_mod.worker_index or 0)
+      if slot then slot[0] = 0 end
       local stats = { rows = 0, skipped = false, wait_ms = 0, retries = 0, bad = 0 }
       local bad
       local function on_bad(i, msg) bad[#bad + 1] = { i, msg } end
@@ -228,10 +232,12 @@ return function(W)
         stats.rows, stats.bad = n - #bad, #bad
         return stats
       end, function(ms, e)
+        if slot and slot[0] == 0 then slot[0] = core.hrtime_ms() end -- seen on /metrics while it lasts
         stats.retries, stats.wait_ms = stats.retries + 1, stats.wait_ms + ms
         core.log("warn", string.format("%s, table %s (batch %d ms, partition %d): %s; retrying in %.1f s",
           u.name, spec.table, batch or 0, part, tostring(e), ms / 1000))
       end)
+      if slot then slot[0] = 0 end
       local refused = not res and class == "data" and row and row_text(cols, vals, (row - 1) * ncols)
       vals = nil -- a trace may keep push alive: not the task's rows
       if not res then
