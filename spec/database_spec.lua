@@ -30,6 +30,17 @@ local function new_db(schema)
   return path
 end
 
+-- sqlite3 holds the write lock of db for `secs` seconds, in the background; returns once it
+-- holds it (another writer is refused at once).
+local function hold_lock(db, secs)
+  os.execute("(echo 'BEGIN EXCLUSIVE;'; sleep " .. secs .. "; echo 'COMMIT;') | sqlite3 " .. db .. " &")
+  for _ = 1, 100 do
+    if sh("sqlite3 " .. db .. " 'BEGIN IMMEDIATE; ROLLBACK;'"):find("locked", 1, true) then return end
+    ffi.C.poll(nil, 0, 50)
+  end
+  error("sqlite3 did not take the lock of " .. db)
+end
+
 local function manual(opts)
   local o = { batch = "1s", clock = "manual", workers = 2, partitions = 2, progress = false }
   for k, v in pairs(opts or {}) do o[k] = v end
@@ -235,9 +246,8 @@ describe("to_sql on SQLite", function()
 
   it("waits for a locked database, then gives up after retry_for with the cause", function()
     local db = new_db("CREATE TABLE t(x);")
-    -- Another process holds the write lock for 3 s: the batch waits and then writes.
-    os.execute("(echo 'BEGIN EXCLUSIVE;'; sleep 3; echo 'COMMIT;') | sqlite3 " .. db .. " &")
-    ffi.C.poll(nil, 0, 300)
+    -- Another process holds the write lock for 4 s: the batch waits and then writes.
+    hold_lock(db, 4)
     local ctx = manual()
     ctx:queue_stream { { "a", "b" } }:repartition(1):to_sql { url = "sqlite:" .. db, table = "t", columns = { "x" } }
     run(ctx, 1)
@@ -245,15 +255,14 @@ describe("to_sql on SQLite", function()
     local labels = { database = "sqlite:" .. db, table = "t" }
     assert.is_true(ctx:metrics():get("dstream_sql_retries_total"):value(labels) >= 1)
     -- Held for 6 s, retry_for 1 s: the batch fails naming the database, the table and the cause.
-    os.execute("(echo 'BEGIN EXCLUSIVE;'; sleep 6; echo 'COMMIT;') | sqlite3 " .. db .. " &")
-    ffi.C.poll(nil, 0, 300)
+    hold_lock(db, 6)
     ctx = manual()
     ctx:queue_stream { { "c" } }:to_sql { url = "sqlite:" .. db, table = "t", columns = { "x" }, retry_for = "1s" }
     local ok, err = pcall(run, ctx, 1)
     assert.is_false(ok)
     assert.matches("sqlite:" .. db .. ", table t: the database could not be reached for", tostring(err), 1, true)
     assert.matches("database is locked", tostring(err), 1, true)
-    os.execute("sleep 4")
+    os.execute("sleep 5")
     assert.equal("2\n", sqlite(db, "SELECT count(*) FROM t"))
   end)
 end)
