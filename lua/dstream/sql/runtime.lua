@@ -105,17 +105,8 @@ function M.concat(a, b)
   return text(a) .. text(b)
 end
 
--- lower/upper by gsub with a table of ASCII letters, not string.lower/upper: in this LuaJIT
--- (Debian's 2.1.0-beta3 snapshot) a trace that calls string.upper inside a worker's record
--- loop could crash while it was being compiled (lj_opt_fold's bufput_kfold_op folding a
--- constant that is not a string; seen with SELECT upper(user) || ... under DISTINCT).
-local to_upper, to_lower = {}, {}
-for c = ("a"):byte(), ("z"):byte() do
-  to_upper[string.char(c)] = string.char(c - 32)
-  to_lower[string.char(c - 32)] = string.char(c)
-end
-function M.lower(s) if s == nil then return nil end return (text(s):gsub("%u", to_lower)) end
-function M.upper(s) if s == nil then return nil end return (text(s):gsub("%l", to_upper)) end
+function M.lower(s) if s == nil then return nil end return text(s):lower() end
+function M.upper(s) if s == nil then return nil end return text(s):upper() end
 -- Characters of UTF-8 text: bytes that do not continue a character (a loop the JIT compiles,
 -- where gsub would end the trace).
 local byte = string.byte
