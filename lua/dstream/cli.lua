@@ -5,10 +5,9 @@ local jitopt = require("dstream.jitopt")
 
 local M = {}
 
--- dstream's own frames: files under lua/dstream/, the directory of this file (the notion
--- util.raise uses to blame the user's line).
-local OWN = debug.getinfo(1, "S").source:match("^(@.*/)cli%.lua$") or "@dstream/"
-local function own(src) return src:sub(1, #OWN) == OWN end
+-- dstream's own frames: its modules' and the stdlib's (the notion util.raise uses to blame
+-- the user's line).
+local own = require("dstream.util").is_own
 
 ---------------------------------------------------------------------------------------------
 -- Tracebacks

@@ -1,8 +1,16 @@
 -- dstream/util.lua: argument checks and parsing shared by the driver-side modules.
 local M = {}
 
--- Where dstream's own modules are: "@/path/to/lua/dstream/" (this file's directory).
+-- Where dstream's own modules are: "@/path/to/lua/dstream/" (this file's directory), and the
+-- stdlib's (stdlib/dstream/ in a build tree; the same directory once installed).
 local OWN = debug.getinfo(1, "S").source:match("^(@.*/)util%.lua$") or "@dstream/"
+local STDLIB = (package.searchpath("dstream.args", package.path) or ""):match("^(.*/)args%.lua$")
+STDLIB = STDLIB and "@" .. STDLIB or OWN
+
+-- Whether a chunk's source (debug.getinfo's `source`) is one of dstream's or the stdlib's files.
+function M.is_own(src)
+  return src:sub(1, #OWN) == OWN or src:sub(1, #STDLIB) == STDLIB
+end
 
 -- Raises msg at the user's line: the innermost caller outside dstream's modules (C functions
 -- such as pcall and tail-call frames skipped). The convention of the public API: whichever
@@ -14,7 +22,7 @@ function M.raise(msg)
     local info = debug.getinfo(level, "S")
     if not info then break end
     local src = info.source
-    if src ~= "=[C]" and src ~= "=(tail call)" and src:sub(1, #OWN) ~= OWN then break end
+    if src ~= "=[C]" and src ~= "=(tail call)" and not M.is_own(src) then break end
     level = level + 1
   end
   error(msg, level)

@@ -243,6 +243,15 @@ check "an argument check's traceback starts at the user's frame" \
   eval '[ "$(sed -n 3p "$WORK/badarg.err")" = "	$WORK/bad_arg.lua:4: in function '"'"'build'"'"'" ] && grep -qF "bad_arg.lua:7: in main chunk" "$WORK/badarg.err"'
 check "no frame of dstream's own modules at the default log level" \
   eval '! grep -q "lua/dstream/\|\[C\]" "$WORK/badarg.err" "$WORK/rterr.err"'
+cat >"$WORK/stdlib_arg.lua" <<'LUA'
+local dstream = require("dstream")
+local kmeans = require("dstream.ml.kmeans")
+local ctx = dstream.context { workers = 1 }
+kmeans.streaming { k = 2, dims = 2 }:predict_on(ctx:queue_stream({}))
+LUA
+run stdarg "$WORK/stdlib_arg.lua"
+check "a stdlib module's argument error names the user's line, with the user's frames only" \
+  eval '[ "$(head -n 1 "$WORK/stdarg.err")" = "dstream: $WORK/stdlib_arg.lua:4: predict_on: set the initial centres first (set_initial_centers or set_random_centers)" ] && [ "$(sed -n 3p "$WORK/stdarg.err")" = "	$WORK/stdlib_arg.lua:4: in main chunk" ] && [ "$(wc -l <"$WORK/stdarg.err")" -eq 3 ]'
 run badarg_debug --log-level debug "$WORK/bad_arg.lua"
 check "--log-level debug shows dstream's frames, from the innermost one" \
   eval '[ "$(sed -n 3p "$WORK/badarg_debug.err")" = "	[C]: in function '"'"'error'"'"'" ] && grep -q "lua/dstream/stream.lua:[0-9]*: in function '"'"'map'"'"'" "$WORK/badarg_debug.err"'

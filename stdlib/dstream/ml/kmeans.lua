@@ -337,16 +337,7 @@ function Streaming:train_on(stream)
   end)
 end
 
--- The cluster of each point of every batch, under the model of that moment.
-function Streaming:predict_on(stream)
-  need_model(self, "predict_on")
-  return streaming.predict_on(self, stream)
-end
-
--- (key, features) pairs -> (key, cluster).
-function Streaming:predict_on_values(stream)
-  need_model(self, "predict_on_values")
-  return streaming.predict_on(self, stream, true)
-end
+-- predict_on(stream) and predict_on_values(pair_stream), under the model of each batch.
+streaming.add_predictors(Streaming, need_model)
 
 return M

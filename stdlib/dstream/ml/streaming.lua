@@ -30,4 +30,18 @@ function M.predict_on(est, stream, values)
   end)
 end
 
+-- Gives an estimator class predict_on(stream) and predict_on_values(pair_stream);
+-- need_model(est, who) raises when the estimator has no model yet.
+function M.add_predictors(class, need_model)
+  function class:predict_on(stream)
+    need_model(self, "predict_on")
+    return M.predict_on(self, stream)
+  end
+  -- (key, features) pairs -> (key, prediction).
+  function class:predict_on_values(stream)
+    need_model(self, "predict_on_values")
+    return M.predict_on(self, stream, true)
+  end
+end
+
 return M
