@@ -9,7 +9,7 @@ local mode, path, needle, workers = arg[1], arg[2], arg[3] or "zyx", tonumber(ar
 local function matches(line) return line:find(needle, 1, true) ~= nil end
 -----------------------------------------------------------------------------------------------
 
-local lines, matched, secs, cpu, load_secs
+local lines, matched, secs, cpu, load_secs, driver_cpu
 if mode == "bare" then
   local t = lib.now()
   local p, n = lib.corpus_records(path)
@@ -25,9 +25,9 @@ if mode == "bare" then
 else
   local ctx, data
   ctx, data, load_secs = lib.static_dataset(path, workers)
-  local t0, c0 = lib.now(), lib.cpu()
+  local t0, c0, d0 = lib.now(), lib.cpu(), lib.thread_cpu()
   matched = data:filter(matches):count()
-  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  secs, cpu, driver_cpu = lib.now() - t0, lib.cpu() - c0, lib.thread_cpu() - d0
   lines = data:count()
   ctx:stop()
 end
@@ -35,4 +35,5 @@ end
 lib.result {
   { "workload", "grep" }, { "impl", lib.impl(mode, workers) },
   { "records", lines }, { "matched", matched }, { "secs", secs }, { "cpu", cpu }, { "load_secs", load_secs },
+  { "driver_cpu", driver_cpu },
 }

@@ -17,7 +17,7 @@ local split, pair, add, summary = user.split, user.pair, user.add, user.summary
 
 local BATCH_MS = 250
 local ctx = dstream.context { batch = BATCH_MS .. "ms", workers = workers, partitions = workers }
-local words, messages, t_first, c_first, t_end, c_end, batches = 0, 0, nil, nil, nil, nil, 0
+local words, messages, t_first, c_first, d_first, t_end, c_end, d_end, batches = 0, 0, nil, nil, nil, nil, nil, nil, 0
 ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest",
     group = string.format("bench-%d-%d", os.time(), math.random(1e6)) }
   :flat_map(split):map(pair):reduce_by_key(add)
@@ -26,13 +26,13 @@ ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest",
   end)
 ctx:on_batch_started(function(info)
   if not t_first and (info.records or 0) > 0 then
-    t_first, c_first = lib.now() - BATCH_MS / 1000, lib.cpu()
+    t_first, c_first, d_first = lib.now() - BATCH_MS / 1000, lib.cpu(), lib.thread_cpu()
   end
 end)
 ctx:on_batch_completed(function(info)
   messages, batches = messages + (info.records or 0), batches + (t_first and 1 or 0)
   if messages >= expected and not t_end then
-    t_end, c_end = lib.now(), lib.cpu()
+    t_end, c_end, d_end = lib.now(), lib.cpu(), lib.thread_cpu()
     ctx:stop()
   end
 end)
@@ -44,4 +44,5 @@ lib.result {
   { "workload", "kafka_wordcount" }, { "impl", "dstream-" .. workers .. "w" },
   { "records", messages }, { "words", words }, { "batches", batches },
   { "secs", t_end - t_first }, { "cpu", c_end - c_first },
+  { "driver_cpu", d_end - d_first },
 }

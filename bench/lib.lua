@@ -41,13 +41,23 @@ function M.cpu()
     + tonumber(ru.stime.sec) + tonumber(ru.stime.usec) / 1e6
 end
 
+-- CPU seconds of the calling thread alone (RUSAGE_THREAD): in dstream the driver's thread,
+-- beside the workers', the receivers' and the Kafka consumer's, which lib.cpu() also counts.
+function M.thread_cpu()
+  C.getrusage(1, ru)
+  return tonumber(ru.utime.sec) + tonumber(ru.utime.usec) / 1e6
+    + tonumber(ru.stime.sec) + tonumber(ru.stime.usec) / 1e6
+end
+
 -- Prints "result k=v ..." (keys in the given order: a list of {key, value}).
 function M.result(fields)
   local out = { "result" }
   for _, kv in ipairs(fields) do
     local v = kv[2]
+    if v == nil then goto skip end -- a field this run has not got (bare LuaJIT's driver_cpu)
     if type(v) == "number" and v ~= math.floor(v) then v = string.format("%.6g", v) end
     out[#out + 1] = kv[1] .. "=" .. tostring(v)
+    ::skip::
   end
   print(table.concat(out, " "))
   io.stdout:flush()
@@ -179,6 +189,14 @@ function M.word_batches(p, n, nbatches, split, pair, add, close, pad, start)
   if in_batch > 0 then close_batch() end
   while pad and done < nbatches do close_batch() end
   return lines
+end
+
+-- The size of a file in bytes.
+function M.file_size(path)
+  local fh = assert(io.open(path, "rb"))
+  local size = fh:seek("end")
+  fh:close()
+  return size
 end
 
 -- Peak resident set size of this process so far, in KiB (from /proc: VmHWM).

@@ -71,17 +71,31 @@ end
 
 local SPARK_PER_CORE = 62500
 
-local fmt = "%-34s %-16s %10s %10s %10s %8s %8s %8s %7s %7s"
+local fmt = "%-34s %-16s %10s %10s %10s %8s %8s %8s %7s %7s %7s %6s"
 local function header()
   print(string.format(fmt, "workload", "run on", "records/s", "words/s", "per core", "p50 ms",
-    "p99 ms", "RSS MB", "vs C", "vs LJ"))
-  print(string.rep("-", 130))
+    "p99 ms", "RSS MB", "vs C", "vs LJ", "2w/1w", "drv %"))
+  print(string.rep("-", 145))
+end
+
+-- A 2-worker row's speed over the same workload's 1-worker row ("2w/1w"), when both ran.
+local function scaling(r)
+  local impl1 = r.impl and r.impl:match("^(.*%-)2w$")
+  local r1 = impl1 and get(r.workload, impl1 .. "1w", r.variant, r.batch)
+  return r1 and string.format("%.2fx", rate(r) / rate(r1)) or "-"
+end
+
+-- The driver thread's share of the process's CPU time while the row was timed ("drv %"):
+-- what the workers' cores wait on when it is large.
+local function driver_share(r)
+  if not (r.driver_cpu and r.cpu and r.cpu > 0) then return "-" end
+  return string.format("%.0f%%", 100 * r.driver_cpu / r.cpu)
 end
 
 local function row(label, r, c_base, lj_base, opts)
   opts = opts or {}
   if not r then
-    print(string.format(fmt, label, opts.impl or "?", "(no result)", "", "", "", "", "", "", ""))
+    print(string.format(fmt, label, opts.impl or "?", "(no result)", "", "", "", "", "", "", "", "", ""))
     return
   end
   local words = r.words and r.words / r.secs or nil
@@ -91,7 +105,7 @@ local function row(label, r, c_base, lj_base, opts)
     r.p50_ms and string.format("%.1f", r.p50_ms) or "-",
     r.p99_ms and string.format("%.1f", r.p99_ms) or "-",
     r.rss_kb and string.format("%.0f", r.rss_kb / 1024) or "-",
-    c_base and ratio(c_base, r) or "-", lj_base and ratio(lj_base, r) or "-"))
+    c_base and ratio(c_base, r) or "-", lj_base and ratio(lj_base, r) or "-", scaling(r), driver_share(r)))
 end
 
 local checks = {}
@@ -231,7 +245,7 @@ for _, s in ipairs(sections) do
   end
   if s[1] == "window" then
     print(string.format(fmt, "  reference: Spark Streaming sliding", "published", "-", "-",
-      si(SPARK_PER_CORE), "-", "-", "-", "-", "-"))
+      si(SPARK_PER_CORE), "-", "-", "-", "-", "-", "-", "-"))
     print("    word count, 100-byte records, 1-2 s latency (Zaharia et al., SOSP 2013)")
   end
 end
@@ -254,6 +268,36 @@ for _, impl in ipairs({ "c", "luajit", "dstream-1w", "dstream-2w" }) do
       impl == "c" and "C baseline" or impl == "luajit" and "bare LuaJIT" or impl .. ":", r.bytes_per_key,
       r.key_bytes or 0, r.bytes_per_key - (r.key_bytes or 0)))
   end
+end
+
+-- Memory as the work grows (issue 23): the peak RSS of the same job on a larger input. A static
+-- word count over a file read by its tasks should stay flat (blocks in flight, a vocabulary's
+-- worth of counts); running counts grow with the keys, by their bytes per key.
+local small_tf, large_tf = get("text_file", "dstream-2w"), get("text_file", "dstream-2w", "large")
+local small_st, large_st = get("state", "dstream-1w"), get("state", "dstream-1w", "large")
+if large_tf or large_st then
+  print()
+  print("memory as the work grows                          input           peak RSS MB   growth")
+  local function mem(label, what, r, base, growth)
+    if not r then return end
+    print(string.format("  %-48s %-15s %11.0f   %s", label, what, (r.rss_kb or 0) / 1024,
+      base and growth(r, base) or ""))
+  end
+  local function mb(r) return string.format("%.0f MB", (r.bytes or 0) / 1e6) end
+  local function flat(r, base)
+    return string.format("%.2fx the RSS for %.1fx the input (flat expected)",
+      (r.rss_kb or 0) / math.max(base.rss_kb or 1, 1), (r.bytes or 0) / math.max(base.bytes or 1, 1))
+  end
+  local function keys(r) return (si(r.keys):gsub("%.0+ ", " ")) .. " keys" end
+  local function linear(r, base)
+    return string.format("%.0f bytes of RSS per added key; heap %.1f B/key beyond the key",
+      ((r.rss_kb or 0) - (base.rss_kb or 0)) * 1024 / math.max(r.keys - base.keys, 1),
+      (r.bytes_per_key or 0) - (r.key_bytes or 0))
+  end
+  mem("word count, text_file, 2 wkr", small_tf and mb(small_tf) or "-", small_tf)
+  mem("word count, text_file, 2 wkr", large_tf and mb(large_tf) or "-", large_tf, small_tf, flat)
+  mem("running counts (update_state_by_key), 1 wkr", small_st and keys(small_st) or "-", small_st)
+  mem("running counts (update_state_by_key), 1 wkr", large_st and keys(large_st) or "-", large_st, small_st, linear)
 end
 
 -- Targets
@@ -281,6 +325,29 @@ target("update_state_by_key bytes per key beyond the key's own (1 worker)",
 local win = get("window", "dstream-2w")
 target("windowed word count per core / Spark Streaming's 62.5 K",
   win and win.cpu and (win.records / win.cpu) / SPARK_PER_CORE, "%.1fx", "(reference)", function() return true end)
+
+-- Issue 23's targets over every workload with both rows: the slowest scaling from 1 worker
+-- to 2, and the largest engine overhead of 1 worker over bare LuaJIT running the same code.
+local workloads = { { "wordcount", "gmatch" }, { "wordcount", "words" }, { "grep" }, { "window" },
+  { "topk" }, { "state" }, { "text_file" }, { "socket_wordcount" }, { "kafka_wordcount" } }
+local worst_scale, worst_over
+for _, wv in ipairs(workloads) do
+  local d1, d2 = get(wv[1], "dstream-1w", wv[2]), get(wv[1], "dstream-2w", wv[2])
+  local lj = get(wv[1] == "text_file" and "wordcount" or wv[1], "luajit", wv[1] == "text_file" and "words" or wv[2])
+  local name = wv[1] .. (wv[2] and " (" .. wv[2] .. ")" or "")
+  if d1 and d2 and (not worst_scale or rate(d2) / rate(d1) < worst_scale[1]) then
+    worst_scale = { rate(d2) / rate(d1), name }
+  end
+  if d1 and lj and wv[1] ~= "text_file" and (not worst_over or rate(lj) / rate(d1) > worst_over[1]) then
+    worst_over = { rate(lj) / rate(d1), name }
+  end
+end
+print(string.format("  %-64s %-12s %-10s %s", "slowest 2 workers / 1 worker (issue 23): "
+  .. (worst_scale and worst_scale[2] or "-"), worst_scale and string.format("%.2fx", worst_scale[1]) or "-",
+  ">= 1.7x", worst_scale and (worst_scale[1] >= 1.7 and "met" or "MISSED") or "(not measured)"))
+print(string.format("  %-64s %-12s %-10s %s", "largest 1 worker / bare LuaJIT (issue 23): "
+  .. (worst_over and worst_over[2] or "-"), worst_over and string.format("%.2fx", worst_over[1]) or "-",
+  "<= 1.15x", worst_over and (worst_over[1] <= 1.15 and "met" or "MISSED") or "(not measured)"))
 
 for _, c in ipairs(checks) do print(c) end
 for _, f in ipairs(failed) do print("FAILED: " .. f .. " (see bench/out/log.txt)") end

@@ -14,7 +14,7 @@ local split, pair, add, summary = user.split, user.pair, user.add, user.summary
 -----------------------------------------------------------------------------------------------
 
 local ctx = dstream.context { batch = "250ms", workers = workers, partitions = workers }
-local words, lines, t0, c0, t_end, c_end, batches = 0, 0, nil, nil, nil, nil, 0
+local words, lines, t0, c0, d0, t_end, c_end, d_end, batches = 0, 0, nil, nil, nil, nil, nil, nil, 0
 ctx:socket_text_stream("127.0.0.1", port)
   :flat_map(split):map(pair):reduce_by_key(add)
   :foreach_rdd(function(rdd)
@@ -23,11 +23,11 @@ ctx:socket_text_stream("127.0.0.1", port)
 ctx:on_batch_completed(function(info)
   lines, batches = lines + (info.records or 0), batches + 1
   if lines >= expected and not t_end then
-    t_end, c_end = lib.now(), lib.cpu()
+    t_end, c_end, d_end = lib.now(), lib.cpu(), lib.thread_cpu()
     ctx:stop()
   end
 end)
-t0, c0 = lib.now(), lib.cpu()
+t0, c0, d0 = lib.now(), lib.cpu(), lib.thread_cpu()
 ctx:start()
 ctx:await_termination(300)
 if not t_end then error("timed out: " .. lines .. " of " .. expected .. " lines received") end
@@ -36,4 +36,5 @@ lib.result {
   { "workload", "socket_wordcount" }, { "impl", "dstream-" .. workers .. "w" },
   { "records", lines }, { "words", words }, { "batches", batches },
   { "secs", t_end - t0 }, { "cpu", c_end - c0 },
+  { "driver_cpu", d_end - d0 },
 }

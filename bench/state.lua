@@ -3,12 +3,14 @@
 -- batch touches every key once); BATCHES batches run on the manual clock as fast as they go.
 -- Memory: the worker's Lua bytes (after full collections) per key, minus the key's own bytes
 -- (a LuaJIT string: 24 bytes of header, the characters and a NUL).
---   dstream bench/state.lua dstream KEYS BATCHES WORKERS
+--   dstream bench/state.lua dstream KEYS BATCHES WORKERS [VARIANT]
+-- VARIANT labels the result (bench/run's memory row with more keys: "large").
 --   luajit  bench/state.lua bare    KEYS BATCHES
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local mode, nkeys, nbatches, workers = arg[1], tonumber(arg[2] or 1000000), tonumber(arg[3] or 4),
   tonumber(arg[4] or 1)
+local variant = arg[5]
 
 -- User code ---------------------------------------------------------------------------------
 local NKEYS = nkeys
@@ -30,7 +32,7 @@ local function key_bytes(n) -- the average size of the strings "u0" .. "u<n-1>" 
   return total / n
 end
 
-local records, secs, cpu, keys, sum, bytes_per_key
+local records, secs, cpu, driver_cpu, keys, sum, bytes_per_key
 if mode == "bare" then
   collectgarbage()
   collectgarbage()
@@ -94,16 +96,17 @@ else
   end
   ctx:start()
   local before = worker_bytes()
-  local t0, c0 = lib.now(), lib.cpu()
+  local t0, c0, d0 = lib.now(), lib.cpu(), lib.thread_cpu()
   ctx:advance(nbatches)
-  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  secs, cpu, driver_cpu = lib.now() - t0, lib.cpu() - c0, lib.thread_cpu() - d0
   bytes_per_key = (worker_bytes() - before) / keys
   ctx:stop()
 end
 records = nkeys * nbatches
 
 lib.result {
-  { "workload", "state" }, { "impl", lib.impl(mode, workers) },
+  { "workload", "state" }, { "impl", lib.impl(mode, workers) }, { "variant", variant },
   { "records", records }, { "keys", keys }, { "sum", sum }, { "secs", secs }, { "cpu", cpu },
+  { "driver_cpu", driver_cpu },
   { "bytes_per_key", bytes_per_key }, { "key_bytes", key_bytes(nkeys) },
 }

@@ -44,7 +44,7 @@ local function merge(lists)
 end
 -----------------------------------------------------------------------------------------------
 
-local lines, secs, cpu, checksum = 0, nil, nil, 0
+local lines, secs, cpu, driver_cpu, checksum = 0, nil, nil, nil, 0
 local function check(top) -- a checksum of the winners: the sum of their counts
   for _, e in ipairs(top) do checksum = checksum + e[2] end
 end
@@ -74,13 +74,14 @@ else
       check(merge(lists))
     end)
   ctx:start()
-  local t0, c0 = lib.now(), lib.cpu()
+  local t0, c0, d0 = lib.now(), lib.cpu(), lib.thread_cpu()
   ctx:advance(nbatches)
-  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  secs, cpu, driver_cpu = lib.now() - t0, lib.cpu() - c0, lib.thread_cpu() - d0
   ctx:stop()
 end
 
 lib.result {
   { "workload", "topk" }, { "impl", lib.impl(mode, workers) },
   { "records", lines }, { "batches", nbatches }, { "checksum", checksum }, { "secs", secs }, { "cpu", cpu },
+  { "driver_cpu", driver_cpu },
 }

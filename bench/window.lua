@@ -19,7 +19,7 @@ local function sub(a, b) return a - b end
 local function positive(_, n) return n > 0 end
 -----------------------------------------------------------------------------------------------
 
-local lines, secs, cpu, checksum = 0, nil, nil, 0
+local lines, secs, cpu, driver_cpu, checksum = 0, nil, nil, nil, 0
 
 if mode == "bare" then
   local p, n = lib.corpus_records(path)
@@ -55,13 +55,14 @@ else
     :reduce_by_key_and_window(add, WINDOW .. "s", "1s", { inverse = sub, filter = positive })
     :foreach_rdd(function(rdd) checksum = checksum + rdd:count() end)
   ctx:start()
-  local t0, c0 = lib.now(), lib.cpu()
+  local t0, c0, d0 = lib.now(), lib.cpu(), lib.thread_cpu()
   ctx:advance(nbatches)
-  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  secs, cpu, driver_cpu = lib.now() - t0, lib.cpu() - c0, lib.thread_cpu() - d0
   ctx:stop()
 end
 
 lib.result {
   { "workload", "window" }, { "impl", lib.impl(mode, workers) },
   { "records", lines }, { "batches", nbatches }, { "checksum", checksum }, { "secs", secs }, { "cpu", cpu },
+  { "driver_cpu", driver_cpu },
 }

@@ -14,7 +14,7 @@ local user = require("wordcount_user")(how)
 local split, pair, add, summary = user.split, user.pair, user.add, user.summary
 -----------------------------------------------------------------------------------------------
 
-local lines, distinct, total, secs, cpu, load_secs
+local lines, distinct, total, secs, cpu, load_secs, driver_cpu
 
 if mode == "bare" then
   local t = lib.now()
@@ -41,9 +41,9 @@ if mode == "bare" then
 else
   local ctx, data
   ctx, data, load_secs = lib.static_dataset(path, workers)
-  local t0, c0 = lib.now(), lib.cpu()
+  local t0, c0, d0 = lib.now(), lib.cpu(), lib.thread_cpu()
   local parts = data:flat_map(split):map(pair):reduce_by_key(add):map_partitions(summary):collect()
-  secs, cpu = lib.now() - t0, lib.cpu() - c0
+  secs, cpu, driver_cpu = lib.now() - t0, lib.cpu() - c0, lib.thread_cpu() - d0
   distinct, total = 0, 0
   for _, s in ipairs(parts) do
     distinct, total = distinct + s[1], total + s[2]
@@ -56,4 +56,5 @@ lib.result {
   { "workload", "wordcount" }, { "impl", lib.impl(mode, workers) },
   { "variant", how }, { "records", lines }, { "words", total }, { "distinct", distinct },
   { "secs", secs }, { "cpu", cpu }, { "load_secs", load_secs },
+  { "driver_cpu", driver_cpu },
 }
