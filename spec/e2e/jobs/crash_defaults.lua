@@ -15,6 +15,7 @@
 --     every input line, as read, saved with save_as_text_files(OUT_PREFIX).
 -- Prints "ready recovered=<ms>|none" once started and "first-input <wall clock ms>" when its
 -- first batch holding records has completed; a graceful stop on SIGTERM.
+package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" .. package.path
 local dstream = require("dstream")
 
 local mode, dir, checkpoint_dir, out = arg[1], arg[2], arg[3], arg[4]
@@ -82,15 +83,4 @@ local ctx = dstream.get_or_create(checkpoint_dir, function()
   return ctx
 end)
 
-local reported = false
-ctx:on_batch_completed(function(info)
-  if not reported and info.records > 0 then
-    reported = true
-    print(string.format("first-input %d", info.finished_at))
-    io.stdout:flush()
-  end
-end)
-ctx:start()
-print("ready recovered=" .. (ctx.recovered_from and string.format("%d", ctx.recovered_from) or "none"))
-io.stdout:flush()
-ctx:await_termination()
+require("crash_run")(ctx)
