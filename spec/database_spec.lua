@@ -31,9 +31,11 @@ local function new_db(schema)
 end
 
 -- sqlite3 holds the write lock of db for `secs` seconds, in the background; returns once it
--- holds it (another writer is refused at once).
+-- holds it (another writer is refused at once). Its .timeout lets its BEGIN wait while a probe
+-- below holds the lock for an instant (without it, that BEGIN failed and no lock was taken).
 local function hold_lock(db, secs)
-  os.execute("(echo 'BEGIN EXCLUSIVE;'; sleep " .. secs .. "; echo 'COMMIT;') | sqlite3 " .. db .. " &")
+  os.execute("(echo '.timeout 5000'; echo 'BEGIN EXCLUSIVE;'; sleep " .. secs .. "; echo 'COMMIT;') | sqlite3 "
+    .. db .. " &")
   for _ = 1, 100 do
     if sh("sqlite3 " .. db .. " 'BEGIN IMMEDIATE; ROLLBACK;'"):find("locked", 1, true) then return end
     ffi.C.poll(nil, 0, 50)
