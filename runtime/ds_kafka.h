@@ -227,4 +227,30 @@ int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv
 int ds_kafka_partition_count(const char *brokers, const char *topic, const ds_kafka_kv *conf,
                              int nconf, int timeout_ms, int *count, char *err, size_t errlen);
 
+/* A reader of single partitions (ds_kafka_reader.c): a consumer with no group, for restoring
+ * keyed state from a changelog. One thread at a time. */
+typedef struct ds_kafka_reader ds_kafka_reader;
+/* Called for every message read: key/value NULL when null. Returns <0 to stop (no memory). */
+typedef int (*ds_kafka_reader_cb)(void *opaque, int64_t offset, const void *key, size_t klen,
+                                  const void *value, size_t vlen);
+int ds_kafka_reader_new(const char *brokers, const ds_kafka_kv *conf, int nconf,
+                        ds_kafka_reader **out, char *err, size_t errlen);
+int ds_kafka_reader_watermarks(ds_kafka_reader *r, const char *topic, int32_t partition,
+                               int64_t *low, int64_t *high, int timeout_ms, char *err,
+                               size_t errlen);
+/* Reads topic/partition from offset `from` (or where the last read ended) up to `until`
+ * (exclusive), at most `max` messages; *next: where the next read starts. -ETIMEDOUT when the
+ * messages did not come within timeout_ms. */
+int ds_kafka_reader_read(ds_kafka_reader *r, const char *topic, int32_t partition, int64_t from,
+                         int64_t until, int max, int timeout_ms, ds_kafka_reader_cb cb,
+                         void *opaque, int64_t *next, char *err, size_t errlen);
+void ds_kafka_reader_free(ds_kafka_reader *r);
+/* Creates topic with `partitions` partitions (admin API) unless it exists, then reads its
+ * partition count into *count (which the caller compares: an existing topic keeps its own).
+ * A broker without the admin API (librdkafka's mock) leaves creation to someone else: -ENOENT
+ * when the topic is still missing. */
+int ds_kafka_topic_ensure(const char *brokers, const char *topic, int partitions,
+                          const ds_kafka_kv *conf, int nconf, int timeout_ms, int *count,
+                          char *err, size_t errlen);
+
 #endif

@@ -79,6 +79,10 @@ struct ds_kafka_source {
   char **topics; /* interned names */
   int ntopics;
   ds_kafka_offset *wanted; /* explicit start positions, used at assignment */
+  /* Group assignment from committed offsets (cluster mode): where this process's completed
+   * batches ended, per partition it ever owned (the offsets handed to commit). */
+  ds_kafka_offset *done;
+  int ndone;
   int ignore_committed;     /* partitions not in `wanted` start at the start policy */
   int start_earliest;
   int nwanted;
@@ -126,19 +130,33 @@ static const char *intern(ds_kafka_source *s, const char *topic) {
   return t[s->ntopics++];
 }
 
-/* Sets the start position of (topic, partition) for its next assignment; topic is interned.
- * Returns 0 or -ENOMEM. */
-static int wanted_set(ds_kafka_source *s, const char *topic, int32_t partition, int64_t offset) {
-  for (int w = 0; w < s->nwanted; w++)
-    if (s->wanted[w].partition == partition && s->wanted[w].topic == topic) {
-      s->wanted[w].offset = offset;
+/* Sets the offset of (topic, partition) in the list *l of *n; topic is interned. Returns 0 or
+ * -ENOMEM. */
+static int offsets_put(ds_kafka_offset **l, int *n, const char *topic, int32_t partition,
+                       int64_t offset) {
+  for (int w = 0; w < *n; w++)
+    if ((*l)[w].partition == partition && (*l)[w].topic == topic) {
+      (*l)[w].offset = offset;
       return 0;
     }
-  ds_kafka_offset *n = realloc(s->wanted, (size_t)(s->nwanted + 1) * sizeof *n);
-  if (!n) return -ENOMEM;
-  s->wanted = n;
-  n[s->nwanted++] = (ds_kafka_offset){topic, partition, offset};
+  ds_kafka_offset *m = realloc(*l, (size_t)(*n + 1) * sizeof *m);
+  if (!m) return -ENOMEM;
+  *l = m;
+  m[(*n)++] = (ds_kafka_offset){topic, partition, offset};
   return 0;
+}
+
+/* Sets the start position of (topic, partition) for its next assignment. */
+static int wanted_set(ds_kafka_source *s, const char *topic, int32_t partition, int64_t offset) {
+  return offsets_put(&s->wanted, &s->nwanted, topic, partition, offset);
+}
+
+/* Where this process's completed batches of (topic, partition) ended, or -1. */
+static int64_t done_of(ds_kafka_source *s, const char *topic, int32_t partition) {
+  for (int w = 0; w < s->ndone; w++)
+    if (s->done[w].partition == partition && strcmp(s->done[w].topic, topic) == 0)
+      return s->done[w].offset;
+  return -1;
 }
 
 static int kpart_cmp(const char *topic, int32_t partition, const kpart *kp) {
@@ -352,6 +370,23 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         ds_log(DS_LOG_WARN, "kafka_stream: cannot read the group's committed offsets at an "
                "assignment: %s", rd_kafka_err2str(crc));
       rd_kafka_topic_partition_list_destroy(c);
+      /* A partition coming back to this process starts after the batches it completed here,
+       * when the group's offset lags behind them: their commit was refused in a rebalance
+       * (the mock answers commits "illegal generation" while a member joins), and reading
+       * them again sent them on twice. Whoever owned the partition meanwhile and completed
+       * more has committed more. */
+      pthread_mutex_lock(&s->lock);
+      for (int i = 0; i < list->cnt; i++) {
+        int64_t d = done_of(s, list->elems[i].topic, list->elems[i].partition);
+        if (d >= 0 && d > list->elems[i].offset) {
+          ds_log(DS_LOG_INFO, "kafka_stream: %s [%d] goes on at offset %lld, where this process's"
+                 " completed batches ended (the group's offset, %lld, lags behind)",
+                 list->elems[i].topic, (int)list->elems[i].partition, (long long)d,
+                 (long long)list->elems[i].offset);
+          list->elems[i].offset = d;
+        }
+      }
+      pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < list->cnt; i++) {
@@ -1066,6 +1101,8 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
     /* Handed to librdkafka: a revocation waiting for it (revoke_wait) commits it again,
      * synchronously. */
     if (offsets[i].offset > s->parts[k].committed) s->parts[k].committed = offsets[i].offset;
+    if (!s->ignore_committed && offsets[i].offset > done_of(s, offsets[i].topic, offsets[i].partition))
+      offsets_put(&s->done, &s->ndone, s->parts[k].topic, offsets[i].partition, offsets[i].offset);
   }
   pthread_cond_broadcast(&s->commit_cond);
   /* At most REBALANCE_HOLD_S: an answer may come after the assignment that ended it. */
@@ -1310,6 +1347,7 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   for (int i = 0; i < s->ntopics; i++) free(s->topics[i]);
   free(s->topics);
   free(s->wanted);
+  free(s->done);
   free(s->finish_offsets);
   free(s->subscribed);
   free(s->scratch);

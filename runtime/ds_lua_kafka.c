@@ -18,6 +18,7 @@
 #define KSOURCE_MT "ds.kafka_source"
 #define KPRODUCER_MT "ds.kafka_producer"
 #define KMOCK_MT "ds.kafka_mock"
+#define KREADER_MT "ds.kafka_reader"
 
 /* ---- option helpers ----------------------------------------------------------------------- */
 
@@ -664,6 +665,114 @@ static int km_close(lua_State *L) {
   return 0;
 }
 
+/* ---- partition readers (cluster mode's changelogs) ------------------------------------------ */
+
+typedef struct lreader {
+  ds_kafka_reader *r;
+} lreader;
+
+static ds_kafka_reader *check_reader(lua_State *L) {
+  lreader *lr = luaL_checkudata(L, 1, KREADER_MT);
+  if (!lr->r) luaL_error(L, "the Kafka reader is closed");
+  return lr->r;
+}
+
+/* core.kafka_reader{ brokers, conf } -> reader | nil, err */
+static int l_kafka_reader(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  const char *brokers = field_string(L, 1, "brokers", 1);
+  int nconf = 0;
+  ds_kafka_kv *conf = read_conf(L, 1, "conf", &nconf);
+  char err[300];
+  ds_kafka_reader *r = NULL;
+  if (ds_kafka_reader_new(brokers, conf, nconf, &r, err, sizeof err) < 0) return fail(L, err);
+  lreader *lr = lua_newuserdata(L, sizeof *lr);
+  lr->r = r;
+  luaL_getmetatable(L, KREADER_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* r:watermarks(topic, partition [, timeout_ms]) -> low, high | nil, err */
+static int kr_watermarks(lua_State *L) {
+  ds_kafka_reader *r = check_reader(L);
+  int64_t low = 0, high = 0;
+  char err[300];
+  if (ds_kafka_reader_watermarks(r, luaL_checkstring(L, 2), (int32_t)luaL_checkinteger(L, 3), &low,
+                                 &high, (int)luaL_optinteger(L, 4, 10000), err, sizeof err) < 0)
+    return fail(L, err);
+  lua_pushnumber(L, (lua_Number)low);
+  lua_pushnumber(L, (lua_Number)high);
+  return 2;
+}
+
+typedef struct read_ctx {
+  lua_State *L;
+  int keys, values, n;
+} read_ctx;
+
+/* Appends a message's key and value to the two arrays (false for a null). */
+static int read_push(void *opaque, int64_t offset, const void *key, size_t klen, const void *value,
+                     size_t vlen) {
+  (void)offset;
+  read_ctx *c = opaque;
+  c->n++;
+  if (key) lua_pushlstring(c->L, key, klen);
+  else lua_pushboolean(c->L, 0);
+  lua_rawseti(c->L, c->keys, c->n);
+  if (value) lua_pushlstring(c->L, value, vlen);
+  else lua_pushboolean(c->L, 0);
+  lua_rawseti(c->L, c->values, c->n);
+  return 0;
+}
+
+/* r:read(topic, partition, from, until [, max [, timeout_ms]]) -> keys, values, next | nil, err:
+ * the messages from offset `from` below `until`, at most max (default 10000) */
+static int kr_read(lua_State *L) {
+  ds_kafka_reader *r = check_reader(L);
+  const char *topic = luaL_checkstring(L, 2);
+  int32_t partition = (int32_t)luaL_checkinteger(L, 3);
+  int64_t from = (int64_t)luaL_checknumber(L, 4), until = (int64_t)luaL_checknumber(L, 5);
+  int max = (int)luaL_optinteger(L, 6, 10000);
+  int timeout = (int)luaL_optinteger(L, 7, 30000);
+  lua_settop(L, 7);
+  read_ctx c = {L, 8, 9, 0};
+  lua_newtable(L);
+  lua_newtable(L);
+  int64_t next = from;
+  char err[300];
+  if (ds_kafka_reader_read(r, topic, partition, from, until, max, timeout, read_push, &c, &next, err,
+                           sizeof err) < 0)
+    return fail(L, err);
+  lua_pushnumber(L, (lua_Number)next);
+  return 3;
+}
+
+static int kr_close(lua_State *L) {
+  lreader *lr = luaL_checkudata(L, 1, KREADER_MT);
+  ds_kafka_reader_free(lr->r);
+  lr->r = NULL;
+  return 0;
+}
+
+/* core.kafka_topic_ensure(brokers, topic, partitions [, conf_holder [, timeout_ms]]) -> count |
+ * nil, err: the topic made with that many partitions unless it exists; its partition count. */
+static int l_kafka_topic_ensure(lua_State *L) {
+  const char *brokers = luaL_checkstring(L, 1);
+  const char *topic = luaL_checkstring(L, 2);
+  int partitions = (int)luaL_checkinteger(L, 3);
+  int timeout = (int)luaL_optinteger(L, 5, 10000); /* before read_conf pushes its anchor */
+  int nconf = 0;
+  ds_kafka_kv *conf = NULL;
+  if (lua_istable(L, 4)) conf = read_conf(L, 4, "conf", &nconf);
+  char err[300];
+  int count = 0;
+  if (ds_kafka_topic_ensure(brokers, topic, partitions, conf, nconf, timeout, &count, err, sizeof err) < 0)
+    return fail(L, err);
+  lua_pushinteger(L, count);
+  return 1;
+}
+
 /* ---- helpers ------------------------------------------------------------------------------ */
 
 /* core.kafka_committed(brokers, group, partitions [, conf_holder [, timeout_ms]]) -> offsets |
@@ -759,16 +868,21 @@ void ds_lua_open_kafka(lua_State *L) {
       {"topic_error", km_topic_error},
       {"broker_up", km_broker_up},     {"close", km_close},
       {NULL, NULL}};
+  static const luaL_Reg reader_methods[] = {
+      {"watermarks", kr_watermarks}, {"read", kr_read}, {"close", kr_close}, {NULL, NULL}};
   static const luaL_Reg functions[] = {{"kafka_source", l_kafka_source},
                                        {"kafka_producer", l_kafka_producer},
                                        {"kafka_mock", l_kafka_mock},
                                        {"kafka_committed", l_kafka_committed},
                                        {"kafka_partitions", l_kafka_partitions},
+                                       {"kafka_reader", l_kafka_reader},
+                                       {"kafka_topic_ensure", l_kafka_topic_ensure},
                                        {"kafka_append", l_append},
                                        {"kafka_log", l_log},
                                        {NULL, NULL}};
   ds_lua_new_class(L, KSOURCE_MT, source_methods, ks_close, NULL);
   ds_lua_new_class(L, KPRODUCER_MT, producer_methods, kp_close, NULL);
   ds_lua_new_class(L, KMOCK_MT, mock_methods, km_close, NULL);
+  ds_lua_new_class(L, KREADER_MT, reader_methods, kr_close, NULL);
   luaL_register(L, NULL, functions);
 }

@@ -574,12 +574,17 @@ describe("kafka", function()
     assert.are.equal("group", s.kafka.assign)
     assert.are.equal("cooperative-sticky", s.kafka.conf["partition.assignment.strategy"])
     local pairs_of = s:map(function(v) return v, 1 end)
-    e = err_of(function() pairs_of:update_state_by_key(function(v, st) return st end) end)
-    assert.truthy(e:find("kafka_spec.lua:%d+: update_state_by_key: cluster mode runs stateless jobs for now"), e)
+    e = err_of(function() pairs_of:update_state_by_key(function(v, st) return st end, { initial = ctx:parallelize({}) }) end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: update_state_by_key: initial state is not supported in cluster mode yet"), e)
     e = err_of(function() pairs_of:map_with_state { fn = function() end } end)
-    assert.truthy(e:find("map_with_state: cluster mode runs stateless jobs for now", 1, true), e)
+    assert.truthy(e:find("kafka_spec.lua:%d+: map_with_state: cluster mode keeps only update_state_by_key's state"), e)
     e = err_of(function() pairs_of:reduce_by_key_and_window(function(a, b) return a + b end, 2, 1) end)
-    assert.truthy(e:find("cluster mode runs stateless jobs for now", 1, true), e)
+    assert.truthy(e:find("cluster mode keeps only update_state_by_key's state across processes for now", 1, true), e)
+    e = err_of(function()
+      dstream.context { clock = "manual", workers = 1, cluster = "spec-app2" }:queue_stream({})
+        :map(function(v) return v, 1 end):update_state_by_key(function(v, st) return st end)
+    end)
+    assert.truthy(e:find("kafka_spec.lua:%d+: update_state_by_key: cluster mode keeps keyed state in Kafka topics on the job's brokers"), e)
     e = err_of(function() dstream.context { cluster = 3 } end)
     assert.truthy(e:find("cluster: expected the name of the job's consumer group", 1, true), e)
     ctx:stop()
@@ -634,6 +639,53 @@ describe("kafka", function()
     end)
     for m = 1, 2 do pcall(ctxs[m].stop, ctxs[m]) end
     if not ok then error(err, 0) end
+  end)
+
+  it("cluster mode: update_state_by_key keeps its state in Kafka topics; a new start restores it; another partition count is refused", function()
+    mock:create_topic("stin", 2)
+    mock:create_topic("spec-st-counts-repartition", 3)
+    mock:create_topic("spec-st-counts-changelog", 3)
+    local function job(partitions)
+      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-st" }
+      local s = ctx:kafka_stream { brokers = B, topic = "stin", start = "earliest",
+        conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+      local latest = {}
+      local counts = s:map(function(w) return w, 1 end):update_state_by_key(function(values, n)
+        n = n or 0
+        for i = 1, #values do n = n + values[i] end
+        return n
+      end, { partitions = partitions }):name("counts")
+      counts:foreach_rdd(function(rdd)
+        latest = {}
+        for _, kv in ipairs(rdd:collect()) do latest[kv[1]] = kv[2] end
+      end)
+      return ctx, function() return latest end
+    end
+    local function run(words, total)
+      local ctx, latest = job(3)
+      local ok, err = pcall(function()
+        ctx:start()
+        produce("stin", words)
+        assert.is_true(wait_for(function()
+          ctx:advance(1)
+          local t = 0
+          for _, n in pairs(latest()) do t = t + n end
+          return t >= total
+        end, 40))
+      end)
+      pcall(ctx.stop, ctx)
+      if not ok then error(err, 0) end
+      return latest()
+    end
+    assert.are.same({ a = 3, b = 1, c = 1 }, run({ "a", "b", "a", "c", "a" }, 5))
+    -- A new start (no checkpoint) restores every state partition from the changelog.
+    assert.are.same({ a = 3, b = 2, c = 1, d = 1 }, run({ "b", "d" }, 7))
+    local ctx = job(2)
+    local ok, err = pcall(ctx.start, ctx)
+    pcall(ctx.stop, ctx)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("kafka_spec.lua:%d+: kafka_stream update_state_by_key %(repartition%): update_state_by_key:"
+      .. " topic spec%-st%-counts%-repartition has 3 partitions, but this start asks for 2 state partitions"), tostring(err))
   end)
 
   it("re-runs the batches logged after the checkpoint at the same offsets, and its position stays past them", function()

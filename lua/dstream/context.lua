@@ -212,10 +212,11 @@ end
 
 -- A new state id. Keyed state (partitions given) lives on the workers under it; state kept
 -- on the driver registers driver_state/restore_driver functions. Checkpoints save both.
-function Context:_new_state(kind, partitions)
-  if self.cluster then
-    util.raise(kind .. ": cluster mode runs stateless jobs for now: keyed state across processes "
-      .. "(changelog topics, issue 19) is not built yet")
+-- `cluster_ready`: the operator keeps its state across a cluster's processes (dstream.cluster).
+function Context:_new_state(kind, partitions, cluster_ready)
+  if self.cluster and not cluster_ready then
+    util.raise(kind .. ": cluster mode keeps only update_state_by_key's state across processes for now"
+      .. " (changelog topics for the other stateful operators: issue 19)")
   end
   self._states = self._states or {}
   local id = #self._states + 1

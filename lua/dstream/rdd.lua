@@ -199,8 +199,10 @@ end
 
 -- The keys and states of state `state_id`, read where they live; with `state_time`, the
 -- result that state's operator kept for that batch (a window's value, see ops_window).
-function M.state_source(ctx, state_id, nparts, state_time)
-  return new(ctx, { kind = "state", state_id = state_id, nparts = nparts, state_time = state_time })
+-- `parts`: only these state partitions (a cluster process's own), else 0 .. nparts - 1.
+function M.state_source(ctx, state_id, nparts, state_time, parts)
+  return new(ctx, { kind = "state", state_id = state_id, nparts = parts and #parts or nparts,
+    state_time = state_time, state_parts = parts })
 end
 
 -- Partitions made of the outputs of tasks (one task's outputs per partition).

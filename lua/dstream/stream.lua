@@ -197,6 +197,7 @@ function Stream:update_state_by_key(fn, opts)
     util.raise("update_state_by_key: initial must be a batch (rdd) of key/state pairs, got " .. type(initial))
   end
   local ctx = self.ctx
+  if ctx.cluster then return require("dstream.cluster.keyed").update_state_by_key(self, fn, opts) end
   local n = opts.partitions or ctx.partitions
   local op = { kind = "update_state", fn = ctx:_ship(fn, "update_state_by_key"),
     state = ctx:_new_state("update_state_by_key", n), with_key = opts.with_key and true or nil }

@@ -16,6 +16,7 @@
 # CLUSTER_DEBUG=1 adds each batch's offset ranges (OUT.ranges) and debug logs (with E2E_KEEP=1).
 # Release build only (CI runs every e2e file under both builds).
 source "$(dirname "$0")/lib/common.bash"
+source "$(dirname "$0")/lib/cluster.bash"
 release_only
 
 command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
@@ -67,20 +68,6 @@ make_text 19 6000 "$WORK/text.txt"
 awk '{ print NR ": " $0 }' "$WORK/text.txt" >"$WORK/input.txt"
 split -l 100 -d -a 3 "$WORK/input.txt" "$WORK/chunk-"
 CHUNKS=$(ls "$WORK"/chunk-* | wc -l)
-# produce TOPIC PAUSE_S: one chunk every PAUSE_S into partition (chunk number mod PARTS); the
-# last chunks wait for $WORK/go-TOPIC (the test's end), so input flows through every step.
-produce() {
-  local topic=$1 pause=$2 i=0 f
-  for f in "$WORK"/chunk-*; do
-    if [ "$i" -ge $((CHUNKS - 5)) ]; then
-      while [ ! -e "$WORK/go-$topic" ]; do sleep 0.1; done
-    fi
-    kcat -P -b "$BOOT" -t "$topic" -p $((i % PARTS)) -l "$f" 2>>"$WORK/kcat.err" || exit 1
-    i=$((i + 1))
-    sleep "$pause"
-  done
-  touch "$WORK/produced-$topic"
-}
 
 # start NAME TOPIC SESSION: a process of the job (pid in PID_<NAME>).
 start() {
@@ -95,20 +82,9 @@ owned() {
   l=$(cut -d' ' -f2 "$WORK/$1.owned" 2>/dev/null)
   [ -n "$l" ] && echo "$l" | tr ',' '\n' | grep -c . || echo 0
 }
-# owners "NAME=N ...": every named process owns exactly N partitions.
-owners() {
-  local kv
-  for kv in "$@"; do [ "$(owned "${kv%=*}")" = "${kv#*=}" ] || return 1; done
-}
 show_owners() {
   local n
   for n in "$@"; do echo "#   $n: $(cut -d' ' -f2 "$WORK/$n.owned" 2>/dev/null) (member $(cut -d' ' -f1 "$WORK/$n.owned" 2>/dev/null | cut -c1-40))"; done
-}
-step() { # step DESCRIPTION SECONDS "NAME=N ..." NAMES-TO-SHOW...
-  local what=$1 secs=$2 want=$3
-  shift 3
-  if wait_until "$secs" owners $want; then ok "$what ($want)"; else not_ok "$what ($want)"; fi
-  show_owners "$@"
 }
 # verify TOPIC NAMES...: the union of the processes' outputs against the input.
 verify() {
@@ -184,12 +160,12 @@ echo "# defaults: the graceful stop took $(($(ms_now) - T_STOP)) ms"
 check "defaults: a graceful stop ends with status 0 within 5 s" \
   eval '[ "$EXIT_STATUS" = 0 ] && [ $(($(ms_now) - T_STOP)) -lt 5000 ]'
 
-# ---- a cluster context refuses keyed state ----
+# ---- a cluster context refuses the keyed state it cannot keep across processes yet ----
 "$DSTREAM" -e 'local c = require("dstream").context { cluster = "x" }
-  c:queue_stream({}):map(function(l) return l, 1 end):update_state_by_key(function(v, s) return s end)' \
+  c:queue_stream({}):map(function(l) return l, 1 end):map_with_state { fn = function(k, v, s) return v end }' \
   >/dev/null 2>"$WORK/state.err"
-check "update_state_by_key in cluster mode fails, naming what is not built yet" \
-  grep -q "update_state_by_key: cluster mode runs stateless jobs for now" "$WORK/state.err"
+check "map_with_state in cluster mode fails, naming what is not built yet" \
+  grep -q "map_with_state: cluster mode keeps only update_state_by_key's state across processes for now" "$WORK/state.err"
 
 for f in "$WORK"/*.err; do
   if grep -q "panic\|Segmentation\|AddressSanitizer" "$f"; then not_ok "no crash in $(basename "$f")"; show stderr "$f"; fi

@@ -57,8 +57,10 @@ function Planner:_plans(raw)
     return plans
   elseif kind == "state" then -- keyed state read where it lives
     local plans = {}
+    local parts = self.state_parts -- (a cluster process's own partitions)
     for r = 1, self.nparts do
-      plans[r] = { ops = {}, state = self.state_id, state_part = r - 1, state_time = self.state_time }
+      plans[r] = { ops = {}, state = self.state_id, state_part = parts and parts[r] or r - 1,
+        state_time = self.state_time }
     end
     return plans
   else -- shuffle: the reduce side reads the buckets the map side wrote

@@ -186,6 +186,7 @@ end
 
 return function(W)
   local operators, terminals, shipped, emit = W.operators, W.terminals, W.shipped, W.emit
+  W.kafka_producer_for = producer_for -- (cluster mode's repartition and changelog writes too)
 
   -- A failing task's input record, quoted from its frame: where it came from, its key and value.
   W.record_text.kafka_record = function(_, raw)

@@ -30,15 +30,35 @@ return function(W)
     __newindex = function() error("update_state_by_key: the values array is read-only", 2) end,
   })
 
-  -- update_state_by_key: fn(values, state) for every key that has state or new values;
-  -- fn(key, values, state) with the option with_key.
-  function operators.update_state(spec, _, fin)
-    local f = shipped(spec.fn)
-    if spec.with_key then
-      local keyed = f
-      f = function(values, state, k) return keyed(k, values, state) end
+  -- A batch of update_state_by_key: f(values, state, k) for every key of `old` (values or
+  -- NO_VALUES) and for the n new keys in `order`; the new states and their count. (Also run
+  -- by cluster mode's keyed stage, dstream.worker.ops.cluster.)
+  function W.next_states(f, old, values, order, n)
+    local new, keys = {}, 0
+    for k, state in next, old do
+      local s = f(values[k] or NO_VALUES, state, k)
+      if s ~= nil then
+        new[k] = s
+        keys = keys + 1
+      end
     end
-    local store = store_of(spec.state, current.part)
+    for i = 1, n do
+      local k = order[i]
+      if old[k] == nil then
+        local s = f(values[k], nil, k)
+        if s ~= nil then
+          new[k] = s
+          keys = keys + 1
+        end
+      end
+    end
+    return new, keys
+  end
+  W.report_keys = report_keys
+
+  -- A task's values by key, keys in the order they came: push(k, v) for each pair, then
+  -- take() -> values (key -> array), order, n, once (an array key counts as its representative).
+  function W.value_lists()
     local values, order, n = {}, {}, 0
     return function(k, v)
       local list = values[k]
@@ -54,26 +74,31 @@ return function(W)
       end
       list[#list + 1] = v
     end, function()
-      local old, new, keys = store.states, {}, 0
-      for k, state in next, old do
-        local s = f(values[k] or NO_VALUES, state, k)
-        if s ~= nil then
-          new[k] = s
-          keys = keys + 1
-        end
-      end
-      for i = 1, n do
-        local k = order[i]
-        if old[k] == nil then
-          local s = f(values[k], nil, k)
-          if s ~= nil then
-            new[k] = s
-            keys = keys + 1
-          end
-        end
-      end
-      report_keys(spec, keys)
+      local v, o = values, order
       values, order = nil, nil -- a trace may keep push alive: not the batch's values
+      return v, o, n
+    end
+  end
+
+  -- fn(values, state) or, with the option with_key, fn(key, values, state), called as f(values, state, key).
+  function W.state_fn(spec)
+    local f = shipped(spec.fn)
+    if spec.with_key then
+      local keyed = f
+      f = function(values, state, k) return keyed(k, values, state) end
+    end
+    return f
+  end
+
+  -- update_state_by_key: fn(values, state) for every key that has state or new values;
+  -- fn(key, values, state) with the option with_key.
+  function operators.update_state(spec, _, fin)
+    local f = W.state_fn(spec)
+    local store = store_of(spec.state, current.part)
+    local push, take = W.value_lists()
+    return push, function()
+      local new, keys = W.next_states(f, store.states, take())
+      report_keys(spec, keys)
       local on_success = current.on_success
       on_success[#on_success + 1] = function() store.states = new end
       fin()

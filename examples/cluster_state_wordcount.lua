@@ -1,0 +1,113 @@
+-- examples/cluster_state_wordcount.lua: cluster mode with keyed state: a running word count
+-- (update_state_by_key) on three processes.
+--
+--   dstream examples/cluster_state_wordcount.lua
+--
+-- Starts an embedded Kafka broker in this process with the topics the job needs: its input
+-- "words" (6 partitions) and, for the state operator named "counts" with 6 state partitions,
+-- example-counts-counts-repartition and example-counts-counts-changelog (the embedded broker
+-- has no admin API, so a job cannot make them itself). Then three processes of the same job
+-- (this file again, run as `dstream --cluster example-counts FILE --member ...`): the group
+-- shares the input's partitions and the state partitions out, two each. Each member counts
+-- the words of the lines it reads per batch (reduce_by_key), sends the counts to the state
+-- partition of each word (the repartition topic), and adds what its own state partitions
+-- receive to their running counts. After ~15 s each prints the state partitions it owns and
+-- their counts, and stops: every word is in one member's output, with its whole count.
+local dstream = require("dstream")
+local kafka = require("dstream.kafka")
+
+local APP, N = "example-counts", 6
+
+if arg[1] == "--member" then
+  -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
+  local brokers, name = arg[2], arg[3]
+  local ctx = dstream.context { batch = "500ms", workers = 2, name = name }
+  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
+    -- A member that dies is noticed after its session timeout: short here, for the example.
+    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  local counts = lines:flat_map(function(line) return line:gmatch("%S+") end)
+    :map(function(w) return w, 1 end)
+    :reduce_by_key(function(a, b) return a + b end)
+    :update_state_by_key(function(values, total)
+      total = total or 0
+      for i = 1, #values do total = total + values[i] end
+      return total
+    end, { partitions = N })
+    :name("counts")
+  -- The counts of the state partitions this member owns, printed once, 15 s after the start
+  -- (the input was produced by then), then the member stops.
+  local started, printed = os.time(), false
+  counts:foreach_rdd(function(rdd)
+    if printed or os.time() - started < 15 then return end
+    printed = true
+    local parts = {}
+    for _, o in ipairs(counts:kafka_stats().assigned or {}) do parts[#parts + 1] = o.partition end
+    table.sort(parts)
+    local shown = {}
+    for _, kv in ipairs(rdd:collect()) do shown[#shown + 1] = kv[1] .. "=" .. kv[2] end
+    table.sort(shown)
+    print(string.format("%s owns state partitions %s: %s", name, table.concat(parts, ","),
+      table.concat(shown, " ")))
+    io.stdout:flush()
+    ctx:stop { graceful = true }
+  end)
+  ctx:start()
+  ctx:await_termination()
+  return
+end
+
+-- The driver of the example: a broker, three members, a producer.
+local mock = kafka.mock_cluster { brokers = 1, topics = { words = 6,
+  [APP .. "-counts-repartition"] = N, [APP .. "-counts-changelog"] = N } }
+local brokers = mock:bootstrap()
+local self_path, interpreter = arg[0], arg[-1] or "dstream"
+local dir = os.tmpname()
+os.remove(dir)
+assert(os.execute("mkdir -p " .. dir) == 0 or true)
+for m = 1, 3 do
+  -- In the background (&): the three run at once and join the group together.
+  os.execute(string.format("%q --cluster %s --log-level error %q --member %q member%d > %s/member%d.out 2>&1 &",
+    interpreter, APP, self_path, brokers, m, dir, m))
+end
+local producer = kafka.producer { brokers = brokers }
+local words = { "kafka", "group", "member", "partition", "stream", "batch", "state", "topic" }
+local ffi = require("ffi")
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+-- Lines for 4 s once the members have joined (the embedded broker's first rebalance waits 3 s;
+-- a member that reads while the group rebalances may read records again: see the guide);
+-- what was produced is printed at the end, to compare with the members' counts.
+os.execute("sleep 7")
+local produced = {}
+for i = 1, 40 do
+  local a, b = words[1 + (i - 1) % 8], words[1 + (i * 3) % 8]
+  assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " state" or ""), nil, (i - 1) % 6))
+  produced[a] = (produced[a] or 0) + 1
+  produced[b] = (produced[b] or 0) + 1
+  if i % 4 == 0 then produced.state = (produced.state or 0) + 1 end
+  assert(producer:flush(5000))
+  ffi.C.poll(nil, 0, 100)
+end
+producer:close()
+-- The members print their counts 15 s after their start, and stop: wait for them.
+local function output(m)
+  local fh = io.open(string.format("%s/member%d.out", dir, m))
+  local text = fh and fh:read("*a") or ""
+  if fh then fh:close() end
+  return text
+end
+for _ = 1, 200 do
+  if output(1):find("owns") and output(2):find("owns") and output(3):find("owns") then break end
+  ffi.C.poll(nil, 0, 100)
+end
+for m = 1, 3 do
+  local fh = io.open(string.format("%s/member%d.out", dir, m))
+  io.write(fh and fh:read("*a") or ("member" .. m .. ": no output\n"))
+  if fh then fh:close() end
+  os.remove(string.format("%s/member%d.out", dir, m))
+end
+local shown = {}
+for w, n in pairs(produced) do shown[#shown + 1] = w .. "=" .. n end
+table.sort(shown)
+print("produced " .. table.concat(shown, " "))
+os.remove(dir)
+mock:close()

@@ -1,0 +1,137 @@
+-- dstream/cluster/keyed.lua: keyed state across the processes of a cluster (issue 19), driver
+-- side. stream:update_state_by_key in cluster mode comes here.
+--
+-- A stateful operator has n state partitions, fixed at the cluster's first start (its
+-- topics' partition count; a later start asking for another n fails). Each batch of a process:
+--
+--   1. the map side: the pairs this process computed (from the Kafka partitions it owns) go to
+--      topic APP-<operator>-repartition, partition key_hash(key) % n (terminal
+--      repartition_send, dstream.worker.ops.cluster);
+--   2. the keyed stage: the repartition topic is one more input of consumer group APP (an
+--      internal kafka_stream), so the group gives each process some of its partitions, and
+--      partition p of it is state partition p, run on worker p % workers. Its task first
+--      brings the partition's state up to date from APP-<operator>-changelog (a restore when
+--      the partition is new here), applies the batch, and writes the changed keys to the
+--      changelog (operator cluster_update_state);
+--   3. the stream's batch is the (key, state) pairs of the state partitions this process owns.
+--
+-- So the keyed stage sees a record one or more batches after the map side wrote it, and a
+-- process's state stream holds only its own partitions' keys.
+local core = require("dstream.core")
+local kafka_source = require("dstream.sources.kafka")
+local rdd_mod = require("dstream.rdd")
+local stream_mod = require("dstream.stream")
+local util = require("dstream.util")
+
+local M = {}
+
+local DISCARD = { kind = "discard" }
+local TIMEOUT_MS = 30000
+
+-- The name of a stateful operator in its topics' names: the stream's name (stream:name()),
+-- else its kind and state id.
+local function operator_name(entry, kind)
+  local name = entry.name or (kind .. "-" .. entry.id)
+  if not name:match("^[%w._-]+$") then
+    error(string.format("%s: the name '%s' cannot be part of a Kafka topic's name (letters,"
+      .. " digits, '.', '_' and '-')", kind, name), 0)
+  end
+  return name
+end
+
+-- Makes (or finds) the operator's topics with n partitions; an error when one has another count.
+local function ensure_topics(brokers, topics, n, who)
+  for _, t in ipairs(topics) do
+    local count, err = core.kafka_topic_ensure(brokers, t, n)
+    if not count then
+      error(who .. ": " .. tostring(err) .. " (a broker without the admin API, such as dstream"
+        .. " kafka-mock, needs the job's topics made first: " .. t .. ":" .. n .. " on kafka-mock's"
+        .. " command line, or `topic " .. t .. " " .. n .. "` on its standard input)", 0)
+    end
+    if count ~= n then
+      error(string.format("%s: topic %s has %d partitions, but this start asks for %d state partitions:"
+        .. " state partitions are fixed at the cluster's first start; run with partitions = %d, or"
+        .. " under a new cluster name to start afresh", who, t, count, n, count), 0)
+    end
+  end
+end
+
+local function copy(t)
+  local out = {}
+  for k, v in pairs(t or {}) do out[k] = v end
+  return out
+end
+
+-- stream:update_state_by_key(fn, opts) in cluster mode (opts checked by the caller).
+function M.update_state_by_key(self, fn, opts)
+  local ctx, who = self.ctx, "update_state_by_key"
+  if opts.initial ~= nil then
+    util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
+  end
+  local first = kafka_source.of_context(ctx)[1]
+  if not first then
+    util.raise(who .. ": cluster mode keeps keyed state in Kafka topics on the job's brokers:"
+      .. " create the job's kafka_stream before its stateful operators")
+  end
+  local n = opts.partitions or ctx.partitions
+  local id, entry = ctx:_new_state(who, n, true)
+  local keys_acc = ctx:_state_keys_counter(id)
+  local brokers = first.brokers
+  local fn_id = ctx:_ship(fn, who)
+  local topics = {} -- repartition, changelog: named at ctx:start() (stream:name() may follow)
+
+  -- The keyed stage's input: the repartition topic, read by the group like any input.
+  local incoming = kafka_source.stream(ctx, {
+    brokers = brokers, topics = { "(named at start)" }, start = "earliest",
+    conf = copy(first.conf), name = who .. " (repartition)",
+  })
+  local K = incoming.kafka
+  local open = incoming.open
+  function incoming.open()
+    local name = ctx.cluster .. "-" .. operator_name(entry, who)
+    topics.repartition, topics.changelog = name .. "-repartition", name .. "-changelog"
+    ensure_topics(brokers, { topics.repartition, topics.changelog }, n, who)
+    K.topics[1] = topics.repartition
+    return open()
+  end
+
+  local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
+    timeout_ms = TIMEOUT_MS, who = who .. " (repartition)" }
+  local function state_op(range)
+    return { kind = "cluster_update_state", fn = fn_id, with_key = opts.with_key and true or nil,
+      state = id, keys_acc = keys_acc, brokers = brokers, conf = {}, conf_key = "",
+      changelog = topics.changelog, from = range.from, ["until"] = range["until"],
+      timeout_ms = TIMEOUT_MS, who = who }
+  end
+
+  local out = stream_mod.new(ctx, { self, incoming }, function(s, time)
+    local mapped, arrived = s.parents[1]:get_rdd(time), s.parents[2]:get_rdd(time)
+    if mapped then
+      send_term.topic = topics.repartition
+      mapped:_run(function() return send_term end, who .. " (repartition)")
+    end
+    local owned = {}
+    if arrived then
+      local plans, run = arrived:_plans(), {}
+      for i, range in ipairs(kafka_source.ranges_at(K, time) or {}) do
+        local plan = plans[i]
+        plan.ops, plan.state_part = { state_op(range) }, range.partition
+        run[#run + 1] = plan
+        owned[#owned + 1] = range.partition
+      end
+      if #run > 0 then
+        ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return DISCARD end, who))
+      end
+    end
+    if #owned == 0 then return rdd_mod.empty(ctx, 1) end
+    return rdd_mod.state_source(ctx, id, n, nil, owned)
+  end, who)
+  out.state_id = id
+  -- The state partitions this process owns: the repartition topic's partitions the group gave
+  -- it (group, member_id, rebalances, assigned).
+  function out.kafka_stats() return K:stats() end
+  ctx:_eager(out) -- every key is updated in every batch
+  return out
+end
+
+return M

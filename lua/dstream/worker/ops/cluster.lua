@@ -1,0 +1,188 @@
+-- dstream/worker/ops/cluster.lua: cluster mode's keyed state on the workers (issue 19).
+--
+-- Two halves of a stateful operator run by several processes (dstream.cluster.keyed plans them):
+--
+-- * terminal repartition_send (the map side): every (key, value) pair goes to partition
+--   key_hash(key) % n of the operator's repartition topic, as one message whose value is the
+--   key and the value in string.buffer's format. The task succeeds once every message is
+--   delivered.
+-- * operator cluster_update_state (the keyed stage): reads one partition p of the repartition
+--   topic, which is state partition p. Before its records, the task brings the partition's
+--   state up to date with the changelog (partition p of APP-<operator>-changelog) from the
+--   offset its local copy covers (store.cl_end; 0 for a store never filled) to the high
+--   watermark: the first batch holding a partition restores it, a partition that comes back
+--   reads only what its other owners wrote meanwhile, and a restart from a checkpoint reads
+--   what came after the checkpoint. Then update_state_by_key runs as in one process, and the
+--   keys whose state changed are written to the changelog (a removed key as a null value),
+--   then a marker (key "\0", which no key encodes to; value: the repartition offset the batch read up to) that ends
+--   the batch: a restore applies a batch's changes only once it reads its marker, so a task
+--   that failed half-way leaves nothing a restore would apply twice. The marker's offset
+--   (store.applied) makes the keyed stage read each repartition record once: records below it
+--   were applied by whoever wrote the changelog and are skipped (a batch whose changelog was
+--   written but whose offsets were not committed before a kill).
+-- Registered into dstream.worker (see its list of operator modules).
+local buffer = require("string.buffer")
+local core = require("dstream.core")
+
+return function(W)
+  local operators, terminals, current = W.operators, W.terminals, W.current
+  local stores = require("dstream.worker.store")
+  local task = require("dstream.worker.task")
+  local key_hash, key_of, rekey = task.key_hash, task.key_of, task.rekey
+  local type, tostring, tonumber, error = type, tostring, tonumber, error
+
+  local readers = {} -- this VM's changelog readers, by brokers and conf
+  local function reader_for(spec)
+    local key = spec.brokers .. "\0" .. spec.conf_key
+    local r = readers[key]
+    if not r then
+      local err
+      r, err = core.kafka_reader { brokers = spec.brokers, conf = spec.conf }
+      if not r then error("cluster mode: " .. tostring(err), 0) end
+      readers[key] = r
+    end
+    return r
+  end
+
+  -- The key of a batch's end in the changelog: string.buffer's encoding of nil, which no key
+  -- has (a nil key is an error before it gets here).
+  local MARKER = "\0"
+  local enc = buffer.new()
+  local dec = buffer.new()
+
+  -- The map side: each pair to partition hash(key) % n of the repartition topic.
+  function terminals.repartition_send(t, spec)
+    local p = W.kafka_producer_for(spec, spec.who).p
+    local topic, n, sent = spec.topic, spec.partitions, 0
+    p:mark()
+    return function(k, v)
+      if type(k) == "table" then k = key_of(k, spec.who) end
+      local part = key_hash(k, spec.who, v) % n
+      enc:reset()
+      enc:encode(k)
+      enc:encode(v == nil and false or v)
+      local ok, err = p:send(topic, enc:tostring(), nil, part)
+      if not ok then error(spec.who .. ": " .. tostring(err), 0) end
+      sent = sent + 1
+    end, function()
+      local ok, err = p:flush(spec.timeout_ms)
+      if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
+      W.emit(t, 0, 1, false, { sent })
+    end
+  end
+
+  -- Applies the changelog of partition `part` from store.cl_end up to `high` to the store:
+  -- a batch's changes once its marker is read. Returns the keys and bytes read.
+  local function catch_up(spec, store, part, r, low, high)
+    local from = store.cl_end or 0
+    if low > from then
+      error(string.format("%s: the changelog %s [%d] starts at offset %d, but the state kept here"
+        .. " covers it only up to %d: records in between are gone (deleted by retention, or the"
+        .. " embedded broker's 5 MiB log per partition), so state partition %d cannot be restored;"
+        .. " start the cluster afresh under a new name", spec.who, spec.changelog, part, low,
+        from, part), 0)
+    end
+    local states, pending, keys, bytes = store.states, {}, 0, 0
+    while from < high do
+      local ks, vs, nxt = r:read(spec.changelog, part, from, high, 10000, spec.timeout_ms)
+      if not ks then error(spec.who .. ": restoring state partition " .. part .. ": " .. tostring(vs), 0) end
+      for i = 1, #ks do
+        local k, v = ks[i], vs[i]
+        if k == MARKER then -- the end of a batch: its changes hold
+          for key, s in pairs(pending) do
+            if s == false then states[key] = nil else states[key] = s end
+          end
+          pending = {}
+          store.applied = math.max(store.applied or 0, tonumber(v))
+        else
+          dec:set(k)
+          local key = dec:decode()
+          if type(key) == "table" then key = key_of(key, spec.who) end
+          if v == false then
+            pending[key] = false
+          else
+            dec:set(v)
+            pending[key] = dec:decode()
+          end
+          keys, bytes = keys + 1, bytes + #k + (v and #v or 0)
+        end
+      end
+      from = nxt
+    end
+    store.cl_end = high
+    rekey(states)
+    return keys, bytes
+  end
+
+  -- Whether a and b are the same state for the changelog (tables are written every time).
+  local function same(a, b) return a == b and type(a) ~= "table" end
+
+  -- The keyed stage: update_state_by_key over one partition of the repartition topic.
+  function operators.cluster_update_state(spec, _, fin)
+    local f = W.state_fn(spec)
+    local part = current.part
+    local store = stores.store_of(spec.state, part)
+    local r = reader_for(spec)
+    local low, high = r:watermarks(spec.changelog, part, spec.timeout_ms)
+    if not low then error(spec.who .. ": " .. tostring(high), 0) end
+    if store.cl_end ~= high then
+      local t0, from = core.now_ms(), store.cl_end or 0
+      local keys, bytes = catch_up(spec, store, part, r, low, high)
+      core.log("info", string.format("%s: state partition %d brought up to date from the changelog"
+        .. " (offsets %d to %d): %d changes (%d bytes) in %d ms", spec.who, part, from, high, keys,
+        bytes, core.now_ms() - t0))
+    end
+    -- Records the changelog has applied already: the first `skip` of this range.
+    local skip = (store.applied or 0) - spec.from
+    local push, take = W.value_lists()
+    return function(raw)
+      if skip > 0 then
+        skip = skip - 1
+        return
+      end
+      dec:set(raw)
+      local k, v = dec:decode(), dec:decode()
+      push(k, v)
+    end, function()
+      local old = store.states
+      local new, keys = W.next_states(f, old, take())
+      W.report_keys(spec, keys)
+      -- The changes, then the batch's marker, to the changelog; the state holds once delivered.
+      local p = W.kafka_producer_for(spec, spec.who).p
+      p:mark()
+      local topic = spec.changelog
+      local function send(k, v)
+        local ok, err = p:send(topic, v, k, part)
+        if not ok then error(spec.who .. ": " .. tostring(err), 0) end
+      end
+      for k, s in pairs(new) do
+        if not same(old[k], s) then
+          enc:reset()
+          enc:encode(s)
+          local sv = enc:tostring()
+          enc:reset()
+          enc:encode(k)
+          send(enc:tostring(), sv)
+        end
+      end
+      for k in pairs(old) do
+        if new[k] == nil then
+          enc:reset()
+          enc:encode(k)
+          send(enc:tostring(), nil)
+        end
+      end
+      local applied = math.max(spec["until"], store.applied or 0)
+      send(MARKER, string.format("%d", applied))
+      local ok, err = p:flush(spec.timeout_ms)
+      if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
+      local _, cl_end = r:watermarks(topic, part, spec.timeout_ms)
+      if not cl_end then error(spec.who .. ": " .. tostring(select(2, r:watermarks(topic, part))), 0) end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        store.states, store.applied, store.cl_end = new, applied, cl_end
+      end
+      fin()
+    end
+  end
+end

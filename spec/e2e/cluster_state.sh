@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# spec/e2e/cluster_state.sh: keyed state across the processes of a cluster (issue 19): a running
+# word count (reduce_by_key per batch, then update_state_by_key, named "counts") run by several
+# processes of `dstream --cluster APP`, against `dstream kafka-mock` in its own process, while
+# kcat produces lines all along:
+#   run 1 (session.timeout.ms = 3 s): scale out 1 -> 2 -> 3, a graceful leave 3 -> 2, a SIGKILL
+#     of a process (it has a checkpoint directory: restarted, it restores from its local
+#     snapshot plus the changelog after it), and the restart;
+#   run 2 (librdkafka's default session timeout): one process counts every word exactly once.
+# After each batch a process writes the (word, count) pairs of the state partitions it owns
+# and which those are. The final state (the union over the last processes) is checked against
+# an independent count (tr | sort | uniq -c): no word below its count (nothing lost), and the
+# words above it printed as duplicates (a batch in flight at the kill, and the mock's
+# rebalances: see the guide's Cluster mode).
+# Release build only (CI runs every e2e file under both builds).
+source "$(dirname "$0")/lib/common.bash"
+source "$(dirname "$0")/lib/cluster.bash"
+release_only
+
+command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
+T_START=$SECONDS
+PARTS=4 # partitions of the input topics
+N=6     # state partitions
+
+cat >"$WORK/job.lua" <<'EOF'
+-- dstream --cluster APP job.lua BROKERS TOPIC OUT SESSION_MS|default
+local dstream = require("dstream")
+local text = require("dstream.text")
+local brokers, topic, out, session = arg[1], arg[2], arg[3], arg[4]
+local ctx = dstream.context { batch = "300ms", workers = 2, name = "e2e-cluster-state" }
+local conf = {}
+if session ~= "default" then
+  conf["session.timeout.ms"] = session
+  conf["heartbeat.interval.ms"] = "300"
+end
+local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest", conf = conf }
+local counts = lines:flat_map(function(l) return text.words(l) end)
+  :map(function(w) return w, 1 end)
+  :reduce_by_key(function(a, b) return a + b end)
+  :update_state_by_key(function(values, n)
+    n = n or 0
+    for i = 1, #values do n = n + values[i] end
+    return n
+  end, { partitions = tonumber(os.getenv("STATE_PARTITIONS") or 6) })
+  :name("counts")
+if os.getenv("CLUSTER_DEBUG") then -- each batch's input ranges, in OUT.ranges
+  lines:foreach_rdd(function(rdd)
+    local rf = io.open(out .. ".ranges", "a")
+    for _, r in ipairs(require("dstream.kafka").offset_ranges(rdd) or {}) do
+      if r.count > 0 then rf:write(string.format("%d %d %d\n", r.partition, r.from, r["until"])) end
+    end
+    rf:close()
+  end)
+end
+counts:foreach_rdd(function(rdd)
+  local st = counts:kafka_stats()
+  local owned = {}
+  for _, o in ipairs(st.assigned or {}) do owned[#owned + 1] = o.partition end
+  table.sort(owned)
+  local tmp = assert(io.open(out .. ".state.tmp", "w"))
+  tmp:write("# owns ", table.concat(owned, ","), "\n")
+  for _, kv in ipairs(rdd:collect()) do tmp:write(kv[1], " ", kv[2], "\n") end
+  tmp:close()
+  os.rename(out .. ".state.tmp", out .. ".state")
+end)
+ctx:start()
+ctx:await_termination()
+EOF
+
+start_kafka_mock "words:$PARTS" "calm:$PARTS" "st1-counts-repartition:$N" "st1-counts-changelog:$N" \
+  "st2-counts-repartition:$N" "st2-counts-changelog:$N"
+
+make_text 23 4000 "$WORK/input.txt"
+split -l 100 -d -a 3 "$WORK/input.txt" "$WORK/chunk-"
+CHUNKS=$(ls "$WORK"/chunk-* | wc -l)
+
+# start NAME APP TOPIC SESSION [OPTIONS...]: a process of the job (pid in PID_<NAME>).
+start() {
+  local name=$1 app=$2 topic=$3 session=$4
+  shift 4
+  "$DSTREAM" --cluster "$app" "$@" "$WORK/job.lua" "$BOOT" "$topic" "$WORK/$name" "$session" \
+    >>"$WORK/$name.out" 2>>"$WORK/$name.err" &
+  E2E_PIDS+=("$!")
+  printf -v "PID_$name" '%s' "$!"
+}
+# state partitions a process owns now (by its last batch)
+owned() { head -n 1 "$WORK/$1.state" 2>/dev/null | sed 's/^# owns //' | tr ',' '\n' | grep -c . || true; }
+show_owners() {
+  local n
+  for n in "$@"; do echo "#   $n owns state partitions $(head -n 1 "$WORK/$n.state" 2>/dev/null | sed 's/^# owns //'), $(($(wc -l <"$WORK/$n.state") - 1)) words"; done
+}
+# state_sum NAMES...: the sum of the counts the processes hold
+state_sum() { cat "${@/#/$WORK/}" 2>/dev/null | grep -v '^#' | awk '{ s += $2 } END { print s + 0 }'; }
+# settle SECONDS NAMES...: waits until the input is produced and the held counts stop moving
+settle() {
+  local secs=$1 last=-1 now stable=0
+  shift
+  local files=()
+  for n in "$@"; do files+=("$n.state"); done
+  local t_end=$((SECONDS + secs))
+  while [ $SECONDS -lt $t_end ]; do
+    now=$(state_sum "${files[@]}")
+    if [ -e "$WORK/produced-$TOPIC" ] && [ "$now" -ge "$WANT" ] && [ "$now" = "$last" ]; then
+      stable=$((stable + 1))
+      [ $stable -ge 4 ] && return 0
+    else
+      stable=0
+    fi
+    last=$now
+    sleep 0.5
+  done
+  return 1
+}
+# verify LABEL NAMES...: the union of the processes' state against the independent count
+verify() {
+  local label=$1
+  shift
+  for n in "$@"; do grep -v '^#' "$WORK/$n.state"; done | sort >"$WORK/final-$label.txt"
+  word_counts "$WORK/input.txt" >"$WORK/expected.txt"
+  check "$label: every word is held by one process only" \
+    eval '[ -z "$(cut -d" " -f1 "$WORK/final-$label.txt" | uniq -d)" ]'
+  join -a 1 -e 0 -o 0,1.2,2.2 "$WORK/expected.txt" "$WORK/final-$label.txt" >"$WORK/cmp-$label.txt"
+  LOST=$(awk '$3 < $2 { n++ } END { print n + 0 }' "$WORK/cmp-$label.txt")
+  DUPS=$(awk '$3 > $2 { d += $3 - $2 } END { print d + 0 }' "$WORK/cmp-$label.txt")
+  EXACT=$(awk '$3 == $2 { n++ } END { print n + 0 }' "$WORK/cmp-$label.txt")
+  echo "# $label: $(wc -l <"$WORK/expected.txt") words, $EXACT counted exactly, $LOST below their count, $DUPS duplicate occurrence(s)"
+  awk '$3 < $2 { print "#   lost: " $0 }' "$WORK/cmp-$label.txt" | head -n 5
+  check "$label: no word is missing or below its count (nothing lost)" [ "$LOST" = 0 ]
+  check "$label: no word that is not in the input" \
+    eval '[ -z "$(join -v 2 "$WORK/expected.txt" "$WORK/final-$label.txt")" ]'
+}
+WANT=$(tr -s ' \t' '\n\n' <"$WORK/input.txt" | grep -c .)
+
+# ---- run 1: session.timeout.ms = 3 s ----
+TOPIC=words
+bg produce words 0.2
+mkdir -p "$WORK/ck-p2"
+start p1 st1 words 3000
+step "one process owns every state partition" 25 "p1=$N" p1
+start p2 st1 words 3000 --checkpoint "$WORK/ck-p2"
+step "scale out 1 -> 2: the state partitions are shared" 25 "p1=3 p2=3" p1 p2
+start p3 st1 words 3000 --log-level info
+step "scale out 2 -> 3" 25 "p1=2 p2=2 p3=2" p1 p2 p3
+grep "brought up to date" "$WORK/p3.err" | sed 's/^.*info: /#   p3: /' | head -n 3
+check "a process that joins restores its state partitions from the changelog" \
+  grep -q "state partition [0-9] brought up to date from the changelog (offsets 0 to [1-9][0-9]*): [1-9]" "$WORK/p3.err"
+kill -TERM "$PID_p3"
+wait_exit "$PID_p3" 15
+check "a graceful leave (SIGTERM) ends the process with status 0" [ "$EXIT_STATUS" = 0 ]
+step "after the leave 3 -> 2, its state partitions moved to the others" 25 "p1=3 p2=3" p1 p2
+sleep "$((RANDOM % 2)).$((RANDOM % 10))" # a moment at random, batches in flight or not
+kill -KILL "$PID_p2"
+wait_exit "$PID_p2" 5
+rm -f "$WORK/p2.state"
+step "after a SIGKILL, its state partitions moved once its session timed out" 25 "p1=$N" p1
+: >"$WORK/p2.err"
+start p2 st1 words 3000 --checkpoint "$WORK/ck-p2" --log-level info
+step "the killed process restarted gets state partitions back" 25 "p1=3 p2=3" p1 p2
+grep "brought up to date" "$WORK/p2.err" | sed 's/^.*info: /#   p2: /' | head -n 6
+check "the restart restored from its checkpoint (local snapshot), then the changelog after it" \
+  grep -q "brought up to date from the changelog (offsets [1-9][0-9]* to" "$WORK/p2.err"
+touch "$WORK/go-words"
+settle 40 p1 p2 || echo "# the counts did not settle"
+verify "run 1" p1 p2
+for n in p1 p2; do kill -TERM "$(eval echo "\$PID_$n")"; done
+for n in p1 p2; do wait_exit "$(eval echo "\$PID_$n")" 15; done
+
+# ---- run 2: librdkafka's default session timeout (45 s): one process owns every state
+# partition; without a rebalance or a kill every word is counted exactly once. (On the mock a
+# join or a leave with members at 45 s takes up to the session timeout: run 1 covers moves.) ----
+TOPIC=calm
+bg produce calm 0.02
+start q1 st2 calm default
+step "defaults: one process owns every state partition" 25 "q1=$N" q1
+touch "$WORK/go-calm"
+settle 40 q1 || echo "# the counts did not settle"
+verify "run 2 (defaults)" q1
+check "run 2 (defaults): no duplicates without a rebalance or a kill ($DUPS)" [ "$DUPS" = 0 ]
+kill -TERM "$PID_q1"
+wait_exit "$PID_q1" 15
+check "defaults: a graceful stop ends with status 0" [ "$EXIT_STATUS" = 0 ]
+
+# ---- state partitions are fixed at the first start ----
+STATE_PARTITIONS=4 timeout 30 "$DSTREAM" --cluster st2 "$WORK/job.lua" "$BOOT" calm "$WORK/r3" 3000 >/dev/null 2>"$WORK/r3.err"
+check "a start asking for other state partitions than the topics have fails, saying so" \
+  grep -q "topic st2-counts-repartition has $N partitions, but this start asks for 4 state partitions" "$WORK/r3.err"
+
+for f in "$WORK"/*.err; do
+  if grep -q "panic\|Segmentation\|AddressSanitizer" "$f"; then not_ok "no crash in $(basename "$f")"; show stderr "$f"; fi
+done
+echo "# took $((SECONDS - T_START)) s"
+finish

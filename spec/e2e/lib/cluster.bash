@@ -1,0 +1,32 @@
+# spec/e2e/lib/cluster.bash: what the cluster mode suites share (cluster.sh, cluster_state.sh),
+# sourced after common.bash. produce expects $WORK/chunk-* (the input, split), CHUNKS, PARTS and
+# BOOT; owners and step expect the suite's owned NAME (partitions the process owns now) and
+# show_owners NAMES... (prints them).
+
+# produce TOPIC PAUSE_S: one chunk every PAUSE_S into partition (chunk number mod PARTS); the
+# last chunks wait for $WORK/go-TOPIC (the test's end), so input flows through every step.
+produce() {
+  local topic=$1 pause=$2 i=0 f
+  for f in "$WORK"/chunk-*; do
+    if [ "$i" -ge $((CHUNKS - 5)) ]; then
+      while [ ! -e "$WORK/go-$topic" ]; do sleep 0.1; done
+    fi
+    kcat -P -b "$BOOT" -t "$topic" -p $((i % PARTS)) -l "$f" 2>>"$WORK/kcat.err" || exit 1
+    i=$((i + 1))
+    sleep "$pause"
+  done
+  touch "$WORK/produced-$topic"
+}
+
+# owners "NAME=N ...": every named process owns exactly N partitions.
+owners() {
+  local kv
+  for kv in "$@"; do [ "$(owned "${kv%=*}")" = "${kv#*=}" ] || return 1; done
+}
+# step DESCRIPTION SECONDS "NAME=N ..." NAMES-TO-SHOW...: waits for that ownership; ok or not ok.
+step() { # step DESCRIPTION SECONDS "NAME=N ..." NAMES-TO-SHOW...
+  local what=$1 secs=$2 want=$3
+  shift 3
+  if wait_until "$secs" owners $want; then ok "$what ($want)"; else not_ok "$what ($want)"; fi
+  show_owners "$@"
+}
