@@ -299,8 +299,27 @@ function Source:stop()
   self.stopping = true
   -- The context calls stop() when a graceful stop begins (a last batch may still complete and
   -- commit), and again once it has stopped: then commit what completed and leave the group.
-  if self.ctx.state == "stopped" then return self:finish() end
+  -- Every Kafka source of the context commits before the first leaves: in cluster mode they
+  -- share a group, a leave starts a rebalance, and the embedded broker refuses the others'
+  -- commits during it ("illegal generation"), so a new start read the last batches again.
+  if self.ctx.state == "stopped" then
+    if self.cluster then
+      for _, K in ipairs(M.of_context(self.ctx)) do K:commit_before_leaving() end
+    end
+    return self:finish()
+  end
   src:stop()
+end
+
+-- The stop's synchronous commit, before any source of the context leaves the group (what
+-- finish() would commit is then nothing; a failure leaves it to finish(), which says so).
+function Source:commit_before_leaving()
+  local src = self.source
+  if self.left_committed or not src or src:closed() then return end
+  self.left_committed = true
+  local offsets = self.to_commit
+  if not offsets or #offsets == 0 then return end
+  if src:commit(offsets, false) then self.to_commit = {} end
 end
 
 function Source:group_metadata()
