@@ -97,6 +97,7 @@ struct ds_kafka_source {
   pthread_cond_t commit_cond; /* a commit moved some kpart's `committed` (under s->lock) */
   char member_id[128];        /* group assignment: this member's id in the group ("" before) */
   uint64_t rebalances;        /* assignments and revocations handled */
+  int ever_assigned;          /* an assignment gave this member a partition */
   /* A commit was answered "rebalance in progress" or "illegal generation": asynchronous
    * commits wait for the rebalance's assignment (see commit_cb). */
   double rebalancing; /* when it was answered so (0: not) */
@@ -403,6 +404,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                (int)tp->partition);
     }
     s->st.partitions = s->nparts;
+    if (list->cnt > 0) s->ever_assigned = 1;
     s->rebalancing = 0; /* (cooperative: the end of every rebalance assigns, maybe nothing) */
     pthread_mutex_unlock(&s->lock);
     ds_log(DS_LOG_INFO, "kafka_stream: %d partitions assigned", list->cnt);
@@ -1257,6 +1259,15 @@ static int leave_group(ds_kafka_source *s) {
     }
   }
   rd_kafka_queue_destroy(q);
+  /* librdkafka 2.0.2 aborts in rd_kafka_destroy (rd_kafka_sticky_assignor_state_destroy:
+   * Assertion `assignor_state' failed) for a cooperative-sticky member that never got a
+   * partition (cluster mode: a process with more members than the topic has partitions). It
+   * has left the group: the handle is left to the process's exit instead. */
+  if (s->group_assign && !s->ever_assigned) {
+    ds_log(DS_LOG_DEBUG, "kafka_stream: a member that never owned a partition left its group;"
+                         " its handle is left to the process's exit");
+    return -EAGAIN;
+  }
   rd_kafka_destroy_flags(s->rk, flags);
   s->rk = NULL;
   return 0;

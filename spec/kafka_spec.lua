@@ -684,7 +684,7 @@ describe("kafka", function()
     local ok, err = pcall(ctx.start, ctx)
     pcall(ctx.stop, ctx)
     assert.is_false(ok)
-    assert.truthy(tostring(err):find("kafka_spec.lua:%d+: kafka_stream update_state_by_key %(repartition%): update_state_by_key:"
+    assert.truthy(tostring(err):find("kafka_spec.lua:%d+: kafka_stream stin: update_state_by_key:"
       .. " topic spec%-st%-counts%-repartition has 3 partitions, but this start asks for 2 state partitions"), tostring(err))
   end)
 

@@ -86,13 +86,19 @@ function M.update_state_by_key(self, fn, opts)
     conf = copy(first.conf), name = who .. " (repartition)",
   })
   local K = incoming.kafka
-  local open = incoming.open
-  function incoming.open()
-    local name = ctx.cluster .. "-" .. operator_name(entry, who)
-    topics.repartition, topics.changelog = name .. "-repartition", name .. "-changelog"
-    ensure_topics(brokers, { topics.repartition, topics.changelog }, n, who)
-    K.topics[1] = topics.repartition
-    return open()
+  -- The topics are named and checked before the job's first Kafka input opens, so that the
+  -- process's consumers join the group together: a member joining later is a rebalance of its
+  -- own (on the embedded broker, one that waits for the session timeout of members at the
+  -- default 45 s).
+  local first_open = first.input.open
+  function first.input.open()
+    if not topics.repartition then
+      local name = ctx.cluster .. "-" .. operator_name(entry, who)
+      topics.repartition, topics.changelog = name .. "-repartition", name .. "-changelog"
+      ensure_topics(brokers, { topics.repartition, topics.changelog }, n, who)
+      K.topics[1] = topics.repartition
+    end
+    return first_open()
   end
 
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,

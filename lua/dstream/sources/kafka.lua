@@ -502,7 +502,7 @@ function M.stream(ctx, opts)
   end
   input.key = "kafka:" .. K.group .. ":" .. table.concat(topics, ",")
   K.key = input.key
-  input.kafka = K
+  input.kafka, K.input = K, input
 
   local out = input
   if op then
