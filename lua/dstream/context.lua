@@ -215,7 +215,7 @@ end
 -- `cluster_ready`: the operator keeps its state across a cluster's processes (dstream.cluster).
 function Context:_new_state(kind, partitions, cluster_ready)
   if self.cluster and not cluster_ready then
-    util.raise(kind .. ": cluster mode keeps only update_state_by_key's state across processes for now"
+    util.raise(kind .. ": cluster mode keeps only update_state_by_key's and map_with_state's state across processes for now"
       .. " (changelog topics for the other stateful operators: issue 19)")
   end
   self._states = self._states or {}

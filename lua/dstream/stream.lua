@@ -234,6 +234,7 @@ function Stream:map_with_state(spec)
   if initial ~= nil and not rdd_mod.is_rdd(initial) then
     util.raise("map_with_state: initial must be a batch (rdd) of key/state pairs, got " .. type(initial))
   end
+  if ctx.cluster then return require("dstream.cluster.keyed").map_with_state(self, spec, timeout) end
   local n = spec.partitions or ctx.partitions
   local op = { kind = "map_state", fn = ctx:_ship(spec.fn, "map_with_state"),
     state = ctx:_new_state("map_with_state", n), timeout_ms = timeout }

@@ -162,10 +162,10 @@ check "defaults: a graceful stop ends with status 0 within 5 s" \
 
 # ---- a cluster context refuses the keyed state it cannot keep across processes yet ----
 "$DSTREAM" -e 'local c = require("dstream").context { cluster = "x" }
-  c:queue_stream({}):map(function(l) return l, 1 end):map_with_state { fn = function(k, v, s) return v end }' \
+  c:queue_stream({}):map(function(l) return l, 1 end):reduce_by_key_and_window(function(a, b) return a + b end, 2, 1)' \
   >/dev/null 2>"$WORK/state.err"
-check "map_with_state in cluster mode fails, naming what is not built yet" \
-  grep -q "map_with_state: cluster mode keeps only update_state_by_key's state across processes for now" "$WORK/state.err"
+check "reduce_by_key_and_window in cluster mode fails, naming what is not built yet" \
+  grep -q "reduce_by_key_and_window: cluster mode keeps only update_state_by_key's and map_with_state's state across processes for now" "$WORK/state.err"
 
 for f in "$WORK"/*.err; do
   if grep -q "panic\|Segmentation\|AddressSanitizer" "$f"; then not_ok "no crash in $(basename "$f")"; show stderr "$f"; fi

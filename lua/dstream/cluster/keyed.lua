@@ -1,5 +1,5 @@
 -- dstream/cluster/keyed.lua: keyed state across the processes of a cluster (issue 19), driver
--- side. stream:update_state_by_key in cluster mode comes here.
+-- side. stream:update_state_by_key and stream:map_with_state in cluster mode come here.
 --
 -- A stateful operator has n state partitions, fixed at the cluster's first start (its
 -- topics' partition count; a later start asking for another n fails). Each batch of a process:
@@ -13,7 +13,8 @@
 --      brings the partition's state up to date from APP-<operator>-changelog (a restore when
 --      the partition is new here), applies the batch, and writes the changed keys to the
 --      changelog (operator cluster_update_state);
---   3. the stream's batch is the (key, state) pairs of the state partitions this process owns.
+--   3. the stream's batch is the (key, state) pairs of the state partitions this process owns
+--      (map_with_state: what its function returned for their records).
 --
 -- So the keyed stage sees a record one or more batches after the map side wrote it, and a
 -- process's state stream holds only its own partitions' keys.
@@ -25,7 +26,7 @@ local util = require("dstream.util")
 
 local M = {}
 
-local DISCARD = { kind = "discard" }
+local DISCARD, COLLECT = { kind = "discard" }, { kind = "collect" }
 local TIMEOUT_MS = 30000
 
 -- The name of a stateful operator in its topics' names: the stream's name (stream:name()),
@@ -62,22 +63,21 @@ local function copy(t)
   return out
 end
 
--- stream:update_state_by_key(fn, opts) in cluster mode (opts checked by the caller).
-function M.update_state_by_key(self, fn, opts)
-  local ctx, who = self.ctx, "update_state_by_key"
-  if opts.initial ~= nil then
-    util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
-  end
+-- A stateful operator `who` of stream `self` across the cluster: its state id and topics, the
+-- keyed stage's input (the repartition topic), and a stream whose compute(time) sends the
+-- batch's pairs on, runs the keyed stage over the state partitions this process owns (an
+-- operator of kind `kind` with the fields of `fields`, terminal `term`) and returns
+-- result(run_results, owned partitions).
+local function keyed_operator(self, who, n, kind, fields, term, result)
+  local ctx = self.ctx
   local first = kafka_source.of_context(ctx)[1]
   if not first then
     util.raise(who .. ": cluster mode keeps keyed state in Kafka topics on the job's brokers:"
       .. " create the job's kafka_stream before its stateful operators")
   end
-  local n = opts.partitions or ctx.partitions
   local id, entry = ctx:_new_state(who, n, true)
   local keys_acc = ctx:_state_keys_counter(id)
   local brokers = first.brokers
-  local fn_id = ctx:_ship(fn, who)
   local topics = {} -- repartition, changelog: named at ctx:start() (stream:name() may follow)
 
   -- The keyed stage's input: the repartition topic, read by the group like any input.
@@ -102,12 +102,13 @@ function M.update_state_by_key(self, fn, opts)
   end
 
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
-    timeout_ms = TIMEOUT_MS, who = who .. " (repartition)" }
-  local function state_op(range)
-    return { kind = "cluster_update_state", fn = fn_id, with_key = opts.with_key and true or nil,
-      state = id, keys_acc = keys_acc, brokers = brokers, conf = {}, conf_key = "",
-      changelog = topics.changelog, from = range.from, ["until"] = range["until"],
-      timeout_ms = TIMEOUT_MS, who = who }
+    kafka_ms = TIMEOUT_MS, who = who .. " (repartition)" }
+  local function stage_op(range)
+    local op = { kind = kind, state = id, keys_acc = keys_acc, brokers = brokers, conf = {},
+      conf_key = "", changelog = topics.changelog, from = range.from, ["until"] = range["until"],
+      kafka_ms = TIMEOUT_MS, who = who }
+    for k, v in pairs(fields) do op[k] = v end
+    return op
   end
 
   local out = stream_mod.new(ctx, { self, incoming }, function(s, time)
@@ -116,27 +117,58 @@ function M.update_state_by_key(self, fn, opts)
       send_term.topic = topics.repartition
       mapped:_run(function() return send_term end, who .. " (repartition)")
     end
-    local owned = {}
+    local owned, results = {}, {}
     if arrived then
       local plans, run = arrived:_plans(), {}
       for i, range in ipairs(kafka_source.ranges_at(K, time) or {}) do
         local plan = plans[i]
-        plan.ops, plan.state_part = { state_op(range) }, range.partition
+        plan.ops, plan.state_part = { stage_op(range) }, range.partition
         run[#run + 1] = plan
         owned[#owned + 1] = range.partition
       end
       if #run > 0 then
-        ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return DISCARD end, who))
+        results = ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return term end, who))
       end
     end
-    if #owned == 0 then return rdd_mod.empty(ctx, 1) end
-    return rdd_mod.state_source(ctx, id, n, nil, owned)
+    return result(results, owned)
   end, who)
   out.state_id = id
   -- The state partitions this process owns: the repartition topic's partitions the group gave
   -- it (group, member_id, rebalances, assigned).
   function out.kafka_stats() return K:stats() end
   ctx:_eager(out) -- every key is updated in every batch
+  return out, id
+end
+
+-- stream:update_state_by_key(fn, opts) in cluster mode (opts checked by the caller).
+function M.update_state_by_key(self, fn, opts)
+  local ctx, who = self.ctx, "update_state_by_key"
+  if opts.initial ~= nil then
+    util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
+  end
+  local n = opts.partitions or ctx.partitions
+  local id
+  local out
+  out, id = keyed_operator(self, who, n, "cluster_update_state",
+    { fn = ctx:_ship(fn, who), with_key = opts.with_key and true or nil }, DISCARD,
+    function(_, owned)
+      if #owned == 0 then return rdd_mod.empty(ctx, 1) end
+      return rdd_mod.state_source(ctx, id, n, nil, owned)
+    end)
+  return out
+end
+
+-- stream:map_with_state(spec) in cluster mode (spec checked by the caller; timeout in ms).
+function M.map_with_state(self, spec, timeout)
+  local ctx, who = self.ctx, "map_with_state"
+  if spec.initial ~= nil then
+    util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
+  end
+  local n = spec.partitions or ctx.partitions
+  local out = keyed_operator(self, who, n, "cluster_map_state",
+    { fn = ctx:_ship(spec.fn, who), timeout_ms = timeout }, COLLECT,
+    function(results) return rdd_mod.from_outputs(ctx, results) end)
+  out.state_partitions = n
   return out
 end
 

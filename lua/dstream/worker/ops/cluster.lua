@@ -65,7 +65,7 @@ return function(W)
       if not ok then error(spec.who .. ": " .. tostring(err), 0) end
       sent = sent + 1
     end, function()
-      local ok, err = p:flush(spec.timeout_ms)
+      local ok, err = p:flush(spec.kafka_ms)
       if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
       W.emit(t, 0, 1, false, { sent })
     end
@@ -82,15 +82,19 @@ return function(W)
         .. " start the cluster afresh under a new name", spec.who, spec.changelog, part, low,
         from, part), 0)
     end
-    local states, pending, keys, bytes = store.states, {}, 0, 0
+    local states, touched, now, pending, keys, bytes = store.states, store.touched, current.time, {}, 0, 0
     while from < high do
-      local ks, vs, nxt = r:read(spec.changelog, part, from, high, 10000, spec.timeout_ms)
+      local ks, vs, nxt = r:read(spec.changelog, part, from, high, 10000, spec.kafka_ms)
       if not ks then error(spec.who .. ": restoring state partition " .. part .. ": " .. tostring(vs), 0) end
       for i = 1, #ks do
         local k, v = ks[i], vs[i]
         if k == MARKER then -- the end of a batch: its changes hold
           for key, s in pairs(pending) do
-            if s == false then states[key] = nil else states[key] = s end
+            if s == false then
+              states[key], touched[key] = nil, nil
+            else
+              states[key], touched[key] = s, now -- (map_with_state's timeouts count from here)
+            end
           end
           pending = {}
           store.applied = math.max(store.applied or 0, tonumber(v))
@@ -117,13 +121,13 @@ return function(W)
   -- Whether a and b are the same state for the changelog (tables are written every time).
   local function same(a, b) return a == b and type(a) ~= "table" end
 
-  -- The keyed stage: update_state_by_key over one partition of the repartition topic.
-  function operators.cluster_update_state(spec, _, fin)
-    local f = W.state_fn(spec)
-    local part = current.part
+  -- The start of a keyed-stage task: state partition `part`'s store brought up to date from
+  -- the changelog; returns the store, the reader and how many of the range's records were
+  -- applied already (skipped).
+  local function prepare(spec, part)
     local store = stores.store_of(spec.state, part)
     local r = reader_for(spec)
-    local low, high = r:watermarks(spec.changelog, part, spec.timeout_ms)
+    local low, high = r:watermarks(spec.changelog, part, spec.kafka_ms)
     if not low then error(spec.who .. ": " .. tostring(high), 0) end
     if store.cl_end ~= high then
       local t0, from = core.now_ms(), store.cl_end or 0
@@ -132,9 +136,43 @@ return function(W)
         .. " (offsets %d to %d): %d changes (%d bytes) in %d ms", spec.who, part, from, high, keys,
         bytes, core.now_ms() - t0))
     end
-    -- Records the changelog has applied already: the first `skip` of this range.
-    local skip = (store.applied or 0) - spec.from
-    local push, take = W.value_lists()
+    return store, r, (store.applied or 0) - spec.from
+  end
+
+  -- The end of a keyed-stage task: each (key, state) change_list gives (nil: removed) to the
+  -- changelog, then the batch's marker; the store's offsets move once the task succeeded.
+  local function write_changes(spec, part, store, r, each_change)
+    local p = W.kafka_producer_for(spec, spec.who).p
+    p:mark()
+    local topic = spec.changelog
+    local function send(k, v)
+      local ok, err = p:send(topic, v, k, part)
+      if not ok then error(spec.who .. ": " .. tostring(err), 0) end
+    end
+    each_change(function(k, s)
+      local sv
+      if s ~= nil then
+        enc:reset()
+        enc:encode(s)
+        sv = enc:tostring()
+      end
+      enc:reset()
+      enc:encode(k)
+      send(enc:tostring(), sv)
+    end)
+    local applied = math.max(spec["until"], store.applied or 0)
+    send(MARKER, string.format("%d", applied))
+    local ok, err = p:flush(spec.kafka_ms)
+    if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
+    local _, cl_end = r:watermarks(topic, part, spec.kafka_ms)
+    if not cl_end then error(spec.who .. ": cannot read the changelog's end after writing to it", 0) end
+    local on_success = current.on_success
+    on_success[#on_success + 1] = function() store.applied, store.cl_end = applied, cl_end end
+  end
+
+  -- Records of the repartition topic: (key, value) from their string.buffer bytes, the first
+  -- `skip` dropped (applied already).
+  local function decoder(skip, push)
     return function(raw)
       if skip > 0 then
         skip = skip - 1
@@ -142,46 +180,50 @@ return function(W)
       end
       dec:set(raw)
       local k, v = dec:decode(), dec:decode()
-      push(k, v)
-    end, function()
+      return push(k, v)
+    end
+  end
+
+  -- update_state_by_key's keyed stage.
+  function operators.cluster_update_state(spec, _, fin)
+    local f = W.state_fn(spec)
+    local part = current.part
+    local store, r, skip = prepare(spec, part)
+    local push, take = W.value_lists()
+    return decoder(skip, push), function()
       local old = store.states
       local new, keys = W.next_states(f, old, take())
       W.report_keys(spec, keys)
-      -- The changes, then the batch's marker, to the changelog; the state holds once delivered.
-      local p = W.kafka_producer_for(spec, spec.who).p
-      p:mark()
-      local topic = spec.changelog
-      local function send(k, v)
-        local ok, err = p:send(topic, v, k, part)
-        if not ok then error(spec.who .. ": " .. tostring(err), 0) end
-      end
-      for k, s in pairs(new) do
-        if not same(old[k], s) then
-          enc:reset()
-          enc:encode(s)
-          local sv = enc:tostring()
-          enc:reset()
-          enc:encode(k)
-          send(enc:tostring(), sv)
+      write_changes(spec, part, store, r, function(put)
+        for k, s in pairs(new) do
+          if not same(old[k], s) then put(k, s) end
         end
-      end
-      for k in pairs(old) do
-        if new[k] == nil then
-          enc:reset()
-          enc:encode(k)
-          send(enc:tostring(), nil)
+        for k in pairs(old) do
+          if new[k] == nil then put(k, nil) end
         end
-      end
-      local applied = math.max(spec["until"], store.applied or 0)
-      send(MARKER, string.format("%d", applied))
-      local ok, err = p:flush(spec.timeout_ms)
-      if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
-      local _, cl_end = r:watermarks(topic, part, spec.timeout_ms)
-      if not cl_end then error(spec.who .. ": " .. tostring(select(2, r:watermarks(topic, part))), 0) end
+      end)
       local on_success = current.on_success
-      on_success[#on_success + 1] = function()
-        store.states, store.applied, store.cl_end = new, applied, cl_end
-      end
+      on_success[#on_success + 1] = function() store.states = new end
+      fin()
+    end
+  end
+
+  -- map_with_state's keyed stage: the operator of one process (dstream.worker.ops.state's
+  -- map_state) over the decoded records, then its changes to the changelog.
+  function operators.cluster_map_state(spec, nxt, fin)
+    local part = current.part
+    local store, r, skip = prepare(spec, part)
+    local push, inner_fin = operators.map_state(spec, nxt, function() end)
+    return decoder(skip, push), function()
+      current.state_changes = nil
+      inner_fin()
+      local changes, REMOVED = current.state_changes or {}, W.REMOVED
+      current.state_changes = nil
+      write_changes(spec, part, store, r, function(put)
+        for k, c in pairs(changes) do
+          if c == REMOVED then put(k, nil) else put(k, c) end
+        end
+      end)
       fin()
     end
   end

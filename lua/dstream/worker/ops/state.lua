@@ -120,6 +120,7 @@ return function(W)
   function State:is_timing_out() return self._timing_out end
 
   local REMOVED = {}
+  W.REMOVED = REMOVED -- a key removed in map_with_state's changes
 
   -- map_with_state: fn(key, value, state) per record; only keys with data (or timing out)
   -- are touched. Emits what fn returns.
@@ -161,6 +162,7 @@ return function(W)
         for k, c in pairs(changes) do if c ~= REMOVED and states[k] == nil then keys = keys + 1 end end
         report_keys(spec, keys)
       end
+      current.state_changes = changes -- (what cluster mode writes to the changelog)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         for k, c in pairs(changes) do
