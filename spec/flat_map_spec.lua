@@ -117,6 +117,45 @@ for _, cfg in ipairs(H.configs({ 1, 2 }, { 1, 3 })) do
       assert.are.same(want, got)
     end)
 
+    -- flat_map(text.words) itself on lines in C memory cuts the words from the bytes (no Lua
+    -- string per line: worker/readers.lua read_words); the words must be gmatch("%S+")'s.
+    it("splits lines in C memory with text.words itself like gmatch, separators, NULs and UTF-8 included", function()
+      local pieces = { "a", "bb", "z9", "\0", "é", " ", "  ", "\t", "\v", "\f", "\r", "x\0y" }
+      math.randomseed(75)
+      local lines = {}
+      for i = 1, 3000 do
+        local parts = {}
+        for j = 1, math.random(0, 12) do parts[j] = pieces[math.random(#pieces)] end
+        lines[i] = table.concat(parts)
+      end
+      lines[#lines + 1], lines[#lines + 2] = "", " \t "
+      local path = write_lines(lines)
+      local text = require("dstream.text")
+      local got = H.with_context(cfg, function(ctx)
+        return ctx:text_file(path, cfg.partitions):flat_map(text.words)
+          :map(function(w) return w, 1 end):reduce_by_key(function(a, b) return a + b end)
+          :collect_as_map()
+      end)
+      os.remove(path)
+      local want = R.count_by_value(R.flat_map(lines, function(l) return l:gmatch("%S+") end))
+      assert.are.same(want, got)
+    end)
+
+    it("names the line when an operator after flat_map(text.words) raises on a word", function()
+      local path = write_lines({ "fine line", "a bad  line", "fine" })
+      local text = require("dstream.text")
+      local ok, err = pcall(H.with_context, cfg, function(ctx)
+        return ctx:text_file(path, cfg.partitions):flat_map(text.words):map(function(w)
+          if w == "bad" then error("cannot take " .. w) end
+          return w
+        end):collect()
+      end)
+      os.remove(path)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find('record "a bad  line"', 1, true), tostring(err))
+      assert.is_truthy(tostring(err):find("cannot take bad", 1, true), tostring(err))
+    end)
+
     it("names the input record when the function raises, and when it returns a bad value", function()
       local ok, err = pcall(H.with_context, cfg, function(ctx)
         return ctx:parallelize({ "fine", "the-bad-one", "fine too" }, cfg.partitions)

@@ -1,6 +1,7 @@
 -- dstream/worker/failure.lua: what a failed task says: the input record it was on, the error,
 -- the user's frames; and which operator made a record that cannot be sent on. Worker states
 -- only; runs after a task failed, never per record.
+local ffi = require("ffi")
 local format = require("dstream.format")
 local protocol = require("dstream.protocol")
 local task = require("dstream.worker.task")
@@ -20,12 +21,14 @@ local function current_record(co, desc)
     local info = debug.getinfo(co, level, "f")
     if not info then return nil end
     if readers[info.func] then
-      local a, b
+      local a, b, bytes, length
       for i = 1, 50 do
         local name, v = debug.getlocal(co, level, i)
         if not name then break end
-        if name == "input_record" then a = v elseif name == "input_value" then b = v end
+        if name == "input_record" then a = v elseif name == "input_value" then b = v
+        elseif name == "input_bytes" then bytes = v elseif name == "input_length" then length = v end
       end
+      if a == nil and bytes and length then a = ffi.string(bytes, length) end -- read_words' line
       local first = desc and desc.ops and desc.ops[1]
       local quote = first and M.record_text[first.kind]
       local ok, text = true, nil

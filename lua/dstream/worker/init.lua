@@ -143,13 +143,18 @@ function M.run(task_ptr)
   local no_retry = current.no_retry -- failed on its records (task.records_error)
   current.on_success, current.accums, current.report, current.desc, current.no_retry = {}, nil, nil, nil, nil
   task_mod.reset_buffers()
-  readers.release_text_block() -- (a task that failed inside a text_file block)
-  if ok then return end
+  if ok then
+    readers.release_text_block()
+    return
+  end
   if err == "not enough memory" then
+    readers.release_text_block() -- (a task that failed inside a text_file block)
     C.ds_task_set_error(task, protocol.TASK_OOM, err, #err)
     return
   end
   local described, text = pcall(failure.failure_text, co, err, desc)
+  -- Only now: the failing line of read_words is in the block (its bytes, not a string).
+  readers.release_text_block()
   if not described then
     if text == "not enough memory" then
       C.ds_task_set_error(task, protocol.TASK_OOM, text, #text)
