@@ -661,6 +661,7 @@ describe("kafka", function()
       end)
       return ctx, function() return latest end
     end
+    local metrics
     local function run(words, total)
       local ctx, latest = job(3)
       local ok, err = pcall(function()
@@ -672,6 +673,7 @@ describe("kafka", function()
           for _, n in pairs(latest()) do t = t + n end
           return t >= total
         end, 40))
+        metrics = ctx:metrics():render()
       end)
       pcall(ctx.stop, ctx)
       if not ok then error(err, 0) end
@@ -680,6 +682,12 @@ describe("kafka", function()
     assert.are.same({ a = 3, b = 1, c = 1 }, run({ "a", "b", "a", "c", "a" }, 5))
     -- A new start (no checkpoint) restores every state partition from the changelog.
     assert.are.same({ a = 3, b = 2, c = 1, d = 1 }, run({ "b", "d" }, 7))
+    -- /metrics: the state partitions owned, the restores (3, reading the 3 keys and a marker
+    -- per batch of the first run) and the rebalances of the group membership.
+    assert.truthy(metrics:find('dstream_cluster_state_partitions{operator="counts"} 3', 1, true), metrics)
+    assert.truthy(metrics:find('dstream_cluster_restores_total{operator="counts"} 3', 1, true), metrics)
+    assert.truthy(metrics:find('dstream_cluster_restored_changes_total{operator="counts"} 3', 1, true), metrics)
+    assert.truthy(metrics:find('dstream_cluster_rebalances_total{input="update_state_by_key %(repartition%)"} [1-9]'), metrics)
     local ctx = job(2)
     local ok, err = pcall(ctx.start, ctx)
     pcall(ctx.stop, ctx)

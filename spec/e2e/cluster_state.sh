@@ -18,6 +18,7 @@ source "$(dirname "$0")/lib/cluster.bash"
 release_only
 
 command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
+command -v curl >/dev/null || { echo "not ok - curl is not installed"; exit 1; }
 T_START=$SECONDS
 PARTS=4 # partitions of the input topics
 N=6     # state partitions
@@ -139,11 +140,19 @@ start p1 st1 words 3000
 step "one process owns every state partition" 25 "p1=$N" p1
 start p2 st1 words 3000 --checkpoint "$WORK/ck-p2"
 step "scale out 1 -> 2: the state partitions are shared" 25 "p1=3 p2=3" p1 p2
-start p3 st1 words 3000 --log-level info
+start p3 st1 words 3000 --log-level info --ui 127.0.0.1:0
 step "scale out 2 -> 3" 25 "p1=2 p2=2 p3=2" p1 p2 p3
 check "a process that joins restores its state partitions from the changelog" \
   wait_until 15 grep -q "state partition [0-9] brought up to date from the changelog (offsets 0 to [1-9][0-9]*): [1-9]" "$WORK/p3.err"
 grep "brought up to date" "$WORK/p3.err" | sed 's/^.*info: /#   p3: /' | head -n 3
+url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/p3.err" | tail -n 1)
+curl -s "${url}metrics" >"$WORK/p3.metrics"
+grep '^dstream_cluster' "$WORK/p3.metrics" | sed 's/^/#   p3 \/metrics: /'
+check "/metrics of the joining process shows its state partitions, restores and rebalances" \
+  eval 'grep -q "^dstream_cluster_state_partitions{operator=\"counts\"} [1-9]" "$WORK/p3.metrics" &&
+    grep -q "^dstream_cluster_restores_total{operator=\"counts\"} [1-9]" "$WORK/p3.metrics" &&
+    grep -q "^dstream_cluster_restored_changes_total{operator=\"counts\"} [1-9]" "$WORK/p3.metrics" &&
+    grep -q "^dstream_cluster_rebalances_total{input=\"update_state_by_key (repartition)\"} [1-9]" "$WORK/p3.metrics"'
 kill -TERM "$PID_p3"
 wait_exit "$PID_p3" 15
 check "a graceful leave (SIGTERM) ends the process with status 0" [ "$EXIT_STATUS" = 0 ]

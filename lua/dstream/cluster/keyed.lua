@@ -18,6 +18,7 @@
 --
 -- So the keyed stage sees a record one or more batches after the map side wrote it, and a
 -- process's state stream holds only its own partitions' keys.
+local cluster_metrics = require("dstream.cluster.metrics")
 local core = require("dstream.core")
 local kafka_source = require("dstream.sources.kafka")
 local rdd_mod = require("dstream.rdd")
@@ -101,12 +102,13 @@ local function keyed_operator(self, who, n, kind, fields, term, result)
     return first_open()
   end
 
+  local restore_acc, after_batch = cluster_metrics.operator(ctx, K)
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
     kafka_ms = TIMEOUT_MS, who = who .. " (repartition)" }
   local function stage_op(range)
     local op = { kind = kind, state = id, keys_acc = keys_acc, brokers = brokers, conf = {},
       conf_key = "", changelog = topics.changelog, from = range.from, ["until"] = range["until"],
-      kafka_ms = TIMEOUT_MS, who = who }
+      kafka_ms = TIMEOUT_MS, who = who, restore_acc = restore_acc }
     for k, v in pairs(fields) do op[k] = v end
     return op
   end
@@ -130,6 +132,7 @@ local function keyed_operator(self, who, n, kind, fields, term, result)
         results = ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return term end, who))
       end
     end
+    after_batch(owned, operator_name(entry, who))
     return result(results, owned)
   end, who)
   out.state_id = id

@@ -132,9 +132,15 @@ return function(W)
     if store.cl_end ~= high then
       local t0, from = core.now_ms(), store.cl_end or 0
       local keys, bytes = catch_up(spec, store, part, r, low, high)
+      local ms = core.now_ms() - t0
       core.log("info", string.format("%s: state partition %d brought up to date from the changelog"
         .. " (offsets %d to %d): %d changes (%d bytes) in %d ms", spec.who, part, from, high, keys,
-        bytes, core.now_ms() - t0))
+        bytes, ms))
+      if spec.restore_acc then -- /metrics' dstream_cluster_restore* (dstream.cluster.metrics)
+        local accums = current.accums or {}
+        current.accums = accums
+        accums[spec.restore_acc] = { n = 1, changes = keys, bytes = bytes, ms = ms }
+      end
     end
     return store, r, (store.applied or 0) - spec.from
   end
