@@ -708,15 +708,16 @@ static int kr_watermarks(lua_State *L) {
 
 typedef struct read_ctx {
   lua_State *L;
-  int keys, values, n;
+  int keys, values, offsets, n;
 } read_ctx;
 
-/* Appends a message's key and value to the two arrays (false for a null). */
+/* Appends a message's key, value (false for a null) and offset to the three arrays. */
 static int read_push(void *opaque, int64_t offset, const void *key, size_t klen, const void *value,
                      size_t vlen) {
-  (void)offset;
   read_ctx *c = opaque;
   c->n++;
+  lua_pushnumber(c->L, (lua_Number)offset);
+  lua_rawseti(c->L, c->offsets, c->n);
   if (key) lua_pushlstring(c->L, key, klen);
   else lua_pushboolean(c->L, 0);
   lua_rawseti(c->L, c->keys, c->n);
@@ -726,8 +727,8 @@ static int read_push(void *opaque, int64_t offset, const void *key, size_t klen,
   return 0;
 }
 
-/* r:read(topic, partition, from, until [, max [, timeout_ms]]) -> keys, values, next | nil, err:
- * the messages from offset `from` below `until`, at most max (default 10000) */
+/* r:read(topic, partition, from, until [, max [, timeout_ms]]) -> keys, values, next, offsets |
+ * nil, err: the messages from offset `from` below `until`, at most max (default 10000) */
 static int kr_read(lua_State *L) {
   ds_kafka_reader *r = check_reader(L);
   const char *topic = luaL_checkstring(L, 2);
@@ -736,7 +737,8 @@ static int kr_read(lua_State *L) {
   int max = (int)luaL_optinteger(L, 6, 10000);
   int timeout = (int)luaL_optinteger(L, 7, 30000);
   lua_settop(L, 7);
-  read_ctx c = {L, 8, 9, 0};
+  read_ctx c = {L, 8, 9, 10, 0};
+  lua_newtable(L);
   lua_newtable(L);
   lua_newtable(L);
   int64_t next = from;
@@ -745,7 +747,9 @@ static int kr_read(lua_State *L) {
                            sizeof err) < 0)
     return fail(L, err);
   lua_pushnumber(L, (lua_Number)next);
-  return 3;
+  lua_pushvalue(L, 10);
+  lua_remove(L, 10);
+  return 4;
 }
 
 static int kr_close(lua_State *L) {

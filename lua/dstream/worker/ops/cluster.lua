@@ -14,12 +14,15 @@
 --   reads only what its other owners wrote meanwhile, and a restart from a checkpoint reads
 --   what came after the checkpoint. Then update_state_by_key runs as in one process, and the
 --   keys whose state changed are written to the changelog (a removed key as a null value),
---   then a marker (key "\0", which no key encodes to; value: the repartition offset the batch read up to) that ends
---   the batch: a restore applies a batch's changes only once it reads its marker, so a task
---   that failed half-way leaves nothing a restore would apply twice. The marker's offset
---   (store.applied) makes the keyed stage read each repartition record once: records below it
---   were applied by whoever wrote the changelog and are skipped (a batch whose changelog was
---   written but whose offsets were not committed before a kill).
+--   then a marker (key "\0", which no key encodes to; value: the repartition offset the batch
+--   read up to, and its base, the changelog offset the task had read up to) that ends the
+--   batch: a restore applies a batch's changes only once it reads its marker, and only when
+--   its writer had read every batch held before it (see catch_up), so a task that failed
+--   half-way or a process that had lost the partition leaves nothing a restore would apply.
+--   The marker's offset (store.applied) makes the keyed stage read each repartition record
+--   once: records below it were applied by whoever wrote the changelog and are skipped (a
+--   batch whose changelog was written but whose offsets were not committed before a kill).
+--   map_with_state's stage (cluster_map_state) is the same around the one-process operator.
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
 local core = require("dstream.core")
@@ -71,8 +74,14 @@ return function(W)
     end
   end
 
-  -- Applies the changelog of partition `part` from store.cl_end up to `high` to the store:
-  -- a batch's changes once its marker is read. Returns the keys and bytes read.
+  -- Applies the changelog of partition `part` from store.cl_end up to `high` to the store.
+  -- A batch's changes hold once its marker ("applied base") is read, and only when its writer
+  -- had read every batch held before it (base, the changelog's end when it began, is at or
+  -- past the end of the last batch held): a process that lost the partition without knowing
+  -- it (a session that timed out, the mock's "illegal generation") may still write a batch
+  -- while the next owner runs, and that batch is stale; Kafka would fence it with
+  -- transactions, which the embedded broker lacks. Changes written before the base (an
+  -- attempt that failed half-way) are not its own. Returns the changes and bytes read.
   local function catch_up(spec, store, part, r, low, high)
     local from = store.cl_end or 0
     if low > from then
@@ -82,32 +91,48 @@ return function(W)
         .. " start the cluster afresh under a new name", spec.who, spec.changelog, part, low,
         from, part), 0)
     end
-    local states, touched, now, pending, keys, bytes = store.states, store.touched, current.time, {}, 0, 0
+    local states, touched, now, keys, bytes = store.states, store.touched, current.time, 0, 0
+    local held_end = from -- the end of the last batch held (or where this store stood)
+    local pk, pv, po, n = {}, {}, {}, 0 -- changes read since the last marker
     while from < high do
-      local ks, vs, nxt = r:read(spec.changelog, part, from, high, 10000, spec.kafka_ms)
+      local ks, vs, nxt, offs = r:read(spec.changelog, part, from, high, 10000, spec.kafka_ms)
       if not ks then error(spec.who .. ": restoring state partition " .. part .. ": " .. tostring(vs), 0) end
       for i = 1, #ks do
         local k, v = ks[i], vs[i]
-        if k == MARKER then -- the end of a batch: its changes hold
-          for key, s in pairs(pending) do
-            if s == false then
-              states[key], touched[key] = nil, nil
-            else
-              states[key], touched[key] = s, now -- (map_with_state's timeouts count from here)
+        if k == MARKER then -- the end of a batch
+          local applied, base = v:match("^(%d+) ?(%d*)$")
+          base = tonumber(base) or held_end
+          if base >= held_end then
+            for j = 1, n do
+              if po[j] >= base then
+                local key, s = pk[j], pv[j]
+                if s == false then
+                  states[key], touched[key] = nil, nil
+                else
+                  states[key], touched[key] = s, now -- (map_with_state's timeouts count from here)
+                end
+              end
             end
+            store.applied = math.max(store.applied or 0, tonumber(applied))
+            held_end = offs[i] + 1
+          else
+            core.log("warn", string.format("%s: changelog %s [%d]: the batch ending at offset %d is"
+              .. " ignored: its writer began at offset %d, before the batch held up to %d was"
+              .. " written (a process that had lost the partition)", spec.who, spec.changelog,
+              part, offs[i], base, held_end))
           end
-          pending = {}
-          store.applied = math.max(store.applied or 0, tonumber(v))
+          pk, pv, po, n = {}, {}, {}, 0
         else
           dec:set(k)
           local key = dec:decode()
           if type(key) == "table" then key = key_of(key, spec.who) end
-          if v == false then
-            pending[key] = false
-          else
+          local s = false
+          if v ~= false then
             dec:set(v)
-            pending[key] = dec:decode()
+            s = dec:decode()
           end
+          n = n + 1
+          pk[n], pv[n], po[n] = key, s, offs[i]
           keys, bytes = keys + 1, bytes + #k + (v and #v or 0)
         end
       end
@@ -142,18 +167,19 @@ return function(W)
         accums[spec.restore_acc] = { n = 1, changes = keys, bytes = bytes, ms = ms }
       end
     end
-    return store, r, (store.applied or 0) - spec.from
+    return store, r, (store.applied or 0) - spec.from, high
   end
 
   -- The end of a keyed-stage task: each (key, state) change_list gives (nil: removed) to the
   -- changelog, then the batch's marker; the store's offsets move once the task succeeded.
-  local function write_changes(spec, part, store, r, each_change)
+  local function write_changes(spec, part, store, r, base, each_change)
     local p = W.kafka_producer_for(spec, spec.who).p
     p:mark()
-    local topic = spec.changelog
+    local topic, sent = spec.changelog, 0
     local function send(k, v)
       local ok, err = p:send(topic, v, k, part)
       if not ok then error(spec.who .. ": " .. tostring(err), 0) end
+      sent = sent + 1
     end
     each_change(function(k, s)
       local sv
@@ -167,11 +193,19 @@ return function(W)
       send(enc:tostring(), sv)
     end)
     local applied = math.max(spec["until"], store.applied or 0)
-    send(MARKER, string.format("%d", applied))
+    send(MARKER, string.format("%d %d", applied, base))
     local ok, err = p:flush(spec.kafka_ms)
     if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
     local _, cl_end = r:watermarks(topic, part, spec.kafka_ms)
     if not cl_end then error(spec.who .. ": cannot read the changelog's end after writing to it", 0) end
+    -- Someone else wrote to the partition since this task read its end (a process that had
+    -- lost it): whose batch holds is the changelog's order, so read it again (the retry
+    -- catches up) rather than keep a state a restore would not rebuild.
+    if cl_end ~= base + sent then
+      error(string.format("%s: changelog %s [%d] holds %d records more than this task wrote: another"
+        .. " process wrote to it meanwhile; the batch is retried after reading them", spec.who,
+        topic, part, cl_end - base - sent), 0)
+    end
     local on_success = current.on_success
     on_success[#on_success + 1] = function() store.applied, store.cl_end = applied, cl_end end
   end
@@ -194,13 +228,13 @@ return function(W)
   function operators.cluster_update_state(spec, _, fin)
     local f = W.state_fn(spec)
     local part = current.part
-    local store, r, skip = prepare(spec, part)
+    local store, r, skip, base = prepare(spec, part)
     local push, take = W.value_lists()
     return decoder(skip, push), function()
       local old = store.states
       local new, keys = W.next_states(f, old, take())
       W.report_keys(spec, keys)
-      write_changes(spec, part, store, r, function(put)
+      write_changes(spec, part, store, r, base, function(put)
         for k, s in pairs(new) do
           if not same(old[k], s) then put(k, s) end
         end
@@ -218,14 +252,14 @@ return function(W)
   -- map_state) over the decoded records, then its changes to the changelog.
   function operators.cluster_map_state(spec, nxt, fin)
     local part = current.part
-    local store, r, skip = prepare(spec, part)
+    local store, r, skip, base = prepare(spec, part)
     local push, inner_fin = operators.map_state(spec, nxt, function() end)
     return decoder(skip, push), function()
       current.state_changes = nil
       inner_fin()
       local changes, REMOVED = current.state_changes or {}, W.REMOVED
       current.state_changes = nil
-      write_changes(spec, part, store, r, function(put)
+      write_changes(spec, part, store, r, base, function(put)
         for k, c in pairs(changes) do
           if c == REMOVED then put(k, nil) else put(k, c) end
         end
