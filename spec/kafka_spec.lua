@@ -641,16 +641,19 @@ describe("kafka", function()
     if not ok then error(err, 0) end
   end)
 
-  it("cluster mode: update_state_by_key keeps its state in Kafka topics; a new start restores it; another partition count is refused", function()
+  it("cluster mode: update_state_by_key and map_with_state keep their state in Kafka topics; a new start restores it; another partition count is refused", function()
     mock:create_topic("stin", 2)
     mock:create_topic("spec-st-counts-repartition", 3)
     mock:create_topic("spec-st-counts-changelog", 3)
+    mock:create_topic("spec-st-seen-repartition", 2)
+    mock:create_topic("spec-st-seen-changelog", 2)
     local function job(partitions)
       local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-st" }
       local s = ctx:kafka_stream { brokers = B, topic = "stin", start = "earliest",
         conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
-      local latest = {}
-      local counts = s:map(function(w) return w, 1 end):update_state_by_key(function(values, n)
+      local latest, seen = {}, {}
+      local pairs_of = s:map(function(w) return w, 1 end)
+      local counts = pairs_of:update_state_by_key(function(values, n)
         n = n or 0
         for i = 1, #values do n = n + values[i] end
         return n
@@ -659,11 +662,22 @@ describe("kafka", function()
         latest = {}
         for _, kv in ipairs(rdd:collect()) do latest[kv[1]] = kv[2] end
       end)
-      return ctx, function() return latest end
+      -- map_with_state: each record's count so far (its key's state).
+      pairs_of:map_with_state {
+        partitions = 2,
+        fn = function(k, v, state)
+          local n = (state:get() or 0) + v
+          state:update(n)
+          return k .. "#" .. n
+        end,
+      }:name("seen"):foreach_rdd(function(rdd)
+        for _, v in ipairs(rdd:collect()) do seen[#seen + 1] = v end
+      end)
+      return ctx, function() return latest end, function() return seen end
     end
     local metrics
     local function run(words, total)
-      local ctx, latest = job(3)
+      local ctx, latest, seen = job(3)
       local ok, err = pcall(function()
         ctx:start()
         produce("stin", words)
@@ -671,15 +685,17 @@ describe("kafka", function()
           ctx:advance(1)
           local t = 0
           for _, n in pairs(latest()) do t = t + n end
-          return t >= total
+          return t >= total and #seen() >= #words
         end, 40))
         metrics = ctx:metrics():render()
       end)
       pcall(ctx.stop, ctx)
       if not ok then error(err, 0) end
-      return latest()
+      return latest(), sorted(seen())
     end
-    assert.are.same({ a = 3, b = 1, c = 1 }, run({ "a", "b", "a", "c", "a" }, 5))
+    local counts, seen = run({ "a", "b", "a", "c", "a" }, 5)
+    assert.are.same({ a = 3, b = 1, c = 1 }, counts)
+    assert.are.same({ "a#1", "a#2", "a#3", "b#1", "c#1" }, seen)
     -- A stale batch in a's changelog partition, as a process that had lost the partition would
     -- write it: begun at offset 0 (its marker's base), before the batches held. A restore
     -- ignores it.
@@ -689,8 +705,10 @@ describe("kafka", function()
       enc:reset():encode("a"):tostring(), part))
     assert(producer:send("spec-st-counts-changelog", "5 0", "\0", part))
     assert(producer:flush(10000))
-    -- A new start (no checkpoint) restores every state partition from the changelog.
-    assert.are.same({ a = 3, b = 2, c = 1, d = 1 }, run({ "b", "d" }, 7))
+    -- A new start (no checkpoint) restores every state partition from the changelogs.
+    counts, seen = run({ "b", "d", "a" }, 8)
+    assert.are.same({ a = 4, b = 2, c = 1, d = 1 }, counts)
+    assert.are.same({ "a#4", "b#2", "d#1" }, seen)
     -- /metrics: the state partitions owned, the restores (3, reading the 3 keys of the first
     -- run and the stale batch's key) and the rebalances of the group membership.
     assert.truthy(metrics:find('dstream_cluster_state_partitions{operator="counts"} 3', 1, true), metrics)
@@ -703,46 +721,6 @@ describe("kafka", function()
     assert.is_false(ok)
     assert.truthy(tostring(err):find("kafka_spec.lua:%d+: kafka_stream stin: update_state_by_key:"
       .. " topic spec%-st%-counts%-repartition has 3 partitions, but this start asks for 2 state partitions"), tostring(err))
-  end)
-
-  it("cluster mode: map_with_state keeps its state in Kafka topics; a new start restores it", function()
-    mock:create_topic("mwsin", 2)
-    mock:create_topic("spec-mws-seen-repartition", 2)
-    mock:create_topic("spec-mws-seen-changelog", 2)
-    local function run(words, want)
-      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-mws" }
-      local s = ctx:kafka_stream { brokers = B, topic = "mwsin", start = "earliest",
-        conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
-      local got = {}
-      -- Each record's count so far (its key's state), and "gone" removes the key.
-      s:map(function(w) return w, 1 end):map_with_state {
-        partitions = 2,
-        fn = function(k, v, state)
-          if k == "gone" then
-            state:remove()
-            return nil
-          end
-          local n = (state:get() or 0) + v
-          state:update(n)
-          return k .. "#" .. n
-        end,
-      }:name("seen"):foreach_rdd(function(rdd)
-        for _, v in ipairs(rdd:collect()) do got[#got + 1] = v end
-      end)
-      local ok, err = pcall(function()
-        ctx:start()
-        produce("mwsin", words)
-        assert.is_true(wait_for(function()
-          ctx:advance(1)
-          return #got >= want
-        end, 40))
-      end)
-      pcall(ctx.stop, ctx)
-      if not ok then error(err, 0) end
-      return sorted(got)
-    end
-    assert.are.same({ "a#1", "a#2", "b#1" }, run({ "a", "b", "a" }, 3))
-    assert.are.same({ "a#3", "b#2" }, run({ "b", "a" }, 2))
   end)
 
   it("re-runs the batches logged after the checkpoint at the same offsets, and its position stays past them", function()
