@@ -75,18 +75,30 @@ return function(W)
     local time, len, pane, zero = current.time, spec.len, spec.pane, spec.zero
     store.panes = store.panes or {}
     store.last_emit = store.last_emit or zero
-    local batch = {}
+    -- Sized as the last batch's (a batch's keys are about the same from one batch to the next):
+    -- no rehash at every doubling while it fills.
+    local batch = table_new(0, store.batch_n or 0)
+    local batch_n = 0
     return function(k, v)
       local old = batch[k]
       if old == nil and type(k) == "table" then -- an array key: its representative
         k = key_of(k)
         old = batch[k]
       end
-      if old == nil then batch[k] = v else batch[k] = f(old, v) end
+      if old == nil then
+        batch[k] = v
+        batch_n = batch_n + 1
+      else
+        batch[k] = f(old, v)
+      end
     end, function()
       local panes = store.panes
       local pane_end = zero + ceil((time - zero) / pane) * pane
-      local new_pane = merged(panes[pane_end] or {}, batch, f)
+      -- A pane that is one batch (pane = batch interval, as every window sliding by one batch)
+      -- is this task's own table: no copy. An existing pane is not changed in place (a failed
+      -- attempt must leave it as it was).
+      local old_pane = panes[pane_end]
+      local new_pane = old_pane and merged(old_pane, batch, f) or batch
       local running, running_n, undo
       if spec.emit then
         if inverse then
@@ -100,7 +112,7 @@ return function(W)
           end
           local add = fold
           if store.running and spec.keep_from > last then
-            running, undo, add = store.running, {}, fold_logged
+            running, undo, add = store.running, table_new(0, 2 * batch_n), fold_logged
             store.undo = undo
           else
             running = table_new(0, store.running_n or 0) -- sized: no rehash while copying
@@ -142,6 +154,7 @@ return function(W)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         panes[pane_end] = new_pane
+        store.batch_n = batch_n
         if spec.emit then
           if inverse then store.running, store.running_n, store.undo = running, running_n, nil end
           store.last_emit = time
