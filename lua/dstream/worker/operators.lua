@@ -6,6 +6,7 @@ local shipped, emit, out_buffer, current = task.shipped, task.emit, task.out_buf
 local key_hash, key_of, nil_key, not_pair = task.key_hash, task.key_of, task.nil_key, task.not_pair
 local buffered = require("dstream.worker.terminals").buffered
 local type, error, pairs = type, error, pairs
+local table_new = require("table.new")
 
 local operators = {}
 
@@ -83,9 +84,12 @@ end
 -- hot (10 times); so at the end of the first task a side trace is recorded there, and it
 -- follows the task into the next operators, whose loops have no trace yet (abort: loop unroll
 -- limit reached). A `break` exits once per task.
+-- As the map side's (terminals.combine), the table starts at the size the same function
+-- reached in its last task on this worker: no rehashing at every doubling while it fills.
+local merge_sizes = {} -- spec.fn -> keys in its last task
 function operators.merge(spec, nxt, fin)
   local f = shipped(spec.fn)
-  local acc, added = {}, 0
+  local acc, added = table_new(0, merge_sizes[spec.fn] or 0), 0
   local function push(k, v)
     local old = acc[k]
     if old == nil then
@@ -102,6 +106,7 @@ function operators.merge(spec, nxt, fin)
   end
   return push, function()
     local merged, left = acc, added
+    merge_sizes[spec.fn] = added
     acc = nil -- a trace may keep push alive: not the task's table
     for k, v in pairs(merged) do
       nxt(k, v)
