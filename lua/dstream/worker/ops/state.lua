@@ -15,6 +15,7 @@ return function(W)
   local task = require("dstream.worker.task")
   local key_of, rekey = task.key_of, task.rekey
   local type = type
+  local table_new = require("table.new")
 
   -- How many keys a partition keeps, for the dstream_state_keys metric: an accumulator update
   -- (worker.current.accums) that counts only if the task succeeds; the driver sums partitions.
@@ -32,9 +33,10 @@ return function(W)
 
   -- A batch of update_state_by_key: f(values, state, k) for every key of `old` (values or
   -- NO_VALUES) and for the n new keys in `order`; the new states and their count. (Also run
-  -- by cluster mode's keyed stage, dstream.worker.ops.cluster.)
-  function W.next_states(f, old, values, order, n)
-    local new, keys = {}, 0
+  -- by cluster mode's keyed stage, dstream.worker.ops.cluster.) size: the keys expected, if
+  -- known (the table starts at that size: no rehashing at every doubling while it fills).
+  function W.next_states(f, old, values, order, n, size)
+    local new, keys = table_new(0, size or 0), 0
     for k, state in next, old do
       local s = f(values[k] or NO_VALUES, state, k)
       if s ~= nil then
@@ -58,8 +60,9 @@ return function(W)
 
   -- A task's values by key, keys in the order they came: push(k, v) for each pair, then
   -- take() -> values (key -> array), order, n, once (an array key counts as its representative).
-  function W.value_lists()
-    local values, order, n = {}, {}, 0
+  -- size: the keys expected, if known (the last batch's).
+  function W.value_lists(size)
+    local values, order, n = table_new(0, size or 0), table_new(size or 0, 0), 0
     return function(k, v)
       local list = values[k]
       if list == nil and type(k) == "table" then -- an array key: its representative
@@ -95,12 +98,14 @@ return function(W)
   function operators.update_state(spec, _, fin)
     local f = W.state_fn(spec)
     local store = store_of(spec.state, current.part)
-    local push, take = W.value_lists()
+    -- Sized as the last batch's (the batches of a stream look alike).
+    local push, take = W.value_lists(store.batch_keys)
     return push, function()
-      local new, keys = W.next_states(f, store.states, take())
+      local values, order, n = take()
+      local new, keys = W.next_states(f, store.states, values, order, n, math.max(store.keys or 0, n))
       report_keys(spec, keys)
       local on_success = current.on_success
-      on_success[#on_success + 1] = function() store.states = new end
+      on_success[#on_success + 1] = function() store.states, store.keys, store.batch_keys = new, keys, n end
       fin()
     end
   end
