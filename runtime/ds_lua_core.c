@@ -570,6 +570,23 @@ static int pool_put_blob(lua_State *L) {
   return 0;
 }
 
+/* pool:drop_blob(id, free_bytes): see ds_pool_drop_blob. */
+static int pool_drop_blob(lua_State *L) {
+  lua_pool *lp = check_pool(L);
+  ds_pool_drop_blob(lp->pool, (uint32_t)luaL_checkinteger(L, 2), lua_toboolean(L, 3));
+  return 0;
+}
+
+/* pool:blob_stats() -> count, bytes of the blobs held. */
+static int pool_blob_stats(lua_State *L) {
+  lua_pool *lp = check_pool(L);
+  uint64_t count, bytes;
+  ds_pool_blob_stats(lp->pool, &count, &bytes);
+  lua_pushnumber(L, (lua_Number)count);
+  lua_pushnumber(L, (lua_Number)bytes);
+  return 2;
+}
+
 /* pool:submit(id, desc, slices [, affinity]) */
 static int pool_submit(lua_State *L) {
   lua_pool *lp = check_pool(L);
@@ -642,7 +659,8 @@ int luaopen_dstream_core(lua_State *L) {
                                            {"close", handle_gc}, {NULL, NULL}};
   static const luaL_Reg signal_methods[] = {{"close", handle_gc}, {NULL, NULL}};
   static const luaL_Reg pool_methods[] = {
-      {"put_blob", pool_put_blob}, {"submit", pool_submit},   {"size", pool_size},
+      {"put_blob", pool_put_blob}, {"drop_blob", pool_drop_blob}, {"blob_stats", pool_blob_stats},
+      {"submit", pool_submit},   {"size", pool_size},
       {"inflight", pool_inflight}, {"close", pool_close},     {"worker_memory", pool_worker_memory},
       {"running", pool_running},   {NULL, NULL}};
   static const luaL_Reg functions[] = {{"run", core_run},

@@ -40,6 +40,10 @@ typedef struct blob {
   size_t len;
 } blob;
 
+/* The last drops (ds_pool_drop_blob) workers have yet to read; one older than that makes a
+ * worker forget all its decoded copies, which is only slower. */
+#define DROP_RING 256
+
 struct ds_pool {
   uv_loop_t *loop;
   uv_async_t async;
@@ -71,6 +75,8 @@ struct ds_pool {
   pthread_mutex_t blob_lock;
   blob *blobs;
   uint32_t nblobs;
+  uint32_t drops[DROP_RING]; /* ids of the last drops: drop i at drops[i % DROP_RING] */
+  uint64_t ndrops;
 };
 
 static void queue_push(task_queue *q, ds_task *t) {
@@ -521,12 +527,55 @@ int ds_pool_put_blob(ds_pool *p, uint32_t id, const void *data, size_t len) {
   return 0;
 }
 
-const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len) {
+int64_t ds_pool_copy_blob(ds_pool *p, uint32_t id, char *buf, size_t cap) {
   pthread_mutex_lock(&p->blob_lock);
-  const char *data = id < p->nblobs ? p->blobs[id].data : NULL;
-  *len = data ? p->blobs[id].len : 0;
+  int64_t len = -1;
+  if (id < p->nblobs && p->blobs[id].data) {
+    len = (int64_t)p->blobs[id].len;
+    if (len > 0 && (size_t)len <= cap) memcpy(buf, p->blobs[id].data, (size_t)len);
+  }
   pthread_mutex_unlock(&p->blob_lock);
-  return data;
+  return len;
+}
+
+void ds_pool_drop_blob(ds_pool *p, uint32_t id, int free_bytes) {
+  pthread_mutex_lock(&p->blob_lock);
+  if (free_bytes && id < p->nblobs) {
+    free(p->blobs[id].data);
+    p->blobs[id].data = NULL;
+    p->blobs[id].len = 0;
+  }
+  p->drops[p->ndrops % DROP_RING] = id;
+  p->ndrops++;
+  pthread_mutex_unlock(&p->blob_lock);
+}
+
+uint64_t ds_pool_blob_drops(ds_pool *p) {
+  pthread_mutex_lock(&p->blob_lock);
+  uint64_t n = p->ndrops;
+  pthread_mutex_unlock(&p->blob_lock);
+  return n;
+}
+
+int64_t ds_pool_blob_dropped(ds_pool *p, uint64_t i) {
+  pthread_mutex_lock(&p->blob_lock);
+  int64_t id = i < p->ndrops && p->ndrops - i <= DROP_RING ? (int64_t)p->drops[i % DROP_RING] : -1;
+  pthread_mutex_unlock(&p->blob_lock);
+  return id;
+}
+
+void ds_pool_blob_stats(ds_pool *p, uint64_t *count, uint64_t *bytes) {
+  pthread_mutex_lock(&p->blob_lock);
+  uint64_t c = 0, b = 0;
+  for (uint32_t i = 0; i < p->nblobs; i++) {
+    if (p->blobs[i].data) {
+      c++;
+      b += p->blobs[i].len;
+    }
+  }
+  pthread_mutex_unlock(&p->blob_lock);
+  *count = c;
+  *bytes = b;
 }
 
 int ds_pool_size(ds_pool *p) { return p->nworkers; }

@@ -70,8 +70,21 @@ int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done
 int ds_pool_submit(ds_pool *p, ds_task *t, int affinity);
 /* Stores a copy of a shipped closure under `id` (ids are the driver's; reuse is refused). */
 int ds_pool_put_blob(ds_pool *p, uint32_t id, const void *data, size_t len);
-/* For workers (FFI): the bytes stored under `id`, or NULL. Valid until the pool is freed. */
-const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len);
+/* For workers (FFI): copies the bytes stored under `id` into buf when they fit in cap;
+ * returns their length either way (call again with a buffer that large), or -1 when there is
+ * no such blob (never stored, or dropped). A copy, taken under the lock: a blob may be dropped
+ * by the driver while a worker reads it. */
+int64_t ds_pool_copy_blob(ds_pool *p, uint32_t id, char *buf, size_t cap);
+/* The driver lets a blob go (a broadcast destroyed, or unpersisted when free_bytes is 0: the
+ * bytes stay for the next use). Either way the id goes into the drops ring, which workers
+ * read at the start of each task to forget their decoded copies (ds_pool_blob_drops). */
+void ds_pool_drop_blob(ds_pool *p, uint32_t id, int free_bytes);
+/* For workers (FFI): how many drops there were so far; with ds_pool_blob_dropped, the id of
+ * drop number i (0-based), or -1 when the ring no longer holds it (forget every copy then). */
+uint64_t ds_pool_blob_drops(ds_pool *p);
+int64_t ds_pool_blob_dropped(ds_pool *p, uint64_t i);
+/* The blobs held now and their bytes (for /metrics). */
+void ds_pool_blob_stats(ds_pool *p, uint64_t *count, uint64_t *bytes);
 int ds_pool_size(ds_pool *p);
 /* Whether the calling thread is a pool's worker (its Lua state must not touch the driver's
  * loop: contexts, timers, signals and actions are the driver's). */

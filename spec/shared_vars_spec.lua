@@ -266,3 +266,68 @@ describe("accumulators and retried tasks (workers = 1)", function()
     assert.is_true(got[3])
   end)
 end)
+
+-- Spark's Broadcast.unpersist and destroy: the refreshed broadcast of a long job (a new one
+-- per batch, the old one destroyed) holds one value, not one per batch.
+describe("broadcast unpersist and destroy", function()
+  local dstream = require("dstream")
+
+  it("unpersist drops the workers' copies; the next use decodes the value again", function()
+    H.with_context({ workers = 2, partitions = 2 }, function(ctx)
+      local b = ctx:broadcast({ 10, 20, 30 })
+      local data = ctx:parallelize({ 1, 2, 3, 1 }, 2)
+      local function look(rdd) return rdd:map(function(i) return b.value[i] end):collect() end
+      assert.are.same({ 10, 20, 30, 10 }, look(data))
+      b:unpersist()
+      assert.are.same({ 10, 20, 30, 10 }, look(data))
+      assert.are.same({ 10, 20, 30 }, b.value)
+    end)
+  end)
+
+  it("destroy: a later use is an error on the driver, in a closure made after, and in a task", function()
+    H.with_context({ workers = 2, partitions = 2 }, function(ctx)
+      local b = ctx:broadcast({ "x" })
+      local data = ctx:parallelize({ 1, 1 }, 2)
+      local mapped = data:map(function(i) return b.value[i] end) -- made before destroy
+      assert.are.same({ "x", "x" }, mapped:collect())
+      b:destroy()
+      b:destroy() -- a second destroy does nothing
+      local ok, err = pcall(function() return b.value end)
+      assert.is_false(ok)
+      assert.matches("broadcast #%d+ was destroyed %(.*shared_vars_spec.lua:%d+%): it cannot be used again", err)
+      ok, err = pcall(function() return data:map(function(i) return b.value[i] end) end)
+      assert.is_false(ok)
+      assert.matches("shared_vars_spec.lua:%d+: broadcast #%d+ was destroyed", err)
+      ok, err = pcall(mapped.collect, mapped) -- its closure still holds b: the task says so
+      assert.is_false(ok)
+      assert.matches("broadcast #%d+ was destroyed %(b:destroy%(%)%) while a task still used it", err)
+      ok = pcall(b.unpersist, b)
+      assert.is_false(ok)
+    end)
+  end)
+
+  it("a broadcast refreshed every batch and destroyed after use holds the workers' memory flat", function()
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, partitions = 2 }
+    local big = string.rep("v", 200000) -- 200 kB per value
+    local current, old
+    local seen = {}
+    ctx:queue_stream({}, { default = { 1, 2, 3, 4 } })
+      :transform(function(rdd, time)
+        if old then old:destroy() end -- the batch before used it, and is done
+        old = current
+        current = ctx:broadcast({ text = big, time = time })
+        local b = current
+        return rdd:map(function() return b.value.time end)
+      end)
+      :foreach_rdd(function(rdd, time) seen[#seen + 1] = rdd:first() == time end)
+    ctx:start()
+    ctx:advance(60)
+    local text = ctx:metrics():render()
+    ctx:stop()
+    assert.are.equal(60, #seen)
+    for i = 1, 60 do assert.is_true(seen[i], "batch " .. i .. " read its own broadcast") end
+    local bytes = tonumber(text:match("\ndstream_shipped_bytes (%d+)"))
+    -- Two live values (this batch's and the last one's), not sixty.
+    assert.is_true(bytes < 3 * 200000 and bytes > 200000, "shipped bytes " .. tostring(bytes))
+  end)
+end)

@@ -210,6 +210,23 @@ function Context:_ship(f, who)
   return id
 end
 
+-- Ships value under an id of its own (not shared with equal bytes, so that dropping it
+-- touches nothing else): a broadcast's. Returns the id.
+function Context:_ship_once(value, who)
+  local bytes, err = ship.try_encode(value, "the value given to " .. who)
+  if not bytes then util.raise(who .. ": " .. err) end
+  local id = self._next_blob
+  self._next_blob = id + 1
+  self:_scheduler().pool:put_blob(id, bytes)
+  return id
+end
+
+-- Lets blob `id` go: the workers forget their decoded copies before their next task; with
+-- free_bytes the bytes go too (the id must never be used again).
+function Context:_drop_blob(id, free_bytes)
+  self:_scheduler().pool:drop_blob(id, free_bytes)
+end
+
 -- A new state id. Keyed state (partitions given) lives on the workers under it; state kept
 -- on the driver registers driver_state/restore_driver functions. Checkpoints save both.
 -- `cluster_ready`: the operator keeps its state across a cluster's processes (dstream.cluster).

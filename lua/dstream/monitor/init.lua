@@ -109,6 +109,8 @@ function Monitor:_define_metrics()
   r:gauge("dstream_worker_lua_memory_bytes", "Lua memory in use by a worker", { "worker" })
   r:counter("dstream_worker_tasks_total", "Tasks a worker ran (failed ones too)", { "worker" })
   r:counter("dstream_worker_busy_seconds_total", "Time a worker spent running tasks", { "worker" })
+  r:gauge("dstream_shipped_blobs", "Shipped closures and broadcast values held for the workers")
+  r:gauge("dstream_shipped_bytes", "Bytes of the shipped closures and broadcast values held for the workers")
   r:gauge("dstream_last_checkpoint_duration_seconds", "Time the last checkpoint took to write")
   r:gauge("dstream_last_checkpoint_bytes", "Size of the last checkpoint file")
   r:get("dstream_batch_interval_seconds"):set(self.ctx.batch_ms / 1000)
@@ -170,6 +172,9 @@ function Monitor:_collect()
   local busy = 0
   if pool then
     busy = math.min(pool:inflight(), pool:size())
+    local blobs, bytes = pool:blob_stats()
+    r:get("dstream_shipped_blobs"):set(blobs)
+    r:get("dstream_shipped_bytes"):set(bytes)
     for i = 0, pool:size() - 1 do
       local mem = pool:worker_memory(i)
       r:get("dstream_worker_lua_memory_bytes"):set(mem, { worker = i })

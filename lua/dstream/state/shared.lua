@@ -7,10 +7,20 @@
 local util = require("dstream.util")
 local M = {}
 
-local Broadcast = {}
-Broadcast.__index = Broadcast
-Broadcast.__name = "broadcast"
-function Broadcast.__ship(b) return "dstream.state.shared", { "broadcast", b.id } end
+-- A broadcast: { id, value } on the driver; destroyed = where destroy() was called, after it.
+local Broadcast = { __name = "broadcast" }
+local broadcast_methods = {}
+local function destroyed_error(b)
+  return ("broadcast #%d was destroyed (%s): it cannot be used again"):format(b.id, rawget(b, "destroyed"))
+end
+Broadcast.__index = function(b, k)
+  if k == "value" and rawget(b, "destroyed") then util.raise(destroyed_error(b)) end
+  return broadcast_methods[k]
+end
+function Broadcast.__ship(b)
+  if rawget(b, "destroyed") then util.raise(destroyed_error(b)) end -- (at the line shipping it)
+  return "dstream.state.shared", { "broadcast", b.id }
+end
 function Broadcast:__tostring() return "broadcast #" .. self.id end
 
 local Accumulator = {}
@@ -24,7 +34,26 @@ local function add(a, b) return a + b end
 -- Driver side -------------------------------------------------------------------------------
 
 function M.broadcast(ctx, value)
-  return setmetatable({ id = ctx:_ship(value, "broadcast"), value = value }, Broadcast)
+  return setmetatable({ id = ctx:_ship_once(value, "broadcast"), value = value, ctx = ctx }, Broadcast)
+end
+
+-- b:unpersist(): the workers drop their decoded copies of the value (memory they get back);
+-- a task that uses it later decodes it again. Spark's Broadcast.unpersist.
+function broadcast_methods:unpersist()
+  if rawget(self, "destroyed") then util.raise(destroyed_error(self)) end
+  self.ctx:_drop_blob(self.id, false)
+end
+
+-- b:destroy(): the value goes from the driver and the workers for good (the refreshed
+-- broadcast of a long job: make the new one, destroy the old one once no batch uses it). A
+-- later use is an error, on the driver (b.value, a closure capturing b) and in a task.
+-- Spark's Broadcast.destroy.
+function broadcast_methods:destroy()
+  if rawget(self, "destroyed") then return end
+  local info = debug.getinfo(2, "Sl")
+  rawset(self, "destroyed", info and (info.short_src .. ":" .. (info.currentline or 0)) or "?")
+  rawset(self, "value", nil)
+  self.ctx:_drop_blob(self.id, true)
 end
 
 function M.accumulator(ctx, initial, merge)
@@ -55,6 +84,9 @@ end
 
 -- Worker side -------------------------------------------------------------------------------
 
+-- A broadcast inside a worker: its value is decoded at the first read, then a plain field
+-- until the driver lets it go (forget_copy, at the start of a task).
+local proxies = {} -- id -> the worker's broadcasts of that id (weak)
 local WorkerBroadcast = {
   __index = function(t, k)
     if k ~= "value" then return nil end
@@ -63,6 +95,22 @@ local WorkerBroadcast = {
     return v
   end,
 }
+
+-- The worker forgets its copies of broadcast `id` (of every broadcast: id nil).
+function M.forget_copy(id)
+  for pid, set in pairs(proxies) do
+    if id == nil or pid == id then
+      for b in pairs(set) do rawset(b, "value", nil) end
+    end
+  end
+end
+
+-- What a task says when it meets blob `id` gone: the message for a broadcast, else nil.
+function M.destroyed_text(id)
+  if proxies[id] then
+    return ("broadcast #%d was destroyed (b:destroy()) while a task still used it"):format(id)
+  end
+end
 
 local WorkerAccumulator = { __name = "accumulator" }
 WorkerAccumulator.__index = WorkerAccumulator
@@ -85,7 +133,16 @@ end
 
 -- Rebuilds a shared variable inside a worker (called by dstream.ship's decoder).
 function M.__unship(data)
-  if data[1] == "broadcast" then return setmetatable({ id = data[2] }, WorkerBroadcast) end
+  if data[1] == "broadcast" then
+    local b = setmetatable({ id = data[2] }, WorkerBroadcast)
+    local set = proxies[b.id]
+    if not set then
+      set = setmetatable({}, { __mode = "k" })
+      proxies[b.id] = set
+    end
+    set[b] = true
+    return b
+  end
   if data[1] == "accumulator" then
     return setmetatable({ id = data[2], merge_id = data[3] }, WorkerAccumulator)
   end

@@ -42,7 +42,9 @@ void ds_task_set_error(ds_task *t, int32_t status, const char *msg, size_t len);
 int ds_text_file_read(const char *path, uint64_t start, uint64_t end, char **out, size_t *outlen,
                       uint64_t *count, char *err, size_t errlen);
 void ds_text_file_free(char *buf);
-const char *ds_pool_get_blob(ds_pool *p, uint32_t id, size_t *len);
+int64_t ds_pool_copy_blob(ds_pool *p, uint32_t id, char *buf, size_t cap);
+uint64_t ds_pool_blob_drops(ds_pool *p);
+int64_t ds_pool_blob_dropped(ds_pool *p, uint64_t i);
 uint32_t ds_hash_bytes(const char *p, size_t len);
 uint32_t ds_hash_number(double v);
 ]]

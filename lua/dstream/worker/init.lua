@@ -127,6 +127,7 @@ end
 local desc_reader = buffer.new()
 
 function M.run(task_ptr)
+  task_mod.forget_dropped() -- broadcasts the driver let go since the last task
   local task = ffi_cast("ds_task *", task_ptr)
   desc_reader:set(task.desc, task.desc_len)
   local desc = desc_reader:decode()

@@ -20,7 +20,6 @@ local M = {}
 local pool          -- ds_pool* of this worker
 local worker_index  -- 0-based
 local fn_cache = {} -- blob id -> decoded value
-local blob_len = ffi.new("size_t[1]")
 local task_buffers = {} -- reusable output buffers, one per shuffle target
 
 function M.boot(pool_ptr, index, boot_arg)
@@ -34,15 +33,44 @@ function M.boot(pool_ptr, index, boot_arg)
   end
 end
 
+-- The decoded value of blob `id`: shipped code, or a broadcast's value. Decoded once per
+-- worker, and again after the driver let it go (a broadcast unpersisted); a blob the driver
+-- dropped for good (a broadcast destroyed) is an error.
 function M.shipped(id)
   local v = fn_cache[id]
   if v == nil then
-    local p = C.ds_pool_get_blob(pool, id, blob_len)
-    if p == nil then error("shipped code " .. id .. " is missing on worker " .. worker_index, 0) end
-    v = ship.decode(ffi_string(p, blob_len[0]))
+    local len = tonumber(C.ds_pool_copy_blob(pool, id, nil, 0))
+    local buf = len >= 0 and ffi.new("char[?]", len > 0 and len or 1)
+    if len >= 0 and tonumber(C.ds_pool_copy_blob(pool, id, buf, len)) ~= len then len = -1 end
+    if len < 0 then
+      local destroyed = require("dstream.state.shared").destroyed_text(id)
+      error(destroyed or ("shipped code " .. id .. " is missing on worker " .. worker_index), 0)
+    end
+    v = ship.decode(ffi_string(buf, len))
     fn_cache[id] = v
   end
   return v
+end
+
+-- At the start of each task: forgets the decoded copies of the blobs the driver let go since
+-- the last task (ds_pool_drop_blob's ring; all of them when the ring has moved past).
+local drops_seen = 0ULL
+function M.forget_dropped()
+  local n = C.ds_pool_blob_drops(pool)
+  if n == drops_seen then return end
+  local forget = require("dstream.state.shared").forget_copy
+  while drops_seen < n do
+    local id = tonumber(C.ds_pool_blob_dropped(pool, drops_seen))
+    if id < 0 then
+      fn_cache = {}
+      forget(nil)
+      break
+    end
+    fn_cache[id] = nil
+    forget(id)
+    drops_seen = drops_seen + 1
+  end
+  drops_seen = n
 end
 
 -- After a task: the buffers keep their memory for the next one, not their bytes.

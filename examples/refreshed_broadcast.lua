@@ -1,0 +1,42 @@
+-- examples/refreshed_broadcast.lua: a lookup table that changes while the job runs, as a new
+-- broadcast per batch with the previous one destroyed (Spark's Broadcast.destroy), so the
+-- job holds one table, not one per batch.
+--
+--   dstream examples/refreshed_broadcast.lua
+--
+-- Prices change every batch (here: computed; in a job, re-read from a file or a database).
+-- transform makes the batch's broadcast and destroys the one the batch before used (done by
+-- then). Each batch prints what its orders cost at its prices; at the end, the bytes the
+-- context holds for the workers (dstream_shipped_bytes on /metrics).
+local dstream = require("dstream")
+
+local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2 }
+local function prices_at(batch) -- 1000 items; item i costs i + batch
+  local t = {}
+  for i = 1, 1000 do t["item" .. i] = i + batch end
+  return t
+end
+
+local current, previous
+local batch = 0
+local orders = ctx:queue_stream({}, { default = { "item1", "item2", "item10" } })
+orders:transform(function(rdd)
+  if previous then previous:destroy() end -- the batch before is done with it
+  batch = batch + 1
+  previous, current = current, ctx:broadcast(prices_at(batch))
+  local prices = current
+  return rdd:map(function(item) return prices.value[item] end)
+end):foreach_rdd(function(rdd, time)
+  print(string.format("batch %d ms: orders cost %d", time, rdd:reduce(function(a, b) return a + b end)))
+end)
+
+ctx:start()
+ctx:advance(20)
+local held = ctx:metrics():render():match("\ndstream_shipped_bytes (%d+)")
+ctx:stop()
+local one = #require("dstream.ship").encode(prices_at(1))
+-- Two tables, not twenty (and each batch's closure, a few hundred bytes: closures that
+-- capture another value each batch are kept for the context's life).
+print(string.format("after 20 batches the context holds %s bytes for the workers: %s", held,
+  tonumber(held) < 3 * one and ("two price tables of " .. one .. " bytes and the batches' closures")
+  or "MORE THAN TWO TABLES"))
