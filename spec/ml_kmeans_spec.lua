@@ -159,6 +159,36 @@ describe("predict_on, predict_on_values, latest_model", function()
     assert.are.same({ { 20, 2 }, { 21, 2 }, { 4, 1 } }, values[2])
   end)
 
+  it("a long job holds one or two models for predict_on, not one per batch", function()
+    local dims, k = 50, 10
+    local centers = {}
+    for c = 1, k do
+      centers[c] = {}
+      for j = 1, dims do centers[c][j] = c * 10 + j end
+    end
+    local weights = {}
+    for c = 1, k do weights[c] = 1 end
+    local km = kmeans.streaming { k = k, decay_factor = 0.5 }:set_initial_centers(centers, weights)
+    local batch = {}
+    for i = 1, 40 do
+      batch[i] = {}
+      for j = 1, dims do batch[i][j] = (i % k) * 10 + j + (i % 3) end
+    end
+    local predicted, bytes = 0, nil
+    H.with_context({ workers = 2, partitions = 2 }, function(ctx)
+      local points = ctx:queue_stream({}, { default = batch })
+      km:train_on(points) -- a new model every batch
+      km:predict_on(points):foreach_rdd(function(rdd) predicted = predicted + rdd:count() end)
+      ctx:start()
+      ctx:advance(60)
+      bytes = tonumber(ctx:metrics():render():match("\ndstream_shipped_bytes (%d+)"))
+    end)
+    assert.are.equal(60 * 40, predicted)
+    local model_bytes = #require("dstream.ship").encode(km:latest_model())
+    -- Sixty models would be 60 * model_bytes; two at most, and the batches' small closures.
+    assert.is_true(bytes < 6 * model_bytes, ("%d bytes shipped, a model is %d"):format(bytes, model_bytes))
+  end)
+
   it("latest_model() predicts and computes the cost of a batch on the driver", function()
     local km = kmeans.streaming { k = 2 }:set_initial_centers({ { 0, 0 }, { 10, 0 } }, { 1, 1 })
     H.with_context({ workers = 2, partitions = 3 }, function(ctx)

@@ -16,9 +16,8 @@
 -- centre and the new points, and a dying cluster (weight below 1e-8 of the largest) takes half
 -- of the largest one, which is split in two. The model travels to the tasks inside
 -- aggregate's zero value (data carried by each task), not inside a closure, so training
--- ships no new code per batch; predict_on ships the model of the moment with its closure each
--- batch (transform). The model is checkpointed with the job (ctx:driver_state): a restart
--- resumes it.
+-- ships no new code per batch; predict_on ships each model as a broadcast (ml/streaming.lua).
+-- The model is checkpointed with the job (ctx:driver_state): a restart resumes it.
 local vec = require("dstream.ml.vector")
 local args = require("dstream.args")
 local streaming = require("dstream.ml.streaming")

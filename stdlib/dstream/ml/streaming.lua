@@ -21,12 +21,37 @@ function M.train_on(est, stream, kind, save, restore)
 end
 
 -- The prediction for each record (values: for each pair's value) under the model of the
--- batch: the model travels with the map closure (as its numbers: its __ship).
+-- batch. The model travels as a broadcast (its numbers: its __ship), one per model, destroyed
+-- once no batch reads it and a newer model took its place: a long job holds one or two
+-- models, not one per batch (what is left per batch is the small closure).
 function M.predict_on(est, stream, values)
-  return stream:transform(function(rdd)
-    local m = est.model
-    if values then return rdd:map_values(function(x) return (m:predict(x)) end) end
-    return rdd:map(function(x) return (m:predict(x)) end)
+  local ctx = stream:context()
+  local current, current_model -- the broadcast of the newest model shipped
+  local read_by = {}           -- batch time -> the broadcast that batch reads
+  -- Destroys b unless it is the newest or a batch made and not yet completed reads it.
+  local function retire(b)
+    if b == nil or b == current then return end
+    for _, other in pairs(read_by) do
+      if other == b then return end
+    end
+    b:destroy()
+  end
+  ctx:on_batch_completed(function(info)
+    local b = read_by[info.time]
+    read_by[info.time] = nil
+    retire(b)
+  end)
+  return stream:transform(function(rdd, time)
+    if est.model ~= current_model then
+      local old = current
+      current_model = est.model
+      current = ctx:broadcast(current_model)
+      retire(old)
+    end
+    local b = current
+    read_by[time] = b
+    if values then return rdd:map_values(function(x) return (b.value:predict(x)) end) end
+    return rdd:map(function(x) return (b.value:predict(x)) end)
   end)
 end
 
