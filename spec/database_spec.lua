@@ -168,6 +168,19 @@ describe("to_sql on SQLite", function()
     assert.equal("6000|10000|10\n", sqlite(db, "SELECT min(batch), max(batch), count(*) FROM dstream_commits"))
   end)
 
+  -- The twin at the default checkpoint_interval (10 s) of the test above.
+  it("deletes the markers at the default checkpoint interval too (10 s: 45 batches of 1 s)", function()
+    local db = new_db("CREATE TABLE raw(line TEXT);")
+    local input = {}
+    for b = 1, 45 do input[b] = { "a" .. b, "b" .. b } end
+    local ctx = manual { checkpoint = dir .. "/ck-prune-defaults" }
+    ctx:queue_stream(input):to_sql { url = "sqlite:" .. db, table = "raw", columns = { "line" } }
+    run(ctx, 45)
+    assert.equal("90\n", sqlite(db, "SELECT count(*) FROM raw"))
+    -- Batches after the checkpoint of batch 40000 ms: markers before 40000 - 3 intervals went.
+    assert.equal("10000|45000|72\n", sqlite(db, "SELECT min(batch), max(batch), count(*) FROM dstream_commits"))
+  end)
+
   it("writes a static dataset with rdd:to_sql, without markers, and returns the rows written", function()
     local db = new_db("CREATE TABLE users(id TEXT PRIMARY KEY, name TEXT);")
     local ctx = manual()

@@ -167,8 +167,6 @@ check "defaults: a graceful stop ends with status 0 within 5 s" \
 check "reduce_by_key_and_window in cluster mode fails, naming what is not built yet" \
   grep -q "reduce_by_key_and_window: cluster mode keeps only update_state_by_key's and map_with_state's state across processes for now" "$WORK/state.err"
 
-for f in "$WORK"/*.err; do
-  if grep -q "panic\|Segmentation\|AddressSanitizer" "$f"; then not_ok "no crash in $(basename "$f")"; show stderr "$f"; fi
-done
+check_no_crash
 echo "# took $((SECONDS - T_START)) s"
 finish

@@ -194,8 +194,6 @@ STATE_PARTITIONS=4 timeout 30 "$DSTREAM" --cluster st2 "$WORK/job.lua" "$BOOT" c
 check "a start asking for other state partitions than the topics have fails, saying so" \
   grep -q "update_state_by_key: topic st2-counts-repartition has $N partitions, but this start asks for 4 state partitions" "$WORK/r3.err"
 
-for f in "$WORK"/*.err; do
-  if grep -q "panic\|Segmentation\|AddressSanitizer" "$f"; then not_ok "no crash in $(basename "$f")"; show stderr "$f"; fi
-done
+check_no_crash
 echo "# took $((SECONDS - T_START)) s"
 finish

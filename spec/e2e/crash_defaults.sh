@@ -20,10 +20,7 @@ release_only
 
 
 JOB=$JOBS/crash_defaults.lua
-KILLS=${CRASH_KILLS:-20}
-seed=${CRASH_SEED:-$RANDOM}
-echo "# seed $seed (CRASH_SEED=$seed reproduces the input and the kill times)"
-RANDOM=$seed
+crash_seed
 
 # make_files DIR COUNT PREFIX: COUNT files of 20..220 numbered lines of 1..10 words; every line
 # is unique (file and line number first), so a line read twice or lost shows by name.

@@ -17,10 +17,7 @@ source "$(dirname "$0")/lib/postgres.bash"
 release_only
 
 JOB=$JOBS/db_crash.lua
-KILLS=${CRASH_KILLS:-20}
-seed=${CRASH_SEED:-$RANDOM}
-echo "# seed $seed (CRASH_SEED=$seed reproduces the input and the kill times)"
-RANDOM=$seed
+crash_seed
 
 # make_files DIR COUNT PREFIX: COUNT files of 20..120 unique numbered lines of 1..8 words.
 make_files() { numbered_files "$1" "$2" "$3" "$seed" 100 8; }

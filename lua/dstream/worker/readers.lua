@@ -69,19 +69,6 @@ local function read_all(pull, st, push, side)
   end
 end
 
--- A stage that starts with flat_map (a word count's `text_file(p):flat_map(words)`) runs one
--- loop over the input records and the records each expands to, instead of a loop per input
--- record inside flat_map's push: that loop ends with every line, and LuaJIT records a loop's
--- trace from the iteration its hot counter trips at, which on a line of ten words is the
--- last one time in ten (abort: "leaving loop in root trace"). Each abort delays the loop's
--- trace; meanwhile the functions it calls per word get hot and start traces of their own,
--- whose side traces return into the loop while it has no trace and abort too (loop unroll
--- limit), until their exits are left to the interpreter. This loop ends once per slice.
--- pull(st) gives the next input record (and value), nil after the last.
--- The iterator's first call is made where the record is read, so that its control variable
--- is never nil where the loop begins again (a slot whose type changes there makes the side
--- traces of the refill fail to link back: "persistent type instability"); for the same
--- reason `iterating` is a number, not a boolean (true and false are two types to a trace).
 -- dstream.text.words over lines in C memory (a stage that starts with `flat_map(text.words)`
 -- on a text_file or a socket's lines): its words are cut from the bytes, and the line never
 -- becomes a Lua string. A string per line cost a third of a word count: LuaJIT interns every
@@ -117,6 +104,19 @@ local function read_words(st, push)
   end
 end
 
+-- A stage that starts with flat_map (a word count's `text_file(p):flat_map(words)`) runs one
+-- loop over the input records and the records each expands to, instead of a loop per input
+-- record inside flat_map's push: that loop ends with every line, and LuaJIT records a loop's
+-- trace from the iteration its hot counter trips at, which on a line of ten words is the
+-- last one time in ten (abort: "leaving loop in root trace"). Each abort delays the loop's
+-- trace; meanwhile the functions it calls per word get hot and start traces of their own,
+-- whose side traces return into the loop while it has no trace and abort too (loop unroll
+-- limit), until their exits are left to the interpreter. This loop ends once per slice.
+-- pull(st) gives the next input record (and value), nil after the last.
+-- The iterator's first call is made where the record is read, so that its control variable
+-- is never nil where the loop begins again (a slot whose type changes there makes the side
+-- traces of the refill fail to link back: "persistent type instability"); for the same
+-- reason `iterating` is a number, not a boolean (true and false are two types to a trace).
 local function read_flat(pull, st, f, push)
   if f == words and pull == pull_line then
     read_words(st, push)

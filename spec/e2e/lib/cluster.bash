@@ -30,3 +30,11 @@ step() { # step DESCRIPTION SECONDS "NAME=N ..." NAMES-TO-SHOW...
   if wait_until "$secs" owners $want; then ok "$what ($want)"; else not_ok "$what ($want)"; fi
   show_owners "$@"
 }
+
+# check_no_crash: not ok for every stderr file of the suite that shows a crash.
+check_no_crash() {
+  local f
+  for f in "$WORK"/*.err; do
+    if grep -q "panic\|Segmentation\|AddressSanitizer" "$f"; then not_ok "no crash in $(basename "$f")"; show stderr "$f"; fi
+  done
+}

@@ -161,6 +161,16 @@ serve_file() {
   return 1
 }
 
+# crash_seed: the seed of a crash suite's random input and kill times, CRASH_SEED or a new
+# one, printed (so a failing run can be reproduced) and given to $RANDOM; KILLS: CRASH_KILLS or
+# the 20 kills a crash suite makes by default.
+crash_seed() {
+  KILLS=${CRASH_KILLS:-20}
+  seed=${CRASH_SEED:-$RANDOM}
+  echo "# seed $seed (CRASH_SEED=$seed reproduces the input and the kill times)"
+  RANDOM=$seed
+}
+
 # numbered_files DIR COUNT PREFIX SEED SPAN WORDS: COUNT files of 20..20+SPAN lines, each line
 # its file's name and number followed by up to WORDS-1 words (deterministic for SEED); every
 # line is unique, so a line read twice or lost shows by name (the crash tests' input).
