@@ -13,11 +13,14 @@ passed=0
 failed=0
 failures=()
 
+# Each suite's line ends with its wall time: CI has a 25-minute budget, and these say where it goes.
+phase_start=$SECONDS
 count() { # count SUITE PASSED FAILED
   passed=$((passed + $2))
   failed=$((failed + $3))
   if [ "$3" -gt 0 ]; then failures+=("$1: $3 failed"); fi
-  echo "== $1: $2 passed, $3 failed"
+  echo "== $1: $2 passed, $3 failed ($((SECONDS - phase_start)) s)"
+  phase_start=$SECONDS
 }
 
 run_ctest() { # BUILD_DIR LABEL
@@ -53,8 +56,10 @@ run_e2e() { # DSTREAM LABEL
   local ok=0 bad=0 t out
   for t in spec/e2e/*.sh; do
     [ -e "$t" ] || continue
+    local t0=$SECONDS
     out=$(DSTREAM="$1" timeout 300 bash "$t" 2>&1)
     local rc=$?
+    echo "-- $t: $((SECONDS - t0)) s"
     echo "$out" | grep -E '^(not )?ok' || true
     local o b
     o=$(echo "$out" | grep -c '^ok' || true)
