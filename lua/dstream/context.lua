@@ -160,7 +160,10 @@ function M.new(opts)
   self.state = "initialized"
   self.inputs, self.outputs, self.queue = {}, {}, {}
   self.batches = {} -- the last finished batches, newest last
-  self._nstreams, self._blob_ids, self._next_blob = 0, {}, 1
+  self._nstreams, self._next_blob = 0, 1
+  -- Shipped closures: ids by bytes (equal closures ship once), bytes by id, how many holders
+  -- each id has, the ids pinned for the context's life, and the ids whose holders all went.
+  self._blobs = { ids = {}, bytes = {}, refs = {}, pinned = {}, unused = {} }
   self.time = 0 -- the last batch time generated (ms)
   self.zero_time = 0 -- batch k is at zero_time + k * batch_ms; windows slide from here
   self.monitor = monitor.new(self, opts, 4) -- metrics, listeners, UI, progress, backpressure
@@ -169,6 +172,7 @@ function M.new(opts)
     max_attempts = self.max_task_attempts, jit = cli_options.jit,
     task_timeout_ms = self.task_timeout_ms, progress = opts.progress,
     on_task = function(...) self:_on_task(...) end,
+    on_idle = function() self:_drop_unused_blobs() end,
     on_accumulators = function(slice)
       local arrays = require("string.buffer").decode(slice:bytes())
       shared.apply(self, arrays[1], arrays[2])
@@ -194,20 +198,57 @@ function Context:_scheduler()
   return self.sched
 end
 
+-- A holder of blob `id`: when the garbage collector takes it, the id loses a reference.
+local function blob_holder(blobs, id)
+  local h = newproxy(true)
+  getmetatable(h).__gc = function()
+    local n = blobs.refs[id] - 1
+    blobs.refs[id] = n
+    if n == 0 and not blobs.pinned[id] then blobs.unused[#blobs.unused + 1] = id end
+  end
+  return h
+end
+
 -- Ships f to the workers once and returns its id. Raises on the user's line (util.raise) when
--- f captures something that cannot travel. (A third argument, the level of older callers, is
--- not needed.)
-function Context:_ship(f, who)
+-- f captures something that cannot travel. Without `holds` the closure stays for the
+-- context's life (a stream's operators ship theirs once). With `holds` (a table) it stays only
+-- while that table is reachable: a dataset's operator keeps it in the dataset made, an action
+-- in its frame. So a closure made in every batch (a foreach_rdd calling rdd:foreach with a
+-- function that captures the batch's time) does not pile up one copy per batch in the
+-- workers' memory; Context:_drop_unused_blobs lets them go.
+function Context:_ship(f, who, holds)
   local bytes, err = ship.try_encode(f, "the function given to " .. who)
   if not bytes then util.raise(who .. ": " .. err) end
-  local id = self._blob_ids[bytes]
+  local blobs = self._blobs
+  local id = blobs.ids[bytes]
   if not id then
     id = self._next_blob
     self._next_blob = id + 1
-    self._blob_ids[bytes] = id
+    blobs.ids[bytes], blobs.bytes[id], blobs.refs[id] = id, bytes, 0
     self:_scheduler().pool:put_blob(id, bytes)
   end
+  if holds then
+    blobs.refs[id] = blobs.refs[id] + 1
+    holds[#holds + 1] = blob_holder(blobs, id)
+  else
+    blobs.pinned[id] = true
+  end
   return id
+end
+
+-- Frees the closures no dataset or action holds any more. The scheduler calls it when no task
+-- is in flight (a queued task could still name one); a closure shipped again since is kept.
+function Context:_drop_unused_blobs()
+  local blobs = self._blobs
+  local unused = blobs.unused
+  if #unused == 0 or not self.sched then return end
+  blobs.unused = {}
+  for _, id in ipairs(unused) do
+    if blobs.refs[id] == 0 and not blobs.pinned[id] then
+      blobs.ids[blobs.bytes[id]], blobs.bytes[id], blobs.refs[id] = nil, nil, nil
+      self.sched.pool:drop_blob(id, true)
+    end
+  end
 end
 
 -- Ships value under an id of its own (not shared with equal bytes, so that dropping it

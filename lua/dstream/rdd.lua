@@ -82,11 +82,19 @@ function RDD:_shuffle(map_term, reduce_op, nparts)
     reduce_op = reduce_op, nparts = nparts })
 end
 
+-- A dataset keeps the closures its operator shipped (`holds`, see Context:_ship): they leave
+-- the workers once no dataset made from it is left.
+local function held(r, holds)
+  r._holds = holds
+  return r
+end
+
 -- Operators that take a function share one implementation: ship it, wrap it.
 local function fn_op(kind)
   return function(self, f)
     util.check_function(f, kind)
-    return self:_narrow({ kind = kind, fn = self.ctx:_ship(f, kind) })
+    local holds = {}
+    return held(self:_narrow({ kind = kind, fn = self.ctx:_ship(f, kind, holds) }), holds)
   end
 end
 
@@ -113,7 +121,8 @@ end
 function RDD:reduce_by_key(f, nparts)
   util.check_function(f, "reduce_by_key")
   nparts = util.options(nparts, "reduce_by_key").partitions
-  return self:_reduce_by_key_id(self.ctx:_ship(f, "reduce_by_key"), nparts)
+  local holds = {}
+  return held(self:_reduce_by_key_id(self.ctx:_ship(f, "reduce_by_key", holds), nparts), holds)
 end
 
 -- The shuffles below take functions already shipped (ids), so that a stream ships its
@@ -141,9 +150,10 @@ function RDD:combine_by_key(create, merge_value, merge_combiners, nparts)
   util.check_function(merge_value, "combine_by_key")
   util.check_function(merge_combiners, "combine_by_key")
   nparts = util.options(nparts, "combine_by_key").partitions
-  local ctx = self.ctx
-  return self:_combine_by_key_ids(ctx:_ship(create, "combine_by_key"),
-    ctx:_ship(merge_value, "combine_by_key"), ctx:_ship(merge_combiners, "combine_by_key"), nparts)
+  local ctx, holds = self.ctx, {}
+  return held(self:_combine_by_key_ids(ctx:_ship(create, "combine_by_key", holds),
+    ctx:_ship(merge_value, "combine_by_key", holds), ctx:_ship(merge_combiners, "combine_by_key", holds),
+    nparts), holds)
 end
 
 function RDD:_combine_by_key_ids(create, merge_value, merge_combiners, nparts)
@@ -343,14 +353,16 @@ end
 function RDD:sort_by(f, ascending, nparts)
   util.check_function(f, "sort_by")
   local asc, n = M.sort_args("sort_by", ascending, nparts)
-  return self:_sort({ fn = self.ctx:_ship(f, "sort_by") }, asc, n, "sort_by")
+  local holds = {}
+  return held(self:_sort({ fn = self.ctx:_ship(f, "sort_by", holds) }, asc, n, "sort_by"), holds)
 end
 
 -- Pyspark's sortByKey: pairs ordered by key (or keyfunc(key)).
 function RDD:sort_by_key(ascending, nparts, keyfunc)
   local asc, n, kf = M.sort_args("sort_by_key", ascending, nparts, keyfunc)
-  return self:_sort({ by_key = true, keyfunc = kf and self.ctx:_ship(kf, "sort_by_key") }, asc, n,
-    "sort_by_key")
+  local holds = {}
+  return held(self:_sort({ by_key = true, keyfunc = kf and self.ctx:_ship(kf, "sort_by_key", holds) }, asc, n,
+    "sort_by_key"), holds)
 end
 
 function RDD:keys() return self:_narrow({ kind = "keys" }) end
@@ -530,8 +542,9 @@ end
 
 function RDD:reduce(f)
   util.check_function(f, "reduce")
-  local id = self.ctx:_ship(f, "reduce")
-  local partials = decode_outputs(self:_run(const({ kind = "reduce", fn = id }), "reduce"))
+  local holds = {}
+  local id = self.ctx:_ship(f, "reduce", holds)
+  local partials = decode_outputs(self:_run(const({ kind = "reduce", fn = id }), "reduce", holds))
   local acc = partials[1]
   for i = 2, #partials do acc = f(acc, partials[i]) end
   return acc
@@ -557,13 +570,15 @@ end
 
 function RDD:foreach(f)
   util.check_function(f, "foreach")
-  self:_run(const({ kind = "foreach", fn = self.ctx:_ship(f, "foreach") }), "foreach")
+  local holds = {}
+  self:_run(const({ kind = "foreach", fn = self.ctx:_ship(f, "foreach", holds) }), "foreach", holds)
 end
 
 function RDD:foreach_partition(f)
   util.check_function(f, "foreach_partition")
-  self:_run(const({ kind = "foreach_partition", fn = self.ctx:_ship(f, "foreach_partition") }),
-    "foreach_partition")
+  local holds = {}
+  self:_run(const({ kind = "foreach_partition", fn = self.ctx:_ship(f, "foreach_partition", holds) }),
+    "foreach_partition", holds)
 end
 
 -- Part files, one per partition (dstream.sinks.files).
@@ -615,10 +630,11 @@ local function copy_zero(zero, who)
   return buffer.decode(bytes)
 end
 
-local function aggregate(self, zero, seq_id, comb, who, single)
+local function aggregate(self, zero, seq_fn, comb, who, single)
   local acc = copy_zero(zero, who)
-  local results = self:_run(const({ kind = "aggregate", zero = zero, fn = seq_id, who = who,
-    single = single }), who)
+  local holds = {}
+  local results = self:_run(const({ kind = "aggregate", zero = zero, who = who, single = single,
+    fn = self.ctx:_ship(seq_fn, who, holds) }), who, holds)
   local values = partials(results)
   for i = 1, #results do
     if values[i] then acc = comb(acc, values[i].value) end
@@ -630,7 +646,7 @@ end
 -- partitions' results folded from zero on the driver, in partition order.
 function RDD:fold(zero, op)
   util.check_function(op, "fold")
-  return aggregate(self, zero, self.ctx:_ship(op, "fold"), op, "fold", true)
+  return aggregate(self, zero, op, op, "fold", true)
 end
 
 -- Spark's aggregate: seq_op(acc, x) (seq_op(acc, k, v) for pairs) over each partition from a
@@ -638,7 +654,7 @@ end
 function RDD:aggregate(zero, seq_op, comb_op)
   util.check_function(seq_op, "aggregate")
   util.check_function(comb_op, "aggregate")
-  return aggregate(self, zero, self.ctx:_ship(seq_op, "aggregate"), comb_op, "aggregate")
+  return aggregate(self, zero, seq_op, comb_op, "aggregate")
 end
 
 -- Spark's StatCounter, as a table of fields (tostring shows pyspark's form).
@@ -712,10 +728,11 @@ local function bounded(self, n, key, largest, who)
   end
   if key ~= nil then util.check_function(key, who .. ": key") end
   if n == 0 then return {} end
+  local holds = {}
   local spec = { kind = "top", n = n, largest = largest, who = who,
-    fn = key and self.ctx:_ship(key, who) }
+    fn = key and self.ctx:_ship(key, who, holds) }
   local cands, kind, less = {}, nil, ordering.less
-  for part, p in pairs(partials(self:_run(const(spec), who))) do
+  for part, p in pairs(partials(self:_run(const(spec), who, holds))) do
     for i = 1, p[5] do
       local ok, err = pcall(ordering.check, p[1][i], kind, who)
       if not ok then util.raise(err) end

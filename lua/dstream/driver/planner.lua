@@ -149,9 +149,15 @@ function Planner:_materialize(time)
 end
 
 -- Runs an action: every partition ends in term(index). Returns per-partition outputs.
-function Planner:_run(term, stage)
+-- An action's own closures (holds, see Context:_ship) stay shipped until its tasks have run:
+-- the call after run_tasks keeps the table reachable that long.
+local function keep(_) end
+
+function Planner:_run(term, stage, holds)
   local specs = self:_tasks(self:_plans(), term, stage)
-  return self.ctx:_scheduler():run_tasks(specs)
+  local results = self.ctx:_scheduler():run_tasks(specs)
+  keep(holds)
+  return results
 end
 
 return Planner

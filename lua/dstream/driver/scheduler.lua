@@ -29,6 +29,7 @@ function M.new(opts)
     task_timeout_ms = opts.task_timeout_ms,
     on_task = opts.on_task, -- optional observer of finished tasks
     on_accumulators = opts.on_accumulators, -- fn(slice) with a successful task's adds
+    on_idle = opts.on_idle, -- fn() before tasks are submitted while none is in flight
     workers = opts.workers,
     progress = opts.progress, -- false: no console bar for actions outside batches
   }, M)
@@ -136,6 +137,8 @@ function M:run_tasks(specs)
   end
   local job = { remaining = #specs, results = {}, records = 0 }
   if #specs == 0 then return job.results end
+  -- Nothing in flight: blobs that no dataset holds any more can go now (no queued task names them).
+  if self.on_idle and next(self.pending) == nil then self.on_idle() end
   for i, spec in ipairs(specs) do self:_submit(job, i, spec, 1) end
   local co = coroutine.running()
   if co and job_threads[co] then
