@@ -34,6 +34,7 @@ local const_char_p = ffi.typeof("const char *")
 local SPACE, NOT_SPACE_BAR = " \t\n\v\f\r", "\t\n\v\f\r"
 
 local M = {}
+M.SPACE = SPACE -- the bytes words() splits at (the worker's reader of words uses them too)
 
 -- One finished loop's state, ready for the next call (see above).
 local spare_words, spare_fields

@@ -75,12 +75,13 @@ end
 -- string (hash, probe of the VM's string table, a node put first in its chain), so the lines,
 -- all different, stood in front of the words in the chains each word's lookup walks, and the
 -- collector swept them after (10 M words, bare LuaJIT: 2.4-3.4 s of CPU with a string per
--- line, 1.4-1.9 s without). The same words as text.words: runs of bytes other than space, \t,
--- \n, \v, \f, \r (a NUL byte belongs to its word). The failing line is input_bytes and
+-- line, 1.4-1.9 s without). The same words as text.words: runs of bytes other than
+-- text.SPACE's (a NUL byte belongs to its word). The failing line is input_bytes and
 -- input_length (dstream.worker.failure reads them).
-local words = require("dstream.text").words
+local text = require("dstream.text")
+local words = text.words
 local is_space = ffi.new("uint8_t[256]")
-for _, b in ipairs({ 9, 10, 11, 12, 13, 32 }) do is_space[b] = 1 end
+for i = 1, #text.SPACE do is_space[text.SPACE:byte(i)] = 1 end
 
 local function read_words(st, push)
   local p, n, off = st[1], st[2], st[3]
