@@ -16,6 +16,7 @@
 #include "ds_task.h"
 #include "ds_vm.h"
 #include "ds_version.h"
+#include "ds_words.h"
 
 #define SLICE_MT "ds.slice"
 #define TIMER_MT "ds.timer"
@@ -198,6 +199,8 @@ static const field_offset task_fields[] = {
     FIELD(ds_task, outputs),   FIELD(ds_task, noutputs),   FIELD(ds_task, capoutputs),
     FIELD(ds_task, run_ms),    FIELD(ds_task, records_in), FIELD(ds_task, next),
     {NULL, 0}};
+static const field_offset words_pos_fields[] = {FIELD(ds_words_pos, pos),
+                                                FIELD(ds_words_pos, line_end), {NULL, 0}};
 #undef FIELD
 
 /* core.struct_layouts() -> { ds_slice = { size = n, fields = { block = 0, ... } }, ... } */
@@ -208,7 +211,8 @@ static int core_struct_layouts(lua_State *L) {
     const field_offset *fields;
   } structs[] = {{"ds_slice", sizeof(ds_slice), slice_fields},
                  {"ds_output", sizeof(ds_output), output_fields},
-                 {"ds_task", sizeof(ds_task), task_fields}};
+                 {"ds_task", sizeof(ds_task), task_fields},
+                 {"ds_words_pos", sizeof(ds_words_pos), words_pos_fields}};
   int n = (int)(sizeof structs / sizeof structs[0]);
   lua_createtable(L, 0, n);
   for (int i = 0; i < n; i++) {

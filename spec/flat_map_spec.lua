@@ -129,6 +129,8 @@ for _, cfg in ipairs(H.configs({ 1, 2 }, { 1, 3 })) do
         lines[i] = table.concat(parts)
       end
       lines[#lines + 1], lines[#lines + 2] = "", " \t "
+      -- More words in a line than read_words takes from C in one call (1024).
+      lines[#lines + 1] = string.rep("w ", 2500) .. "end"
       local path = write_lines(lines)
       local text = require("dstream.text")
       local got = H.with_context(cfg, function(ctx)
@@ -154,6 +156,23 @@ for _, cfg in ipairs(H.configs({ 1, 2 }, { 1, 3 })) do
       assert.is_false(ok)
       assert.is_truthy(tostring(err):find('record "a bad  line"', 1, true), tostring(err))
       assert.is_truthy(tostring(err):find("cannot take bad", 1, true), tostring(err))
+    end)
+
+    it("names the line when the word that raises comes after the word loop is compiled", function()
+      local lines = {}
+      for i = 1, 30000 do lines[i] = "line " .. i .. " of  words" end
+      lines[25000] = "the  bad line 25000"
+      local path = write_lines(lines)
+      local text = require("dstream.text")
+      local ok, err = pcall(H.with_context, cfg, function(ctx)
+        return ctx:text_file(path, cfg.partitions):flat_map(text.words):map(function(w)
+          if w == "bad" then error("cannot take " .. w) end
+          return w
+        end):count()
+      end)
+      os.remove(path)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find('record "the  bad line 25000"', 1, true), tostring(err))
     end)
 
     it("names the input record when the function raises, and when it returns a bad value", function()

@@ -1,5 +1,5 @@
 -- The C structs worker Lua reads through the FFI are declared twice: in C (runtime/ds_block.h,
--- runtime/ds_task.h) and in the worker's cdefs. A field changed on one side only would make
+-- runtime/ds_task.h, runtime/ds_words.h) and in the worker's cdefs. A field changed on one side only would make
 -- workers read the wrong bytes, silently; this compares the FFI's layout with the compiler's,
 -- which core.struct_layouts() reports (the C side also asserts the sizes it was written for).
 local ffi = require("ffi")
@@ -10,7 +10,7 @@ describe("struct layouts shared with the FFI", function()
   local layouts = core.struct_layouts()
 
   it("lists the structs workers use", function()
-    for _, name in ipairs({ "ds_slice", "ds_output", "ds_task" }) do
+    for _, name in ipairs({ "ds_slice", "ds_output", "ds_task", "ds_words_pos" }) do
       assert.is_table(layouts[name], name)
     end
   end)

@@ -1,5 +1,5 @@
 -- dstream/worker/cdefs.lua: the C structs and functions worker code reaches through the FFI.
--- Mirrors runtime/ds_block.h, runtime/ds_task.h, runtime/ds_pool.h and runtime/ds_hash.h:
+-- Mirrors runtime/ds_block.h, runtime/ds_task.h, runtime/ds_pool.h, runtime/ds_hash.h and runtime/ds_words.h:
 -- change both together. The symbols are exported by the dstream executable.
 local ffi = require("ffi")
 
@@ -47,6 +47,10 @@ uint64_t ds_pool_blob_drops(ds_pool *p);
 int64_t ds_pool_blob_dropped(ds_pool *p, uint64_t i);
 uint32_t ds_hash_bytes(const char *p, size_t len);
 uint32_t ds_hash_number(double v);
+typedef struct ds_words_pos { uint64_t pos; uint64_t line_end; } ds_words_pos;
+size_t ds_words_cut(const uint8_t *recs, size_t n, ds_words_pos *at, const uint8_t *is_space,
+                    uint32_t *out, size_t max);
+uint64_t ds_words_line_of(const uint8_t *recs, size_t n, uint64_t off);
 ]]
 
 return {

@@ -14,6 +14,13 @@ local M = {}
 -- are not plain values (Kafka's frames: dstream.worker.ops.kafka adds kafka_record): fn(op, a, b) -> text.
 M.record_text = {}
 
+-- read_words' line of its word `word` (words[2 * word] is the word's offset in records).
+local u32p = ffi.typeof("const uint32_t *")
+local function words_line(records, size, words, word)
+  local line = ffi.C.ds_words_line_of(records, size, words[2 * word])
+  return ffi.string(records + line + 4, ffi.cast(u32p, records + line)[0])
+end
+
 -- The input record being processed when the task's coroutine co stopped on an error: found
 -- in the reader's frame, which the coroutine keeps.
 local function current_record(co, desc)
@@ -21,14 +28,15 @@ local function current_record(co, desc)
     local info = debug.getinfo(co, level, "f")
     if not info then return nil end
     if readers[info.func] then
-      local a, b, bytes, length
+      local a, b, records, size, words, word
       for i = 1, 50 do
         local name, v = debug.getlocal(co, level, i)
         if not name then break end
         if name == "input_record" then a = v elseif name == "input_value" then b = v
-        elseif name == "input_bytes" then bytes = v elseif name == "input_length" then length = v end
+        elseif name == "input_records" then records = v elseif name == "input_size" then size = v
+        elseif name == "input_words" then words = v elseif name == "input_word" then word = v end
       end
-      if a == nil and bytes and length then a = ffi.string(bytes, length) end -- read_words' line
+      if a == nil and records and size and words and word then a = words_line(records, size, words, word) end
       local first = desc and desc.ops and desc.ops[1]
       local quote = first and M.record_text[first.kind]
       local ok, text = true, nil
