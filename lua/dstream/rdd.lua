@@ -533,6 +533,7 @@ function RDD:first()
 end
 
 function RDD:count()
+  if self.known_count then return self.known_count end -- (a window's batch: dstream.window)
   local total = 0
   for _, v in ipairs(decode_outputs(self:_run(const({ kind = "count" }), "count"))) do
     total = total + v

@@ -248,6 +248,24 @@ function Stream:session_window(gap, nparts)
   return w
 end
 
+-- The keys of a window, summed over the tasks that kept its partitions (each task's output:
+-- { { count } }, worker.ops.window's kept_count): count() of the window's batch is answered
+-- from them, without a stage (the windowed word count ran three stages per slide: map side,
+-- window, count). nil if a partition did not say.
+local function kept_keys(results, nparts)
+  local total = 0
+  for i = 1, nparts do
+    local said
+    for _, out in ipairs(results[i] or {}) do
+      if out[1] == 0 then
+        total, said = total + buffer.decode(out[2]:bytes())[1][1], true
+      end
+    end
+    if not said then return nil end
+  end
+  return total
+end
+
 -- opts: inverse = fn(acc, old) (incremental windows), filter = fn(k, v) (keys kept while it
 -- returns true), partitions = n. After event_time(), windows are event-time windows of the
 -- records' own timestamps and emit (key, { start, end, value }).
@@ -281,8 +299,12 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
     local op = { kind = "window_reduce", state = state, fn = fid, inverse = inverse,
       filter = filter, len = len_ms, slide = slide_ms, pane = gcd(len_ms, slide_ms),
       zero = ctx.zero_time, emit = emit, keep_from = time - (w.remember_ms or 0) - slide_ms + 1 }
-    r:_run_stateful(state, op, n, { kind = "discard" }, "reduce_by_key_and_window", fid)
-    if emit then return rdd_mod.state_source(ctx, state, n, time) end
+    local results = r:_run_stateful(state, op, n, { kind = "kept_count" }, "reduce_by_key_and_window", fid)
+    if emit then
+      local out = rdd_mod.state_source(ctx, state, n, time)
+      out.known_count = kept_keys(results, n)
+      return out
+    end
   end, "reduce_by_key_and_window")
   w.slide_ms, w.state_id = slide_ms, state
   ctx:_eager(w) -- every batch goes into a pane, window or not

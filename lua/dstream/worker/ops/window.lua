@@ -15,7 +15,7 @@
 -- (spec.keep_from), and are not part of checkpoints.
 return function(W)
   local operators = W.operators
-  local shipped, current = W.shipped, W.current
+  local shipped, current, emit = W.shipped, W.current, W.emit
   local store_of = require("dstream.worker.store").store_of
   local key_of = require("dstream.worker.task").key_of
   local pairs, ceil, type = pairs, math.ceil, type
@@ -65,6 +65,17 @@ return function(W)
     local out = {}
     for k, v in pairs(dst) do out[k] = v end
     return fold(out, src, f)
+  end
+
+  -- The window stage's terminal: the number of keys of the window the task kept (set by
+  -- window_reduce's finish, current.kept_keys), for the driver to answer count() of the
+  -- window's batch without a stage of its own (a stage per slide: see dstream.window).
+  function W.terminals.kept_count(task)
+    current.kept_keys = nil
+    return function() end, function()
+      if current.kept_keys then emit(task, 0, 1, false, { current.kept_keys }) end
+      current.kept_keys = nil
+    end
   end
 
   function operators.window_reduce(spec, _, fin)
@@ -150,6 +161,7 @@ return function(W)
           end
         end
         running_n = n
+        current.kept_keys = n
       end
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
