@@ -63,10 +63,11 @@ if mode == "bare" then
   secs, cpu = lib.now() - t0, lib.cpu() - c0
 else
   local dstream = require("dstream")
-  local batches
-  batches, lines = lib.batches(path, nbatches)
-  collectgarbage()
   local ctx = dstream.context { batch = "1s", workers = workers, partitions = workers, clock = "manual" }
+  -- The batches as lines in C memory, read before the clock starts (lib.batch_rdds).
+  local batches
+  batches, lines = lib.batch_rdds(ctx, path, nbatches, workers)
+  collectgarbage()
   ctx:queue_stream(batches)
     :flat_map(split):map(pair):reduce_by_key(add)
     :foreach_rdd(function(rdd)
