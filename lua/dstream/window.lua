@@ -123,7 +123,7 @@ function Stream:event_time(fn, opts)
   end
   local ev = setmetatable({ fn = self.ctx:_ship(fn, "event_time"), delay = delay,
     keep_late = late == "side", emit = emit, reported = {}, late_rdds = {}, late_total = 0 }, Event)
-  local _, entry = self.ctx:_new_state("event_time")
+  local _, entry = self.ctx:_new_state("event_time", nil, true) -- (driver state only)
   entry.driver_state = function() return { max_ts = ev.max_ts, late_total = ev.late_total } end
   entry.restore_driver = function(d) ev.max_ts, ev.late_total = d.max_ts, d.late_total end
   local out = self:_derive("event_time", function(r)
@@ -176,6 +176,9 @@ end
 -- (each window is its own state, never updated by subtraction).
 local function event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
   local ctx, parent = self.ctx, self
+  if ctx.cluster then -- across processes (dstream.cluster.windows)
+    return require("dstream.cluster.windows").event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
+  end
   local state = ctx:_new_state("event-time window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)
@@ -288,6 +291,10 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
   local n = opts.partitions or ctx.partitions
   if self.event then
     return event_window(self, fid, len_ms, slide_ms, n, "reduce_by_key_and_window", nil, filter)
+  end
+  if ctx.cluster then -- across processes (dstream.cluster.windows)
+    return require("dstream.cluster.windows").reduce_by_key_and_window(self, fid, filter, len_ms,
+      slide_ms, gcd(len_ms, slide_ms), n)
   end
   local state = ctx:_new_state("reduce_by_key_and_window", n)
   local w

@@ -66,10 +66,11 @@ end
 
 -- A stateful operator `who` of stream `self` across the cluster: its state id and topics, the
 -- keyed stage's input (the repartition topic), and a stream whose compute(time) sends the
--- batch's pairs on, runs the keyed stage over the state partitions this process owns (an
--- operator of kind `kind` with the fields of `fields`, terminal `term`) and returns
--- result(run_results, owned partitions).
-local function keyed_operator(self, who, n, kind, fields, term, result)
+-- batch's pairs on (terminal repartition_send, or the fields of `opts.send` over it), runs the
+-- keyed stage over the state partitions this process owns (an operator of kind `kind` with the
+-- fields of `fields`, or of fields(time) when it is a function; terminal `term`) and returns
+-- result(run_results, owned partitions, time). dstream.cluster.windows builds on it too.
+function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
   local ctx = self.ctx
   local first = kafka_source.of_context(ctx)[1]
   if not first then
@@ -105,11 +106,12 @@ local function keyed_operator(self, who, n, kind, fields, term, result)
   local restore_acc, after_batch = cluster_metrics.operator(ctx, K)
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
     kafka_ms = TIMEOUT_MS, who = who .. " (repartition)" }
-  local function stage_op(range)
+  for k, v in pairs(opts and opts.send or {}) do send_term[k] = v end
+  local function stage_op(range, time)
     local op = { kind = kind, state = id, keys_acc = keys_acc, brokers = brokers, conf = {},
       conf_key = "", changelog = topics.changelog, from = range.from, ["until"] = range["until"],
       kafka_ms = TIMEOUT_MS, who = who, restore_acc = restore_acc }
-    for k, v in pairs(fields) do op[k] = v end
+    for k, v in pairs(type(fields) == "function" and fields(time) or fields) do op[k] = v end
     return op
   end
 
@@ -124,7 +126,7 @@ local function keyed_operator(self, who, n, kind, fields, term, result)
       local plans, run = arrived:_plans(), {}
       for i, range in ipairs(kafka_source.ranges_at(K, time) or {}) do
         local plan = plans[i]
-        plan.ops, plan.state_part = { stage_op(range) }, range.partition
+        plan.ops, plan.state_part = { stage_op(range, time) }, range.partition
         run[#run + 1] = plan
         owned[#owned + 1] = range.partition
       end
@@ -133,7 +135,7 @@ local function keyed_operator(self, who, n, kind, fields, term, result)
       end
     end
     after_batch(owned, operator_name(entry, who))
-    return result(results, owned)
+    return result(results, owned, time)
   end, who)
   out.state_id = id
   -- The state partitions this process owns: the repartition topic's partitions the group gave
@@ -152,7 +154,7 @@ function M.update_state_by_key(self, fn, opts)
   local n = opts.partitions or ctx.partitions
   local id
   local out
-  out, id = keyed_operator(self, who, n, "cluster_update_state",
+  out, id = M.keyed_operator(self, who, n, "cluster_update_state",
     { fn = ctx:_ship(fn, who), with_key = opts.with_key and true or nil }, DISCARD,
     function(_, owned)
       if #owned == 0 then return rdd_mod.empty(ctx, 1) end
@@ -168,7 +170,7 @@ function M.map_with_state(self, spec, timeout)
     util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
   end
   local n = spec.partitions or ctx.partitions
-  local out = keyed_operator(self, who, n, "cluster_map_state",
+  local out = M.keyed_operator(self, who, n, "cluster_map_state",
     { fn = ctx:_ship(spec.fn, who), timeout_ms = timeout }, COLLECT,
     function(results) return rdd_mod.from_outputs(ctx, results) end)
   out.state_partitions = n

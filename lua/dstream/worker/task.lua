@@ -278,6 +278,16 @@ function M.key_of(k, who, v)
 end
 local key_of = M.key_of
 
+-- t[k], made an empty table when missing (tables of tables by time: windows, panes).
+function M.slot(t, k)
+  local v = t[k]
+  if not v then
+    v = {}
+    t[k] = v
+  end
+  return v
+end
+
 -- Keys of a table restored from bytes (a checkpoint's store) are new tables: their
 -- representatives instead. Returns t (changed in place).
 function M.rekey(t)

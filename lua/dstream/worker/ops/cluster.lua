@@ -53,25 +53,38 @@ return function(W)
   local enc = buffer.new()
   local dec = buffer.new()
 
-  -- The map side: each pair to partition hash(key) % n of the repartition topic.
-  function terminals.repartition_send(t, spec)
+  -- A map side's writer to the repartition topic: send(k, v[, extra]) sends the message
+  -- (k, v[, extra]) (string.buffer values one after another) to partition hash(k) % n, or to
+  -- partition `part` when given (k nil: a message for a partition, not a key); done() waits
+  -- for every message's delivery and emits how many were sent.
+  local function sender(t, spec)
     local p = W.kafka_producer_for(spec, spec.who).p
     local topic, n, sent = spec.topic, spec.partitions, 0
     p:mark()
-    return function(k, v)
-      if type(k) == "table" then k = key_of(k, spec.who) end
-      local part = key_hash(k, spec.who, v) % n
+    local function send(k, v, extra, part)
+      if k ~= nil then
+        if type(k) == "table" then k = key_of(k, spec.who) end
+        part = key_hash(k, spec.who, v) % n
+      end
       enc:reset()
       enc:encode(k)
       enc:encode(v == nil and false or v)
+      if extra ~= nil then enc:encode(extra) end
       local ok, err = p:send(topic, enc:tostring(), nil, part)
       if not ok then error(spec.who .. ": " .. tostring(err), 0) end
       sent = sent + 1
-    end, function()
+    end
+    return send, function()
       local ok, err = p:flush(spec.kafka_ms)
       if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
       W.emit(t, 0, 1, false, { sent })
     end
+  end
+
+  -- The map side: each pair to partition hash(key) % n of the repartition topic.
+  function terminals.repartition_send(t, spec)
+    local send, done = sender(t, spec)
+    return function(k, v) send(k, v) end, done
   end
 
   -- Applies the changelog of partition `part` from store.cl_end up to `high` to the store.
@@ -82,7 +95,7 @@ return function(W)
   -- while the next owner runs, and that batch is stale; Kafka would fence it with
   -- transactions, which the embedded broker lacks. Changes written before the base (an
   -- attempt that failed half-way) are not its own. Returns the changes and bytes read.
-  local function catch_up(spec, store, part, r, low, high)
+  local function catch_up(spec, store, part, r, low, high, apply)
     local from = store.cl_end or 0
     if low > from then
       error(string.format("%s: the changelog %s [%d] starts at offset %d, but the state kept here"
@@ -100,19 +113,22 @@ return function(W)
       for i = 1, #ks do
         local k, v = ks[i], vs[i]
         if k == MARKER then -- the end of a batch
-          local applied, base = v:match("^(%d+) ?(%d*)$")
+          local applied, base, meta = v:match("^(%d+) ?(%d*) ?(%S*)$")
           base = tonumber(base) or held_end
           if base >= held_end then
             for j = 1, n do
               if po[j] >= base then
                 local key, s = pk[j], pv[j]
-                if s == false then
+                if apply then
+                  apply(store, key, s)
+                elseif s == false then
                   states[key], touched[key] = nil, nil
                 else
                   states[key], touched[key] = s, now -- (map_with_state's timeouts count from here)
                 end
               end
             end
+            if meta ~= "" then store.meta = tonumber(meta) end
             store.applied = math.max(store.applied or 0, tonumber(applied))
             held_end = offs[i] + 1
           else
@@ -123,9 +139,12 @@ return function(W)
           end
           pk, pv, po, n = {}, {}, {}, 0
         else
-          dec:set(k)
-          local key = dec:decode()
-          if type(key) == "table" then key = key_of(key, spec.who) end
+          local key = k -- (apply decodes it)
+          if not apply then
+            dec:set(k)
+            key = dec:decode()
+            if type(key) == "table" then key = key_of(key, spec.who) end
+          end
           local s = false
           if v ~= false then
             dec:set(v)
@@ -139,7 +158,7 @@ return function(W)
       from = nxt
     end
     store.cl_end = high
-    rekey(states)
+    if not apply then rekey(states) end
     return keys, bytes
   end
 
@@ -149,14 +168,14 @@ return function(W)
   -- The start of a keyed-stage task: state partition `part`'s store brought up to date from
   -- the changelog; returns the store, the reader and how many of the range's records were
   -- applied already (skipped).
-  local function prepare(spec, part)
+  local function prepare(spec, part, apply)
     local store = stores.store_of(spec.state, part)
     local r = reader_for(spec)
     local low, high = r:watermarks(spec.changelog, part, spec.kafka_ms)
     if not low then error(spec.who .. ": " .. tostring(high), 0) end
     if store.cl_end ~= high then
       local t0, from = core.now_ms(), store.cl_end or 0
-      local keys, bytes = catch_up(spec, store, part, r, low, high)
+      local keys, bytes = catch_up(spec, store, part, r, low, high, apply)
       local ms = core.now_ms() - t0
       core.log("info", string.format("%s: state partition %d brought up to date from the changelog"
         .. " (offsets %d to %d): %d changes (%d bytes) in %d ms", spec.who, part, from, high, keys,
@@ -171,8 +190,10 @@ return function(W)
   end
 
   -- The end of a keyed-stage task: each (key, state) change_list gives (nil: removed) to the
-  -- changelog, then the batch's marker; the store's offsets move once the task succeeded.
-  local function write_changes(spec, part, store, r, base, each_change)
+  -- changelog, then the batch's marker (with `meta`, a number a restore puts in store.meta,
+  -- when given); the store's offsets move once the task succeeded. A key given as a string is
+  -- written as it is (an operator's own encoding, which its `apply` decodes at a restore).
+  local function write_changes(spec, part, store, r, base, each_change, meta)
     local p = W.kafka_producer_for(spec, spec.who).p
     p:mark()
     local topic, sent = spec.changelog, 0
@@ -188,12 +209,16 @@ return function(W)
         enc:encode(s)
         sv = enc:tostring()
       end
-      enc:reset()
-      enc:encode(k)
-      send(enc:tostring(), sv)
+      if type(k) ~= "string" then
+        enc:reset()
+        enc:encode(k)
+        k = enc:tostring()
+      end
+      send(k, sv)
     end)
     local applied = math.max(spec["until"], store.applied or 0)
-    send(MARKER, string.format("%d %d", applied, base))
+    send(MARKER, meta and string.format("%d %d %.17g", applied, base, meta)
+      or string.format("%d %d", applied, base))
     local ok, err = p:flush(spec.kafka_ms)
     if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
     local _, cl_end = r:watermarks(topic, part, spec.kafka_ms)
@@ -210,9 +235,9 @@ return function(W)
     on_success[#on_success + 1] = function() store.applied, store.cl_end = applied, cl_end end
   end
 
-  -- Records of the repartition topic: (key, value) from their string.buffer bytes, the first
-  -- `skip` dropped (applied already).
-  local function decoder(skip, push)
+  -- Records of the repartition topic: (key, value) from their string.buffer bytes (and a third
+  -- value when `extra`), the first `skip` dropped (applied already).
+  local function decoder(skip, push, extra)
     return function(raw)
       if skip > 0 then
         skip = skip - 1
@@ -220,9 +245,13 @@ return function(W)
       end
       dec:set(raw)
       local k, v = dec:decode(), dec:decode()
+      if extra then return push(k, v, dec:decode()) end
       return push(k, v)
     end
   end
+
+  -- What dstream.worker.ops.cluster_window builds its keyed stages with.
+  W.cluster = { sender = sender, prepare = prepare, write_changes = write_changes, decoder = decoder }
 
   -- update_state_by_key's keyed stage.
   function operators.cluster_update_state(spec, _, fin)

@@ -16,6 +16,7 @@ return function(W)
   local protocol = require("dstream.protocol")
   local task_mod = require("dstream.worker.task")
   local key_of, buckets, emit_buckets = task_mod.key_of, task_mod.buckets, task_mod.emit_buckets
+  local slot = task_mod.slot
   local pairs, floor, type, error = pairs, math.floor, type, error
 
   -- Forgets the windows (by start) of length len that the watermark has closed for good.
@@ -24,16 +25,6 @@ return function(W)
     for start in pairs(windows) do
       if start + len <= watermark then windows[start] = nil end
     end
-  end
-
-  -- t[k], made an empty table when missing.
-  local function slot(t, k)
-    local v = t[k]
-    if not v then
-      v = {}
-      t[k] = v
-    end
-    return v
   end
 
   local function report()
@@ -87,15 +78,15 @@ return function(W)
     return ts
   end
 
-  -- Map side of an event-time window: combines per (window start, key), then hashes the key.
-  -- Emits (key, {start, value}) pairs into the key's bucket. With spec.create
-  -- (group_by_key_and_window) a key's first value in a window becomes create(v).
-  function terminals.event_window_combine(task, spec)
-    local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
+  -- Folds event-time pairs per (window start, key): returns push(k, v) and acc (start -> key ->
+  -- value). f folds a value into a partial (from create(v) when given). Cluster mode's map
+  -- side (dstream.worker.ops.cluster_window) folds the same way.
+  function W.event_window_acc(spec)
+    local f, who = shipped(spec.fn), spec.who
     local create = spec.create and shipped(spec.create)
     local len, slide = spec.len, spec.slide
-    local acc = {} -- start -> key -> value
-    local function push(k, v)
+    local acc = {}
+    return function(k, v)
       if v == nil then error(who .. ": the records must be key/value pairs", 0) end
       local ts = timestamp(who)
       -- Windows [start, start + len) with start a multiple of slide that contain ts.
@@ -118,7 +109,15 @@ return function(W)
           w[k] = v
         end
       end
-    end
+    end, acc
+  end
+
+  -- Map side of an event-time window: combines per (window start, key), then hashes the key.
+  -- Emits (key, {start, value}) pairs into the key's bucket. With spec.create
+  -- (group_by_key_and_window) a key's first value in a window becomes create(v).
+  function terminals.event_window_combine(task, spec)
+    local nparts, who = spec.partitions, spec.who
+    local push, acc = W.event_window_acc(spec)
     local function finish()
       local keys, values, counts = {}, {}, {}
       for start, w in pairs(acc) do

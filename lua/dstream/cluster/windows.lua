@@ -1,0 +1,68 @@
+-- dstream/cluster/windows.lua: windows across the processes of a cluster (issue 19), driver
+-- side. reduce_by_key_and_window (and count_by_value_and_window, reduce_by_window and
+-- count_by_window, built on it) and the event-time windows of reduce_by_key_and_window and
+-- group_by_key_and_window, in cluster mode, come here. Each is a keyed operator of
+-- dstream.cluster.keyed (the map side to APP-<name>-repartition, a keyed stage over the state
+-- partitions this process owns, a changelog, restores on a move); its state per key is its
+-- panes or event-time windows (dstream.worker.ops.cluster_window says how they are kept).
+--
+-- Semantics (the guide's Cluster mode says them to users):
+-- * Processing time: a record's pane is the one of the batch that read it (batch times are
+--   multiples of the batch interval since the epoch in every process, so processes agree on
+--   panes, and windows are emitted at multiples of the slide since the epoch), unless it
+--   reaches its state partition after a window holding that pane was emitted (it goes through
+--   the repartition topic, one or more batches later): then it counts in the pane of the batch
+--   it arrived in. So nothing is lost or counted twice, and every record is in len / slide
+--   consecutive windows, as in one process; a record read in the last batch before a slide
+--   boundary mostly shows in the next window. The window is its panes combined at each slide
+--   (an inverse function is not used: a key whose records all left the window is not emitted).
+-- * Event time: the record's timestamp picks its windows, as in one process; a state
+--   partition's watermark is the largest timestamp it heard of (every map task tells every
+--   state partition the largest it read) minus the delay; a partial for a window that was
+--   emitted already is late (dropped, counted by late_count()).
+local keyed = require("dstream.cluster.keyed")
+local rdd_mod = require("dstream.rdd")
+local shared = require("dstream.state.shared")
+local util = require("dstream.util")
+
+local M = {}
+
+local COLLECT = { kind = "collect" }
+
+-- stream:reduce_by_key_and_window(f, len, slide, opts) in cluster mode (checked by the caller;
+-- fid and filter are shipped ids; pane = gcd(len, slide)).
+function M.reduce_by_key_and_window(self, fid, filter, len_ms, slide_ms, pane_ms, n)
+  local ctx = self.ctx
+  local out = keyed.keyed_operator(self, "reduce_by_key_and_window", n, "cluster_window_reduce",
+    { fn = fid, filter = filter, len = len_ms, slide = slide_ms, pane = pane_ms }, COLLECT,
+    function(results, _, time)
+      if time % slide_ms ~= 0 then return nil end -- windows at multiples of the slide
+      return rdd_mod.from_outputs(ctx, results)
+    end, { send = { kind = "cluster_window_send", fn = fid } })
+  out.slide_ms = slide_ms
+  return out
+end
+
+-- An event-time window in cluster mode (window.lua's event_window: fid folds values, group's
+-- create and merge for group_by_key_and_window, filter a shipped id).
+function M.event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
+  local ctx, ev = self.ctx, self.event
+  if ev.keep_late then
+    util.raise(who .. ": late = \"side\" (late_records()) is not supported in cluster mode yet: a"
+      .. " late record is found by its state partition's process, not the one that read it; use"
+      .. " late = \"drop\" and late_count() (issue 19)")
+  end
+  local late = shared.accumulator(ctx, 0)
+  local counted = 0
+  return keyed.keyed_operator(self, who, n, "cluster_event_window",
+    { fn = fid, merge = group and group.merge, field = group and "values", filter = filter,
+      len = len_ms, delay = ev.delay, emit = ev.emit, late_acc = late.id }, COLLECT,
+    function(results)
+      ev.late_total = ev.late_total + (late.value - counted) -- late_count()
+      counted = late.value
+      return rdd_mod.from_outputs(ctx, results)
+    end, { send = { kind = "cluster_event_send", fn = fid, create = group and group.create,
+      len = len_ms, slide = slide_ms } })
+end
+
+return M

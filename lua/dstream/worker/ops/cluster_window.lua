@@ -1,0 +1,274 @@
+-- dstream/worker/ops/cluster_window.lua: windows across the processes of a cluster (issue 19),
+-- worker side; dstream.cluster.windows plans them on dstream.cluster.keyed's keyed operator, and
+-- the keyed stages bring their state up to date and write their changelog with
+-- dstream.worker.ops.cluster's helpers (W.cluster). A state partition's state is its panes
+-- (store.panes[pane end][key]) or event-time windows (store.windows[start][key]); the changelog
+-- holds each changed (pane or window, key) with its new value under a key of two string.buffer
+-- values (the pane's end or the window's start, then the key), and a tombstone when the pane or
+-- window is gone, so a restore rebuilds exactly what the owner keeps.
+--
+-- * reduce_by_key_and_window: the map side (cluster_window_send) folds the task's pairs per key
+--   and sends (key, value, its batch time); the keyed stage (cluster_window_reduce) folds each
+--   into the pane of that time, unless a window holding that pane was emitted already (the
+--   record arrived after it: then into the pane of the keyed stage's own batch), and at a
+--   slide boundary (a multiple of the slide since the epoch: batch times are aligned to the
+--   wall clock, so every process agrees) emits the window: its panes combined.
+-- * event-time windows: the map side (cluster_event_send) folds per (window start, key) as one
+--   process does and sends (key, {start, value}), and to every state partition the largest
+--   timestamp the task read (key nil); the keyed stage (cluster_event_window) keeps the largest
+--   it heard of (its marker's meta, so a restore has it): the watermark is that minus the
+--   delay; a partial of a window already emitted (its end at or before the watermark of the
+--   batches before) is late and dropped (counted); windows the new watermark passed are
+--   emitted and removed.
+-- Registered into dstream.worker (see its list of operator modules).
+local buffer = require("string.buffer")
+
+return function(W)
+  local operators, terminals, current, shipped = W.operators, W.terminals, W.current, W.shipped
+  local task = require("dstream.worker.task")
+  local key_of, slot = task.key_of, task.slot
+  local pairs, type, ceil, floor, next, error = pairs, type, math.ceil, math.floor, next, error
+
+  local enc, dec = buffer.new(), buffer.new()
+
+  -- The changelog key of (pane end or window start t, key k).
+  local function entry_key(t, k)
+    enc:reset()
+    enc:encode(t)
+    enc:encode(k)
+    return enc:tostring()
+  end
+
+  -- Folds v into key k of slot t with f: into changed[t] (what the task changes), starting from
+  -- the state's slots[t][k] (left as it is: a failed attempt changes nothing).
+  local function fold(changed, slots, t, k, v, f)
+    if type(k) == "table" then k = key_of(k) end -- an array key: its representative
+    local w = slot(changed, t)
+    local old = w[k]
+    if old == nil then
+      local s = slots[t]
+      old = s and s[k]
+    end
+    if old == nil then w[k] = v else w[k] = f(old, v) end
+  end
+
+  -- A keyed stage's changelog writes: the changed entries (time -> key -> value) of slots
+  -- that stay, and a tombstone for every entry of a slot that is gone (time -> true).
+  local function put_changes(put, slots, changed, gone)
+    for t, w in pairs(changed) do
+      if not gone[t] then
+        for k, v in pairs(w) do put(entry_key(t, k), v) end
+      end
+    end
+    for t in pairs(gone) do
+      for k in pairs(slots[t] or {}) do put(entry_key(t, k), nil) end
+    end
+  end
+
+  -- The same in memory, once the task succeeded.
+  local function apply_changes(slots, changed, gone)
+    for t, w in pairs(changed) do
+      if not gone[t] then
+        local dst = slot(slots, t)
+        for k, v in pairs(w) do dst[k] = v end
+      end
+    end
+    for t in pairs(gone) do slots[t] = nil end
+  end
+
+  -- A restore's apply for the store's field `field` (time -> key -> value): one changelog entry.
+  local function applier(field)
+    return function(store, kbytes, s)
+      dec:set(kbytes)
+      local t, k = dec:decode(), dec:decode()
+      if type(k) == "table" then k = key_of(k) end
+      local slots = store[field] or {}
+      store[field] = slots
+      if s == false then
+        local w = slots[t]
+        if w then
+          w[k] = nil
+          if next(w) == nil then slots[t] = nil end
+        end
+      else
+        slot(slots, t)[k] = s
+      end
+    end
+  end
+  local apply_panes, apply_windows = applier("panes"), applier("windows")
+
+  local function pairs_only(who, k, v)
+    if v == nil then error(who .. ": the records must be key/value pairs", 0) end
+    if k == nil then W.nil_key(who, v) end
+  end
+
+  -- Map side of reduce_by_key_and_window: the task's pairs folded per key, each sent with the
+  -- batch's time.
+  function terminals.cluster_window_send(t, spec)
+    local send, done = W.cluster.sender(t, spec)
+    local f, who = shipped(spec.fn), spec.who
+    local acc = {}
+    return function(k, v)
+      local old = acc[k]
+      if old == nil then
+        pairs_only(who, k, v)
+        if type(k) == "table" then
+          k = key_of(k, who)
+          old = acc[k]
+        end
+      end
+      if old == nil then acc[k] = v else acc[k] = f(old, v) end
+    end, function()
+      local time = current.time
+      for k, v in pairs(acc) do send(k, v, time) end
+      done()
+    end
+  end
+
+  -- The keyed stage of reduce_by_key_and_window (see the header).
+  function operators.cluster_window_reduce(spec, nxt, fin)
+    local C = W.cluster
+    local f = shipped(spec.fn)
+    local filter = spec.filter and shipped(spec.filter)
+    local part, time = current.part, current.time
+    local store, r, skip, base = C.prepare(spec, part, apply_panes)
+    local panes = store.panes or {}
+    store.panes = panes
+    local pane, len, slide = spec.pane, spec.len, spec.slide
+    local here = ceil(time / pane) * pane           -- the pane of this batch
+    local closed = floor((time - 1) / slide) * slide -- panes up to here were in an emitted window
+    local changed = {} -- pane end -> key -> new value
+    return C.decoder(skip, function(k, v, t)
+      local e = ceil(t / pane) * pane
+      if e <= closed then e = here end -- arrived after its window: counted where it arrived
+      fold(changed, panes, e, k, v, f)
+    end, true), function()
+      local gone = {} -- pane ends that leave every later window
+      if time % slide == 0 then
+        local window = {}
+        local function add(k, v)
+          local old = window[k]
+          if old == nil then window[k] = v else window[k] = f(old, v) end
+        end
+        local ends = {}
+        for e in pairs(panes) do ends[e] = true end
+        for e in pairs(changed) do ends[e] = true end
+        for e in pairs(ends) do
+          if e > time - len and e <= time then
+            local c = changed[e]
+            for k, v in pairs(panes[e] or {}) do
+              if not (c and c[k] ~= nil) then add(k, v) end
+            end
+            for k, v in pairs(c or {}) do add(k, v) end
+          end
+          if e <= time + slide - len then gone[e] = true end
+        end
+        for k, v in pairs(window) do
+          if not filter or filter(k, v) then nxt(k, v) end
+        end
+      end
+      C.write_changes(spec, part, store, r, base, function(put) put_changes(put, panes, changed, gone) end)
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function() apply_changes(panes, changed, gone) end
+      fin()
+    end
+  end
+
+  -- Map side of an event-time window: folded per (window start, key) as in one process
+  -- (W.event_window_acc), sent as (key, {start, value}); then the task's largest timestamp to
+  -- every state partition (key nil), from which each keyed stage moves its watermark.
+  function terminals.cluster_event_send(t, spec)
+    local send, done = W.cluster.sender(t, spec)
+    local push, acc = W.event_window_acc(spec)
+    return push, function()
+      for start, w in pairs(acc) do
+        for k, v in pairs(w) do send(k, { start, v }) end
+      end
+      local report = current.report
+      local top = report and report.max_ts
+      if top then
+        for p = 0, spec.partitions - 1 do send(nil, top, nil, p) end
+      end
+      current.report = nil -- (the watermark is the keyed stage's, not this process's driver's)
+      done()
+    end
+  end
+
+  -- The keyed stage of an event-time window (see the header). spec.merge (when the map side's
+  -- fn adds a value, not a partial) merges two partials without changing them; spec.field
+  -- names the value in what is emitted ("value", or "values" for group_by_key_and_window).
+  function operators.cluster_event_window(spec, nxt, fin)
+    local C = W.cluster
+    local f = shipped(spec.merge or spec.fn)
+    local field = spec.field or "value"
+    local filter = spec.filter and shipped(spec.filter)
+    local part = current.part
+    local store, r, skip, base = C.prepare(spec, part, apply_windows)
+    local windows = store.windows or {}
+    store.windows = windows
+    local len, delay, final = spec.len, spec.delay, spec.emit == "final"
+    local top = store.meta -- the largest timestamp this state partition heard of
+    local before = top and top - delay -- the watermark of the batches before
+    local changed, late = {}, 0 -- start -> key -> new value
+    return C.decoder(skip, function(k, sv)
+      if k == nil then -- a map task's largest timestamp
+        if top == nil or sv > top then top = sv end
+        return
+      end
+      local start, v = sv[1], sv[2]
+      if before and start + len <= before then -- its window was emitted already
+        late = late + 1
+        return
+      end
+      fold(changed, windows, start, k, v, f)
+    end), function()
+      local watermark = top and top - delay
+      local function value(start, k)
+        local c = changed[start]
+        local v = c and c[k]
+        if v == nil then v = windows[start][k] end
+        return v
+      end
+      local function out(start, k, v)
+        if not filter or filter(k, v) then
+          nxt(k, { start = start, ["end"] = start + len, [field] = v })
+        end
+      end
+      local starts = {}
+      for start in pairs(windows) do starts[start] = true end
+      for start in pairs(changed) do starts[start] = true end
+      local gone = {} -- windows the watermark passed: emitted (final) and removed
+      for start in pairs(starts) do
+        if watermark and start + len <= watermark then gone[start] = true end
+      end
+      if final then
+        for start in pairs(gone) do
+          local seen = {}
+          for k in pairs(windows[start] or {}) do
+            seen[k] = true
+            out(start, k, value(start, k))
+          end
+          for k, v in pairs(changed[start] or {}) do
+            if not seen[k] then out(start, k, v) end
+          end
+        end
+      else
+        for start, w in pairs(changed) do
+          for k, v in pairs(w) do out(start, k, v) end
+        end
+      end
+      C.write_changes(spec, part, store, r, base, function(put) put_changes(put, windows, changed, gone) end, top)
+      if late > 0 then
+        local accums = current.accums or {}
+        current.accums = accums
+        accums[spec.late_acc] = (accums[spec.late_acc] or 0) + late
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        apply_changes(windows, changed, gone)
+        store.meta = top
+      end
+      fin()
+    end
+  end
+end
