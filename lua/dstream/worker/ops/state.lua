@@ -70,12 +70,15 @@ return function(W)
         list = values[k]
       end
       if list == nil then
-        list = {}
-        values[k] = list
+        -- { v }: the table and its array part in one allocation (LuaJIT puts a constructor's
+        -- small array beside the table); {} then list[1] = v made a second one, for every key
+        -- of every batch.
+        values[k] = { v }
         n = n + 1
         order[n] = k
+      else
+        list[#list + 1] = v
       end
-      list[#list + 1] = v
     end, function()
       local v, o = values, order
       values, order = nil, nil -- a trace may keep push alive: not the batch's values
