@@ -67,8 +67,10 @@ function terminals.combine(task, spec)
     local keys, values, counts = {}, {}, {}
     local left, per_bucket = added, math.ceil(added / nparts)
     combine_sizes[spec.fn] = added
+    local hashed = nparts > 1 -- (one partition: every key goes to 0, no hash to compute; the
+    -- keys were checked as they came, in push)
     for k, v in pairs(acc) do
-      local t = key_hash(k, who) % nparts
+      local t = hashed and key_hash(k, who) % nparts or 0
       local n = (counts[t] or 0) + 1
       if n == 1 then keys[t], values[t] = table_new(per_bucket, 0), table_new(per_bucket, 0) end
       keys[t][n], values[t][n] = k, v
