@@ -1,8 +1,9 @@
 -- Cluster mode (issue 19) beyond update_state_by_key: a join with a static dataset,
 -- reduce_by_key_and_window and an event-time window run by the members of one cluster (contexts
 -- of this process with manual clocks, advanced together, against an embedded broker in this
--- process): three members, then one restarted from its checkpoint, compared with one process
--- (a context outside cluster mode) on the same input and with counts made here in plain Lua.
+-- process): three members, then two of them restarted from their checkpoints, compared with
+-- one process (a context outside cluster mode) on the same input and with counts made here in
+-- plain Lua.
 -- Each cluster's first join takes the embedded broker about 3 s (its initial rebalance delay).
 package.path = "spec/helpers/?.lua;" .. package.path
 local dstream = require("dstream")
@@ -73,8 +74,8 @@ local function job(ctx, lines)
   out.counts:foreach_rdd(function(rdd)
       for _, kv in ipairs(rdd:collect()) do out.sums[kv[1]] = (out.sums[kv[1]] or 0) + kv[2] end
     end)
-  out.events = words:event_time(function(_, ts) return ts end, { watermark = "30s" })
-    :map_values(function() return 1 end)
+  out.timed = words:event_time(function(_, ts) return ts end, { watermark = "30s" })
+  out.events = out.timed:map_values(function() return 1 end)
     :reduce_by_key_and_window(function(a, b) return a + b end, EV_LEN .. "ms", EV_SLIDE .. "ms",
       { partitions = N })
     :name("events")
@@ -97,7 +98,7 @@ local function expected(lines)
     ts = tonumber(ts)
     if names[user] then e.joined[#e.joined + 1] = user .. " " .. word .. " " .. names[user] end
     e.sums[word] = (e.sums[word] or 0) + LEN / SLIDE
-    if ts < 100000 then -- (the last line only moves the watermark: its window stays open)
+    if user ~= "u9" then -- (u9's lines: the last moves the watermark, its window stays open; the other is late)
       for start = math.floor(ts / EV_SLIDE) * EV_SLIDE, ts - EV_LEN + 1, -EV_SLIDE do
         local id = word .. "@" .. start
         e.windows[id] = (e.windows[id] or 0) + 1
@@ -182,21 +183,25 @@ describe("cluster mode beyond update_state_by_key", function()
     sleep_ms(pause or 100)
   end
 
-  it("a static join, reduce_by_key_and_window and an event-time window on three members, then one restarted from its checkpoint: what one process gives", function()
+  it("a static join, reduce_by_key_and_window and an event-time window on three members, then two restarted from their checkpoints: what one process gives", function()
     if sanitizer_build() then return pending("multi-process runs: release build only") end
     local first, second, last = input_lines(1, 80), input_lines(81, 160), { "u9 flush 200000" }
+    local late = { "u9 late 500" } -- (in windows [-2000, 2000) and [0, 4000), closed by then)
     local all = {}
-    for _, part in ipairs { first, second, last } do
+    for _, part in ipairs { first, second, last, late } do
       for _, l in ipairs(part) do all[#all + 1] = l end
     end
     local want = expected(all)
-    local dir = os.tmpname()
-    os.remove(dir)
+    local before_late = {} -- the sums before the late line
+    for w, n in pairs(want.sums) do before_late[w] = n end
+    before_late.late = nil
+    local dirs = { os.tmpname(), os.tmpname() }
+    for _, dir in ipairs(dirs) do os.remove(dir) end
 
     -- Three members: the input's 4 partitions and each operator's 3 state partitions shared out.
     produce(first, 0)
     local ctxs, outs, streams = {}, {}, {}
-    for m = 1, 3 do ctxs[m], outs[m], streams[m] = member(m == 1 and dir or nil) end
+    for m = 1, 3 do ctxs[m], outs[m], streams[m] = member(dirs[m]) end
     local ok, err = pcall(function()
       for m = 1, 3 do ctxs[m]:start() end
       -- (Batches wait for the group: a window whose time comes while its state partition has
@@ -218,43 +223,58 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.equal(#first + #second, read)
     assert.are.same({}, union(outs).windows) -- the watermark (30 s) closed no window yet
 
-    -- Member 1 restarted from its checkpoint, alone: it restores its state partitions from the
-    -- checkpoint and the changelog after it, the others from the changelog; the last line
-    -- moves the watermark past every window.
-    local ctx, out, stream = member(dir)
+    -- Members 1 and 2 restarted from their checkpoints: each restores its state partitions from
+    -- its checkpoint and the changelog after it, and the third member's from the changelog; the
+    -- flush line moves the watermark past every window; then the late line comes.
+    local again, restarted, rstreams = {}, {}, {}
+    for m = 1, 2 do again[m], restarted[m], rstreams[m] = member(dirs[m]) end
     ok, err = pcall(function()
-      ctx:start()
-      assert.is_true(ctx.time >= 10000, "the restart resumes at its checkpoint's time")
-      assert.is_true(wait_for(function() return all_owned({ out }, { stream }) end, 30))
+      for m = 1, 2 do
+        again[m]:start()
+        assert.is_true(again[m].time >= 10000, "the restart resumes at its checkpoint's time")
+      end
+      assert.is_true(wait_for(function() return all_owned(restarted, rstreams) end, 30))
       produce(last, #first + #second)
       assert.is_true(wait_for(function()
-        round({ ctx })
-        local u = union { outs[1], outs[2], outs[3], out }
-        return same_sums(u.sums, want.sums) and next(u.windows) and #u.joined >= #want.joined
+        round(again)
+        local u = union { outs[1], outs[2], outs[3], restarted[1], restarted[2] }
+        return same_sums(u.sums, before_late) and next(u.windows) and #u.joined >= #want.joined
       end, 40), (function()
-        local u = union { outs[1], outs[2], outs[3], out }
+        local u = union { outs[1], outs[2], outs[3], restarted[1], restarted[2] }
         local t = {}
         for w, n in pairs(want.sums) do t[#t + 1] = w .. "=" .. tostring(u.sums[w]) .. "/" .. n end
         local nw = 0
         for _ in pairs(u.windows) do nw = nw + 1 end
         return table.concat(t, " ") .. " windows " .. nw .. " joined " .. #u.joined .. "/" .. #want.joined
-          .. " time " .. ctx.time .. " read " .. out.read
+          .. " time " .. again[1].time
       end)())
-      for _ = 1, 4 do round({ ctx }) end -- (nothing more comes)
+      produce(late, #first + #second)
+      assert.is_true(wait_for(function()
+        round(again)
+        local u = union { outs[1], outs[2], outs[3], restarted[1], restarted[2] }
+        return restarted[1].timed:late_count() + restarted[2].timed:late_count() >= 2
+          and same_sums(u.sums, want.sums)
+      end, 20))
+      for _ = 1, 4 do round(again) end -- (nothing more comes)
     end)
-    pcall(ctx.stop, ctx)
+    for m = 1, 2 do pcall(again[m].stop, again[m]) end
     if not ok then error(err, 0) end
-    local cluster = union { outs[1], outs[2], outs[3], out }
+    local cluster = union { outs[1], outs[2], outs[3], restarted[1], restarted[2] }
+    -- The late line's two partials, counted by the process that owns the word's partition.
+    assert.are.equal(2, restarted[1].timed:late_count() + restarted[2].timed:late_count())
 
-    -- One process outside cluster mode, on the whole input.
+    -- One process outside cluster mode, on the whole input; 41 records a batch per partition,
+    -- so that it reads the late line (partition 1's 42nd, after the flush line) a batch later.
     local one = dstream.context { batch = "1s", clock = "manual", workers = 2 }
-    local single = job(one, one:kafka_stream { brokers = B, topic = "cwin", start = "earliest" })
+    local single = job(one, one:kafka_stream { brokers = B, topic = "cwin", start = "earliest",
+      max_rate_per_partition = 41 })
     ok, err = pcall(function()
       one:start()
       assert.is_true(wait_for(function()
         round({ one })
         return same_sums(single.sums, want.sums) and next(single.windows)
       end, 20))
+      assert.are.equal(1, single.timed:late_count()) -- (one process counts records)
     end)
     pcall(one.stop, one)
     if not ok then error(err, 0) end
@@ -267,6 +287,6 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(single.sums, cluster.sums)
     assert.are.same(single.windows, cluster.windows)
     assert.are.same({}, cluster.twice)
-    os.execute("rm -rf " .. dir)
+    for _, dir in ipairs(dirs) do os.execute("rm -rf " .. dir) end
   end)
 end)
