@@ -46,8 +46,16 @@ prompt_lines() { screen | grep -cE '^>>?( |$)'; }
 ready_after() {
   [ "$(prompt_lines)" -gt "$1" ] && visible | tail -n 1 | grep -qE '^>>? *$'
 }
+# terminal_alive: the tmux server of the session still runs; once it is gone every later step
+# would wait out its limit (5 minutes in all), so the test ends at once, saying so.
+terminal_alive() {
+  tm has-session 2>/dev/null && return 0
+  not_ok "the terminal running the REPL is still there (its tmux server is gone)"
+  finish
+}
 type_line() {
   local before
+  terminal_alive
   before=$(prompt_lines)
   tm send-keys -l -- "$1"
   tm send-keys Enter
@@ -71,6 +79,7 @@ count_matches() { screen | grep -c -- "$1"; }
 expect() {
   local desc=$1 limit=$2
   shift 2
+  terminal_alive
   if wait_screen "$limit" "$@"; then ok "$desc"; else
     not_ok "$desc"
     echo "# --- screen ---"
