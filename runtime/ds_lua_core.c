@@ -198,6 +198,7 @@ static const field_offset task_fields[] = {
     FIELD(ds_task, ninputs),   FIELD(ds_task, status),     FIELD(ds_task, error),
     FIELD(ds_task, outputs),   FIELD(ds_task, noutputs),   FIELD(ds_task, capoutputs),
     FIELD(ds_task, run_ms),    FIELD(ds_task, records_in), FIELD(ds_task, next),
+    FIELD(ds_task, progress),
     {NULL, 0}};
 static const field_offset words_pos_fields[] = {FIELD(ds_words_pos, pos),
                                                 FIELD(ds_words_pos, line_end), {NULL, 0}};
@@ -542,7 +543,8 @@ static int pool_close(lua_State *L) {
   return 1;
 }
 
-/* pool:running() -> { {id=, worker=, ms=, lost=}, ... }: the tasks running now. */
+/* pool:running() -> { {id=, worker=, ms=, lost=, progress=}, ... }: the tasks running now;
+ * progress = {tag, a, b, since_ms} while the task reports one (ds_task_progress). */
 static int pool_running(lua_State *L) {
   lua_pool *lp = check_pool(L);
   ds_pool_running r[64];
@@ -559,6 +561,14 @@ static int pool_running(lua_State *L) {
     lua_setfield(L, -2, "ms");
     lua_pushboolean(L, r[i].lost);
     lua_setfield(L, -2, "lost");
+    if (r[i].progress[0] != 0) {
+      lua_createtable(L, 4, 0);
+      for (int k = 0; k < 4; k++) {
+        lua_pushnumber(L, (lua_Number)r[i].progress[k]);
+        lua_rawseti(L, -2, k + 1);
+      }
+      lua_setfield(L, -2, "progress");
+    }
     lua_rawseti(L, -2, i + 1);
   }
   return 1;

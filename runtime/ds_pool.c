@@ -605,6 +605,7 @@ int ds_pool_running_tasks(ds_pool *p, ds_pool_running *out, int max) {
       out[n].worker = w->index;
       out[n].ms = now - w->started_ms;
       out[n].lost = w->lost;
+      for (int k = 0; k < 4; k++) out[n].progress[k] = __atomic_load_n(&w->current->progress[k], __ATOMIC_ACQUIRE);
     }
     n++;
   }

@@ -54,6 +54,7 @@ typedef struct ds_pool_running {
   int worker;
   double ms; /* how long it has run */
   int lost;  /* given up on after the task timeout: its worker is abandoned */
+  uint64_t progress[4]; /* the task's report (ds_task.progress): {tag, a, b, since_ms} */
 } ds_pool_running;
 
 /* Starts the workers and waits until each has built its Lua state and loaded boot_module.

@@ -76,3 +76,12 @@ void ds_task_free(ds_task *t) {
   free(t->desc);
   free(t);
 }
+
+void ds_task_progress(ds_task *t, uint64_t tag, uint64_t a, uint64_t b, uint64_t since_ms) {
+  /* tag last when setting, first when clearing: a reader seeing a tag sees its figures */
+  if (tag == 0) __atomic_store_n(&t->progress[0], 0, __ATOMIC_RELEASE);
+  __atomic_store_n(&t->progress[1], a, __ATOMIC_RELAXED);
+  __atomic_store_n(&t->progress[2], b, __ATOMIC_RELAXED);
+  __atomic_store_n(&t->progress[3], since_ms, __ATOMIC_RELAXED);
+  if (tag != 0) __atomic_store_n(&t->progress[0], tag, __ATOMIC_RELEASE);
+}

@@ -37,12 +37,17 @@ typedef struct ds_task {
   double run_ms;
   uint64_t records_in; /* set by the worker's Lua code */
   struct ds_task *next;
+  /* What a long step of the running task has done so far, for the driver's status pages
+   * (cluster mode's restores): written by its worker (ds_task_progress), read by the driver
+   * while the task runs (ds_pool_running_tasks), both atomically. {tag, a, b, since_ms};
+   * tag 0: nothing to report. */
+  uint64_t progress[4];
 } ds_task;
 
 #if UINTPTR_MAX == UINT64_MAX
 /* A field added or moved here must be added or moved in cdefs.lua too; then fix the size. */
 _Static_assert(sizeof(ds_output) == 48, "ds_output changed: change lua/dstream/worker/cdefs.lua too");
-_Static_assert(sizeof(ds_task) == 96, "ds_task changed: change lua/dstream/worker/cdefs.lua too");
+_Static_assert(sizeof(ds_task) == 128, "ds_task changed: change lua/dstream/worker/cdefs.lua too");
 #endif
 
 /* Allocates a task copying `desc`; inputs are added with ds_task_add_input. NULL on OOM. */
@@ -54,6 +59,10 @@ int ds_task_add_input(ds_task *t, const ds_slice *s);
 int ds_task_emit(ds_task *t, int32_t target, int32_t format, int32_t pairs, const void *p,
                  size_t len, uint64_t count);
 /* Called by worker Lua (FFI): records the failure text (copied). */
+/* Called by worker Lua (FFI) while the task runs: reports its progress (see ds_task.progress);
+ * tag 0 clears it. Relaxed atomic stores: the driver reads the fields without the worker's
+ * help, and a reading that mixes two reports is good enough for a status page. */
+void ds_task_progress(ds_task *t, uint64_t tag, uint64_t a, uint64_t b, uint64_t since_ms);
 void ds_task_set_error(ds_task *t, int32_t status, const char *msg, size_t len);
 /* Drops outputs and error so the task can run again (a retry). */
 void ds_task_reset(ds_task *t);

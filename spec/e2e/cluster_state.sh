@@ -148,11 +148,41 @@ grep "brought up to date" "$WORK/p3.err" | sed 's/^.*info: /#   p3: /' | head -n
 url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/p3.err" | tail -n 1)
 curl -s "${url}metrics" >"$WORK/p3.metrics"
 grep '^dstream_cluster' "$WORK/p3.metrics" | sed 's/^/#   p3 \/metrics: /'
-check "/metrics of the joining process shows its state partitions, restores and rebalances" \
+check "/metrics of the joining process shows its member id, state partitions, restores and rebalances" \
   eval 'grep -q "^dstream_cluster_state_partitions{operator=\"counts\"} [1-9]" "$WORK/p3.metrics" &&
     grep -q "^dstream_cluster_restores_total{operator=\"counts\"} [1-9]" "$WORK/p3.metrics" &&
     grep -q "^dstream_cluster_restored_changes_total{operator=\"counts\"} [1-9]" "$WORK/p3.metrics" &&
-    grep -q "^dstream_cluster_rebalances_total{input=\"update_state_by_key (repartition)\"} [1-9]" "$WORK/p3.metrics"'
+    grep -q "^dstream_cluster_rebalances_total{input=\"update_state_by_key (repartition)\"} [1-9]" "$WORK/p3.metrics" &&
+    grep -q "^dstream_cluster_member{input=\"words\",group=\"st1\",member_id=\"[^\"]\+\"} 1" "$WORK/p3.metrics" &&
+    grep -q "^dstream_cluster_restores_running{operator=\"counts\"} 0" "$WORK/p3.metrics"'
+# The live page's JSON and the page itself (headless Chromium) say which member p3 is and
+# which state partitions it owns: the same as the job's own output (kafka_stats), and the
+# restores it ran.
+curl -s "${url}api/streams" >"$WORK/p3.streams.json"
+p3_owns=$(head -n 1 "$WORK/p3.state" | sed 's/^# owns //')
+check "/api/streams of p3: its member id, its assigned input partitions, state partitions $p3_owns and the restores done" \
+  "$DSTREAM" -e "local c = require('cjson').decode(io.open('$WORK/p3.streams.json'):read('*a')).cluster
+    assert(c.group == 'st1' and c.member_id:find('.'), 'member')
+    local op = c.state[1]
+    assert(op.operator == 'counts' and op.partitions == $N and table.concat(op.owned, ',') == '$p3_owns', 'owned')
+    assert(op.restores.count >= 1 and op.restores.changes >= 1 and #op.recent_restores >= 1, 'restores')
+    assert(#op.restoring == 0 and op.keys >= 1, 'keys')
+    assert(c.inputs[1].name == 'words' and #c.inputs[1].assigned >= 1 and c.rebalances >= 1, 'inputs')"
+grep -o '"member_id":"[^"]*"' "$WORK/p3.streams.json" | head -n 1 | sed 's/^/#   p3 \/api\/streams: /'
+browser=$(command -v chromium || command -v chromium-browser || true)
+if [ -n "$browser" ]; then
+  timeout 60 "$browser" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync \
+    --user-data-dir="$(mktemp -d "$WORK/chrome.XXXXXX")" --virtual-time-budget=3000 \
+    --dump-dom "$url" >"$WORK/p3.dom.html" 2>>"$WORK/chrome.err"
+  check "p3's page shows the cluster: its member id and, for counts, the state partitions it owns" \
+    eval 'grep -q "id=\"cluster\" class=\"view on\"" "$WORK/p3.dom.html" &&
+      grep -q "group st1 .* member [^ (<]" "$WORK/p3.dom.html" &&
+      grep -q "<td>counts</td><td>[0-9, ]* of $N</td>" "$WORK/p3.dom.html"'
+  grep -o '<td>counts</td>.*</tr>' "$WORK/p3.dom.html" | head -n 1 | sed 's/<[^>]*>/ | /g; s/^/#   p3 page: /'
+else
+  not_ok "chromium is installed (Debian package chromium; scripts/setup.sh installs it)"
+fi
 kill -TERM "$PID_p3"
 wait_exit "$PID_p3" 15
 check "a graceful leave (SIGTERM) ends the process with status 0" [ "$EXIT_STATUS" = 0 ]

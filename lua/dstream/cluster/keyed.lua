@@ -19,6 +19,7 @@
 -- So the keyed stage sees a record one or more batches after the map side wrote it, and a
 -- process's state stream holds only its own partitions' keys.
 local cluster_metrics = require("dstream.cluster.metrics")
+local holding = require("dstream.cluster.holding")
 local core = require("dstream.core")
 local kafka_source = require("dstream.sources.kafka")
 local rdd_mod = require("dstream.rdd")
@@ -79,6 +80,7 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
   end
   local id, entry = ctx:_new_state(who, n, true)
   local keys_acc = ctx:_state_keys_counter(id)
+  local held = holding.new(ctx, entry, id, n, keys_acc, who) -- memory and keys: owned partitions only
   local brokers = first.brokers
   local topics = {} -- repartition, changelog: named at ctx:start() (stream:name() may follow)
 
@@ -103,7 +105,8 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
     return first_open()
   end
 
-  local restore_acc, after_batch = cluster_metrics.operator(ctx, K)
+  local restore_acc, after_batch = cluster_metrics.operator(ctx, K, n,
+    function() return operator_name(entry, who) end, id)
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
     kafka_ms = TIMEOUT_MS, who = who .. " (repartition)" }
   for k, v in pairs(opts and opts.send or {}) do send_term[k] = v end
@@ -134,13 +137,15 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
         results = ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return term end, who))
       end
     end
-    after_batch(owned, operator_name(entry, who))
+    held:settle(owned)
+    after_batch(owned)
     return result(results, owned, time)
   end, who)
   out.state_id = id
   -- The state partitions this process owns: the repartition topic's partitions the group gave
   -- it (group, member_id, rebalances, assigned).
   function out.kafka_stats() return K:stats() end
+  function out.state_snapshots(s) return held:snapshots(s) end -- (map_with_state's)
   ctx:_eager(out) -- every key is updated in every batch
   return out, id
 end

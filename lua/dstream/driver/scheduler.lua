@@ -184,6 +184,20 @@ function M:running()
   return out
 end
 
+-- The running tasks that report their progress (ds_task_progress on the worker: cluster
+-- mode's restores): { { tag, a, b, since_ms, part, stage, worker }, ... }.
+function M:progress()
+  local out = {}
+  for _, r in ipairs(self.pool and self.pool:running() or {}) do
+    local p, t = r.progress, self.pending[r.id]
+    if p and t then
+      out[#out + 1] = { tag = p[1], a = p[2], b = p[3], since_ms = p[4], part = t.spec.part,
+        stage = t.spec.stage, worker = r.worker }
+    end
+  end
+  return out
+end
+
 -- Closes the pool: waits up to wait_ms (default 2 s) for running tasks to end; a worker still
 -- running one then is abandoned (left to the process's exit). Returns how many were.
 function M:close(wait_ms)

@@ -67,6 +67,8 @@ function Http:streams_json()
     running = ctx.running and ctx.running.time or nil,
     last_batch = last and figures.batch_info(last, "completed") or nil,
     inputs = inputs, streams = streams, failed_batches = failed,
+    -- A cluster process: its member id, partitions, state partitions and restores.
+    cluster = ctx.cluster and require("dstream.cluster.status").describe(ctx) or nil,
     -- A failed context's page stays up (dstream.monitor's linger): the error is on top.
     error = ctx.error, failed_at = figures.round(self.failed_at),
   }

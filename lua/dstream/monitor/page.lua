@@ -105,6 +105,13 @@ M.html = [==[<!DOCTYPE html>
   <h3>Inputs</h3>
   <table id="inputs"><thead><tr><th>Input</th><th>Records</th><th>Max rate</th><th>Rate limit</th>
     <th>Backpressure</th><th>State</th></tr></thead><tbody></tbody></table>
+  <div id="cluster" class="view">
+  <h3>Cluster <span class="tick" id="cluster-member"></span></h3>
+  <table id="cluster-inputs"><thead><tr><th>Kafka input</th><th>Member id</th><th>Assigned partitions</th>
+    <th>Rebalances</th></tr></thead><tbody></tbody></table>
+  <table id="cluster-state"><thead><tr><th>Stateful operator</th><th>State partitions owned</th><th>Keys</th>
+    <th>Restoring now</th><th>Restores done</th></tr></thead><tbody></tbody></table>
+  </div>
   <h3>Last batches <span class="tick">(click one for its stages and tasks)</span></h3>
   <table id="batches"><thead><tr><th>Batch time</th><th>Records</th><th>Scheduling delay</th>
     <th>Processing time</th><th>Total delay</th><th>Stages</th></tr></thead><tbody></tbody></table>
@@ -268,7 +275,47 @@ function renderStreams(s) {
       .forEach(function (v) { text(r.insertCell(), v); });
     if (i.last_error) { var c = r.cells[5]; c.className = "err"; c.title = i.last_error; }
   });
+  renderCluster(s.cluster);
   drawGraph(s.streams);
+}
+
+// A cluster process (dstream --cluster APP): which member it is, what the group gives it, and
+// per stateful operator its state partitions, the restores running now and those done.
+function renderCluster(c) {
+  var box = document.getElementById("cluster");
+  box.className = c ? "view on" : "view";
+  if (!c) return;
+  text(document.getElementById("cluster-member"), "group " + c.group + " \u00b7 member " + (c.member_id || "(joining)") +
+       " \u00b7 " + fmtNum(c.rebalances) + " rebalances");
+  var tb = clear(document.querySelector("#cluster-inputs tbody"));
+  c.inputs.forEach(function (i) {
+    var r = tb.insertRow();
+    [i.name + (i.state_of ? " (state " + i.state_of + ")" : ""), i.member_id || "-",
+     i.assigned.length ? i.assigned.join(", ") : "none", fmtNum(i.rebalances)]
+      .forEach(function (v) { text(r.insertCell(), v); });
+  });
+  var ts = clear(document.querySelector("#cluster-state tbody"));
+  if (!c.state.length) {
+    var r0 = ts.insertRow(); var c0 = r0.insertCell(); c0.colSpan = 5; c0.className = "empty";
+    text(c0, "no keyed state across the cluster");
+  }
+  c.state.forEach(function (o) {
+    var r = ts.insertRow();
+    var now = o.restoring.map(function (x) {
+      return "p" + x.partition + ": " + fmtNum(x.changes) + " changes, " + fmtBytes(x.bytes) + ", " + fmtNum(x.seconds, 1) + " s";
+    }).join("; ");
+    var d = o.restores;
+    [o.operator, (o.owned.length ? o.owned.join(", ") : "none") + " of " + fmtNum(o.partitions),
+     o.keys === undefined ? "-" : fmtNum(o.keys), now || "-",
+     fmtNum(d.count) + " (" + fmtNum(d.changes) + " changes, " + fmtBytes(d.bytes) + ", " + fmtNum(d.seconds, 2) + " s)"]
+      .forEach(function (v) { text(r.insertCell(), v); });
+    r.cells[3].className = "restoring";
+    if (o.recent_restores.length) {
+      r.cells[4].title = "last restores: " + o.recent_restores.map(function (x) {
+        return "p" + x.partition + " offsets " + x.from + "-" + x.to + ": " + fmtNum(x.changes) + " changes in " + fmtNum(x.seconds, 3) + " s";
+      }).join("; ");
+    }
+  });
 }
 
 // The graph of streams: a column per depth (inputs left, outputs right), an arrow per parent.

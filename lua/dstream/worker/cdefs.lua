@@ -33,11 +33,13 @@ typedef struct ds_task {
   double run_ms;
   uint64_t records_in;
   struct ds_task *next;
+  uint64_t progress[4];
 } ds_task;
 typedef struct ds_pool ds_pool;
 
 int ds_task_emit(ds_task *t, int32_t target, int32_t format, int32_t pairs, const void *p,
                  size_t len, uint64_t count);
+void ds_task_progress(ds_task *t, uint64_t tag, uint64_t a, uint64_t b, uint64_t since_ms);
 void ds_task_set_error(ds_task *t, int32_t status, const char *msg, size_t len);
 int ds_text_file_read(const char *path, uint64_t start, uint64_t end, char **out, size_t *outlen,
                       uint64_t *count, char *err, size_t errlen);

@@ -55,7 +55,7 @@ end
 
 local function execute(task, desc)
   current.part, current.time, current.worker = desc.part or 0, desc.time or 0, task_mod.worker_index
-  current.desc = desc
+  current.desc, current.task = desc, task
   -- A first flat_map runs in the reader's loop (read_flat); not on a state source, nor on
   -- two-sided inputs (cogroup, join: the first nleft slices are the left side).
   local nleft, first = desc.nleft, desc.ops[1]
@@ -143,6 +143,7 @@ function M.run(task_ptr)
   end
   local no_retry = current.no_retry -- failed on its records (task.records_error)
   current.on_success, current.accums, current.report, current.desc, current.no_retry = {}, nil, nil, nil, nil
+  current.task = nil
   task_mod.reset_buffers()
   if ok then
     readers.release_text_block()

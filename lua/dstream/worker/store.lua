@@ -30,6 +30,15 @@ function M.replace(id, part, store)
   by_part[part] = store
 end
 
+-- Forgets partition `part`'s store of state `id` (cluster mode: the partition moved to
+-- another process). Returns whether there was one.
+function M.drop(id, part)
+  local by_part = stores[id]
+  if not (by_part and by_part[part]) then return false end
+  by_part[part] = nil
+  return true
+end
+
 -- The number of keys kept per state id, over this worker's partitions.
 function M.key_counts()
   local out = {}

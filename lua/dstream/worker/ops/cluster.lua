@@ -26,6 +26,9 @@
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
 local core = require("dstream.core")
+local ffi = require("ffi")
+require("dstream.worker.cdefs")
+local C = ffi.C
 
 return function(W)
   local operators, terminals, current = W.operators, W.terminals, W.current
@@ -95,7 +98,7 @@ return function(W)
   -- while the next owner runs, and that batch is stale; Kafka would fence it with
   -- transactions, which the embedded broker lacks. Changes written before the base (an
   -- attempt that failed half-way) are not its own. Returns the changes and bytes read.
-  local function catch_up(spec, store, part, r, low, high, apply)
+  local function catch_up(spec, store, part, r, low, high, apply, t0)
     local from = store.cl_end or 0
     if low > from then
       error(string.format("%s: the changelog %s [%d] starts at offset %d, but the state kept here"
@@ -107,7 +110,11 @@ return function(W)
     local states, touched, now, keys, bytes = store.states, store.touched, current.time, 0, 0
     local held_end = from -- the end of the last batch held (or where this store stood)
     local pk, pv, po, n = {}, {}, {}, 0 -- changes read since the last marker
+    -- Restores in progress on the live page (dstream.cluster.status): tag = the operator's
+    -- restore accumulator, then changes and bytes read so far, since when.
+    local task, tag = current.task, spec.restore_acc or 0
     while from < high do
+      C.ds_task_progress(task, tag, keys, bytes, t0)
       local ks, vs, nxt, offs = r:read(spec.changelog, part, from, high, 10000, spec.kafka_ms)
       if not ks then error(spec.who .. ": restoring state partition " .. part .. ": " .. tostring(vs), 0) end
       for i = 1, #ks do
@@ -157,6 +164,7 @@ return function(W)
       end
       from = nxt
     end
+    C.ds_task_progress(task, 0, 0, 0, 0)
     store.cl_end = high
     if not apply then rekey(states) end
     return keys, bytes
@@ -175,7 +183,7 @@ return function(W)
     if not low then error(spec.who .. ": " .. tostring(high), 0) end
     if store.cl_end ~= high then
       local t0, from = core.now_ms(), store.cl_end or 0
-      local keys, bytes = catch_up(spec, store, part, r, low, high, apply)
+      local keys, bytes = catch_up(spec, store, part, r, low, high, apply, t0)
       local ms = core.now_ms() - t0
       core.log("info", string.format("%s: state partition %d brought up to date from the changelog"
         .. " (offsets %d to %d): %d changes (%d bytes) in %d ms", spec.who, part, from, high, keys,
@@ -183,7 +191,9 @@ return function(W)
       if spec.restore_acc then -- /metrics' dstream_cluster_restore* (dstream.cluster.metrics)
         local accums = current.accums or {}
         current.accums = accums
-        accums[spec.restore_acc] = { n = 1, changes = keys, bytes = bytes, ms = ms }
+        accums[spec.restore_acc] = { n = 1, changes = keys, bytes = bytes, ms = ms,
+          recent = { { partition = part, from = from, to = high, changes = keys, bytes = bytes,
+            ms = ms, at = t0 + ms } } }
       end
     end
     return store, r, (store.applied or 0) - spec.from, high
@@ -247,6 +257,19 @@ return function(W)
       local k, v = dec:decode(), dec:decode()
       if extra then return push(k, v, dec:decode()) end
       return push(k, v)
+    end
+  end
+
+  -- A state partition that moved to another process (dstream.cluster.holding): its store
+  -- leaves this worker's memory once the task succeeded, and a full collection gives the
+  -- memory back now rather than after the next batches' garbage.
+  function operators.cluster_drop_state(spec, _, fin)
+    return function() end, function()
+      local on_success, part = current.on_success, current.part
+      on_success[#on_success + 1] = function()
+        if stores.drop(spec.state, part) then collectgarbage() end
+      end
+      fin()
     end
   end
 
