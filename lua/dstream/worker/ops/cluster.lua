@@ -276,6 +276,15 @@ return function(W)
   -- What dstream.worker.ops.cluster_window builds its keyed stages with.
   W.cluster = { sender = sender, prepare = prepare, write_changes = write_changes, decoder = decoder }
 
+  -- A key of update_state_by_key's or map_with_state's state as the changelog holds it
+  -- (string.buffer's encoding, which catch_up decodes): write_changes writes a string key as
+  -- it is (the windows' own encoding), so a plain string key must be encoded here first.
+  local function key_bytes(k)
+    enc:reset()
+    enc:encode(k)
+    return enc:tostring()
+  end
+
   -- update_state_by_key's keyed stage.
   function operators.cluster_update_state(spec, _, fin)
     local f = W.state_fn(spec)
@@ -288,10 +297,10 @@ return function(W)
       W.report_keys(spec, keys)
       write_changes(spec, part, store, r, base, function(put)
         for k, s in pairs(new) do
-          if not same(old[k], s) then put(k, s) end
+          if not same(old[k], s) then put(key_bytes(k), s) end
         end
         for k in pairs(old) do
-          if new[k] == nil then put(k, nil) end
+          if new[k] == nil then put(key_bytes(k), nil) end
         end
       end)
       local on_success = current.on_success
@@ -313,7 +322,7 @@ return function(W)
       current.state_changes = nil
       write_changes(spec, part, store, r, base, function(put)
         for k, c in pairs(changes) do
-          if c == REMOVED then put(k, nil) else put(k, c) end
+          if c == REMOVED then put(key_bytes(k), nil) else put(key_bytes(k), c) end
         end
       end)
       fin()
