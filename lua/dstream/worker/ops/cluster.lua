@@ -199,10 +199,11 @@ return function(W)
     return store, r, (store.applied or 0) - spec.from, high
   end
 
-  -- The end of a keyed-stage task: each (key, state) change_list gives (nil: removed) to the
-  -- changelog, then the batch's marker (with `meta`, a number a restore puts in store.meta,
-  -- when given); the store's offsets move once the task succeeded. A key given as a string is
-  -- written as it is (an operator's own encoding, which its `apply` decodes at a restore).
+  -- The end of a keyed-stage task: each change put(key, state[, slot]) that each_change(put)
+  -- gives (state nil: removed) to the changelog, then the batch's marker (with `meta`, a number
+  -- a restore puts in store.meta, when given); the store's offsets move once the task
+  -- succeeded. The changelog's key is the key in string.buffer's encoding, after the slot's
+  -- when given (windows: the pane's end or the window's start; their `apply` decodes both).
   local function write_changes(spec, part, store, r, base, each_change, meta)
     local p = W.kafka_producer_for(spec, spec.who).p
     p:mark()
@@ -212,19 +213,17 @@ return function(W)
       if not ok then error(spec.who .. ": " .. tostring(err), 0) end
       sent = sent + 1
     end
-    each_change(function(k, s)
+    each_change(function(k, s, slot)
       local sv
       if s ~= nil then
         enc:reset()
         enc:encode(s)
         sv = enc:tostring()
       end
-      if type(k) ~= "string" then
-        enc:reset()
-        enc:encode(k)
-        k = enc:tostring()
-      end
-      send(k, sv)
+      enc:reset()
+      if slot ~= nil then enc:encode(slot) end
+      enc:encode(k)
+      send(enc:tostring(), sv)
     end)
     local applied = math.max(spec["until"], store.applied or 0)
     send(MARKER, meta and string.format("%d %d %.17g", applied, base, meta)
@@ -276,15 +275,6 @@ return function(W)
   -- What dstream.worker.ops.cluster_window builds its keyed stages with.
   W.cluster = { sender = sender, prepare = prepare, write_changes = write_changes, decoder = decoder }
 
-  -- A key of update_state_by_key's or map_with_state's state as the changelog holds it
-  -- (string.buffer's encoding, which catch_up decodes): write_changes writes a string key as
-  -- it is (the windows' own encoding), so a plain string key must be encoded here first.
-  local function key_bytes(k)
-    enc:reset()
-    enc:encode(k)
-    return enc:tostring()
-  end
-
   -- update_state_by_key's keyed stage.
   function operators.cluster_update_state(spec, _, fin)
     local f = W.state_fn(spec)
@@ -297,10 +287,10 @@ return function(W)
       W.report_keys(spec, keys)
       write_changes(spec, part, store, r, base, function(put)
         for k, s in pairs(new) do
-          if not same(old[k], s) then put(key_bytes(k), s) end
+          if not same(old[k], s) then put(k, s) end
         end
         for k in pairs(old) do
-          if new[k] == nil then put(key_bytes(k), nil) end
+          if new[k] == nil then put(k, nil) end
         end
       end)
       local on_success = current.on_success
@@ -322,7 +312,7 @@ return function(W)
       current.state_changes = nil
       write_changes(spec, part, store, r, base, function(put)
         for k, c in pairs(changes) do
-          if c == REMOVED then put(key_bytes(k), nil) else put(key_bytes(k), c) end
+          if c == REMOVED then put(k, nil) else put(k, c) end
         end
       end)
       fin()

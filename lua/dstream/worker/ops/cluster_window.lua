@@ -29,15 +29,7 @@ return function(W)
   local key_of, slot = task.key_of, task.slot
   local pairs, type, ceil, floor, next, error = pairs, type, math.ceil, math.floor, next, error
 
-  local enc, dec = buffer.new(), buffer.new()
-
-  -- The changelog key of (pane end or window start t, key k).
-  local function entry_key(t, k)
-    enc:reset()
-    enc:encode(t)
-    enc:encode(k)
-    return enc:tostring()
-  end
+  local dec = buffer.new()
 
   -- Folds v into key k of slot t with f: into changed[t] (what the task changes), starting from
   -- the state's slots[t][k] (left as it is: a failed attempt changes nothing).
@@ -57,11 +49,11 @@ return function(W)
   local function put_changes(put, slots, changed, gone)
     for t, w in pairs(changed) do
       if not gone[t] then
-        for k, v in pairs(w) do put(entry_key(t, k), v) end
+        for k, v in pairs(w) do put(k, v, t) end
       end
     end
     for t in pairs(gone) do
-      for k in pairs(slots[t] or {}) do put(entry_key(t, k), nil) end
+      for k in pairs(slots[t] or {}) do put(k, nil, t) end
     end
   end
 
