@@ -89,10 +89,6 @@ return function(W)
   end
   local apply_panes, apply_windows = applier("panes"), applier("windows")
 
-  local function pairs_only(who, k, v)
-    if v == nil then error(who .. ": the records must be key/value pairs", 0) end
-    if k == nil then W.nil_key(who, v) end
-  end
 
   -- Map side of reduce_by_key_and_window: the task's pairs folded per key, each sent with the
   -- batch's time.
@@ -103,9 +99,10 @@ return function(W)
     return function(k, v)
       local old = acc[k]
       if old == nil then
-        pairs_only(who, k, v)
-        if type(k) == "table" then
-          k = key_of(k, who)
+        if v == nil then error(who .. ": the records must be key/value pairs", 0) end
+        local tk = type(k)
+        if tk ~= "string" and tk ~= "number" or k ~= k then -- an array key, or no key (an error)
+          k = key_of(k, who, v)
           old = acc[k]
         end
       end
