@@ -42,7 +42,8 @@ local held = ctx:metrics():render():match("\ndstream_shipped_bytes (%d+)")
 ctx:stop()
 local one = #require("dstream.ship").encode(prices_at(1))
 -- No table of a completed batch, where twenty would be held without destroy(); what is left
--- is each batch's closure, a few hundred bytes (closures that capture another value each
--- batch are kept for the context's life).
-print(string.format("after 20 batches the context holds %s bytes for the workers (one price table: %d bytes): %s",
-  held, one, tonumber(held) < one and "no table of a completed batch" or "TABLES STILL HELD"))
+-- is closures (each batch's goes once the collector has taken its batch), so the figure varies
+-- a little from run to run.
+print(string.format("after 20 batches the context holds %s bytes for the workers", held))
+print(string.format("that is less than one price table (%d bytes): %s", one,
+  tonumber(held) < one and "no table of a completed batch" or "TABLES STILL HELD"))

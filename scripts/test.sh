@@ -52,14 +52,44 @@ run_busted() { # DSTREAM LABEL
   count "$2 busted specs" "$ok" $((bad + err))
 }
 
-run_e2e() { # DSTREAM LABEL
-  local ok=0 bad=0 t out
+# The end-to-end suites run two at a time (E2E_LANES=1 for one at a time): the long ones
+# mostly wait (kills and restarts, consumer groups' session timeouts, a batch interval), so a
+# second lane halves the phase's time on two cores. Longest first, so the lanes end together;
+# each suite's output is kept and printed whole, in the order below.
+E2E_FIRST="cluster_state kafka_crash crash_defaults kafka database_crash socket_wal_crash cluster"
+e2e_order() {
+  local t name
+  for name in $E2E_FIRST; do [ -e "spec/e2e/$name.sh" ] && echo "spec/e2e/$name.sh"; done
   for t in spec/e2e/*.sh; do
     [ -e "$t" ] || continue
-    local t0=$SECONDS
-    out=$(DSTREAM="$1" timeout 300 bash "$t" 2>&1)
-    local rc=$?
-    echo "-- $t: $((SECONDS - t0)) s"
+    name=$(basename "$t" .sh)
+    case " $E2E_FIRST " in *" $name "*) ;; *) echo "$t" ;; esac
+  done
+}
+
+run_e2e() { # DSTREAM LABEL
+  local ok=0 bad=0 t out dir i=0 running=0
+  local suites=()
+  mapfile -t suites < <(e2e_order)
+  dir=$(mktemp -d)
+  for t in "${suites[@]}"; do
+    while [ "$running" -ge "${E2E_LANES:-2}" ]; do wait -n; running=$((running - 1)); done
+    (
+      t0=$SECONDS
+      DSTREAM="$1" timeout 300 bash "$t" >"$dir/$i.out" 2>&1
+      echo "$? $((SECONDS - t0))" >"$dir/$i.rc"
+    ) &
+    running=$((running + 1))
+    i=$((i + 1))
+  done
+  wait
+  i=0
+  for t in "${suites[@]}"; do
+    out=$(cat "$dir/$i.out")
+    local rc secs
+    read -r rc secs <"$dir/$i.rc"
+    i=$((i + 1))
+    echo "-- $t: $secs s"
     echo "$out" | grep -E '^(not )?ok' || true
     local o b
     o=$(echo "$out" | grep -c '^ok' || true)
@@ -73,6 +103,7 @@ run_e2e() { # DSTREAM LABEL
     ok=$((ok + o))
     bad=$((bad + b))
   done
+  rm -rf "$dir"
   count "$2 end-to-end tests" "$ok" "$bad"
 }
 
