@@ -12,7 +12,8 @@
 -- the words of the lines it reads per batch (reduce_by_key), sends the counts to the state
 -- partition of each word (the repartition topic), and adds what its own state partitions
 -- receive to their running counts. After ~15 s each prints the state partitions it owns and
--- their counts, and stops: every word is in one member's output, with its whole count.
+-- their counts, the keys it holds and the restores it ran, and stops: every word is in one
+-- member's output, with its whole count.
 local dstream = require("dstream")
 local kafka = require("dstream.kafka")
 
@@ -48,6 +49,14 @@ if arg[1] == "--member" then
     table.sort(shown)
     print(string.format("%s owns state partitions %s: %s", name, table.concat(parts, ","),
       table.concat(shown, " ")))
+    -- What /metrics (and, with --ui, the live page's Cluster section) says of it: the keys it
+    -- holds (its own state partitions' only) and the restores from the changelog it ran.
+    local m = ctx:metrics()
+    m:render() -- (runs the collectors that refresh the gauges)
+    local op = { operator = "counts" }
+    print(string.format("%s holds %d keys; restored %d state partitions (%d changelog records)", name,
+      m:get("dstream_state_keys"):value(op) or 0, m:get("dstream_cluster_restores_total"):value(op) or 0,
+      m:get("dstream_cluster_restored_changes_total"):value(op) or 0))
     io.stdout:flush()
     ctx:stop { graceful = true }
   end)
@@ -96,7 +105,7 @@ local function output(m)
   return text
 end
 for _ = 1, 200 do
-  if output(1):find("owns") and output(2):find("owns") and output(3):find("owns") then break end
+  if output(1):find("restored") and output(2):find("restored") and output(3):find("restored") then break end
   ffi.C.poll(nil, 0, 100)
 end
 for m = 1, 3 do

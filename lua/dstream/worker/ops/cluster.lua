@@ -181,7 +181,7 @@ return function(W)
     local r = reader_for(spec)
     local low, high = r:watermarks(spec.changelog, part, spec.kafka_ms)
     if not low then error(spec.who .. ": " .. tostring(high), 0) end
-    if store.cl_end ~= high then
+    if (store.cl_end or 0) ~= high then -- (an empty changelog has nothing to restore)
       local t0, from = core.now_ms(), store.cl_end or 0
       local keys, bytes = catch_up(spec, store, part, r, low, high, apply, t0)
       local ms = core.now_ms() - t0
