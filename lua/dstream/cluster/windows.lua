@@ -16,6 +16,8 @@
 --   consecutive windows, as in one process; a record read in the last batch before a slide
 --   boundary mostly shows in the next window. The window is its panes combined at each slide
 --   (an inverse function is not used: a key whose records all left the window is not emitted).
+--   Windows due while a state partition had no owner are not emitted then: the next owner
+--   moves the panes on by that time, and the windows go on where they stopped.
 -- * Event time: the record's timestamp picks its windows, as in one process; a state
 --   partition's watermark is the largest timestamp it heard of (every map task tells every
 --   state partition the largest it read) minus the delay; a partial for a window that was

@@ -120,32 +120,47 @@ return function(W)
     local f = shipped(spec.fn)
     local filter = spec.filter and shipped(spec.filter)
     local part, time = current.part, current.time
-    local store, r, skip, base = C.prepare(spec, part, apply_panes)
+    local store, r, skip, cl_base = C.prepare(spec, part, apply_panes)
     local panes = store.panes or {}
     store.panes = panes
     local pane, len, slide = spec.pane, spec.len, spec.slide
     local here = ceil(time / pane) * pane           -- the pane of this batch
     local closed = floor((time - 1) / slide) * slide -- panes up to here were in an emitted window
     local changed = {} -- pane end -> key -> new value
+    local gone = {} -- pane ends that leave every later window
+    -- Windows that came while the partition had no owner (a process died, or the group was
+    -- moving it; store.meta is the last window emitted): nobody emitted them, so the panes
+    -- move on by that time and the windows go on where they stopped (each record still in
+    -- len / slide windows). The moved panes are the state (base), written again whole.
+    local emitted = store.meta -- (as if its windows were emitted meanwhile)
+    local base, missed = panes, emitted and ceil(time / slide) * slide - (emitted + slide) or 0
+    if missed > 0 then
+      emitted = emitted + missed
+      base = {}
+      for e, p in pairs(panes) do
+        local dst = slot(base, e + missed)
+        for k, v in pairs(p) do dst[k] = v end
+      end
+    end
     return C.decoder(skip, function(k, v, t)
       local e = ceil(t / pane) * pane
       if e <= closed then e = here end -- arrived after its window: counted where it arrived
-      fold(changed, panes, e, k, v, f)
+      fold(changed, base, e, k, v, f)
     end, true), function()
-      local gone = {} -- pane ends that leave every later window
-      if time % slide == 0 then
+      local emit = time % slide == 0
+      if emit then
         local window = {}
         local function add(k, v)
           local old = window[k]
           if old == nil then window[k] = v else window[k] = f(old, v) end
         end
         local ends = {}
-        for e in pairs(panes) do ends[e] = true end
+        for e in pairs(base) do ends[e] = true end
         for e in pairs(changed) do ends[e] = true end
         for e in pairs(ends) do
           if e > time - len and e <= time then
             local c = changed[e]
-            for k, v in pairs(panes[e] or {}) do
+            for k, v in pairs(base[e] or {}) do
               if not (c and c[k] ~= nil) then add(k, v) end
             end
             for k, v in pairs(c or {}) do add(k, v) end
@@ -156,9 +171,28 @@ return function(W)
           if not filter or filter(k, v) then nxt(k, v) end
         end
       end
-      C.write_changes(spec, part, store, r, base, function(put) put_changes(put, panes, changed, gone) end)
+      C.write_changes(spec, part, store, r, cl_base, function(put)
+        if base ~= panes then -- moved: every old entry removed, every new one written
+          for e, p in pairs(panes) do
+            for k in pairs(p) do put(k, nil, e) end
+          end
+          for e, p in pairs(base) do
+            if not gone[e] then
+              local c = changed[e]
+              for k, v in pairs(p) do
+                if not (c and c[k] ~= nil) then put(k, v, e) end
+              end
+            end
+          end
+        end
+        put_changes(put, base, changed, gone)
+      end, emit and time or emitted)
       local on_success = current.on_success
-      on_success[#on_success + 1] = function() apply_changes(panes, changed, gone) end
+      on_success[#on_success + 1] = function()
+        apply_changes(base, changed, gone)
+        store.panes = base
+        store.meta = emit and time or emitted
+      end
       fin()
     end
   end
