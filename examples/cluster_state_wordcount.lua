@@ -15,7 +15,9 @@
 -- their counts, the keys it holds and the restores it ran, and stops: every word is in one
 -- member's output, with its whole count.
 local dstream = require("dstream")
-local kafka = require("dstream.kafka")
+-- The broker, the members and the producer standing in for machines (examples/lib/).
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path
+local demo = require("cluster_demo")
 
 local APP, N = "example-counts", 6
 
@@ -66,57 +68,5 @@ if arg[1] == "--member" then
 end
 
 -- The driver of the example: a broker, three members, a producer.
-local mock = kafka.mock_cluster { brokers = 1, topics = { words = 6,
-  [APP .. "-counts-repartition"] = N, [APP .. "-counts-changelog"] = N } }
-local brokers = mock:bootstrap()
-local self_path, interpreter = arg[0], arg[-1] or "dstream"
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p " .. dir) == 0 or true)
-for m = 1, 3 do
-  -- In the background (&): the three run at once and join the group together.
-  os.execute(string.format("%q --cluster %s --log-level error %q --member %q member%d > %s/member%d.out 2>&1 &",
-    interpreter, APP, self_path, brokers, m, dir, m))
-end
-local producer = kafka.producer { brokers = brokers }
-local words = { "kafka", "group", "member", "partition", "stream", "batch", "state", "topic" }
-local ffi = require("ffi")
-pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
--- Lines for 4 s once the members have joined (the embedded broker's first rebalance waits 3 s;
--- a member that reads while the group rebalances may read records again: see the guide);
--- what was produced is printed at the end, to compare with the members' counts.
-os.execute("sleep 7")
-local produced = {}
-for i = 1, 40 do
-  local a, b = words[1 + (i - 1) % 8], words[1 + (i * 3) % 8]
-  assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " state" or ""), nil, (i - 1) % 6))
-  produced[a] = (produced[a] or 0) + 1
-  produced[b] = (produced[b] or 0) + 1
-  if i % 4 == 0 then produced.state = (produced.state or 0) + 1 end
-  assert(producer:flush(5000))
-  ffi.C.poll(nil, 0, 100)
-end
-producer:close()
--- The members print their counts 15 s after their start, and stop: wait for them.
-local function output(m)
-  local fh = io.open(string.format("%s/member%d.out", dir, m))
-  local text = fh and fh:read("*a") or ""
-  if fh then fh:close() end
-  return text
-end
-for _ = 1, 200 do
-  if output(1):find("restored") and output(2):find("restored") and output(3):find("restored") then break end
-  ffi.C.poll(nil, 0, 100)
-end
-for m = 1, 3 do
-  local fh = io.open(string.format("%s/member%d.out", dir, m))
-  io.write(fh and fh:read("*a") or ("member" .. m .. ": no output\n"))
-  if fh then fh:close() end
-  os.remove(string.format("%s/member%d.out", dir, m))
-end
-local shown = {}
-for w, n in pairs(produced) do shown[#shown + 1] = w .. "=" .. n end
-table.sort(shown)
-print("produced " .. table.concat(shown, " "))
-os.remove(dir)
-mock:close()
+demo.run { app = APP, operator = "counts", partitions = N, done = "restored",
+  words = { "kafka", "group", "member", "partition", "stream", "batch", "state", "topic" }, extra = "state" }

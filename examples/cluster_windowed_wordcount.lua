@@ -15,16 +15,11 @@
 -- partitions it owns, its last window, and its windows' counts added up, and stops: a word's
 -- windows all come from one member, and the members' sums are what was produced.
 local dstream = require("dstream")
-local kafka = require("dstream.kafka")
+-- The broker, the members and the producer standing in for machines (examples/lib/).
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path
+local demo = require("cluster_demo")
 
 local APP, N = "example-windows", 6
-
-local function shown(counts)
-  local list = {}
-  for w, n in pairs(counts) do list[#list + 1] = w .. "=" .. n end
-  table.sort(list)
-  return table.concat(list, " ")
-end
 
 if arg[1] == "--member" then
   -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
@@ -48,7 +43,7 @@ if arg[1] == "--member" then
     end
     if next(window) then
       last, count = string.format("[%s, %s) %s", os.date("%H:%M:%S", (time - 2000) / 1000),
-        os.date("%H:%M:%S", time / 1000), shown(window)), count + 1
+        os.date("%H:%M:%S", time / 1000), demo.shown(window)), count + 1
     end
     if printed or os.time() - started < 15 then return end
     printed = true
@@ -56,7 +51,7 @@ if arg[1] == "--member" then
     for _, o in ipairs(windows:kafka_stats().assigned or {}) do parts[#parts + 1] = o.partition end
     table.sort(parts)
     print(string.format("%s owns state partitions %s: %d windows, the last %s; in all: %s", name,
-      table.concat(parts, ","), count, last or "(none)", shown(total)))
+      table.concat(parts, ","), count, last or "(none)", demo.shown(total)))
     io.stdout:flush()
     ctx:stop { graceful = true }
   end)
@@ -66,53 +61,5 @@ if arg[1] == "--member" then
 end
 
 -- The driver of the example: a broker, three members, a producer.
-local mock = kafka.mock_cluster { brokers = 1, topics = { words = 6,
-  [APP .. "-windows-repartition"] = N, [APP .. "-windows-changelog"] = N } }
-local brokers = mock:bootstrap()
-local self_path, interpreter = arg[0], arg[-1] or "dstream"
-local dir = os.tmpname()
-os.remove(dir)
-assert(os.execute("mkdir -p " .. dir) == 0 or true)
-for m = 1, 3 do
-  -- In the background (&): the three run at once and join the group together.
-  os.execute(string.format("%q --cluster %s --log-level error %q --member %q member%d > %s/member%d.out 2>&1 &",
-    interpreter, APP, self_path, brokers, m, dir, m))
-end
-local producer = kafka.producer { brokers = brokers }
-local words = { "kafka", "group", "member", "partition", "window", "batch", "pane", "topic" }
-local ffi = require("ffi")
-pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
--- Lines for 4 s once the members have joined (the embedded broker's first rebalance waits 3 s;
--- a member that reads while the group rebalances may read records again: see the guide);
--- what was produced is printed at the end, to compare with the members' sums.
-os.execute("sleep 7")
-local produced = {}
-for i = 1, 40 do
-  local a, b = words[1 + (i - 1) % 8], words[1 + (i * 3) % 8]
-  assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " window" or ""), nil, (i - 1) % 6))
-  produced[a] = (produced[a] or 0) + 1
-  produced[b] = (produced[b] or 0) + 1
-  if i % 4 == 0 then produced.window = (produced.window or 0) + 1 end
-  assert(producer:flush(5000))
-  ffi.C.poll(nil, 0, 100)
-end
-producer:close()
--- The members print 15 s after their start, and stop: wait for them.
-local function output(m)
-  local fh = io.open(string.format("%s/member%d.out", dir, m))
-  local text = fh and fh:read("*a") or ""
-  if fh then fh:close() end
-  return text
-end
-for _ = 1, 200 do
-  if output(1):find("owns") and output(2):find("owns") and output(3):find("owns") then break end
-  ffi.C.poll(nil, 0, 100)
-end
-for m = 1, 3 do
-  local text = output(m)
-  io.write(text ~= "" and text or ("member" .. m .. ": no output\n"))
-  os.remove(string.format("%s/member%d.out", dir, m))
-end
-print("produced " .. shown(produced))
-os.remove(dir)
-mock:close()
+demo.run { app = APP, operator = "windows", partitions = N, done = "owns",
+  words = { "kafka", "group", "member", "partition", "window", "batch", "pane", "topic" }, extra = "window" }

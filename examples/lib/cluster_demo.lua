@@ -1,0 +1,77 @@
+-- examples/lib/cluster_demo.lua: what the cluster examples share, the part that stands in for
+-- several machines: an embedded Kafka broker with the topics the job needs, three members (the
+-- example's own file run again as `dstream --cluster APP FILE --member BROKERS NAME`), lines of
+-- words produced for 4 s once they have joined, and each member's output once it is done.
+local kafka = require("dstream.kafka")
+local ffi = require("ffi")
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+
+local M = {}
+
+local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
+
+-- "a=1 b=2": a table of counts, sorted by word.
+function M.shown(counts)
+  local list = {}
+  for w, n in pairs(counts) do list[#list + 1] = w .. "=" .. n end
+  table.sort(list)
+  return table.concat(list, " ")
+end
+
+local function read(path)
+  local fh = io.open(path)
+  local text = fh and fh:read("*a") or ""
+  if fh then fh:close() end
+  return text
+end
+
+-- run{ app, operator, partitions, words, extra, done }: topic "words" (6 partitions) and the
+-- operator's repartition and changelog topics (`partitions` each; the embedded broker has no
+-- admin API, so a job cannot make them itself); 40 lines of two of `words` (eight) plus
+-- `extra` on every fourth; the members' outputs are printed once each holds `done` (at most
+-- 20 s), then what was produced, to compare with them.
+function M.run(opts)
+  local app, name = opts.app, opts.app .. "-" .. opts.operator
+  local mock = kafka.mock_cluster { brokers = 1, topics = { words = 6,
+    [name .. "-repartition"] = opts.partitions, [name .. "-changelog"] = opts.partitions } }
+  local brokers = mock:bootstrap()
+  local self_path, interpreter = arg[0], arg[-1] or "dstream"
+  local dir = os.tmpname()
+  os.remove(dir)
+  os.execute("mkdir -p " .. dir)
+  local function out(m) return string.format("%s/member%d.out", dir, m) end
+  for m = 1, 3 do
+    -- In the background (&): the three run at once and join the group together.
+    os.execute(string.format("%q --cluster %s --log-level error %q --member %q member%d > %s 2>&1 &",
+      interpreter, app, self_path, brokers, m, out(m)))
+  end
+  -- Lines for 4 s once the members have joined (the embedded broker's first rebalance waits
+  -- 3 s; a member that reads while the group rebalances may read records again: see the guide).
+  os.execute("sleep 7")
+  local producer, words, extra, produced = kafka.producer { brokers = brokers }, opts.words, opts.extra, {}
+  for i = 1, 40 do
+    local a, b = words[1 + (i - 1) % 8], words[1 + (i * 3) % 8]
+    assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " " .. extra or ""), nil, (i - 1) % 6))
+    produced[a] = (produced[a] or 0) + 1
+    produced[b] = (produced[b] or 0) + 1
+    if i % 4 == 0 then produced[extra] = (produced[extra] or 0) + 1 end
+    assert(producer:flush(5000))
+    sleep_ms(100)
+  end
+  producer:close()
+  for _ = 1, 200 do
+    if read(out(1)):find(opts.done, 1, true) and read(out(2)):find(opts.done, 1, true)
+      and read(out(3)):find(opts.done, 1, true) then break end
+    sleep_ms(100)
+  end
+  for m = 1, 3 do
+    local text = read(out(m))
+    io.write(text ~= "" and text or ("member" .. m .. ": no output\n"))
+    os.remove(out(m))
+  end
+  print("produced " .. M.shown(produced))
+  os.remove(dir)
+  mock:close()
+end
+
+return M

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# spec/e2e/cluster_examples.sh: the two cluster examples of the guide, each three processes of
+# `dstream --cluster` against an embedded broker, run side by side (each has its broker on a
+# port of its own): every member prints, and what the members hold together (their state
+# partitions' counts; their windows' counts added up) equals what was produced, each word at
+# one member only. Checked with python3. Release build only (about 16 s).
+source "$(dirname "$0")/lib/common.bash"
+release_only
+
+run_example() { # NAME
+  (cd "$WORK" && timeout 60 "$DSTREAM" "$ROOT/examples/$1.lua") >"$WORK/$1.out" 2>"$WORK/$1.err"
+  echo $? >"$WORK/$1.status"
+}
+run_example cluster_state_wordcount &
+run_example cluster_windowed_wordcount &
+wait
+
+# together NAME REGEX: python3 adds up the word=count pairs that follow REGEX on the members'
+# lines, fails if a word is at two members or the sums differ from the "produced" line.
+together() {
+  python3 - "$WORK/$1.out" "$2" <<'PY'
+import re, sys
+text, pattern = open(sys.argv[1]).read(), re.compile(sys.argv[2])
+held, where, produced = {}, {}, None
+for line in text.splitlines():
+    if line.startswith("produced "):
+        produced = dict((w, int(n)) for w, n in (p.split("=") for p in line.split()[1:]))
+        continue
+    m = pattern.search(line)
+    if not m:
+        continue
+    member = line.split()[0]
+    for pair in m.group(1).split():
+        w, n = pair.split("=")
+        if w in where and where[w] != member:
+            sys.exit("%s is at %s and %s" % (w, where[w], member))
+        where[w] = member
+        held[w] = held.get(w, 0) + int(n)
+if held != produced:
+    sys.exit("members hold %s, produced %s" % (sorted(held.items()), sorted((produced or {}).items())))
+print("# %d words, %d occurrences" % (len(held), sum(held.values())))
+PY
+}
+
+for name in cluster_state_wordcount cluster_windowed_wordcount; do
+  check "$name: the example ends with status 0" [ "$(cat "$WORK/$name.status")" -eq 0 ]
+  n=$(grep -c '^member[123] owns state partitions [0-9,]*:' "$WORK/$name.out")
+  check "$name: each of the three members says which state partitions it owns ($n)" [ "$n" -eq 3 ]
+  [ "$n" -eq 3 ] || { show output "$WORK/$name.out"; show stderr "$WORK/$name.err"; }
+done
+check "cluster_state_wordcount: the members' counts, together, are what was produced" \
+  together cluster_state_wordcount '^member\d owns state partitions [\d,]*: (.*)$'
+check "cluster_windowed_wordcount: the members' windows, added up, are what was produced" \
+  together cluster_windowed_wordcount '; in all: (.*)$'
+finish
