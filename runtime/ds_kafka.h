@@ -194,6 +194,10 @@ int ds_kafka_producer_new(const ds_kafka_producer_opts *opts, ds_kafka_producer 
                           size_t errlen);
 /* Starts counting deliveries anew: the next flush reports messages sent from now on. */
 void ds_kafka_producer_mark(ds_kafka_producer *p);
+/* Asks for the topic's metadata now (waiting up to timeout_ms, 0: the producer's), so the
+ * first message to it does not wait for librdkafka's next topic scan. */
+int ds_kafka_producer_prepare(ds_kafka_producer *p, const char *topic, int timeout_ms, char *err,
+                              size_t errlen);
 /* Queues one message (key NULL: null key; value NULL: null value). partition -1: the
  * partitioner chooses. Waits (serving delivery reports) while the local queue is full. */
 int ds_kafka_producer_send(ds_kafka_producer *p, const char *topic, int32_t partition,

@@ -484,6 +484,17 @@ static int kp_mark(lua_State *L) {
   return 0;
 }
 
+/* p:prepare(topic [, timeout_ms]) -> true | nil, err: the topic's metadata asked for now. */
+static int kp_prepare(lua_State *L) {
+  lproducer *lp = check_producer(L);
+  char err[300];
+  if (ds_kafka_producer_prepare(lp->p, luaL_checkstring(L, 2), (int)luaL_optinteger(L, 3, 0), err,
+                                sizeof err) < 0)
+    return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* p:send(topic, value [, key [, partition [, headers]]]) -> true | nil, err
  * value/key nil: null; headers: array of { name, value }. */
 static int kp_send(lua_State *L) {
@@ -862,7 +873,7 @@ void ds_lua_open_kafka(lua_State *L) {
       {"abandon", ks_abandon},
       {"close", ks_close}, {"closed", ks_closed}, {NULL, NULL}};
   static const luaL_Reg producer_methods[] = {
-      {"mark", kp_mark},     {"send", kp_send},     {"flush", kp_flush},
+      {"mark", kp_mark},     {"prepare", kp_prepare}, {"send", kp_send},     {"flush", kp_flush},
       {"begin", kp_begin},   {"send_offsets", kp_send_offsets},
       {"commit", kp_commit}, {"abort", kp_abort},   {"fatal", kp_fatal},
       {"close", kp_close},   {NULL, NULL}};

@@ -473,6 +473,24 @@ describe("kafka", function()
     end)
   end)
 
+  it("a producer's first message to a topic it has not written yet is delivered at once after prepare", function()
+    mock:create_topic("first1", 1)
+    mock:create_topic("first2", 1)
+    local p, now_ms = kafka.producer { brokers = B }, require("dstream.core").now_ms
+    local function flush_ms(topic)
+      p:mark()
+      assert(p:send(topic, "x"))
+      local t0 = now_ms()
+      assert(p:flush(10000))
+      return now_ms() - t0
+    end
+    flush_ms("first1") -- (connected, the topics then known are ready)
+    assert(p:prepare("first2"))
+    local ms = flush_ms("first2") -- 1 s without prepare
+    p:close()
+    assert.is_true(ms < 300, string.format("the first flush to first2 took %.0f ms", ms))
+  end)
+
   it("to_kafka: messages that cannot be delivered fail the batch instead of being dropped", function()
     with_ctx(manual { max_task_attempts = 2 }, function(ctx)
       ctx:queue_stream({ { "a", "b", "c" } }):to_kafka { brokers = B, topic = "out1", timeout = "1s" }
@@ -652,6 +670,7 @@ describe("kafka", function()
     mock:create_topic("spec-st-counts-changelog", 3)
     mock:create_topic("spec-st-seen-repartition", 2)
     mock:create_topic("spec-st-seen-changelog", 2)
+    local slowest_send = 0 -- ms, a map side's task's longest
     local function job(partitions)
       local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-st" }
       local s = ctx:kafka_stream { brokers = B, topic = "stin", start = "earliest",
@@ -677,6 +696,17 @@ describe("kafka", function()
         end,
       }:name("seen"):foreach_rdd(function(rdd)
         for _, v in ipairs(rdd:collect()) do seen[#seen + 1] = v end
+      end)
+      -- The map sides' tasks (a few records to the repartition topics) are quick from the
+      -- first batch on: each worker VM's producer writes the changelogs first (every batch's
+      -- marker), and its first flush to the repartition topic took a second before the
+      -- producer asked for a new topic's metadata up front (ds_kafka_producer_prepare).
+      ctx:on_batch_completed(function(b)
+        for _, st in ipairs(b.stages or {}) do
+          if st.name:find("(repartition)", 1, true) then
+            slowest_send = math.max(slowest_send, st.task_ms / st.tasks)
+          end
+        end
       end)
       return ctx, function() return latest end, function() return seen end
     end
@@ -714,6 +744,7 @@ describe("kafka", function()
     counts, seen = run({ "b", "d", "a" }, 8)
     assert.are.same({ a = 4, b = 2, c = 1, d = 1 }, counts)
     assert.are.same({ "a#4", "b#2", "d#1" }, seen)
+    assert.is_true(slowest_send < 400, string.format("a map side's task took %.0f ms", slowest_send))
     -- /metrics: the state partitions owned, the restores (3, reading the 3 keys of the first
     -- run and the stale batch's key) and the rebalances of the group membership.
     assert.truthy(metrics:find('dstream_cluster_state_partitions{operator="counts"} 3', 1, true), metrics)

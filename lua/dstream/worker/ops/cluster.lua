@@ -56,13 +56,28 @@ return function(W)
   local enc = buffer.new()
   local dec = buffer.new()
 
+  -- This VM's producer for the spec, made ready to send to `topic`: the first use of a topic
+  -- asks for its metadata at once (p:prepare), or the first flush to the VM's second topic
+  -- (repartition or changelog) waited a second for it (ds_kafka_producer_prepare).
+  local function producer_to(spec, topic)
+    local entry = W.kafka_producer_for(spec, spec.who)
+    local ready = entry.ready or {}
+    entry.ready = ready
+    if not ready[topic] then
+      -- (a failure here is not the task's: the sends and the flush report what goes wrong)
+      entry.p:prepare(topic, spec.kafka_ms)
+      ready[topic] = true
+    end
+    return entry.p
+  end
+
   -- A map side's writer to the repartition topic: send(k, v[, extra]) sends the message
   -- (k, v[, extra]) (string.buffer values one after another) to partition hash(k) % n, or to
   -- partition `part` when given (k nil: a message for a partition, not a key); done() waits
   -- for every message's delivery and emits how many were sent.
   local function sender(t, spec)
-    local p = W.kafka_producer_for(spec, spec.who).p
     local topic, n, sent = spec.topic, spec.partitions, 0
+    local p = producer_to(spec, topic)
     p:mark()
     local function send(k, v, extra, part)
       if k ~= nil then
@@ -205,9 +220,9 @@ return function(W)
   -- succeeded. The changelog's key is the key in string.buffer's encoding, after the slot's
   -- when given (windows: the pane's end or the window's start; their `apply` decodes both).
   local function write_changes(spec, part, store, r, base, each_change, meta)
-    local p = W.kafka_producer_for(spec, spec.who).p
-    p:mark()
     local topic, sent = spec.changelog, 0
+    local p = producer_to(spec, topic)
+    p:mark()
     local function send(k, v)
       local ok, err = p:send(topic, v, k, part)
       if not ok then error(spec.who .. ": " .. tostring(err), 0) end
