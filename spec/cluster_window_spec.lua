@@ -1,4 +1,4 @@
--- Cluster mode (issue 19) beyond update_state_by_key: a join with a static dataset,
+-- Cluster mode (issue 19) beyond update_state_by_key: a join with a static dataset, an initial state,
 -- reduce_by_key_and_window and an event-time window run by the members of one cluster (contexts
 -- of this process with manual clocks, advanced together, against an embedded broker in this
 -- process): two members, then three (the third takes partitions over while the job runs),
@@ -50,6 +50,8 @@ local function input_lines(from, to)
 end
 
 local USERS = { { "u1", "ann" }, { "u2", "bob" }, { "u3", "cy" }, { "u4", "dee" } }
+-- update_state_by_key's initial state: counts words from these on (plum never comes).
+local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 
 -- What every process's job gives: joined lines, the processing-time windows' values added up
 -- per word (each record counts LEN / SLIDE times) and the event-time windows by "word@start",
@@ -76,6 +78,16 @@ local function job(ctx, lines)
   out.counts:foreach_rdd(function(rdd)
       for _, kv in ipairs(rdd:collect()) do out.sums[kv[1]] = (out.sums[kv[1]] or 0) + kv[2] end
     end)
+  -- Running word counts from INITIAL's: the cluster's first start seeds them, no later start
+  -- or move again (a second seed would set a count back); totals = the last batch's states.
+  words:map_values(function() return 1 end)
+    :update_state_by_key(function(values, n) return (n or 0) + #values end,
+      { partitions = N, initial = ctx:parallelize(INITIAL, 2, { pairs = true }) })
+    :name("totals")
+    :foreach_rdd(function(rdd)
+      out.totals = {}
+      for _, kv in ipairs(rdd:collect()) do out.totals[kv[1]] = kv[2] end
+    end)
   out.timed = words:event_time(function(_, ts) return ts end, { watermark = "30s" })
   out.events = out.timed:map_values(function() return 1 end)
     :reduce_by_key_and_window(function(a, b) return a + b end, EV_LEN .. "ms", EV_SLIDE .. "ms",
@@ -93,13 +105,15 @@ end
 
 -- The same, counted here: joined lines, LEN / SLIDE times each word's count, the event windows.
 local function expected(lines)
-  local names, e = {}, { joined = {}, sums = {}, windows = {} }
+  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {} }
   for _, u in ipairs(USERS) do names[u[1]] = u[2] end
+  for _, kv in ipairs(INITIAL) do e.totals[kv[1]] = kv[2] end
   for _, l in ipairs(lines) do
     local user, word, ts = l:match("^(%S+) (%S+) (%d+)$")
     ts = tonumber(ts)
     if names[user] then e.joined[#e.joined + 1] = user .. " " .. word .. " " .. names[user] end
     e.sums[word] = (e.sums[word] or 0) + LEN / SLIDE
+    e.totals[word] = (e.totals[word] or 0) + 1
     if user ~= "u9" then -- (u9's lines: the last moves the watermark, its window stays open; the other is late)
       for start = math.floor(ts / EV_SLIDE) * EV_SLIDE, ts - EV_LEN + 1, -EV_SLIDE do
         local id = word .. "@" .. start
@@ -139,7 +153,7 @@ describe("cluster mode beyond update_state_by_key", function()
 
   setup(function()
     local topics = { cwin = 4 }
-    for _, op in ipairs { "counts", "events" } do
+    for _, op in ipairs { "counts", "events", "totals" } do
       topics["spec-cwin-" .. op .. "-repartition"], topics["spec-cwin-" .. op .. "-changelog"] = N, N
     end
     mock = kafka.mock_cluster { brokers = 1, topics = topics }
@@ -309,11 +323,14 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(want.joined, single.joined)
     assert.are.same(want.sums, single.sums)
     assert.are.same(want.windows, single.windows)
+    assert.are.same(want.totals, single.totals)
     local got = expected(cluster.read)
     assert.are.same(got.joined, cluster.joined)
     assert.are.same(got.sums, cluster.sums)
     assert.are.same(got.windows, cluster.windows)
     assert.are.same({}, cluster.twice)
+    -- The running counts: seeded once (the restarted member owns every state partition now).
+    assert.are.same(got.totals, restarted[1].totals)
     if twice == 0 then assert.are.same(single.windows, cluster.windows) end
     os.execute("rm -rf " .. dir)
   end)

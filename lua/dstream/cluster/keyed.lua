@@ -70,7 +70,8 @@ end
 -- batch's pairs on (terminal repartition_send, or the fields of `opts.send` over it), runs the
 -- keyed stage over the state partitions this process owns (an operator of kind `kind` with the
 -- fields of `fields`, or of fields(time) when it is a function; terminal `term`) and returns
--- result(run_results, owned partitions, time). dstream.cluster.windows builds on it too.
+-- result(run_results, owned partitions, time); opts.initial, a batch of (key, state) pairs, seeds
+-- the state once, at the cluster's first start. dstream.cluster.windows builds on it too.
 function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
   local ctx = self.ctx
   local first = kafka_source.of_context(ctx)[1]
@@ -118,7 +119,13 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
     return op
   end
 
+  local initial = opts and opts.initial -- (worker/ops/cluster.lua says when it seeds the state)
   local out = stream_mod.new(ctx, { self, incoming }, function(s, time)
+    if initial then -- the initial pairs of each state partition to its worker, once a process
+      initial:_run_stateful(id, { kind = "cluster_seed", state = id, who = who }, n, DISCARD,
+        who .. " (initial state)")
+      initial = nil
+    end
     local mapped, arrived = s.parents[1]:get_rdd(time), s.parents[2]:get_rdd(time)
     if mapped then
       send_term.topic = topics.repartition
@@ -153,9 +160,6 @@ end
 -- stream:update_state_by_key(fn, opts) in cluster mode (opts checked by the caller).
 function M.update_state_by_key(self, fn, opts)
   local ctx, who = self.ctx, "update_state_by_key"
-  if opts.initial ~= nil then
-    util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
-  end
   local n = opts.partitions or ctx.partitions
   local id
   local out
@@ -164,20 +168,17 @@ function M.update_state_by_key(self, fn, opts)
     function(_, owned)
       if #owned == 0 then return rdd_mod.empty(ctx, 1) end
       return rdd_mod.state_source(ctx, id, n, nil, owned)
-    end)
+    end, { initial = opts.initial })
   return out
 end
 
 -- stream:map_with_state(spec) in cluster mode (spec checked by the caller; timeout in ms).
 function M.map_with_state(self, spec, timeout)
   local ctx, who = self.ctx, "map_with_state"
-  if spec.initial ~= nil then
-    util.raise(who .. ": initial state is not supported in cluster mode yet (issue 19)")
-  end
   local n = spec.partitions or ctx.partitions
   local out = M.keyed_operator(self, who, n, "cluster_map_state",
     { fn = ctx:_ship(spec.fn, who), timeout_ms = timeout }, COLLECT,
-    function(results) return rdd_mod.from_outputs(ctx, results) end)
+    function(results) return rdd_mod.from_outputs(ctx, results) end, { initial = spec.initial })
   out.state_partitions = n
   return out
 end

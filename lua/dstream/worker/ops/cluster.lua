@@ -188,6 +188,76 @@ return function(W)
   -- Whether a and b are the same state for the changelog (tables are written every time).
   local function same(a, b) return a == b and type(a) ~= "table" end
 
+  -- Initial state (update_state_by_key's and map_with_state's `initial`): every process builds
+  -- the same initial pairs from the same script and its workers keep those of each state
+  -- partition (operator cluster_seed, run at the process's first batch), until the partition's
+  -- changelog is known to hold a batch. A partition is seeded once, by the first owner that
+  -- finds no batch in its changelog (the cluster's first start): seed() writes the pairs there as
+  -- a batch of their own, so every later owner restores them like any state, and no later start
+  -- or move seeds again.
+  local seeds = {} -- [state id][state partition] = { [key] = state }
+  function operators.cluster_seed(spec, _, fin)
+    local part, loaded = current.part, {}
+    return function(k, v)
+      if type(k) == "table" then k = key_of(k, spec.who) end
+      loaded[k] = v
+    end, function()
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        local by_part = seeds[spec.state] or {}
+        seeds[spec.state] = by_part
+        by_part[part] = loaded
+      end
+      fin()
+    end
+  end
+
+  -- The sender of a changelog partition: send(encoded key, encoded value or nil) and flush().
+  local function changelog_sender(spec, part)
+    local topic, sent = spec.changelog, 0
+    local p = producer_to(spec, topic)
+    p:mark()
+    local function send(k, v)
+      local ok, err = p:send(topic, v, k, part)
+      if not ok then error(spec.who .. ": " .. tostring(err), 0) end
+      sent = sent + 1
+    end
+    local function put(k, s, slot) -- a change: the key (after its slot) and state in string.buffer's encoding
+      local sv
+      if s ~= nil then
+        enc:reset()
+        enc:encode(s)
+        sv = enc:tostring()
+      end
+      enc:reset()
+      if slot ~= nil then enc:encode(slot) end
+      enc:encode(k)
+      send(enc:tostring(), sv)
+    end
+    local function flush()
+      local ok, err = p:flush(spec.kafka_ms)
+      if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
+      return sent
+    end
+    return send, put, flush
+  end
+
+  -- Writes the initial pairs of a partition whose changelog holds no batch (from `high` on) as
+  -- a batch that read no repartition record (marker "0 high"), then reads them back as a restore
+  -- does: two processes seeding at once write the same pairs, and the second batch is ignored
+  -- (its base is behind the first's end).
+  local function seed(spec, store, part, r, high, initial)
+    local send, put, flush = changelog_sender(spec, part)
+    for k, s in pairs(initial) do put(k, s) end
+    send(MARKER, string.format("0 %d", high))
+    local sent = flush()
+    local low, now_high = r:watermarks(spec.changelog, part, spec.kafka_ms)
+    if not low then error(spec.who .. ": " .. tostring(now_high), 0) end
+    catch_up(spec, store, part, r, low, now_high, nil, core.now_ms())
+    core.log("info", string.format("%s: state partition %d seeded with its %d initial keys (the"
+      .. " changelog held no batch: the cluster's first start)", spec.who, part, sent - 1))
+  end
+
   -- The start of a keyed-stage task: state partition `part`'s store brought up to date from
   -- the changelog; returns the store, the reader and how many of the range's records were
   -- applied already (skipped).
@@ -211,6 +281,14 @@ return function(W)
             ms = ms, at = t0 + ms } } }
       end
     end
+    local initial = seeds[spec.state]
+    if initial and initial[part] then
+      if store.applied == nil then -- (no batch of this partition was ever held)
+        seed(spec, store, part, r, high, initial[part])
+        high = store.cl_end
+      end
+      initial[part] = nil
+    end
     return store, r, (store.applied or 0) - spec.from, high
   end
 
@@ -220,31 +298,13 @@ return function(W)
   -- succeeded. The changelog's key is the key in string.buffer's encoding, after the slot's
   -- when given (windows: the pane's end or the window's start; their `apply` decodes both).
   local function write_changes(spec, part, store, r, base, each_change, meta)
-    local topic, sent = spec.changelog, 0
-    local p = producer_to(spec, topic)
-    p:mark()
-    local function send(k, v)
-      local ok, err = p:send(topic, v, k, part)
-      if not ok then error(spec.who .. ": " .. tostring(err), 0) end
-      sent = sent + 1
-    end
-    each_change(function(k, s, slot)
-      local sv
-      if s ~= nil then
-        enc:reset()
-        enc:encode(s)
-        sv = enc:tostring()
-      end
-      enc:reset()
-      if slot ~= nil then enc:encode(slot) end
-      enc:encode(k)
-      send(enc:tostring(), sv)
-    end)
+    local topic = spec.changelog
+    local send, put, flush = changelog_sender(spec, part)
+    each_change(put)
     local applied = math.max(spec["until"], store.applied or 0)
     send(MARKER, meta and string.format("%d %d %.17g", applied, base, meta)
       or string.format("%d %d", applied, base))
-    local ok, err = p:flush(spec.kafka_ms)
-    if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
+    local sent = flush()
     local _, cl_end = r:watermarks(topic, part, spec.kafka_ms)
     if not cl_end then error(spec.who .. ": cannot read the changelog's end after writing to it", 0) end
     -- Someone else wrote to the partition since this task read its end (a process that had
