@@ -38,6 +38,9 @@ local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
 local N = 3 -- state partitions
 local LEN, SLIDE = 3000, 1000 -- the processing-time window: each record is in LEN / SLIDE windows
 local EV_LEN, EV_SLIDE = 4000, 2000 -- the event-time window
+local GAP = 1500 -- session_window's gap, over the records of line i with i % 11 < 5 (a word every
+-- 700 ms, then gaps of 1.4 to 4.2 s: sessions of 1 to 5 records)
+local function in_sessions(ts) return (ts / 100) % 11 < 5 end
 
 -- The input: "user word ts" lines, ts in ms in order; users u1..u5 (u5 is not in the table).
 local function input_lines(from, to)
@@ -57,7 +60,7 @@ local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 -- per word (each record counts LEN / SLIDE times) and the event-time windows by "word@start",
 -- each seen once; read holds the lines the process read.
 local function job(ctx, lines)
-  local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {} }
+  local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {} }
   local users = ctx:parallelize(USERS, 2, { pairs = true })
   lines:foreach_rdd(function(rdd)
     for _, l in ipairs(rdd:collect()) do out.read[#out.read + 1] = l end
@@ -93,6 +96,17 @@ local function job(ctx, lines)
     :reduce_by_key_and_window(function(a, b) return a + b end, EV_LEN .. "ms", EV_SLIDE .. "ms",
       { partitions = N })
     :name("events")
+  -- Sessions per word, each seen once: "word@start" = "count end".
+  out.timed:filter(function(_, ts) return in_sessions(ts) end)
+    :session_window(GAP .. "ms", { partitions = N })
+    :name("sessions")
+    :foreach_rdd(function(rdd)
+      for _, kv in ipairs(rdd:collect()) do
+        local id = kv[1] .. "@" .. kv[2].start
+        if out.sessions[id] then out.twice[#out.twice + 1] = id end
+        out.sessions[id] = kv[2].count .. " " .. kv[2]["end"]
+      end
+    end)
   out.events:foreach_rdd(function(rdd)
       for _, kv in ipairs(rdd:collect()) do
         local id = kv[1] .. "@" .. kv[2].start
@@ -105,7 +119,8 @@ end
 
 -- The same, counted here: joined lines, LEN / SLIDE times each word's count, the event windows.
 local function expected(lines)
-  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {} }
+  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {}, sessions = {} }
+  local stamps = {} -- word -> timestamps in sessions
   for _, u in ipairs(USERS) do names[u[1]] = u[2] end
   for _, kv in ipairs(INITIAL) do e.totals[kv[1]] = kv[2] end
   for _, l in ipairs(lines) do
@@ -119,6 +134,22 @@ local function expected(lines)
         local id = word .. "@" .. start
         e.windows[id] = (e.windows[id] or 0) + 1
       end
+      if in_sessions(ts) then
+        stamps[word] = stamps[word] or {}
+        table.insert(stamps[word], ts)
+      end
+    end
+  end
+  for word, list in pairs(stamps) do -- runs of timestamps less than GAP apart
+    table.sort(list)
+    local start, last, count = list[1], list[1], 0
+    for i = 1, #list + 1 do
+      local ts = list[i]
+      if ts == nil or ts >= last + GAP then
+        e.sessions[word .. "@" .. start] = count .. " " .. (last + GAP)
+        start, count = ts, 0
+      end
+      last, count = ts, count + 1
     end
   end
   table.sort(e.joined)
@@ -127,7 +158,7 @@ end
 
 -- The union of several processes' outputs (joined lines sorted).
 local function union(outs)
-  local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {} }
+  local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {} }
   for _, o in ipairs(outs) do
     for _, l in ipairs(o.read) do u.read[#u.read + 1] = l end
     for _, r in ipairs(o.joined) do u.joined[#u.joined + 1] = r end
@@ -135,6 +166,10 @@ local function union(outs)
     for id, n in pairs(o.windows) do
       if u.windows[id] then u.twice[#u.twice + 1] = id end
       u.windows[id] = n
+    end
+    for id, v in pairs(o.sessions) do
+      if u.sessions[id] then u.twice[#u.twice + 1] = id end
+      u.sessions[id] = v
     end
     for _, id in ipairs(o.twice) do u.twice[#u.twice + 1] = id end
   end
@@ -153,7 +188,7 @@ describe("cluster mode beyond update_state_by_key", function()
 
   setup(function()
     local topics = { cwin = 4 }
-    for _, op in ipairs { "counts", "events", "totals" } do
+    for _, op in ipairs { "counts", "events", "totals", "sessions" } do
       topics["spec-cwin-" .. op .. "-repartition"], topics["spec-cwin-" .. op .. "-changelog"] = N, N
     end
     mock = kafka.mock_cluster { brokers = 1, topics = topics }
@@ -238,6 +273,7 @@ describe("cluster mode beyond update_state_by_key", function()
     for m = 1, 3 do assert.is_true(#outs[m].read > 0, "member " .. m .. " read nothing") end
     assert.are.equal(#first + #second, #union(outs).read)
     assert.are.same({}, union(outs).windows) -- the watermark (30 s) closed no window yet
+    assert.are.same({}, union(outs).sessions) -- nor any session
     -- The input side is at least once (the guide's Cluster mode says when records are read
     -- twice): what the group committed is where the restart reads from.
     local committed = kafka.committed { brokers = B, group = "spec-cwin", topic = "cwin" }
@@ -280,6 +316,7 @@ describe("cluster mode beyond update_state_by_key", function()
         round(again)
         local u = union { outs[1], outs[2], outs[3], restarted[1] }
         return restarted[1].timed:late_count() >= 2 and same_sums(u.sums, expected(u.read).sums)
+          and same_sums(u.sessions, expected(u.read).sessions)
       end, 20, 1))
       for _ = 1, 4 do round(again) end -- (nothing more comes)
     end)
@@ -311,6 +348,7 @@ describe("cluster mode beyond update_state_by_key", function()
       assert.is_true(wait_for(function()
         round({ one })
         return same_sums(single.sums, want.sums) and single.timed:late_count() > 0
+          and same_sums(single.sessions, want.sessions)
       end, 30, 1))
       assert.are.equal(1, single.timed:late_count()) -- (one process counts records)
     end)
@@ -324,10 +362,12 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(want.sums, single.sums)
     assert.are.same(want.windows, single.windows)
     assert.are.same(want.totals, single.totals)
+    assert.are.same(want.sessions, single.sessions)
     local got = expected(cluster.read)
     assert.are.same(got.joined, cluster.joined)
     assert.are.same(got.sums, cluster.sums)
     assert.are.same(got.windows, cluster.windows)
+    assert.are.same(got.sessions, cluster.sessions)
     assert.are.same({}, cluster.twice)
     -- The running counts: seeded once (the restarted member owns every state partition now).
     assert.are.same(got.totals, restarted[1].totals)

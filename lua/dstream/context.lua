@@ -274,8 +274,8 @@ end
 function Context:_new_state(kind, partitions, cluster_ready)
   if self.cluster and not cluster_ready then
     util.raise(kind .. ": cluster mode keeps only the state of update_state_by_key, map_with_state,"
-      .. " reduce_by_key_and_window and the event-time windows of reduce_by_key_and_window and"
-      .. " group_by_key_and_window across processes for now (issue 19)")
+      .. " reduce_by_key_and_window, the event-time windows of reduce_by_key_and_window and"
+      .. " group_by_key_and_window, and session_window across processes for now (issue 19)")
   end
   self._states = self._states or {}
   local id = #self._states + 1

@@ -239,6 +239,9 @@ function Stream:session_window(gap, nparts)
   nparts = util.options(nparts, "session_window").partitions
   local ctx, parent = self.ctx, self
   local n = nparts or ctx.partitions
+  if ctx.cluster then -- across processes (dstream.cluster.windows)
+    return require("dstream.cluster.windows").session_window(self, gap_ms, n)
+  end
   local state = ctx:_new_state("session_window", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)

@@ -1,7 +1,7 @@
 -- dstream/cluster/windows.lua: windows across the processes of a cluster (issue 19), driver
 -- side. reduce_by_key_and_window (and count_by_value_and_window, reduce_by_window and
--- count_by_window, built on it) and the event-time windows of reduce_by_key_and_window and
--- group_by_key_and_window, in cluster mode, come here. Each is a keyed operator of
+-- count_by_window, built on it), the event-time windows of reduce_by_key_and_window and
+-- group_by_key_and_window, and session_window, in cluster mode, come here. Each is a keyed operator of
 -- dstream.cluster.keyed (the map side to APP-<name>-repartition, a keyed stage over the state
 -- partitions this process owns, a changelog, restores on a move); its state per key is its
 -- panes or event-time windows (dstream.worker.ops.cluster_window says how they are kept).
@@ -22,6 +22,8 @@
 --   partition's watermark is the largest timestamp it heard of (every map task tells every
 --   state partition the largest it read) minus the delay; a partial for a window that was
 --   emitted already is late (dropped, counted by late_count()).
+-- * Sessions: a key's state is its open sessions; the watermark is the state partition's as
+--   for event-time windows, and a record older than that of the batches before is late.
 local keyed = require("dstream.cluster.keyed")
 local rdd_mod = require("dstream.rdd")
 local shared = require("dstream.state.shared")
@@ -45,9 +47,10 @@ function M.reduce_by_key_and_window(self, fid, filter, len_ms, slide_ms, pane_ms
   return out
 end
 
--- An event-time window in cluster mode (window.lua's event_window: fid folds values, group's
--- create and merge for group_by_key_and_window, filter a shipped id).
-function M.event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
+-- An event-time keyed operator `who` of kind `kind` (fields: the keyed stage's, send: the map
+-- side's terminal): the late records or partials its keyed stages drop go to late_count() of
+-- this process.
+local function event_operator(self, who, n, kind, fields, send)
   local ctx, ev = self.ctx, self.event
   if ev.keep_late then
     util.raise(who .. ": late = \"side\" (late_records()) is not supported in cluster mode yet: a"
@@ -56,15 +59,29 @@ function M.event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
   end
   local late = shared.accumulator(ctx, 0)
   local counted = 0
-  return keyed.keyed_operator(self, who, n, "cluster_event_window",
+  fields.delay, fields.late_acc = ev.delay, late.id
+  return keyed.keyed_operator(self, who, n, kind, fields, COLLECT, function(results)
+    ev.late_total = ev.late_total + (late.value - counted) -- late_count()
+    counted = late.value
+    return rdd_mod.from_outputs(ctx, results)
+  end, { send = send })
+end
+
+-- An event-time window in cluster mode (window.lua's event_window: fid folds values, group's
+-- create and merge for group_by_key_and_window, filter a shipped id).
+function M.event_window(self, fid, len_ms, slide_ms, n, who, group, filter)
+  return event_operator(self, who, n, "cluster_event_window",
     { fn = fid, merge = group and group.merge, field = group and "values", filter = filter,
-      len = len_ms, delay = ev.delay, emit = ev.emit, late_acc = late.id }, COLLECT,
-    function(results)
-      ev.late_total = ev.late_total + (late.value - counted) -- late_count()
-      counted = late.value
-      return rdd_mod.from_outputs(ctx, results)
-    end, { send = { kind = "cluster_event_send", fn = fid, create = group and group.create,
-      len = len_ms, slide = slide_ms } })
+      len = len_ms, emit = self.event.emit },
+    { kind = "cluster_event_send", fn = fid, create = group and group.create, len = len_ms,
+      slide = slide_ms })
+end
+
+-- session_window(gap) in cluster mode: a key's open sessions are its state (late records are
+-- dropped by the keyed stage and counted, as one process drops them at event_time).
+function M.session_window(self, gap_ms, n)
+  return event_operator(self, "session_window", n, "cluster_session", { gap = gap_ms },
+    { kind = "cluster_session_send" })
 end
 
 return M

@@ -20,6 +20,9 @@
 --   delay; a partial of a window already emitted (its end at or before the watermark of the
 --   batches before) is late and dropped (counted); windows the new watermark passed are
 --   emitted and removed.
+-- * session_window: the map side (cluster_session_send) sends each record as (key, {ts, value})
+--   and the largest timestamp as above; the keyed stage (cluster_session) keeps each key's open
+--   sessions in store.states, so its changelog is update_state_by_key's (the key, its sessions).
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
 
@@ -197,6 +200,26 @@ return function(W)
     end
   end
 
+  -- The end of an event-time map side: the task's largest timestamp to every state partition
+  -- (key nil), from which each keyed stage moves its watermark.
+  local function send_top(send, spec)
+    local report = current.report
+    local top = report and report.max_ts
+    if top then
+      for p = 0, spec.partitions - 1 do send(nil, top, nil, p) end
+    end
+    current.report = nil -- (the watermark is the keyed stage's, not this process's driver's)
+  end
+
+  -- Late partials or records dropped by a keyed stage, to late_count() of its process.
+  local function count_late(spec, late)
+    if late > 0 then
+      local accums = current.accums or {}
+      current.accums = accums
+      accums[spec.late_acc] = (accums[spec.late_acc] or 0) + late
+    end
+  end
+
   -- Map side of an event-time window: folded per (window start, key) as in one process
   -- (W.event_window_acc), sent as (key, {start, value}); then the task's largest timestamp to
   -- every state partition (key nil), from which each keyed stage moves its watermark.
@@ -207,12 +230,21 @@ return function(W)
       for start, w in pairs(acc) do
         for k, v in pairs(w) do send(k, { start, v }) end
       end
-      local report = current.report
-      local top = report and report.max_ts
-      if top then
-        for p = 0, spec.partitions - 1 do send(nil, top, nil, p) end
-      end
-      current.report = nil -- (the watermark is the keyed stage's, not this process's driver's)
+      send_top(send, spec)
+      done()
+    end
+  end
+
+  -- Map side of session_window: each record as (key, {ts, value}), then the task's largest
+  -- timestamp to every state partition, as for event-time windows.
+  function terminals.cluster_session_send(t, spec)
+    local send, done = W.cluster.sender(t, spec)
+    local timestamp = W.event_timestamp
+    return function(k, v)
+      if v == nil then error("session_window: the records must be key/value pairs", 0) end
+      send(k, { timestamp("session_window"), v })
+    end, function()
+      send_top(send, spec)
       done()
     end
   end
@@ -281,14 +313,68 @@ return function(W)
         end
       end
       C.write_changes(spec, part, store, r, base, function(put) put_changes(put, windows, changed, gone) end, top)
-      if late > 0 then
-        local accums = current.accums or {}
-        current.accums = accums
-        accums[spec.late_acc] = (accums[spec.late_acc] or 0) + late
-      end
+      count_late(spec, late)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         apply_changes(windows, changed, gone)
+        store.meta = top
+      end
+      fin()
+    end
+  end
+
+  -- The keyed stage of session_window: a key's state is its open sessions (a list of
+  -- {start, last, values}, W.merge_sessions), in the changelog under the key (a key with none
+  -- left gets a tombstone), so a restore is update_state_by_key's. The watermark is the
+  -- largest timestamp this partition heard of (store.meta) minus the delay; a record older
+  -- than the watermark of the batches before is late, dropped and counted, as one process
+  -- drops it at event_time.
+  function operators.cluster_session(spec, nxt, fin)
+    local C = W.cluster
+    local part = current.part
+    local store, r, skip, base = C.prepare(spec, part)
+    local sessions, gap, delay = store.states, spec.gap, spec.delay
+    local top = store.meta
+    local before = top and top - delay
+    local incoming, late = {}, 0 -- key -> list of {ts, value}
+    return C.decoder(skip, function(k, tv)
+      if k == nil then -- a map task's largest timestamp
+        if top == nil or tv > top then top = tv end
+        return
+      end
+      if before and tv[1] < before then
+        late = late + 1
+        return
+      end
+      if type(k) == "table" then k = key_of(k) end
+      local list = slot(incoming, k)
+      list[#list + 1] = tv
+    end), function()
+      local watermark = top and top - delay
+      local merge = W.merge_sessions
+      local result, keys = {}, 0
+      for k, list in pairs(sessions) do
+        result[k] = merge(k, list, incoming[k], gap, watermark, nxt)
+      end
+      for k, list in pairs(incoming) do
+        if sessions[k] == nil then result[k] = merge(k, nil, list, gap, watermark, nxt) end
+      end
+      for _ in pairs(result) do keys = keys + 1 end
+      W.report_keys(spec, keys)
+      C.write_changes(spec, part, store, r, base, function(put)
+        for k, old in pairs(sessions) do -- (without records, a key changes only by closing)
+          local new = result[k]
+          if new == nil then put(k, nil)
+          elseif incoming[k] or #new ~= #old then put(k, new) end
+        end
+        for k in pairs(incoming) do
+          if sessions[k] == nil and result[k] then put(k, result[k]) end
+        end
+      end, top)
+      count_late(spec, late)
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        store.states = result
         store.meta = top
       end
       fin()

@@ -297,9 +297,46 @@ return function(W)
     end
   end
 
-  -- Reduce side of session windows: per key, a sorted list of sessions {start, last, values};
-  -- a record within `gap` of a session joins it, and a record that bridges two merges them.
-  -- A session closes when the watermark passes last + gap.
+  -- A key's sessions after a batch: its open sessions (a list of {start, last, values}, or
+  -- nil) and the batch's records ({ts, value} each, or nil) merged: a record within `gap` of a
+  -- session joins it, and a record that bridges two merges them. Sessions the watermark passed
+  -- (last + gap <= watermark) are emitted with nxt(k, {start, end, values, count}); returns the
+  -- open ones (new tables: the state changes on success), or nil when none is left. Cluster
+  -- mode's keyed stage (dstream.worker.ops.cluster_window) merges the same way.
+  function W.merge_sessions(k, sessions, incoming, gap, watermark, nxt)
+    local events = {}
+    for _, s in ipairs(sessions or {}) do
+      events[#events + 1] = { s.start, s.last, s.values }
+    end
+    for _, tv in ipairs(incoming or {}) do
+      events[#events + 1] = { tv[1], tv[1], { tv[2] } }
+    end
+    table.sort(events, function(a, b) return a[1] < b[1] end)
+    local merged, cur = {}, nil
+    for _, e in ipairs(events) do
+      if cur and e[1] < cur.last + gap then
+        if e[2] > cur.last then cur.last = e[2] end
+        for _, v in ipairs(e[3]) do cur.values[#cur.values + 1] = v end
+      else
+        cur = { start = e[1], last = e[2], values = {} }
+        for _, v in ipairs(e[3]) do cur.values[#cur.values + 1] = v end
+        merged[#merged + 1] = cur
+      end
+    end
+    local open = {}
+    for _, sess in ipairs(merged) do
+      if watermark and sess.last + gap <= watermark then
+        nxt(k, { start = sess.start, ["end"] = sess.last + gap, values = sess.values,
+          count = #sess.values })
+      else
+        open[#open + 1] = sess
+      end
+    end
+    return #open > 0 and open or nil
+  end
+
+  -- Reduce side of session windows: per key, a sorted list of sessions {start, last, values}
+  -- (W.merge_sessions). A session closes when the watermark passes last + gap.
   function operators.session_reduce(spec, nxt, fin)
     local store = store_of(spec.state, current.part)
     local gap, watermark = spec.gap, spec.watermark
@@ -311,43 +348,19 @@ return function(W)
       list[#list + 1] = tv
     end, function()
       local result = {} -- key -> new session list (copies: the state changes on success)
-      local keys = {}
-      for k in pairs(store.sessions) do keys[k] = true end
-      for k in pairs(incoming) do keys[k] = true end
-      for k in pairs(keys) do
-        local events = {}
-        for _, s in ipairs(store.sessions[k] or {}) do
-          events[#events + 1] = { s.start, s.last, s.values }
-        end
-        for _, tv in ipairs(incoming[k] or {}) do
-          events[#events + 1] = { tv[1], tv[1], { tv[2] } }
-        end
-        table.sort(events, function(a, b) return a[1] < b[1] end)
-        local merged, cur = {}, nil
-        for _, e in ipairs(events) do
-          if cur and e[1] < cur.last + gap then
-            if e[2] > cur.last then cur.last = e[2] end
-            for _, v in ipairs(e[3]) do cur.values[#cur.values + 1] = v end
-          else
-            cur = { start = e[1], last = e[2], values = {} }
-            for _, v in ipairs(e[3]) do cur.values[#cur.values + 1] = v end
-            merged[#merged + 1] = cur
-          end
-        end
-        local open = {}
-        for _, sess in ipairs(merged) do
-          if watermark and sess.last + gap <= watermark then
-            nxt(k, { start = sess.start, ["end"] = sess.last + gap, values = sess.values,
-              count = #sess.values })
-          else
-            open[#open + 1] = sess
-          end
-        end
-        result[k] = #open > 0 and open or nil
+      local sessions = store.sessions
+      for k, list in pairs(sessions) do
+        result[k] = W.merge_sessions(k, list, incoming[k], gap, watermark, nxt)
+      end
+      for k, list in pairs(incoming) do
+        if sessions[k] == nil then result[k] = W.merge_sessions(k, nil, list, gap, watermark, nxt) end
       end
       local on_success = current.on_success
       on_success[#on_success + 1] = function() store.sessions = result end
       fin()
     end
   end
+
+  -- The event time of the record going down the pipeline (set by the event_time operator).
+  W.event_timestamp = timestamp
 end
