@@ -1087,6 +1087,7 @@ static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka
 
 #define COMMIT_SYNC_TIMEOUT_MS 2000 /* a commit at stop */
 #define CLOSE_TIMEOUT_MS 2000       /* leaving the group at stop */
+#define LEAVE_ANSWER_MS 500         /* the LeaveGroup's answer, once the revocation is served */
 #define FINISH_COMMIT_MS 3000       /* the last commit, tries again included */
 
 int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
@@ -1244,12 +1245,29 @@ static int leave_group(ds_kafka_source *s) {
     flags = RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE;
   } else {
     double t0 = ds_kafka__now_s();
+    /* Once nothing is assigned (the close's revocation served here), librdkafka sends the
+     * LeaveGroup at once and waits for its answer. The embedded broker answers a leave only
+     * when the rebalance in progress ends (~2 s, when another member joins or a consumer of
+     * this process left just before), so each consumer's stop waited that long. The member
+     * has left once the leave is sent: its answer is waited for LEAVE_ANSWER_MS (a broker's
+     * round trip), then the consumer is abandoned as below. */
+    double left_at = s->nparts == 0 ? t0 : 0;
     while (!rd_kafka_consumer_closed(s->rk)) {
-      rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
-      if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+      rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 50);
+      if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
         rebalance_cb(s->rk, rd_kafka_event_error(ev),
                      (rd_kafka_topic_partition_list_t *)rd_kafka_event_topic_partition_list(ev), s);
+        if (s->nparts == 0 && left_at == 0) left_at = ds_kafka__now_s();
+      }
       if (ev) rd_kafka_event_destroy(ev);
+      if (left_at > 0 && !rd_kafka_consumer_closed(s->rk) &&
+          (ds_kafka__now_s() - left_at) * 1000 > LEAVE_ANSWER_MS) {
+        ds_log(DS_LOG_INFO, "kafka_stream: the consumer left its group, and Kafka had not answered"
+                            " the leave within %d ms (a rebalance in progress); the consumer is"
+                            " left to the process's exit", LEAVE_ANSWER_MS);
+        rd_kafka_queue_destroy(q);
+        return -ETIMEDOUT;
+      }
       if ((ds_kafka__now_s() - t0) * 1000 > CLOSE_TIMEOUT_MS) {
         ds_log(DS_LOG_WARN, "kafka_stream: Kafka did not answer within %d s while the consumer"
                             " left its group; the consumer is abandoned", CLOSE_TIMEOUT_MS / 1000);

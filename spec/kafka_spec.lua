@@ -660,13 +660,57 @@ describe("kafka", function()
     if not ok then error(err, 0) end
   end)
 
+  it("cluster mode: a member's graceful stop while a second member joins ends within 1.5 s", function()
+    mock:create_topic("stopin", 2)
+    mock:create_topic("spec-stop-n-repartition", 2)
+    mock:create_topic("spec-stop-n-changelog", 2)
+    local now_ms = require("dstream.core").now_ms
+    local ctxs, streams, totals = {}, {}, { {}, {} }
+    for m = 1, 2 do
+      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, cluster = "spec-stop" }
+      local s = ctx:kafka_stream { brokers = B, topic = "stopin", start = "earliest",
+        conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+      -- Two consumers of group spec-stop per member: the input's and the repartition topic's.
+      s:map(function(w) return w, 1 end):update_state_by_key(function(values, n)
+        n = n or 0
+        for i = 1, #values do n = n + values[i] end
+        return n
+      end, { partitions = 2 }):name("n"):foreach_rdd(function(rdd)
+        for _, kv in ipairs(rdd:collect()) do totals[m][kv[1]] = kv[2] end
+      end)
+      ctxs[m], streams[m] = ctx, s
+    end
+    local function owned(m) return #(streams[m]:kafka_stats().assigned or {}) end
+    local ok, err = pcall(function()
+      ctxs[1]:start()
+      assert.is_true(wait_for(function() ctxs[1]:advance(1) return owned(1) == 2 end, 30))
+      ctxs[2]:start() -- joins: the group rebalances
+      assert.is_true(wait_for(function() return streams[2]:kafka_stats().member_id ~= nil end, 10))
+      -- Member 1 stops while the group rebalances: the broker answers its consumers' leaves
+      -- only at the rebalance's end, and they waited for it one after another (4.0 s).
+      local t0 = now_ms()
+      ctxs[1]:stop { graceful = true }
+      local ms = now_ms() - t0
+      assert.is_true(ms < 1500, string.format("the stop took %.0f ms", ms))
+      -- The group goes on without it: member 2 owns every partition and counts what comes.
+      assert.is_true(wait_for(function() ctxs[2]:advance(1) return owned(2) == 2 end, 30))
+      produce("stopin", { "x", "y", "x" })
+      assert.is_true(wait_for(function()
+        ctxs[2]:advance(1)
+        return totals[2].x == 2 and totals[2].y == 1
+      end, 30))
+    end)
+    for m = 1, 2 do pcall(ctxs[m].stop, ctxs[m]) end
+    if not ok then error(err, 0) end
+  end)
+
   it("cluster mode: update_state_by_key and map_with_state keep their state in Kafka topics; a new start restores it; another partition count is refused", function()
     mock:create_topic("stin", 2)
     mock:create_topic("spec-st-counts-repartition", 3)
     mock:create_topic("spec-st-counts-changelog", 3)
     mock:create_topic("spec-st-seen-repartition", 2)
     mock:create_topic("spec-st-seen-changelog", 2)
-    local slowest_send = 0 -- ms, a map side's task's longest
+    local slowest_send, slowest_stop = 0, 0 -- ms: a map side's task's longest, a stop's
     local function job(partitions)
       local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-st" }
       local s = ctx:kafka_stream { brokers = B, topic = "stin", start = "earliest",
@@ -721,8 +765,14 @@ describe("kafka", function()
         end, 40))
         metrics = ctx:metrics():render()
       end)
-      pcall(ctx.stop, ctx)
+      -- A graceful stop ends promptly: its three consumers (the input's and both repartition
+      -- topics') of group spec-st leave together, none waiting for the end of a rebalance
+      -- (one after another, each waited ~2 s when the group was rebalancing: 4.1 s).
+      local t0 = require("dstream.core").now_ms()
+      local stopped, serr = pcall(ctx.stop, ctx, { graceful = true })
+      slowest_stop = math.max(slowest_stop, require("dstream.core").now_ms() - t0)
       if not ok then error(err, 0) end
+      assert(stopped, serr)
       return latest(), sorted(seen())
     end
     local counts, seen = run({ "a", "b", "a", "c", "a" }, 5)
@@ -742,6 +792,7 @@ describe("kafka", function()
     assert.are.same({ a = 4, b = 2, c = 1, d = 1 }, counts)
     assert.are.same({ "a#14", "b#2", "d#1" }, seen)
     assert.is_true(slowest_send < 400, string.format("a map side's task took %.0f ms", slowest_send))
+    assert.is_true(slowest_stop < 1500, string.format("a stop took %.0f ms", slowest_stop))
     -- /metrics: the state partitions owned, the restores (3, reading the 3 keys of the first
     -- run and the stale batch's key) and the rebalances of the group membership.
     assert.truthy(metrics:find('dstream_cluster_state_partitions{operator="counts"} 3', 1, true), metrics)

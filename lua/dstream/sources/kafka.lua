@@ -197,6 +197,16 @@ end
 
 local cut_short = setmetatable({}, { __mode = "k" }) -- ctx -> a signal ended its Kafka waits
 
+-- Starts the end of the source (its last commit, then leaving the group) on the source's
+-- thread, once: true, or nil and why when no thread could be made.
+function Source:begin_finish()
+  if self.finish_offsets == nil then
+    self.finish_offsets = self.to_commit or {}
+    self.finish_started, self.finish_err = self.source:finish(self.finish_offsets)
+  end
+  return self.finish_started, self.finish_err
+end
+
 -- The end of the source, once the context has stopped: the last commit (synchronous, 3 s at
 -- most) and leaving the group (2 s at most) wait for Kafka, seconds with the brokers gone
 -- (issue 15). They run on a thread of the source's while this waits with SIGINT and SIGTERM
@@ -204,8 +214,8 @@ local cut_short = setmetatable({}, { __mode = "k" }) -- ctx -> a signal ended it
 -- committed and fails the context, so the process ends now.
 function Source:finish()
   local src, name = self.source, "kafka_stream " .. self.name
-  local offsets = self.to_commit or {}
-  local started, serr = src:finish(offsets)
+  local started, serr = self:begin_finish()
+  local offsets = self.finish_offsets
   if not started then -- no thread: wait here
     log("warn", name .. ": " .. tostring(serr) .. "; the last commit waits on this thread")
     local ok, err = src:commit(offsets, false)
@@ -304,7 +314,15 @@ function Source:stop()
   -- commits during it ("illegal generation"), so a new start read the last batches again.
   if self.ctx.state == "stopped" then
     if self.cluster then
-      for _, K in ipairs(M.of_context(self.ctx)) do K:commit_before_leaving() end
+      local all = M.of_context(self.ctx)
+      for _, K in ipairs(all) do K:commit_before_leaving() end
+      -- Then they all leave at once: the first leave starts a rebalance, and the embedded
+      -- broker answers a leave sent during a rebalance only at its end (~2 s), so one after
+      -- another each consumer's close waited for the rebalance the previous one began (at
+      -- most LEAVE_ANSWER_MS now: see leave_group in ds_kafka_source.c).
+      for _, K in ipairs(all) do
+        if K.source and not K.source:closed() then K:begin_finish() end
+      end
     end
     return self:finish()
   end
