@@ -44,18 +44,30 @@ return function(W)
     return dst
   end
 
-  -- With an undo log, the same in place on the running window: the first change of each key
-  -- logs its value before (ABSENT: none), so a failed attempt can be rolled back.
+  -- With an undo log, the same in place on the running window. The log is an array of
+  -- (key, value before) pairs (ABSENT: none), appended at every change; a failed attempt is
+  -- rolled back from the last pair to the first, so a key changed twice gets its first value
+  -- back. (A table by key, logging each key's first change only, cost a lookup and an insert
+  -- per change, and a hash part of twice the batch's keys cleared at every slide.)
   local ABSENT = {}
+  -- A partition's log, beside its store and not in it: a checkpoint encodes the store whole.
+  local undo_logs = setmetatable({}, { __mode = "k" })
+  local function log_change(undo, k, old)
+    local n = undo.n + 2
+    undo[n - 1] = k
+    undo[n] = old == nil and ABSENT or old
+    undo.n = n
+  end
   local function fold_logged(dst, src, f, undo)
     for k, v in pairs(src) do
       local old = dst[k]
-      if undo[k] == nil then undo[k] = old == nil and ABSENT or old end
+      log_change(undo, k, old)
       if old == nil then dst[k] = v else dst[k] = f(old, v) end
     end
   end
   local function rollback(dst, undo)
-    for k, v in pairs(undo) do
+    for i = undo.n - 1, 1, -2 do
+      local k, v = undo[i], undo[i + 1]
       if v == ABSENT then dst[k] = nil else dst[k] = v end
     end
   end
@@ -117,14 +129,19 @@ return function(W)
           local last = store.last_emit
           -- In place when no batch the driver may still read holds the previous window (it is
           -- kept for reading, W.kept_result), with an undo log for a failed attempt; else a copy.
-          if store.undo then -- an attempt that failed changed it in place
-            rollback(store.running, store.undo)
-            store.undo = nil
+          local log = undo_logs[store]
+          if log and log.n > 0 then -- an attempt that failed changed it in place
+            rollback(store.running, log)
+            log.n = 0
           end
           local add = fold
           if store.running and spec.keep_from > last then
-            running, undo, add = store.running, table_new(0, 2 * batch_n), fold_logged
-            store.undo = undo
+            -- The same log at every slide (emptied by its count: no table to allocate and
+            -- clear per slide; what it still refers to past its count is overwritten later).
+            undo = log or table_new(2 * batch_n, 1)
+            undo.n = 0
+            undo_logs[store] = undo
+            running, add = store.running, fold_logged
           else
             running = table_new(0, store.running_n or 0) -- sized: no rehash while copying
             for k, v in pairs(store.running or {}) do running[k] = v end
@@ -138,7 +155,7 @@ return function(W)
               for k, v in pairs(p) do
                 local old = running[k]
                 if old ~= nil then
-                  if undo and undo[k] == nil then undo[k] = old end
+                  if undo then log_change(undo, k, old) end
                   running[k] = inverse(old, v)
                 end
               end
@@ -154,7 +171,7 @@ return function(W)
         local n = 0
         for k, v in pairs(running) do
           if filter and not filter(k, v) then
-            if undo and undo[k] == nil then undo[k] = v end
+            if undo then log_change(undo, k, v) end
             running[k] = nil
           else
             n = n + 1
@@ -168,7 +185,8 @@ return function(W)
         panes[pane_end] = new_pane
         store.batch_n = batch_n
         if spec.emit then
-          if inverse then store.running, store.running_n, store.undo = running, running_n, nil end
+          if inverse then store.running, store.running_n = running, running_n end
+          if undo then undo.n = 0 end -- done: nothing to roll back
           store.last_emit = time
           -- Panes at or before time - len have left every future window (and, with an
           -- inverse, have been subtracted); without one, the next window starts later still.
