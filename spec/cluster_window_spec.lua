@@ -1,4 +1,5 @@
 -- Cluster mode (issue 19) beyond update_state_by_key: a join with a static dataset, an initial state,
+-- session_window and window() on event time,
 -- reduce_by_key_and_window and an event-time window run by the members of one cluster (contexts
 -- of this process with manual clocks, advanced together, against an embedded broker in this
 -- process): two members, then three (the third takes partitions over while the job runs),
@@ -60,7 +61,7 @@ local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 -- per word (each record counts LEN / SLIDE times) and the event-time windows by "word@start",
 -- each seen once; read holds the lines the process read.
 local function job(ctx, lines)
-  local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {} }
+  local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {} }
   local users = ctx:parallelize(USERS, 2, { pairs = true })
   lines:foreach_rdd(function(rdd)
     for _, l in ipairs(rdd:collect()) do out.read[#out.read + 1] = l end
@@ -96,6 +97,10 @@ local function job(ctx, lines)
     :reduce_by_key_and_window(function(a, b) return a + b end, EV_LEN .. "ms", EV_SLIDE .. "ms",
       { partitions = N })
     :name("events")
+  -- window() on event time: each record once per window it is in ("word ts", sorted at the end).
+  out.timed:window(EV_LEN .. "ms", EV_SLIDE .. "ms"):name("raw"):foreach_rdd(function(rdd)
+    for _, kv in ipairs(rdd:collect()) do out.raw[#out.raw + 1] = kv[1] .. " " .. kv[2] end
+  end)
   -- Sessions per word, each seen once: "word@start" = "count end".
   out.timed:filter(function(_, ts) return in_sessions(ts) end)
     :session_window(GAP .. "ms", { partitions = N })
@@ -119,7 +124,7 @@ end
 
 -- The same, counted here: joined lines, LEN / SLIDE times each word's count, the event windows.
 local function expected(lines)
-  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {}, sessions = {} }
+  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {}, sessions = {}, raw = {} }
   local stamps = {} -- word -> timestamps in sessions
   for _, u in ipairs(USERS) do names[u[1]] = u[2] end
   for _, kv in ipairs(INITIAL) do e.totals[kv[1]] = kv[2] end
@@ -133,6 +138,7 @@ local function expected(lines)
       for start = math.floor(ts / EV_SLIDE) * EV_SLIDE, ts - EV_LEN + 1, -EV_SLIDE do
         local id = word .. "@" .. start
         e.windows[id] = (e.windows[id] or 0) + 1
+        e.raw[#e.raw + 1] = word .. " " .. ts
       end
       if in_sessions(ts) then
         stamps[word] = stamps[word] or {}
@@ -153,15 +159,17 @@ local function expected(lines)
     end
   end
   table.sort(e.joined)
+  table.sort(e.raw)
   return e
 end
 
 -- The union of several processes' outputs (joined lines sorted).
 local function union(outs)
-  local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {} }
+  local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {} }
   for _, o in ipairs(outs) do
     for _, l in ipairs(o.read) do u.read[#u.read + 1] = l end
     for _, r in ipairs(o.joined) do u.joined[#u.joined + 1] = r end
+    for _, r in ipairs(o.raw) do u.raw[#u.raw + 1] = r end
     for w, n in pairs(o.sums) do u.sums[w] = (u.sums[w] or 0) + n end
     for id, n in pairs(o.windows) do
       if u.windows[id] then u.twice[#u.twice + 1] = id end
@@ -174,6 +182,7 @@ local function union(outs)
     for _, id in ipairs(o.twice) do u.twice[#u.twice + 1] = id end
   end
   table.sort(u.joined)
+  table.sort(u.raw)
   return u
 end
 
@@ -188,8 +197,9 @@ describe("cluster mode beyond update_state_by_key", function()
 
   setup(function()
     local topics = { cwin = 4 }
-    for _, op in ipairs { "counts", "events", "totals", "sessions" } do
-      topics["spec-cwin-" .. op .. "-repartition"], topics["spec-cwin-" .. op .. "-changelog"] = N, N
+    for _, op in ipairs { "counts", "events", "totals", "sessions", "raw" } do
+      local n = op == "raw" and 2 or N -- (window() takes the context's partitions: 2 workers)
+      topics["spec-cwin-" .. op .. "-repartition"], topics["spec-cwin-" .. op .. "-changelog"] = n, n
     end
     mock = kafka.mock_cluster { brokers = 1, topics = topics }
     B = mock:bootstrap()
@@ -274,6 +284,7 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.equal(#first + #second, #union(outs).read)
     assert.are.same({}, union(outs).windows) -- the watermark (30 s) closed no window yet
     assert.are.same({}, union(outs).sessions) -- nor any session
+    assert.are.same({}, union(outs).raw)
     -- The input side is at least once (the guide's Cluster mode says when records are read
     -- twice): what the group committed is where the restart reads from.
     local committed = kafka.committed { brokers = B, group = "spec-cwin", topic = "cwin" }
@@ -315,8 +326,8 @@ describe("cluster mode beyond update_state_by_key", function()
       assert.is_true(wait_for(function()
         round(again)
         local u = union { outs[1], outs[2], outs[3], restarted[1] }
-        return restarted[1].timed:late_count() >= 2 and same_sums(u.sums, expected(u.read).sums)
-          and same_sums(u.sessions, expected(u.read).sessions)
+        return restarted[1].timed:late_count() >= 4 and same_sums(u.sums, expected(u.read).sums)
+          and same_sums(u.sessions, expected(u.read).sessions) and #u.raw >= #expected(u.read).raw
       end, 20, 1))
       for _ = 1, 4 do round(again) end -- (nothing more comes)
     end)
@@ -332,8 +343,9 @@ describe("cluster mode beyond update_state_by_key", function()
     end
     print(string.format("# the cluster read %d lines, %d of them twice (input read again after a stop)",
       #cluster.read, twice))
-    -- The late line's two partials, counted by the process that owns the word's partition.
-    assert.are.equal(2, restarted[1].timed:late_count())
+    -- The late line's two partials (of the event-time windows) and its two windows' records
+    -- (window(): per window too), counted by the processes owning their state partitions.
+    assert.are.equal(4, restarted[1].timed:late_count())
 
     -- One process outside cluster mode, on the whole input (fetched before its first batch),
     -- 41 records a batch per partition: it reads the late line (partition 1's 42nd, after the
@@ -348,7 +360,7 @@ describe("cluster mode beyond update_state_by_key", function()
       assert.is_true(wait_for(function()
         round({ one })
         return same_sums(single.sums, want.sums) and single.timed:late_count() > 0
-          and same_sums(single.sessions, want.sessions)
+          and same_sums(single.sessions, want.sessions) and #single.raw >= #want.raw
       end, 30, 1))
       assert.are.equal(1, single.timed:late_count()) -- (one process counts records)
     end)
@@ -363,11 +375,14 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(want.windows, single.windows)
     assert.are.same(want.totals, single.totals)
     assert.are.same(want.sessions, single.sessions)
+    table.sort(single.raw)
+    assert.are.same(want.raw, single.raw)
     local got = expected(cluster.read)
     assert.are.same(got.joined, cluster.joined)
     assert.are.same(got.sums, cluster.sums)
     assert.are.same(got.windows, cluster.windows)
     assert.are.same(got.sessions, cluster.sessions)
+    assert.are.same(got.raw, cluster.raw)
     assert.are.same({}, cluster.twice)
     -- The running counts: seeded once (the restarted member owns every state partition now).
     assert.are.same(got.totals, restarted[1].totals)

@@ -273,9 +273,9 @@ end
 -- `cluster_ready`: the operator keeps its state across a cluster's processes (dstream.cluster).
 function Context:_new_state(kind, partitions, cluster_ready)
   if self.cluster and not cluster_ready then
-    util.raise(kind .. ": cluster mode keeps only the state of update_state_by_key, map_with_state,"
-      .. " reduce_by_key_and_window, the event-time windows of reduce_by_key_and_window and"
-      .. " group_by_key_and_window, and session_window across processes for now (issue 19)")
+    util.raise(kind .. ": cluster mode keeps only the state of update_state_by_key, map_with_state"
+      .. " and the windows (reduce_by_key_and_window, event-time windows, session_window, window()"
+      .. " after event_time) across processes for now (issue 19)")
   end
   self._states = self._states or {}
   local id = #self._states + 1

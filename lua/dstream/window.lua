@@ -199,6 +199,9 @@ end
 function event_records_window(self, len_ms, slide_ms)
   local ctx, parent = self.ctx, self
   local n = ctx.partitions
+  if ctx.cluster then -- across processes (dstream.cluster.windows)
+    return require("dstream.cluster.windows").event_records_window(self, len_ms, slide_ms, n)
+  end
   local state = ctx:_new_state("event-time window()", n)
   local w = stream_mod.new(ctx, { parent }, function(_, time)
     local r = parent:get_rdd(time) or rdd_mod.empty(ctx)

@@ -1,7 +1,7 @@
 -- dstream/cluster/windows.lua: windows across the processes of a cluster (issue 19), driver
 -- side. reduce_by_key_and_window (and count_by_value_and_window, reduce_by_window and
 -- count_by_window, built on it), the event-time windows of reduce_by_key_and_window and
--- group_by_key_and_window, and session_window, in cluster mode, come here. Each is a keyed operator of
+-- group_by_key_and_window, session_window and window(), in cluster mode, come here. Each is a keyed operator of
 -- dstream.cluster.keyed (the map side to APP-<name>-repartition, a keyed stage over the state
 -- partitions this process owns, a changelog, restores on a move); its state per key is its
 -- panes or event-time windows (dstream.worker.ops.cluster_window says how they are kept).
@@ -24,6 +24,8 @@
 --   emitted already is late (dropped, counted by late_count()).
 -- * Sessions: a key's state is its open sessions; the watermark is the state partition's as
 --   for event-time windows, and a record older than that of the batches before is late.
+-- * window() on event time: a window's records are the state of its start (its key); late
+--   per window, as for event-time windows.
 local keyed = require("dstream.cluster.keyed")
 local rdd_mod = require("dstream.rdd")
 local shared = require("dstream.state.shared")
@@ -82,6 +84,14 @@ end
 function M.session_window(self, gap_ms, n)
   return event_operator(self, "session_window", n, "cluster_session", { gap = gap_ms },
     { kind = "cluster_session_send" })
+end
+
+-- window() after event_time in cluster mode: a window's records are the state of its start
+-- (n: the context's partitions, as in one process).
+function M.event_records_window(self, len_ms, slide_ms, n)
+  return event_operator(self, "window", n, "cluster_event_raw",
+    { len = len_ms, emit = self.event.emit },
+    { kind = "cluster_event_records_send", len = len_ms, slide = slide_ms })
 end
 
 return M

@@ -23,6 +23,9 @@
 -- * session_window: the map side (cluster_session_send) sends each record as (key, {ts, value})
 --   and the largest timestamp as above; the keyed stage (cluster_session) keeps each key's open
 --   sessions in store.states, so its changelog is update_state_by_key's (the key, its sessions).
+-- * window() on event time: the map side (cluster_event_records_send) sends a task's records of
+--   each window as one message keyed by the window's start; the keyed stage (cluster_event_raw)
+--   keeps them as chunks per start (store.raw[start][i], changelog key (start, i)).
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
 
@@ -91,6 +94,7 @@ return function(W)
     end
   end
   local apply_panes, apply_windows = applier("panes"), applier("windows")
+  local apply_raw = applier("raw") -- (window(): start -> chunk number -> records)
 
 
   -- Map side of reduce_by_key_and_window: the task's pairs folded per key, each sent with the
@@ -375,6 +379,107 @@ return function(W)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         store.states = result
+        store.meta = top
+      end
+      fin()
+    end
+  end
+
+  -- Map side of window() on event time: the task's records grouped per window (start) they
+  -- are in, each window's as one message (start, { {a, b}, ... }) to the state partition of
+  -- the start; then the largest timestamp to every state partition.
+  function terminals.cluster_event_records_send(t, spec)
+    local send, done = W.cluster.sender(t, spec)
+    local timestamp = W.event_timestamp
+    local len, slide = spec.len, spec.slide
+    local by_start = {}
+    return function(a, b)
+      if a == nil then
+        if b ~= nil then W.nil_key("window", b) end
+        return
+      end
+      local ts = timestamp("window")
+      local rec = { a, b }
+      for start = floor(ts / slide) * slide, ts - len + 1, -slide do
+        local list = slot(by_start, start)
+        list[#list + 1] = rec
+      end
+    end, function()
+      for start, list in pairs(by_start) do send(start, list) end
+      send_top(send, spec)
+      done()
+    end
+  end
+
+  -- The keyed stage of window() on event time: store.raw[start] = the window's records as
+  -- chunks, one per batch that added to it (chunk i under changelog key (start, i)), so a
+  -- batch writes only what it added, and a window the watermark passed gets a tombstone per
+  -- chunk. Emits as one process does (emit = "final": the records of each window the watermark
+  -- closed; "update": all records so far of each window this batch added to), windows in order
+  -- of start. A window's records arriving after it was emitted (its end at or before the
+  -- watermark of the batches before) are late: dropped, counted per window.
+  function operators.cluster_event_raw(spec, nxt, fin)
+    local C = W.cluster
+    local part = current.part
+    local store, r, skip, base = C.prepare(spec, part, apply_raw)
+    local raw = store.raw or {}
+    store.raw = raw
+    local len, delay, final = spec.len, spec.delay, spec.emit == "final"
+    local top = store.meta
+    local before = top and top - delay
+    local added, late = {}, 0 -- start -> this batch's records
+    return C.decoder(skip, function(start, list)
+      if start == nil then -- a map task's largest timestamp
+        if top == nil or list > top then top = list end
+        return
+      end
+      if before and start + len <= before then
+        late = late + 1
+        return
+      end
+      local dst = slot(added, start)
+      for i = 1, #list do dst[#dst + 1] = list[i] end
+    end), function()
+      local watermark = top and top - delay
+      local function closed(start) return watermark and start + len <= watermark end
+      local starts, seen = {}, {}
+      local function note(start)
+        if not seen[start] and (not final or closed(start)) then
+          seen[start] = true
+          starts[#starts + 1] = start
+        end
+      end
+      for start in pairs(added) do note(start) end
+      if final then for start in pairs(raw) do note(start) end end
+      table.sort(starts)
+      for _, start in ipairs(starts) do
+        for _, chunk in ipairs(raw[start] or {}) do
+          for i = 1, #chunk do nxt(chunk[i][1], chunk[i][2]) end
+        end
+        local list = added[start] or {}
+        for i = 1, #list do nxt(list[i][1], list[i][2]) end
+      end
+      local gone = {}
+      for start in pairs(raw) do if closed(start) then gone[start] = true end end
+      for start in pairs(added) do if closed(start) then gone[start] = true end end
+      C.write_changes(spec, part, store, r, base, function(put)
+        for start in pairs(gone) do
+          for i in ipairs(raw[start] or {}) do put(i, nil, start) end
+        end
+        for start, list in pairs(added) do
+          if not gone[start] then put(#(raw[start] or {}) + 1, list, start) end
+        end
+      end, top)
+      count_late(spec, late)
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        for start, list in pairs(added) do
+          if not gone[start] then
+            local chunks = slot(raw, start)
+            chunks[#chunks + 1] = list
+          end
+        end
+        for start in pairs(gone) do raw[start] = nil end
         store.meta = top
       end
       fin()
