@@ -98,6 +98,10 @@ typedef struct ds_kafka_source_opts {
    * (metadata refresh every refresh_ms) start at their low watermark: all their records
    * are new. Nonzero: subscribe and take the partitions the group assigns (rebalance). */
   int group_assign;
+  /* Cluster mode (with group_assign): the ends of completed batches also go to this group,
+   * which no member joins, and an assignment starts at the later of it and `group` (see
+   * ds_kafka_positions.c); NULL: not. */
+  const char *positions_group;
   int refresh_ms; /* direct assignment: metadata refresh period (0: 5000) */
   int timeout_ms; /* direct assignment: for the queries at start (0: 30000) */
 } ds_kafka_source_opts;

@@ -80,6 +80,25 @@ rd_kafka_topic_partition_list_t *ds_kafka__offset_list(const ds_kafka_offset *o,
   return l;
 }
 
+rd_kafka_resp_err_t ds_kafka__commit_wait(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *l,
+                                          int timeout_ms) {
+  rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+  rd_kafka_resp_err_t rc = rd_kafka_commit_queue(rk, l, q, NULL, NULL);
+  if (!rc) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
+    if (!ev) {
+      rc = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    } else {
+      rc = rd_kafka_event_error(ev);
+      const rd_kafka_topic_partition_list_t *done = rd_kafka_event_topic_partition_list(ev);
+      for (int i = 0; !rc && done && i < done->cnt; i++) rc = done->elems[i].err;
+      rd_kafka_event_destroy(ev);
+    }
+  }
+  rd_kafka_queue_destroy(q);
+  return rc;
+}
+
 /* ---- queries ------------------------------------------------------------------------------ */
 
 int ds_kafka_committed(const char *brokers, const char *group, const ds_kafka_kv *conf, int nconf,

@@ -83,6 +83,9 @@ struct ds_kafka_source {
    * batches ended, per partition it ever owned (the offsets handed to commit). */
   ds_kafka_offset *done;
   int ndone;
+  /* Cluster mode: the same ends committed to group "<group>.offsets" too, which no
+   * rebalance refuses (ds_kafka_positions.c); NULL otherwise. */
+  ds_kafka_positions *positions;
   int ignore_committed;     /* partitions not in `wanted` start at the start policy */
   int start_earliest;
   int nwanted;
@@ -291,15 +294,22 @@ static void remove_partition(ds_kafka_source *s, const char *topic, int32_t part
   s->nparts--;
 }
 
-/* A revocation (a member joined or left): before giving the partitions up, wait (at most
- * REVOKE_WAIT_MS) until every batch that took records of them has completed and committed
- * its offsets, then commit those offsets synchronously, as Kafka Streams commits in
+static int commit_offsets(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
+                          int group_too, char *err, size_t errlen);
+
+/* A revocation (a member joined or left) or a loss: before giving the partitions up, wait (at
+ * most REVOKE_WAIT_MS) until every batch that took records of them has completed and
+ * committed its offsets, then commit those offsets synchronously, as Kafka Streams commits in
  * onPartitionsRevoked. Otherwise the next owner starts at the offsets committed before the
  * batches in flight and processes their records again. Seals take nothing of a revoked
- * partition meanwhile; what was buffered and not sealed goes to the next owner. Not at stop
- * (the last commit ran already, and leaving the group must not wait). On the consumer
- * thread, which reads nothing meanwhile. */
-static void revoke_wait(ds_kafka_source *s, rd_kafka_topic_partition_list_t *list) {
+ * partition meanwhile; what was buffered and not sealed goes to the next owner. A lost
+ * assignment (librdkafka took an "illegal generation" answer for one; a session that timed
+ * out) commits to the positions' group only: the group refuses a member out of its generation,
+ * and the next owner gets the partitions only once this member has rejoined without them,
+ * after this returns, or once its session timed out. Not at stop (the last commit ran
+ * already, and leaving the group must not wait). On the consumer thread, which reads nothing
+ * meanwhile. */
+static void revoke_wait(ds_kafka_source *s, rd_kafka_topic_partition_list_t *list, int lost) {
   if (atomic_load(&s->stopping)) return;
   double t0 = ds_kafka__now_s();
   pthread_mutex_lock(&s->lock);
@@ -337,11 +347,12 @@ static void revoke_wait(ds_kafka_source *s, rd_kafka_topic_partition_list_t *lis
   }
   pthread_mutex_unlock(&s->lock);
   char err[300];
-  int crc = n > 0 ? ds_kafka_source_commit(s, o, n, 0, err, sizeof err) : 0;
+  int crc = n > 0 ? commit_offsets(s, o, n, 0, !lost, err, sizeof err) : 0;
   if (crc < 0) ds_log(DS_LOG_WARN, "kafka_stream: at a revocation: %s", err);
   for (int i = 0; i < n; i++)
-    ds_log(DS_LOG_INFO, "kafka_stream: %s [%d] revoked at offset %lld%s", o[i].topic,
-           (int)o[i].partition, (long long)o[i].offset, crc < 0 ? " (not committed)" : " (committed)");
+    ds_log(DS_LOG_INFO, "kafka_stream: %s [%d] %s at offset %lld%s", o[i].topic,
+           (int)o[i].partition, lost ? "lost" : "revoked", (long long)o[i].offset,
+           crc < 0 ? " (not committed)" : " (committed)");
   free(o);
 }
 
@@ -371,6 +382,16 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         ds_log(DS_LOG_WARN, "kafka_stream: cannot read the group's committed offsets at an "
                "assignment: %s", rd_kafka_err2str(crc));
       rd_kafka_topic_partition_list_destroy(c);
+      /* The positions' group, which no rebalance refuses: the later of the two. */
+      if (s->positions) {
+        c = rd_kafka_topic_partition_list_copy(list);
+        for (int i = 0; i < c->cnt; i++) c->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        if (ds_kafka__positions_read(s->positions, c, 10000) == 0)
+          for (int i = 0; i < c->cnt; i++)
+            if (!c->elems[i].err && c->elems[i].offset > list->elems[i].offset)
+              list->elems[i].offset = c->elems[i].offset;
+        rd_kafka_topic_partition_list_destroy(c);
+      }
       /* A partition coming back to this process starts after the batches it completed here,
        * when the group's offset lags behind them: their commit was refused in a rebalance
        * (the mock answers commits "illegal generation" while a member joins), and reading
@@ -416,12 +437,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
     /* A partition paused under an earlier assignment stays paused: resume them all. */
     rd_kafka_resume_partitions(rk, list);
   } else {
-    /* Lost (the session timed out, or an illegal generation): another member may own them
-     * already, and a commit would fail. */
-    if (!rd_kafka_assignment_lost(rk)) revoke_wait(s, list);
-    else
+    /* Lost (the session timed out, or an illegal generation): the group's commit would be
+     * refused, the positions' group takes it (see revoke_wait). */
+    int lost = rd_kafka_assignment_lost(rk);
+    if (lost)
       ds_log(DS_LOG_INFO, "kafka_stream: %d partition(s) lost (the group went on without this "
-             "member): their next owner starts at the offsets committed last", list->cnt);
+             "member): the batches holding their records complete first", list->cnt);
+    if (!lost || s->positions) revoke_wait(s, list, lost);
     pthread_mutex_lock(&s->lock);
     for (int i = 0; i < list->cnt; i++)
       remove_partition(s, list->elems[i].topic, list->elems[i].partition);
@@ -881,6 +903,10 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   if (s->group_assign) rd_kafka_conf_set_rebalance_cb(c, rebalance_cb);
   rd_kafka_conf_set_offset_commit_cb(c, commit_cb);
   if (!(s->rk = ds_kafka__client(RD_KAFKA_CONSUMER, c, "consumer", err, errlen))) goto fail;
+  if (s->group_assign && o->positions_group &&
+      !(s->positions = ds_kafka__positions_new(o->brokers, o->positions_group, o->conf, o->nconf,
+                                               err, errlen)))
+    goto fail;
   rd_kafka_poll_set_consumer(s->rk);
   if (s->group_assign) {
     rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(o->ntopics);
@@ -1092,6 +1118,22 @@ static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka
 
 int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
                            char *err, size_t errlen) {
+  return commit_offsets(s, offsets, n, async, 1, err, errlen);
+}
+
+static int group_commit(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, int async,
+                        char *err, size_t errlen);
+
+/* Commits to the positions' group (cluster mode), and to the consumer group with group_too. In
+ * cluster mode the positions' answer is the result (the group's refusal in a rebalance is
+ * expected and only logged), and the consumer group takes only the synchronous commits (a
+ * revocation's, the stop's), not one per batch: on the embedded broker a commit queued behind
+ * the member's own JoinGroup is answered "illegal generation", librdkafka takes the assignment
+ * for lost and rejoins, which starts another rebalance (a storm of them, each as long as the
+ * session timeout less a second), and a real broker gains nothing from them but lag figures,
+ * which the positions' group gives. */
+static int commit_offsets(ds_kafka_source *s, const ds_kafka_offset *offsets, int n, int async,
+                          int group_too, char *err, size_t errlen) {
   /* Only partitions assigned now: another member owns the others, and committing before
    * the group is joined would make the coordinator reject the member and send it to rejoin. */
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n > 0 ? n : 1);
@@ -1111,10 +1153,29 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
   /* At most REBALANCE_HOLD_S: an answer may come after the assignment that ended it. */
   int hold = async && s->rebalancing > 0 && ds_kafka__now_s() - s->rebalancing < REBALANCE_HOLD_S;
   pthread_mutex_unlock(&s->lock);
-  if (l->cnt == 0 || hold) {
+  int prc = 0;
+  if (s->positions && async) group_too = 0;
+  if (s->positions && l->cnt > 0)
+    prc = ds_kafka__positions_commit(s->positions, l, async ? 0 : COMMIT_SYNC_TIMEOUT_MS, err, errlen);
+  if (l->cnt == 0 || hold || !group_too) {
     rd_kafka_topic_partition_list_destroy(l);
-    return 0;
+    return prc;
   }
+  if (s->positions) {
+    char gerr[300];
+    int grc = group_commit(s, l, async, gerr, sizeof gerr);
+    if (grc < 0)
+      ds_log(DS_LOG_DEBUG, "kafka_stream: the consumer group's commit: %s (the positions' group "
+             "has them)", gerr);
+    return prc;
+  }
+  return group_commit(s, l, async, err, errlen);
+}
+
+/* Commits l to the consumer group (destroys l): asynchronously, or waiting
+ * COMMIT_SYNC_TIMEOUT_MS at most for the answer. */
+static int group_commit(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, int async,
+                        char *err, size_t errlen) {
   if (async) {
     rd_kafka_resp_err_t rc = rd_kafka_commit(s->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
@@ -1127,21 +1188,8 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
   /* Synchronous (at stop): rd_kafka_commit(sync) waits as long as librdkafka retries, minutes
    * with the brokers gone (issue 15: a job took 184 s to stop). Wait for the result on a queue
    * of our own, at most COMMIT_SYNC_TIMEOUT_MS; a late result is dropped with the queue. */
-  rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
-  rd_kafka_resp_err_t rc = rd_kafka_commit_queue(s->rk, l, q, NULL, NULL);
+  rd_kafka_resp_err_t rc = ds_kafka__commit_wait(s->rk, l, COMMIT_SYNC_TIMEOUT_MS);
   rd_kafka_topic_partition_list_destroy(l);
-  if (!rc) {
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, COMMIT_SYNC_TIMEOUT_MS);
-    if (!ev) {
-      rc = RD_KAFKA_RESP_ERR__TIMED_OUT;
-    } else {
-      rc = rd_kafka_event_error(ev);
-      const rd_kafka_topic_partition_list_t *done = rd_kafka_event_topic_partition_list(ev);
-      for (int i = 0; !rc && done && i < done->cnt; i++) rc = done->elems[i].err;
-      rd_kafka_event_destroy(ev);
-    }
-  }
-  rd_kafka_queue_destroy(q);
   if (rc) {
     ds_kafka__set_err(err, errlen, "committing offsets failed: %s%s", rd_kafka_err2str(rc),
                       rc == RD_KAFKA_RESP_ERR__TIMED_OUT ? " (no answer from Kafka within 2 s)"
@@ -1377,6 +1425,7 @@ void ds_kafka_source_free(ds_kafka_source *s) {
   free(s->topics);
   free(s->wanted);
   free(s->done);
+  ds_kafka__positions_free(s->positions);
   free(s->finish_offsets);
   free(s->subscribed);
   free(s->scratch);

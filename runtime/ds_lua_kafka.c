@@ -151,7 +151,8 @@ static lsource *check_ksource(lua_State *L) {
 }
 
 /* core.kafka_source{ brokers, topics, group, start, conf, layout, pause_records, pause_bytes,
- * positions, ignore_committed, assign = "all" | "group", refresh_ms, timeout_ms } */
+ * positions, ignore_committed, assign = "all" | "group", positions_group, refresh_ms,
+ * timeout_ms } */
 static int l_kafka_source(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   ds_kafka_source_opts o;
@@ -170,6 +171,7 @@ static int l_kafka_source(lua_State *L) {
   if (assign && strcmp(assign, "all") != 0 && strcmp(assign, "group") != 0)
     return luaL_error(L, "option 'assign' must be \"all\" or \"group\"");
   o.group_assign = assign && strcmp(assign, "group") == 0;
+  o.positions_group = field_string(L, 1, "positions_group", 0);
   o.refresh_ms = (int)field_number(L, 1, "refresh_ms", 0);
   o.timeout_ms = (int)field_number(L, 1, "timeout_ms", 0);
   lua_getfield(L, 1, "topics");

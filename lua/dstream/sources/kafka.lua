@@ -22,10 +22,11 @@
 -- Cluster mode (context{ cluster = "APP" }, issue 19's first slice): every process runs the
 -- same script and each kafka_stream joins consumer group APP (assign = "group") with the
 -- cooperative-sticky assignor, so a join or a leave moves only the partitions that must move.
--- Positions are the group's committed offsets (committed after each batch, and synchronously
--- when a partition is revoked, once the batches holding its records completed: see
--- revoke_wait in ds_kafka_source.c); a checkpoint's positions and the batch log's cuts are
--- not used, since another process may have moved a partition on since.
+-- Positions are the committed offsets: after each batch to group APP.offsets, which no process
+-- joins and no rebalance refuses (ds_kafka_positions.c), and synchronously to both groups when
+-- a partition is revoked or lost, once the batches holding its records completed (revoke_wait
+-- in ds_kafka_source.c); a checkpoint's positions and the batch log's cuts are not used, since
+-- another process may have moved a partition on since.
 --
 -- Records: the message value (a string). With with_key, with_meta or decode, the C side
 -- stores a small binary header with each value (topic, partition, offset, timestamp, key,
@@ -83,6 +84,9 @@ local function open_source(K)
     -- never from the group's committed offsets, which later batches may have moved on. Not in
     -- cluster mode: there the group's offsets are the only positions (no keyed state).
     ignore_committed = K.ctx.checkpoint_dir ~= nil and not K.cluster,
+    -- Cluster mode: the positions are committed to group APP.offsets too, which no rebalance
+    -- refuses (ds_kafka_positions.c), and a partition that moves starts at the later of both.
+    positions_group = K.cluster and (K.group .. ".offsets") or nil,
   }
   st.source = src
   -- Assigned directly, every partition's start is fixed now: position() (a checkpoint written

@@ -3,11 +3,18 @@
 # BOOT; owners and step expect the suite's owned NAME (partitions the process owns now) and
 # show_owners NAMES... (prints them).
 
-# produce TOPIC PAUSE_S: one chunk every PAUSE_S into partition (chunk number mod PARTS); the
-# last chunks wait for $WORK/go-TOPIC (the test's end), so input flows through every step.
+# produce TOPIC PAUSE_S [CHUNK:FILE...]: one chunk every PAUSE_S into partition (chunk number
+# mod PARTS); chunk CHUNK and those after it wait for $WORK/FILE (a phase of the test), and the
+# last five for $WORK/go-TOPIC (the test's end), so input flows through every step.
 produce() {
-  local topic=$1 pause=$2 i=0 f
+  local topic=$1 pause=$2 i=0 f hold
+  shift 2
   for f in "$WORK"/chunk-*; do
+    for hold in "$@"; do
+      if [ "$i" -ge "${hold%%:*}" ]; then
+        while [ ! -e "$WORK/${hold#*:}" ]; do sleep 0.1; done
+      fi
+    done
     if [ "$i" -ge $((CHUNKS - 5)) ]; then
       while [ ! -e "$WORK/go-$topic" ]; do sleep 0.1; done
     fi
