@@ -11,7 +11,9 @@
 -- shares the input's partitions and the state partitions out, two each. Each member counts
 -- the words of the lines it reads per batch (reduce_by_key), sends the counts to the state
 -- partition of each word (the repartition topic), and adds what its own state partitions
--- receive to their running counts. After ~15 s each prints the state partitions it owns and
+-- receive to their running counts, which start from an initial state (counts carried over from
+-- an earlier job: seeded once, at the cluster's first start, by the first owner of each state
+-- partition, which writes them to the changelog). After ~15 s each prints the state partitions it owns and
 -- their counts, the keys it holds and the restores it ran, and stops: every word is in one
 -- member's output, with its whole count.
 local dstream = require("dstream")
@@ -20,6 +22,7 @@ package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path
 local demo = require("cluster_demo")
 
 local APP, N = "example-counts", 6
+local INITIAL = { { "kafka", 100 }, { "legacy", 5 } } -- the (word, count) pairs the state starts from
 
 if arg[1] == "--member" then
   -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
@@ -35,7 +38,7 @@ if arg[1] == "--member" then
       total = total or 0
       for i = 1, #values do total = total + values[i] end
       return total
-    end, { partitions = N })
+    end, { partitions = N, initial = ctx:parallelize(INITIAL, 1, { pairs = true }) })
     :name("counts")
   -- The counts of the state partitions this member owns, printed once, 15 s after the start
   -- (the input was produced by then), then the member stops.
@@ -68,5 +71,5 @@ if arg[1] == "--member" then
 end
 
 -- The driver of the example: a broker, three members, a producer.
-demo.run { app = APP, operator = "counts", partitions = N, done = "restored",
+demo.run { app = APP, operator = "counts", partitions = N, done = "restored", initial = INITIAL,
   words = { "kafka", "group", "member", "partition", "stream", "batch", "state", "topic" }, extra = "state" }

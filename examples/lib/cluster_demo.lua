@@ -29,7 +29,8 @@ end
 -- operator's repartition and changelog topics (`partitions` each; the embedded broker has no
 -- admin API, so a job cannot make them itself); 40 lines of two of `words` (eight) plus
 -- `extra` on every fourth; the members' outputs are printed once each holds `done` (at most
--- 20 s), then what was produced, to compare with them.
+-- 20 s), then the job's initial state (`initial`, (word, count) pairs) when it has one, and what was
+-- produced, to compare with them.
 function M.run(opts)
   local app, name = opts.app, opts.app .. "-" .. opts.operator
   local mock = kafka.mock_cluster { brokers = 1, topics = { words = 6,
@@ -68,6 +69,11 @@ function M.run(opts)
     local text = read(out(m))
     io.write(text ~= "" and text or ("member" .. m .. ": no output\n"))
     os.remove(out(m))
+  end
+  if opts.initial then -- (key, count) pairs
+    local counts = {}
+    for _, kv in ipairs(opts.initial) do counts[kv[1]] = kv[2] end
+    print("initial " .. M.shown(counts))
   end
   print("produced " .. M.shown(produced))
   os.remove(dir)

@@ -16,15 +16,20 @@ run_example cluster_windowed_wordcount &
 wait
 
 # together NAME REGEX: python3 adds up the word=count pairs that follow REGEX on the members'
-# lines, fails if a word is at two members or the sums differ from the "produced" line.
+# lines, fails if a word is at two members or the sums differ from the "produced" line plus
+# the "initial" line (the state's initial counts) when there is one.
 together() {
   python3 - "$WORK/$1.out" "$2" <<'PY'
 import re, sys
 text, pattern = open(sys.argv[1]).read(), re.compile(sys.argv[2])
-held, where, produced = {}, {}, None
+held, where, produced, initial = {}, {}, None, {}
 for line in text.splitlines():
-    if line.startswith("produced "):
-        produced = dict((w, int(n)) for w, n in (p.split("=") for p in line.split()[1:]))
+    if line.startswith("produced ") or line.startswith("initial "):
+        counts = dict((w, int(n)) for w, n in (p.split("=") for p in line.split()[1:]))
+        if line.startswith("initial "):
+            initial = counts
+        else:
+            produced = counts
         continue
     m = pattern.search(line)
     if not m:
@@ -36,6 +41,8 @@ for line in text.splitlines():
             sys.exit("%s is at %s and %s" % (w, where[w], member))
         where[w] = member
         held[w] = held.get(w, 0) + int(n)
+for w, n in initial.items():
+    produced[w] = (produced or {}).get(w, 0) + n
 if held != produced:
     sys.exit("members hold %s, produced %s" % (sorted(held.items()), sorted((produced or {}).items())))
 print("# %d words, %d occurrences" % (len(held), sum(held.values())))
@@ -48,7 +55,7 @@ for name in cluster_state_wordcount cluster_windowed_wordcount; do
   check "$name: each of the three members says which state partitions it owns ($n)" [ "$n" -eq 3 ]
   [ "$n" -eq 3 ] || { show output "$WORK/$name.out"; show stderr "$WORK/$name.err"; }
 done
-check "cluster_state_wordcount: the members' counts, together, are what was produced" \
+check "cluster_state_wordcount: the members' counts, together, are what was produced (plus the initial state)" \
   together cluster_state_wordcount '^member\d owns state partitions [\d,]*: (.*)$'
 check "cluster_windowed_wordcount: the members' windows, added up, are what was produced" \
   together cluster_windowed_wordcount '; in all: (.*)$'
