@@ -491,6 +491,26 @@ describe("kafka", function()
     assert.is_true(ms < 300, string.format("the first flush to first2 took %.0f ms", ms))
   end)
 
+  it("to_kafka: a worker's producer writing two topics is quick from the first batch", function()
+    mock:create_topic("two1", 1)
+    mock:create_topic("two2", 1)
+    local slowest = 0 -- ms, a stage's longest task
+    with_ctx(manual { workers = 1 }, function(ctx)
+      local s = ctx:queue_stream({ { "a", "b" } })
+      s:to_kafka { brokers = B, topic = "two1" } -- one producer (same brokers and conf) for both
+      s:to_kafka { brokers = B, topic = "two2" }
+      ctx:on_batch_completed(function(b)
+        for _, st in ipairs(b.stages or {}) do slowest = math.max(slowest, st.task_ms / st.tasks) end
+      end)
+      ctx:start()
+      ctx:advance(1)
+    end)
+    local r = require("dstream.core").kafka_reader { brokers = B }
+    assert.are.same({ 2, 2 }, { select(2, r:watermarks("two1", 0, 5000)), select(2, r:watermarks("two2", 0, 5000)) })
+    -- (the first flush to two2 took 1 s before the producer asked for its metadata up front)
+    assert.is_true(slowest < 400, string.format("a task took %.0f ms", slowest))
+  end)
+
   it("to_kafka: messages that cannot be delivered fail the batch instead of being dropped", function()
     with_ctx(manual { max_task_attempts = 2 }, function(ctx)
       ctx:queue_stream({ { "a", "b", "c" } }):to_kafka { brokers = B, topic = "out1", timeout = "1s" }

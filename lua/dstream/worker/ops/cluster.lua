@@ -56,20 +56,8 @@ return function(W)
   local enc = buffer.new()
   local dec = buffer.new()
 
-  -- This VM's producer for the spec, made ready to send to `topic`: the first use of a topic
-  -- asks for its metadata at once (p:prepare), or the first flush to the VM's second topic
-  -- (repartition or changelog) waited a second for it (ds_kafka_producer_prepare).
-  local function producer_to(spec, topic)
-    local entry = W.kafka_producer_for(spec, spec.who)
-    local ready = entry.ready or {}
-    entry.ready = ready
-    if not ready[topic] then
-      -- (a failure here is not the task's: the sends and the flush report what goes wrong)
-      entry.p:prepare(topic, spec.kafka_ms)
-      ready[topic] = true
-    end
-    return entry.p
-  end
+  -- This VM's producer for the spec, made ready to send to `topic` (dstream.worker.ops.kafka).
+  local function producer_to(spec, topic) return W.kafka_producer_to(spec, topic, spec.who).p end
 
   -- A map side's writer to the repartition topic: send(k, v[, extra]) sends the message
   -- (k, v[, extra]) (string.buffer values one after another) to partition hash(k) % n, or to

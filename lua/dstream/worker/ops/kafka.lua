@@ -160,6 +160,21 @@ local function producer_for(spec, who)
   return entry
 end
 
+-- producer_for's entry, made ready to send to `topic`: the first use of a topic asks for its
+-- metadata at once (p:prepare), or the first flush to a producer's second topic waited a
+-- second for it (ds_kafka_producer_prepare). A failure here is not the task's: the sends and
+-- the flush report what goes wrong.
+local function producer_to(spec, topic, who)
+  local entry = producer_for(spec, who)
+  local ready = entry.ready or {}
+  entry.ready = ready
+  if not ready[topic] then
+    entry.p:prepare(topic, spec.kafka_ms or spec.timeout_ms)
+    ready[topic] = true
+  end
+  return entry
+end
+
 local function dead_letter(spec, topic, partition, offset, timestamp, key, value, err)
   local dl = spec.dead_letter
   if dl.file then
@@ -169,7 +184,7 @@ local function dead_letter(spec, topic, partition, offset, timestamp, key, value
     local ok, werr = core.kafka_append(dl.file, line)
     if not ok then error("kafka_stream dead letters: " .. werr, 0) end
   else
-    local p = producer_for(dl, "kafka_stream dead letters").p
+    local p = producer_to(dl, dl.topic, "kafka_stream dead letters").p
     p:mark()
     local ok, serr = p:send(dl.topic, value, key, nil, {
       { "dstream.error", err }, { "dstream.topic", topic },
@@ -186,7 +201,7 @@ end
 
 return function(W)
   local operators, terminals, shipped, emit = W.operators, W.terminals, W.shipped, W.emit
-  W.kafka_producer_for = producer_for -- (cluster mode's repartition and changelog writes too)
+  W.kafka_producer_to = producer_to -- (cluster mode's repartition and changelog writes too)
 
   -- A failing task's input record, quoted from its frame: where it came from, its key and value.
   W.record_text.kafka_record = function(_, raw)
@@ -254,7 +269,7 @@ return function(W)
   -- to_kafka: produce every record of the task, then wait for the delivery reports: the task
   -- succeeds only if every message was delivered (else it fails and is retried).
   function terminals.kafka_sink(task, spec)
-    local p = producer_for(spec, "to_kafka").p
+    local p = producer_to(spec, spec.topic, "to_kafka").p
     p:mark()
     local push, sent = sender(spec, p)
     return push, function()
@@ -267,7 +282,7 @@ return function(W)
   -- to_kafka{ exactly_once = true }: one transaction per batch holding every record and the
   -- batch's input offsets (send_offsets_to_transaction).
   function terminals.kafka_txn(task, spec)
-    local entry = producer_for(spec, "to_kafka")
+    local entry = producer_to(spec, spec.topic, "to_kafka")
     local p = entry.p
     -- On any failure the transaction is aborted (an abort that finds none is harmless) and the
     -- task fails, to be retried as a new transaction. A fatal error (fenced ...) makes
