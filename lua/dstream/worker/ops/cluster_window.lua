@@ -442,17 +442,7 @@ return function(W)
     end), function()
       local watermark = top and top - delay
       local function closed(start) return watermark and start + len <= watermark end
-      local starts, seen = {}, {}
-      local function note(start)
-        if not seen[start] and (not final or closed(start)) then
-          seen[start] = true
-          starts[#starts + 1] = start
-        end
-      end
-      for start in pairs(added) do note(start) end
-      if final then for start in pairs(raw) do note(start) end end
-      table.sort(starts)
-      for _, start in ipairs(starts) do
+      for _, start in ipairs(W.raw_windows_to_emit(added, raw, final, len, watermark)) do
         for _, chunk in ipairs(raw[start] or {}) do
           for i = 1, #chunk do nxt(chunk[i][1], chunk[i][2]) end
         end

@@ -233,6 +233,23 @@ return function(W)
     end
   end
 
+  -- The window() starts whose records a batch emits, in order: with emit = "final", those the
+  -- watermark closed, held (`held`) or added to by the batch (`added`); with "update", those
+  -- the batch added to. (Cluster mode's keyed stage, dstream.worker.ops.cluster_window, too.)
+  function W.raw_windows_to_emit(added, held, final, len, watermark)
+    local starts, seen = {}, {}
+    local function note(start)
+      if not seen[start] and (not final or watermark and start + len <= watermark) then
+        seen[start] = true
+        starts[#starts + 1] = start
+      end
+    end
+    for start in pairs(added) do note(start) end
+    if final then for start in pairs(held) do note(start) end end
+    table.sort(starts)
+    return starts
+  end
+
   -- Reduce side of window() on event time: store.raw[start] = the window's records ({a, b}
   -- each), in arrival order. Emits the records of each window the watermark closed
   -- ("final"), or of each window this batch added to ("update": all its records so far),
@@ -247,17 +264,7 @@ return function(W)
       list[#list + 1] = rec
     end, function()
       local raw = store.raw
-      local starts, seen = {}, {}
-      local function note(start)
-        if not seen[start] and (not final or watermark and start + len <= watermark) then
-          seen[start] = true
-          starts[#starts + 1] = start
-        end
-      end
-      for start in pairs(added) do note(start) end
-      if final then for start in pairs(raw) do note(start) end end
-      table.sort(starts)
-      for _, start in ipairs(starts) do
+      for _, start in ipairs(W.raw_windows_to_emit(added, raw, final, len, watermark)) do
         for _, list in ipairs({ raw[start] or {}, added[start] or {} }) do
           for i = 1, #list do
             local rec = list[i]
