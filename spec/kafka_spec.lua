@@ -813,11 +813,14 @@ describe("kafka", function()
     assert.are.same({ "a#14", "b#2", "d#1" }, seen)
     assert.is_true(slowest_send < 400, string.format("a map side's task took %.0f ms", slowest_send))
     assert.is_true(slowest_stop < 1500, string.format("a stop took %.0f ms", slowest_stop))
-    -- /metrics: the state partitions owned, the restores (3, reading the 3 keys of the first
-    -- run and the stale batch's key) and the rebalances of the group membership.
+    -- /metrics: the state partitions owned, the restores (3, reading the changes of the first
+    -- run, one per key and batch that changed it: 3 when its five words came in one batch, up
+    -- to 5 when they were spread, plus the stale batch's key) and the rebalances of the group
+    -- membership.
     assert.truthy(metrics:find('dstream_cluster_state_partitions{operator="counts"} 3', 1, true), metrics)
     assert.truthy(metrics:find('dstream_cluster_restores_total{operator="counts"} 3', 1, true), metrics)
-    assert.truthy(metrics:find('dstream_cluster_restored_changes_total{operator="counts"} 4', 1, true), metrics)
+    local restored = tonumber(metrics:match('dstream_cluster_restored_changes_total{operator="counts"} (%d+)'))
+    assert.is_true(restored ~= nil and restored >= 4 and restored <= 6, metrics)
     assert.truthy(metrics:find('dstream_cluster_rebalances_total{input="update_state_by_key %(repartition%)"} [1-9]'), metrics)
     local ctx = job(2)
     local ok, err = pcall(ctx.start, ctx)

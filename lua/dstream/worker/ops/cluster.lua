@@ -163,6 +163,8 @@ return function(W)
           n = n + 1
           pk[n], pv[n], po[n] = key, s, offs[i]
           keys, bytes = keys + 1, bytes + #k + (v and #v or 0)
+          -- (also within a read of 10,000: the page follows a restore as it goes)
+          if keys % 1000 == 0 then C.ds_task_progress(task, tag, keys, bytes, t0) end
         end
       end
       from = nxt
