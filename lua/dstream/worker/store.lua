@@ -2,16 +2,14 @@
 -- id and partition (update_state_by_key, reducing windows' panes, event-time windows). Partition
 -- p of a stateful operator always runs on worker p % workers (task affinity), so a store is
 -- only ever touched by the one thread that owns this Lua state.
+local slot = require("dstream.worker.task").slot
+
 local M = {}
 
 local stores = {} -- state id -> partition -> { states = {k -> state}, touched = {k -> time} }
 
 function M.store_of(id, part)
-  local by_part = stores[id]
-  if not by_part then
-    by_part = {}
-    stores[id] = by_part
-  end
+  local by_part = slot(stores, id)
   local store = by_part[part]
   if not store then
     store = { states = {}, touched = {} }
@@ -22,12 +20,7 @@ end
 
 -- Makes `store` partition `part`'s store of state `id` (a restored checkpoint).
 function M.replace(id, part, store)
-  local by_part = stores[id]
-  if not by_part then
-    by_part = {}
-    stores[id] = by_part
-  end
-  by_part[part] = store
+  slot(stores, id)[part] = store
 end
 
 -- Forgets partition `part`'s store of state `id` (cluster mode: the partition moved to

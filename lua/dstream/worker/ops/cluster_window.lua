@@ -422,8 +422,7 @@ return function(W)
     local C = W.cluster
     local part = current.part
     local store, r, skip, base = C.prepare(spec, part, apply_raw)
-    local raw = store.raw or {}
-    store.raw = raw
+    local raw = slot(store, "raw")
     local len, delay, final = spec.len, spec.delay, spec.emit == "final"
     local top = store.meta
     local before = top and top - delay
