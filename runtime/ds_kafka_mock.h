@@ -21,12 +21,12 @@ int ds_kafka_mock_brokers(ds_kafka_mock *m);
  * 1 + p % brokers. */
 int ds_kafka_mock_topic_create(ds_kafka_mock *m, const char *topic, int partitions, char *err,
                                size_t errlen);
-/* Disconnects a broker and refuses connections (id -1: every broker), or lets it serve again.
- * Partition leadership does not move. */
 /* Makes the metadata of `topic` carry a Kafka error code (3, UNKNOWN_TOPIC_OR_PART: clients
  * see no such topic), or none again (0). A topic not created yet is created (4 partitions). */
 int ds_kafka_mock_topic_error(ds_kafka_mock *m, const char *topic, int code, char *err,
                               size_t errlen);
+/* Disconnects a broker and refuses connections (id -1: every broker), or lets it serve again.
+ * Partition leadership does not move. */
 int ds_kafka_mock_broker_down(ds_kafka_mock *m, int id, char *err, size_t errlen);
 int ds_kafka_mock_broker_up(ds_kafka_mock *m, int id, char *err, size_t errlen);
 void ds_kafka_mock_free(ds_kafka_mock *m);
