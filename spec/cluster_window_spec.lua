@@ -42,6 +42,7 @@ local EV_LEN, EV_SLIDE = 4000, 2000 -- the event-time window
 local GAP = 1500 -- session_window's gap, over the records of line i with i % 11 < 5 (a word every
 -- 700 ms, then gaps of 1.4 to 4.2 s: sessions of 1 to 5 records)
 local function in_sessions(ts) return (ts / 100) % 11 < 5 end
+local HALF = 8000 -- the first half's last timestamp (input_lines(1, 80))
 
 -- The input: "user word ts" lines, ts in ms in order; users u1..u5 (u5 is not in the table).
 local function input_lines(from, to)
@@ -61,7 +62,8 @@ local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 -- per word (each record counts LEN / SLIDE times) and the event-time windows by "word@start",
 -- each seen once; read holds the lines the process read.
 local function job(ctx, lines)
-  local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {} }
+  local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {},
+    last = {}, zero_sums = {} }
   local users = ctx:parallelize(USERS, 2, { pairs = true })
   lines:foreach_rdd(function(rdd)
     for _, l in ipairs(rdd:collect()) do out.read[#out.read + 1] = l end
@@ -81,6 +83,20 @@ local function job(ctx, lines)
     :name("counts")
   out.counts:foreach_rdd(function(rdd)
       for _, kv in ipairs(rdd:collect()) do out.sums[kv[1]] = (out.sums[kv[1]] or 0) + kv[2] end
+    end)
+  -- The same window with an inverse and no filter, keyed by word and half of the input: a key
+  -- stays at 0 once its records left (as in Spark), emitted every slide by its partition's
+  -- owner, also after the restart for the first half's keys (kept in the changelog).
+  -- last = each key's latest value; zero_sums = the values added up.
+  recs:map(function(_, r) return r[1] .. (r[2] <= HALF and "<" or ">"), 1 end)
+    :reduce_by_key_and_window(function(a, b) return a + b end, LEN .. "ms", SLIDE .. "ms",
+      { partitions = N, inverse = function(a, b) return a - b end })
+    :name("zeros")
+    :foreach_rdd(function(rdd)
+      for _, kv in ipairs(rdd:collect()) do
+        out.last[kv[1]] = kv[2]
+        out.zero_sums[kv[1]] = (out.zero_sums[kv[1]] or 0) + kv[2]
+      end
     end)
   -- Running word counts from INITIAL's: the cluster's first start seeds them, no later start
   -- or move again (a second seed would set a count back); totals = the last batch's states.
@@ -124,7 +140,8 @@ end
 
 -- The same, counted here: joined lines, LEN / SLIDE times each word's count, the event windows.
 local function expected(lines)
-  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {}, sessions = {}, raw = {} }
+  local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {}, sessions = {}, raw = {},
+    last = {}, zero_sums = {} }
   local stamps = {} -- word -> timestamps in sessions
   for _, u in ipairs(USERS) do names[u[1]] = u[2] end
   for _, kv in ipairs(INITIAL) do e.totals[kv[1]] = kv[2] end
@@ -133,6 +150,8 @@ local function expected(lines)
     ts = tonumber(ts)
     if names[user] then e.joined[#e.joined + 1] = user .. " " .. word .. " " .. names[user] end
     e.sums[word] = (e.sums[word] or 0) + LEN / SLIDE
+    local half = word .. (ts <= HALF and "<" or ">")
+    e.zero_sums[half], e.last[half] = (e.zero_sums[half] or 0) + LEN / SLIDE, 0
     e.totals[word] = (e.totals[word] or 0) + 1
     if user ~= "u9" then -- (u9's lines: the last moves the watermark, its window stays open; the other is late)
       for start = math.floor(ts / EV_SLIDE) * EV_SLIDE, ts - EV_LEN + 1, -EV_SLIDE do
@@ -165,8 +184,10 @@ end
 
 -- The union of several processes' outputs (joined lines sorted).
 local function union(outs)
-  local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {} }
+  local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {},
+    zero_sums = {} }
   for _, o in ipairs(outs) do
+    for w, n in pairs(o.zero_sums) do u.zero_sums[w] = (u.zero_sums[w] or 0) + n end
     for _, l in ipairs(o.read) do u.read[#u.read + 1] = l end
     for _, r in ipairs(o.joined) do u.joined[#u.joined + 1] = r end
     for _, r in ipairs(o.raw) do u.raw[#u.raw + 1] = r end
@@ -197,7 +218,7 @@ describe("cluster mode beyond update_state_by_key", function()
 
   setup(function()
     local topics = { cwin = 4 }
-    for _, op in ipairs { "counts", "events", "totals", "sessions", "raw" } do
+    for _, op in ipairs { "counts", "events", "totals", "sessions", "raw", "zeros" } do
       local n = op == "raw" and 2 or N -- (window() takes the context's partitions: 2 workers)
       topics["spec-cwin-" .. op .. "-repartition"], topics["spec-cwin-" .. op .. "-changelog"] = n, n
     end
@@ -334,7 +355,12 @@ describe("cluster mode beyond update_state_by_key", function()
         return restarted[1].timed:late_count() >= 4 and same_sums(u.sums, expected(u.read).sums)
           and same_sums(u.sessions, expected(u.read).sessions) and #u.raw >= #expected(u.read).raw
       end, 20, 1))
-      for _ = 1, 4 do round(again) end -- (nothing more comes)
+      -- (nothing more comes: every key's records leave the window, each key stays at 0)
+      assert.is_true(wait_for(function()
+        round(again)
+        return same_sums(restarted[1].last, expected(union { outs[1], outs[2], outs[3], restarted[1] }.read).last)
+      end, 20, 1))
+      for _ = 1, 2 do round(again) end
     end)
     pcall(again[1].stop, again[1])
     if not ok then error(err, 0) end
@@ -366,6 +392,7 @@ describe("cluster mode beyond update_state_by_key", function()
         round({ one })
         return same_sums(single.sums, want.sums) and single.timed:late_count() > 0
           and same_sums(single.sessions, want.sessions) and #single.raw >= #want.raw
+          and same_sums(single.last, want.last)
       end, 30, 1))
       assert.are.equal(1, single.timed:late_count()) -- (one process counts records)
     end)
@@ -377,6 +404,8 @@ describe("cluster mode beyond update_state_by_key", function()
     -- (the same when no line was read twice), each window of a word once.
     assert.are.same(want.joined, single.joined)
     assert.are.same(want.sums, single.sums)
+    assert.are.same(want.zero_sums, single.zero_sums)
+    assert.are.same(want.last, single.last) -- (every key at 0: emitted after its records left)
     assert.are.same(want.windows, single.windows)
     assert.are.same(want.totals, single.totals)
     assert.are.same(want.sessions, single.sessions)
@@ -385,6 +414,8 @@ describe("cluster mode beyond update_state_by_key", function()
     local got = expected(cluster.read)
     assert.are.same(got.joined, cluster.joined)
     assert.are.same(got.sums, cluster.sums)
+    assert.are.same(got.zero_sums, cluster.zero_sums)
+    assert.are.same(got.last, restarted[1].last) -- (the first half's keys too: from the changelog)
     assert.are.same(got.windows, cluster.windows)
     assert.are.same(got.sessions, cluster.sessions)
     assert.are.same(got.raw, cluster.raw)

@@ -300,7 +300,7 @@ function Stream:reduce_by_key_and_window(f, len, slide, opts)
   end
   if ctx.cluster then -- across processes (dstream.cluster.windows)
     return require("dstream.cluster.windows").reduce_by_key_and_window(self, fid, filter, len_ms,
-      slide_ms, gcd(len_ms, slide_ms), n)
+      slide_ms, gcd(len_ms, slide_ms), n, inverse)
   end
   local state = ctx:_new_state("reduce_by_key_and_window", n)
   local w

@@ -14,8 +14,10 @@
 --   the repartition topic, one or more batches later): then it counts in the pane of the batch
 --   it arrived in. So nothing is lost or counted twice, and every record is in len / slide
 --   consecutive windows, as in one process; a record read in the last batch before a slide
---   boundary mostly shows in the next window. The window is its panes combined at each slide
---   (an inverse function is not used: a key whose records all left the window is not emitted).
+--   boundary mostly shows in the next window. The window is its panes combined at each slide.
+--   With an inverse function, a key stays once seen, as in one process: its state partition
+--   keeps it at its neutral value (inverse(v, v) of its value when first emitted) and emits it
+--   at that value while none of its records is in the window (unless the filter drops it).
 --   Windows due while a state partition had no owner are not emitted then: the next owner
 --   moves the panes on by that time, and the windows go on where they stopped.
 -- * Event time: the record's timestamp picks its windows, as in one process; a state
@@ -36,11 +38,12 @@ local M = {}
 local COLLECT = { kind = "collect" }
 
 -- stream:reduce_by_key_and_window(f, len, slide, opts) in cluster mode (checked by the caller;
--- fid and filter are shipped ids; pane = gcd(len, slide)).
-function M.reduce_by_key_and_window(self, fid, filter, len_ms, slide_ms, pane_ms, n)
+-- fid, filter and inverse are shipped ids; pane = gcd(len, slide)).
+function M.reduce_by_key_and_window(self, fid, filter, len_ms, slide_ms, pane_ms, n, inverse)
   local ctx = self.ctx
   local out = keyed.keyed_operator(self, "reduce_by_key_and_window", n, "cluster_window_reduce",
-    { fn = fid, filter = filter, len = len_ms, slide = slide_ms, pane = pane_ms }, COLLECT,
+    { fn = fid, filter = filter, inverse = inverse, len = len_ms, slide = slide_ms, pane = pane_ms },
+    COLLECT,
     function(results, _, time)
       if time % slide_ms ~= 0 then return nil end -- windows at multiples of the slide
       return rdd_mod.from_outputs(ctx, results)

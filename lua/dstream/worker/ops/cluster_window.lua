@@ -26,6 +26,9 @@
 -- * window() on event time: the map side (cluster_event_records_send) sends a task's records of
 --   each window as one message keyed by the window's start; the keyed stage (cluster_event_raw)
 --   keeps them as chunks per start (store.raw[start][i], changelog key (start, i)).
+--   With an inverse function, a key once emitted stays (as one process's running window keeps
+--   it): store.neutral[key] = inverse(v, v) of its first emitted value, emitted while the
+--   window holds none of its records; in the changelog under (NEUTRAL, key).
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
 
@@ -36,6 +39,9 @@ return function(W)
   local pairs, type, ceil, floor, next, error = pairs, type, math.ceil, math.floor, next, error
 
   local dec = buffer.new()
+  -- The changelog's "time" of reduce_by_key_and_window's keys kept at their neutral value
+  -- (store.neutral, beside the panes: pane ends are numbers).
+  local NEUTRAL = "neutral"
 
   -- Folds v into key k of slot t with f: into changed[t] (what the task changes), starting from
   -- the state's slots[t][k] (left as it is: a failed attempt changes nothing).
@@ -82,6 +88,7 @@ return function(W)
       if type(k) == "table" then k = key_of(k) end
       local slots = store[field] or {}
       store[field] = slots
+      if t == NEUTRAL then slots = store end -- (store.neutral[k])
       if s == false then
         local w = slots[t]
         if w then
@@ -135,6 +142,26 @@ return function(W)
     local closed = floor((time - 1) / slide) * slide -- panes up to here were in an emitted window
     local changed = {} -- pane end -> key -> new value
     local gone = {} -- pane ends that leave every later window
+    local inverse = spec.inverse and shipped(spec.inverse)
+    local neutral = store[NEUTRAL] or {} -- key -> its neutral value (with an inverse)
+    local nchanged = {} -- key -> its new neutral value, or false: no longer kept
+    -- With an inverse, as one process's running window: a key emitted once is kept at its
+    -- neutral value (inverse(v, v), taken when first emitted), and emitted at it while none of
+    -- its records is in the window, unless the filter drops it (then it is not kept: it comes
+    -- back with its next record, as a key the filter removed from one process's window).
+    local function keep_neutral(window)
+      for k, v in pairs(window) do
+        if neutral[k] == nil then
+          local z = inverse(v, v)
+          if not filter or filter(k, z) then nchanged[k] = z end
+        end
+      end
+      for k, z in pairs(neutral) do
+        if window[k] == nil then
+          if not filter or filter(k, z) then nxt(k, z) else nchanged[k] = false end
+        end
+      end
+    end
     -- Windows that came while the partition had no owner (a process died, or the group was
     -- moving it; store.meta is the last window emitted): nobody emitted them, so the panes
     -- move on by that time and the windows go on where they stopped (each record still in
@@ -177,6 +204,7 @@ return function(W)
         for k, v in pairs(window) do
           if not filter or filter(k, v) then nxt(k, v) end
         end
+        if inverse then keep_neutral(window) end
       end
       C.write_changes(spec, part, store, r, cl_base, function(put)
         if base ~= panes then -- moved: every old entry removed, every new one written
@@ -193,10 +221,15 @@ return function(W)
           end
         end
         put_changes(put, base, changed, gone)
+        for k, z in pairs(nchanged) do put(k, z or nil, NEUTRAL) end
       end, emit and time or emitted)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         apply_changes(base, changed, gone)
+        if next(nchanged) then
+          local kept = slot(store, NEUTRAL)
+          for k, z in pairs(nchanged) do kept[k] = z or nil end
+        end
         store.panes = base
         store.meta = emit and time or emitted
       end
