@@ -23,11 +23,13 @@
 -- * Event time: the record's timestamp picks its windows, as in one process; a state
 --   partition's watermark is the largest timestamp it heard of (every map task tells every
 --   state partition the largest it read) minus the delay; a partial for a window that was
---   emitted already is late (dropped, counted by late_count()).
+--   emitted already is late (dropped; late_count() counts its records whose earliest window
+--   it is, so each late record once, and the most any operator after the same event_time
+--   found, as one process counts each record once at event_time).
 -- * Sessions: a key's state is its open sessions; the watermark is the state partition's as
 --   for event-time windows, and a record older than that of the batches before is late.
 -- * window() on event time: a window's records are the state of its start (its key); late
---   per window, as for event-time windows.
+--   per record, counted by the record's earliest window, as for event-time windows.
 local keyed = require("dstream.cluster.keyed")
 local rdd_mod = require("dstream.rdd")
 local shared = require("dstream.state.shared")
@@ -63,11 +65,21 @@ local function event_operator(self, who, n, kind, fields, send)
       .. " late = \"drop\" and late_count() (issue 19)")
   end
   local late = shared.accumulator(ctx, 0)
-  local counted = 0
   fields.delay, fields.late_acc = ev.delay, late.id
   return keyed.keyed_operator(self, who, n, kind, fields, COLLECT, function(results)
-    ev.late_total = ev.late_total + (late.value - counted) -- late_count()
-    counted = late.value
+    -- late_count(): one process counts a late record once, at event_time, whatever window
+    -- operators follow; here each operator's keyed stages find their own (in batches of their
+    -- own), so it is what this process's checkpoint had plus the most any operator after this
+    -- event_time found since the process started.
+    local found = ev.cluster_late
+    if not found then
+      found = { before = ev.late_total, most = 0 } -- (late_total: restored by now)
+      ev.cluster_late = found
+    end
+    if late.value > found.most then
+      found.most = late.value
+      ev.late_total = found.before + found.most
+    end
     return rdd_mod.from_outputs(ctx, results)
   end, { send = send })
 end

@@ -18,8 +18,9 @@
 --   timestamp the task read (key nil); the keyed stage (cluster_event_window) keeps the largest
 --   it heard of (its marker's meta, so a restore has it): the watermark is that minus the
 --   delay; a partial of a window already emitted (its end at or before the watermark of the
---   batches before) is late and dropped (counted); windows the new watermark passed are
---   emitted and removed.
+--   batches before) is late and dropped; windows the new watermark passed are emitted and
+--   removed. late_count() counts records: each partial carries how many of its records have
+--   their earliest window there (the first of theirs to close), and a late one counts those.
 -- * session_window: the map side (cluster_session_send) sends each record as (key, {ts, value})
 --   and the largest timestamp as above; the keyed stage (cluster_session) keeps each key's open
 --   sessions in store.states, so its changelog is update_state_by_key's (the key, its sessions).
@@ -262,10 +263,12 @@ return function(W)
   -- every state partition (key nil), from which each keyed stage moves its watermark.
   function terminals.cluster_event_send(t, spec)
     local send, done = W.cluster.sender(t, spec)
-    local push, acc = W.event_window_acc(spec)
+    local firsts = {} -- start -> key -> records whose earliest window it is (for late counts)
+    local push, acc = W.event_window_acc(spec, firsts)
     return push, function()
       for start, w in pairs(acc) do
-        for k, v in pairs(w) do send(k, { start, v }) end
+        local c = firsts[start]
+        for k, v in pairs(w) do send(k, { start, v, c and c[k] }) end
       end
       send_top(send, spec)
       done()
@@ -309,7 +312,7 @@ return function(W)
       end
       local start, v = sv[1], sv[2]
       if before and start + len <= before then -- its window was emitted already
-        late = late + 1
+        late = late + (sv[3] or 0) -- (its records whose earliest window it is: once each)
         return
       end
       fold(changed, windows, start, k, v, f)
@@ -433,9 +436,14 @@ return function(W)
       end
       local ts = timestamp("window")
       local rec = { a, b }
-      for start = floor(ts / slide) * slide, ts - len + 1, -slide do
+      local last, first = floor(ts / slide) * slide, floor((ts - len) / slide) * slide + slide
+      for start = last, first, -slide do
         local list = slot(by_start, start)
         list[#list + 1] = rec
+      end
+      if first <= last then -- (the earliest window counts the record if it comes late)
+        local list = by_start[first]
+        list.first = (list.first or 0) + 1
       end
     end, function()
       for start, list in pairs(by_start) do send(start, list) end
@@ -450,7 +458,8 @@ return function(W)
   -- chunk. Emits as one process does (emit = "final": the records of each window the watermark
   -- closed; "update": all records so far of each window this batch added to), windows in order
   -- of start. A window's records arriving after it was emitted (its end at or before the
-  -- watermark of the batches before) are late: dropped, counted per window.
+  -- watermark of the batches before) are late: dropped, and counted by the window that is the
+  -- earliest of theirs (list.first of them), so a record counts once.
   function operators.cluster_event_raw(spec, nxt, fin)
     local C = W.cluster
     local part = current.part
@@ -466,7 +475,7 @@ return function(W)
         return
       end
       if before and start + len <= before then
-        late = late + 1
+        late = late + (list.first or 0) -- (records whose earliest window it is: once each)
         return
       end
       local dst = slot(added, start)

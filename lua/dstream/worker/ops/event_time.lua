@@ -80,8 +80,10 @@ return function(W)
 
   -- Folds event-time pairs per (window start, key): returns push(k, v) and acc (start -> key ->
   -- value). f folds a value into a partial (from create(v) when given). Cluster mode's map
-  -- side (dstream.worker.ops.cluster_window) folds the same way.
-  function W.event_window_acc(spec)
+  -- side (dstream.worker.ops.cluster_window) folds the same way, and counts in firsts (start
+  -- -> key -> n) the records whose earliest window is start: a partial found late there
+  -- counts its records once each (a record's earliest window is the first to close).
+  function W.event_window_acc(spec, firsts)
     local f, who = shipped(spec.fn), spec.who
     local create = spec.create and shipped(spec.create)
     local len, slide = spec.len, spec.slide
@@ -91,7 +93,8 @@ return function(W)
       local ts = timestamp(who)
       -- Windows [start, start + len) with start a multiple of slide that contain ts.
       local last = floor(ts / slide) * slide
-      for start = last, ts - len + 1, -slide do
+      local first = floor((ts - len) / slide) * slide + slide
+      for start = last, first, -slide do
         local w = slot(acc, start)
         local old = w[k]
         if old == nil then
@@ -108,6 +111,10 @@ return function(W)
         else
           w[k] = v
         end
+      end
+      if firsts and first <= last then -- (k is the representative of an array key here)
+        local c = slot(firsts, first)
+        c[k] = (c[k] or 0) + 1
       end
     end, acc
   end
