@@ -36,6 +36,8 @@ typedef struct ds_task {
   uint64_t progress[4];
 } ds_task;
 typedef struct ds_pool ds_pool;
+void ds_block_retain(ds_block *b);
+void ds_block_release(ds_block *b);
 
 int ds_task_emit(ds_task *t, int32_t target, int32_t format, int32_t pairs, const void *p,
                  size_t len, uint64_t count);

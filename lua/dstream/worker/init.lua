@@ -20,6 +20,7 @@ local operators = ops.operators
 local readers = require("dstream.worker.readers")
 local read_all, read_flat, pull_slice, pull_int = readers.read_all, readers.read_flat, readers.pull_slice, readers.pull_int
 local failure = require("dstream.worker.failure")
+local handoff = require("dstream.worker.handoff")
 
 local C = ffi.C
 local tonumber, pairs = tonumber, pairs
@@ -53,6 +54,34 @@ end
 
 
 
+-- A reduce stage that starts from its map side's table when that table is kept in this VM
+-- (dstream.worker.handoff): current.handoff, taken by the first operator's constructor
+-- (operators.merge, window_reduce); the input it stands for is not read. Returns that input's
+-- index, or nil.
+local adopters = { merge = true, window_reduce = true }
+local function take_handoff(task, desc)
+  local first = desc.ops[1]
+  if not (first and adopters[first.kind]) or desc.state or desc.range or desc.file or desc.nleft then
+    return nil
+  end
+  for i = 0, task.ninputs - 1 do
+    local t, keys = handoff.take(task.inputs[i])
+    if t then
+      current.handoff, current.handoff_keys = t, keys
+      return i
+    end
+  end
+end
+
+-- (Only if the first operator did not take the table: its pairs go down the pipeline.)
+local function push_handoff(push)
+  local t = current.handoff
+  current.handoff, current.handoff_keys = nil, nil
+  if t then
+    for k, v in pairs(t) do push(k, v) end
+  end
+end
+
 local function execute(task, desc)
   current.part, current.time, current.worker = desc.part or 0, desc.time or 0, task_mod.worker_index
   current.desc, current.task = desc, task
@@ -61,7 +90,9 @@ local function execute(task, desc)
   local nleft, first = desc.nleft, desc.ops[1]
   local expand = first and first.kind == "flat_map" and not desc.state and not nleft
     and shipped(first.fn)
+  local taken = take_handoff(task, desc)
   local push, finish = build(desc, task, expand and 2 or 1)
+  if taken then push_handoff(push) end
   local records = 0
   if desc.state then -- a state source: the keys this worker keeps for the partition
     M.read_state(desc.state, desc.part, push, desc.state_time)
@@ -79,11 +110,13 @@ local function execute(task, desc)
   else
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
-      local pull, st = pull_slice(s)
-      if expand then
-        read_flat(pull, st, expand, push)
-      else
-        read_all(pull, st, push, nleft and (i < nleft and 1 or 2) or nil)
+      if i ~= taken then -- (the one taken is the first operator's table already)
+        local pull, st = pull_slice(s)
+        if expand then
+          read_flat(pull, st, expand, push)
+        else
+          read_all(pull, st, push, nleft and (i < nleft and 1 or 2) or nil)
+        end
       end
       records = records + tonumber(s.count)
     end
@@ -143,7 +176,7 @@ function M.run(task_ptr)
   end
   local no_retry = current.no_retry -- failed on its records (task.records_error)
   current.on_success, current.accums, current.report, current.desc, current.no_retry = {}, nil, nil, nil, nil
-  current.task = nil
+  current.task, current.handoff, current.handoff_keys = nil, nil, nil
   task_mod.reset_buffers()
   if ok then
     readers.release_text_block()
@@ -175,7 +208,7 @@ end
 -- function aborts, so what runs after a loop (execute, between slices; task_body) stays
 -- compiled: the side trace at the end of a slice, hot when a task has many slices, goes on
 -- there to the next slice's loop.
-for _, f in ipairs({ M.run, build }) do
+for _, f in ipairs({ M.run, build, take_handoff, push_handoff }) do
   jit.off(f)
 end
 for _, kind in ipairs({ operators, terminals }) do

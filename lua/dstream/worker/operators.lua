@@ -89,7 +89,14 @@ end
 local merge_sizes = {} -- spec.fn -> keys in its last task
 function operators.merge(spec, nxt, fin)
   local f = shipped(spec.fn)
-  local acc, added = table_new(0, merge_sizes[spec.fn] or 0), 0
+  -- The map side's table when it was kept in this VM (dstream.worker.handoff): no decode, no
+  -- key inserted again.
+  local acc, added = current.handoff, current.handoff_keys
+  if acc then
+    current.handoff, current.handoff_keys = nil, nil
+  else
+    acc, added = table_new(0, merge_sizes[spec.fn] or 0), 0
+  end
   local function push(k, v)
     local old = acc[k]
     if old == nil then

@@ -4,6 +4,7 @@
 local format = require("dstream.format")
 local table_new = require("table.new")
 local task = require("dstream.worker.task")
+local handoff = require("dstream.worker.handoff")
 local shipped, emit, out_buffer, current = task.shipped, task.emit, task.out_buffer, task.current
 local key_hash, key_of, nil_key, not_pair = task.key_hash, task.key_of, task.nil_key, task.not_pair
 local buckets, emit_buckets = task.buckets, task.emit_buckets
@@ -78,8 +79,11 @@ function terminals.combine(task, spec)
       left = left - 1
       if left == 0 then break end
     end
+    local combined = acc
     acc = nil -- a trace may keep push alive: not the task's table
     for t, n in pairs(counts) do emit(task, t, n, true, keys[t], values[t]) end
+    -- One bucket: the table itself for a reduce task of this VM (dstream.worker.handoff).
+    if not hashed and added > 0 then handoff.keep(task, combined, added) end
   end
   return push, finish
 end

@@ -100,8 +100,14 @@ return function(W)
     store.last_emit = store.last_emit or zero
     -- Sized as the last batch's (a batch's keys are about the same from one batch to the next):
     -- no rehash at every doubling while it fills.
-    local batch = table_new(0, store.batch_n or 0)
-    local batch_n = 0
+    -- Or the map side's table, when it was kept in this VM (dstream.worker.handoff): the
+    -- batch's keys are not decoded and inserted again.
+    local batch, batch_n = current.handoff, current.handoff_keys
+    if batch then
+      current.handoff, current.handoff_keys = nil, nil
+    else
+      batch, batch_n = table_new(0, store.batch_n or 0), 0
+    end
     return function(k, v)
       local old = batch[k]
       if old == nil and type(k) == "table" then -- an array key: its representative
