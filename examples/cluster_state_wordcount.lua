@@ -46,13 +46,10 @@ if arg[1] == "--member" then
   counts:foreach_rdd(function(rdd)
     if printed or os.time() - started < 15 then return end
     printed = true
-    local parts = {}
-    for _, o in ipairs(counts:kafka_stats().assigned or {}) do parts[#parts + 1] = o.partition end
-    table.sort(parts)
     local shown = {}
     for _, kv in ipairs(rdd:collect()) do shown[#shown + 1] = kv[1] .. "=" .. kv[2] end
     table.sort(shown)
-    print(string.format("%s owns state partitions %s: %s", name, table.concat(parts, ","),
+    print(string.format("%s owns state partitions %s: %s", name, demo.owned(counts),
       table.concat(shown, " ")))
     -- What /metrics (and, with --ui, the live page's Cluster section) says of it: the keys it
     -- holds (its own state partitions' only) and the restores from the changelog it ran.

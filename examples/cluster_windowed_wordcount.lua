@@ -47,11 +47,8 @@ if arg[1] == "--member" then
     end
     if printed or os.time() - started < 15 then return end
     printed = true
-    local parts = {}
-    for _, o in ipairs(windows:kafka_stats().assigned or {}) do parts[#parts + 1] = o.partition end
-    table.sort(parts)
     print(string.format("%s owns state partitions %s: %d windows, the last %s; in all: %s", name,
-      table.concat(parts, ","), count, last or "(none)", demo.shown(total)))
+      demo.owned(windows), count, last or "(none)", demo.shown(total)))
     io.stdout:flush()
     ctx:stop { graceful = true }
   end)

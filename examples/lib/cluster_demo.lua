@@ -18,6 +18,14 @@ function M.shown(counts)
   return table.concat(list, " ")
 end
 
+-- "1,4": the state partitions this process owns of a keyed stream (its kafka_stats().assigned).
+function M.owned(stream)
+  local parts = {}
+  for _, o in ipairs(stream:kafka_stats().assigned or {}) do parts[#parts + 1] = o.partition end
+  table.sort(parts)
+  return table.concat(parts, ",")
+end
+
 local function read(path)
   local fh = io.open(path)
   local text = fh and fh:read("*a") or ""
@@ -30,7 +38,9 @@ end
 -- admin API, so a job cannot make them itself); 40 lines of two of `words` (eight) plus
 -- `extra` on every fourth; the members' outputs are printed once each holds `done` (at most
 -- 20 s), then the job's initial state (`initial`, (word, count) pairs) when it has one, and what was
--- produced, to compare with them.
+-- produced, to compare with them. With `stamp` (a function of the line's number), each line
+-- ends with " t=<stamp(i)>", an event time in ms, and a last line "~ t=<flush>" (not counted)
+-- moves the watermark on.
 function M.run(opts)
   local app, name = opts.app, opts.app .. "-" .. opts.operator
   local mock = kafka.mock_cluster { brokers = 1, topics = { words = 6,
@@ -52,12 +62,17 @@ function M.run(opts)
   local producer, words, extra, produced = kafka.producer { brokers = brokers }, opts.words, opts.extra, {}
   for i = 1, 40 do
     local a, b = words[1 + (i - 1) % 8], words[1 + (i * 3) % 8]
-    assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " " .. extra or ""), nil, (i - 1) % 6))
+    local stamp = opts.stamp and " t=" .. opts.stamp(i) or ""
+    assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " " .. extra or "") .. stamp, nil, (i - 1) % 6))
     produced[a] = (produced[a] or 0) + 1
     produced[b] = (produced[b] or 0) + 1
     if i % 4 == 0 then produced[extra] = (produced[extra] or 0) + 1 end
     assert(producer:flush(5000))
     sleep_ms(100)
+  end
+  if opts.flush then
+    assert(producer:send("words", "~ t=" .. opts.flush, nil, 0))
+    assert(producer:flush(5000))
   end
   producer:close()
   for _ = 1, 200 do

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# spec/e2e/cluster_examples.sh: the two cluster examples of the guide, each three processes of
+# spec/e2e/cluster_examples.sh: the three cluster examples of the guide, each three processes of
 # `dstream --cluster` against an embedded broker, run side by side (each has its broker on a
 # port of its own): every member prints, and what the members hold together (their state
 # partitions' counts; their windows' counts added up) equals what was produced, each word at
-# one member only. Checked with python3. Release build only (about 16 s).
+# one member only; the sessions example's sessions are those python3 finds in the lines the
+# example produces. Checked with python3. Release build only (about 16 s).
 source "$(dirname "$0")/lib/common.bash"
 release_only
 
@@ -13,6 +14,7 @@ run_example() { # NAME
 }
 run_example cluster_state_wordcount &
 run_example cluster_windowed_wordcount &
+run_example cluster_sessions &
 wait
 
 # together NAME REGEX: python3 adds up the word=count pairs that follow REGEX on the members'
@@ -49,7 +51,7 @@ print("# %d words, %d occurrences" % (len(held), sum(held.values())))
 PY
 }
 
-for name in cluster_state_wordcount cluster_windowed_wordcount; do
+for name in cluster_state_wordcount cluster_windowed_wordcount cluster_sessions; do
   check "$name: the example ends with status 0" [ "$(cat "$WORK/$name.status")" -eq 0 ]
   n=$(grep -c '^member[123] owns state partitions [0-9,]*:' "$WORK/$name.out")
   check "$name: each of the three members says which state partitions it owns ($n)" [ "$n" -eq 3 ]
@@ -59,4 +61,42 @@ check "cluster_state_wordcount: the members' counts, together, are what was prod
   together cluster_state_wordcount '^member\d owns state partitions [\d,]*: (.*)$'
 check "cluster_windowed_wordcount: the members' windows, added up, are what was produced" \
   together cluster_windowed_wordcount '; in all: (.*)$'
+check "cluster_sessions: the members' sessions, added up, are what was produced" \
+  together cluster_sessions '; in all: (.*)$'
+
+# sessions_as_python: the sessions (word, start, end, records) of the example's lines, found by
+# python3 from the lines' rule (examples/lib/cluster_demo.lua with the example's stamp and words:
+# line i holds words[(i-1)%8], words[3i%8] and every fourth "session", at time
+# 100i + 3000*((i-1)//10) ms; a gap of 2 s), equal the members' sessions, none late.
+sessions_as_python() {
+  python3 - "$WORK/cluster_sessions.out" <<'PY'
+import re, sys
+words = ["kafka", "group", "member", "partition", "session", "gap", "watermark", "topic"]
+times = {}
+for i in range(1, 41):
+    ts = 100 * i + 3000 * ((i - 1) // 10)
+    for w in [words[(i - 1) % 8], words[(i * 3) % 8]] + (["session"] if i % 4 == 0 else []):
+        times.setdefault(w, []).append(ts)
+want = []
+for w, stamps in times.items():
+    stamps.sort()
+    start = last = stamps[0]; n = 0
+    for ts in stamps + [None]:
+        if ts is None or ts >= last + 2000:
+            want.append("%s[%.1f-%.1fs]=%d" % (w, start / 1000, (last + 2000) / 1000, n))
+            start, n = ts, 0
+        last, n = ts, n + 1
+got, late = [], 0
+for line in open(sys.argv[1]):
+    m = re.match(r"^member\d owns state partitions [\d,]*: \d+ sessions (.*); late (\d+); in all:", line)
+    if m:
+        got += m.group(1).split()
+        late += int(m.group(2))
+if sorted(got) != sorted(want) or late != 0:
+    sys.exit("members emitted %s (late %d); python finds %s" % (sorted(got), late, sorted(want)))
+print("# %d sessions" % len(want))
+PY
+}
+check "cluster_sessions: each session (word, start, end, records) is one python3 finds in the input, each once, none late" \
+  sessions_as_python
 finish
