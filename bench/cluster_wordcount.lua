@@ -15,7 +15,12 @@
 --
 -- Prints a table; never fails on timing (only when the words are not all counted).
 --
---   dstream bench/cluster_wordcount.lua [LINES] [PROCESSES...]   (default 2000000 lines; 1 2 3)
+-- The words come from a list of 16 by default, so a batch's per-task combine leaves few keys to
+-- send; words=N takes them from N distinct words ("w0".."w<N-1>"), so each map task sends up to N
+-- keys per batch through the repartition topic (its bundles, dstream.worker.bundles).
+--
+--   dstream bench/cluster_wordcount.lua [LINES] [PROCESSES...] [words=N]
+--   (default 2000000 lines; 1 2 3; the list of 16 words)
 local kafka = require("dstream.kafka")
 local core = require("dstream.core")
 
@@ -65,9 +70,13 @@ if arg[1] == "--member" then
   return
 end
 
-local LINES = tonumber(arg[1]) or 2000000
-local COUNTS = {}
-for i = 2, #arg do COUNTS[#COUNTS + 1] = tonumber(arg[i]) end
+local LINES, VOCAB, COUNTS = 2000000, nil, {}
+for i = 1, #arg do
+  local words = arg[i]:match("^words=(%d+)$")
+  if words then VOCAB = tonumber(words)
+  elseif i == 1 then LINES = tonumber(arg[1])
+  else COUNTS[#COUNTS + 1] = tonumber(arg[i]) end
+end
 if #COUNTS == 0 then COUNTS = { 1, 2, 3 } end
 -- The embedded broker keeps 5 MiB per partition and drops what comes before: a line here
 -- takes about 40 bytes of its log.
@@ -107,7 +116,7 @@ local function run(nproc)
   for i = 1, LINES do
     local n = 1 + i % 7
     local parts = {}
-    for j = 1, n do parts[j] = words_list[1 + (i * j) % #words_list] end
+    for j = 1, n do parts[j] = VOCAB and "w" .. (i * j) % VOCAB or words_list[1 + (i * j) % #words_list] end
     total = total + n
     producer:send("words", table.concat(parts, " "), nil, i % PARTS)
     if i % 50000 == 0 then assert(producer:flush(60000)) end
@@ -173,8 +182,9 @@ local function run(nproc)
 end
 
 local cores = core.cores()
-print(string.format("%d lines into %d partitions, produced before the members start; %d state"
-  .. " partitions; 1 worker per process; %d cores (shared)", LINES, PARTS, STATE_PARTS, cores))
+print(string.format("%d lines of %s into %d partitions, produced before the members start; %d state"
+  .. " partitions; 1 worker per process; %d cores (shared)", LINES, VOCAB and VOCAB .. " distinct words"
+  or "16 distinct words", PARTS, STATE_PARTS, cores))
 print(string.format("%-10s %-9s %-8s %-10s %-13s %-12s %-11s %-12s %-12s %s", "processes", "words",
   "seconds", "words/s", "words/s/core", "members CPU", "broker CPU", "words/CPU-s", "state after", "input/state partitions per member (input rebalances)"))
 for _, nproc in ipairs(COUNTS) do

@@ -3,9 +3,10 @@
 -- Two halves of a stateful operator run by several processes (dstream.cluster.keyed plans them):
 --
 -- * terminal repartition_send (the map side): every (key, value) pair goes to partition
---   key_hash(key) % n of the operator's repartition topic, as one message whose value is the
---   key and the value in string.buffer's format. The task succeeds once every message is
---   delivered.
+--   key_hash(key) % n of the operator's repartition topic, as an entry (the key and the value
+--   in string.buffer's format) of the task's bundle for that partition: one message per
+--   partition the task wrote to, more when a bundle passes its size limit
+--   (dstream.worker.bundles). The task succeeds once every message is delivered.
 -- * operator cluster_update_state (the keyed stage): reads one partition p of the repartition
 --   topic, which is state partition p. Before its records, the task brings the partition's
 --   state up to date with the changelog (partition p of APP-<operator>-changelog) from the
@@ -25,6 +26,7 @@
 --   map_with_state's stage (cluster_map_state) is the same around the one-process operator.
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
+local bundles = require("dstream.worker.bundles")
 local core = require("dstream.core")
 local ffi = require("ffi")
 require("dstream.worker.cdefs")
@@ -59,28 +61,32 @@ return function(W)
   -- This VM's producer for the spec, made ready to send to `topic` (dstream.worker.ops.kafka).
   local function producer_to(spec, topic) return W.kafka_producer_to(spec, topic, spec.who).p end
 
-  -- A map side's writer to the repartition topic: send(k, v[, extra]) sends the message
-  -- (k, v[, extra]) (string.buffer values one after another) to partition hash(k) % n, or to
-  -- partition `part` when given (k nil: a message for a partition, not a key); done() waits
-  -- for every message's delivery and emits how many were sent.
+  -- A map side's writer to the repartition topic: send(k, v[, extra]) adds the entry
+  -- (k, v[, extra]) to the bundle of partition hash(k) % n, or of partition `part` when given
+  -- (k nil: an entry for a partition, not a key); done() sends the bundles left
+  -- (dstream.worker.bundles: one message per partition written, more past its size limit),
+  -- waits for every message's delivery and emits how many messages were sent.
   local function sender(t, spec)
-    local topic, n, sent = spec.topic, spec.partitions, 0
+    local topic, n = spec.topic, spec.partitions
     local p = producer_to(spec, topic)
     p:mark()
+    local add, full, finish = bundles.writer(function(part, bytes)
+      local ok, err = p:send(topic, bytes, nil, part)
+      if not ok then error(spec.who .. ": " .. tostring(err), 0) end
+    end)
     local function send(k, v, extra, part)
       if k ~= nil then
         if type(k) == "table" then k = key_of(k, spec.who) end
         part = key_hash(k, spec.who, v) % n
       end
-      enc:reset()
-      enc:encode(k)
-      enc:encode(v == nil and false or v)
-      if extra ~= nil then enc:encode(extra) end
-      local ok, err = p:send(topic, enc:tostring(), nil, part)
-      if not ok then error(spec.who .. ": " .. tostring(err), 0) end
-      sent = sent + 1
+      local b = add(part)
+      b:encode(k)
+      b:encode(v == nil and false or v)
+      if extra ~= nil then b:encode(extra) end
+      full(part, b)
     end
     return send, function()
+      local sent = finish()
       local ok, err = p:flush(spec.kafka_ms)
       if not ok then error(spec.who .. ": writing to " .. topic .. ": " .. tostring(err), 0) end
       W.emit(t, 0, 1, false, { sent })
@@ -309,18 +315,17 @@ return function(W)
     on_success[#on_success + 1] = function() store.applied, store.cl_end = applied, cl_end end
   end
 
-  -- Records of the repartition topic: (key, value) from their string.buffer bytes (and a third
-  -- value when `extra`), the first `skip` dropped (applied already).
+  -- Messages of the repartition topic: each a bundle of entries (key, value) (and a third
+  -- value when `extra`) pushed one by one (dstream.worker.bundles), the first `skip` messages
+  -- dropped whole (applied already: store.applied counts messages, not entries).
   local function decoder(skip, push, extra)
+    local each = bundles.reader(push, extra)
     return function(raw)
       if skip > 0 then
         skip = skip - 1
         return
       end
-      dec:set(raw)
-      local k, v = dec:decode(), dec:decode()
-      if extra then return push(k, v, dec:decode()) end
-      return push(k, v)
+      each(raw)
     end
   end
 

@@ -25,7 +25,7 @@
 --   and the largest timestamp as above; the keyed stage (cluster_session) keeps each key's open
 --   sessions in store.states, so its changelog is update_state_by_key's (the key, its sessions).
 -- * window() on event time: the map side (cluster_event_records_send) sends a task's records of
---   each window as one message keyed by the window's start; the keyed stage (cluster_event_raw)
+--   each window as one entry keyed by the window's start; the keyed stage (cluster_event_raw)
 --   keeps them as chunks per start (store.raw[start][i], changelog key (start, i)).
 --   With an inverse function, a key once emitted stays (as one process's running window keeps
 --   it): store.neutral[key] = inverse(v, v) of its first emitted value, emitted while the
@@ -422,7 +422,7 @@ return function(W)
   end
 
   -- Map side of window() on event time: the task's records grouped per window (start) they
-  -- are in, each window's as one message (start, { {a, b}, ... }) to the state partition of
+  -- are in, each window's as one entry (start, { {a, b}, ... }) to the state partition of
   -- the start; then the largest timestamp to every state partition.
   function terminals.cluster_event_records_send(t, spec)
     local send, done = W.cluster.sender(t, spec)

@@ -1,0 +1,167 @@
+-- Cluster mode's repartition topic carries bundles (dstream.worker.bundles): a map task sends
+-- one message per state partition it has pairs for, not one per key, and splits a bundle that
+-- passes 512 KiB. The messages are counted and measured with kcat, a Kafka client nobody here
+-- wrote, against an embedded broker in this process; the state must still hold every pair
+-- (counted here in plain Lua). The first cluster join takes the embedded broker about 3 s.
+package.path = "spec/helpers/?.lua;" .. package.path
+local dstream = require("dstream")
+local kafka = require("dstream.kafka")
+local bundles = require("dstream.worker.bundles")
+local ffi = require("ffi")
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+
+local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
+
+-- Polls cond() every 50 ms for up to `seconds`; true when it held.
+local function wait_for(cond, seconds)
+  local deadline = os.time() + (seconds or 20)
+  while os.time() <= deadline do
+    if cond() then return true end
+    sleep_ms(50)
+  end
+  return cond()
+end
+
+local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
+
+describe("cluster mode's repartition bundles", function()
+  local mock, B, producer
+
+  setup(function()
+    mock = kafka.mock_cluster { brokers = 1, topics = { bu_in = 1, ["spec-bu-counts-repartition"] = 3,
+      ["spec-bu-counts-changelog"] = 3, bs_in = 1, ["spec-bs-sizes-repartition"] = 1,
+      ["spec-bs-sizes-changelog"] = 1 } }
+    B = mock:bootstrap()
+    producer = kafka.producer { brokers = B }
+  end)
+
+  teardown(function()
+    if producer then producer:close() end
+    if mock then mock:close() end
+  end)
+
+  local function produce(topic, values)
+    for _, v in ipairs(values) do assert(producer:send(topic, v)) end
+    assert(producer:flush(10000))
+  end
+
+  -- The messages of `topic` as kcat reads them: a list of { partition, bytes }.
+  local function messages(topic)
+    local p = assert(io.popen(string.format("kcat -b %s -C -t %s -e -q -f '%%p %%S\\n' 2>&1", B, topic)))
+    local out = p:read("*a")
+    p:close()
+    local list = {}
+    for line in out:gmatch("[^\n]+") do
+      local part, bytes = line:match("^(%d+) (%d+)$")
+      assert(part, "kcat: " .. out)
+      list[#list + 1] = { tonumber(part), tonumber(bytes) }
+    end
+    return list
+  end
+
+  -- A member of cluster `app` reading `topic` (one partition): pair(line) maps each line to a
+  -- pair, and update_state_by_key named `name` over n state partitions folds each key's values
+  -- with fold(values, state).
+  local function member(app, topic, name, n, pair, fold)
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = app }
+    local s = ctx:kafka_stream { brokers = B, topic = topic, start = "earliest", conf = CONF }
+    local latest = {}
+    s:map(pair):update_state_by_key(fold, { partitions = n }):name(name):foreach_rdd(function(rdd)
+      latest = {}
+      for _, kv in ipairs(rdd:collect()) do latest[kv[1]] = kv[2] end
+    end)
+    return ctx, s, function() return latest end
+  end
+
+  -- Runs batches until have() holds: the first once every record of `total` is pending, so
+  -- that one map task reads them all.
+  local function run(ctx, s, total, have)
+    assert.is_true(wait_for(function() return (s:kafka_stats().pending or 0) >= total end, 30))
+    assert.is_true(wait_for(function()
+      ctx:advance(1)
+      return have()
+    end, 40))
+  end
+
+  it("a batch of 2000 distinct keys is one message per state partition, and every key is counted", function()
+    local ctx, s, latest = member("spec-bu", "bu_in", "counts", 3, function(w) return w, 1 end,
+      function(values, n)
+        n = n or 0
+        for i = 1, #values do n = n + values[i] end
+        return n
+      end)
+    -- Batch 1: keys w1..w2000 once each; batch 2: w1..w1000 again and w2001..w2500.
+    local first, second, want = {}, {}, {}
+    for i = 1, 2000 do first[i] = "w" .. i end
+    for i = 1, 1000 do second[#second + 1] = "w" .. i end
+    for i = 2001, 2500 do second[#second + 1] = "w" .. i end
+    for _, w in ipairs(first) do want[w] = (want[w] or 0) + 1 end
+    for _, w in ipairs(second) do want[w] = (want[w] or 0) + 1 end
+    local function matches(expected)
+      return function()
+        local got = latest()
+        for k, v in pairs(expected) do if got[k] ~= v then return false end end
+        return true
+      end
+    end
+    local ok, err = pcall(function()
+      ctx:start()
+      produce("bu_in", first)
+      local after_first = {}
+      for _, w in ipairs(first) do after_first[w] = 1 end
+      run(ctx, s, #first, matches(after_first))
+      local msgs = messages("spec-bu-counts-repartition")
+      -- One map task, three state partitions, each with some of the 2000 keys: three messages
+      -- (one per key would be 2000).
+      assert.are.equal(3, #msgs, "messages in the repartition topic after a batch of 2000 keys")
+      local parts = {}
+      for _, m in ipairs(msgs) do parts[m[1]] = (parts[m[1]] or 0) + 1 end
+      assert.are.same({ [0] = 1, 1, 1 }, parts)
+      produce("bu_in", second)
+      run(ctx, s, #second, matches(want))
+      -- The second batch's bundles are messages of their own: three more.
+      assert.are.equal(6, #messages("spec-bu-counts-repartition"))
+    end)
+    pcall(ctx.stop, ctx)
+    if not ok then error(err, 0) end
+    local got, keys = latest(), 0
+    for k, v in pairs(got) do
+      keys = keys + 1
+      assert.are.equal(want[k], v, k)
+    end
+    assert.are.equal(2500, keys)
+  end)
+
+  it("a bundle that passes 512 KiB is split: every message stays below the broker's limit", function()
+    local VALUE = 100000 -- bytes per value: 30 values are about 3 MB, six bundles or so
+    local ctx, s, latest = member("spec-bs", "bs_in", "sizes", 1,
+      function(k) return k, string.rep("v", VALUE) end,
+      function(values, n)
+        n = n or 0
+        for i = 1, #values do n = n + #values[i] end
+        return n
+      end)
+    local keys = {}
+    for i = 1, 30 do keys[i] = "k" .. i end
+    local ok, err = pcall(function()
+      ctx:start()
+      produce("bs_in", keys)
+      run(ctx, s, #keys, function()
+        local got = latest()
+        for _, k in ipairs(keys) do if got[k] ~= VALUE then return false end end
+        return true
+      end)
+    end)
+    pcall(ctx.stop, ctx)
+    if not ok then error(err, 0) end
+    local msgs, total = messages("spec-bs-sizes-repartition"), 0
+    assert.is_true(#msgs >= 5 and #msgs <= 7, #msgs .. " messages")
+    for i, m in ipairs(msgs) do
+      total = total + m[2]
+      assert.is_true(m[2] < bundles.LIMIT + VALUE + 100, "message " .. i .. ": " .. m[2] .. " bytes")
+      -- every bundle but the last was sent because it reached the limit
+      if i < #msgs then assert.is_true(m[2] >= bundles.LIMIT, "message " .. i .. ": " .. m[2] .. " bytes") end
+    end
+    assert.is_true(total >= 30 * VALUE and total < 30 * (VALUE + 100), total .. " bytes in all")
+  end)
+end)
