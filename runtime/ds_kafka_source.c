@@ -100,7 +100,9 @@ struct ds_kafka_source {
   pthread_cond_t commit_cond; /* a commit moved some kpart's `committed` (under s->lock) */
   char member_id[128];        /* group assignment: this member's id in the group ("" before) */
   uint64_t rebalances;        /* assignments and revocations handled */
-  int ever_assigned;          /* an assignment gave this member a partition */
+  /* For destroy_handle: whether librdkafka holds this member's assignor state (a JoinGroup was
+   * answered: `joined`, read as the leave begins; a rebalance then completed: `synced`). */
+  int joined, synced;
   /* A commit was answered "rebalance in progress" or "illegal generation": asynchronous
    * commits wait for the rebalance's assignment (see commit_cb). */
   double rebalancing; /* when it was answered so (0: not) */
@@ -122,6 +124,10 @@ struct ds_kafka_source {
   int finish_commit_rc;    /* set before finish_phase moves past _COMMIT */
   char finish_commit_err[300];
   int closed;            /* s->rk was destroyed (0: abandoned, still running) */
+  /* A leave Kafka did not answer in time goes on in the background (reap): its queue, and who
+   * still holds s (the owner, and the thread reaping), the last of them frees it. */
+  rd_kafka_queue_t *leave_q;
+  atomic_int holders;
 };
 
 static const char *intern(ds_kafka_source *s, const char *topic) {
@@ -425,7 +431,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                (int)tp->partition);
     }
     s->st.partitions = s->nparts;
-    if (list->cnt > 0) s->ever_assigned = 1;
+    s->synced = 1; /* called at the end of every rebalance, even for an empty assignment */
     s->rebalancing = 0; /* (cooperative: the end of every rebalance assigns, maybe nothing) */
     pthread_mutex_unlock(&s->lock);
     ds_log(DS_LOG_INFO, "kafka_stream: %d partitions assigned", list->cnt);
@@ -1280,11 +1286,16 @@ static void join_refresher(ds_kafka_source *s) {
 
 /* Leaves the group (a revocation comes as an event: rebalance_cb handles it) and destroys the
  * handle. Not rd_kafka_consumer_close: with the brokers gone it waits up to the session
- * timeout (45 s), and a stop must end in a few seconds (issue 15). After CLOSE_TIMEOUT_MS the
- * consumer is abandoned: rd_kafka_destroy would wait for the group's end all the same, so the
- * handle and what its callbacks use (s) are left to the process's exit. Returns 0, or
- * -ETIMEDOUT when abandoned. */
+ * timeout (45 s), and a stop must end in a few seconds (issue 15). After CLOSE_TIMEOUT_MS (or
+ * LEAVE_ANSWER_MS after the leave was sent) the stop goes on without it: -ETIMEDOUT, with the
+ * close's queue in s->leave_q for reap() to finish the close in the background. Returns 0 when
+ * the handle is destroyed. */
+static int destroy_handle(ds_kafka_source *s, int flags);
+
 static int leave_group(ds_kafka_source *s) {
+  char *member = rd_kafka_memberid(s->rk); /* set from the JoinGroup's answer */
+  s->joined = member && member[0];
+  if (member) rd_kafka_mem_free(s->rk, member);
   rd_kafka_queue_t *q = rd_kafka_queue_new(s->rk);
   rd_kafka_error_t *e = rd_kafka_consumer_close_queue(s->rk, q);
   int flags = 0;
@@ -1312,31 +1323,68 @@ static int leave_group(ds_kafka_source *s) {
           (ds_kafka__now_s() - left_at) * 1000 > LEAVE_ANSWER_MS) {
         ds_log(DS_LOG_INFO, "kafka_stream: the consumer left its group, and Kafka had not answered"
                             " the leave within %d ms (a rebalance in progress); the consumer is"
-                            " left to the process's exit", LEAVE_ANSWER_MS);
-        rd_kafka_queue_destroy(q);
+                            " closed in the background", LEAVE_ANSWER_MS);
+        s->leave_q = q;
         return -ETIMEDOUT;
       }
       if ((ds_kafka__now_s() - t0) * 1000 > CLOSE_TIMEOUT_MS) {
         ds_log(DS_LOG_WARN, "kafka_stream: Kafka did not answer within %d s while the consumer"
-                            " left its group; the consumer is abandoned", CLOSE_TIMEOUT_MS / 1000);
-        rd_kafka_queue_destroy(q);
+                            " left its group; the consumer is closed in the background",
+               CLOSE_TIMEOUT_MS / 1000);
+        s->leave_q = q;
         return -ETIMEDOUT;
       }
     }
   }
   rd_kafka_queue_destroy(q);
+  return destroy_handle(s, flags);
+}
+
+static int destroy_handle(ds_kafka_source *s, int flags) {
   /* librdkafka 2.0.2 aborts in rd_kafka_destroy (rd_kafka_sticky_assignor_state_destroy:
-   * Assertion `assignor_state' failed) for a cooperative-sticky member that never got a
-   * partition (cluster mode: a process with more members than the topic has partitions). It
-   * has left the group: the handle is left to the process's exit instead. */
-  if (s->group_assign && !s->ever_assigned) {
-    ds_log(DS_LOG_DEBUG, "kafka_stream: a member that never owned a partition left its group;"
-                         " its handle is left to the process's exit");
+   * Assertion `assignor_state' failed) for a cooperative-sticky member whose JoinGroup was
+   * answered (the assignor is chosen) but no rebalance completed (the state is made at the
+   * assignment, even an empty one): a process stopped during a rebalance. It has left the
+   * group: the handle is left to the process's exit instead. */
+  if (s->group_assign && s->joined && !s->synced) {
+    ds_log(DS_LOG_DEBUG, "kafka_stream: a member left its group in the middle of its first"
+                         " rebalance; its handle is left to the process's exit");
     return -EAGAIN;
   }
   rd_kafka_destroy_flags(s->rk, flags);
   s->rk = NULL;
   return 0;
+}
+
+/* Finishes a close leave_group stopped waiting for (s->leave_q): serves its events until
+ * librdkafka says the consumer is closed (the embedded broker answers a leave when the
+ * rebalance in progress ends, up to the session timeout), then destroys the handle, so a
+ * long-lived process (the REPL) that starts and stops jobs keeps no consumer's threads and
+ * sockets. Gives up after REAP_MS: the handle is left to the process's exit, as before. */
+#define REAP_MS 60000
+static int reap(ds_kafka_source *s) {
+  double t0 = ds_kafka__now_s();
+  while (!rd_kafka_consumer_closed(s->rk) && (ds_kafka__now_s() - t0) * 1000 < REAP_MS) {
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(s->leave_q, 100);
+    if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE)
+      rebalance_cb(s->rk, rd_kafka_event_error(ev),
+                   (rd_kafka_topic_partition_list_t *)rd_kafka_event_topic_partition_list(ev), s);
+    if (ev) rd_kafka_event_destroy(ev);
+  }
+  if (!rd_kafka_consumer_closed(s->rk)) return -ETIMEDOUT;
+  rd_kafka_queue_destroy(s->leave_q);
+  s->leave_q = NULL;
+  return destroy_handle(s, 0);
+}
+
+static void source_release(ds_kafka_source *s);
+
+/* The owner has let s go (free) while the close was not answered: this thread reaps, then
+ * frees s unless the handle had to be left. */
+static void *reap_main(void *arg) {
+  ds_kafka_source *s = arg;
+  if (reap(s) == 0) source_release(s);
+  return NULL;
 }
 
 static void *finish_main(void *arg) {
@@ -1361,8 +1409,21 @@ static void *finish_main(void *arg) {
   s->finish_commit_rc = rc;
   snprintf(s->finish_commit_err, sizeof s->finish_commit_err, "%s", rc ? err : "");
   atomic_store(&s->finish_phase, DS_KAFKA_FINISH_CLOSE);
-  if (!atomic_load(&s->abandoned)) s->closed = leave_group(s) == 0;
+  int left = -1;
+  if (!atomic_load(&s->abandoned)) left = leave_group(s);
+  s->closed = left == 0;
   atomic_store(&s->finish_phase, DS_KAFKA_FINISH_DONE);
+  /* The caller goes on now; a close Kafka did not answer in time is finished here. The last of
+   * the owner (free) and this thread to let s go frees it, once the handle is destroyed. */
+  if (left == -ETIMEDOUT) left = reap(s);
+  if (left != 0) {
+    pthread_detach(pthread_self()); /* the owner joins only a finisher that let s go */
+    return NULL;                    /* the handle, and s with it, is left to the process's exit */
+  }
+  if (atomic_fetch_sub(&s->holders, 1) == 1) {
+    pthread_detach(pthread_self());
+    source_release(s);
+  }
   return NULL;
 }
 
@@ -1382,6 +1443,7 @@ int ds_kafka_source_finish(ds_kafka_source *s, const ds_kafka_offset *offsets, i
     s->nfinish_offsets = n;
   }
   atomic_store(&s->finish_phase, DS_KAFKA_FINISH_COMMIT);
+  atomic_store(&s->holders, 2); /* the owner and the finisher */
   if (pthread_create(&s->finisher, NULL, finish_main, s) != 0) {
     ds_kafka__set_err(err, errlen, "cannot start a thread to close the consumer");
     return -EAGAIN;
@@ -1399,7 +1461,7 @@ int ds_kafka_source_finish_state(ds_kafka_source *s, int *commit_rc, char *err, 
     if (commit_rc) *commit_rc = s->finish_commit_rc;
     ds_kafka__set_err(err, errlen, "%s", s->finish_commit_err);
   }
-  if (phase == DS_KAFKA_FINISH_DONE && !s->closed && s->rk) return DS_KAFKA_FINISH_ABANDONED;
+  if (phase == DS_KAFKA_FINISH_DONE && !s->closed) return DS_KAFKA_FINISH_ABANDONED;
   return phase;
 }
 
@@ -1408,17 +1470,27 @@ void ds_kafka_source_abandon(ds_kafka_source *s) { atomic_store(&s->abandoned, 1
 void ds_kafka_source_free(ds_kafka_source *s) {
   if (!s) return;
   if (s->finisher_started) {
-    /* Still finishing (its caller stopped waiting): s is the thread's until the process
-     * ends. Finished without leaving the group: the handle's callbacks still use s. */
-    if (atomic_load(&s->finish_phase) != DS_KAFKA_FINISH_DONE) return;
+    /* Still finishing, or closing in the background: the finisher frees s when it ends (an
+     * abandoned one stuck in Kafka: at the process's exit). */
+    if (atomic_fetch_sub(&s->holders, 1) != 1) return;
     pthread_join(s->finisher, NULL);
     s->finisher_started = 0;
-    if (s->rk) return;
+    if (s->rk) return; /* left to the process's exit (see destroy_handle) */
   } else {
     ds_kafka_source_stop(s);
     join_refresher(s);
-    if (s->rk && leave_group(s) < 0) return;
+    if (s->rk) {
+      int rc = leave_group(s);
+      pthread_t t;
+      if (rc == -ETIMEDOUT && pthread_create(&t, NULL, reap_main, s) == 0) pthread_detach(t);
+      if (rc < 0) return;
+    }
   }
+  source_release(s);
+}
+
+/* Frees s once its handle is destroyed. */
+static void source_release(ds_kafka_source *s) {
   for (int i = 0; i < s->nparts; i++) kpart_clear(&s->parts[i]);
   free(s->parts);
   for (int i = 0; i < s->ntopics; i++) free(s->topics[i]);
