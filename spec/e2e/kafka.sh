@@ -34,8 +34,8 @@ mock_cmd() { # mock_cmd COMMAND: sends it and waits for the mock's "ok COMMAND" 
   wait_until 10 grep -qx "ok $1" "$WORK/mock.out"
 }
 
-# progress_of FILE: the count a job writes there after every batch (0 before the first, or
-# while the file is being rewritten).
+# progress_of FILE: the count a job writes there after every batch (0 before the first; the
+# job replaces the file whole, so it is never read half-written).
 progress_of() {
   local n
   n=$(cat "$1" 2>/dev/null)
@@ -91,7 +91,7 @@ awk '{ print "k" NR ":" $0 }' "$WORK/part2.txt" >"$WORK/part2.keyed"
 bg kcat -P -b "$BOOT" -t more -K: -l "$WORK/part2.keyed" 2>"$WORK/kcat2.err"
 kcat2=$BG_PID
 sleep 4
-stalled=$(cat "$WORK/progress")
+stalled=$(progress_of "$WORK/progress")
 mock_cmd "up 1" || not_ok "down/up: the mock brought broker 1 back"
 wait_exit "$kcat2" 60
 check "down/up: kcat delivered the second part once the broker was back" [ "$EXIT_STATUS" -eq 0 ]

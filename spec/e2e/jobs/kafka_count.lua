@@ -35,10 +35,11 @@ lines:foreach_rdd(function(rdd)
   local n = rdd:count()
   messages = messages + n
   if n == 0 and messages > 0 then idle = idle + 1 else idle = 0 end
-  if opt.progress then
-    local fh = io.open(opt.progress, "w")
+  if opt.progress then -- whole or not at all: a reader never sees the file empty
+    local fh = io.open(opt.progress .. ".tmp", "w")
     fh:write(messages, "\n")
     fh:close()
+    os.rename(opt.progress .. ".tmp", opt.progress)
   end
 end)
 lines

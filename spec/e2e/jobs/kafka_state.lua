@@ -48,10 +48,11 @@ counts:foreach_rdd(function(rdd)
     if kv[1] == "#messages" then m = kv[2] end
   end
   seen = m
-  if opt.progress then
-    local fh = io.open(opt.progress, "w")
+  if opt.progress then -- whole or not at all: a reader never sees the file empty
+    local fh = io.open(opt.progress .. ".tmp", "w")
     fh:write(m, "\n")
     fh:close()
+    os.rename(opt.progress .. ".tmp", opt.progress)
   end
   if m >= expected then
     after = after + 1
