@@ -63,7 +63,7 @@ local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 -- each seen once; read holds the lines the process read.
 local function job(ctx, lines)
   local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {},
-    last = {}, zero_sums = {} }
+    last = {}, zero_sums = {}, late = {} }
   local users = ctx:parallelize(USERS, 2, { pairs = true })
   lines:foreach_rdd(function(rdd)
     for _, l in ipairs(rdd:collect()) do out.read[#out.read + 1] = l end
@@ -113,12 +113,15 @@ local function job(ctx, lines)
     :reduce_by_key_and_window(function(a, b) return a + b end, EV_LEN .. "ms", EV_SLIDE .. "ms",
       { partitions = N })
     :name("events")
+  -- window() and sessions on event time with late = "side": their late records (as "word ts")
+  -- come to late_records() of the process whose state partition found them.
+  out.side = words:event_time(function(_, ts) return ts end, { watermark = "30s", late = "side" })
   -- window() on event time: each record once per window it is in ("word ts", sorted at the end).
-  out.timed:window(EV_LEN .. "ms", EV_SLIDE .. "ms"):name("raw"):foreach_rdd(function(rdd)
+  out.side:window(EV_LEN .. "ms", EV_SLIDE .. "ms"):name("raw"):foreach_rdd(function(rdd)
     for _, kv in ipairs(rdd:collect()) do out.raw[#out.raw + 1] = kv[1] .. " " .. kv[2] end
   end)
   -- Sessions per word, each seen once: "word@start" = "count end".
-  out.timed:filter(function(_, ts) return in_sessions(ts) end)
+  out.side:filter(function(_, ts) return in_sessions(ts) end)
     :session_window(GAP .. "ms", { partitions = N })
     :name("sessions")
     :foreach_rdd(function(rdd)
@@ -128,6 +131,9 @@ local function job(ctx, lines)
         out.sessions[id] = kv[2].count .. " " .. kv[2]["end"]
       end
     end)
+  out.side:late_records():foreach_rdd(function(rdd)
+    for _, kv in ipairs(rdd:collect()) do out.late[#out.late + 1] = kv[1] .. " " .. kv[2] end
+  end)
   out.events:foreach_rdd(function(rdd)
       for _, kv in ipairs(rdd:collect()) do
         local id = kv[1] .. "@" .. kv[2].start
@@ -266,12 +272,31 @@ describe("cluster mode beyond update_state_by_key", function()
     sleep_ms(pause or 20)
   end
 
+  it("late = \"side\" before an event-time window that folds its values is refused in cluster mode, at the user's line; window() and session_window take it", function()
+    local ctx = dstream.context { batch = "1s", clock = "manual", cluster = "spec-cwin-side" }
+    local timed = ctx:kafka_stream { brokers = B, topic = "cwin" }
+      :map(function(line) return line, 1 end)
+      :event_time(function() return 0 end, { late = "side" })
+    local ok, err = pcall(function()
+      timed:reduce_by_key_and_window(function(a, b) return a + b end, "2s") -- (this line)
+    end)
+    assert.is_false(ok)
+    assert.matches("cluster_window_spec.lua:%d+: reduce_by_key_and_window: late = \"side\" %(late_records%(%)%) is not"
+      .. " supported by event%-time windows that fold their values in cluster mode", err)
+    assert.has_no.errors(function()
+      timed:window("2s")
+      timed:session_window("2s")
+      timed:late_records()
+    end)
+  end)
+
   it("a static join, reduce_by_key_and_window and an event-time window on 2, then 3 members, then one restarted from its checkpoint: what one process gives", function()
     if sanitizer_build() then return pending("multi-process runs: release build only") end
     local first, second, last = input_lines(1, 80), input_lines(81, 160), { "u9 flush 200000" }
     -- Two late lines, both in windows [-2000, 2000) and [0, 4000), closed by then: the map side
     -- folds them into one partial per window (and one list of window()'s records).
     local late = { "u9 late 500", "u9 late 700" }
+    local late_records = { "late 500", "late 700" } -- (what late_records() gives: word, ts)
     local all = {}
     for _, part in ipairs { first, second, last, late } do
       for _, l in ipairs(part) do all[#all + 1] = l end
@@ -354,7 +379,7 @@ describe("cluster mode beyond update_state_by_key", function()
       assert.is_true(wait_for(function()
         round(again)
         local u = union { outs[1], outs[2], outs[3], restarted[1] }
-        return restarted[1].timed:late_count() >= 2 and same_sums(u.sums, expected(u.read).sums)
+        return restarted[1].timed:late_count() >= 2 and #restarted[1].late >= 2 and same_sums(u.sums, expected(u.read).sums)
           and same_sums(u.sessions, expected(u.read).sessions) and #u.raw >= #expected(u.read).raw
       end, 20, 1))
       -- (nothing more comes: every key's records leave the window, each key stays at 0)
@@ -381,6 +406,9 @@ describe("cluster mode beyond update_state_by_key", function()
     -- the records of a late partial at their earliest window, and late_count() is the most an
     -- operator found.
     assert.are.equal(2, restarted[1].timed:late_count())
+    assert.are.equal(2, restarted[1].side:late_count())
+    table.sort(restarted[1].late)
+    assert.are.same(late_records, restarted[1].late) -- (window()'s: sessions take neither)
 
     -- One process outside cluster mode, on the whole input (fetched before its first batch),
     -- 41 records a batch per partition: it reads the late lines (partition 1's 42nd and 43rd, after the
@@ -394,11 +422,14 @@ describe("cluster mode beyond update_state_by_key", function()
       assert.is_true(wait_for(function() return input:kafka_stats().pending == #all end, 20))
       assert.is_true(wait_for(function()
         round({ one })
-        return same_sums(single.sums, want.sums) and single.timed:late_count() >= 2
+        return same_sums(single.sums, want.sums) and single.timed:late_count() >= 2 and #single.late >= 2
           and same_sums(single.sessions, want.sessions) and #single.raw >= #want.raw
           and same_sums(single.last, want.last)
       end, 30, 1))
       assert.are.equal(2, single.timed:late_count()) -- (one process counts records)
+      assert.are.equal(2, single.side:late_count())
+      table.sort(single.late)
+      assert.are.same(late_records, single.late)
     end)
     pcall(one.stop, one)
     if not ok then error(err, 0) end

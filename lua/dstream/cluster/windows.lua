@@ -25,12 +25,16 @@
 --   state partition the largest it read) minus the delay; a partial for a window that was
 --   emitted already is late (dropped; late_count() counts its records whose earliest window
 --   it is, so each late record once, and the most any operator after the same event_time
---   found, as one process counts each record once at event_time).
+--   found, as one process counts each record once at event_time). late = "side" is refused:
+--   a partial holds no records.
 -- * Sessions: a key's state is its open sessions; the watermark is the state partition's as
 --   for event-time windows, and a record older than that of the batches before is late.
 -- * window() on event time: a window's records are the state of its start (its key); late
 --   per record, counted by the record's earliest window, as for event-time windows.
+-- * late = "side" (window() and sessions): the keyed stages send their late records as a side
+--   output; they make late_records() of the process owning the partition (take_late).
 local keyed = require("dstream.cluster.keyed")
+local protocol = require("dstream.protocol")
 local rdd_mod = require("dstream.rdd")
 local shared = require("dstream.state.shared")
 local util = require("dstream.util")
@@ -54,19 +58,45 @@ function M.reduce_by_key_and_window(self, fid, filter, len_ms, slide_ms, pane_ms
   return out
 end
 
+-- The late records a batch's keyed stages kept (side outputs TARGET_LATE) added to this
+-- process's late_records() of that batch (ev.late_rdds, read by dstream.window).
+local function take_late(ctx, ev, results, time)
+  local slices = ev.late_slices or {}
+  ev.late_slices = slices
+  local list = slices[time]
+  for _, outputs in ipairs(results) do
+    for _, out in ipairs(outputs) do
+      if out[1] == protocol.TARGET_LATE then
+        list = list or {}
+        list[#list + 1] = out[2]
+      end
+    end
+  end
+  if not list then return end
+  slices[time] = list
+  ev.late_rdds[time] = rdd_mod.from_slices(ctx, { list })
+  for t in pairs(slices) do -- (a few batches kept, as one process keeps them)
+    if t < time - 100 * ctx.batch_ms then slices[t], ev.late_rdds[t] = nil, nil end
+  end
+end
+
 -- An event-time keyed operator `who` of kind `kind` (fields: the keyed stage's, send: the map
 -- side's terminal): the late records or partials its keyed stages drop go to late_count() of
--- this process.
-local function event_operator(self, who, n, kind, fields, send)
+-- this process, and with late = "side" (records: the keyed stage has the records, not partials
+-- folded on the map side) to its late_records().
+local function event_operator(self, who, n, kind, fields, send, records)
   local ctx, ev = self.ctx, self.event
-  if ev.keep_late then
-    util.raise(who .. ": late = \"side\" (late_records()) is not supported in cluster mode yet: a"
-      .. " late record is found by its state partition's process, not the one that read it; use"
-      .. " late = \"drop\" and late_count() (issue 19)")
+  if ev.keep_late and not records then
+    util.raise(who .. ": late = \"side\" (late_records()) is not supported by event-time windows"
+      .. " that fold their values in cluster mode: a record is found late by its key's state"
+      .. " partition, where only the values folded per window and key arrive, not the records;"
+      .. " use late = \"drop\" and late_count(), or window() or session_window(), whose late"
+      .. " records go to late_records()")
   end
   local late = shared.accumulator(ctx, 0)
-  fields.delay, fields.late_acc = ev.delay, late.id
-  return keyed.keyed_operator(self, who, n, kind, fields, COLLECT, function(results)
+  fields.delay, fields.late_acc, fields.keep_late = ev.delay, late.id, ev.keep_late or nil
+  return keyed.keyed_operator(self, who, n, kind, fields, COLLECT, function(results, _, time)
+    if ev.keep_late then take_late(ctx, ev, results, time) end
     -- late_count(): one process counts a late record once, at event_time, whatever window
     -- operators follow; here each operator's keyed stages find their own (in batches of their
     -- own), so it is what this process's checkpoint had plus the most any operator after this
@@ -98,7 +128,7 @@ end
 -- dropped by the keyed stage and counted, as one process drops them at event_time).
 function M.session_window(self, gap_ms, n)
   return event_operator(self, "session_window", n, "cluster_session", { gap = gap_ms },
-    { kind = "cluster_session_send" })
+    { kind = "cluster_session_send" }, true)
 end
 
 -- window() after event_time in cluster mode: a window's records are the state of its start
@@ -106,7 +136,7 @@ end
 function M.event_records_window(self, len_ms, slide_ms, n)
   return event_operator(self, "window", n, "cluster_event_raw",
     { len = len_ms, emit = self.event.emit },
-    { kind = "cluster_event_records_send", len = len_ms, slide = slide_ms })
+    { kind = "cluster_event_records_send", len = len_ms, slide = slide_ms }, true)
 end
 
 return M

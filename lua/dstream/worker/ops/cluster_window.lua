@@ -27,11 +27,16 @@
 -- * window() on event time: the map side (cluster_event_records_send) sends a task's records of
 --   each window as one entry keyed by the window's start; the keyed stage (cluster_event_raw)
 --   keeps them as chunks per start (store.raw[start][i], changelog key (start, i)).
---   With an inverse function, a key once emitted stays (as one process's running window keeps
---   it): store.neutral[key] = inverse(v, v) of its first emitted value, emitted while the
---   window holds none of its records; in the changelog under (NEUTRAL, key).
+-- * late = "side": session_window's and window()'s keyed stages have the records, and send
+--   their late ones as the task's side output TARGET_LATE (dstream.cluster.windows makes them
+--   late_records() of this process), as one process's event_time stage does.
+-- * reduce_by_key_and_window with an inverse function: a key once emitted stays (as one
+--   process's running window keeps it): store.neutral[key] = inverse(v, v) of its first
+--   emitted value, emitted while the window holds none of its records; in the changelog
+--   under (NEUTRAL, key).
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
+local protocol = require("dstream.protocol")
 
 return function(W)
   local operators, terminals, current, shipped = W.operators, W.terminals, W.current, W.shipped
@@ -249,6 +254,22 @@ return function(W)
     current.report = nil -- (the watermark is the keyed stage's, not this process's driver's)
   end
 
+  -- Late records a keyed stage keeps for late_records() (event_time{ late = "side" }): sent
+  -- with the task's output to this process's driver, as event_time's own (TARGET_LATE).
+  local function late_keeper(spec)
+    return spec.keep_late and { keys = {}, values = {}, n = 0, pairs = false } or nil
+  end
+  local function keep_late(kept, a, b)
+    local n = kept.n + 1
+    kept.keys[n], kept.values[n], kept.n = a, b, n
+    if b ~= nil then kept.pairs = true end
+  end
+  local function emit_late(kept)
+    if kept and kept.n > 0 then
+      W.emit(current.task, protocol.TARGET_LATE, kept.n, kept.pairs, kept.keys, kept.values)
+    end
+  end
+
   -- Late partials or records dropped by a keyed stage, to late_count() of its process.
   local function count_late(spec, late)
     if late > 0 then
@@ -377,6 +398,7 @@ return function(W)
     local top = store.meta
     local before = top and top - delay
     local incoming, late = {}, 0 -- key -> list of {ts, value}
+    local kept = late_keeper(spec)
     return C.decoder(skip, function(k, tv)
       if k == nil then -- a map task's largest timestamp
         if top == nil or tv > top then top = tv end
@@ -384,6 +406,7 @@ return function(W)
       end
       if before and tv[1] < before then
         late = late + 1
+        if kept then keep_late(kept, k, tv[2]) end
         return
       end
       if type(k) == "table" then k = key_of(k) end
@@ -412,6 +435,7 @@ return function(W)
         end
       end, top)
       count_late(spec, late)
+      emit_late(kept)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         store.states = result
@@ -443,7 +467,12 @@ return function(W)
       end
       if first <= last then -- (the earliest window counts the record if it comes late)
         local list = by_start[first]
-        list.first = (list.first or 0) + 1
+        local firsts = list.firsts
+        if not firsts then
+          firsts = {}
+          list.firsts = firsts
+        end
+        firsts[#firsts + 1] = #list -- (its place in the list)
       end
     end, function()
       for start, list in pairs(by_start) do send(start, list) end
@@ -459,7 +488,8 @@ return function(W)
   -- closed; "update": all records so far of each window this batch added to), windows in order
   -- of start. A window's records arriving after it was emitted (its end at or before the
   -- watermark of the batches before) are late: dropped, and counted by the window that is the
-  -- earliest of theirs (list.first of them), so a record counts once.
+  -- earliest of theirs (list.firsts: their places in the list), so a record counts once (and
+  -- goes to late_records() once, with late = "side").
   function operators.cluster_event_raw(spec, nxt, fin)
     local C = W.cluster
     local part = current.part
@@ -469,13 +499,23 @@ return function(W)
     local top = store.meta
     local before = top and top - delay
     local added, late = {}, 0 -- start -> this batch's records
+    local kept = late_keeper(spec)
     return C.decoder(skip, function(start, list)
       if start == nil then -- a map task's largest timestamp
         if top == nil or list > top then top = list end
         return
       end
       if before and start + len <= before then
-        late = late + (list.first or 0) -- (records whose earliest window it is: once each)
+        local firsts = list.firsts -- (records whose earliest window it is: once each)
+        if firsts then
+          late = late + #firsts
+          if kept then
+            for i = 1, #firsts do
+              local rec = list[firsts[i]]
+              keep_late(kept, rec[1], rec[2])
+            end
+          end
+        end
         return
       end
       local dst = slot(added, start)
@@ -502,6 +542,7 @@ return function(W)
         end
       end, top)
       count_late(spec, late)
+      emit_late(kept)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         for start, list in pairs(added) do
