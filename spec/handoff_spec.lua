@@ -1,9 +1,9 @@
--- The map side's combined table handed to a reduce task of the same worker VM
--- (lua/dstream/worker/handoff.lua): one reduce partition, so the reduce task starts from a
--- table the map side kept instead of decoding its bucket. What a user can observe is that the
--- results are the same as through the bytes: merges of several map tasks, in-place changes of
--- the values, a reduce task that fails after changing the table and is retried, composite
--- keys, and windows.
+-- A map side's bucket handed to a reduce task of the same worker VM as Lua values
+-- (lua/dstream/worker/handoff.lua): with one reduce partition the reduce task starts from the
+-- table the map side kept; a stateful stage reads the arrays of the buckets its worker owns.
+-- What a user can observe is that the results are the same as through the bytes: merges of
+-- several map tasks, in-place changes of the values, a task that fails after changing or
+-- reading what it took and is retried, running counts, composite keys, and windows.
 package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 
@@ -77,6 +77,44 @@ describe("a map side's table handed to the reduce task of its worker", function(
     assert.is_nil(io.open(marker), "the injected failure happened")
     assert.are.same(grouped(list), as_sorted_map(got))
   end)
+
+  -- With several partitions, a stateful stage's map side keeps the buckets whose state lives
+  -- on its own worker (partition p on worker p % workers); the state task reads those arrays.
+  -- The update fails once after reading them: the retry reads the bytes.
+  for _, cfg in ipairs({ { workers = 2, partitions = 2 }, { workers = 2, partitions = 5 } }) do
+    it(("running counts read the kept buckets, also in a retried task (workers=%d, partitions=%d)")
+      :format(cfg.workers, cfg.partitions), function()
+      local batches, want = {}, {}
+      for b = 1, 4 do
+        local batch = {}
+        for i = 1, 3000 do batch[i] = { "k" .. (i * b * 7919) % 1013, i % 5 } end
+        batches[b] = batch
+      end
+      local running = {}
+      for b = 1, #batches do
+        for _, p in ipairs(batches[b]) do running[p[1]] = (running[p[1]] or 0) + p[2] end
+        local copy = {}
+        for k, v in pairs(running) do copy[k] = v end
+        want[b] = copy
+      end
+      local marker = os.tmpname()
+      local results = H.run(cfg, batches, function(s)
+        return s:update_state_by_key(function(values, state)
+          local n = state or 0
+          for i = 1, #values do n = n + values[i] end
+          local fh = io.open(marker)
+          if fh then
+            fh:close()
+            os.remove(marker)
+            error("injected failure")
+          end
+          return n
+        end)
+      end, { queue = { pairs = true } })
+      assert.is_nil(io.open(marker), "the injected failure happened")
+      for b = 1, #batches do assert.are.same(want[b], H.to_map(results[b]), "batch " .. b) end
+    end)
+  end
 
   it("counts composite keys and windows as the bytes do", function()
     local batches = {}

@@ -192,6 +192,9 @@ function RDD:_run_stateful(state_id, op, nparts, term, stage, combine_fn)
   else
     shuffled = self:_by_key(nil, nparts, stage)
   end
+  -- Its tasks run where their state partition lives (p % workers): the map side keeps those
+  -- buckets for them in its VM (dstream.worker.handoff).
+  shuffled.map_term.workers = self.ctx.workers
   local plans = shuffled:_plans()
   for r, plan in ipairs(plans) do
     plan.ops = { op }

@@ -1,19 +1,23 @@
--- dstream/worker/handoff.lua: a map side's combined table handed to the reduce task that runs
--- in the same worker VM, instead of that task decoding the bucket and inserting its keys into
--- a table of its own again. Worker states only.
+-- dstream/worker/handoff.lua: a map side's bucket handed to the reduce task that runs in the
+-- same worker VM as Lua values, instead of that task decoding the bucket's bytes. Worker
+-- states only.
 --
--- A combine with one reduce partition (one worker, or `partitions = 1`) still encodes its
--- bucket into C memory as every map side does: the bytes are what any worker, a retried task
--- or a restarted VM reads. Beside them the VM keeps the table it combined into, under the
--- bucket's block. When a reduce task of this VM finds that block among its inputs, it takes
--- the table (merge and window_reduce start from it) and skips the decode and the re-insertion
--- of every key (windowed word count, 1 worker: the reduce side's decode and batch table were
--- 15% of its time, docs/performance.md). A table is taken once: a second read of the same
--- bytes (a retry after a failed attempt, which may have changed the table) decodes them.
+-- A map task still encodes every bucket into C memory, as every map side does: the bytes are
+-- what any worker, a retried task or a restarted VM reads. Beside them the VM keeps, under
+-- the bucket's block, what it encoded from:
+--   * with one reduce partition (one worker, or `partitions = 1`), a combine's whole table
+--     (kind TABLE): a reduce task starting with merge or window_reduce takes it as its own
+--     table and neither decodes the bucket nor inserts its keys again (windowed word count,
+--     1 worker: the decode and the batch table were 15% of its time, docs/performance.md);
+--   * with several, the arrays of the buckets this worker reduces when keyed state puts
+--     partition p on worker p % workers (kind ARRAYS): the reduce task reads them as it reads
+--     a decoded bucket, without decoding it (the other buckets' reduce tasks run elsewhere).
+-- What is kept is taken once: a second read of the same bytes (a retry after a failed
+-- attempt, which may have changed a taken table) decodes them.
 --
--- The VM holds a reference to the block while it keeps the table, so the block's address
+-- The VM holds a reference to the block while it keeps a bucket, so the block's address
 -- cannot be reused by another block meanwhile (the address is the key); a VM closed with
--- tables kept releases it in the reference's finalizer. At most KEEP tables are kept; the
+-- buckets kept releases them in the references' finalizers. At most KEEP are kept; the
 -- oldest goes first (its reduce task ran elsewhere, or never will).
 local ffi = require("ffi")
 require("dstream.worker.cdefs")
@@ -21,8 +25,9 @@ require("dstream.worker.cdefs")
 local C = ffi.C
 local ffi_cast, tonumber = ffi.cast, tonumber
 
-local KEEP = 4
-local kept = {} -- block address -> { table, keys, block }
+local KEEP = 8
+local TABLE, ARRAYS = 1, 2
+local kept = {} -- block address -> { kind, a, b, block }: TABLE (table, keys) or ARRAYS (keys, values)
 local order, first, last = {}, 1, 0 -- the addresses kept, oldest first
 
 local function address(block) return tonumber(ffi_cast("uintptr_t", block)) end
@@ -36,19 +41,16 @@ local function drop(addr)
   local e = kept[addr]
   if e then
     kept[addr] = nil
-    release(e[3])
+    release(e[4])
   end
 end
 
-local M = {}
-
--- After the map task emitted its one bucket (the task's last output): keep `acc` (its `keys`
--- keys) for a reduce task of this VM.
-function M.keep(task, acc, keys)
+-- After the map task emitted a bucket (the task's last output so far).
+local function keep(task, kind, a, b)
   local block = task.outputs[task.noutputs - 1].slice.block
   local addr = address(block)
   C.ds_block_retain(block)
-  kept[addr] = { acc, keys, ffi.gc(ffi_cast("ds_block *", block), C.ds_block_release) }
+  kept[addr] = { kind, a, b, ffi.gc(ffi_cast("ds_block *", block), C.ds_block_release) }
   last = last + 1
   order[last] = addr
   while last - first >= KEEP do
@@ -58,14 +60,23 @@ function M.keep(task, acc, keys)
   end
 end
 
--- The table kept for input slice s, and its key count, taken (nil when not kept here).
-function M.take(s)
+local M = { TABLE = TABLE, ARRAYS = ARRAYS }
+
+-- A combine's whole table `acc` (`keys` keys, never fewer than it holds), its only bucket.
+function M.keep_table(task, acc, keys) keep(task, TABLE, acc, keys) end
+
+-- A bucket's arrays as emitted (values nil for single records).
+function M.keep_arrays(task, keys, values) keep(task, ARRAYS, keys, values) end
+
+-- What is kept for input slice s, taken: kind, a, b (nil when nothing is kept here). `only`:
+-- take it only if it is of that kind.
+function M.take(s, only)
   local addr = address(s.block)
   local e = kept[addr]
-  if not e then return nil end
+  if not e or only and e[1] ~= only then return nil end
   kept[addr] = nil
-  release(e[3]) -- the reduce task's input holds its own reference
-  return e[1], e[2]
+  release(e[4]) -- the reduce task's input holds its own reference
+  return e[1], e[2], e[3]
 end
 
 return M

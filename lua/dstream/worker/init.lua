@@ -65,12 +65,20 @@ local function take_handoff(task, desc)
     return nil
   end
   for i = 0, task.ninputs - 1 do
-    local t, keys = handoff.take(task.inputs[i])
-    if t then
+    local kind, t, keys = handoff.take(task.inputs[i], handoff.TABLE)
+    if kind then
       current.handoff, current.handoff_keys = t, keys
       return i
     end
   end
+end
+
+-- An input in pull form: the arrays the map side kept in this VM (dstream.worker.handoff), or
+-- the bytes decoded.
+local function pull_input(s)
+  local kind, keys, values = handoff.take(s, handoff.ARRAYS)
+  if kind then return readers.pull_arrays(keys, values, tonumber(s.count)) end
+  return pull_slice(s)
 end
 
 -- (Only if the first operator did not take the table: its pairs go down the pipeline.)
@@ -111,7 +119,7 @@ local function execute(task, desc)
     for i = 0, task.ninputs - 1 do
       local s = task.inputs[i]
       if i ~= taken then -- (the one taken is the first operator's table already)
-        local pull, st = pull_slice(s)
+        local pull, st = pull_input(s)
         if expand then
           read_flat(pull, st, expand, push)
         else

@@ -49,14 +49,19 @@ local function pull_int(st) -- st: { last integer given, last integer of the ran
   return i + 1
 end
 
+-- n records of a bucket's arrays (values nil: single records) in pull form: pull, st.
+local function pull_arrays(keys, values, n)
+  if values then return pull_pair, { keys, n, 0, values } end
+  return pull_value, { keys, n, 0 }
+end
+
 -- A slice in pull form: pull, st.
 local reader = buffer.new()
 local function pull_slice(s)
   if s.format == FMT_LINES then return pull_line, { ffi_cast(u8p, s.data), tonumber(s.len), 0 } end
   reader:set(s.data, s.len)
   local arrays = reader:decode()
-  if arrays[2] then return pull_pair, { arrays[1], tonumber(s.count), 0, arrays[2] } end
-  return pull_value, { arrays[1], tonumber(s.count), 0 }
+  return pull_arrays(arrays[1], arrays[2], tonumber(s.count))
 end
 
 -- The reader of a stage that does not start with flat_map. side: 1 or 2 for the left or
@@ -192,4 +197,5 @@ local function text_block(b)
 end
 
 return { read_all = read_all, read_flat = read_flat, pull_slice = pull_slice, pull_int = pull_int,
+  pull_arrays = pull_arrays,
   text_block = text_block, release_text_block = release_text_block, readers = readers }

@@ -7,7 +7,7 @@ local task = require("dstream.worker.task")
 local handoff = require("dstream.worker.handoff")
 local shipped, emit, out_buffer, current = task.shipped, task.emit, task.out_buffer, task.current
 local key_hash, key_of, nil_key, not_pair = task.key_hash, task.key_of, task.nil_key, task.not_pair
-local buckets, emit_buckets = task.buckets, task.emit_buckets
+local buckets = task.buckets
 local error, pairs, type = error, pairs, type
 
 local terminals = {}
@@ -31,6 +31,13 @@ function terminals.collect(task, spec)
     ka, va = nil, nil -- a trace may keep this closure alive: not the records (docs/performance.md)
   end
   return push, finish
+end
+
+-- After bucket t was emitted: its arrays, for the reduce task of this VM, when keyed state
+-- puts partition t on this worker (spec.workers: set for a stateful stage's map side).
+local function keep_local(task, spec, t, keys, values)
+  local workers = spec.workers
+  if workers and t % workers == current.worker then handoff.keep_arrays(task, keys, values) end
 end
 
 -- Map side of a keyed shuffle with a combiner: one value per key per task, then buckets.
@@ -81,9 +88,12 @@ function terminals.combine(task, spec)
     end
     local combined = acc
     acc = nil -- a trace may keep push alive: not the task's table
-    for t, n in pairs(counts) do emit(task, t, n, true, keys[t], values[t]) end
+    for t, n in pairs(counts) do
+      emit(task, t, n, true, keys[t], values[t])
+      if hashed then keep_local(task, spec, t, keys[t], values[t]) end
+    end
     -- One bucket: the table itself for a reduce task of this VM (dstream.worker.handoff).
-    if not hashed and added > 0 then handoff.keep(task, combined, added) end
+    if not hashed and added > 0 then handoff.keep_table(task, combined, added) end
   end
   return push, finish
 end
@@ -113,7 +123,12 @@ function terminals.partition(task, spec)
     keys[t][n], values[t][n] = a, b
   end
   local function finish()
-    emit_buckets(task, nparts, pairs_flag, keys, values, counts)
+    for t = 0, nparts - 1 do
+      if counts[t] > 0 then
+        emit(task, t, counts[t], pairs_flag, keys[t], values[t])
+        keep_local(task, spec, t, keys[t], pairs_flag and values[t] or nil)
+      end
+    end
     keys, values = nil, nil -- a trace may keep push alive: not the task's records
   end
   return push, finish
