@@ -63,7 +63,7 @@ local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 -- each seen once; read holds the lines the process read.
 local function job(ctx, lines)
   local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {},
-    last = {}, zero_sums = {}, late = {} }
+    last = {}, zero_sums = {}, late = {}, wc_sum = 0 }
   local users = ctx:parallelize(USERS, 2, { pairs = true })
   lines:foreach_rdd(function(rdd)
     for _, l in ipairs(rdd:collect()) do out.read[#out.read + 1] = l end
@@ -98,6 +98,11 @@ local function job(ctx, lines)
         out.zero_sums[kv[1]] = (out.zero_sums[kv[1]] or 0) + kv[2]
       end
     end)
+  -- count_by_window (reduce_by_window with an inverse, one state partition): the number of
+  -- records in each window, 0 once they all left, as in Spark. wc_last = the latest count.
+  words:count_by_window(LEN .. "ms", SLIDE .. "ms"):foreach_rdd(function(rdd)
+    for _, n in ipairs(rdd:collect()) do out.wc_last, out.wc_sum = n, out.wc_sum + n end
+  end)
   -- Running word counts from INITIAL's: the cluster's first start seeds them, no later start
   -- or move again (a second seed would set a count back); totals = the last batch's states.
   words:map_values(function() return 1 end)
@@ -248,7 +253,17 @@ describe("cluster mode beyond update_state_by_key", function()
     local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-cwin",
       checkpoint = dir }
     local s = ctx:kafka_stream { brokers = B, topic = "cwin", start = "earliest", conf = CONF }
-    return ctx, job(ctx, s), s
+    local out = job(ctx, s)
+    -- count_by_window's state cannot be named (its stream is a map of it): its topics are
+    -- named after its kind and state id.
+    for _, entry in ipairs(ctx._states) do
+      if entry.kind == "reduce_by_key_and_window" and not entry.name then
+        for _, t in ipairs { "repartition", "changelog" } do
+          pcall(mock.create_topic, mock, ("spec-cwin-reduce_by_key_and_window-%d-%s"):format(entry.id, t), 1)
+        end
+      end
+    end
+    return ctx, out, s
   end
 
   -- Whether every partition of the input (4) and of each operator's state (N) is owned, by as
@@ -395,6 +410,7 @@ describe("cluster mode beyond update_state_by_key", function()
       assert.is_true(wait_for(function()
         round(again)
         return same_sums(restarted[1].last, expected(union { outs[1], outs[2], outs[3], restarted[1] }.read).last)
+          and restarted[1].wc_last == 0
       end, 20, 1))
       for _ = 1, 2 do round(again) end
     end)
@@ -434,7 +450,7 @@ describe("cluster mode beyond update_state_by_key", function()
         round({ one })
         return same_sums(single.sums, want.sums) and single.timed:late_count() >= 3 and #single.late >= 3
           and same_sums(single.sessions, want.sessions) and #single.raw >= #want.raw
-          and same_sums(single.last, want.last)
+          and same_sums(single.last, want.last) and single.wc_last == 0
       end, 30, 1))
       assert.are.equal(3, single.timed:late_count()) -- (one process counts records)
       assert.are.equal(3, single.side:late_count())
@@ -451,6 +467,7 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(want.sums, single.sums)
     assert.are.same(want.zero_sums, single.zero_sums)
     assert.are.same(want.last, single.last) -- (every key at 0: emitted after its records left)
+    assert.are.equal(#all * LEN / SLIDE, single.wc_sum) -- (each record in LEN / SLIDE windows)
     assert.are.same(want.windows, single.windows)
     assert.are.same(want.totals, single.totals)
     assert.are.same(want.sessions, single.sessions)
@@ -461,6 +478,10 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(got.sums, cluster.sums)
     assert.are.same(got.zero_sums, cluster.zero_sums)
     assert.are.same(got.last, restarted[1].last) -- (the first half's keys too: from the changelog)
+    local wc_sum = 0
+    for _, o in ipairs { outs[1], outs[2], outs[3], restarted[1] } do wc_sum = wc_sum + o.wc_sum end
+    assert.are.equal(#cluster.read * LEN / SLIDE, wc_sum)
+    assert.are.equal(0, restarted[1].wc_last) -- (count_by_window: 0 once the records left)
     assert.are.same(got.windows, cluster.windows)
     assert.are.same(got.sessions, cluster.sessions)
     assert.are.same(got.raw, cluster.raw)
