@@ -5,7 +5,10 @@
  * table from dstream.text.SPACE; a NUL byte belongs to its word). One call cuts up to `max`
  * words, so the Lua loop that makes a string of each is one flat loop over an array, with
  * no byte loop of its own: nested byte loops gave a trace structure that depended on which
- * loop got hot first (docs/performance.md). Called by worker threads through the FFI; it
+ * loop got hot first (docs/performance.md). With SSE2 the bytes are looked at 64 at a time
+ * (a mask of the separators; byte at a time for sets of more than 4 runs of byte values, and
+ * near the records' end, where 64 bytes would read past them). Called by worker threads
+ * through the FFI; it
  * touches nothing shared. Offsets are 32-bit: a slice is at most DS_SLICE_BYTES, or one
  * record of at most DS_RECORD_MAX (ds_limits.h). */
 #ifndef DS_WORDS_H
