@@ -40,6 +40,12 @@ local function keep_local(task, spec, t, keys, values)
   if workers and t % workers == current.worker then handoff.keep_arrays(task, keys, values) end
 end
 
+-- Which shuffle a map task belongs to, for handoff.begin: two map tasks of one shuffle give
+-- the same (two shuffles may too, which only drops what one kept earlier than needed).
+local function generation(spec)
+  return (spec.fn or spec.who or "") .. "@" .. current.time .. "/" .. spec.partitions
+end
+
 -- Map side of a keyed shuffle with a combiner: one value per key per task, then buckets.
 -- With spec.create (combine_by_key) the first value of a key becomes create(v).
 -- `added` counts the keys added, never fewer than the table holds: the loop over the table
@@ -49,6 +55,7 @@ end
 local combine_sizes = {} -- spec.fn -> keys in its last task
 function terminals.combine(task, spec)
   local f, nparts, who = shipped(spec.fn), spec.partitions, spec.who
+  handoff.begin(generation(spec))
   local create = spec.create and shipped(spec.create)
   local acc, added = table_new(0, combine_sizes[spec.fn] or 0), 0
   local function push(k, v)
@@ -101,6 +108,7 @@ end
 -- Map side of a shuffle without combining: by key hash, or round robin for single values.
 function terminals.partition(task, spec)
   local nparts, who, by_key = spec.partitions, spec.who, spec.by_key
+  handoff.begin(generation(spec))
   local keys, values, counts = buckets(nparts)
   local next_target = spec.start or 0
   local pairs_flag
