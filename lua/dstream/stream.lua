@@ -221,8 +221,8 @@ end
 -- state times out: value nil, state:is_timing_out() true); the stream carries what fn returns.
 function Stream:map_with_state(spec)
   util.check_table(spec, "map_with_state", "the spec")
+  util.options(spec, "map_with_state", { fn = true, timeout = true, initial = true }) -- a typo is an error
   util.check_function(spec.fn, "map_with_state")
-  util.check_count(spec.partitions, "map_with_state", "the number of partitions", true)
   local ctx = self.ctx
   local timeout
   if spec.timeout ~= nil then
