@@ -116,6 +116,21 @@ describe("operator options in one trailing table", function()
       -- A misspelt timeout would otherwise keep every key for ever.
       err = raises(function() s:map_with_state { fn = function() end, timout = "2s" } end)
       assert.matches("map_with_state: unknown option 'timout' (it takes fn, initial, partitions, timeout)", err, 1, true)
+      -- A misspelt watermark would leave it at 0 and drop every record out of order as late.
+      line = next_line()
+      err = raises(function() s:event_time(function() return 0 end, { watermak = "5s" }) end)
+      assert.matches(THIS .. line .. ": event_time: unknown option 'watermak' (it takes emit, late, watermark)", err, 1, true)
+      -- Sources too, where they are made (their values are checked when they open, in start()).
+      line = next_line()
+      err = raises(function() ctx:socket_text_stream("127.0.0.1", 9, { idle_timout = "30s" }) end)
+      assert.matches(THIS .. line .. ": socket_text_stream: unknown option 'idle_timout' (it takes backoff_max_ms,"
+        .. " idle_timeout, max_line, max_rate)", err, 1, true)
+      err = raises(function() ctx:text_file_stream(".", { remeber = "2m" }) end)
+      assert.matches("text_file_stream: unknown option 'remeber' (it takes max_line, max_rate, new_files_only,"
+        .. " remember)", err, 1, true)
+      line = next_line()
+      err = raises(function() s:save_as_text_files("out", { suffix = "txt" }) end)
+      assert.matches(THIS .. line .. ": save_as_text_files: the suffix must be a string", err, 1, true)
     end)
   end)
 end)

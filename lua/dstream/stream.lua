@@ -323,13 +323,13 @@ function Stream:print(n)
 end
 
 function Stream:save_as_text_files(prefix, suffix)
-  if type(prefix) ~= "string" then util.raise("save_as_text_files: expected a path prefix, got " .. type(prefix)) end
+  files.check_prefix(prefix, suffix, "save_as_text_files")
   self.ctx:_add_output(self, function(r, time) r:save_as_text_file(files.batch_path(prefix, suffix, time), true) end)
   return self
 end
 
 function Stream:save_as_object_files(prefix, suffix)
-  if type(prefix) ~= "string" then util.raise("save_as_object_files: expected a path prefix, got " .. type(prefix)) end
+  files.check_prefix(prefix, suffix, "save_as_object_files")
   self.ctx:_add_output(self, function(r, time) r:save_as_object_file(files.batch_path(prefix, suffix, time), true) end)
   return self
 end

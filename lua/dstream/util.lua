@@ -73,6 +73,19 @@ function M.check_count(v, who, what, optional)
   end
 end
 
+-- A table of options whose names must all be in `names` (a list): one that is not (a typo,
+-- which would otherwise leave its default in place unnoticed) raises at the user's line.
+function M.check_names(opts, names, who)
+  local known = {}
+  for _, n in ipairs(names) do known[n] = true end
+  for k in pairs(opts) do
+    if not known[k] then
+      M.raise(string.format("%s: unknown option %s (it takes %s)", who,
+        type(k) == "string" and "'" .. k .. "'" or tostring(k), table.concat(names, ", ")))
+    end
+  end
+end
+
 -- An operator's trailing argument: nothing, a number of partitions (the positional form), or a
 -- table of options: `partitions` and the names in `known`. Returns the options ({} for none).
 -- A name not known or a bad number of partitions raises at the user's line.

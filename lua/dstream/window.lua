@@ -107,6 +107,7 @@ function Stream:event_time(fn, opts)
   util.check_function(fn, "event_time")
   opts = opts or {}
   util.check_table(opts, "event_time", "the options")
+  util.check_names(opts, { "emit", "late", "watermark" }, "event_time")
   local delay = 0
   if opts.watermark ~= nil then
     local err

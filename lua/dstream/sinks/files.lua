@@ -6,6 +6,16 @@ local util = require("dstream.util")
 
 local M = {}
 
+-- The arguments of save_as_text_files(prefix [, suffix]) and save_as_object_files, checked at
+-- the user's line (a suffix that is not a string would fail only when the first batch is saved).
+function M.check_prefix(prefix, suffix, who)
+  if type(prefix) ~= "string" then util.raise(who .. ": expected a path prefix, got " .. type(prefix)) end
+  if suffix ~= nil and type(suffix) ~= "string" then
+    util.raise(who .. ": the suffix must be a string (the directories are prefix-<time ms>.suffix), got "
+      .. type(suffix))
+  end
+end
+
 -- The directory of a stream's batch: prefix-<time ms>[.suffix].
 function M.batch_path(prefix, suffix, time)
   local p = prefix .. "-" .. string.format("%d", time)

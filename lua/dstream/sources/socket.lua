@@ -9,6 +9,8 @@ local M = {}
 function M.socket_text_stream(self, host, port, opts, ...)
   sources.check_not_started(self, "socket_text_stream")
   sources.check_options("socket_text_stream(host, port [, opts])", 3, opts, ...)
+  -- (runtime/ds_lua_sources.c checks their values when the source opens, in ctx:start())
+  util.check_names(opts or {}, { "backoff_max_ms", "idle_timeout", "max_line", "max_rate" }, "socket_text_stream")
   if type(host) ~= "string" then util.raise("socket_text_stream: expected a host name, got " .. type(host)) end
   port = tonumber(port)
   if not port or port < 1 or port > 65535 or port ~= math.floor(port) then

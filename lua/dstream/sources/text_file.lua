@@ -9,6 +9,8 @@ local M = {}
 function M.text_file_stream(self, dir, opts, ...)
   sources.check_not_started(self, "text_file_stream")
   sources.check_options("text_file_stream(dir [, opts])", 2, opts, ...)
+  -- (runtime/ds_lua_sources.c checks their values when the source opens, in ctx:start())
+  util.check_names(opts or {}, { "max_line", "max_rate", "new_files_only", "remember" }, "text_file_stream")
   if type(dir) ~= "string" then util.raise("text_file_stream: expected a directory, got " .. type(dir)) end
   local probe = io.open(dir .. "/.", "r")
   if not probe then
