@@ -195,6 +195,7 @@ describe("kafka", function()
       s:foreach_rdd(function(rdd) for _, v in ipairs(rdd:collect()) do got[#got + 1] = v end end)
       ctx:start()
       assert.are.equal(3, s:kafka_stats().partitions)
+      assert.are.equal(0, s:kafka_stats().rejected) -- every figure the guide lists, without decode too
       mock:topic_error("appears", 0) -- now it has 4 partitions
       produce("appears", { "p1", "p2", "p3" }, function(i) return "k" .. i end)
       -- the metadata refresh (every 5 s) finds them; their records from offset 0 are read

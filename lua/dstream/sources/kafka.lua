@@ -130,7 +130,7 @@ end
 function Source:stats()
   local live = self.source and not self.source:closed()
   local t = live and self.source:stats() or { pending = 0 }
-  if self.rejected then t.rejected = self.rejected.value end
+  t.rejected = self.rejected and self.rejected.value or 0 -- (no decode: none)
   -- Group assignment: which member this process is and what the group gave it.
   if live and self.assign == "group" then
     local g = self.source:group()
