@@ -9,8 +9,9 @@
 #     restarted, it restores from its local snapshot plus the changelog after it), and the
 #     restart: nothing lost, and the words counted twice at most those of the lines the killed
 #     process had read in its last batches and their next owner read again (printed);
-#   run 2 (librdkafka's default session timeout): one process counts every word exactly once
-#     (moves at the default take the mock 44 s per rebalance: beyond this file's budget).
+#   run 2 (librdkafka's default session timeout): one process counts every word exactly once.
+# Moves at the defaults (45 s session timeout, 44 s per rebalance on the mock) are the twin
+# cluster_defaults.sh's.
 # After each batch a process writes the (word, count) pairs of the state partitions it owns
 # and which those are, and (before the batch sends anything on) the input offsets it read. The
 # state is checked against an independent count (tr | sort | uniq -c); python3 finds the lines
@@ -18,6 +19,7 @@
 # Release build only (CI runs every e2e file under both builds).
 source "$(dirname "$0")/lib/common.bash"
 source "$(dirname "$0")/lib/cluster.bash"
+source "$(dirname "$0")/lib/cluster_state.bash"
 release_only
 
 command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
@@ -79,39 +81,6 @@ ctx:start()
 ctx:await_termination()
 EOF
 
-# reread.py PARTS KILLED.ranges OTHER.ranges...: the input lines two processes read (chunk c of
-# 100 lines went to partition c % PARTS), and their words, as "LINES WORDS". Exits with the
-# reason when a line was read three times, or twice but not by the killed process (KILLED:
-# /dev/null when none was), or when what was read again is not the end of what the killed
-# process read of a partition (its last batches, which it had not committed).
-cat >"$WORK/reread.py" <<'EOF'
-import collections, os, sys
-parts, killed, others = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-readers = collections.defaultdict(list)  # (partition, offset) -> the files that read it
-for f in [killed] + others:
-    for line in open(f):
-        p, a, b = map(int, line.split())
-        for o in range(a, b):
-            readers[(p, o)].append(f)
-twice = sorted(k for k, r in readers.items() if len(r) > 1)
-for k in twice:
-    if len(readers[k]) > 2:
-        sys.exit("partition %d offset %d was read %d times" % (k[0], k[1], len(readers[k])))
-    if killed not in readers[k]:
-        sys.exit("partition %d offset %d was read twice, not by the killed process" % k)
-for p in range(parts):
-    again = [o for (q, o) in twice if q == p]
-    if again and any(o >= again[0] and (q, o) not in twice
-                     for (q, o), r in readers.items() if q == p and killed in r):
-        sys.exit("partition %d: what was read again is not the killed process's last reads" % p)
-words = 0
-here = os.path.dirname(os.path.abspath(sys.argv[0]))
-for p, o in twice:
-    with open(os.path.join(here, "chunk-%03d" % (p + parts * (o // 100)))) as f:
-        words += len(f.read().split("\n")[o % 100].split())
-print(len(twice), words)
-EOF
-
 start_kafka_mock "words:$PARTS" "calm:$PARTS" "st1-counts-repartition:$N" "st1-counts-changelog:$N" \
   "st2-counts-repartition:$N" "st2-counts-changelog:$N"
 
@@ -130,88 +99,6 @@ start() {
   E2E_PIDS+=("$!")
   printf -v "PID_$name" '%s' "$!"
 }
-# state partitions a process owns now (by its last batch)
-owned() { head -n 1 "$WORK/$1.state" 2>/dev/null | sed 's/^# owns //' | tr ',' '\n' | grep -c . || true; }
-# input partitions a process reads now (by its last batch)
-reading() { tr ',' '\n' <"$WORK/$1.inputs" 2>/dev/null | grep -c . || true; }
-# shared SECONDS NAMES...: waits until each process owns some state partitions, all of them
-# between them (the cooperative-sticky assignor may leave them uneven after a restart)
-shared() {
-  local secs=$1
-  shift
-  wait_until "$secs" shared_now "$@"
-}
-shared_now() {
-  local n sum=0
-  for n in "$@"; do
-    [ "$(owned "$n")" -ge 1 ] || return 1
-    sum=$((sum + $(owned "$n")))
-  done
-  [ "$sum" = "$N" ]
-}
-show_owners() {
-  local n
-  for n in "$@"; do echo "#   $n owns state partitions $(head -n 1 "$WORK/$n.state" 2>/dev/null | sed 's/^# owns //'), $(($(wc -l <"$WORK/$n.state") - 1)) words"; done
-}
-# state_sum NAMES...: the sum of the counts the processes hold
-state_sum() { cat "${@/#/$WORK/}" 2>/dev/null | grep -v '^#' | awk '{ s += $2 } END { print s + 0 }'; }
-# words_in FILE: how many words the lines of FILE hold
-words_in() { tr -s ' \t' '\n\n' <"$1" | grep -c .; }
-# settle SECONDS WANT NAMES...: waits until the held counts add up to WANT or more and stop moving
-settle() {
-  local secs=$1 want=$2 last=-1 now stable=0
-  shift 2
-  local files=()
-  for n in "$@"; do files+=("$n.state"); done
-  local t_end=$((SECONDS + secs))
-  while [ $SECONDS -lt $t_end ]; do
-    now=$(state_sum "${files[@]}")
-    if [ "$now" -ge "$want" ] && [ "$now" = "$last" ]; then
-      stable=$((stable + 1))
-      [ $stable -ge 4 ] && return 0
-    else
-      stable=0
-    fi
-    last=$now
-    sleep 0.5
-  done
-  echo "# the counts did not settle at $want or more: $now"
-  return 1
-}
-# verify LABEL INPUT NAMES...: the union of the processes' state against the independent count
-# of INPUT; sets LOST and DUPS (counts above the input's).
-verify() {
-  local label=$1 input=$2
-  shift 2
-  for n in "$@"; do grep -v '^#' "$WORK/$n.state"; done | sort >"$WORK/final-$label.txt"
-  word_counts "$input" >"$WORK/expected.txt"
-  check "$label: every word is held by one process only" \
-    eval '[ -z "$(cut -d" " -f1 "$WORK/final-$label.txt" | uniq -d)" ]'
-  join -a 1 -e 0 -o 0,1.2,2.2 "$WORK/expected.txt" "$WORK/final-$label.txt" >"$WORK/cmp-$label.txt"
-  LOST=$(awk '$3 < $2 { n++ } END { print n + 0 }' "$WORK/cmp-$label.txt")
-  DUPS=$(awk '$3 > $2 { d += $3 - $2 } END { print d + 0 }' "$WORK/cmp-$label.txt")
-  EXACT=$(awk '$3 == $2 { n++ } END { print n + 0 }' "$WORK/cmp-$label.txt")
-  echo "# $label: $(wc -l <"$WORK/expected.txt") words, $EXACT counted exactly, $LOST below their count, $DUPS duplicate occurrence(s)"
-  awk '$3 < $2 { print "#   lost: " $0 }' "$WORK/cmp-$label.txt" | head -n 5
-  check "$label: no word is missing or below its count (nothing lost)" [ "$LOST" = 0 ]
-  check "$label: no word that is not in the input" \
-    eval '[ -z "$(join -v 2 "$WORK/expected.txt" "$WORK/final-$label.txt")" ]'
-}
-# reread KILLED NAMES...: the input lines read twice (REREAD) and their words (REREAD_WORDS);
-# both -1 and the reason printed when reread.py finds lines read twice otherwise.
-reread() {
-  local killed=$1 out
-  shift
-  local files=()
-  for n in "$@"; do [ -e "$WORK/$n.ranges" ] && files+=("$WORK/$n.ranges"); done
-  if out=$(python3 "$WORK/reread.py" "$PARTS" "$killed" "${files[@]}" 2>&1); then
-    read -r REREAD REREAD_WORDS <<<"$out"
-  else
-    echo "# $out"
-    REREAD=-1 REREAD_WORDS=-1
-  fi
-}
-
 # ---- run 1: session.timeout.ms = 3 s ----
 bg produce words 0.8 "$FIRST:go-words-first"
 mkdir -p "$WORK/ck-p2"
@@ -299,10 +186,8 @@ for n in p1 p2; do kill -TERM "$(eval echo "\$PID_$n")"; done
 for n in p1 p2; do wait_exit "$(eval echo "\$PID_$n")" 15; done
 
 # ---- run 2: librdkafka's default session timeout (45 s): one process owns every state
-# partition and counts every word exactly. No move here: on the embedded broker every rebalance
-# but a group's first waits the session timeout less a second (44 s), a process joining a
-# running group takes two, and a leave of a process (two members) one or two: more than this
-# file's budget (see the guide). Run 1 covers the moves at a shorter session timeout. ----
+# partition and counts every word exactly. No move here: cluster_defaults.sh moves state
+# partitions at the defaults (the mock's 44 s per rebalance make that four minutes). ----
 bg produce calm 0.02
 start q1 st2 calm default --log-level info
 step "defaults: one process owns every state partition" 50 "q1=$N" q1

@@ -1,0 +1,88 @@
+# spec/e2e/lib/cluster_state.bash: what the suites of keyed state across a cluster's processes
+# share (cluster_state.sh, cluster_defaults.sh), sourced after common.bash and cluster.bash.
+# Each process of their jobs writes WORK/NAME.state after every batch ("# owns P,Q", the state
+# partitions of the running count it owns, then its (word, count) pairs) and WORK/NAME.ranges
+# (the input offsets of each batch it read). Expects N (state partitions), PARTS (input
+# partitions) and the input split in WORK/chunk-* (see cluster.bash's produce).
+
+# state partitions a process owns now (by its last batch)
+owned() { head -n 1 "$WORK/$1.state" 2>/dev/null | sed 's/^# owns //' | tr ',' '\n' | grep -c . || true; }
+# shared SECONDS NAMES...: waits until each process owns some state partitions, all of them
+# between them (the cooperative-sticky assignor may leave them uneven after a restart)
+shared() {
+  local secs=$1
+  shift
+  wait_until "$secs" shared_now "$@"
+}
+shared_now() {
+  local n sum=0
+  for n in "$@"; do
+    [ "$(owned "$n")" -ge 1 ] || return 1
+    sum=$((sum + $(owned "$n")))
+  done
+  [ "$sum" = "$N" ]
+}
+show_owners() {
+  local n
+  for n in "$@"; do echo "#   $n owns state partitions $(head -n 1 "$WORK/$n.state" 2>/dev/null | sed 's/^# owns //'), $(($(wc -l <"$WORK/$n.state") - 1)) words"; done
+}
+# state_sum NAMES...: the sum of the counts the processes hold
+state_sum() { cat "${@/#/$WORK/}" 2>/dev/null | grep -v '^#' | awk '{ s += $2 } END { print s + 0 }'; }
+# words_in FILE: how many words the lines of FILE hold
+words_in() { tr -s ' \t' '\n\n' <"$1" | grep -c .; }
+# settle SECONDS WANT NAMES...: waits until the held counts add up to WANT or more and stop moving
+# (for SETTLE_CHECKS polls 0.5 s apart: 4 unless set)
+settle() {
+  local secs=$1 want=$2 last=-1 now stable=0
+  shift 2
+  local files=()
+  for n in "$@"; do files+=("$n.state"); done
+  local t_end=$((SECONDS + secs))
+  while [ $SECONDS -lt $t_end ]; do
+    now=$(state_sum "${files[@]}")
+    if [ "$now" -ge "$want" ] && [ "$now" = "$last" ]; then
+      stable=$((stable + 1))
+      [ $stable -ge "${SETTLE_CHECKS:-4}" ] && return 0
+    else
+      stable=0
+    fi
+    last=$now
+    sleep 0.5
+  done
+  echo "# the counts did not settle at $want or more: $now"
+  return 1
+}
+# verify LABEL INPUT NAMES...: the union of the processes' state against the independent count
+# of INPUT; sets LOST and DUPS (counts above the input's).
+verify() {
+  local label=$1 input=$2
+  shift 2
+  for n in "$@"; do grep -v '^#' "$WORK/$n.state"; done | sort >"$WORK/final-$label.txt"
+  word_counts "$input" >"$WORK/expected.txt"
+  check "$label: every word is held by one process only" \
+    eval '[ -z "$(cut -d" " -f1 "$WORK/final-$label.txt" | uniq -d)" ]'
+  join -a 1 -e 0 -o 0,1.2,2.2 "$WORK/expected.txt" "$WORK/final-$label.txt" >"$WORK/cmp-$label.txt"
+  LOST=$(awk '$3 < $2 { n++ } END { print n + 0 }' "$WORK/cmp-$label.txt")
+  DUPS=$(awk '$3 > $2 { d += $3 - $2 } END { print d + 0 }' "$WORK/cmp-$label.txt")
+  EXACT=$(awk '$3 == $2 { n++ } END { print n + 0 }' "$WORK/cmp-$label.txt")
+  echo "# $label: $(wc -l <"$WORK/expected.txt") words, $EXACT counted exactly, $LOST below their count, $DUPS duplicate occurrence(s)"
+  awk '$3 < $2 { print "#   lost: " $0 }' "$WORK/cmp-$label.txt" | head -n 5
+  check "$label: no word is missing or below its count (nothing lost)" [ "$LOST" = 0 ]
+  check "$label: no word that is not in the input" \
+    eval '[ -z "$(join -v 2 "$WORK/expected.txt" "$WORK/final-$label.txt")" ]'
+}
+# reread KILLED NAMES...: the input lines read twice (REREAD) and their words (REREAD_WORDS), by
+# cluster_reread.py; both -1 and the reason printed when it finds lines read twice otherwise.
+reread() {
+  local killed=$1 out
+  shift
+  local files=()
+  for n in "$@"; do [ -e "$WORK/$n.ranges" ] && files+=("$WORK/$n.ranges"); done
+  if out=$(python3 "$ROOT/spec/e2e/lib/cluster_reread.py" "$WORK" "$PARTS" "$killed" "${files[@]}" 2>&1); then
+    read -r REREAD REREAD_WORDS <<<"$out"
+  else
+    echo "# $out"
+    REREAD=-1 REREAD_WORDS=-1
+  fi
+}
+
