@@ -62,6 +62,8 @@ describe("cluster mode: a process's figures and memory", function()
 
     local function job()
       local ctx = dstream.context { batch = "1s", clock = "manual", workers = 1, cluster = APP }
+      -- A session timeout of 3 s for fast moves; spec/e2e/cluster_defaults.sh is the twin at
+      -- the defaults (and reads /api/streams of a process owning every state partition).
       local s = ctx:kafka_stream { brokers = B, topic = "hin", start = "earliest",
         conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
       -- map_with_state: each key's count, kept across the cluster's processes.

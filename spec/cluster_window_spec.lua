@@ -35,6 +35,7 @@ local function sanitizer_build()
   return cmdline:find("build%-asan") ~= nil
 end
 
+-- A session timeout of 3 s for fast moves; spec/e2e/cluster_defaults.sh is the twin at the defaults.
 local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
 local N = 3 -- state partitions
 local LEN, SLIDE = 3000, 1000 -- the processing-time window: each record is in LEN / SLIDE windows

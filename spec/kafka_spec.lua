@@ -630,6 +630,8 @@ describe("kafka", function()
     ctx:stop()
   end)
 
+  -- The cluster tests below move partitions with a session timeout of 3 s for speed;
+  -- spec/e2e/cluster_defaults.sh is their twin at librdkafka's defaults.
   it("cluster mode: two members of group APP share the partitions; each reads only its own", function()
     local values = {}
     for i = 1, 40 do values[i] = "r" .. i end

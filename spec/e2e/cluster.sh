@@ -6,7 +6,8 @@
 #   run 1 (session.timeout.ms = 3 s): scale out 1 -> 2 -> 3, a graceful leave (SIGTERM) 3 -> 2,
 #     a SIGKILL of one process, and it restarted;
 #   run 2 (librdkafka's default session timeout, 45 s): one process reads every partition and
-#     stops gracefully without waiting for the session timeout.
+#     stops gracefully without waiting for the session timeout. Moves at the defaults (45 s,
+#     44 s per rebalance on the mock) are cluster_defaults.sh's, the twin of run 1.
 # Each process appends every record it processed to a file of its own (foreach_rdd) and writes
 # the partitions the group gave it after each batch (kafka_stats(): member id, assigned).
 # Checks, against the input with coreutils: nothing lost (comm), no record processed twice
@@ -147,7 +148,7 @@ for n in p1 p2; do wait_exit "$(eval echo "\$PID_$n")" 15; done
 # ---- run 2: librdkafka's default session timeout (45 s): one process takes every partition,
 # processes the input once, and its graceful stop (commit, LeaveGroup) does not wait for the
 # session timeout. (On the mock a join or a leave with members at 45 s takes up to the
-# session timeout: see the guide; run 1 covers the moves.) ----
+# session timeout: see the guide; cluster_defaults.sh moves partitions at the defaults.) ----
 bg produce calm 0.05
 start q1 calm default
 step "defaults: one process owns every partition" 20 "q1=$PARTS" q1

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# spec/e2e/cluster_defaults.sh: partitions and keyed state moving between the processes of a
+# cluster at the settings a user gets (issue 19): no consumer conf at all (librdkafka's
+# session.timeout.ms of 45 s, heartbeat.interval.ms of 3 s), the default batch interval (1 s)
+# and checkpoint_interval (10 s). The twin of the suites that move partitions with a session
+# timeout of 3 s for speed (cluster_state.sh, cluster.sh, spec/cluster_window_spec.lua,
+# spec/cluster_status_spec.lua, kafka_spec's cluster tests). The job (jobs/cluster_defaults.lua)
+# keeps a running word count (update_state_by_key) and a sliding windowed count
+# (reduce_by_key_and_window with an inverse) with 4 state partitions each, on two processes of
+# `dstream --cluster cd`, each with its own checkpoint directory, against `dstream kafka-mock` in
+# its own process, while kcat produces lines all along:
+#   1. a alone, then b joins (scale out): the state partitions are shared;
+#   2. once b's checkpoint holds the partitions it owns, a SIGKILL of b at a random moment: a
+#      takes everything once b's session timed out; b restarted with its checkpoint directory
+#      gets its state partitions back, restored from its local snapshot plus the changelog
+#      after it, not the whole changelog;
+#   3. a graceful leave (SIGTERM) of a: b ends owning every state partition of both operators
+#      (its /api/streams says so).
+# Then each word's running total against tr | sort | uniq -c of all kcat produced (nothing lost;
+# the words counted twice printed, and at most those of the lines the killed process had read in
+# its last batches and a read again), and each word's windows added up against twice that count
+# (every record is in 2 windows of 4 s sliding by 2 s; above it by at most twice the words of
+# the lines read twice). On the embedded broker each rebalance
+# but a group's first waits the session timeout less a second (44 s) even when every member has
+# rejoined, and a move takes two to four of them, so this takes six to eight minutes, nearly
+# all waiting: CI starts it beside the e2e lanes (scripts/test.sh, E2E_ASIDE), on the release
+# build only. CLUSTER_DEBUG=1: debug logs.
+source "$(dirname "$0")/lib/common.bash"
+source "$(dirname "$0")/lib/cluster.bash"
+source "$(dirname "$0")/lib/cluster_state.bash"
+release_only
+
+command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
+command -v curl >/dev/null || { echo "not ok - curl is not installed"; exit 1; }
+T_START=$SECONDS
+APP=cd
+PARTS=4 # partitions of the input topic
+N=4     # state partitions of each operator
+# Limits for each move, generous for a busy machine: a rebalance takes the mock 44 s here, a
+# join of a running group two to four of them, a kill the session timeout (45 s) and one to three.
+MOVE=240
+
+start_kafka_mock "words:$PARTS" "$APP-counts-repartition:$N" "$APP-counts-changelog:$N" \
+  "$APP-windows-repartition:$N" "$APP-windows-changelog:$N"
+
+# 12,000 lines in chunks of 100, one a second: 40 chunks flow while b joins, 40 around the kill
+# and the restart, the rest around the leave; the last five once the leave is done.
+make_text 31 12000 "$WORK/input.txt"
+split -l 100 -d -a 3 "$WORK/input.txt" "$WORK/chunk-"
+CHUNKS=$(ls "$WORK"/chunk-* | wc -l)
+bg produce words 1 "40:go-kill" "80:go-leave"
+
+# start NAME: a process of the job with its own checkpoint directory (pid in PID_<NAME>), its
+# page on a free port.
+LOG_LEVEL=info
+[ -n "${CLUSTER_DEBUG:-}" ] && LOG_LEVEL=debug
+start() {
+  "$DSTREAM" --cluster "$APP" --checkpoint "$WORK/ck-$1" --ui 127.0.0.1:0 --log-level "$LOG_LEVEL" \
+    "$ROOT/spec/e2e/jobs/cluster_defaults.lua" "$BOOT" words "$WORK/$1" "$N" >>"$WORK/$1.out" 2>>"$WORK/$1.err" &
+  E2E_PIDS+=("$!")
+  printf -v "PID_$1" '%s' "$!"
+}
+T_STEP=$SECONDS
+took() { echo "#   (took $((SECONDS - T_STEP)) s)"; T_STEP=$SECONDS; }
+
+# ---- 1. a alone, then b joins while the input flows ----
+start a
+step "a alone owns every state partition" 60 "a=$N" a
+took
+start b
+check "scale out: b joins while kcat produces, the state partitions are shared" shared "$MOVE" a b
+show_owners a b
+took
+
+# ---- 2. SIGKILL of b at a random moment; b restarted from its checkpoint ----
+# b's local snapshot must hold the state partitions it owns: a checkpoint written after a batch
+# of them (every 10 s by default).
+touch "$WORK/b-owns"
+check "b checkpoints the state partitions it owns" \
+  wait_until 60 eval '[ -n "$(find "$WORK/ck-b" -maxdepth 1 -name "checkpoint-*" -newer "$WORK/b-owns")" ]'
+B_OWNED=$(head -n 1 "$WORK/b.state" | sed 's/^# owns //')
+B_WINDOWS=$(cat "$WORK/b.windows-owned")
+touch "$WORK/go-kill"
+sleep "$((RANDOM % 3)).$((RANDOM % 10))"
+kill -KILL "$PID_b"
+wait_exit "$PID_b" 10
+for f in ranges windows err; do [ -e "$WORK/b.$f" ] && mv "$WORK/b.$f" "$WORK/b-killed.$f"; done
+rm -f "$WORK/b.state"
+took
+step "after b's SIGKILL, a owns every state partition once b's session timed out" "$MOVE" "a=$N" a
+took
+start b
+check "b restarted gets state partitions back" shared "$MOVE" a b
+show_owners a b
+# The cooperative-sticky assignor moves the lowest partitions to a member that joins, so b
+# gets back those it had (and holds in its snapshot): each is restored from where the
+# snapshot stops, not from the changelog's start.
+check "b restarted restored from its checkpoint (local snapshot), then the changelog after it" \
+  wait_until 30 grep -q "brought up to date from the changelog (offsets [1-9][0-9]* to" "$WORK/b.err"
+grep "brought up to date" "$WORK/b.err" | sed 's/^.*info: /#   b: /' | head -n 8
+check "no state partition b had in its snapshot (counts $B_OWNED, windows $B_WINDOWS) was restored from the changelog's start" \
+  eval '! grep -q "update_state_by_key: state partition [${B_OWNED//,/}] brought up to date from the changelog (offsets 0 to" "$WORK/b.err" &&
+    ! grep -q "reduce_by_key_and_window: state partition [${B_WINDOWS//,/}] brought up to date from the changelog (offsets 0 to" "$WORK/b.err"'
+took
+
+# ---- 3. a graceful leave of a ----
+touch "$WORK/go-leave" # input flows while a leaves
+kill -TERM "$PID_a"
+wait_exit "$PID_a" 30
+check "a's graceful leave (SIGTERM) ends it with status 0" [ "$EXIT_STATUS" = 0 ]
+step "after a's leave, b owns every state partition" "$MOVE" "b=$N" b
+took
+
+# ---- the survivor's state against an independent count of everything kcat produced ----
+touch "$WORK/go-words"
+wait_until 60 [ -e "$WORK/produced-words" ]
+SETTLE_CHECKS=10 settle 90 "$(words_in "$WORK/input.txt")" b
+verify "defaults" "$WORK/input.txt" b
+reread "$WORK/b-killed.ranges" a b
+check "input lines were read twice only when the killed process had read them in its last batches, and once more by their next owner" \
+  [ "$REREAD" -ge 0 ]
+echo "# defaults: $DUPS word(s) counted twice; bound: the $REREAD_WORDS word(s) of the $REREAD line(s) the killed process had read and not committed, read again by their next owner"
+check "the words counted twice are at most those ($DUPS <= $REREAD_WORDS)" \
+  [ "$REREAD_WORDS" -ge 0 -a "$DUPS" -le "$REREAD_WORDS" ]
+
+# ---- the windows, added up, against the same count: every record in 2 windows ----
+window_sums() { cat "$WORK"/*.windows | awk '{ s[$2] += $3 } END { for (w in s) print w, s[w] }' | sort; }
+window_total() { cat "$WORK"/*.windows | awk '{ s += $3 } END { print s + 0 }'; }
+want=$((2 * $(words_in "$WORK/input.txt")))
+last=-1
+stable_windows() { # the windows' total at WANT or more, the same for 6 s (3 slides)
+  local now
+  now=$(window_total)
+  if [ "$now" -ge "$want" ] && [ "$now" = "$last" ]; then
+    [ $((SECONDS - since)) -ge 6 ]
+  else
+    last=$now since=$SECONDS
+    return 1
+  fi
+}
+wait_until 60 stable_windows
+window_sums >"$WORK/window-sums.txt"
+awk '{ print $1, 2 * $2 }' "$WORK/expected.txt" | join -a 1 -e 0 -o 0,1.2,2.2 - "$WORK/window-sums.txt" >"$WORK/cmp-windows.txt"
+W_LOST=$(awk '$3 < $2 { n++ } END { print n + 0 }' "$WORK/cmp-windows.txt")
+W_DUPS=$(awk '$3 > $2 { d += $3 - $2 } END { print d + 0 }' "$WORK/cmp-windows.txt")
+echo "# windows: $(wc -l <"$WORK/window-sums.txt") words, $W_LOST below twice their count, $W_DUPS above it"
+awk '$3 < $2 { print "#   short: " $0 }' "$WORK/cmp-windows.txt" | head -n 5
+check "every word's windows add up to twice its count or more (nothing lost)" [ "$W_LOST" = 0 ]
+check "the windows hold no word that is not in the input" \
+  eval '[ -z "$(join -v 2 "$WORK/expected.txt" "$WORK/window-sums.txt")" ]'
+check "the windows count twice at most the words of the lines read twice, each in 2 windows ($W_DUPS <= 2 * $REREAD_WORDS)" \
+  [ "$REREAD_WORDS" -ge 0 -a "$W_DUPS" -le $((2 * REREAD_WORDS)) ]
+
+# ---- the survivor's page: it owns every state partition of both operators ----
+url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/b.err" | tail -n 1)
+curl -s "${url}api/streams" >"$WORK/b.streams.json"
+check "/api/streams of b: group $APP, every state partition of counts and windows owned, every word's total held, no restore running" \
+  "$DSTREAM" -e "local c = require('cjson').decode(io.open('$WORK/b.streams.json'):read('*a')).cluster
+    assert(c.group == '$APP' and c.member_id:find('.'), 'member')
+    local by = {}
+    for _, op in ipairs(c.state) do
+      assert(op.partitions == $N and table.concat(op.owned, ',') == '0,1,2,3', op.operator .. ' owns ' .. table.concat(op.owned, ','))
+      assert(#op.restoring == 0, op.operator .. ': a restore still runs')
+      by[op.operator] = op
+    end
+    assert(by.counts and by.windows, 'operators')
+    -- every word's running total; the windows' panes are gone once the input's last window passed
+    assert(by.counts.keys == $(wc -l <"$WORK/expected.txt"), 'counts holds ' .. by.counts.keys .. ' keys')
+    for _, i in ipairs(c.inputs) do io.write('#   b: ', i.name, ' assigned ', table.concat(i.assigned, ','), '\n') end"
+kill -TERM "$PID_b"
+wait_exit "$PID_b" 30
+check "b's graceful stop ends with status 0" [ "$EXIT_STATUS" = 0 ]
+
+check_no_crash
+echo "# took $((SECONDS - T_START)) s"
+finish

@@ -1,0 +1,73 @@
+-- spec/e2e/jobs/cluster_defaults.lua: the job of spec/e2e/cluster_defaults.sh, a cluster member
+-- at the settings a user gets: no consumer conf (librdkafka's session.timeout.ms of 45 s and
+-- heartbeat of 3 s), the default batch interval (1 s) and checkpoint_interval (10 s).
+--   dstream --cluster APP [--checkpoint DIR] [--ui ADDR] cluster_defaults.lua BROKERS TOPIC OUT N
+-- A running word count (update_state_by_key, "counts") and a sliding windowed count
+-- (reduce_by_key_and_window with an inverse, 4 s every 2 s, "windows"), both with N state
+-- partitions. Writes, as each batch is computed:
+--   OUT.ranges   the input offsets each batch read ("partition from until"), before its pairs go
+--                on to the repartition topics (so a batch killed half-way is there too);
+--   OUT.state    after each batch: "# owns P,Q" (the counts' state partitions it owns), then
+--                the (word, count) pairs of those partitions (replaced whole, by a rename);
+--   OUT.windows  every window it emitted: "time word count" lines, appended;
+--   OUT.windows-owned  after each batch: the windows' state partitions it owns ("P,Q").
+local dstream = require("dstream")
+local kafka = require("dstream.kafka")
+local text = require("dstream.text")
+local brokers, topic, out, n = arg[1], arg[2], arg[3], tonumber(arg[4])
+
+local ctx = dstream.context { workers = 2, name = "e2e-cluster-defaults" }
+local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest" }
+local read = lines:transform(function(rdd)
+  local rf = assert(io.open(out .. ".ranges", "a"))
+  for _, r in ipairs(kafka.offset_ranges(rdd)) do
+    if r.count > 0 then rf:write(string.format("%d %d %d\n", r.partition, r.from, r["until"])) end
+  end
+  rf:close()
+  return rdd
+end)
+local words = read:flat_map(function(l) return text.words(l) end):map(function(w) return w, 1 end)
+
+local counts = words:reduce_by_key(function(a, b) return a + b end)
+  :update_state_by_key(function(values, total)
+    total = total or 0
+    for i = 1, #values do total = total + values[i] end
+    return total
+  end, { partitions = n })
+  :name("counts")
+-- "P,Q": the state partitions of a keyed operator's stream this process owns now.
+local function owned(stream)
+  local parts = {}
+  for _, o in ipairs(stream:kafka_stats().assigned or {}) do parts[#parts + 1] = o.partition end
+  table.sort(parts)
+  return table.concat(parts, ",")
+end
+-- Writes FILE whole (a reader never sees half of it).
+local function replace(file, content)
+  local tmp = assert(io.open(file .. ".tmp", "w"))
+  tmp:write(content)
+  tmp:close()
+  os.rename(file .. ".tmp", file)
+end
+
+counts:foreach_rdd(function(rdd)
+  local rows = { "# owns " .. owned(counts) }
+  for _, kv in ipairs(rdd:collect()) do rows[#rows + 1] = kv[1] .. " " .. kv[2] end
+  replace(out .. ".state", table.concat(rows, "\n") .. "\n")
+end)
+
+local windows = words:reduce_by_key_and_window(function(a, b) return a + b end, "4s", "2s", {
+  inverse = function(acc, old) return acc - old end,
+  filter = function(_, c) return c > 0 end,
+  partitions = n,
+}):name("windows")
+local wf = assert(io.open(out .. ".windows", "a"))
+windows:foreach_rdd(function(rdd, time)
+  local got = rdd:collect()
+  for i = 1, #got do wf:write(time, " ", got[i][1], " ", got[i][2], "\n") end
+  wf:flush()
+  replace(out .. ".windows-owned", owned(windows) .. "\n")
+end)
+
+ctx:start()
+ctx:await_termination()
