@@ -80,6 +80,7 @@ end
 function M.mock_cluster(opts)
   opts = opts or {}
   if type(opts) ~= "table" then util.raise("mock_cluster: expected a table of options") end
+  M.check_known(opts, { brokers = true, topics = true }, "mock_cluster")
   local m = core.kafka_mock(opts.brokers or 1)
   local names = {}
   for name in pairs(opts.topics or {}) do names[#names + 1] = name end
@@ -92,6 +93,7 @@ end
 -- :send(topic, value [, key [, partition [, headers]]]), :flush([timeout_ms]), :close([ms]).
 function M.producer(opts)
   if type(opts) ~= "table" then util.raise("producer: expected a table of options") end
+  M.check_known(opts, { brokers = true, conf = true, transactional_id = true, timeout_ms = true }, "producer")
   local p, err = core.kafka_producer {
     brokers = M.brokers_of(opts.brokers, "producer", 2), conf = M.check_conf(opts.conf, "producer", 2),
     transactional_id = opts.transactional_id, timeout_ms = opts.timeout_ms,
@@ -103,6 +105,7 @@ end
 -- committed{ brokers =, group =, topic = } -> { [partition] = next offset (-1: none) }
 function M.committed(opts)
   if type(opts) ~= "table" then util.raise("committed: expected a table of options") end
+  M.check_known(opts, { brokers = true, conf = true, group = true, topic = true }, "committed")
   local brokers = M.brokers_of(opts.brokers, "committed", 2)
   local holder = { conf = M.check_conf(opts.conf, "committed", 2) }
   local n, err = core.kafka_partitions(brokers, opts.topic, holder)

@@ -11,6 +11,10 @@ local M = {}
 function M.parallelize(self, list, nparts, opts)
   util.check_table(list, "parallelize", "the list")
   util.check_count(nparts, "parallelize", "the number of partitions", true)
+  if opts ~= nil then
+    util.check_table(opts, "parallelize", "the options")
+    util.check_names(opts, { "pairs" }, "parallelize") -- { pair = true } would give single values
+  end
   return rdd_mod.from_list(self, list, nparts or self.partitions, opts and opts.pairs)
 end
 

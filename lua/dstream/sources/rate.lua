@@ -12,6 +12,7 @@ function M.rate_stream(self, opts, ...)
   sources.check_not_started(self, "rate_stream")
   sources.check_options("rate_stream(opts)", 1, opts, ...)
   util.check_table(opts, "rate_stream", "the options")
+  util.check_names(opts, { "max_rate", "rows_per_second" }, "rate_stream")
   local rate, max_rate = opts.rows_per_second, opts.max_rate
   if type(rate) ~= "number" or rate < 0 then
     util.raise("rate_stream: rows_per_second must be a number of at least 0, got " .. tostring(rate))
