@@ -261,6 +261,16 @@ for _, cfg in ipairs(CONFIGS) do
       assert.are.same({}, got[4]) -- x's session is still open
     end)
 
+    it("session_window: emit = \"update\" does not apply, a session comes once, when final (as the guide says)", function()
+      local input = { { { "a", 1000, 1 } }, { { "a", 3000, 2 } }, { { "x", 50000, 0 } }, {} }
+      local res = run_events(cfg, input, 4, function(src)
+        local events = src:event_time(ts_of, { watermark = "10s", emit = "update" })
+        return events, events:map(kv_of):session_window("10s")
+      end)
+      local got = sorted_sessions(res.out)
+      assert.are.same({ {}, {}, { { "a", { start = 1000, ["end"] = 13000, values = { 1, 2 }, count = 2 } } }, {} }, got)
+    end)
+
     it("session_window: a record after a session was emitted does not reopen it (it is late)", function()
       local input = {
         { { "a", 1000, 1 } },

@@ -177,6 +177,13 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3 })) do
         assert.are.same({ "2" }, H.read_text_parts(dir .. "/out-2000.txt"))
       end)
 
+      it("replaces a batch directory already there, whole (as a batch run again after a restart)", function()
+        assert.is_true(H.sh("mkdir -p " .. dir .. "/out-1000 && echo old > " .. dir .. "/out-1000/stale"))
+        save({ { 7 } })
+        assert.are.same({ "_SUCCESS" }, R.filter(H.listdir(dir .. "/out-1000"), function(n) return not n:find("^part") end))
+        assert.are.same({ "7" }, H.read_text_parts(dir .. "/out-1000"))
+      end)
+
       it("writes pairs as k<TAB>v", function()
         save({ PAIRS, { { "a", 1 } } }, nil, { pairs = true })
         local expected = R.map(PAIRS, function(k, v) return k .. "\t" .. tostring(v) end, true)
