@@ -13,6 +13,10 @@
 -- the fetches, repartition and changelog writes), so the per-core figures say what a second
 -- of CPU does, whatever the number of processes sharing this machine's cores.
 --
+-- "send tasks" and "keyed tasks" add up, over the members and their batches, the run time of the
+-- tasks of the stage that sends the combined pairs to the repartition topic and of the keyed
+-- stage (stage task_ms of on_batch_completed): the two ends of the repartition topic.
+--
 -- Prints a table; never fails on timing (only when the words are not all counted).
 --
 -- The words come from a list of 16 by default, so a batch's per-task combine leaves few keys to
@@ -36,10 +40,15 @@ if arg[1] == "--member" then
     max_rate_per_partition = 400000,
     conf = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 500 } }
   local first_ms, last_ms, moved_ms, last_held = 0, 0, 0, -1
+  local send_ms, keyed_ms = 0, 0 -- the tasks' time in the map side's stage that sends, the keyed stage's
   ctx:on_batch_completed(function(b) -- (b.records: what its inputs sealed into the batch)
     if b.records > 0 then
       if first_ms == 0 then first_ms = b.time - BATCH_MS end -- (they arrived in its interval)
       last_ms = b.finished_at
+    end
+    for _, st in ipairs(b.stages or {}) do
+      if st.name == "update_state_by_key (repartition)" then send_ms = send_ms + st.task_ms
+      elseif st.name == "update_state_by_key" then keyed_ms = keyed_ms + st.task_ms end
     end
   end)
   local counts = lines:flat_map(text.words)
@@ -55,8 +64,9 @@ if arg[1] == "--member" then
     for _, kv in ipairs(rdd:collect()) do held = held + kv[2] end
     if held ~= last_held then last_held, moved_ms = held, core.now_ms() end
     local f = assert(io.open(out .. ".tmp", "w"))
-    f:write(string.format("%d %d %d %.0f %.0f %.0f %d\n", held, #(counts:kafka_stats().assigned or {}),
-      #(lines:kafka_stats().assigned or {}), first_ms, last_ms, moved_ms, lines:kafka_stats().rebalances or 0))
+    f:write(string.format("%d %d %d %.0f %.0f %.0f %d %.1f %.1f\n", held, #(counts:kafka_stats().assigned or {}),
+      #(lines:kafka_stats().assigned or {}), first_ms, last_ms, moved_ms, lines:kafka_stats().rebalances or 0,
+      send_ms, keyed_ms))
     f:close()
     os.rename(out .. ".tmp", out)
   end)
@@ -134,10 +144,12 @@ local function run(nproc)
   end
   local function status(m)
     local f = io.open(string.format("%s/m%d", dir, m))
-    if not f then return 0, 0, 0, 0, 0, 0, 0 end
-    local held, state_parts, input_parts, first_ms, last_ms, moved_ms, rebalances = f:read("*n", "*n", "*n", "*n", "*n", "*n", "*n")
+    if not f then return 0, 0, 0, 0, 0, 0, 0, 0, 0 end
+    local held, state_parts, input_parts, first_ms, last_ms, moved_ms, rebalances, send_ms, keyed_ms =
+      f:read("*n", "*n", "*n", "*n", "*n", "*n", "*n", "*n", "*n")
     f:close()
-    return held or 0, state_parts or 0, input_parts or 0, first_ms or 0, last_ms or 0, moved_ms or 0, rebalances or 0
+    return held or 0, state_parts or 0, input_parts or 0, first_ms or 0, last_ms or 0, moved_ms or 0,
+      rebalances or 0, send_ms or 0, keyed_ms or 0
   end
   sleep_ms(1500) -- (the members load)
   for m = 1, nproc do io.open(string.format("%s/m%d.go", dir, m), "w"):close() end
@@ -155,11 +167,12 @@ local function run(nproc)
     assert(now() - t_launch < 300, "the members did not count every word within 300 s")
     sleep_ms(100)
   until held >= total
-  local first, last_in, last = math.huge, 0, 0
+  local first, last_in, last, send_s, keyed_s = math.huge, 0, 0, 0, 0
   for m = 1, nproc do
-    local _, _, _, first_ms, last_ms, moved_ms = status(m)
+    local _, _, _, first_ms, last_ms, moved_ms, _, send_ms, keyed_ms = status(m)
     if first_ms > 0 then first = math.min(first, first_ms) end
     last_in, last = math.max(last_in, last_ms), math.max(last, moved_ms)
+    send_s, keyed_s = send_s + send_ms / 1000, keyed_s + keyed_ms / 1000
   end
   local member_cpu = 0
   local pids = {}
@@ -177,7 +190,7 @@ local function run(nproc)
   os.execute("rm -rf " .. dir)
   mock:close()
   return { total = total, held = held, secs = (last_in - first) / 1000, after = (last - last_in) / 1000,
-    member_cpu = member_cpu,
+    member_cpu = member_cpu, send_s = send_s, keyed_s = keyed_s,
     broker_cpu = broker_cpu, shares = table.concat(shares, " "), rebalanced = rebalanced }
 end
 
@@ -185,8 +198,9 @@ local cores = core.cores()
 print(string.format("%d lines of %s into %d partitions, produced before the members start; %d state"
   .. " partitions; 1 worker per process; %d cores (shared)", LINES, VOCAB and VOCAB .. " distinct words"
   or "16 distinct words", PARTS, STATE_PARTS, cores))
-print(string.format("%-10s %-9s %-8s %-10s %-13s %-12s %-11s %-12s %-12s %s", "processes", "words",
-  "seconds", "words/s", "words/s/core", "members CPU", "broker CPU", "words/CPU-s", "state after", "input/state partitions per member (input rebalances)"))
+print(string.format("%-10s %-9s %-8s %-10s %-13s %-12s %-11s %-12s %-12s %-11s %-11s %s", "processes", "words",
+  "seconds", "words/s", "words/s/core", "members CPU", "broker CPU", "words/CPU-s", "state after",
+  "send tasks", "keyed tasks", "input/state partitions per member (input rebalances)"))
 for _, nproc in ipairs(COUNTS) do
   -- A run whose group moved partitions after its first assignment (the embedded broker's
   -- rebalances, see the guide) times the moves, not the cluster: it is run again (3 tries).
@@ -197,8 +211,8 @@ for _, nproc in ipairs(COUNTS) do
     print(string.format("# %d processes, try %d: the group rebalanced during the run (%.2f s); again", nproc, try, r.secs))
   end
   -- Per core: the cores the members could use at once (one worker each, at most the machine's).
-  print(string.format("%-10d %-9d %-8.2f %-10.0f %-13.0f %-12.2f %-11.2f %-12.0f %-12.2f %s", nproc, r.total,
-    r.secs, r.total / r.secs, r.total / r.secs / math.min(nproc, cores), r.member_cpu, r.broker_cpu,
-    r.total / r.member_cpu, r.after, r.shares))
+  print(string.format("%-10d %-9d %-8.2f %-10.0f %-13.0f %-12.2f %-11.2f %-12.0f %-12.2f %-11.2f %-11.2f %s", nproc,
+    r.total, r.secs, r.total / r.secs, r.total / r.secs / math.min(nproc, cores), r.member_cpu, r.broker_cpu,
+    r.total / r.member_cpu, r.after, r.send_s, r.keyed_s, r.shares))
   io.stdout:flush()
 end
