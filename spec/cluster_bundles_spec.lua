@@ -1,6 +1,7 @@
 -- Cluster mode's repartition topic carries bundles (dstream.worker.bundles): a map task sends
 -- one message per state partition it has pairs for, not one per key, and splits a bundle that
--- passes 512 KiB. The messages are counted and measured with kcat, a Kafka client nobody here
+-- passes 512 KiB; an event-time window's largest timestamp per task rides in the same bundles.
+-- The messages are counted and measured with kcat, a Kafka client nobody here
 -- wrote, against an embedded broker in this process; the state must still hold every pair
 -- (counted here in plain Lua). The first cluster join takes the embedded broker about 3 s.
 package.path = "spec/helpers/?.lua;" .. package.path
@@ -30,7 +31,8 @@ describe("cluster mode's repartition bundles", function()
   setup(function()
     mock = kafka.mock_cluster { brokers = 1, topics = { bu_in = 1, ["spec-bu-counts-repartition"] = 3,
       ["spec-bu-counts-changelog"] = 3, bs_in = 1, ["spec-bs-sizes-repartition"] = 1,
-      ["spec-bs-sizes-changelog"] = 1 } }
+      ["spec-bs-sizes-changelog"] = 1, be_in = 1, ["spec-be-events-repartition"] = 3,
+      ["spec-be-events-changelog"] = 3 } }
     B = mock:bootstrap()
     producer = kafka.producer { brokers = B }
   end)
@@ -163,5 +165,40 @@ describe("cluster mode's repartition bundles", function()
       if i < #msgs then assert.is_true(m[2] >= bundles.LIMIT, "message " .. i .. ": " .. m[2] .. " bytes") end
     end
     assert.is_true(total >= 30 * VALUE and total < 30 * (VALUE + 100), total .. " bytes in all")
+  end)
+
+  it("an event-time window's map side puts its largest timestamp in each partition's bundle", function()
+    -- 600 records of 300 keys, all in the window [0, 4 s): each partition's bundle holds its
+    -- keys' partial counts and the task's largest timestamp (key nil), from which the keyed
+    -- stage moves its watermark: one message per state partition (303 before bundles).
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-be" }
+    local s = ctx:kafka_stream { brokers = B, topic = "be_in", start = "earliest", conf = CONF }
+    local latest = {}
+    s:map(function(line)
+      local k, ts = line:match("^(%S+) (%d+)$")
+      return k, tonumber(ts)
+    end):event_time(function(_, ts) return ts end, { watermark = "30s", emit = "update" })
+      :map_values(function() return 1 end)
+      :reduce_by_key_and_window(function(a, b) return a + b end, "4s", "4s", { partitions = 3 })
+      :name("events")
+      :foreach_rdd(function(rdd)
+        for _, kv in ipairs(rdd:collect()) do latest[kv[1] .. "@" .. kv[2].start] = kv[2].value end
+      end)
+    local lines = {}
+    for i = 1, 600 do lines[i] = string.format("k%d %d", i % 300, 1000 + i) end
+    local ok, err = pcall(function()
+      ctx:start()
+      produce("be_in", lines)
+      run(ctx, s, #lines, function()
+        for i = 0, 299 do if latest["k" .. i .. "@0"] ~= 2 then return false end end
+        return true
+      end)
+    end)
+    pcall(ctx.stop, ctx)
+    if not ok then error(err, 0) end
+    local keys = 0
+    for _ in pairs(latest) do keys = keys + 1 end
+    assert.are.equal(300, keys) -- (every key in the one window, each counted twice)
+    assert.are.equal(3, #messages("spec-be-events-repartition"))
   end)
 end)
