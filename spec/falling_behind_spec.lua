@@ -42,6 +42,31 @@ describe("a job falling behind", function()
     assert.truthy(out:find("falling behind", 1, true) < out:find("caught up", 1, true))
   end)
 
+  it("is warned about when a foreach_rdd holds the driver up: the delays count from the batch time", function()
+    -- foreach_rdd blocks the driver's loop 300 ms per batch of 100 ms for 4 batches: the next
+    -- batches are made late, in a burst, and must not show a scheduling delay of 0.
+    local out = H.run_script([[
+      local dstream = require("dstream")
+      local ctx = dstream.context { batch = "100ms", workers = 1, name = "blockingjob" }
+      local n, worst = 0, 0
+      ctx:rate_stream { rows_per_second = 10 }:foreach_rdd(function()
+        n = n + 1
+        if n <= 4 then os.execute("sleep 0.3") end
+      end)
+      ctx:on_batch_completed(function(info)
+        worst = math.max(worst, info.scheduling_delay_ms)
+        assert(info.total_delay_ms >= info.scheduling_delay_ms)
+      end)
+      ctx:start()
+      ctx:await_termination(1.6)
+      ctx:stop()
+      print("WORST " .. worst)
+    ]])
+    local worst = tonumber(out:match("WORST ([%d.]+)"))
+    assert.truthy(worst and worst >= 500, out) -- the 4th batch starts 600 ms after its time
+    assert.truthy(out:match(STAMP .. "blockingjob is falling behind: "), out)
+  end)
+
   it("says nothing when batches keep up", function()
     local out = H.run_script([[
       local dstream = require("dstream")

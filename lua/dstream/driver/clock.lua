@@ -33,7 +33,12 @@ function Clock:_generate(time, rerun)
     local ok, err = batch_log.write(self, time, logged)
     if not ok then return self:_fail("batch log of batch " .. string.format("%d", time) .. " ms: " .. err) end
   end
-  self.queue[#self.queue + 1] = { time = time, generated_at = core.now_ms(), records = records,
+  -- The delays count from when the batch was due, as Spark's from its batch time: on the
+  -- system clock that is its time, even when the driver's loop was held up (a foreach_rdd that
+  -- blocks) and made it late; a manual or re-run batch is due when it is made.
+  local now = core.now_ms()
+  local due = (self.clock == "system" and not rerun) and math.min(time, now) or now
+  self.queue[#self.queue + 1] = { time = time, generated_at = now, due_at = due, records = records,
     sources = per_source }
   self:_pump()
 end
@@ -106,7 +111,7 @@ function Clock:_pump()
   end
   self.running = batch
   batch.started_at = core.now_ms()
-  batch.scheduling_delay_ms = batch.started_at - batch.generated_at
+  batch.scheduling_delay_ms = batch.started_at - batch.due_at
   batch.stages = {}
   self:_notify("batch_started", batch)
   scheduler.spawn(function() self:_run_batch(batch) end, function(ok, err)
@@ -119,7 +124,7 @@ function Clock:_pump()
     end
     batch.finished_at = core.now_ms()
     batch.processing_ms = batch.finished_at - batch.started_at
-    batch.total_delay_ms = batch.finished_at - batch.generated_at
+    batch.total_delay_ms = batch.finished_at - batch.due_at
     self.batches[#self.batches + 1] = batch
     if #self.batches > 100 then table.remove(self.batches, 1) end
     self:_cleanup(batch.time)
