@@ -170,6 +170,21 @@ function Source:set_positions(list, merge)
         or type(o.offset) ~= "number" then
       util.raise("set_positions: entry " .. i .. " must be { topic = s, partition = n, offset = n }")
     end
+    -- The user's positions (a checkpoint's are dstream's own): a topic the stream does not
+    -- read, or an offset that is no offset, would be kept in positions() and checkpoints for
+    -- ever without starting anything.
+    if not merge then
+      local reads = false
+      for _, t in ipairs(self.topics) do reads = reads or t == o.topic end
+      if not reads then
+        util.raise("set_positions: entry " .. i .. " names topic " .. o.topic .. ", which this stream does not read ("
+          .. table.concat(self.topics, ", ") .. ")")
+      end
+      if o.partition < 0 or o.offset < 0 or o.partition % 1 ~= 0 or o.offset % 1 ~= 0 then
+        util.raise("set_positions: entry " .. i .. ": partition and offset must be whole numbers of at least 0"
+          .. " (the log's ends are start = \"earliest\" or \"latest\")")
+      end
+    end
     local k = tp_key(o.topic, o.partition)
     byk[k] = { topic = o.topic, partition = o.partition, offset = o.offset }
     -- A checkpoint's position came from a completed batch unless it says otherwise; the
