@@ -470,6 +470,7 @@ describe("a window's value kept on the workers", function()
     end)
     assert.matches("the window of batch 1000 ms is no longer kept on the workers", err, 1, true)
     assert.matches("collect() it to keep it longer", err, 1, true)
+    assert.matches("task failed, not retried", err, 1, true) -- a retry would not find it either
   end)
 end)
 

@@ -17,7 +17,7 @@ return function(W)
   local operators = W.operators
   local shipped, current, emit = W.shipped, W.current, W.emit
   local store_of = require("dstream.worker.store").store_of
-  local key_of = require("dstream.worker.task").key_of
+  local key_of, records_error = require("dstream.worker.task").key_of, require("dstream.worker.task").records_error
   local pairs, ceil, type = pairs, math.ceil, type
   local table_new = require("table.new")
   -- A partition's store -> batch time -> the window's value (key -> value). Weak: a store
@@ -27,10 +27,10 @@ return function(W)
   function W.kept_result(id, part, time)
     local by_time = kept[store_of(id, part)]
     local t = by_time and by_time[time]
-    if not t then
-      error(string.format("the window of batch %d ms is no longer kept on the workers: a window's "
+    if not t then -- (another attempt would not find it either: the task is not retried)
+      records_error(string.format("the window of batch %d ms is no longer kept on the workers: a window's "
         .. "batch can be read while the job remembers it (during its batch, or as long as a "
-        .. "window over it needs it); collect() it to keep it longer", time), 0)
+        .. "window over it needs it); collect() it to keep it longer", time))
     end
     return t
   end
