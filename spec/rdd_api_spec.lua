@@ -135,6 +135,15 @@ for _, cfg in ipairs(H.configs({ 1, 4 }, { 1, 3, 4 })) do
           assert.is_false(ok)
           assert.matches("sort_by: sort keys m", tostring(err))
         end
+        -- Array keys whose elements mix kinds (SQL's ORDER BY over a column holding both): found
+        -- while the partition sorts on its worker, which fails once (the same records again
+        -- would meet the same keys).
+        local ok, err = pcall(with, function(ctx)
+          return ctx:parallelize({ { 1, "a" }, { 1, 2 } }, 1):sort_by(identity, true, 1):collect()
+        end)
+        assert.is_false(ok)
+        assert.matches("task failed, not retried", tostring(err), 1, true)
+        assert.matches("sort_by: elements 2 of two array sort keys are a", tostring(err), 1, true)
       end)
 
       it("raises on bad arguments at the caller's line", function()

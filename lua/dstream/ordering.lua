@@ -8,6 +8,10 @@ local type, error, tostring = type, error, tostring
 
 local M = {}
 
+-- Raises the error of two keys that have no order. The workers set it to fail the task without
+-- a retry (dstream.worker.task.records_error): the same records would meet the same keys.
+function M.unordered(msg) error(msg, 0) end
+
 local function bad_kind(who, k, kind)
   if k ~= k then error(who .. ": a sort key is NaN, which has no order", 0) end
   local tk = type(k)
@@ -39,8 +43,8 @@ function M.less(x, y, who)
     if a ~= b then
       local ta = type(a)
       if ta ~= type(b) or (ta ~= "number" and ta ~= "string") or a ~= a or b ~= b then
-        error((who or "sort") .. ": elements " .. i .. " of two array sort keys are a " .. ta
-          .. " and a " .. type(b) .. ", which have no order", 0)
+        M.unordered((who or "sort") .. ": elements " .. i .. " of two array sort keys are a " .. ta
+          .. " and a " .. type(b) .. ", which have no order")
       end
       return a < b
     end

@@ -16,6 +16,7 @@ return function(W)
   local buckets, emit_buckets = task.buckets, task.emit_buckets
   local type, floor, pcall = type, math.floor, pcall
   local not_pair, nil_key, records_error = task.not_pair, task.nil_key, task.records_error
+  ordering.unordered = records_error -- (this Lua state is a worker's)
 
   -- A key of another kind than the keys before it (or no order at all): the records are
   -- wrong, so the task is not retried. Called only off the per-record fast path.
