@@ -498,7 +498,8 @@ static int kp_prepare(lua_State *L) {
 }
 
 /* p:send(topic, value [, key [, partition [, headers]]]) -> true | nil, err
- * value/key nil: null; headers: array of { name, value }. */
+ * value/key nil: null; headers: array of { name, value } or { key = name, value = v } (the
+ * shape with_meta records carry, so a record's headers can be sent on as they are). */
 static int kp_send(lua_State *L) {
   lproducer *lp = check_producer(L);
   const char *topic = luaL_checkstring(L, 2);
@@ -512,11 +513,22 @@ static int kp_send(lua_State *L) {
     luaL_checktype(L, 6, LUA_TTABLE);
     nh = (int)lua_objlen(L, 6);
     if (nh > 64) return luaL_error(L, "at most 64 headers per message");
+    if (nh == 0) { /* { name = value }: a header's order and repeats need a list */
+      lua_pushnil(L);
+      if (lua_next(L, 6)) return luaL_error(L, "headers must be a list of { name, value }, not a table by name");
+    }
     for (int i = 0; i < nh; i++) {
       lua_rawgeti(L, 6, i + 1);
-      if (!lua_istable(L, -1)) return luaL_error(L, "header %d must be a table { name, value }", i + 1);
+      if (!lua_istable(L, -1))
+        return luaL_error(L, "header %d must be a table { name, value } or { key = name, value = v }", i + 1);
       lua_rawgeti(L, -1, 1);
-      lua_rawgeti(L, -2, 2);
+      if (lua_isnil(L, -1)) { /* { key =, value = } */
+        lua_pop(L, 1);
+        lua_getfield(L, -1, "key");
+        lua_getfield(L, -2, "value");
+      } else {
+        lua_rawgeti(L, -2, 2);
+      }
       if (lua_type(L, -2) != LUA_TSTRING) return luaL_error(L, "header %d: the name must be a string", i + 1);
       hs[i].name = lua_tostring(L, -2);
       hs[i].value = lua_isnil(L, -1) ? NULL : lua_tolstring(L, -1, &hs[i].len);

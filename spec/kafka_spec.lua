@@ -289,8 +289,11 @@ describe("kafka", function()
 
   it("with_key gives (key, value) pairs and with_meta gives tables with headers", function()
     produce("keyed", { "a", "b", "c" }, function(i) return "k" .. i end,
-      function(i) return { { "h", "x" .. i }, { "empty" } } end)
+      function(i) return i == 3 and { { key = "h", value = "x3" }, { key = "empty" } } or { { "h", "x" .. i }, { "empty" } } end)
     produce("keyed", { "tombstone-key" }, function() return nil end)
+    local ok, err = pcall(producer.send, producer, "keyed", "x", nil, nil, { h = "x" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("headers must be a list of { name, value }", 1, true), err)
     assert(producer:send("keyed", nil, "deleted"))
     assert(producer:flush(10000))
     with_ctx(manual(), function(ctx)
@@ -318,6 +321,8 @@ describe("kafka", function()
       assert.is_number(first.offset)
       assert.is_true(first.timestamp > 1.6e12)
       assert.are.same({ { key = "h", value = "x1" }, { key = "empty" } }, first.headers)
+      -- headers given in that shape ({ key =, value = }) to send: the same
+      assert.are.same({ { key = "h", value = "x3" }, { key = "empty" } }, metas[4].headers)
       local deleted = metas[1] -- the null value sorts first
       assert.are.equal("deleted", deleted.key)
       assert.is_nil(deleted.value)
