@@ -320,6 +320,23 @@ describe("checkpoint restore after a graceful stop", function()
   end)
 end)
 
+describe("a checkpoint directory is one running context's", function()
+  it("a second context started on it while the first runs is refused, naming the first", function()
+    local dir = H.tmpdir()
+    local a = dstream.context { clock = "manual", workers = 1, checkpoint = dir, name = "first" }
+    local b = dstream.context { clock = "manual", workers = 1, checkpoint = dir .. "/" }
+    a:queue_stream({ { 1 } }):print()
+    b:queue_stream({ { 2 } }):print()
+    a:start()
+    local ok, err = pcall(b.start, b)
+    a:stop()
+    b:stop()
+    H.rmdir(dir)
+    assert.is_false(ok)
+    assert.matches("start: context 'first' is running with checkpoint directory " .. dir, tostring(err), 1, true)
+  end)
+end)
+
 describe("state matched to operators", function()
   local INPUT = pair_batches(8, 202)
   local function sum_state(values, s)

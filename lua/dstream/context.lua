@@ -409,6 +409,18 @@ function Context:start()
   if #self.outputs == 0 then
     util.raise("start: no output operation is registered: add print, foreach_rdd or save_as_text_files to a stream")
   end
+  if self.checkpoint_dir then
+    -- Two running contexts in one directory would overwrite each other's checkpoints and
+    -- batch logs, and each restart would take the other's (--checkpoint is every context's).
+    local dir = self.checkpoint_dir:gsub("/+$", "")
+    for other in pairs(live) do
+      if other ~= self and other.state == "active" and other.checkpoint_dir
+          and other.checkpoint_dir:gsub("/+$", "") == dir then
+        util.raise("start: context '" .. other.name .. "' is running with checkpoint directory " .. dir
+          .. ": give each context a directory of its own (context{ checkpoint = dir }), or stop it first")
+      end
+    end
+  end
   self.monitor:start(2)
   if self.checkpoint_dir then self:_recover() end
   -- Batches logged after the checkpoint take their input again before the sources open, so a
