@@ -196,7 +196,7 @@ function M.restore(ctx, doc)
     local saved = doc.states[key]
     if saved then
       if saved.kind ~= entry.kind then
-        error(string.format("the checkpoint in %s holds the state of a %s for stateful operator %s, but that operator is now a %s: this change makes the state unusable. %s",
+        error(string.format("the checkpoint in %s holds the state of %s for stateful operator %s, but that operator is now %s: this change makes the state unusable. %s",
           ctx.checkpoint_dir, saved.kind, entry.name and ("'" .. entry.name .. "'") or ("#" .. entry.position),
           entry.kind, fresh_hint(ctx)), 0)
       end
