@@ -45,12 +45,14 @@ MOVE=240
 start_kafka_mock "words:$PARTS" "$APP-counts-repartition:$N" "$APP-counts-changelog:$N" \
   "$APP-windows-repartition:$N" "$APP-windows-changelog:$N"
 
-# 12,000 lines in chunks of 100, one a second: 40 chunks flow while b joins, 40 around the kill
-# and the restart, the rest around the leave; the last five once the leave is done.
+# 12,000 lines in chunks of 100, one every 2.5 s, so that input flows when partitions change
+# hands: 40 chunks (100 s) from a's start through b's join, 50 (125 s) from the kill through
+# b's session timing out and a taking its partitions, 25 (62 s) through a's leave; the last five
+# once the leave is done.
 make_text 31 12000 "$WORK/input.txt"
 split -l 100 -d -a 3 "$WORK/input.txt" "$WORK/chunk-"
 CHUNKS=$(ls "$WORK"/chunk-* | wc -l)
-bg produce words 1 "40:go-kill" "80:go-leave"
+bg produce words 2.5 "40:go-kill" "90:go-leave"
 
 # start NAME: a process of the job with its own checkpoint directory (pid in PID_<NAME>), its
 # page on a free port.
