@@ -108,24 +108,24 @@ verify() {
 # ---- run 1: session.timeout.ms = 3 s ----
 bg produce words 0.15
 start p1 words 3000
-step "one process owns every partition" 20 "p1=$PARTS" p1
+step "one process owns every partition" 60 "p1=$PARTS" p1
 start p2 words 3000
-step "scale out 1 -> 2: the partitions are shared" 20 "p1=3 p2=3" p1 p2
+step "scale out 1 -> 2: the partitions are shared" 60 "p1=3 p2=3" p1 p2
 start p3 words 3000
-step "scale out 2 -> 3" 20 "p1=2 p2=2 p3=2" p1 p2 p3
+step "scale out 2 -> 3" 60 "p1=2 p2=2 p3=2" p1 p2 p3
 kill -TERM "$PID_p3"
 wait_exit "$PID_p3" 15
 check "a graceful leave (SIGTERM) ends the process with status 0" [ "$EXIT_STATUS" = 0 ]
-step "after the leave 3 -> 2, its partitions moved to the others" 20 "p1=3 p2=3" p1 p2
+step "after the leave 3 -> 2, its partitions moved to the others" 60 "p1=3 p2=3" p1 p2
 DUPS_BEFORE_KILL=$(cat "$WORK"/p*.lines | sort | uniq -d | wc -l)
 check "no record processed twice over the scale-outs 1 -> 2 -> 3 and the leave 3 -> 2 ($DUPS_BEFORE_KILL)" \
   [ "$DUPS_BEFORE_KILL" = 0 ]
 kill -KILL "$PID_p2"
 wait_exit "$PID_p2" 5
 : >"$WORK/p2.owned"
-step "after a SIGKILL, its partitions moved once its session timed out" 20 "p1=$PARTS" p1
+step "after a SIGKILL, its partitions moved once its session timed out" 60 "p1=$PARTS" p1
 start p2 words 3000
-step "the killed process restarted gets partitions back" 20 "p1=3 p2=3" p1 p2
+step "the killed process restarted gets partitions back" 60 "p1=3 p2=3" p1 p2
 touch "$WORK/go-words"
 verify words p1 p2 p3
 check "run 1: every input record was processed ($LOST lost)" [ "$LOST" = 0 ]
@@ -151,7 +151,7 @@ for n in p1 p2; do wait_exit "$(eval echo "\$PID_$n")" 15; done
 # session timeout: see the guide; cluster_defaults.sh moves partitions at the defaults.) ----
 bg produce calm 0.05
 start q1 calm default
-step "defaults: one process owns every partition" 20 "q1=$PARTS" q1
+step "defaults: one process owns every partition" 60 "q1=$PARTS" q1
 touch "$WORK/go-calm"
 verify calm q1
 check "run 2: every input record was processed ($LOST lost)" [ "$LOST" = 0 ]

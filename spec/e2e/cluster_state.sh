@@ -103,11 +103,11 @@ start() {
 bg produce words 0.8 "$FIRST:go-words-first"
 mkdir -p "$WORK/ck-p2"
 start p1 st1 words 3000
-step "one process owns every state partition" 25 "p1=$N" p1
+step "one process owns every state partition" 60 "p1=$N" p1
 start p2 st1 words 3000 --checkpoint "$WORK/ck-p2"
-step "scale out 1 -> 2: the state partitions are shared" 25 "p1=3 p2=3" p1 p2
+step "scale out 1 -> 2: the state partitions are shared" 60 "p1=3 p2=3" p1 p2
 start p3 st1 words 3000 --log-level info --ui 127.0.0.1:0
-step "scale out 2 -> 3" 25 "p1=2 p2=2 p3=2" p1 p2 p3
+step "scale out 2 -> 3" 60 "p1=2 p2=2 p3=2" p1 p2 p3
 check "a process that joins restores its state partitions from the changelog" \
   wait_until 15 grep -q "state partition [0-9] brought up to date from the changelog (offsets 0 to [1-9][0-9]*): [1-9]" "$WORK/p3.err"
 grep "brought up to date" "$WORK/p3.err" | sed 's/^.*info: /#   p3: /' | head -n 3
@@ -152,7 +152,7 @@ fi
 kill -TERM "$PID_p3"
 wait_exit "$PID_p3" 15
 check "a graceful leave (SIGTERM) ends the process with status 0" [ "$EXIT_STATUS" = 0 ]
-step "after the leave 3 -> 2, its state partitions moved to the others" 25 "p1=3 p2=3" p1 p2
+step "after the leave 3 -> 2, its state partitions moved to the others" 60 "p1=3 p2=3" p1 p2
 settle 30 "$(words_in "$WORK/input-first.txt")" p1 p2
 verify "run 1, moves without a kill" "$WORK/input-first.txt" p1 p2
 check "run 1, moves without a kill: every word counted exactly once (no duplicates: $DUPS)" [ "$DUPS" = 0 ]
@@ -165,7 +165,7 @@ kill -KILL "$PID_p2"
 wait_exit "$PID_p2" 5
 mv "$WORK/p2.ranges" "$WORK/p2-killed.ranges"
 rm -f "$WORK/p2.state"
-step "after a SIGKILL, its state partitions moved once its session timed out" 25 "p1=$N" p1
+step "after a SIGKILL, its state partitions moved once its session timed out" 60 "p1=$N" p1
 : >"$WORK/p2.err"
 start p2 st1 words 3000 --checkpoint "$WORK/ck-p2" --log-level info
 check "the killed process restarted gets state partitions back" shared 25 p1 p2
