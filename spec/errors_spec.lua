@@ -519,3 +519,31 @@ describe("what the interpreter prints for an error that escapes the script (issu
     assert.is_nil((cli.check_option("cluster", "a b", {})))
   end)
 end)
+
+describe("a failed action on a static dataset", function()
+  local ctx
+  before_each(function() ctx = H.context({ workers = 2, partitions = 2 }) end)
+  after_each(function() pcall(ctx.stop, ctx) end)
+
+  -- (no `return` in the pcall'd functions: a tail call would hide the action's line)
+  it("names the action's line first, then attempts, stage, partition, record and the closure's line", function()
+    local rdd = ctx:parallelize({ 1, 2, "x" })
+    local map_line = debug.getinfo(1, "l").currentline + 1
+    local mapped = rdd:map(function(x) return x + 1 end)
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() local r = mapped:collect(); return r end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "task failed after 4 attempts (static dataset, collect, partition ",
+      'record "x"', "errors_spec.lua:" .. map_line .. ": attempt to perform arithmetic" })
+  end)
+
+  it("an error in reduce's function and one not retried (SQL over a static table) name it too", function()
+    local rdd = ctx:parallelize({ 1, 2, 3, 4 })
+    local line = debug.getinfo(1, "l").currentline; local ok, err = pcall(function() local r = rdd:reduce(function() error("bad fold") end); return r end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "(static dataset, reduce, partition ", "bad fold" })
+    ctx:parallelize({ { "bo", "old" } }):to_table("bad", { "name", "age" })
+    line = debug.getinfo(1, "l").currentline; ok, err = pcall(function() local r = ctx:sql("SELECT age * 2 AS twice FROM bad"):collect(); return r end)
+    assert.is_false(ok)
+    assert_blames(err, line, { "task failed, not retried", 'record ["bo","old"]', '"old" is not a number' })
+  end)
+end)

@@ -4,6 +4,7 @@
 -- the scheduler, and each shuffle's map side runs once before the stage that reads it.
 -- Driver's Lua state.
 local buffer = require("string.buffer")
+local util = require("dstream.util")
 
 local Planner = {}
 
@@ -153,11 +154,19 @@ end
 -- the call after run_tasks keeps the table reachable that long.
 local function keep(_) end
 
+-- A failed task raises: in a batch's job as it is (the clock adds the batch, and ctx:advance
+-- or await_termination raises it at the user's line); outside one (an action on a static
+-- dataset) at the line of the action, as any error of the public API.
+local function run(self, term, stage)
+  return self.ctx:_scheduler():run_tasks(self:_tasks(self:_plans(), term, stage))
+end
+
 function Planner:_run(term, stage, holds)
-  local specs = self:_tasks(self:_plans(), term, stage)
-  local results = self.ctx:_scheduler():run_tasks(specs)
+  local ok, results = pcall(run, self, term, stage)
   keep(holds)
-  return results
+  if ok then return results end
+  if self.ctx:_scheduler():in_job() or results == "interrupted" then error(results, 0) end
+  util.raise(results)
 end
 
 return Planner

@@ -129,6 +129,12 @@ function M:_on_done(id, status, err, outputs, info)
   end
 end
 
+-- Whether the caller runs in a job (a batch's outputs): its actions wait by yielding.
+function M:in_job()
+  local co = coroutine.running()
+  return co ~= nil and job_threads[co] ~= nil
+end
+
 -- Submits every spec ({ desc = bytes, inputs = {slices}, time, part, stage, affinity }) and
 -- returns the outputs of each task: an array of { target, slice }.
 function M:run_tasks(specs)
