@@ -123,6 +123,25 @@ describe("cluster mode's repartition bundles", function()
       run(ctx, s, #second, matches(want))
       -- The second batch's bundles are messages of their own: three more.
       assert.are.equal(6, #messages("spec-bu-counts-repartition"))
+      -- Yet the keyed stage's input counts the 3500 pairs it applied, not the 6 messages: in
+      -- /api/batches (per batch, and its stage's records in) and in /metrics.
+      local status, _, body = ctx.monitor:handle("GET", "/api/batches", "n=100", "127.0.0.1")
+      assert.are.equal(200, status)
+      local from_input, from_stage = 0, 0
+      for _, b in ipairs(require("cjson").decode(body)) do
+        for _, src in ipairs(b.sources) do
+          if src.name:find("(repartition)", 1, true) then from_input = from_input + src.records end
+        end
+        for _, st in ipairs(b.stages) do
+          if st.name == "update_state_by_key" then from_stage = from_stage + st.records_in end
+        end
+      end
+      assert.are.equal(#first + #second, from_input)
+      assert.are.equal(#first + #second, from_stage)
+      local metrics = select(3, ctx.monitor:handle("GET", "/metrics", "", "127.0.0.1"))
+      local line = metrics:match('\n(dstream_source_records_total{[^\n]*%(repartition%)[^\n]*)')
+      assert.is_truthy(line, metrics)
+      assert.are.equal(#first + #second, tonumber(line:match(" (%d+)$")), line)
     end)
     pcall(ctx.stop, ctx)
     if not ok then error(err, 0) end

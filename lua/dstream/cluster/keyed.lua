@@ -21,6 +21,7 @@
 local cluster_metrics = require("dstream.cluster.metrics")
 local holding = require("dstream.cluster.holding")
 local core = require("dstream.core")
+local entry_counts = require("dstream.cluster.entry_counts")
 local kafka_source = require("dstream.sources.kafka")
 local rdd_mod = require("dstream.rdd")
 local stream_mod = require("dstream.stream")
@@ -108,13 +109,14 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
 
   local restore_acc, after_batch = cluster_metrics.operator(ctx, K, n,
     function() return operator_name(entry, who) end, id)
+  local entries_acc, count_entries = entry_counts.new(ctx, K) -- (the input counts entries, not bundles)
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
     kafka_ms = TIMEOUT_MS, who = who .. " (repartition)" }
   for k, v in pairs(opts and opts.send or {}) do send_term[k] = v end
   local function stage_op(range, time)
     local op = { kind = kind, state = id, keys_acc = keys_acc, brokers = brokers, conf = {},
       conf_key = "", changelog = topics.changelog, from = range.from, ["until"] = range["until"],
-      kafka_ms = TIMEOUT_MS, who = who, restore_acc = restore_acc }
+      kafka_ms = TIMEOUT_MS, who = who, restore_acc = restore_acc, entries_acc = entries_acc }
     for k, v in pairs(type(fields) == "function" and fields(time) or fields) do op[k] = v end
     return op
   end
@@ -143,6 +145,7 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
       if #run > 0 then
         results = ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return term end, who))
       end
+      count_entries(time)
     end
     held:settle(owned)
     after_batch(owned)

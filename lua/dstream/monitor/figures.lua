@@ -89,7 +89,9 @@ function M.input_info(input)
   if src and src.stats then
     local ok, st = pcall(src.stats, src)
     if ok and type(st) == "table" then -- sources written elsewhere may report less
-      info.records = tonumber(st.records) or info.records
+      -- (records_from_batches: the source's own count is of something else, such as the
+      -- bundles of cluster mode's repartition input, dstream.cluster.entry_counts.)
+      if not input.records_from_batches then info.records = tonumber(st.records) or info.records end
       info.max_rate = st.max_rate
       info.rate_limit = st.rate_limit
       info.throttled = st.throttled

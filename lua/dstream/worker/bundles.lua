@@ -58,22 +58,26 @@ function M.writer(ship, limit)
 end
 
 -- A reader of bundles: each(raw) calls push(k, v) (push(k, v, extra) when `extra`) for every
--- entry of the bundle `raw`, in the order the map task added them.
+-- entry of the bundle `raw`, in the order the map task added them, and returns how many.
 function M.reader(push, extra)
   local dec = buffer.new()
   return function(raw)
     dec:set(raw)
+    local n = 0
     if extra then
       while #dec > 0 do
         local k, v = dec:decode(), dec:decode()
         push(k, v, dec:decode())
+        n = n + 1
       end
     else
       while #dec > 0 do
         local k, v = dec:decode(), dec:decode()
         push(k, v)
+        n = n + 1
       end
     end
+    return n
   end
 end
 

@@ -130,7 +130,9 @@ local function execute(task, desc)
     end
   end
   finish()
-  task.records_in = records
+  -- (An operator that reads its records itself, as cluster mode's keyed stage decoding bundles,
+  -- says how many it read: current.records_in.)
+  task.records_in = current.records_in or records
 end
 
 -- Accumulator updates travel back as an output for target -1: { ids, values }.
@@ -173,7 +175,7 @@ function M.run(task_ptr)
   desc_reader:set(task.desc, task.desc_len)
   local desc = desc_reader:decode()
   local on_success = {}
-  current.on_success, current.accums, current.report = on_success, nil, nil
+  current.on_success, current.accums, current.report, current.records_in = on_success, nil, nil, nil
   local co = co_create(task_body)
   local ok, err = co_resume(co, task, desc)
   if ok and co_status(co) ~= "dead" then -- a closure yielded: the task's coroutine is not its own

@@ -124,7 +124,8 @@ end
 -- do only if the whole task succeeds (state commits), and accumulator updates. no_retry:
 -- the task failed on its records (a key that cannot be a key), so running it again would
 -- fail the same way (dstream.worker sends protocol.TASK_NO_RETRY, the scheduler believes it).
-local current = { part = 0, time = 0, on_success = {}, accums = nil, no_retry = nil }
+-- records_in: the task's input records, when its operator counts them itself.
+local current = { part = 0, time = 0, on_success = {}, accums = nil, no_retry = nil, records_in = nil }
 M.current = current
 
 -- An error in the records themselves: the task fails once, it is not retried.

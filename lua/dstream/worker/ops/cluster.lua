@@ -317,15 +317,25 @@ return function(W)
 
   -- Messages of the repartition topic: each a bundle of entries (key, value) (and a third
   -- value when `extra`) pushed one by one (dstream.worker.bundles), the first `skip` messages
-  -- dropped whole (applied already: store.applied counts messages, not entries).
-  local function decoder(skip, push, extra)
-    local each = bundles.reader(push, extra)
+  -- dropped whole (applied already: store.applied counts messages, not entries). The task's
+  -- records in are the entries it applied, not the messages; so is the figure the driver
+  -- gives the batch's "(repartition)" input (spec.entries_acc, dstream.cluster.entry_counts).
+  local function decoder(spec, skip, push, extra)
+    local each, acc = bundles.reader(push, extra), spec.entries_acc
+    local entries = 0
+    current.records_in = 0
+    if acc then
+      current.accums = current.accums or {}
+      current.accums[acc] = 0
+    end
     return function(raw)
       if skip > 0 then
         skip = skip - 1
         return
       end
-      each(raw)
+      entries = entries + each(raw)
+      current.records_in = entries
+      if acc then current.accums[acc] = entries end
     end
   end
 
@@ -351,7 +361,7 @@ return function(W)
     local part = current.part
     local store, r, skip, base = prepare(spec, part)
     local push, take = W.value_lists()
-    return decoder(skip, push), function()
+    return decoder(spec, skip, push), function()
       local old = store.states
       local new, keys = W.next_states(f, old, take())
       W.report_keys(spec, keys)
@@ -375,7 +385,7 @@ return function(W)
     local part = current.part
     local store, r, skip, base = prepare(spec, part)
     local push, inner_fin = operators.map_state(spec, nxt, function() end)
-    return decoder(skip, push), function()
+    return decoder(spec, skip, push), function()
       current.state_changes = nil
       inner_fin()
       local changes, REMOVED = current.state_changes or {}, W.REMOVED

@@ -182,7 +182,7 @@ return function(W)
         for k, v in pairs(p) do dst[k] = v end
       end
     end
-    return C.decoder(skip, function(k, v, t)
+    return C.decoder(spec, skip, function(k, v, t)
       local e = ceil(t / pane) * pane
       if e <= closed then e = here end -- arrived after its window: counted where it arrived
       fold(changed, base, e, k, v, f)
@@ -326,7 +326,7 @@ return function(W)
     local top = store.meta -- the largest timestamp this state partition heard of
     local before = top and top - delay -- the watermark of the batches before
     local changed, late = {}, 0 -- start -> key -> new value
-    return C.decoder(skip, function(k, sv)
+    return C.decoder(spec, skip, function(k, sv)
       if k == nil then -- a map task's largest timestamp
         if top == nil or sv > top then top = sv end
         return
@@ -399,7 +399,7 @@ return function(W)
     local before = top and top - delay
     local incoming, late = {}, 0 -- key -> list of {ts, value}
     local kept = late_keeper(spec)
-    return C.decoder(skip, function(k, tv)
+    return C.decoder(spec, skip, function(k, tv)
       if k == nil then -- a map task's largest timestamp
         if top == nil or tv > top then top = tv end
         return
@@ -500,7 +500,7 @@ return function(W)
     local before = top and top - delay
     local added, late = {}, 0 -- start -> this batch's records
     local kept = late_keeper(spec)
-    return C.decoder(skip, function(start, list)
+    return C.decoder(spec, skip, function(start, list)
       if start == nil then -- a map task's largest timestamp
         if top == nil or list > top then top = list end
         return
