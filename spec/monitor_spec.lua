@@ -274,6 +274,16 @@ describe("the endpoint's routes", function()
     assert.are.equal("[]", body)
   end)
 
+  it("answers 400 to an n that is not a whole number from 0, saying what n takes", function()
+    for _, bad in ipairs({ "abc", "-1", "2.5", "" }) do
+      local status, _, body = ctx.monitor:handle("GET", "/api/batches", "n=" .. bad, "")
+      assert.are.equal(400, status, bad)
+      assert.are.equal("/api/batches: n is how many of the last batches to list, a whole number from 0"
+        .. " (the last 100 are kept), as /api/batches?n=10; got n=" .. bad .. "\n", body)
+    end
+    assert.are.equal(200, (ctx.monitor:handle("GET", "/api/batches", "", "")))
+  end)
+
   it("refuses other host names and unknown paths", function()
     assert.are.equal(403, (ctx.monitor:handle("GET", "/metrics", "", "evil.example")))
     assert.are.equal(403, (ctx.monitor:handle("GET", "/metrics", "", "127.0.0.1.evil.example:4040")))

@@ -233,6 +233,10 @@ check "/api/batches/<time> has the batch's stages with a row per task and their 
     and j.stages[1].task_list[1].status == "succeeded" and #j.stages[1].summary.run_ms == 5
     and j.stages[1].summary.skew >= 1 and j.stages[1].records_out > 0'
 check "/api/batches/<time> of a batch not kept is 404" [ "$(curl -s -o /dev/null -w '%{http_code}' "${url}api/batches/12345")" = 404 ]
+bad_n=$(curl -s --max-time 5 -o "$WORK/bad_n.txt" -w '%{http_code}' "${url}api/batches?n=abc")
+check "/api/batches?n=abc is 400 (not the default 100 batches)" [ "$bad_n" = 400 ]
+check "/api/batches?n=abc says what n takes" grep -q "^/api/batches: n is how many of the last batches to list, a whole number from 0" "$WORK/bad_n.txt"
+check "/api/batches?n=-1 is 400" [ "$(curl -s -o /dev/null -w '%{http_code}' "${url}api/batches?n=-1")" = 400 ]
 curl -sf --max-time 5 "${url}api/workers" -o "$WORK/workers.json"
 check "/api/workers: per worker its tasks, time busy and Lua memory" \
   json_check "$WORK/workers.json" '#j.workers == 2 and j.workers[2].worker == 1 and j.workers[1].tasks > 0

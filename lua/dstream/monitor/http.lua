@@ -137,8 +137,13 @@ function Http:handle(method, path, query, host)
   if path == "/metrics" then
     return 200, "text/plain; version=0.0.4; charset=utf-8", self.registry:render()
   elseif path == "/api/batches" then
-    local n = tonumber(query_param(query, "n") or "") or 100
-    return 200, JSON, json(self:batches_json(math.max(0, math.floor(n))))
+    local raw = query_param(query, "n")
+    local n = raw == nil and 100 or tonumber(raw:match("^%d+$"))
+    if not n then -- (a typo must not pass for the default)
+      return 400, nil, "/api/batches: n is how many of the last batches to list, a whole number"
+        .. " from 0 (the last 100 are kept), as /api/batches?n=10; got n=" .. raw .. "\n"
+    end
+    return 200, JSON, json(self:batches_json(n))
   elseif path == "/api/streams" then
     return 200, JSON, json(self:streams_json())
   elseif path:match("^/api/batches/") then
