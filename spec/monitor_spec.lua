@@ -544,6 +544,21 @@ describe("rate_stream with max_rate", function()
     assert.are.same({ 300, 300, 100, 300 }, counts)
   end)
 
+  it("backpressure limits the job's inputs, not a cluster stage's internal input", function()
+    local ctx = dstream.context { batch = "500ms", clock = "manual", workers = 1, partitions = 1,
+      backpressure = true }
+    local own = ctx:rate_stream { rows_per_second = 1000 }
+    local internal = ctx:rate_stream { rows_per_second = 1000 }
+    ctx.inputs[#ctx.inputs].internal = true -- as cluster/keyed.lua marks its repartition input
+    own:union(internal):foreach_rdd(function(rdd) rdd:count() end)
+    ctx:start()
+    ctx:advance(4)
+    local own_limit, internal_limit = own:rate_stats().rate_limit, internal:rate_stats().rate_limit
+    ctx:stop()
+    assert.is_true(type(own_limit) == "number" and own_limit > 0, tostring(own_limit))
+    assert.is_true(not internal_limit or internal_limit == 0, tostring(internal_limit)) -- no limit
+  end)
+
   it("refuses a max_rate that is not a positive number", function()
     local ctx = manual()
     local ok, err = pcall(function() ctx:rate_stream { rows_per_second = 10, max_rate = 0 } end)

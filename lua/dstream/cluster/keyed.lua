@@ -92,6 +92,9 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
     conf = copy(first.conf), name = who .. " (repartition)",
   })
   local K = incoming.kafka
+  -- Backpressure holds the job's own inputs, not this one: its rate follows theirs, and a limit
+  -- on it would count Kafka messages (bundles of pairs) while its figures count pairs.
+  K.input.internal = true
   -- The topics are named and checked before the job's first Kafka input opens, so that the
   -- process's consumers join the group together: a member joining later is a rebalance of its
   -- own (on the embedded broker, one that waits for the session timeout of members at the

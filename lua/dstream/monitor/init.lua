@@ -292,11 +292,12 @@ function Monitor:_on_completed(b)
   if self.backpressure then self:_estimate(b) end
 end
 
--- Backpressure: one estimator per input that can be limited; the lower of the estimate and
--- the input's max_rate holds.
+-- Backpressure: one estimator per input that can be limited (not a cluster stage's internal
+-- input); the lower of the estimate and the input's max_rate holds.
 function Monitor:_estimate(b)
   for _, input in ipairs(self.ctx.inputs) do
-    local limiter = (input.source and input.source.set_rate and input.source) or (input.set_rate and input)
+    local limiter = not input.internal
+      and ((input.source and input.source.set_rate and input.source) or (input.set_rate and input))
     if limiter then
       local est = self.estimators[input]
       if not est then
