@@ -5,23 +5,11 @@
 -- wrote, against an embedded broker in this process; the state must still hold every pair
 -- (counted here in plain Lua). The first cluster join takes the embedded broker about 3 s.
 package.path = "spec/helpers/?.lua;" .. package.path
+local H = require("engine")
 local dstream = require("dstream")
 local kafka = require("dstream.kafka")
 local bundles = require("dstream.worker.bundles")
-local ffi = require("ffi")
-pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
-
-local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
-
--- Polls cond() every 50 ms for up to `seconds`; true when it held.
-local function wait_for(cond, seconds)
-  local deadline = os.time() + (seconds or 20)
-  while os.time() <= deadline do
-    if cond() then return true end
-    sleep_ms(50)
-  end
-  return cond()
-end
+local sleep_ms, wait_for = H.sleep_ms, H.wait_for
 
 local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
 

@@ -7,22 +7,10 @@
 -- mode) on the same input and with counts made here in plain Lua.
 -- Each cluster's first join takes the embedded broker about 3 s (its initial rebalance delay).
 package.path = "spec/helpers/?.lua;" .. package.path
+local H = require("engine")
 local dstream = require("dstream")
 local kafka = require("dstream.kafka")
-local ffi = require("ffi")
-pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
-
-local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
-
--- Polls cond() every `pause` ms (default 50) for up to `seconds`; true when it held.
-local function wait_for(cond, seconds, pause)
-  local deadline = os.time() + (seconds or 20)
-  while os.time() <= deadline do
-    if cond() then return true end
-    sleep_ms(pause or 50)
-  end
-  return cond()
-end
+local sleep_ms, wait_for = H.sleep_ms, H.wait_for
 
 -- Whether this interpreter is the sanitizer build (CI runs the specs under both): the
 -- multi-process runs take 40 s there too and add no coverage of their own, so they run on the

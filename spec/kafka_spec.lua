@@ -10,20 +10,7 @@ package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 local dstream = require("dstream")
 local kafka = require("dstream.kafka")
-local ffi = require("ffi")
-pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
-
-local function sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
-
--- Polls cond() every 50 ms for up to `seconds`; true when it held.
-local function wait_for(cond, seconds)
-  local deadline = os.time() + (seconds or 20)
-  while os.time() <= deadline do
-    if cond() then return true end
-    sleep_ms(50)
-  end
-  return cond()
-end
+local sleep_ms, wait_for = H.sleep_ms, H.wait_for
 
 local function pending(s) return s:kafka_stats().pending end
 

@@ -18,6 +18,21 @@ function H.dstream()
   return require("dstream")
 end
 
+-- Sleeps `ms` milliseconds without a Lua loop (poll(2) with no descriptors).
+local ffi = require("ffi")
+pcall(ffi.cdef, "int poll(void *fds, unsigned long nfds, int timeout);")
+function H.sleep_ms(ms) ffi.C.poll(nil, 0, ms) end
+
+-- Polls cond() every `pause` ms (default 50) for up to `seconds` (default 20); true when it held.
+function H.wait_for(cond, seconds, pause)
+  local deadline = os.time() + (seconds or 20)
+  while os.time() <= deadline do
+    if cond() then return true end
+    H.sleep_ms(pause or 50)
+  end
+  return cond()
+end
+
 -- The matrix every operator spec runs over. Each entry is a context configuration plus a
 -- human-readable name for the describe block.
 function H.configs(workers_list, partitions_list)
