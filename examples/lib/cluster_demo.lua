@@ -51,10 +51,11 @@ function M.run(opts)
   os.remove(dir)
   os.execute("mkdir -p " .. dir)
   local function out(m) return string.format("%s/member%d.out", dir, m) end
+  local function pid_file(m) return string.format("%s/member%d.pid", dir, m) end
   for m = 1, 3 do
     -- In the background (&): the three run at once and join the group together.
-    os.execute(string.format("%q --cluster %s --log-level error %q --member %q member%d > %s 2>&1 &",
-      interpreter, app, self_path, brokers, m, out(m)))
+    os.execute(string.format("%q --cluster %s --log-level error %q --member %q member%d > %s 2>&1 & echo $! > %s",
+      interpreter, app, self_path, brokers, m, out(m), pid_file(m)))
   end
   -- Lines for 4 s once the members have joined (the embedded broker's first rebalance waits
   -- 3 s; a member that reads while the group rebalances may read records again: see the guide).
@@ -91,6 +92,17 @@ function M.run(opts)
     print("initial " .. M.shown(counts))
   end
   print("produced " .. M.shown(produced))
+  -- The members' graceful stops commit and leave the group: the broker stays until they have
+  -- ended (10 s at most), or each would wait for a broker gone.
+  for m = 1, 3 do
+    local pid = read(pid_file(m)):match("%d+")
+    for _ = 1, 100 do
+      local alive = pid and os.execute("kill -0 " .. pid .. " 2>/dev/null")
+      if alive ~= 0 and alive ~= true then break end -- (LuaJIT: 0 on success; Lua 5.2: true)
+      sleep_ms(100)
+    end
+    os.remove(pid_file(m))
+  end
   os.remove(dir)
   mock:close()
 end
