@@ -366,7 +366,9 @@ Context.driver_state = require("dstream.state.driver_state").register
 -- context kept in modules of their own.
 
 for _, methods in ipairs { require("dstream.driver.clock"), require("dstream.state.recovery") } do
-  for name, method in pairs(methods) do Context[name] = method end
+  for name, method in pairs(methods) do
+    if type(method) == "function" then Context[name] = method end
+  end
 end
 
 -- Listeners: fn(info) for "batch_started" and "batch_completed"; info is the batch record:

@@ -9,6 +9,9 @@ local sources = require("dstream.sources")
 
 local Clock = {}
 
+-- How many finished batches the context remembers (ctx.batches: /api/batches, the live page).
+Clock.BATCHES_KEPT = 100
+
 -- Seals every input at `time`, logs the batch (with a checkpoint directory) and queues it.
 -- `rerun`: a batch of the batch log run again after a restart; its inputs were filled by
 -- input:replay at start, and live sources are not sealed. A seal may fail (nil, err: the
@@ -126,7 +129,7 @@ function Clock:_pump()
     batch.processing_ms = batch.finished_at - batch.started_at
     batch.total_delay_ms = batch.finished_at - batch.due_at
     self.batches[#self.batches + 1] = batch
-    if #self.batches > 100 then table.remove(self.batches, 1) end
+    if #self.batches > Clock.BATCHES_KEPT then table.remove(self.batches, 1) end
     self:_cleanup(batch.time)
     self:_notify("batch_completed", batch)
     self:_pump()

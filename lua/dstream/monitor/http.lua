@@ -138,10 +138,11 @@ function Http:handle(method, path, query, host)
     return 200, "text/plain; version=0.0.4; charset=utf-8", self.registry:render()
   elseif path == "/api/batches" then
     local raw = query_param(query, "n")
-    local n = raw == nil and 100 or tonumber(raw:match("^%d+$"))
+    local kept = require("dstream.driver.clock").BATCHES_KEPT
+    local n = raw == nil and kept or tonumber(raw:match("^%d+$"))
     if not n then -- (a typo must not pass for the default)
       return 400, nil, "/api/batches: n is how many of the last batches to list, a whole number"
-        .. " from 0 (the last 100 are kept), as /api/batches?n=10; got n=" .. raw .. "\n"
+        .. " from 0 (the last " .. kept .. " are kept), as /api/batches?n=10; got n=" .. raw .. "\n"
     end
     return 200, JSON, json(self:batches_json(n))
   elseif path == "/api/streams" then
