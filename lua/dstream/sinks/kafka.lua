@@ -142,6 +142,10 @@ function M.sink(stream, opts)
   kafka.check_known(opts, sink_options, who)
   local ctx = stream.ctx
   if type(opts.topic) ~= "string" or opts.topic == "" then util.raise(who .. ": topic must be a topic name") end
+  if opts.exactly_once ~= nil and type(opts.exactly_once) ~= "boolean" then
+    util.raise(who .. ": exactly_once must be true or false, got " .. type(opts.exactly_once) .. " "
+      .. tostring(opts.exactly_once))
+  end
   if opts.key ~= nil and type(opts.key) ~= "function" then
     util.raise(who .. ": key must be a function(record) returning the message key")
   end

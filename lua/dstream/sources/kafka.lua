@@ -409,6 +409,12 @@ function M.stream(ctx, opts)
   if rate ~= nil and (type(rate) ~= "number" or rate <= 0) then
     util.raise(who .. ": max_rate_per_partition must be a positive number of records per second")
   end
+  for _, flag in ipairs { "with_key", "with_meta" } do
+    if opts[flag] ~= nil and type(opts[flag]) ~= "boolean" then
+      util.raise(who .. ": " .. flag .. " must be true or false, got " .. type(opts[flag]) .. " "
+        .. tostring(opts[flag]))
+    end
+  end
   if opts.with_key and opts.with_meta then
     util.raise(who .. ": with_key and with_meta exclude each other (with_meta tables have the key)")
   end
