@@ -601,7 +601,7 @@ static int pool_blob_stats(lua_State *L) {
   return 2;
 }
 
-/* pool:submit(id, desc, slices [, affinity]) */
+/* pool:submit(id, desc, slices [, affinity [, prefer]]) (worker indexes; nil or -1: none) */
 static int pool_submit(lua_State *L) {
   lua_pool *lp = check_pool(L);
   uint64_t id = (uint64_t)luaL_checknumber(L, 2);
@@ -609,6 +609,7 @@ static int pool_submit(lua_State *L) {
   const char *desc = luaL_checklstring(L, 3, &len);
   luaL_checktype(L, 4, LUA_TTABLE);
   int affinity = (int)luaL_optinteger(L, 5, -1);
+  int prefer = (int)luaL_optinteger(L, 6, -1);
   ds_task *t = ds_task_new(id, desc, len);
   if (!t) return luaL_error(L, "out of memory");
   int n = (int)lua_objlen(L, 4);
@@ -622,7 +623,7 @@ static int pool_submit(lua_State *L) {
       return luaL_error(L, "out of memory");
     }
   }
-  if (ds_pool_submit(lp->pool, t, affinity)) {
+  if (ds_pool_submit(lp->pool, t, affinity, prefer)) {
     ds_task_free(t);
     return luaL_error(L, "the worker pool is shutting down");
   }

@@ -23,6 +23,8 @@ typedef struct worker {
   ds_vm vm;
   int run_ref;
   task_queue own; /* tasks pinned to this worker */
+  task_queue preferred; /* tasks best run here (their input is kept in this VM); another
+                         * worker takes one when this one is busy or gone */
   char init_error[512];
   /* Under the pool's lock: */
   ds_task *current;  /* the task running, or NULL */
@@ -101,6 +103,21 @@ static ds_task *queue_pop(task_queue *q) {
 static void queue_free(task_queue *q) {
   ds_task *t;
   while ((t = queue_pop(q))) ds_task_free(t);
+}
+
+/* The next task for w, under the pool's lock: pinned, preferred, shared, then one another
+ * worker would prefer when that worker cannot take it now (running a task, lost, exited): an
+ * idle one was woken by the submit and takes its own (taking it here first would only move
+ * the task away from its kept input), a busy or stuck one must not hold it back. */
+static ds_task *next_task(ds_pool *p, worker *w) {
+  ds_task *t;
+  if ((t = queue_pop(&w->own)) || (t = queue_pop(&w->preferred)) || (t = queue_pop(&p->shared)))
+    return t;
+  for (int i = 1; i < p->nworkers; i++) {
+    worker *o = &p->workers[(w->index + i) % p->nworkers];
+    if ((o->current || o->lost || o->exited) && (t = queue_pop(&o->preferred))) return t;
+  }
+  return NULL;
 }
 
 static double now_ms(void) {
@@ -236,6 +253,7 @@ static void worker_exit(worker *w) { /* under the lock */
   w->exited = 1;
   w->pool->nexited++;
   pthread_cond_broadcast(&w->pool->ready);
+  pthread_cond_broadcast(&w->pool->work); /* what it preferred is the others' now */
 }
 
 static void *worker_main(void *arg) {
@@ -254,11 +272,13 @@ static void *worker_main(void *arg) {
   }
   for (;;) {
     ds_task *t = NULL;
-    while (!p->shutdown && !(t = queue_pop(&w->own)) && !(t = queue_pop(&p->shared)))
+    while (!p->shutdown && !(t = next_task(p, w)))
       pthread_cond_wait(&p->work, &p->lock);
     if (p->shutdown) break;
     w->current = t;
     w->started_ms = now_ms();
+    /* Busy now: an idle worker may take what is still preferred here (next_task). */
+    if (w->preferred.head) pthread_cond_broadcast(&p->work);
     pthread_mutex_unlock(&p->lock);
 
     worker_run_task(w, t);
@@ -342,7 +362,10 @@ static void pool_deliver(uv_async_t *h) {
 static void pool_free(ds_pool *p) {
   queue_free(&p->shared);
   queue_free(&p->finished);
-  for (int i = 0; i < p->nworkers; i++) queue_free(&p->workers[i].own);
+  for (int i = 0; i < p->nworkers; i++) {
+    queue_free(&p->workers[i].own);
+    queue_free(&p->workers[i].preferred);
+  }
   for (uint32_t i = 0; i < p->nblobs; i++) free(p->blobs[i].data);
   free(p->blobs);
   free(p->workers);
@@ -481,7 +504,7 @@ oom:
   return -ENOMEM;
 }
 
-int ds_pool_submit(ds_pool *p, ds_task *t, int affinity) {
+int ds_pool_submit(ds_pool *p, ds_task *t, int affinity, int prefer) {
   pthread_mutex_lock(&p->lock);
   if (p->shutdown) {
     pthread_mutex_unlock(&p->lock);
@@ -489,6 +512,8 @@ int ds_pool_submit(ds_pool *p, ds_task *t, int affinity) {
   }
   if (affinity >= 0 && affinity < p->nworkers)
     queue_push(&p->workers[affinity].own, t);
+  else if (prefer >= 0 && prefer < p->nworkers)
+    queue_push(&p->workers[prefer].preferred, t);
   else
     queue_push(&p->shared, t);
   p->inflight++;

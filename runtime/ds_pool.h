@@ -4,7 +4,8 @@
  * registry of shipped closures ("blobs": encoded by the driver, decoded once per worker).
  * A submitted task belongs to the pool until it comes back through `done` on the driver's
  * loop (after it ran, successfully or not); then it belongs to the callback. A task with an
- * affinity (a worker index) runs on that worker; others go to the shared queue, taken by
+ * affinity (a worker index) runs on that worker; one with a preferred worker runs there unless
+ * that worker is busy or gone when another is free; others go to the shared queue, taken by
  * whichever worker is free. Workers never print: a failure is the task's status and error. */
 #ifndef DS_POOL_H
 #define DS_POOL_H
@@ -67,8 +68,11 @@ typedef struct ds_pool_running {
  * abandoned (it takes no more tasks; close does not wait for it). */
 int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done, void *ud,
                 ds_pool **out, char *err, size_t errlen);
-/* Queues a task (affinity -1: any worker). Returns 0 or -ESHUTDOWN after close began. */
-int ds_pool_submit(ds_pool *p, ds_task *t, int affinity);
+/* Queues a task. affinity >= 0: it runs on that worker only. Else prefer >= 0: it runs on that
+ * worker, or on another one when that one is busy, lost or exited as another worker goes idle
+ * (locality: its input is kept in that worker's VM, and any worker can still read the bytes).
+ * Both -1: any worker. Returns 0 or -ESHUTDOWN after close began. */
+int ds_pool_submit(ds_pool *p, ds_task *t, int affinity, int prefer);
 /* Stores a copy of a shipped closure under `id` (ids are the driver's; reuse is refused). */
 int ds_pool_put_blob(ds_pool *p, uint32_t id, const void *data, size_t len);
 /* For workers (FFI): copies the bytes stored under `id` into buf when they fit in cap;

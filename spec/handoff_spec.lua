@@ -1,6 +1,7 @@
 -- A map side's bucket handed to a reduce task of the same worker VM as Lua values
 -- (lua/dstream/worker/handoff.lua): with one reduce partition the reduce task starts from the
--- table the map side kept; a stateful stage reads the arrays of the buckets its worker owns.
+-- table the map side kept; with several, a stateful stage or a plain shuffle's reduce task
+-- reads the arrays of the buckets its worker's map tasks kept.
 -- What a user can observe is that the results are the same as through the bytes: merges of
 -- several map tasks, in-place changes of the values, a task that fails after changing or
 -- reading what it took and is retried, running counts, composite keys, and windows.
@@ -115,6 +116,83 @@ describe("a map side's table handed to the reduce task of its worker", function(
       for b = 1, #batches do assert.are.same(want[b], H.to_map(results[b]), "batch " .. b) end
     end)
   end
+
+  -- A plain shuffle with several partitions: reduce partition r prefers worker r % workers,
+  -- whose map tasks kept their buckets for it. The merge appends to the kept values in place
+  -- and fails once: the retry reads the bytes. Results equal one worker's and plain Lua's.
+  for _, cfg in ipairs({ { workers = 2, partitions = 2 }, { workers = 2, partitions = 5 } }) do
+    it(("a plain shuffle's reduce reads its worker's kept buckets, also when retried (workers=%d, partitions=%d)")
+      :format(cfg.workers, cfg.partitions), function()
+      local list = input(4000)
+      local function run(workers, fail)
+        local marker = os.tmpname()
+        if not fail then os.remove(marker) end
+        local got = H.with_context({ workers = workers }, function(ctx)
+          local rdd = ctx:parallelize(list, 4, { pairs = true })
+          local combined = rdd:combine_by_key(function(v) return { v } end,
+            function(c, v) c[#c + 1] = v return c end,
+            function(a, b)
+              for _, v in ipairs(b) do a[#a + 1] = v end
+              local fh = io.open(marker)
+              if fh then
+                fh:close()
+                os.remove(marker)
+                error("injected failure")
+              end
+              return a
+            end, cfg.partitions):collect()
+          local groups = rdd:group_by_key(cfg.partitions):collect()
+          return { combined = combined, groups = groups }
+        end)
+        assert.is_nil(io.open(marker), "the injected failure happened")
+        return got
+      end
+      local two, one = run(cfg.workers, true), run(1, false)
+      assert.are.same(grouped(list), as_sorted_map(two.combined))
+      assert.are.same(grouped(list), as_sorted_map(two.groups))
+      assert.are.same(as_sorted_map(one.combined), as_sorted_map(two.combined))
+      assert.are.same(as_sorted_map(one.groups), as_sorted_map(two.groups))
+    end)
+  end
+
+  -- Preferring a worker is not pinning to it: while one worker is stuck (a task that outran
+  -- task_timeout in compiled code, given up on and still running), the reduce tasks that
+  -- prefer it run on the other worker, and give what one worker gives.
+  it("a reduce task that prefers a stuck worker runs on the other one", function()
+    local list = input(3000)
+    local marker = os.tmpname()
+    os.remove(marker)
+    local ctx = H.dstream().context({ workers = 2, task_timeout = "200ms", clock = "manual",
+      batch = "1s", max_task_attempts = 1, progress = false })
+    local ok, res = pcall(function()
+      -- Worker W spins for 3 s in a compiled loop (no hook stops it), then leaves a marker.
+      local stuck_ok, stuck_err = pcall(function()
+        ctx:parallelize({ 1 }, 1):map(function(x)
+          local ffi = require("ffi")
+          pcall(ffi.cdef, "long time(void *);")
+          local deadline = ffi.C.time(nil) + 3
+          while ffi.C.time(nil) < deadline do end
+          local fh = io.open(marker, "w")
+          fh:close()
+          return x
+        end):collect()
+      end)
+      assert.is_false(stuck_ok)
+      assert.matches("abandoned", tostring(stuck_err))
+      local got = ctx:parallelize(list, 4, { pairs = true }):group_by_key(4):collect()
+      return { got = got, back = io.open(marker) ~= nil }
+    end)
+    -- Before stopping: let W come back (its loop ends) so no thread spins on.
+    for _ = 1, 100 do
+      if io.open(marker) then break end
+      os.execute("sleep 0.1")
+    end
+    os.remove(marker)
+    pcall(ctx.stop, ctx)
+    assert(ok, res)
+    assert.is_false(res.back, "the reduce tasks waited for the stuck worker")
+    assert.are.same(grouped(list), as_sorted_map(res.got))
+  end)
 
   it("counts composite keys and windows as the bytes do", function()
     local batches = {}

@@ -113,6 +113,10 @@ function Planner:_tasks(plans, term, stage, time)
       desc = buffer.encode(desc), inputs = inputs or {}, part = part, stage = stage, time = time,
       -- Keyed state lives on worker p % workers: its tasks must run there.
       affinity = plan.state_part and plan.state_part % workers or nil,
+      -- A shuffle's reduce partition r had its buckets kept by the map tasks of worker
+      -- r % workers (dstream.worker.handoff): best run there, anywhere if that one is busy.
+      prefer = not plan.state_part and plan.shuffles and plan.index and workers > 1
+        and plan.index % workers or nil,
     }
   end
   return specs
@@ -125,11 +129,13 @@ function Planner:_materialize(time)
   if self.buckets then return end
   if self.prepare then self:prepare(time) end
   local plans = self.parent:_plans(self.reads_raw)
-  local map_term, nparts = self.map_term, self.nparts
+  local map_term, nparts, workers = self.map_term, self.nparts, self.ctx.workers
   local specs = self.parent:_tasks(plans, function(index)
     local t = {}
     for k, v in pairs(map_term) do t[k] = v end
     t.partitions, t.start = nparts, index % nparts
+    -- Bucket r is kept in this VM for its reduce task when that task prefers this worker.
+    if workers > 1 and nparts > 1 then t.workers = workers end
     return t
   end, map_term.stage or ((map_term.who or map_term.kind) .. " (map side)"), time)
   local results = self.ctx:_scheduler():run_tasks(specs)

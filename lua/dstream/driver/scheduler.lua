@@ -93,7 +93,7 @@ function M:_submit(job, index, spec, attempt)
   local id = self.next_id
   self.next_id = id + 1
   self.pending[id] = { job = job, index = index, spec = spec, attempt = attempt }
-  self.pool:submit(id, spec.desc, spec.inputs, spec.affinity)
+  self.pool:submit(id, spec.desc, spec.inputs, spec.affinity, spec.prefer)
 end
 
 function M:_on_done(id, status, err, outputs, info)
@@ -135,7 +135,7 @@ function M:in_job()
   return co ~= nil and job_threads[co] ~= nil
 end
 
--- Submits every spec ({ desc = bytes, inputs = {slices}, time, part, stage, affinity }) and
+-- Submits every spec ({ desc = bytes, inputs = {slices}, time, part, stage, affinity, prefer }) and
 -- returns the outputs of each task: an array of { target, slice }.
 function M:run_tasks(specs)
   if core.on_worker() then

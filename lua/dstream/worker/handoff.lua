@@ -9,9 +9,10 @@
 --     (kind TABLE): a reduce task starting with merge or window_reduce takes it as its own
 --     table and neither decodes the bucket nor inserts its keys again (windowed word count,
 --     1 worker: the decode and the batch table were 15% of its time, docs/performance.md);
---   * with several, the arrays of the buckets this worker reduces when keyed state puts
---     partition p on worker p % workers (kind ARRAYS): the reduce task reads them as it reads
---     a decoded bucket, without decoding it (the other buckets' reduce tasks run elsewhere).
+--   * with several, the arrays of the buckets of partitions p with p % workers == this worker
+--     (kind ARRAYS): keyed state pins p's task there, a plain shuffle's reduce task prefers it
+--     (the pool runs it elsewhere only when this worker is busy or gone); the reduce task
+--     reads them as it reads a decoded bucket, without decoding it.
 -- What is kept is taken once: a second read of the same bytes (a retry after a failed
 -- attempt, which may have changed a taken table) decodes them.
 --

@@ -33,8 +33,9 @@ function terminals.collect(task, spec)
   return push, finish
 end
 
--- After bucket t was emitted: its arrays, for the reduce task of this VM, when keyed state
--- puts partition t on this worker (spec.workers: set for a stateful stage's map side).
+-- After bucket t was emitted: its arrays, for the reduce task of this VM, when partition t
+-- runs on this worker (spec.workers, set with several workers): keyed state pins it there,
+-- a plain shuffle's reduce task prefers it (dstream.driver.planner).
 local function keep_local(task, spec, t, keys, values)
   local workers = spec.workers
   if workers and t % workers == current.worker then handoff.keep_arrays(task, keys, values) end
