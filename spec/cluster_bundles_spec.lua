@@ -11,7 +11,7 @@ local kafka = require("dstream.kafka")
 local bundles = require("dstream.worker.bundles")
 local sleep_ms, wait_for = H.sleep_ms, H.wait_for
 
-local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
+-- One member per test, at the consumer settings a user gets (no conf: 45 s session timeout).
 
 describe("cluster mode's repartition bundles", function()
   local mock, B, producer
@@ -54,7 +54,7 @@ describe("cluster mode's repartition bundles", function()
   -- with fold(values, state).
   local function member(app, topic, name, n, pair, fold)
     local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = app }
-    local s = ctx:kafka_stream { brokers = B, topic = topic, start = "earliest", conf = CONF }
+    local s = ctx:kafka_stream { brokers = B, topic = topic, start = "earliest" }
     local latest = {}
     s:map(pair):update_state_by_key(fold, { partitions = n }):name(name):foreach_rdd(function(rdd)
       latest = {}
@@ -179,7 +179,7 @@ describe("cluster mode's repartition bundles", function()
     -- keys' partial counts and the task's largest timestamp (key nil), from which the keyed
     -- stage moves its watermark: one message per state partition (303 before bundles).
     local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-be" }
-    local s = ctx:kafka_stream { brokers = B, topic = "be_in", start = "earliest", conf = CONF }
+    local s = ctx:kafka_stream { brokers = B, topic = "be_in", start = "earliest" }
     local latest = {}
     s:map(function(line)
       local k, ts = line:match("^(%S+) (%d+)$")

@@ -467,11 +467,7 @@ return function(W)
       end
       if first <= last then -- (the earliest window counts the record if it comes late)
         local list = by_start[first]
-        local firsts = list.firsts
-        if not firsts then
-          firsts = {}
-          list.firsts = firsts
-        end
+        local firsts = slot(list, "firsts")
         firsts[#firsts + 1] = #list -- (its place in the list)
       end
     end, function()
