@@ -309,6 +309,15 @@ describe("event time argument errors", function()
     assert.is_truthy(tostring(err):find("late", 1, true), tostring(err))
   end)
 
+  it("late_count needs a stream with event time, and says so at the user's line", function()
+    local windows = src:event_time(ts_of):map(kv_of):reduce_by_key_and_window(add, "10s", "10s")
+    local ok, err = pcall(function() return windows:late_count() end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("late_count: this stream has no event time", 1, true), tostring(err))
+    assert.is_truthy(tostring(err):find("event_time_spec.lua:%d+"), tostring(err))
+    assert.are.equal(0, src:event_time(ts_of):map(kv_of):late_count()) -- a map keeps the count
+  end)
+
   it("event-time window lengths must be a multiple of the batch interval too", function()
     local ok, err = pcall(function()
       src:event_time(ts_of):map(kv_of):reduce_by_key_and_window(add, "2500ms", "1s")

@@ -147,9 +147,15 @@ function Stream:late_records()
   end, "late_records")
 end
 
--- Late records dropped (or routed to late_records) so far.
+-- Late records dropped (or routed to late_records) so far. Only a stream with event time has
+-- a count: anywhere else 0 would read as "nothing was late" (a window's output, say).
 function Stream:late_count()
-  return self.event and self.event.late_total or 0
+  local ev = self.event
+  if not ev then
+    util.raise("late_count: this stream has no event time; call it on the stream event_time(fn)"
+      .. " made (or a map/filter of it), which counts the late records of the windows after it")
+  end
+  return ev.late_total or 0
 end
 
 -- Runs an event-time stage: the map side ends in map_term (by key into n buckets), the
