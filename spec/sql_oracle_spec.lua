@@ -93,6 +93,9 @@ local CORPUS = {
   "SELECT id, x FROM t ORDER BY x, id",
   "SELECT id, x FROM t ORDER BY x DESC, id",
   "SELECT id, name FROM t ORDER BY name DESC, id DESC",
+  -- a column of numbers and strings: numbers first (NULLs before both), as SQLite orders them
+  "SELECT id, CASE WHEN x > 4 THEN name ELSE x END AS m FROM t ORDER BY m, id",
+  "SELECT id, CASE WHEN x > 4 THEN name ELSE x END AS m FROM t ORDER BY m DESC, id LIMIT 5",
   "SELECT id, y FROM t ORDER BY y, id LIMIT 4",
   "SELECT id FROM t ORDER BY x * -1, id",
   "SELECT id, name FROM t ORDER BY 2, 1",

@@ -95,8 +95,10 @@ local function order_key_src(order)
   local parts = { "local key, n = {}, 0" }
   for _, o in ipairs(order) do
     local f = ("row[%q]"):format(o.col or ("\1order" .. o.hidden))
-    parts[#parts + 1] = ("do local v = %s\n    if v == nil then n = n + 1; key[n] = %d else n = n + 1; key[n] = %d; n = n + 1; key[n] = rt.%s(v) end end")
-      :format(f, o.desc and 1 or 0, o.desc and 0 or 1, o.desc and "desc" or "asc")
+    local dir = o.desc and "desc" or "asc"
+    parts[#parts + 1] = ("do local v = %s\n    if v == nil then n = n + 1; key[n] = %d else n = n + 1; key[n] = %d;"
+      .. " n = n + 1; key[n] = rt.rank_%s(v); n = n + 1; key[n] = rt.%s(v) end end")
+      :format(f, o.desc and 1 or 0, o.desc and 0 or 1, dir, dir)
   end
   return "local rt = require(\"dstream.sql.runtime\")\nreturn function(row)\n  " .. table.concat(parts, "\n  ") .. "\n  return key\nend"
 end

@@ -193,6 +193,11 @@ function M.asc(v)
   if type(v) == "boolean" then return v and 1 or 0 end
   return v
 end
+-- The element before a value in an ORDER BY key: a column holding both numbers and strings
+-- sorts as SQLite sorts it, numbers (booleans as 0/1) before strings (after, descending),
+-- instead of failing the sort ("a string and a number, which have no order").
+function M.rank_asc(v) return type(v) == "string" and 1 or 0 end
+function M.rank_desc(v) return type(v) == "string" and 0 or 1 end
 
 -- Aggregate states: a NULL state is NULL_KEY, not nil (a pair whose value is nil would be a
 -- single value). Merges skip NULLs; a group of NULLs sums to NULL.
