@@ -155,9 +155,15 @@ function Stream:_derive2(other, name, f)
   end, name)
 end
 
+-- With within (or before and after): an event-time interval join (dstream.interval_join), the
+-- same in one process and across processes; without, batch by batch (refused in cluster mode).
 local function two_sided(mode)
   return function(self, other, nparts)
-    nparts = util.options(nparts, mode).partitions
+    local interval = require("dstream.interval_join")
+    local opts = util.options(nparts, mode, interval.OPTIONS)
+    if interval.wanted(opts) then return interval.join(self, other, mode, opts) end
+    if self.ctx.cluster and M.is_stream(other) then interval.refuse(mode) end
+    nparts = opts.partitions
     return self:_derive2(other, mode, function(a, b) return a[mode](a, b, nparts) end)
   end
 end

@@ -80,6 +80,24 @@ local function take_late(ctx, ev, results, time)
   end
 end
 
+-- late_count() of event_time stream `ev` after a keyed stage of this process found `found`
+-- late records since it started (an accumulator's value). One process counts a late record
+-- once, at event_time, whatever operators follow; here each operator's keyed stages find their
+-- own (in batches of their own), so it is what this process's checkpoint had plus the most
+-- any operator after this event_time found since the process started. (The interval join,
+-- dstream.interval_join, too.)
+function M.note_late(ev, found)
+  local seen = ev.cluster_late
+  if not seen then
+    seen = { before = ev.late_total, most = 0 } -- (late_total: restored by now)
+    ev.cluster_late = seen
+  end
+  if found > seen.most then
+    seen.most = found
+    ev.late_total = seen.before + seen.most
+  end
+end
+
 -- An event-time keyed operator `who` of kind `kind` (fields: the keyed stage's, send: the map
 -- side's terminal): the late records or partials its keyed stages drop go to late_count() of
 -- this process, and with late = "side" (records: the keyed stage has the records, not partials
@@ -97,19 +115,7 @@ local function event_operator(self, who, n, kind, fields, send, records)
   fields.delay, fields.late_acc, fields.keep_late = ev.delay, late.id, ev.keep_late or nil
   return keyed.keyed_operator(self, who, n, kind, fields, COLLECT, function(results, _, time)
     if ev.keep_late then take_late(ctx, ev, results, time) end
-    -- late_count(): one process counts a late record once, at event_time, whatever window
-    -- operators follow; here each operator's keyed stages find their own (in batches of their
-    -- own), so it is what this process's checkpoint had plus the most any operator after this
-    -- event_time found since the process started.
-    local found = ev.cluster_late
-    if not found then
-      found = { before = ev.late_total, most = 0 } -- (late_total: restored by now)
-      ev.cluster_late = found
-    end
-    if late.value > found.most then
-      found.most = late.value
-      ev.late_total = found.before + found.most
-    end
+    M.note_late(ev, late.value)
     return rdd_mod.from_outputs(ctx, results)
   end, { send = send })
 end

@@ -163,7 +163,7 @@ end
 M.operators, M.terminals = operators, terminals
 M.shipped, M.emit = shipped, emit
 M.buffered, M.flat_map_push = require("dstream.worker.terminals").buffered, ops.flat_map_push
-for _, name in ipairs { "keyed", "state", "window", "event_time", "kafka", "cluster", "cluster_window", "sort", "batch", "database" } do
+for _, name in ipairs { "keyed", "state", "window", "event_time", "kafka", "cluster", "cluster_window", "interval_join", "sort", "batch", "database" } do
   require("dstream.worker.ops." .. name)(M)
 end
 

@@ -295,12 +295,13 @@ return function(W)
     end
   end
 
-  -- Map side of session windows: (key, {ts, value}) into the key's bucket.
+  -- Map side of session windows (and of each side of an interval join, spec.who its name):
+  -- (key, {ts, value}) into the key's bucket.
   function terminals.session_partition(task, spec)
-    local nparts, who = spec.partitions, "session_window"
+    local nparts, who = spec.partitions, spec.who or "session_window"
     local keys, values, counts = buckets(nparts)
     return function(k, v)
-      if v == nil then error("session_window: the records must be key/value pairs", 0) end
+      if v == nil then error(who .. ": the records must be key/value pairs", 0) end
       local ts = timestamp(who)
       local t = W.key_hash(k, who, v) % nparts
       local n = counts[t] + 1

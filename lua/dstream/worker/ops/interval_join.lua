@@ -1,0 +1,241 @@
+-- dstream/worker/ops/interval_join.lua: the worker side of event-time interval joins of two
+-- streams (dstream.interval_join plans them): `left:join(right, { within = d })` pairs a left
+-- record at time tl with each right record of its key at time tr in [tl - before, tl + after].
+--
+-- A state partition keeps, per key, the records of both sides that may still find a partner:
+-- a list of entries { ts, value, side (1 left, 2 right), matched (true once paired) }. Each
+-- batch's records of a key are paired with the key's kept entries of the other side and with
+-- the batch's earlier ones, so each pair is emitted once, in the batch where the later of its
+-- two records arrives. Then the watermark (the smaller of the two sides': a record that is
+-- not late has a time at or past it) evicts what can no longer be paired: a left entry once
+-- tl + after < watermark, a right one once tr + before < watermark; an outer join emits an
+-- entry of its outer side that never paired as (k, { l, nil }) or (k, { nil, r }) then. So
+-- the state holds a key's records of the last `after` (left) or `before` (right) behind the
+-- watermark, bounded by the watermark, not by the input.
+--
+-- * One process (operator interval_join): each side's map side ends in session_partition
+--   (the key's bucket, (key, {ts, value})); the reduce task reads both sides' buckets (a
+--   two-sided input: records come with their side) where the state partition lives.
+-- * Cluster mode (terminal cluster_join_send, operator cluster_interval_join): the two sides
+--   share one repartition topic, each entry (key, {ts, value}, side); the map task's largest
+--   timestamp goes to every state partition as (nil, ts, side). The keyed stage keeps each
+--   side's largest timestamp it heard of (store.join.top[side]); a record older than its side's
+--   watermark of the batches before is late (dropped, counted per side). The changelog holds
+--   a key's entries under (ROWS, key), written whole when they change, and the tops under
+--   (TOP, side): dstream.worker.ops.cluster_window's slot applier restores both.
+-- Registered into dstream.worker (see its list of operator modules).
+return function(W)
+  local operators, terminals, current = W.operators, W.terminals, W.current
+  local store_of = require("dstream.worker.store").store_of
+  local key_of = require("dstream.worker.task").key_of
+  local pairs, type, error, min = pairs, type, error, math.min
+
+  local ROWS, TOP = "rows", "top" -- the changelog's slots (cluster mode)
+
+  -- A key's entries after a batch: `old` (kept, not changed: a failed attempt changes
+  -- nothing), `new` the batch's entries ({ts, value, side}, this task's own tables) or nil.
+  -- Emits the pairs and, past the watermark, an outer side's unpaired entries. Returns the
+  -- entries to keep (nil: none) and whether they differ from `old`.
+  local function join_key(k, old, new, spec, watermark, nxt)
+    local before, after = spec.before, spec.after
+    local list, changed = old, false
+    if new then
+      list, changed = {}, true
+      local n = old and #old or 0
+      for i = 1, n do list[i] = old[i] end
+      local kept_n = n
+      for j = 1, #new do
+        local e = new[j]
+        local side, ts = e[3], e[1]
+        for i = 1, n do
+          local o = list[i]
+          if o[3] ~= side then
+            local d = side == 1 and o[1] - ts or ts - o[1] -- the right time minus the left
+            if d >= -before and d <= after then
+              if side == 1 then nxt(k, { e[2], o[2] }) else nxt(k, { o[2], e[2] }) end
+              e[4] = true
+              if not o[4] then
+                if i <= kept_n then list[i] = { o[1], o[2], o[3], true } else o[4] = true end
+              end
+            end
+          end
+        end
+        n = n + 1
+        list[n] = e
+      end
+    end
+    if watermark and list then
+      local outer1, outer2 = spec.outer1, spec.outer2
+      local kept, m = nil, 0
+      for i = 1, #list do
+        local e = list[i]
+        local side = e[3]
+        if e[1] + (side == 1 and after or before) < watermark then -- no partner can come
+          if not e[4] and (side == 1 and outer1 or side == 2 and outer2) then
+            if side == 1 then nxt(k, { e[2], nil }) else nxt(k, { nil, e[2] }) end
+          end
+          if not kept then
+            kept, m = {}, i - 1
+            for j = 1, m do kept[j] = list[j] end
+          end
+        elseif kept then
+          m = m + 1
+          kept[m] = e
+        end
+      end
+      if kept then list, changed = kept, true end
+    end
+    if list and #list == 0 then list = nil end
+    return list, changed
+  end
+
+  -- A batch of a state partition: rows (key -> entries, the state), incoming (key -> the
+  -- batch's entries). Returns the changes: key -> its new entries, or false (none left). The
+  -- keys without records are looked at only when the watermark moved since `last_watermark`.
+  function W.interval_join_batch(rows, incoming, spec, watermark, last_watermark, nxt)
+    local changes = {}
+    for k, new in pairs(incoming) do
+      changes[k] = join_key(k, rows[k], new, spec, watermark, nxt) or false
+    end
+    if watermark and watermark ~= last_watermark then
+      for k, old in pairs(rows) do
+        if incoming[k] == nil then
+          local list, changed = join_key(k, old, nil, spec, watermark, nxt)
+          if changed then changes[k] = list or false end
+        end
+      end
+    end
+    return changes
+  end
+
+  local function apply(rows, changes)
+    for k, list in pairs(changes) do rows[k] = list or nil end
+  end
+
+  -- The number of keys the state will hold once the changes are applied.
+  local function keys_after(rows, changes)
+    local keys = 0
+    for _ in pairs(rows) do keys = keys + 1 end
+    for k, list in pairs(changes) do
+      if list and rows[k] == nil then keys = keys + 1 elseif not list and rows[k] ~= nil then keys = keys - 1 end
+    end
+    return keys
+  end
+
+  -- A batch's record (k, {ts, value}) of side `side` added to its key's entries.
+  local function add(incoming, k, tv, side)
+    if type(k) == "table" then k = key_of(k) end -- an array key: its representative
+    tv[3] = side
+    local list = incoming[k]
+    if list == nil then
+      list = {}
+      incoming[k] = list
+    end
+    list[#list + 1] = tv
+  end
+
+  -- One process: the reduce side, over both sides' buckets (records come with their side).
+  function operators.interval_join(spec, nxt, fin)
+    local store = store_of(spec.state, current.part)
+    local rows = store.rows or {}
+    store.rows = rows
+    local incoming = {} -- key -> the batch's entries
+    return function(k, tv, side)
+      add(incoming, k, tv, side)
+    end, function()
+      local watermark = spec.watermark
+      local changes = W.interval_join_batch(rows, incoming, spec, watermark, store.watermark, nxt)
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        apply(rows, changes)
+        store.watermark = watermark
+      end
+      fin()
+    end
+  end
+
+  -- Cluster mode, the map side of both sides (a union of the two): marks each record with its
+  -- side (1 left, 2 right) for the terminal, and the task's side for its largest timestamp.
+  function operators.join_side(spec, nxt, fin)
+    local side = spec.side
+    current.join_side = side
+    return function(a, b) return nxt(a, b, side) end, fin
+  end
+
+  -- Cluster mode's map side: (key, {ts, value}, side) to the key's partition of the repartition
+  -- topic, then the task's largest timestamp to every state partition (key nil).
+  function terminals.cluster_join_send(t, spec)
+    local send, done = W.cluster.sender(t, spec)
+    local timestamp, who = W.event_timestamp, spec.mode
+    return function(k, v, side)
+      if v == nil then error(who .. ": the records must be key/value pairs", 0) end
+      send(k, { timestamp(who), v }, side)
+    end, function()
+      local report, side = current.report, current.join_side
+      local top = report and report.max_ts
+      if top and side then
+        for p = 0, spec.partitions - 1 do send(nil, top, side, p) end
+      end
+      current.report = nil -- (the watermark is the keyed stage's, not this process's driver's)
+      done()
+    end
+  end
+
+  -- Cluster mode's keyed stage (see the header).
+  function operators.cluster_interval_join(spec, nxt, fin)
+    local C = W.cluster
+    local part = current.part
+    local store, r, skip, base = C.prepare(spec, part, W.slot_applier("join"))
+    local state = store.join or {}
+    store.join = state
+    local rows, tops = state[ROWS] or {}, state[TOP] or {}
+    state[ROWS], state[TOP] = rows, tops
+    local top1, top2 = tops[1], tops[2]
+    local delay1, delay2 = spec.delay1, spec.delay2
+    local before1, before2 = top1 and top1 - delay1, top2 and top2 - delay2 -- the sides' watermarks before
+    local incoming, late1, late2 = {}, 0, 0
+    return C.decoder(spec, skip, function(k, tv, side)
+      if k == nil then -- a map task's largest timestamp of its side
+        if side == 1 then
+          if top1 == nil or tv > top1 then top1 = tv end
+        elseif top2 == nil or tv > top2 then
+          top2 = tv
+        end
+        return
+      end
+      local ts = tv[1]
+      if side == 1 then
+        if before1 and ts < before1 then
+          late1 = late1 + 1
+          return
+        end
+      elseif before2 and ts < before2 then
+        late2 = late2 + 1
+        return
+      end
+      add(incoming, k, tv, side)
+    end, true), function()
+      local watermark = top1 and top2 and min(top1 - delay1, top2 - delay2)
+      local changes = W.interval_join_batch(rows, incoming, spec, watermark, state.watermark, nxt)
+      W.report_keys(spec, keys_after(rows, changes))
+      C.write_changes(spec, part, store, r, base, function(put)
+        for k, list in pairs(changes) do put(k, list or nil, ROWS) end
+        if top1 ~= tops[1] then put(1, top1, TOP) end
+        if top2 ~= tops[2] then put(2, top2, TOP) end
+      end)
+      if late1 + late2 > 0 then
+        local accums = current.accums or {}
+        current.accums = accums
+        accums[spec.late1] = (accums[spec.late1] or 0) + late1
+        accums[spec.late2] = (accums[spec.late2] or 0) + late2
+      end
+      local on_success = current.on_success
+      on_success[#on_success + 1] = function()
+        apply(rows, changes)
+        tops[1], tops[2] = top1, top2
+        state.watermark = watermark -- (not restored: a first batch after a restore looks at every key)
+      end
+      fin()
+    end
+  end
+end
