@@ -1,5 +1,5 @@
 -- Cluster mode (issue 19) beyond update_state_by_key: a join with a static dataset, an initial state,
--- session_window and window() on event time,
+-- session_window and window() on event time, an interval join of two streams,
 -- reduce_by_key_and_window and an event-time window run by the members of one cluster (contexts
 -- of this process with manual clocks, advanced together, against an embedded broker in this
 -- process): two members, then three (the third takes partitions over while the job runs),
@@ -32,6 +32,17 @@ local GAP = 1500 -- session_window's gap, over the records of line i with i % 11
 -- 700 ms, then gaps of 1.4 to 4.2 s: sessions of 1 to 5 records)
 local function in_sessions(ts) return (ts / 100) % 11 < 5 end
 local HALF = 8000 -- the first half's last timestamp (input_lines(1, 80))
+-- The interval join: a word's records of even tenths of a second (left) with those of odd
+-- ones (right) within 1 s; a word comes every 700 ms (line i and i + 7), so each record pairs
+-- with its word's records 700 ms before and after, and the first and last of a word's run
+-- find none on one side; the right side has none in (4 s, 6 s], the left none in (10 s, 12 s],
+-- so records about them find none at all. The u9 lines (flush, late) go to both sides.
+local WITHIN = 1000
+local function join_side(word, ts) -- 1 left, 2 right, 3 both, 0 neither
+  if word == "flush" or word == "late" then return 3 end
+  if ts % 200 == 0 then return (ts > 10000 and ts <= 12000) and 0 or 1 end
+  return (ts > 4000 and ts <= 6000) and 0 or 2
+end
 
 -- The input: "user word ts" lines, ts in ms in order; users u1..u5 (u5 is not in the table).
 local function input_lines(from, to)
@@ -52,7 +63,7 @@ local INITIAL = { { "red", 1000 }, { "gold", 2000 }, { "none", 7 } }
 -- each seen once; read holds the lines the process read.
 local function job(ctx, lines)
   local out = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {},
-    last = {}, zero_sums = {}, late = {}, wc_sum = 0 }
+    last = {}, zero_sums = {}, late = {}, wc_sum = 0, pairs = {} }
   local users = ctx:parallelize(USERS, 2, { pairs = true })
   lines:foreach_rdd(function(rdd)
     for _, l in ipairs(rdd:collect()) do out.read[#out.read + 1] = l end
@@ -125,6 +136,19 @@ local function job(ctx, lines)
         out.sessions[id] = kv[2].count .. " " .. kv[2]["end"]
       end
     end)
+  -- The interval join of two streams (full outer): "word l r" lines ("-" for none).
+  local timed = function(_, ts) return ts end
+  out.lefts = words:filter(function(w, ts) return join_side(w, ts) % 2 == 1 end)
+    :event_time(timed, { watermark = "30s" })
+  out.rights = words:filter(function(w, ts) return join_side(w, ts) >= 2 end)
+    :event_time(timed, { watermark = "30s" })
+  out.pair_stream = out.lefts:full_outer_join(out.rights, { within = WITHIN .. "ms", partitions = N })
+    :name("pairs")
+  out.pair_stream:foreach_rdd(function(rdd)
+      for _, kv in ipairs(rdd:collect()) do
+        out.pairs[#out.pairs + 1] = kv[1] .. " " .. (kv[2][1] or "-") .. " " .. (kv[2][2] or "-")
+      end
+    end)
   out.side:late_records():foreach_rdd(function(rdd)
     for _, kv in ipairs(rdd:collect()) do out.late[#out.late + 1] = kv[1] .. " " .. kv[2] end
   end)
@@ -141,7 +165,8 @@ end
 -- The same, counted here: joined lines, LEN / SLIDE times each word's count, the event windows.
 local function expected(lines)
   local names, e = {}, { joined = {}, sums = {}, windows = {}, totals = {}, sessions = {}, raw = {},
-    last = {}, zero_sums = {} }
+    last = {}, zero_sums = {}, pairs = {} }
+  local sides = { {}, {} } -- the interval join's records ({word, ts}), u9's late lines left out
   local stamps = {} -- word -> timestamps in sessions
   for _, u in ipairs(USERS) do names[u[1]] = u[2] end
   for _, kv in ipairs(INITIAL) do e.totals[kv[1]] = kv[2] end
@@ -153,6 +178,11 @@ local function expected(lines)
     local half = word .. (ts <= HALF and "<" or ">")
     e.zero_sums[half], e.last[half] = (e.zero_sums[half] or 0) + LEN / SLIDE, 0
     e.totals[word] = (e.totals[word] or 0) + 1
+    local side = join_side(word, ts)
+    if word ~= "late" then
+      if side % 2 == 1 then table.insert(sides[1], { word, ts }) end
+      if side >= 2 then table.insert(sides[2], { word, ts }) end
+    end
     if user ~= "u9" then -- (u9's lines: the last moves the watermark, its window stays open; the other is late)
       for start = math.floor(ts / EV_SLIDE) * EV_SLIDE, ts - EV_LEN + 1, -EV_SLIDE do
         local id = word .. "@" .. start
@@ -177,6 +207,24 @@ local function expected(lines)
       last, count = ts, count + 1
     end
   end
+  -- The interval join, a nested loop: every pair of a word within WITHIN, then the records of
+  -- each side that found none.
+  local paired = { {}, {} }
+  for i, l in ipairs(sides[1]) do
+    for j, r in ipairs(sides[2]) do
+      if l[1] == r[1] and math.abs(l[2] - r[2]) <= WITHIN then
+        e.pairs[#e.pairs + 1] = l[1] .. " " .. l[2] .. " " .. r[2]
+        paired[1][i], paired[2][j] = true, true
+      end
+    end
+  end
+  for i, l in ipairs(sides[1]) do
+    if not paired[1][i] then e.pairs[#e.pairs + 1] = l[1] .. " " .. l[2] .. " -" end
+  end
+  for j, r in ipairs(sides[2]) do
+    if not paired[2][j] then e.pairs[#e.pairs + 1] = r[1] .. " - " .. r[2] end
+  end
+  table.sort(e.pairs)
   table.sort(e.joined)
   table.sort(e.raw)
   return e
@@ -185,12 +233,13 @@ end
 -- The union of several processes' outputs (joined lines sorted).
 local function union(outs)
   local u = { joined = {}, sums = {}, windows = {}, twice = {}, read = {}, sessions = {}, raw = {},
-    zero_sums = {} }
+    zero_sums = {}, pairs = {} }
   for _, o in ipairs(outs) do
     for w, n in pairs(o.zero_sums) do u.zero_sums[w] = (u.zero_sums[w] or 0) + n end
     for _, l in ipairs(o.read) do u.read[#u.read + 1] = l end
     for _, r in ipairs(o.joined) do u.joined[#u.joined + 1] = r end
     for _, r in ipairs(o.raw) do u.raw[#u.raw + 1] = r end
+    for _, r in ipairs(o.pairs) do u.pairs[#u.pairs + 1] = r end
     for w, n in pairs(o.sums) do u.sums[w] = (u.sums[w] or 0) + n end
     for id, n in pairs(o.windows) do
       if u.windows[id] then u.twice[#u.twice + 1] = id end
@@ -204,6 +253,7 @@ local function union(outs)
   end
   table.sort(u.joined)
   table.sort(u.raw)
+  table.sort(u.pairs)
   return u
 end
 
@@ -218,7 +268,7 @@ describe("cluster mode beyond update_state_by_key", function()
 
   setup(function()
     local topics = { cwin = 4 }
-    for _, op in ipairs { "counts", "events", "totals", "sessions", "raw", "zeros" } do
+    for _, op in ipairs { "counts", "events", "totals", "sessions", "raw", "zeros", "pairs" } do
       local n = op == "raw" and 2 or N -- (window() takes the context's partitions: 2 workers)
       topics["spec-cwin-" .. op .. "-repartition"], topics["spec-cwin-" .. op .. "-changelog"] = n, n
     end
@@ -258,7 +308,7 @@ describe("cluster mode beyond update_state_by_key", function()
   -- Whether every partition of the input (4) and of each operator's state (N) is owned, by as
   -- many members as `outs` has.
   local function all_owned(outs, streams)
-    for _, what in ipairs { "input", "counts", "events" } do
+    for _, what in ipairs { "input", "counts", "events", "pair_stream" } do
       local total, members = 0, 0
       for m, o in ipairs(outs) do
         local s = what == "input" and streams[m] or o[what]
@@ -338,6 +388,7 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same({}, union(outs).windows) -- the watermark (30 s) closed no window yet
     assert.are.same({}, union(outs).sessions) -- nor any session
     assert.are.same({}, union(outs).raw)
+    assert.is_true(#union(outs).pairs > 100, "pairs before the restart: " .. #union(outs).pairs)
     -- The input side is at least once (the guide's Cluster mode says when records are read
     -- twice): what the group committed, or its positions group (spec-cwin.offsets: the ends of the
     -- members' completed batches) when later, is where the restart reads from.
@@ -387,13 +438,16 @@ describe("cluster mode beyond update_state_by_key", function()
         round(again)
         local u = union { outs[1], outs[2], outs[3], restarted[1] }
         return restarted[1].timed:late_count() >= 3 and #restarted[1].late >= 4 and same_sums(u.sums, expected(u.read).sums)
+          and restarted[1].lefts:late_count() >= 3 and restarted[1].rights:late_count() >= 3
+          and #u.pairs >= #expected(u.read).pairs
           and same_sums(u.sessions, expected(u.read).sessions) and #u.raw >= #expected(u.read).raw
       end, 20, 1), (function()
         local u = union { outs[1], outs[2], outs[3], restarted[1] }
-        return string.format("late_count %d, side %d, late_records {%s}; sums %s, sessions %s, raw %d/%d",
-          restarted[1].timed:late_count(), restarted[1].side:late_count(), table.concat(restarted[1].late, ","),
+        return string.format("late_count %d, side %d, join %d/%d, late_records {%s}; sums %s, sessions %s, raw %d/%d, pairs %d/%d",
+          restarted[1].timed:late_count(), restarted[1].side:late_count(), restarted[1].lefts:late_count(),
+          restarted[1].rights:late_count(), table.concat(restarted[1].late, ","),
           tostring(same_sums(u.sums, expected(u.read).sums)), tostring(same_sums(u.sessions, expected(u.read).sessions)),
-          #u.raw, #expected(u.read).raw)
+          #u.raw, #expected(u.read).raw, #u.pairs, #expected(u.read).pairs)
       end)())
       -- (nothing more comes: every key's records leave the window, each key stays at 0)
       assert.is_true(wait_for(function()
@@ -424,6 +478,9 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.equal(3, restarted[1].side:late_count())
     table.sort(restarted[1].late)
     assert.are.same({ "late 300", "late 300", "late 500", "late 700" }, restarted[1].late)
+    -- The interval join's late lines: the three, on each side (each side's late_count()).
+    assert.are.equal(3, restarted[1].lefts:late_count())
+    assert.are.equal(3, restarted[1].rights:late_count())
 
     -- One process outside cluster mode, on the whole input (fetched before its first batch),
     -- 41 records a batch per partition: it reads the late lines (partition 1's 42nd to 44th,
@@ -439,8 +496,10 @@ describe("cluster mode beyond update_state_by_key", function()
         round({ one })
         return same_sums(single.sums, want.sums) and single.timed:late_count() >= 3 and #single.late >= 3
           and same_sums(single.sessions, want.sessions) and #single.raw >= #want.raw
-          and same_sums(single.last, want.last) and single.wc_last == 0
+          and same_sums(single.last, want.last) and single.wc_last == 0 and #single.pairs >= #want.pairs
       end, 30, 1))
+      assert.are.equal(3, single.lefts:late_count())
+      assert.are.equal(3, single.rights:late_count())
       assert.are.equal(3, single.timed:late_count()) -- (one process counts records)
       assert.are.equal(3, single.side:late_count())
       table.sort(single.late)
@@ -462,6 +521,8 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(want.sessions, single.sessions)
     table.sort(single.raw)
     assert.are.same(want.raw, single.raw)
+    table.sort(single.pairs)
+    assert.are.same(want.pairs, single.pairs)
     local got = expected(cluster.read)
     assert.are.same(got.joined, cluster.joined)
     assert.are.same(got.sums, cluster.sums)
@@ -474,6 +535,10 @@ describe("cluster mode beyond update_state_by_key", function()
     assert.are.same(got.windows, cluster.windows)
     assert.are.same(got.sessions, cluster.sessions)
     assert.are.same(got.raw, cluster.raw)
+    assert.are.same(got.pairs, cluster.pairs)
+    local unpaired = 0
+    for _, l in ipairs(got.pairs) do if l:find(" %-") then unpaired = unpaired + 1 end end
+    print(string.format("# the interval join: %d records out, %d of them unpaired", #got.pairs, unpaired))
     assert.are.same({}, cluster.twice)
     -- The running counts: seeded once (the restarted member owns every state partition now).
     assert.are.same(got.totals, restarted[1].totals)
