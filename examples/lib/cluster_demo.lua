@@ -36,7 +36,7 @@ end
 -- run{ app, operator, partitions, words, extra, done }: topic "words" (6 partitions) and the
 -- operator's repartition and changelog topics (`partitions` each; the embedded broker has no
 -- admin API, so a job cannot make them itself); 40 lines of two of `words` (eight) plus
--- `extra` on every fourth; the members' outputs are printed once each holds `done` (at most
+-- `extra` (when given) on every fourth; the members' outputs are printed once each holds `done` (at most
 -- 20 s), then the job's initial state (`initial`, (word, count) pairs) when it has one, and what was
 -- produced, to compare with them. With `stamp` (a function of the line's number), each line
 -- ends with " t=<stamp(i)>", an event time in ms, and a last line "~ t=<flush>" (not counted)
@@ -64,10 +64,11 @@ function M.run(opts)
   for i = 1, 40 do
     local a, b = words[1 + (i - 1) % 8], words[1 + (i * 3) % 8]
     local stamp = opts.stamp and " t=" .. opts.stamp(i) or ""
-    assert(producer:send("words", a .. " " .. b .. (i % 4 == 0 and " " .. extra or "") .. stamp, nil, (i - 1) % 6))
+    local third = extra and i % 4 == 0 -- (no extra word: every line is two words)
+    assert(producer:send("words", a .. " " .. b .. (third and " " .. extra or "") .. stamp, nil, (i - 1) % 6))
     produced[a] = (produced[a] or 0) + 1
     produced[b] = (produced[b] or 0) + 1
-    if i % 4 == 0 then produced[extra] = (produced[extra] or 0) + 1 end
+    if third then produced[extra] = (produced[extra] or 0) + 1 end
     assert(producer:flush(5000))
     sleep_ms(100)
   end

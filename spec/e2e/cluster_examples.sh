@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# spec/e2e/cluster_examples.sh: the three cluster examples of the guide, each three processes of
+# spec/e2e/cluster_examples.sh: the four cluster examples of the guide, each three processes of
 # `dstream --cluster` against an embedded broker, run side by side (each has its broker on a
 # port of its own): every member prints, and what the members hold together (their state
 # partitions' counts; their windows' counts added up) equals what was produced, each word at
 # one member only; the sessions example's sessions are those python3 finds in the lines the
-# example produces. Checked with python3. Release build only (about 16 s).
+# example produces, and the join example's pairs are the left outer join python3 computes.
+# Checked with python3. Release build only (about 16 s).
 source "$(dirname "$0")/lib/common.bash"
 release_only
 
@@ -15,6 +16,7 @@ run_example() { # NAME
 run_example cluster_state_wordcount &
 run_example cluster_windowed_wordcount &
 run_example cluster_sessions &
+run_example cluster_join &
 wait
 
 # together NAME REGEX: python3 adds up the word=count pairs that follow REGEX on the members'
@@ -51,7 +53,7 @@ print("# %d words, %d occurrences" % (len(held), sum(held.values())))
 PY
 }
 
-for name in cluster_state_wordcount cluster_windowed_wordcount cluster_sessions; do
+for name in cluster_state_wordcount cluster_windowed_wordcount cluster_sessions cluster_join; do
   check "$name: the example ends with status 0" [ "$(cat "$WORK/$name.status")" -eq 0 ]
   n=$(grep -c '^member[123] owns state partitions [0-9,]*:' "$WORK/$name.out")
   check "$name: each of the three members says which state partitions it owns ($n)" [ "$n" -eq 3 ]
@@ -99,4 +101,35 @@ PY
 }
 check "cluster_sessions: each session (word, start, end, records) is one python3 finds in the input, each once, none late" \
   sessions_as_python
+
+# join_as_python: the left outer join within 2 s of the example's lines (line i: an impression
+# of words[(i-1)%8] and a click on words[3i%8], both at 800i ms), a nested loop, equals what
+# the members emitted together, each ad at one member, each record once, none late.
+join_as_python() {
+  python3 - "$WORK/cluster_join.out" <<'PY'
+import re, sys
+words = ["shoes", "tea", "bikes", "books", "maps", "lamps", "socks", "pens"]
+imps = [(words[(i - 1) % 8], 800 * i) for i in range(1, 41)]
+clicks = [(words[(3 * i) % 8], 800 * i) for i in range(1, 41)]
+want = []
+for ad, ti in imps:
+    hits = ["%s:%d>%d" % (ad, ti, tc) for c, tc in clicks if c == ad and abs(tc - ti) <= 2000]
+    want += hits or ["%s:%d>-" % (ad, ti)]
+got, late, where = [], 0, {}
+for line in open(sys.argv[1]):
+    m = re.match(r"^(member\d) owns state partitions [\d,]*: \d+ joined (.*); late (\d+)$", line)
+    if m:
+        for rec in m.group(2).split():
+            ad = rec.split(":")[0]
+            if where.setdefault(ad, m.group(1)) != m.group(1):
+                sys.exit("%s at %s and %s" % (ad, where[ad], m.group(1)))
+        got += m.group(2).split()
+        late += int(m.group(3))
+if sorted(got) != sorted(want) or late != 0:
+    sys.exit("members emitted %s (late %d); python finds %s" % (sorted(got), late, sorted(want)))
+print("# %d joined, %d without a click" % (len(want), sum(1 for w in want if w.endswith(">-"))))
+PY
+}
+check "cluster_join: the members' pairs are the left outer join python3 computes, each once, each ad at one member, none late" \
+  join_as_python
 finish
