@@ -148,18 +148,22 @@ describe("interval joins of two streams (event time)", function()
     assert.are.same(nested_loop(left, right, 0, 500, "join"), (joined("join", { before = 0, after = 0.5 })))
   end)
 
-  it("the state lives through a restart from a checkpoint: a left record before it pairs with a right one after", function()
+  it("the state lives through a restart from a checkpoint (at the default interval, 10 s): a left record before it pairs with a right one after; composite keys too", function()
     local dir = os.tmpname()
     os.remove(dir)
     local function run(left, right, batches)
-      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, checkpoint = dir,
-        checkpoint_interval = "1s" }
-      local a = ctx:queue_stream(left):map(parse):event_time(function(_, ts) return ts end)
-      local b = ctx:queue_stream(right):map(parse):event_time(function(_, ts) return ts end)
+      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, checkpoint = dir }
+      -- Keys are arrays ({ user, "ad" }): restored keys must be the same keys again.
+      local function keyed(line)
+        local k, ts = parse(line)
+        return { k, "ad" }, ts
+      end
+      local a = ctx:queue_stream(left):map(keyed):event_time(function(_, ts) return ts end)
+      local b = ctx:queue_stream(right):map(keyed):event_time(function(_, ts) return ts end)
       local out = {}
       a:left_outer_join(b, { within = "2s" }):name("pairs"):foreach_rdd(function(rdd, time)
         for _, kv in ipairs(rdd:collect()) do
-          out[#out + 1] = time .. " " .. kv[1] .. " " .. kv[2][1] .. " " .. tostring(kv[2][2])
+          out[#out + 1] = time .. " " .. kv[1][1] .. "/" .. kv[1][2] .. " " .. kv[2][1] .. " " .. tostring(kv[2][2])
         end
       end)
       ctx:start()
@@ -168,14 +172,19 @@ describe("interval joins of two streams (event time)", function()
       table.sort(out)
       return out
     end
-    -- The same queues in both runs (a restart goes on where the checkpoint's queues stood).
-    local left = { { "ann 1000" }, {}, {}, { "bob 9000" }, { "cy 20000" } }
-    local right = { { "zed 500" }, {}, { "ann 2500", "bob 100000" }, {}, {} }
+    -- The same queues in both runs (a restart goes on where the checkpoint's queues stood): ten
+    -- batches to the first checkpoint, then one more that the restart does again.
+    local left, right = { { "ann 1000" } }, { { "zed 500" } }
+    for i = 2, 11 do left[i], right[i] = {}, {} end
+    left[12], right[12] = {}, { "ann 2500", "bob 100000" }
+    left[13], right[13] = { "bob 9000" }, {}
+    left[14], right[14] = { "cy 20000" }, {}
     -- Before: ann at 1000 on the left; the watermark stays at 500 (no pair, nothing evicted).
-    assert.are.same({}, run(left, right, 2))
-    -- After the restart: ann at 2500 on the right pairs with the left ann the checkpoint kept;
-    -- bob at 9000 finds none, emitted once the watermark (20000, the left's) passes 11000.
-    assert.are.same({ "3000 ann 1000 2500", "5000 bob 9000 nil" }, run(left, right, 3))
+    assert.are.same({}, run(left, right, 11))
+    -- After the restart (at the checkpoint of 10 s): ann at 2500 on the right pairs with the left
+    -- ann the checkpoint kept; bob at 9000 finds none, emitted once the watermark (20000, the
+    -- left's) passes 11000.
+    assert.are.same({ "12000 ann/ad 1000 2500", "14000 bob/ad 9000 nil" }, run(left, right, 4))
     os.execute("rm -rf " .. dir)
   end)
 

@@ -220,8 +220,8 @@ return function(W)
   -- A store's tables keyed by key, by field (rekey_store): decoded array keys are new tables,
   -- made their representatives again (task.key_of). Fields of stores that this list misses
   -- would lose their array keys' identity: a store's new keyed table goes here.
-  local KEYED = { "states", "touched", "running", "sessions" } -- key -> value
-  local KEYED_BY = { "panes", "windows" }                              -- time -> key -> value
+  local KEYED = { "states", "touched", "running", "sessions", "rows" } -- key -> value
+  local KEYED_BY = { "panes", "windows", "join" }                      -- time (or slot) -> key -> value
   local function rekey_store(store)
     for _, name in ipairs(KEYED) do
       if type(store[name]) == "table" then rekey(store[name]) end
