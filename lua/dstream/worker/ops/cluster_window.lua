@@ -108,8 +108,6 @@ return function(W)
   end
   local apply_panes, apply_windows = applier("panes"), applier("windows")
   local apply_raw = applier("raw") -- (window(): start -> chunk number -> records)
-  -- (dstream.worker.ops.interval_join keeps its state the same way: store.join[slot][key])
-  W.slot_applier = applier
 
 
   -- Map side of reduce_by_key_and_window: the task's pairs folded per key, each sent with the

@@ -19,25 +19,28 @@
 -- * Cluster mode (terminal cluster_join_send, operator cluster_interval_join): the two sides
 --   share one repartition topic, each entry (key, {ts, value}, side); the map task's largest
 --   timestamp goes to every state partition as (nil, ts, side). The keyed stage keeps each
---   side's largest timestamp it heard of (store.join.top[side]); a record older than its side's
+--   side's largest timestamp it heard of (store.tops[side]); a record older than its side's
 --   watermark of the batches before is late (dropped, counted per side). The changelog holds
---   a key's entries under (ROWS, key), written whole when they change, and the tops under
---   (TOP, side): dstream.worker.ops.cluster_window's slot applier restores both.
+--   each entry on its own, under (key, id) (id: its number within the key, entry[5], one more
+--   than the key's last), so a batch writes the records it added, the entries whose paired flag
+--   it set, and a tombstone per entry evicted, not a key's entries again; a side's largest
+--   time is under (side) alone. A restore (apply_entry) collects a key's entries by id and puts
+--   them back in order of id (arrival order).
 -- Registered into dstream.worker (see its list of operator modules).
 return function(W)
   local operators, terminals, current = W.operators, W.terminals, W.current
   local store_of = require("dstream.worker.store").store_of
-  local key_of = require("dstream.worker.task").key_of
-  local pairs, type, error, min = pairs, type, error, math.min
-
-  local ROWS, TOP = "rows", "top" -- the changelog's slots (cluster mode)
+  local task = require("dstream.worker.task")
+  local key_of, slot = task.key_of, task.slot
+  local pairs, type, error, min, sort = pairs, type, error, math.min, table.sort
+  local dec = require("string.buffer").new()
 
   -- A key's entries after a batch: `old` (kept, not changed: a failed attempt changes
   -- nothing), `new` the batch's entries ({ts, value, side}, this task's own tables) or nil.
   -- Emits the pairs and, past the watermark, an outer side's unpaired entries. Returns the
   -- entries to keep (nil: none) and whether they differ from `old`.
   local function join_key(k, old, new, spec, watermark, nxt)
-    local before, after = spec.before, spec.after
+    local before, after, outer1, outer2 = spec.before, spec.after, spec.outer1, spec.outer2
     local list, changed = old, false
     if new then
       list, changed = {}, true
@@ -54,8 +57,10 @@ return function(W)
             if d >= -before and d <= after then
               if side == 1 then nxt(k, { e[2], o[2] }) else nxt(k, { o[2], e[2] }) end
               e[4] = true
-              if not o[4] then
-                if i <= kept_n then list[i] = { o[1], o[2], o[3], true } else o[4] = true end
+              -- (only an outer side's flag matters; a kept entry is copied: the state
+              -- changes on success)
+              if not o[4] and (o[3] == 1 and outer1 or o[3] == 2 and outer2) then
+                if i <= kept_n then list[i] = { o[1], o[2], o[3], true, o[5] } else o[4] = true end
               end
             end
           end
@@ -65,7 +70,6 @@ return function(W)
       end
     end
     if watermark and list then
-      local outer1, outer2 = spec.outer1, spec.outer2
       local kept, m = nil, 0
       for i = 1, #list do
         local e = list[i]
@@ -181,15 +185,81 @@ return function(W)
     end
   end
 
+  -- A restore's changelog entry (cluster mode): (side) -> a side's largest time; (key, id)
+  -- -> an entry (false: evicted), into store.restoring[key][id] until restored() orders them.
+  local function apply_entry(store, kbytes, s)
+    dec:set(kbytes)
+    local k = dec:decode()
+    if #dec == 0 then -- (side): one value only
+      slot(store, "tops")[k] = s or nil
+      return
+    end
+    local id = dec:decode()
+    if type(k) == "table" then k = key_of(k) end
+    local restoring = store.restoring
+    if not restoring then -- the entries held (a checkpoint's) by id, as the changelog has them
+      restoring = {}
+      for key, list in pairs(store.rows or {}) do
+        local by_id = slot(restoring, key)
+        for i = 1, #list do by_id[list[i][5]] = list[i] end
+      end
+      store.restoring = restoring
+    end
+    slot(restoring, k)[id] = s or nil
+  end
+
+  local function by_id(a, b) return a[5] < b[5] end
+
+  -- After a restore: each key's entries as a list in order of id.
+  local function restored(store)
+    local restoring = store.restoring
+    if not restoring then return end
+    local rows = {}
+    for k, entries in pairs(restoring) do
+      local list = {}
+      for _, e in pairs(entries) do list[#list + 1] = e end
+      if #list > 0 then
+        sort(list, by_id)
+        rows[k] = list
+      end
+    end
+    store.rows, store.restoring = rows, nil
+  end
+
+  -- The changelog writes of a batch's changes (cluster mode): each new entry (given its id),
+  -- each entry whose paired flag changed (a new table with the same id), a tombstone for each
+  -- entry gone.
+  local function put_changes(put, rows, changes)
+    for k, list in pairs(changes) do
+      local old, was = rows[k], {} -- id -> the kept entry
+      local last = 0
+      if old then
+        for i = 1, #old do was[old[i][5]] = old[i] end
+        last = old[#old][5]
+      end
+      for i = 1, list and #list or 0 do
+        local e = list[i]
+        local id = e[5]
+        if id == nil then
+          last = last + 1
+          e[5] = last
+          put(last, e, k)
+        else
+          if was[id] ~= e then put(id, e, k) end
+          was[id] = nil
+        end
+      end
+      for id in pairs(was) do put(id, nil, k) end
+    end
+  end
+
   -- Cluster mode's keyed stage (see the header).
   function operators.cluster_interval_join(spec, nxt, fin)
     local C = W.cluster
     local part = current.part
-    local store, r, skip, base = C.prepare(spec, part, W.slot_applier("join"))
-    local state = store.join or {}
-    store.join = state
-    local rows, tops = state[ROWS] or {}, state[TOP] or {}
-    state[ROWS], state[TOP] = rows, tops
+    local store, r, skip, base = C.prepare(spec, part, apply_entry)
+    restored(store)
+    local rows, tops = slot(store, "rows"), slot(store, "tops")
     local top1, top2 = tops[1], tops[2]
     local delay1, delay2 = spec.delay1, spec.delay2
     local before1, before2 = top1 and top1 - delay1, top2 and top2 - delay2 -- the sides' watermarks before
@@ -216,12 +286,12 @@ return function(W)
       add(incoming, k, tv, side)
     end, true), function()
       local watermark = top1 and top2 and min(top1 - delay1, top2 - delay2)
-      local changes = W.interval_join_batch(rows, incoming, spec, watermark, state.watermark, nxt)
+      local changes = W.interval_join_batch(rows, incoming, spec, watermark, store.join_watermark, nxt)
       W.report_keys(spec, keys_after(rows, changes))
       C.write_changes(spec, part, store, r, base, function(put)
-        for k, list in pairs(changes) do put(k, list or nil, ROWS) end
-        if top1 ~= tops[1] then put(1, top1, TOP) end
-        if top2 ~= tops[2] then put(2, top2, TOP) end
+        put_changes(put, rows, changes)
+        if top1 ~= tops[1] then put(1, top1) end
+        if top2 ~= tops[2] then put(2, top2) end
       end)
       if late1 + late2 > 0 then
         local accums = current.accums or {}
@@ -233,7 +303,7 @@ return function(W)
       on_success[#on_success + 1] = function()
         apply(rows, changes)
         tops[1], tops[2] = top1, top2
-        state.watermark = watermark -- (not restored: a first batch after a restore looks at every key)
+        store.join_watermark = watermark -- (not restored: a first batch after a restore looks at every key)
       end
       fin()
     end

@@ -221,7 +221,7 @@ return function(W)
   -- made their representatives again (task.key_of). Fields of stores that this list misses
   -- would lose their array keys' identity: a store's new keyed table goes here.
   local KEYED = { "states", "touched", "running", "sessions", "rows" } -- key -> value
-  local KEYED_BY = { "panes", "windows", "join" }                      -- time (or slot) -> key -> value
+  local KEYED_BY = { "panes", "windows" }                              -- time -> key -> value
   local function rekey_store(store)
     for _, name in ipairs(KEYED) do
       if type(store[name]) == "table" then rekey(store[name]) end
