@@ -5,8 +5,9 @@
 # and checkpoint_interval (10 s). The twin of the suites that move partitions with a session
 # timeout of 3 s for speed (cluster_state.sh, cluster.sh, spec/cluster_window_spec.lua,
 # spec/cluster_status_spec.lua, kafka_spec's cluster tests). The job (jobs/cluster_defaults.lua)
-# keeps a running word count (update_state_by_key) and a sliding windowed count
-# (reduce_by_key_and_window with an inverse) with 4 state partitions each, on two processes of
+# keeps a running word count (update_state_by_key), a sliding windowed count
+# (reduce_by_key_and_window with an inverse) and an interval join of two streams (join within
+# 30 ms of event time) with 4 state partitions each, on two processes of
 # `dstream --cluster cd`, each with its own checkpoint directory, against `dstream kafka-mock` in
 # its own process, while kcat produces lines all along:
 #   1. a alone, then b joins (scale out): the state partitions are shared;
@@ -20,7 +21,8 @@
 # the words counted twice printed, and at most those of the lines the killed process had read in
 # its last batches and a read again), and each word's windows added up against twice that count
 # (every record is in 2 windows of 4 s sliding by 2 s; above it by at most twice the words of
-# the lines read twice). On the embedded broker each rebalance
+# the lines read twice), and the join's pairs against python3's nested-loop join of the chunks
+# (every pair; a pair twice only with a line read twice). On the embedded broker each rebalance
 # but a group's first waits the session timeout less a second (44 s) even when every member has
 # rejoined, and a move takes two to four of them, so this takes six to eight minutes, nearly
 # all waiting: CI starts it beside the e2e lanes (scripts/test.sh, E2E_ASIDE), on the release
@@ -43,7 +45,7 @@ N=4     # state partitions of each operator
 MOVE=240
 
 start_kafka_mock "words:$PARTS" "$APP-counts-repartition:$N" "$APP-counts-changelog:$N" \
-  "$APP-windows-repartition:$N" "$APP-windows-changelog:$N"
+  "$APP-windows-repartition:$N" "$APP-windows-changelog:$N" "$APP-pairs-repartition:$N" "$APP-pairs-changelog:$N"
 
 # 12,000 lines in chunks of 100, one every 2.5 s, so that input flows when partitions change
 # hands: 40 chunks (100 s) from a's start through b's join, 50 (125 s) from the kill through
@@ -155,6 +157,61 @@ check "the windows hold no word that is not in the input" \
   eval '[ -z "$(join -v 2 "$WORK/expected.txt" "$WORK/window-sums.txt")" ]'
 check "the windows count twice at most the words of the lines read twice, each in 2 windows ($W_DUPS <= 2 * $REREAD_WORDS)" \
   [ "$REREAD_WORDS" -ge 0 -a "$W_DUPS" -le $((2 * REREAD_WORDS)) ]
+
+# ---- the join's pairs against python3's nested-loop join of the chunks ----
+# pairs_as_python [--wait]: the pairs the processes emitted (WORK/*.pairs) against the join of the
+# lines (a line's first word; partition p's line at offset o, from chunk p + PARTS * (o / 100),
+# at 10 o ms; left: partitions 0 and 2, right: 1 and 3; within 30 ms). --wait: only whether
+# every pair came. Else: none missing, none that is not in the join, and a pair more than once
+# only when one of its lines was read twice (the .ranges files).
+pairs_as_python() {
+  python3 - "$WORK" "$PARTS" "$@" <<'PY'
+import collections, glob, os, sys
+work, parts, wait = sys.argv[1], int(sys.argv[2]), "--wait" in sys.argv
+first = {}  # (partition, offset) -> the line's first word
+count = collections.Counter()
+for f in sorted(glob.glob(os.path.join(work, "chunk-*"))):
+    c = int(f.rsplit("-", 1)[1])
+    p = c % parts
+    for line in open(f).read().split("\n")[:100]:
+        first[(p, count[p])] = (line.split() or [""])[0]
+        count[p] += 1
+by_word = collections.defaultdict(list)
+for (p, o), w in first.items():
+    by_word[w].append((p, o))
+want = set()
+for w, recs in by_word.items():
+    for (pl, ol) in recs:
+        if pl % 2:
+            continue
+        for (pr, orr) in recs:
+            if pr % 2 and abs(ol - orr) * 10 <= 30:
+                want.add((pl, ol, pr, orr))
+got = collections.Counter()
+for f in glob.glob(os.path.join(work, "*.pairs")):
+    for line in open(f):
+        got[tuple(map(int, line.split()))] += 1
+missing = want - set(got)
+if wait:
+    sys.exit(1 if missing else 0)
+reads = collections.Counter()
+for f in glob.glob(os.path.join(work, "*.ranges")):
+    for line in open(f):
+        p, a, b = map(int, line.split())
+        for o in range(a, b):
+            reads[(p, o)] += 1
+extra = set(got) - want
+twice = [k for k, n in got.items() if n > 1]
+unexplained = [k for k in twice if reads[(k[0], k[1])] < 2 and reads[(k[2], k[3])] < 2]
+print("# join: %d pairs in the input, %d emitted more than once (a line read twice)" % (len(want), len(twice)))
+if missing or extra or unexplained:
+    sys.exit("missing %s; not in the join %s; twice without a line read twice %s"
+             % (sorted(missing)[:5], sorted(extra)[:5], unexplained[:5]))
+PY
+}
+wait_until 60 pairs_as_python --wait
+check "the join's pairs are python3's nested-loop join of the input: none missing, none more, twice only with a line read twice" \
+  pairs_as_python
 
 # ---- the survivor's page: it owns every state partition of both operators ----
 url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/b.err" | tail -n 1)

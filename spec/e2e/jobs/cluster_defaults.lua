@@ -2,22 +2,26 @@
 -- at the settings a user gets: no consumer conf (librdkafka's session.timeout.ms of 45 s and
 -- heartbeat of 3 s), the default batch interval (1 s) and checkpoint_interval (10 s).
 --   dstream --cluster APP [--checkpoint DIR] [--ui ADDR] cluster_defaults.lua BROKERS TOPIC OUT N
--- A running word count (update_state_by_key, "counts") and a sliding windowed count
--- (reduce_by_key_and_window with an inverse, 4 s every 2 s, "windows"), both with N state
+-- A running word count (update_state_by_key, "counts"), a sliding windowed count
+-- (reduce_by_key_and_window with an inverse, 4 s every 2 s, "windows") and an interval join of
+-- two streams ("pairs": each line's first word, at 10 ms per offset of its partition, the lines
+-- of partitions 0 and 2 joined with those of 1 and 3 within 30 ms), all with N state
 -- partitions. Writes, as each batch is computed:
 --   OUT.ranges   the input offsets each batch read ("partition from until"), before its pairs go
 --                on to the repartition topics (so a batch killed half-way is there too);
 --   OUT.state    after each batch: "# owns P,Q" (the counts' state partitions it owns), then
 --                the (word, count) pairs of those partitions (replaced whole, by a rename);
 --   OUT.windows  every window it emitted: "time word count" lines, appended;
---   OUT.windows-owned  after each batch: the windows' state partitions it owns ("P,Q").
+--   OUT.windows-owned  after each batch: the windows' state partitions it owns ("P,Q");
+--   OUT.pairs    every pair the join emitted: "partition offset partition offset" (left, right).
 local dstream = require("dstream")
 local kafka = require("dstream.kafka")
 local text = require("dstream.text")
 local brokers, topic, out, n = arg[1], arg[2], arg[3], tonumber(arg[4])
 
 local ctx = dstream.context { workers = 2, name = "e2e-cluster-defaults" }
-local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest" }
+local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest",
+  with_meta = true } -- (records: { partition =, offset =, value =, ... })
 local read = lines:transform(function(rdd)
   local rf = assert(io.open(out .. ".ranges", "a"))
   for _, r in ipairs(kafka.offset_ranges(rdd)) do
@@ -26,7 +30,7 @@ local read = lines:transform(function(rdd)
   rf:close()
   return rdd
 end)
-local words = read:flat_map(function(l) return text.words(l) end):map(function(w) return w, 1 end)
+local words = read:flat_map(function(r) return text.words(r.value) end):map(function(w) return w, 1 end)
 
 local counts = words:reduce_by_key(function(a, b) return a + b end)
   :update_state_by_key(function(values, total)
@@ -67,6 +71,25 @@ windows:foreach_rdd(function(rdd, time)
   for i = 1, #got do wf:write(time, " ", got[i][1], " ", got[i][2], "\n") end
   wf:flush()
   replace(out .. ".windows-owned", owned(windows) .. "\n")
+end)
+
+-- The join: event time from the offset, so python3 knows each record's time from the chunk
+-- files; a watermark of 1 h, so that no record is late however far apart the processes read
+-- (the killed process's partitions wait minutes for their next owner) and the state keeps
+-- every record: the pairs are the nested-loop join of the input, plus those of lines read twice.
+local function side(parity)
+  return read:filter(function(r) return r.partition % 2 == parity end)
+    :map(function(r) return r.value:match("^(%S+)") or "", { r.partition, r.offset } end)
+    :event_time(function(_, po) return po[2] * 10 end, { watermark = "1h" })
+end
+local joined = side(0):join(side(1), { within = "30ms", partitions = n }):name("pairs")
+local pf = assert(io.open(out .. ".pairs", "a"))
+joined:foreach_rdd(function(rdd)
+  for _, kv in ipairs(rdd:collect()) do
+    local l, r = kv[2][1], kv[2][2]
+    pf:write(l[1], " ", l[2], " ", r[1], " ", r[2], "\n")
+  end
+  pf:flush()
 end)
 
 ctx:start()
