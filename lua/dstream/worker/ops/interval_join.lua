@@ -96,7 +96,7 @@ return function(W)
   -- A batch of a state partition: rows (key -> entries, the state), incoming (key -> the
   -- batch's entries). Returns the changes: key -> its new entries, or false (none left). The
   -- keys without records are looked at only when the watermark moved since `last_watermark`.
-  function W.interval_join_batch(rows, incoming, spec, watermark, last_watermark, nxt)
+  local function join_batch(rows, incoming, spec, watermark, last_watermark, nxt)
     local changes = {}
     for k, new in pairs(incoming) do
       changes[k] = join_key(k, rows[k], new, spec, watermark, nxt) or false
@@ -148,7 +148,7 @@ return function(W)
       add(incoming, k, tv, side)
     end, function()
       local watermark = spec.watermark
-      local changes = W.interval_join_batch(rows, incoming, spec, watermark, store.watermark, nxt)
+      local changes = join_batch(rows, incoming, spec, watermark, store.watermark, nxt)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
         apply(rows, changes)
@@ -286,7 +286,7 @@ return function(W)
       add(incoming, k, tv, side)
     end, true), function()
       local watermark = top1 and top2 and min(top1 - delay1, top2 - delay2)
-      local changes = W.interval_join_batch(rows, incoming, spec, watermark, store.join_watermark, nxt)
+      local changes = join_batch(rows, incoming, spec, watermark, store.join_watermark, nxt)
       W.report_keys(spec, keys_after(rows, changes))
       C.write_changes(spec, part, store, r, base, function(put)
         put_changes(put, rows, changes)
