@@ -223,7 +223,8 @@ return function(W)
         rows[k] = list
       end
     end
-    store.rows, store.restoring = rows, nil
+    -- (and every key looked at by the next batch, whatever watermark the restored entries saw)
+    store.rows, store.restoring, store.join_watermark = rows, nil, nil
   end
 
   -- The changelog writes of a batch's changes (cluster mode): each new entry (given its id),
