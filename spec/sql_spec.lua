@@ -59,6 +59,20 @@ describe("SQL errors", function()
       err_of("SELECT name FROM people JOIN places ON people.name = places.name"))
   end)
 
+  it("refuses a JOIN of two stream tables batch by batch in cluster mode, in SQL's words", function()
+    local cctx = dstream.context { batch = "1s", clock = "manual", cluster = "spec-sql-join" }
+    cctx:queue_stream({}):to_table("a", { "k", "x" })
+    cctx:queue_stream({}):to_table("b", { "k", "y" })
+    cctx:parallelize({ { "k1", "one" } }):to_table("names", { "k", "name" })
+    local ok, err = pcall(cctx.sql, cctx, "SELECT a.k, x, y FROM a JOIN b ON a.k = b.k")
+    assert.is_false(ok)
+    assert.matches("sql_spec.lua:%d+: sql: in cluster mode a JOIN of two stream tables batch by batch would join"
+      .. " only the rows each process reads: join them within windows %(GROUP BY TUMBLE", err)
+    assert.matches("at line 1, column 25:\n", err)
+    -- A stream joined with a static table is the same across processes: allowed.
+    assert.has_no.errors(function() cctx:sql("SELECT a.k, x, name FROM a JOIN names ON a.k = names.k") end)
+  end)
+
   it("names the expression of a type error", function()
     assert.matches("type error: '%+' needs a number, and 'x' is a text at line 1, column 37",
       err_of("SELECT name FROM people WHERE age + 'x' > 1"))

@@ -103,6 +103,13 @@ return function(Planner)
     local rkeyed = right:map(rfn)
     local joined
     if stream_mod.is_stream(lkeyed) == stream_mod.is_stream(rkeyed) then
+      if stream_mod.is_stream(lkeyed) and right.ctx.cluster then
+        -- Batch by batch, each process would join only what it reads (Stream.join refuses it
+        -- too, in the Lua API's words).
+        error(grammar.caret(q.text, j.pos, "in cluster mode a JOIN of two stream tables batch by batch"
+          .. " would join only the rows each process reads: join them within windows (GROUP BY"
+          .. " TUMBLE(...) or HOP(...) over the JOIN, both tables with event_time), or join a static table"), 0)
+      end
       joined = lkeyed[kind](lkeyed, rkeyed)
     elseif stream_mod.is_stream(lkeyed) then
       -- A static table joined at every batch is keyed once and kept (cache), not recomputed.
