@@ -167,7 +167,11 @@ return function(Planner)
     self:note("union", "both sides, one event time")
     local tsfn = self:step("event_time", ("the tagged records' time; watermark: the smaller of the sides' (%d ms and %d ms behind their largest time), emit %s")
       :format(delays[1], delays[2], opts.emit or "final"), "return function(_, v) return v[3] end")
-    local ds = tagged[1]:union(tagged[2]):event_time(tsfn, { emit = opts.emit })
+    -- (The watermark option is what cluster mode's state partitions go by: they take the
+    -- largest time heard of less the delay, so the larger of the tables' delays. One process
+    -- uses the watermark function set below.)
+    local ds = tagged[1]:union(tagged[2]):event_time(tsfn, { emit = opts.emit,
+      watermark = math.max(delays[1], delays[2]) .. "ms" })
     -- The watermark of a join is its slower side's, as Flink's: each side's largest time minus
     -- its table's delay, the smaller of the two (none until both sides have had records). The
     -- event_time stage's own watermark (the union's largest time) is replaced on its Event.
