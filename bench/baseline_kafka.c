@@ -2,15 +2,19 @@
  * one core with librdkafka: assign every partition from its beginning (no group, no commits),
  * copy each message into an arena, split it on whitespace and count each word in the shared
  * open-addressing hash table. The time runs from the first message to the last.
- *   baseline_kafka BROKERS TOPIC PARTITIONS MESSAGES */
+ *   baseline_kafka BROKERS TOPIC PARTITIONS MESSAGES [FIRST LAST]
+ * FIRST LAST: only partitions FIRST to LAST - 1, which hold MESSAGES (bench/run's ceiling: two
+ * of these at once, each with half the partitions). */
 #include <librdkafka/rdkafka.h>
 
 #include "baseline.h"
 
 int main(int argc, char **argv) {
-  if (argc != 5) bl_die("usage: baseline_kafka BROKERS TOPIC PARTITIONS MESSAGES");
+  if (argc != 5 && argc != 7) bl_die("usage: baseline_kafka BROKERS TOPIC PARTITIONS MESSAGES [FIRST LAST]");
   const char *topic = argv[2];
   int nparts = atoi(argv[3]);
+  int first = argc == 7 ? atoi(argv[5]) : 0, last = argc == 7 ? atoi(argv[6]) : nparts;
+  if (first < 0 || last > nparts || first >= last) bl_die("FIRST LAST: a range of the partitions");
   long long want = atoll(argv[4]);
   char err[512];
   rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -21,7 +25,7 @@ int main(int argc, char **argv) {
   rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
   if (!rk) bl_die(err);
   rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
-  for (int p = 0; p < nparts; p++)
+  for (int p = first; p < last; p++)
     rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
   if (rd_kafka_assign(rk, l)) bl_die("assign failed");
   rd_kafka_topic_partition_list_destroy(l);

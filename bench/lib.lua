@@ -15,6 +15,9 @@ typedef struct { long sec, nsec; } bench_timespec_t;
 int getrusage(int who, bench_rusage_t *ru);
 int clock_gettime(int clock, bench_timespec_t *ts);
 void *malloc(size_t n);
+int usleep(unsigned int usec);
+int open(const char *path, int flags, int mode);
+int close(int fd);
 ]]
 local C = ffi.C
 
@@ -47,6 +50,39 @@ function M.thread_cpu()
   C.getrusage(1, ru)
   return tonumber(ru.utime.sec) + tonumber(ru.utime.usec) / 1e6
     + tonumber(ru.stime.sec) + tonumber(ru.stime.usec) / 1e6
+end
+
+-- Waits until every copy of a program run side by side has reached this point, so that their
+-- timed parts overlap (bench/run's "2 copies" ceiling: the same bare program run as two
+-- processes at once). BENCH_TOGETHER="DIR N": each copy leaves a file in DIR and waits for N
+-- of them (60 s at most). Unset, returns at once. Called just before a bare run's clock starts.
+function M.start_together()
+  local spec = os.getenv("BENCH_TOGETHER")
+  if not spec or spec == "" then return end
+  local dir, n = spec:match("^(.-)%s+(%d+)$")
+  assert(dir, "BENCH_TOGETHER: expected \"DIR N\", got " .. spec)
+  n = tonumber(n)
+  -- Copy i takes the name DIR/i: the first free one, created exclusively (O_CREAT | O_EXCL).
+  local taken = false
+  for i = 1, n do
+    local fd = C.open(dir .. "/" .. i, 0x41 + 0x80, 420) -- O_WRONLY | O_CREAT | O_EXCL, 0644
+    if fd >= 0 then
+      C.close(fd)
+      taken = true
+      break
+    end
+  end
+  assert(taken, "start_together: more copies than " .. n)
+  local deadline = M.now() + 60
+  while M.now() < deadline do
+    local fh = io.open(dir .. "/" .. n, "r")
+    if fh then
+      fh:close()
+      return
+    end
+    C.usleep(1000)
+  end
+  error("start_together: the other copies did not come within 60 s")
 end
 
 -- Prints "result k=v ..." (keys in the given order: a list of {key, value}).

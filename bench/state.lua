@@ -37,6 +37,7 @@ if mode == "bare" then
   collectgarbage()
   collectgarbage()
   local before = collectgarbage("count") * 1024
+  lib.start_together()
   local t0, c0 = lib.now(), lib.cpu()
   local states = {}
   for b = 0, nbatches - 1 do

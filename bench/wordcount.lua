@@ -20,6 +20,7 @@ if mode == "bare" then
   local t = lib.now()
   local p, n = lib.corpus_records(path)
   load_secs = lib.now() - t
+  lib.start_together()
   local t0, c0 = lib.now(), lib.cpu()
   local counts, nlines = {}, 0
   lib.for_lines(p, n, function(line)
