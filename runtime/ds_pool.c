@@ -44,6 +44,8 @@ typedef struct worker {
   int exited;        /* the thread has left its loop */
   int detached;      /* abandoned at close: it closes its own state if it ever ends */
   int gc_owed;       /* a task ran since the last idle steps of its collector */
+  int gc_step_ref;   /* gc_step in the state's registry (made at boot: one per step would be
+                      * garbage per step) */
   /* Set by the watchdog, taken by the hook (on the worker's thread). */
   volatile sig_atomic_t interrupt;
 } worker;
@@ -192,6 +194,16 @@ static int worker_os_exit(lua_State *L) {
   return lua_error(L);
 }
 
+#ifdef DS_GC_STATE
+/* One step of the state's incremental collector (a few KB of its work: lua_gc's LUA_GCSTEP
+ * goes on while the collector is in debt, a whole cycle of a large heap at once), protected:
+ * a finalizer that raises must not end the thread. Pushes whether the step ended a cycle. */
+static int gc_step(lua_State *L) {
+  lua_pushboolean(L, lj_gc_step(L) > 0);
+  return 1;
+}
+#endif
+
 /* Builds the worker's Lua state and finds boot_module.run. Runs on the worker thread so the
  * state is only ever touched by its own thread. */
 static int worker_boot(worker *w) {
@@ -236,6 +248,10 @@ static int worker_boot(worker *w) {
   }
   lua_getfield(L, -1, "run");
   w->run_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#ifdef DS_GC_STATE
+  lua_pushcfunction(L, gc_step);
+  w->gc_step_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+#endif
   lua_pop(L, 1);
   return 0;
 }
@@ -260,15 +276,6 @@ static void worker_run_task(worker *w, ds_task *t) {
   t->run_ms = now_ms() - start;
 }
 
-#ifdef DS_GC_STATE
-/* One step of the state's incremental collector (a few KB of its work: lua_gc's LUA_GCSTEP
- * goes on while the collector is in debt, a whole cycle of a large heap at once), protected:
- * a finalizer that raises must not end the thread. Pushes whether the step ended a cycle. */
-static int gc_step(lua_State *L) {
-  lua_pushboolean(L, lj_gc_step(L) > 0);
-  return 1;
-}
-#endif
 
 /* Idle, under the pool's lock: the worker's collector, when a cycle is under way, is stepped
  * to its end while no task waits, instead of in the next task's allocations. A stage's tasks
@@ -287,7 +294,7 @@ static int worker_idle_gc(worker *w) {
     return 0;
   }
   pthread_mutex_unlock(&w->pool->lock);
-  lua_pushcfunction(L, gc_step);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, w->gc_step_ref);
   int finished = lua_pcall(L, 0, 1, 0) != 0 || lua_toboolean(L, -1);
   lua_pop(L, 1);
   pthread_mutex_lock(&w->pool->lock);
