@@ -78,6 +78,9 @@ struct ds_pool {
   int inflight;
   task_queue shared;
   task_queue finished; /* ran, not yet delivered to the driver */
+  uv_prepare_t loop_waits; /* the driver's loop is about to wait: driver_waiting = 1 */
+  uv_check_t loop_woke;    /* it has woken up: driver_waiting = 0 */
+  int driver_waiting;      /* under the lock: the driver's loop waits (worker_idle_gc) */
 
   worker *workers;
   int nworkers;
@@ -293,6 +296,11 @@ static int worker_idle_gc(worker *w) {
     w->gc_owed = 0;
     return 0;
   }
+  /* Only while the driver's loop waits, with no finished task for it to take: when it runs
+   * (planning the next stage or batch, a receiver's input), two workers stepping their
+   * collectors on two cores kept it waiting for a core (a stage's last task delivered 1-3 ms
+   * late). loop_waits wakes the workers when the loop waits again. */
+  if (!w->pool->driver_waiting || w->pool->finished.head) return 0;
   pthread_mutex_unlock(&w->pool->lock);
   lua_rawgeti(L, LUA_REGISTRYINDEX, w->gc_step_ref);
   int finished = lua_pcall(L, 0, 1, 0) != 0 || lua_toboolean(L, -1);
@@ -405,12 +413,35 @@ static void pool_watch(uv_timer_t *h) {
   if (lost) uv_async_send(&p->async);
 }
 
+/* The driver's loop about to wait for events: an idle worker owing its collector steps takes
+ * them up (worker_idle_gc). */
+static void pool_loop_waits(uv_prepare_t *h) {
+  ds_pool *p = h->data;
+  if (uv_backend_timeout(p->loop) == 0) return; /* it will not wait: a timer is due, ... */
+  pthread_mutex_lock(&p->lock);
+  p->driver_waiting = 1;
+  for (int i = 0; i < p->nworkers; i++)
+    if (p->workers[i].gc_owed && !p->workers[i].current) {
+      pthread_cond_broadcast(&p->work);
+      break;
+    }
+  pthread_mutex_unlock(&p->lock);
+}
+
+static void pool_loop_woke(uv_check_t *h) {
+  ds_pool *p = h->data;
+  pthread_mutex_lock(&p->lock);
+  p->driver_waiting = 0;
+  pthread_mutex_unlock(&p->lock);
+}
+
 static void pool_deliver(uv_async_t *h) {
   ds_pool *p = h->data;
   for (;;) {
     pthread_mutex_lock(&p->lock);
     ds_task *t = queue_pop(&p->finished);
     if (t) p->inflight--;
+    p->driver_waiting = 0; /* (an I/O callback: it runs before loop_woke's check) */
     pthread_mutex_unlock(&p->lock);
     if (!t) break;
     p->done(p->ud, t);
@@ -542,6 +573,14 @@ int ds_pool_new(uv_loop_t *loop, const ds_pool_config *cfg, ds_pool_done_cb done
   uv_async_init(loop, &p->async, pool_deliver);
   p->async.data = p;
   p->open_handles = 1;
+  uv_prepare_init(loop, &p->loop_waits);
+  uv_check_init(loop, &p->loop_woke);
+  p->loop_waits.data = p->loop_woke.data = p;
+  uv_prepare_start(&p->loop_waits, pool_loop_waits);
+  uv_check_start(&p->loop_woke, pool_loop_woke);
+  uv_unref((uv_handle_t *)&p->loop_waits); /* neither keeps a loop alive */
+  uv_unref((uv_handle_t *)&p->loop_woke);
+  p->open_handles += 2;
   if (cfg->task_timeout_ms > 0) {
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, install_timeout_signal);
@@ -705,5 +744,7 @@ int ds_pool_close(ds_pool *p, int wait_ms) {
   p->abandoned = pool_join(p, p->nworkers, wait_ms);
   if (p->has_watchdog) uv_close((uv_handle_t *)&p->watchdog, pool_closed);
   uv_close((uv_handle_t *)&p->async, pool_closed);
+  uv_close((uv_handle_t *)&p->loop_waits, pool_closed);
+  uv_close((uv_handle_t *)&p->loop_woke, pool_closed);
   return p->abandoned;
 }
