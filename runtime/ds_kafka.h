@@ -128,7 +128,10 @@ int ds_kafka_source_start(const ds_kafka_source_opts *opts, ds_kafka_source **ou
 /* Cuts every assigned partition at most `max_per_part` records (0: all) past its last cut.
  * *out has one partition per assigned Kafka partition, in (topic, partition) order, or one
  * empty partition when none is assigned; *ranges (free()) has *nranges = the number of
- * assigned partitions entries in the same order. Returns 0 or -ENOMEM. */
+ * assigned partitions entries in the same order. A partition assigned with a plan (see
+ * ds_kafka_source_plan) is first cut exactly at its plan's end, in a batch holding only the
+ * ranges of that plan's batch (none until all are fetched that far; 30 s at most), whatever
+ * max_per_part. Returns 0 or -ENOMEM. */
 int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
                          ds_kafka_range **ranges, int *nranges);
 /* The same cut as an earlier run made (a batch of the batch log re-run after a restart): for
@@ -138,6 +141,15 @@ int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **
 int ds_kafka_source_seal_until(ds_kafka_source *s, const ds_kafka_offset *until, int n,
                                int timeout_ms, ds_sealed **out, ds_kafka_range **ranges,
                                int *nranges, int *missing);
+/* Cluster mode (a positions' group): before batch `tag` sends anything on, records its plan
+ * for each range with records, [from, until): commits `from` to the positions' group,
+ * synchronously, with metadata naming `until` and `tag` (and so does every later commit of
+ * `from`, until one commits past it). A process that is assigned the partition next reads
+ * exactly that range as its first batch, with the batch's other ranges it got (see
+ * ds_kafka_source_seal), so that it sends on what the first run sent. No positions' group:
+ * nothing. Returns 0, or -EIO with err. */
+int ds_kafka_source_plan(ds_kafka_source *s, const ds_kafka_range *ranges, int n, const char *tag,
+                         char *err, size_t errlen);
 /* Commits `offsets` (next offsets to read) to the group, for the partitions assigned now (the
  * others belong to another member, or to nobody yet: they are skipped); async returns at once
  * and a failure is logged and counted. */

@@ -37,6 +37,9 @@
  * records to complete and commit, so that the next owner starts after them. */
 #define REVOKE_WAIT_MS 10000
 #define REBALANCE_HOLD_S 2.0 /* asynchronous commits held after a "rebalance in progress" */
+/* A plan's metadata on a commit: "dstream-plan e=<end> <batch tag>" (ds_kafka_source_plan). */
+#define DS_KAFKA_PLAN_PREFIX "dstream-plan e="
+#define REPLAY_WAIT_S 30.0 /* a planned range not fetched in full by then is read as it comes */
 
 static const char *conf_get(const ds_kafka_kv *conf, int n, const char *key) {
   const char *v = NULL;
@@ -63,6 +66,13 @@ typedef struct kpart {
    * `revoking`, seals take nothing of the partition (its next owner reads those records). */
   int64_t sealed_until, committed;
   int revoking;
+  /* Cluster mode's plans (see ds_kafka_source_plan): the range [plan_from, plan_until) this
+   * process's batch `plan_tag` is sending on, named in the metadata of every commit of
+   * plan_from; and a plan found at assignment, which the first batches read exactly
+   * (replay_until > 0: cut there, with the other partitions of batch `replay_tag`). */
+  int64_t plan_from, plan_until, replay_until;
+  char plan_tag[64], replay_tag[64];
+  double replay_since;
 } kpart;
 
 struct ds_kafka_source {
@@ -362,6 +372,27 @@ static void revoke_wait(ds_kafka_source *s, rd_kafka_topic_partition_list_t *lis
   free(o);
 }
 
+typedef struct plan_t {
+  int64_t until; /* 0: none */
+  char tag[64];
+} plan_t;
+
+/* The plan named by a committed position's metadata (DS_KAFKA_PLAN_PREFIX), if any. */
+static void plan_parse(const rd_kafka_topic_partition_t *tp, plan_t *out) {
+  char meta[128];
+  size_t len = tp->metadata_size < sizeof meta - 1 ? tp->metadata_size : sizeof meta - 1;
+  if (!tp->metadata || len <= strlen(DS_KAFKA_PLAN_PREFIX)) return;
+  memcpy(meta, tp->metadata, len);
+  meta[len] = '\0';
+  long long until;
+  char tag[64];
+  if (strncmp(meta, DS_KAFKA_PLAN_PREFIX, strlen(DS_KAFKA_PLAN_PREFIX)) != 0 ||
+      sscanf(meta + strlen(DS_KAFKA_PLAN_PREFIX), "%lld %63s", &until, tag) != 2)
+    return;
+  out->until = until;
+  snprintf(out->tag, sizeof out->tag, "%s", tag);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
                          rd_kafka_topic_partition_list_t *list, void *opaque) {
   ds_kafka_source *s = opaque;
@@ -375,11 +406,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
   pthread_mutex_unlock(&s->lock);
   if (member) rd_kafka_mem_free(rk, member);
   if (code == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+    plan_t *plans = NULL; /* per partition of the list: a plan found with its position */
     /* The group's committed offsets, read here rather than left to librdkafka: a partition
      * moved in a rebalance must start where its last owner's completed batches ended (a
      * fetch of them answered during the rebalance sent it to auto.offset.reset, and the
      * whole partition was read again). Not when positions come from a checkpoint. */
     if (!s->ignore_committed && list->cnt > 0) {
+      plans = calloc((size_t)list->cnt, sizeof *plans);
       rd_kafka_topic_partition_list_t *c = rd_kafka_topic_partition_list_copy(list);
       rd_kafka_resp_err_t crc = rd_kafka_committed(rk, c, 10000);
       for (int i = 0; !crc && i < c->cnt; i++)
@@ -393,9 +426,14 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
         c = rd_kafka_topic_partition_list_copy(list);
         for (int i = 0; i < c->cnt; i++) c->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
         if (ds_kafka__positions_read(s->positions, c, 10000) == 0)
-          for (int i = 0; i < c->cnt; i++)
+          for (int i = 0; i < c->cnt; i++) {
             if (!c->elems[i].err && c->elems[i].offset > list->elems[i].offset)
               list->elems[i].offset = c->elems[i].offset;
+            /* A plan committed there: a batch of the last owner was sending that range on. */
+            if (plans && !c->elems[i].err && c->elems[i].offset >= 0 &&
+                c->elems[i].offset == list->elems[i].offset)
+              plan_parse(&c->elems[i], &plans[i]);
+          }
         rd_kafka_topic_partition_list_destroy(c);
       }
       /* A partition coming back to this process starts after the batches it completed here,
@@ -407,6 +445,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
       for (int i = 0; i < list->cnt; i++) {
         int64_t d = done_of(s, list->elems[i].topic, list->elems[i].partition);
         if (d >= 0 && d > list->elems[i].offset) {
+          if (plans) plans[i].until = -1; /* this process completed past it */
           ds_log(DS_LOG_INFO, "kafka_stream: %s [%d] goes on at offset %lld, where this process's"
                  " completed batches ended (the group's offset, %lld, lags behind)",
                  list->elems[i].topic, (int)list->elems[i].partition, (long long)d,
@@ -429,7 +468,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t code,
       if (add_partition(s, tp->topic, tp->partition, start) < 0)
         ds_log(DS_LOG_ERROR, "kafka_stream: out of memory adding %s [%d]", tp->topic,
                (int)tp->partition);
+      else if (plans && start < 0 && plans[i].until > tp->offset && tp->offset >= 0) {
+        kpart *kp = &s->parts[kpart_find(s, tp->topic, tp->partition)];
+        kp->replay_until = plans[i].until;
+        snprintf(kp->replay_tag, sizeof kp->replay_tag, "%s", plans[i].tag);
+        kp->replay_since = ds_kafka__now_s();
+        ds_log(DS_LOG_INFO, "kafka_stream: %s [%d] reads offsets %lld to %lld first, as one batch:"
+               " its last owner's batch %s was sending them on", tp->topic, (int)tp->partition,
+               (long long)tp->offset, (long long)plans[i].until, plans[i].tag);
+      }
     }
+    free(plans);
     s->st.partitions = s->nparts;
     s->synced = 1; /* called at the end of every rebalance, even for an empty assignment */
     s->rebalancing = 0; /* (cooperative: the end of every rebalance assigns, maybe nothing) */
@@ -1054,6 +1103,36 @@ int ds_kafka_source_seal_until(ds_kafka_source *s, const ds_kafka_offset *until,
   return source_seal(s, 0, until, n, out, ranges, nranges);
 }
 
+/* The plans found at assignment (kp->replay_until): the tag of the batch whose ranges the next
+ * seal takes, alone, once each of its partitions has been fetched up to its plan's end (a
+ * seal before then takes nothing: its records would be another batch than the first run's),
+ * or NULL. A plan not fetched in full within REPLAY_WAIT_S (records deleted by retention) is
+ * dropped: its partition is read as it comes. Caller holds the lock. */
+static const char *replay_pick(ds_kafka_source *s) {
+  const char *tag = NULL;
+  int ready = 1;
+  for (int i = 0; i < s->nparts; i++) {
+    kpart *kp = &s->parts[i];
+    if (kp->replay_until <= 0 || kp->revoking) continue;
+    if (kp->cut >= kp->replay_until) { /* (nothing to read again) */
+      kp->replay_until = 0;
+      continue;
+    }
+    if (ds_kafka__now_s() - kp->replay_since > REPLAY_WAIT_S) {
+      ds_log(DS_LOG_WARN, "kafka_stream: %s [%d] was not fetched up to offset %lld, where its last "
+             "owner's batch %s ended, within %.0f s: read as it comes (its records may be counted "
+             "twice downstream)", kp->topic, (int)kp->partition, (long long)kp->replay_until,
+             kp->replay_tag, REPLAY_WAIT_S);
+      kp->replay_until = 0;
+      continue;
+    }
+    if (!tag) tag = kp->replay_tag;
+    if (strcmp(tag, kp->replay_tag) == 0 && kp->next < kp->replay_until) ready = 0;
+  }
+  static const char wait[] = "";
+  return tag && !ready ? wait : tag;
+}
+
 static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka_offset *until,
                        int nuntil, ds_sealed **out, ds_kafka_range **ranges, int *nranges) {
   *out = NULL;
@@ -1074,17 +1153,27 @@ static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka
   }
   int rc = 0;
   rd_kafka_topic_partition_list_t *resume = NULL;
+  const char *replay = until ? NULL : replay_pick(s);
   for (int i = 0; i < n && rc == 0; i++) {
     kpart *kp = &s->parts[i];
     uint64_t max = max_per_part;
+    int replaying = replay && kp->replay_until > 0 && strcmp(kp->replay_tag, replay) == 0;
     if (until) {
       int64_t u = until_of(kp, until, nuntil);
       max = u < 0 ? 0 : kpart_below(kp, u);
+    } else if (replaying) {
+      max = kpart_below(kp, kp->replay_until);
     }
-    if ((until && max == 0) || kp->revoking) /* nothing of this partition in the batch */
+    if ((until && max == 0) || kp->revoking || (replay && (!replaying || max == 0)))
+      /* nothing of this partition in the batch (a replay takes only its own ranges) */
       rs[i] = (ds_kafka_range){kp->topic, kp->partition, kp->cut, kp->cut, 0};
     else
       rc = kpart_seal(kp, max, &sb->parts[i], &rs[i], &sb->bytes);
+    if (rc == 0 && replaying) {
+      /* The planned range, whole: the same records, the same ends as its first run. */
+      if (rs[i].count > 0) rs[i].until = kp->cut = kp->replay_until;
+      kp->replay_until = 0;
+    }
     /* Not resuming from committed offsets: a partition revoked and assigned again (a
      * rebalance) goes on after what was sealed here, not from the checkpoint's position. */
     if (rc == 0 && s->group_assign && s->ignore_committed && rs[i].until >= 0)
@@ -1130,6 +1219,30 @@ int ds_kafka_source_commit(ds_kafka_source *s, const ds_kafka_offset *offsets, i
 static int group_commit(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l, int async,
                         char *err, size_t errlen);
 
+int ds_kafka_source_plan(ds_kafka_source *s, const ds_kafka_range *ranges, int n, const char *tag,
+                         char *err, size_t errlen) {
+  if (!s->positions) return 0;
+  ds_kafka_offset *o = calloc((size_t)(n > 0 ? n : 1), sizeof *o);
+  if (!o) return -ENOMEM;
+  int m = 0;
+  pthread_mutex_lock(&s->lock);
+  for (int i = 0; i < n; i++) {
+    int k = kpart_find(s, ranges[i].topic, ranges[i].partition);
+    if (k < 0 || ranges[i].count == 0 || ranges[i].from < 0 || ranges[i].until <= ranges[i].from)
+      continue;
+    kpart *kp = &s->parts[k];
+    kp->plan_from = ranges[i].from;
+    kp->plan_until = ranges[i].until;
+    snprintf(kp->plan_tag, sizeof kp->plan_tag, "%s", tag);
+    o[m++] = (ds_kafka_offset){kp->topic, kp->partition, ranges[i].from};
+  }
+  pthread_mutex_unlock(&s->lock);
+  /* Synchronously, to the positions' group only (no rebalance refuses it). */
+  int rc = m > 0 ? commit_offsets(s, o, m, 0, 0, err, errlen) : 0;
+  free(o);
+  return rc;
+}
+
 /* Commits to the positions' group (cluster mode), and to the consumer group with group_too. In
  * cluster mode the positions' answer is the result (the group's refusal in a rebalance is
  * expected and only logged), and the consumer group takes only the synchronous commits (a
@@ -1147,8 +1260,21 @@ static int commit_offsets(ds_kafka_source *s, const ds_kafka_offset *offsets, in
   for (int i = 0; i < n; i++) {
     int k = kpart_find(s, offsets[i].topic, offsets[i].partition);
     if (k < 0) continue;
-    rd_kafka_topic_partition_list_add(l, offsets[i].topic, offsets[i].partition)->offset =
-        offsets[i].offset;
+    rd_kafka_topic_partition_t *tp =
+        rd_kafka_topic_partition_list_add(l, offsets[i].topic, offsets[i].partition);
+    tp->offset = offsets[i].offset;
+    /* A batch planned from this offset and in flight: the commit keeps naming its plan, so
+     * that whoever reads the partition next reads exactly its range first. */
+    const kpart *kp = &s->parts[k];
+    if (kp->plan_until > kp->plan_from && kp->plan_from == offsets[i].offset) {
+      char meta[128];
+      int len = snprintf(meta, sizeof meta, "%s%lld %s", DS_KAFKA_PLAN_PREFIX,
+                         (long long)kp->plan_until, kp->plan_tag);
+      if ((tp->metadata = malloc((size_t)len + 1))) {
+        memcpy(tp->metadata, meta, (size_t)len + 1);
+        tp->metadata_size = (size_t)len;
+      }
+    }
     /* Handed to librdkafka: a revocation waiting for it (revoke_wait) commits it again,
      * synchronously. */
     if (offsets[i].offset > s->parts[k].committed) s->parts[k].committed = offsets[i].offset;

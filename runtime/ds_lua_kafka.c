@@ -204,6 +204,36 @@ static int l_kafka_source(lua_State *L) {
 
 static void push_seal(lua_State *L, ds_sealed *sealed, ds_kafka_range *ranges, int n);
 
+/* src:plan({ {topic=, partition=, from=, until=, count=}, ... }, tag) -> true | nil, err: a
+ * batch's offset ranges (as seal gives them) planned before it sends anything on (see
+ * ds_kafka_source_plan). */
+static int ks_plan(lua_State *L) {
+  lsource *s = check_ksource(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  const char *tag = luaL_checkstring(L, 3);
+  int n = (int)lua_objlen(L, 2);
+  ds_kafka_range *r = lua_newuserdata(L, sizeof *r * (size_t)(n ? n : 1));
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 2, i + 1);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    lua_getfield(L, -1, "topic");
+    lua_getfield(L, -2, "partition");
+    lua_getfield(L, -3, "from");
+    lua_getfield(L, -4, "until");
+    lua_getfield(L, -5, "count");
+    r[i].topic = luaL_checkstring(L, -5); /* referenced by the argument table */
+    r[i].partition = (int32_t)luaL_checknumber(L, -4);
+    r[i].from = (int64_t)luaL_checknumber(L, -3);
+    r[i].until = (int64_t)luaL_checknumber(L, -2);
+    r[i].count = (uint64_t)luaL_checknumber(L, -1);
+    lua_pop(L, 6);
+  }
+  char err[300];
+  if (ds_kafka_source_plan(s->src, r, n, tag, err, sizeof err) < 0) return fail(L, err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* src:seal(max_per_partition) -> partitions (see ds_lua_push_sealed) with .offset_ranges */
 static int ks_seal(lua_State *L) {
   lsource *s = check_ksource(L);
@@ -880,7 +910,7 @@ static int l_log(lua_State *L) {
 
 void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg source_methods[] = {
-      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"stats", ks_stats}, {"group", ks_group}, {"commit", ks_commit},
+      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"plan", ks_plan}, {"stats", ks_stats}, {"group", ks_group}, {"commit", ks_commit},
       {"positions", ks_positions},
       {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
       {"finish", ks_finish}, {"finish_wait", ks_finish_wait}, {"finish_state", ks_finish_state},

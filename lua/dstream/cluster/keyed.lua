@@ -23,6 +23,7 @@ local holding = require("dstream.cluster.holding")
 local core = require("dstream.core")
 local entry_counts = require("dstream.cluster.entry_counts")
 local kafka_source = require("dstream.sources.kafka")
+local origins = require("dstream.cluster.origins")
 local rdd_mod = require("dstream.rdd")
 local stream_mod = require("dstream.stream")
 local util = require("dstream.util")
@@ -110,7 +111,7 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
     return first_open()
   end
 
-  local restore_acc, after_batch = cluster_metrics.operator(ctx, K, n,
+  local restore_acc, replayed_acc, after_batch = cluster_metrics.operator(ctx, K, n,
     function() return operator_name(entry, who) end, id)
   local entries_acc, count_entries = entry_counts.new(ctx, K) -- (the input counts entries, not bundles)
   local send_term = { kind = "repartition_send", brokers = brokers, conf = {}, partitions = n,
@@ -119,7 +120,8 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
   local function stage_op(range, time)
     local op = { kind = kind, state = id, keys_acc = keys_acc, brokers = brokers, conf = {},
       conf_key = "", changelog = topics.changelog, from = range.from, ["until"] = range["until"],
-      kafka_ms = TIMEOUT_MS, who = who, restore_acc = restore_acc, entries_acc = entries_acc }
+      kafka_ms = TIMEOUT_MS, who = who, restore_acc = restore_acc, entries_acc = entries_acc,
+      replayed_acc = replayed_acc }
     for k, v in pairs(type(fields) == "function" and fields(time) or fields) do op[k] = v end
     return op
   end
@@ -134,7 +136,15 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
     local mapped, arrived = s.parents[1]:get_rdd(time), s.parents[2]:get_rdd(time)
     if mapped then
       send_term.topic = topics.repartition
-      mapped:_run(function() return send_term end, who .. " (repartition)")
+      -- The batch's plan first, then each task's bundles say which input ranges they carry.
+      kafka_source.plan_batch(ctx, time)
+      local from = origins.of(mapped)
+      mapped:_run(function(i)
+        if not from[i + 1] then return send_term end
+        local t = copy(send_term)
+        t.origin = from[i + 1]
+        return t
+      end, who .. " (repartition)")
     end
     local owned, results = {}, {}
     if arrived then

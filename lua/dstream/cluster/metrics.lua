@@ -105,6 +105,7 @@ local function families_of(ctx)
     running_bytes = r:gauge("dstream_cluster_restoring_bytes", "Bytes of changelog records the restores running now have read so far", op),
     rebalances = r:counter("dstream_cluster_rebalances_total", "Rebalances of a Kafka input's group membership (assignments and revocations)", input),
     assigned = r:gauge("dstream_cluster_assigned_partitions", "Partitions of a Kafka input the group gives this process now", input),
+    replayed = r:counter("dstream_cluster_replayed_entries_total", "Entries of the repartition topic the keyed stage skipped as applied already (a batch read again after a kill, or a task re-run)", op),
     member = r:gauge("dstream_cluster_member", "1, labelled with the group and this process's member id in it, per Kafka input", { "input", "group", "member_id" }),
   }
   families[ctx] = f
@@ -114,17 +115,19 @@ end
 
 -- Registers a stateful operator of state `state_id` with n state partitions, whose keyed
 -- stage reads input K and which name_of() names: returns the accumulator's id (for the keyed
--- stage's tasks) and after(owned), to call after each batch with the state partitions it held.
+-- stage's tasks), the replayed entries' accumulator's id (added to by the tasks' decoders)
+-- and after(owned), to call after each batch with the state partitions it held.
 function M.operator(ctx, K, n, name_of, state_id)
   local f = families_of(ctx)
   local acc = shared.accumulator(ctx, { n = 0, changes = 0, bytes = 0, ms = 0, recent = {} }, sum)
-  local seen = { n = 0, changes = 0, bytes = 0, ms = 0 }
+  local replayed = shared.accumulator(ctx, 0)
+  local seen = { n = 0, changes = 0, bytes = 0, ms = 0, replayed = 0 }
   local op = { name_of = name_of, state_id = state_id, partitions = n, owned = {}, tag = acc.id,
     acc = acc, K = K }
   local list = operators[ctx] or {}
   operators[ctx] = list
   list[#list + 1] = op
-  return acc.id, function(owned)
+  return acc.id, replayed.id, function(owned)
     op.owned = owned
     local labels, v = { operator = name_of() }, acc.value
     f.owned:set(#owned, labels)
@@ -132,7 +135,8 @@ function M.operator(ctx, K, n, name_of, state_id)
     f.changes:inc(v.changes - seen.changes, labels)
     f.bytes:inc(v.bytes - seen.bytes, labels)
     f.seconds:inc((v.ms - seen.ms) / 1000, labels)
-    seen = { n = v.n, changes = v.changes, bytes = v.bytes, ms = v.ms }
+    f.replayed:inc(replayed.value - seen.replayed, labels)
+    seen = { n = v.n, changes = v.changes, bytes = v.bytes, ms = v.ms, replayed = replayed.value }
   end
 end
 

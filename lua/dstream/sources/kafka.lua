@@ -36,10 +36,13 @@
 -- The input implements the Source contract (dstream.sources): a receiver whose on_sealed keeps
 -- each batch's offset ranges, with log_entry/replay/deferred for the batch log, position/
 -- restore for checkpoints and on_batch_done.
+local ffi = require("ffi")
 local core = require("dstream.core")
 local kafka = require("dstream.kafka")
 local sources = require("dstream.sources")
 local util = require("dstream.util")
+
+pcall(ffi.cdef, "int getpid(void);")
 
 local M = {}
 
@@ -357,6 +360,30 @@ function Source:commit_before_leaving()
   local offsets = self.to_commit
   if not offsets or #offsets == 0 then return end
   if src:commit(offsets, false) then self.to_commit = {} end
+end
+
+-- Cluster mode: before batch `time` sends anything on to a keyed stage, its plan: each
+-- range's start committed to APP.offsets with its end (see ds_kafka_source_plan), so that a
+-- process that gets the partition after this one died reads exactly that range again, as one
+-- batch, and sends on what this one sent (which the keyed stage skips when it had it). Once per
+-- batch; a failure is logged (a kill during that batch then sends its records on twice).
+local plan_ids = setmetatable({}, { __mode = "k" }) -- ctx -> this process's part of a batch's tag
+
+function M.plan_batch(ctx, time)
+  local id = plan_ids[ctx]
+  if not id then
+    id = string.format("%x.%d", core.now_ms(), ffi.C.getpid())
+    plan_ids[ctx] = id
+  end
+  for _, K in ipairs(M.of_context(ctx)) do
+    local ranges, src = K.ranges[time], K.source
+    if K.cluster and not K.input.internal and ranges and src and not src:closed()
+        and K.planned ~= time then
+      K.planned = time
+      local ok, err = src:plan(ranges, id .. "@" .. time)
+      if not ok then log("warn", "kafka_stream " .. K.name .. ": " .. tostring(err)) end
+    end
+  end
 end
 
 function Source:group_metadata()

@@ -28,6 +28,30 @@ show_owners() {
 }
 # state_sum NAMES...: the sum of the counts the processes hold
 state_sum() { cat "${@/#/$WORK/}" 2>/dev/null | grep -v '^#' | awk '{ s += $2 } END { print s + 0 }'; }
+# replayed_entries NAMES...: dstream_cluster_replayed_entries_total summed over the processes'
+# /metrics (each started with --ui 127.0.0.1:0 and logging at info, which prints its address)
+replayed_entries() {
+  local n url sum=0 v
+  for n in "$@"; do
+    url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/$n.err" | tail -n 1)
+    [ -n "$url" ] || continue
+    v=$(curl -s "${url}metrics" | awk '/^dstream_cluster_replayed_entries_total/ { s += $2 } END { print s + 0 }')
+    sum=$((sum + ${v:-0}))
+  done
+  echo "$sum"
+}
+# in_flight NAME SECONDS: returns once process NAME starts its next batch with records (it notes
+# the batch's input ranges in WORK/NAME.ranges before sending anything on; SECONDS at most),
+# 0 to 99 ms later (its sends take a few ms to tens): a kill then mostly lands in a batch in
+# flight, whose records its partitions' next owner reads again
+in_flight() {
+  local size deadline=$((SECONDS + $2))
+  size=$(wc -c <"$WORK/$1.ranges" 2>/dev/null || echo 0)
+  while [ "$(wc -c <"$WORK/$1.ranges" 2>/dev/null || echo 0)" -le "$size" ] && [ $SECONDS -lt $deadline ]; do
+    sleep 0.01
+  done
+  sleep "0.0$((RANDOM % 10))$((RANDOM % 10))"
+}
 # words_in FILE: how many words the lines of FILE hold
 words_in() { tr -s ' \t' '\n\n' <"$1" | grep -c .; }
 # settle SECONDS WANT NAMES...: waits until the held counts add up to WANT or more and stop moving

@@ -27,6 +27,7 @@
 -- Registered into dstream.worker (see its list of operator modules).
 local buffer = require("string.buffer")
 local bundles = require("dstream.worker.bundles")
+local once = require("dstream.worker.once")
 local core = require("dstream.core")
 local ffi = require("ffi")
 require("dstream.worker.cdefs")
@@ -39,6 +40,7 @@ return function(W)
   local key_hash, key_of, rekey = task.key_hash, task.key_of, task.rekey
   local type, tostring, tonumber, error = type, tostring, tonumber, error
 
+  local fault_after_sends -- (below)
   local readers = {} -- this VM's changelog readers, by brokers and conf
   local function reader_for(spec)
     local key = spec.brokers .. "\0" .. spec.conf_key
@@ -58,6 +60,21 @@ return function(W)
   local enc = buffer.new()
   local dec = buffer.new()
 
+  -- A test hook (docs/architecture.md): DSTREAM_TEST_EXIT_AFTER_SENDS=n ends the process, as a
+  -- SIGKILL would, once this VM's map tasks have sent n bundles on and they were delivered:
+  -- a kill in the middle of a batch's sends, at a known point.
+  local exit_after = tonumber(os.getenv("DSTREAM_TEST_EXIT_AFTER_SENDS") or "")
+  if exit_after then pcall(ffi.cdef, "void _exit(int status);") end
+  local sends = 0
+  function fault_after_sends(spec)
+    if not exit_after then return end
+    sends = sends + 1
+    if sends < exit_after then return end
+    W.kafka_producer_to(spec, spec.topic, spec.who).p:flush(spec.kafka_ms)
+    io.stderr:write("DSTREAM_TEST_EXIT_AFTER_SENDS: exiting after ", sends, " bundles sent\n")
+    ffi.C._exit(137)
+  end
+
   -- This VM's producer for the spec, made ready to send to `topic` (dstream.worker.ops.kafka).
   local function producer_to(spec, topic) return W.kafka_producer_to(spec, topic, spec.who).p end
 
@@ -73,7 +90,8 @@ return function(W)
     local add, full, finish = bundles.writer(function(part, bytes)
       local ok, err = p:send(topic, bytes, nil, part)
       if not ok then error(spec.who .. ": " .. tostring(err), 0) end
-    end)
+      fault_after_sends(spec)
+    end, nil, spec.origin)
     local function send(k, v, extra, part)
       if k ~= nil then
         if type(k) == "table" then k = key_of(k, spec.who) end
@@ -129,7 +147,8 @@ return function(W)
       for i = 1, #ks do
         local k, v = ks[i], vs[i]
         if k == MARKER then -- the end of a batch
-          local applied, base, meta = v:match("^(%d+) ?(%d*) ?(%S*)$")
+          local nl = v:find("\n", 1, true) -- (then the origins the batch applied)
+          local applied, base, meta = (nl and v:sub(1, nl - 1) or v):match("^(%d+) ?(%d*) ?(%S*)$")
           base = tonumber(base) or held_end
           if base >= held_end then
             for j = 1, n do
@@ -145,6 +164,10 @@ return function(W)
               end
             end
             if meta ~= "" then store.meta = tonumber(meta) end
+            if nl then
+              store.once = store.once or once.new()
+              for _, o in ipairs(buffer.decode(v:sub(nl + 1))) do once.note(store.once, o) end
+            end
             store.applied = math.max(store.applied or 0, tonumber(applied))
             held_end = offs[i] + 1
           else
@@ -298,8 +321,14 @@ return function(W)
     local send, put, flush = changelog_sender(spec, part)
     each_change(put)
     local applied = math.max(spec["until"], store.applied or 0)
-    send(MARKER, meta and string.format("%d %d %.17g", applied, base, meta)
-      or string.format("%d %d", applied, base))
+    local marker = meta and string.format("%d %d %.17g", applied, base, meta)
+      or string.format("%d %d", applied, base)
+    -- The origins of the bundles this task applied (its decoder's): a restore or a move
+    -- brings the record along, so a batch read again after a kill is skipped there too.
+    local took = current.once_took
+    current.once_took = nil
+    if took and #took > 0 then marker = marker .. "\n" .. buffer.encode(took) end
+    send(MARKER, marker)
     local sent = flush()
     local _, cl_end = r:watermarks(topic, part, spec.kafka_ms)
     if not cl_end then error(spec.who .. ": cannot read the changelog's end after writing to it", 0) end
@@ -312,28 +341,73 @@ return function(W)
         topic, part, cl_end - base - sent), 0)
     end
     local on_success = current.on_success
-    on_success[#on_success + 1] = function() store.applied, store.cl_end = applied, cl_end end
+    on_success[#on_success + 1] = function()
+      store.applied, store.cl_end = applied, cl_end
+      if took and #took > 0 then
+        store.once = store.once or once.new()
+        for _, o in ipairs(took) do once.note(store.once, o) end
+      end
+    end
   end
 
   -- Messages of the repartition topic: each a bundle of entries (key, value) (and a third
   -- value when `extra`) pushed one by one (dstream.worker.bundles), the first `skip` messages
-  -- dropped whole (applied already: store.applied counts messages, not entries). The task's
-  -- records in are the entries it applied, not the messages; so is the figure the driver
-  -- gives the batch's "(repartition)" input (spec.entries_acc, dstream.cluster.entry_counts).
+  -- dropped whole (applied already: store.applied counts messages, not entries). A bundle whose
+  -- input ranges this state partition applied already (dstream.worker.once: a batch of a
+  -- killed process that its partitions' next owners read again, or a task re-run) is skipped
+  -- too, and its entries counted (spec.replayed_acc: /metrics'
+  -- dstream_cluster_replayed_entries_total). The task's records in are the entries it applied,
+  -- not the messages; so is the figure the driver gives the batch's "(repartition)" input
+  -- (spec.entries_acc, dstream.cluster.entry_counts).
   local function decoder(spec, skip, push, extra)
-    local each, acc = bundles.reader(push, extra), spec.entries_acc
+    local part = current.part
+    local store = stores.store_of(spec.state, part)
+    local took, mine = {}, once.new() -- the origins applied by this task
+    local replayed, partial = 0, 0
+    current.once_took = took
+    local each = bundles.reader(push, extra, function(origin)
+      local verdict = once.verdict(store.once, origin)
+      if verdict == "new" then verdict = once.verdict(mine, origin) end
+      if verdict == "applied" then return false end
+      if verdict == "partial" then partial = partial + 1 end
+      if origin then
+        once.note(mine, origin)
+        origin.k = nil -- (the changelog's marker keeps the ranges, not the key made of them)
+        took[#took + 1] = origin
+      end
+      return true
+    end)
+    local acc, racc = spec.entries_acc, spec.replayed_acc
     local entries = 0
     current.records_in = 0
-    if acc then
-      current.accums = current.accums or {}
-      current.accums[acc] = 0
+    if acc or racc then current.accums = current.accums or {} end
+    if acc then current.accums[acc] = 0 end
+    if racc then current.accums[racc] = 0 end
+    local on_success = current.on_success
+    on_success[#on_success + 1] = function()
+      if replayed > 0 then
+        core.log("info", string.format("%s: state partition %d skipped %d entries applied already"
+          .. " (a batch read again after its process was killed, or a task re-run)", spec.who,
+          part, replayed))
+      end
+      if partial > 0 then
+        core.log("warn", string.format("%s: state partition %d applied %d bundle(s) of a batch read"
+          .. " again whose first run it had applied in part (a kill between the pieces of a bundle"
+          .. " over 512 KiB): their records may count twice", spec.who, part, partial))
+      end
     end
     return function(raw)
       if skip > 0 then
         skip = skip - 1
         return
       end
-      entries = entries + each(raw)
+      local n, _, skipped = each(raw)
+      if skipped then
+        replayed = replayed + n
+        if racc then current.accums[racc] = replayed end
+        return
+      end
+      entries = entries + n
       current.records_in = entries
       if acc then current.accums[acc] = entries end
     end
