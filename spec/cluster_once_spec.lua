@@ -4,7 +4,9 @@
 -- per-batch reduce_by_key before update_state_by_key, so each bundle mixes the input
 -- partitions); the member that gets its partitions next reads that batch's ranges again (the
 -- plan the killed one committed) and its keyed stage skips the bundles it had of it. The
--- counts must equal a count in plain Lua, and /metrics must show the skipped entries.
+-- counts must equal a count in plain Lua, and /metrics must show the skipped entries. And two
+-- member processes writing with to_kafka{ exactly_once = true } each use a transactional.id of
+-- their own (the embedded broker does not fence producers, so the ids are read from the log).
 -- A session timeout of 3 s for a fast move; spec/e2e/cluster_defaults.sh is the twin at the
 -- defaults (and kills at a random moment).
 package.path = "spec/helpers/?.lua;" .. package.path
@@ -36,15 +38,47 @@ ctx:start()
 ctx:await_termination()
 ]]
 
+-- A job writing each line to a topic in transactions (to_kafka{ exactly_once = true }).
+local TXN_JOB = [[
+local dstream = require("dstream")
+local ctx = dstream.context { batch = "500ms", workers = 2 }
+ctx:kafka_stream { brokers = arg[1], topic = "txn_in", start = "earliest",
+  conf = { ["session.timeout.ms"] = "3000", ["heartbeat.interval.ms"] = "300" } }
+  :to_kafka { brokers = arg[1], topic = "txn_out", exactly_once = true }
+ctx:start()
+ctx:await_termination()
+]]
+
+-- The values of `topic` as kcat reads them.
+local function topic_values(B, topic)
+  local p = assert(io.popen(string.format("kcat -b %s -C -t %s -e -q -f '%%s\\n' 2>&1", B, topic)))
+  local out = {}
+  for line in p:read("*a"):gmatch("[^\n]+") do out[#out + 1] = line end
+  p:close()
+  return out
+end
+
 describe("cluster mode through a kill in the middle of a batch's sends", function()
   local mock, B, dir
 
   setup(function()
     mock = kafka.mock_cluster { brokers = 1, topics = { once_in = 2,
-      ["spec-once-counts-repartition"] = 3, ["spec-once-counts-changelog"] = 3 } }
+      ["spec-once-counts-repartition"] = 3, ["spec-once-counts-changelog"] = 3, txn_in = 2, txn_out = 1 } }
     B = mock:bootstrap()
     dir = H.tmpdir()
   end)
+
+  -- Starts a member process NAME of cluster `app_args` (the cluster's name, then options)
+  -- running `job` with `env` set: DIR/NAME.pid, .out, .err, and .status once it ended.
+  local function spawn(name, job, env, app_args)
+    local file = dir .. "/" .. name .. ".lua"
+    local f = assert(io.open(file, "w"))
+    f:write(job)
+    f:close()
+    local base = dir .. "/" .. name
+    os.execute(string.format("(sh -c \"echo \\$\\$ >%s.pid; exec env %s %s --cluster %s %s %s\" >%s.out 2>%s.err;"
+      .. " echo $? >%s.status) &", base, env, H.quote(BIN), app_args, file, B, base, base, base))
+  end
 
   teardown(function()
     if mock then mock:close() end
@@ -66,12 +100,7 @@ describe("cluster mode through a kill in the middle of a batch's sends", functio
 
     -- Member 1: its tasks end the process after 9 bundles sent on in one worker (a few
     -- batches of 80 lines per partition in, with up to 6 bundles each).
-    local job = dir .. "/job.lua"
-    local f = assert(io.open(job, "w"))
-    f:write(JOB)
-    f:close()
-    os.execute(string.format("(DSTREAM_TEST_EXIT_AFTER_SENDS=9 %s --cluster spec-once %s %s"
-      .. " >%s/m1.out 2>%s/m1.err; echo $? >%s/m1.status) &", H.quote(BIN), job, B, dir, dir, dir))
+    spawn("m1", JOB, "DSTREAM_TEST_EXIT_AFTER_SENDS=9", "spec-once")
     assert.is_true(wait_for(function()
       local s = io.open(dir .. "/m1.status")
       if s then s:close() end
@@ -117,5 +146,35 @@ describe("cluster mode through a kill in the middle of a batch's sends", functio
     end)
     pcall(ctx.stop, ctx)
     if not ok then error(e, 0) end
+  end)
+
+  it("to_kafka{ exactly_once = true }: each process has a transactional.id of its own", function()
+    if H.sanitizer_build() then return pending("Lua only: release build only") end
+    local producer = kafka.producer { brokers = B }
+    for i = 1, 200 do assert(producer:send("txn_in", "line " .. i, nil, i % 2)) end
+    assert(producer:flush(10000))
+    producer:close()
+    for _, m in ipairs { "t1", "t2" } do spawn(m, TXN_JOB, "", "spec-txn --log-level info") end
+    local ok = wait_for(function() return #topic_values(B, "txn_out") >= 200 end, 60)
+    local ids = {}
+    for _, m in ipairs { "t1", "t2" } do
+      local pid = io.open(dir .. "/" .. m .. ".pid"):read("*l")
+      os.execute("kill -TERM " .. pid)
+      assert.is_true(wait_for(function() return os.execute("kill -0 " .. pid .. " 2>/dev/null") ~= 0 end, 20))
+      local err = io.open(dir .. "/" .. m .. ".err"):read("*a")
+      ids[#ids + 1] = err:match("to_kafka txn_out: transactional%.id (%S+)")
+      assert.is_truthy(ids[#ids], err)
+      assert.is_falsy(err:find("to_kafka (exactly once)", 1, true), err) -- (no transaction failed)
+    end
+    assert.is_true(ok, "txn_out holds " .. #topic_values(B, "txn_out") .. " of 200 lines")
+    assert.are_not.equal(ids[1], ids[2])
+    for _, id in ipairs(ids) do assert.is_truthy(id:find("^dstream%-.*%-txn_out%-%x+%-%d+$"), id) end
+    -- Every line once (the members shared the partitions; nothing moved, nothing killed).
+    local seen = {}
+    for _, v in ipairs(topic_values(B, "txn_out")) do
+      assert.is_nil(seen[v], v .. " twice")
+      seen[v] = true
+    end
+    for i = 1, 200 do assert.is_true(seen["line " .. i], "line " .. i) end
   end)
 end)

@@ -12,17 +12,6 @@ local dstream = require("dstream")
 local kafka = require("dstream.kafka")
 local sleep_ms, wait_for = H.sleep_ms, H.wait_for
 
--- Whether this interpreter is the sanitizer build (CI runs the specs under both): the
--- multi-process runs take 40 s there too and add no coverage of their own, so they run on the
--- release build only (each stop of a member waits up to 2 s per consumer for its last commit
--- while the group rebalances).
-local function sanitizer_build()
-  local f = io.open("/proc/self/cmdline", "rb")
-  local cmdline = f and f:read("*a") or ""
-  if f then f:close() end
-  return cmdline:find("build%-asan") ~= nil
-end
-
 -- A session timeout of 3 s for fast moves; spec/e2e/cluster_defaults.sh is the twin at the defaults.
 local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
 local N = 3 -- state partitions
@@ -345,7 +334,7 @@ describe("cluster mode beyond update_state_by_key", function()
   end)
 
   it("a static join, reduce_by_key_and_window and an event-time window on 2, then 3 members, then one restarted from its checkpoint: what one process gives", function()
-    if sanitizer_build() then return pending("multi-process runs: release build only") end
+    if H.sanitizer_build() then return pending("multi-process runs: release build only") end
     local first, second, last = input_lines(1, 80), input_lines(81, 160), { "u9 flush 200000" }
     -- Three late lines, all in windows [-2000, 2000) and [0, 4000), closed by then: the map
     -- side folds them into one partial per window (and one list of window()'s records); the

@@ -135,6 +135,26 @@ local function two_phase_commit(ctx, term, prepared)
   end, first and positions_committed(ctx) or nil)
 end
 
+-- Cluster mode: every process runs the same script, and one transactional.id shared by all
+-- would make each process's init_transactions fence the others' producers on a real broker.
+-- Each process takes its own, as Kafka Streams' exactly_once_v2 does (one producer per
+-- process; a zombie is fenced by the group generation send_offsets_to_transaction carries,
+-- KIP-447, not by the id): the id and this part, the process's checkpoint directory's (stable
+-- across its restarts, so a restart's init_transactions aborts the transaction its killed
+-- predecessor left open) or, without one, its start (time and pid).
+pcall(ffi.cdef, "int getpid(void);")
+local function process_part(ctx)
+  local dir = ctx.checkpoint_dir
+  if not dir then return string.format("%x-%d", core.now_ms(), ffi.C.getpid()) end
+  if dir:sub(1, 1) ~= "/" then dir = (os.getenv("PWD") or "") .. "/" .. dir end
+  local h = 2166136261 -- FNV-1a, 32 bits
+  for i = 1, #dir do -- (h * 16777619 as 2^24 + 403, exact in doubles)
+    h = bit.bxor(h, dir:byte(i))
+    h = bit.tobit(bit.lshift(h, 24) + h * 403)
+  end
+  return "ck" .. bit.tohex(h)
+end
+
 -- stream:to_kafka(opts).
 function M.sink(stream, opts)
   local who = "to_kafka"
@@ -175,6 +195,11 @@ function M.sink(stream, opts)
     term.kind = "kafka_txn"
     term.transactional_id = opts.transactional_id or ("dstream-" .. ctx.name .. "-" .. opts.topic)
     if type(term.transactional_id) ~= "string" then util.raise(who .. ": transactional_id must be a string") end
+    if ctx.cluster then
+      term.transactional_id = term.transactional_id .. "-" .. process_part(ctx)
+      log("info", string.format("to_kafka %s: transactional.id %s (cluster mode: one per process)",
+        opts.topic, term.transactional_id))
+    end
     -- With checkpoints, the transaction is committed in a second phase, once the checkpoint
     -- of its batch is on disk (every batch is checkpointed): see two_phase_commit.
     local prepared = {}
