@@ -52,13 +52,17 @@ if arg[1] == "--member" then
     print(string.format("%s owns state partitions %s: %s", name, demo.owned(counts),
       table.concat(shown, " ")))
     -- What /metrics (and, with --ui, the live page's Cluster section) says of it: the keys it
-    -- holds (its own state partitions' only) and the restores from the changelog it ran.
+    -- holds (its own state partitions' only), the restores from the changelog it ran, and the
+    -- entries its state skipped as applied already (a batch of a killed member read again: none
+    -- here, nobody is killed).
     local m = ctx:metrics()
     m:render() -- (runs the collectors that refresh the gauges)
     local op = { operator = "counts" }
-    print(string.format("%s holds %d keys; restored %d state partitions (%d changelog records)", name,
+    print(string.format("%s holds %d keys; restored %d state partitions (%d changelog records);"
+      .. " skipped %d entries as applied already", name,
       m:get("dstream_state_keys"):value(op) or 0, m:get("dstream_cluster_restores_total"):value(op) or 0,
-      m:get("dstream_cluster_restored_changes_total"):value(op) or 0))
+      m:get("dstream_cluster_restored_changes_total"):value(op) or 0,
+      m:get("dstream_cluster_replayed_entries_total"):value(op) or 0))
     io.stdout:flush()
     ctx:stop { graceful = true }
   end)
