@@ -134,6 +134,9 @@ int ds_kafka_source_start(const ds_kafka_source_opts *opts, ds_kafka_source **ou
  * max_per_part. Returns 0 or -ENOMEM. */
 int ds_kafka_source_seal(ds_kafka_source *s, uint64_t max_per_part, ds_sealed **out,
                          ds_kafka_range **ranges, int *nranges);
+/* Whether a plan found at assignment is still to be read (the next seals take it, or nothing
+ * while it is not fetched yet): 1 or 0. */
+int ds_kafka_source_replay_due(ds_kafka_source *s);
 /* The same cut as an earlier run made (a batch of the batch log re-run after a restart): for
  * each (topic, partition) of `until`, the records below its offset; other partitions give
  * none. Waits up to timeout_ms for the consumer to have fetched that far; *missing is the

@@ -1133,6 +1133,15 @@ static const char *replay_pick(ds_kafka_source *s) {
   return tag && !ready ? wait : tag;
 }
 
+int ds_kafka_source_replay_due(ds_kafka_source *s) {
+  pthread_mutex_lock(&s->lock);
+  int due = 0;
+  for (int i = 0; i < s->nparts && !due; i++)
+    due = s->parts[i].replay_until > 0 && !s->parts[i].revoking;
+  pthread_mutex_unlock(&s->lock);
+  return due;
+}
+
 static int source_seal(ds_kafka_source *s, uint64_t max_per_part, const ds_kafka_offset *until,
                        int nuntil, ds_sealed **out, ds_kafka_range **ranges, int *nranges) {
   *out = NULL;

@@ -204,6 +204,13 @@ static int l_kafka_source(lua_State *L) {
 
 static void push_seal(lua_State *L, ds_sealed *sealed, ds_kafka_range *ranges, int n);
 
+/* src:replay_due() -> whether a plan found at assignment is still to be read */
+static int ks_replay_due(lua_State *L) {
+  lsource *s = check_ksource(L);
+  lua_pushboolean(L, ds_kafka_source_replay_due(s->src));
+  return 1;
+}
+
 /* src:plan({ {topic=, partition=, from=, until=, count=}, ... }, tag) -> true | nil, err: a
  * batch's offset ranges (as seal gives them) planned before it sends anything on (see
  * ds_kafka_source_plan). */
@@ -910,7 +917,7 @@ static int l_log(lua_State *L) {
 
 void ds_lua_open_kafka(lua_State *L) {
   static const luaL_Reg source_methods[] = {
-      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"plan", ks_plan}, {"stats", ks_stats}, {"group", ks_group}, {"commit", ks_commit},
+      {"seal", ks_seal},   {"seal_until", ks_seal_until}, {"plan", ks_plan}, {"replay_due", ks_replay_due}, {"stats", ks_stats}, {"group", ks_group}, {"commit", ks_commit},
       {"positions", ks_positions},
       {"group_metadata", ks_group_metadata},    {"stop", ks_stop},
       {"finish", ks_finish}, {"finish_wait", ks_finish_wait}, {"finish_state", ks_finish_state},

@@ -104,6 +104,8 @@ local function open_source(K)
   function handle.seal(_, _nparts)
     -- Re-run batches (input.deferred) take their records first: until then, nothing.
     if st.nreruns > 0 then return (src:seal_until({}, 0)) end
+    -- A batch that reads a killed process's plan again holds nothing else (see replaying).
+    if st:replaying_elsewhere() then return (src:seal_until({}, 0)) end
     -- A graceful stop's last batch takes everything buffered, whatever the rate limit.
     return src:seal(not st.stopping and st:batch_cap() or 0)
   end
@@ -116,6 +118,29 @@ local function open_source(K)
   function handle.stop() st:stop() end
   function handle.positions() return st:positions() end
   return handle
+end
+
+-- Cluster mode: whether the batch being sealed (the context's time) reads a plan of another
+-- Kafka input of the context again (ds_kafka_source_seal takes a plan's ranges alone within a
+-- source; so that a shuffle over several kafka_streams before the state mixes them with
+-- nothing new, the others take nothing in that batch either). Asked of every input once per
+-- batch, by the first that seals.
+local replay_rounds = setmetatable({}, { __mode = "k" }) -- ctx -> { time, due = { [K] = true } }
+
+function Source:replaying_elsewhere()
+  if not self.cluster or self.input.internal then return false end
+  local ctx = self.ctx
+  local round = replay_rounds[ctx]
+  if not round or round.time ~= ctx.time then
+    round = { time = ctx.time, due = {}, any = false }
+    for _, K in ipairs(M.of_context(ctx)) do
+      if K.cluster and not K.input.internal and K.source and not K.source:closed() and K.source:replay_due() then
+        round.due[K], round.any = true, true
+      end
+    end
+    replay_rounds[ctx] = round
+  end
+  return round.any and not round.due[self]
 end
 
 -- Records per partition a batch may take (nil: no limit): max_rate_per_partition, and a
