@@ -60,17 +60,20 @@ return function(W)
   local enc = buffer.new()
   local dec = buffer.new()
 
-  -- A test hook (docs/architecture.md): DSTREAM_TEST_EXIT_AFTER_SENDS=n ends the process, as a
-  -- SIGKILL would, once this VM's map tasks have sent n bundles on and they were delivered:
-  -- a kill in the middle of a batch's sends, at a known point.
+  -- Test hooks (docs/architecture.md), once this VM's map tasks have sent n bundles on and they
+  -- were delivered: DSTREAM_TEST_EXIT_AFTER_SENDS=n ends the process, as a SIGKILL would (a
+  -- kill in the middle of a batch's sends, at a known point); DSTREAM_TEST_FAIL_AFTER_SENDS=n
+  -- fails the task once (its retry sends its bundles again).
   local exit_after = tonumber(os.getenv("DSTREAM_TEST_EXIT_AFTER_SENDS") or "")
+  local fail_after = tonumber(os.getenv("DSTREAM_TEST_FAIL_AFTER_SENDS") or "")
   if exit_after then pcall(ffi.cdef, "void _exit(int status);") end
   local sends = 0
   function fault_after_sends(spec)
-    if not exit_after then return end
+    if not (exit_after or fail_after) then return end
     sends = sends + 1
-    if sends < exit_after then return end
+    if sends ~= (exit_after or fail_after) then return end
     W.kafka_producer_to(spec, spec.topic, spec.who).p:flush(spec.kafka_ms)
+    if fail_after then error("DSTREAM_TEST_FAIL_AFTER_SENDS: failing after " .. sends .. " bundles sent", 0) end
     io.stderr:write("DSTREAM_TEST_EXIT_AFTER_SENDS: exiting after ", sends, " bundles sent\n")
     ffi.C._exit(137)
   end
