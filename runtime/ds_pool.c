@@ -282,9 +282,9 @@ static void worker_run_task(worker *w, ds_task *t) {
 
 /* Idle, under the pool's lock: the worker's collector, when a cycle is under way, is stepped
  * to its end while no task waits, instead of in the next task's allocations. A stage's tasks
- * wait for the slowest one, and collector steps landing in one VM's task were most of the
- * imbalance between the two map tasks of a batch (docs/performance.md): the worker that
- * finished first now does its collector's work while it would wait. No cycle is started
+ * wait for the slowest one, and collector steps landing in one VM's task are one cause of
+ * the imbalance between the two map tasks of a batch (docs/performance.md, change 20): the
+ * worker that finished first does its collector's work while it would wait. No cycle is started
  * here (one sooner than the collector's own pace marks the live data again for less garbage:
  * windowed word count +9% instructions when idle steps started cycles). Once per task run.
  * Returns 1 if it stepped (the lock was released meanwhile: look at the queues again), 0 if
