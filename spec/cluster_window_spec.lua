@@ -333,6 +333,32 @@ describe("cluster mode beyond update_state_by_key", function()
     end)
   end)
 
+  it("a stream joined with itself within a time: each pair of the self-join, a late record counted once", function()
+    for _, t in ipairs { "spec-cself-ev", "spec-cself-pairs-repartition", "spec-cself-pairs-changelog" } do
+      mock:create_topic(t, 2)
+    end
+    local ctx = dstream.context { batch = "1s", clock = "manual", cluster = "spec-cself" }
+    local ev = ctx:kafka_stream { brokers = B, topic = "spec-cself-ev", start = "earliest", conf = CONF }
+      :map(function(line) local k, ts = line:match("(%S+) (%d+)"); return k, tonumber(ts) end)
+      :event_time(function(_, ts) return ts end)
+    local got = {}
+    ev:join(ev, { within = "500ms", partitions = 2 }):name("pairs"):foreach_rdd(function(rdd)
+      for _, kv in ipairs(rdd:collect()) do got[#got + 1] = kv[1] .. " " .. kv[2][1] .. " " .. kv[2][2] end
+    end)
+    ctx:start()
+    for _, l in ipairs { "a 1000", "a 1200", "b 5000" } do assert(producer:send("spec-cself-ev", l, nil, 0)) end
+    assert(producer:flush(10000))
+    assert.is_true(wait_for(function() ctx:advance(1); return #got >= 5 end, 30, 200))
+    assert(producer:send("spec-cself-ev", "a 100", nil, 1)) -- (late: the watermark is 5000)
+    assert(producer:flush(10000))
+    assert.is_true(wait_for(function() ctx:advance(1); return ev:late_count() > 0 end, 30, 200))
+    ctx:advance(1)
+    ctx:stop()
+    table.sort(got)
+    assert.are.same({ "a 1000 1000", "a 1000 1200", "a 1200 1000", "a 1200 1200", "b 5000 5000" }, got)
+    assert.are.equal(1, ev:late_count()) -- (not once per side)
+  end)
+
   it("a static join, reduce_by_key_and_window and an event-time window on 2, then 3 members, then one restarted from its checkpoint: what one process gives", function()
     if H.sanitizer_build() then return pending("multi-process runs: release build only") end
     local first, second, last = input_lines(1, 80), input_lines(81, 160), { "u9 flush 200000" }

@@ -1,6 +1,6 @@
 -- Event-time interval joins of two streams (left:join(right, { within = d }) and the outer
 -- joins) in one process: the pairs and the outer joins' unpaired records against a plain
--- nested-loop join of the input computed here, a late record, asymmetric bounds, the state
+-- nested-loop join of the input computed here, a late record, a self-join, asymmetric bounds, the state
 -- kept across a restart from a checkpoint, and the errors (at the user's line). Across
 -- processes: spec/cluster_window_spec.lua.
 package.path = "spec/helpers/?.lua;" .. package.path
@@ -139,6 +139,27 @@ describe("interval joins of two streams (event time)", function()
       n = n + 1
     end
     assert.is_true(n > 10, "pairs: " .. n)
+  end)
+
+  it("a stream joined with itself (full_outer_join within 700 ms): the nested-loop self-join, each late record counted and given once", function()
+    local left = input()
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2 }
+    local ev = ctx:queue_stream(left):map(parse)
+      :event_time(function(_, ts) return ts end, { watermark = "1s", late = "side" })
+    local lines, late = {}, {}
+    ev:full_outer_join(ev, { within = "700ms" }):foreach_rdd(function(rdd)
+      for _, kv in ipairs(rdd:collect()) do lines[#lines + 1] = kv[1] .. " " .. kv[2][1] .. " " .. kv[2][2] end
+    end)
+    ev:late_records():foreach_rdd(function(rdd)
+      for _, kv in ipairs(rdd:collect()) do late[#late + 1] = kv[1] .. " " .. kv[2] end
+    end)
+    ctx:start()
+    ctx:advance(#left)
+    ctx:stop()
+    table.sort(lines)
+    assert.are.same(nested_loop(left, left, 700, 700, "full_outer_join"), lines)
+    assert.are.same({ "late 3100" }, late)
+    assert.are.equal(1, ev:late_count())
   end)
 
   it("before and after bound the right record's time asymmetrically: tr in [tl - before, tl + after]", function()

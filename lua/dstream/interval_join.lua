@@ -84,20 +84,6 @@ local function check_sides(left, right, mode, cluster)
   end
 end
 
--- The side outputs of the two map sides, as one (the same event_time stream on both sides
--- reports once, all of its records).
-local function merged_sides(a, b)
-  local out = {}
-  for _, side in ipairs { a, b } do
-    for target, list in pairs(side) do
-      local dst = out[target] or {}
-      out[target] = dst
-      for _, slice in ipairs(list) do dst[#dst + 1] = slice end
-    end
-  end
-  return out
-end
-
 -- One process: each side's map side hashes (key, {ts, value}) into n buckets, both sides'
 -- event_time stages report (the watermarks move), then the reduce tasks read both buckets where
 -- the state partition lives.
@@ -113,12 +99,10 @@ local function one_process(left, right, mode, spec, n)
       sides[i]:_materialize(time)
     end
     local l, r = left.event, right.event
-    if l == r then
-      l:absorb(ctx, time, merged_sides(sides[1].side, sides[2].side))
-    else
-      l:absorb(ctx, time, sides[1].side)
-      r:absorb(ctx, time, sides[2].side)
-    end
+    l:absorb(ctx, time, sides[1].side)
+    -- (one event_time stage on both sides, a self-join or two filters of it: each side ran it
+    -- on all its records and reported each late record, which counts once)
+    if r ~= l then r:absorb(ctx, time, sides[2].side) end
     local wl, wr = l:watermark(), r:watermark()
     local op = {}
     for k, v in pairs(spec) do op[k] = v end
@@ -153,7 +137,9 @@ local function across_processes(left, right, mode, spec, n)
   local l, r = left.event, right.event
   local out = keyed.keyed_operator(marked(left, 1):union(marked(right, 2)), mode, n,
     "cluster_interval_join", spec, { kind = "collect" }, function(results)
-      if l == r then
+      if left == right then -- (a self-join: each record went on both sides, late on both)
+        note_late(l, late1.value)
+      elseif l == r then
         note_late(l, late1.value + late2.value)
       else
         note_late(l, late1.value)
