@@ -167,6 +167,9 @@ describe("interval joins of two streams (event time)", function()
     assert.are.same(nested_loop(left, right, 200, 900, "full_outer_join"),
       (joined("full_outer_join", { before = "200ms", after = "900ms" })))
     assert.are.same(nested_loop(left, right, 0, 500, "join"), (joined("join", { before = 0, after = 0.5 })))
+    -- A zero bound as a string too ("0s" as 0); within = 0: equal times only.
+    assert.are.same(nested_loop(left, right, 0, 500, "join"), (joined("join", { before = "0s", after = "500ms" })))
+    assert.are.same(nested_loop(left, right, 0, 0, "left_outer_join"), (joined("left_outer_join", { within = "0ms" })))
   end)
 
   it("the state lives through a restart from a checkpoint (at the default interval, 10 s): a left record before it pairs with a right one after; composite keys too", function()
@@ -218,7 +221,7 @@ describe("interval joins of two streams (event time)", function()
     local e = err_of(function() ta:join(tb, { within = "soon" }) end)
     assert.truthy(e:find(THIS .. "join: within: a duration is a number of seconds or a string like"), e)
     e = err_of(function() ta:join(tb, { within = -1 }) end)
-    assert.truthy(e:find(THIS .. "join: within: a duration must be a positive number of seconds, got %-1"), e)
+    assert.truthy(e:find(THIS .. "join: within: a duration must be a positive number of seconds %(or 0%), got %-1"), e)
     e = err_of(function() ta:left_outer_join(tb, { before = "1s" }) end)
     assert.truthy(e:find(THIS .. "left_outer_join: before and after go together"), e)
     e = err_of(function() ta:join(tb, { within = "1s", after = "1s" }) end)

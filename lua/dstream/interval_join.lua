@@ -32,9 +32,9 @@ function M.wanted(opts)
   return opts.within ~= nil or opts.before ~= nil or opts.after ~= nil
 end
 
+-- (0 or "0s" is a bound too: before = 0, no right record earlier than the left one)
 local function bound(v, mode, what)
-  if v == 0 then return 0 end -- (before = 0: no right record earlier than the left one)
-  local ms, err = util.parse_duration(v)
+  local ms, err = util.parse_duration(v, true)
   if not ms then util.raise(mode .. ": " .. what .. ": " .. err) end
   return ms
 end

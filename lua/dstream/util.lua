@@ -31,17 +31,18 @@ end
 local units_ms = { ms = 1, s = 1000, sec = 1000, m = 60000, min = 60000, h = 3600000 }
 
 -- A duration in milliseconds from a number of seconds or a string such as "250ms", "2m".
--- Returns nil, message for a bad value.
-function M.parse_duration(v)
+-- Returns nil, message for a bad value. zero_ok: 0 (or "0s") is a duration too.
+function M.parse_duration(v, zero_ok)
   if type(v) == "number" then
-    if v > 0 and v < math.huge then return v * 1000 end
-    return nil, "a duration must be a positive number of seconds, got " .. tostring(v)
+    if (v > 0 or zero_ok and v == 0) and v < math.huge then return v * 1000 end
+    return nil, "a duration must be a positive number of seconds" .. (zero_ok and " (or 0)" or "")
+      .. ", got " .. tostring(v)
   end
   if type(v) == "string" then
     local num, unit = v:match("^%s*([%d%.]+)%s*(%a+)%s*$")
     local n = tonumber(num)
     local mult = unit and units_ms[unit:lower()]
-    if n and mult and n > 0 then return n * mult end
+    if n and mult and (n > 0 or zero_ok and n == 0) then return n * mult end
   end
   return nil, "a duration is a number of seconds or a string like \"250ms\", \"1s\", \"2m\", \"1h\"; got " .. string.format("%q", tostring(v))
 end
