@@ -215,7 +215,8 @@ describe("a map side's table handed to the reduce task of its worker", function(
       end
       want[b] = m
     end
-    for _, shape in ipairs({ { 1, 1 }, { 2, 3 } }) do
+    -- { 2, 2 }: each worker's own partition starts from its map side's table
+    for _, shape in ipairs({ { 1, 1 }, { 2, 3 }, { 2, 2 } }) do
       local results = run(shape[1], shape[2])
       for b = 1, #batches do
         local m = {}

@@ -12,7 +12,10 @@
 --   * with several, the arrays of the buckets of partitions p with p % workers == this worker
 --     (kind ARRAYS): keyed state pins p's task there, a plain shuffle's reduce task prefers it
 --     (the pool runs it elsewhere only when this worker is busy or gone); the reduce task
---     reads them as it reads a decoded bucket, without decoding it.
+--     reads them as it reads a decoded bucket, without decoding it;
+--   * with one partition per worker, a combine's table less the keys of the other partitions
+--     (kind TABLE) for this worker's own partition: its reduce task starts from it as above
+--     and merges only the other workers' buckets into it (docs/performance.md, change 21).
 -- What is kept is taken once: a second read of the same bytes (a retry after a failed
 -- attempt, which may have changed a taken table) decodes them.
 --

@@ -85,12 +85,17 @@ function terminals.combine(task, spec)
     combine_sizes[spec.fn] = added
     local hashed = nparts > 1 -- (one partition: every key goes to 0, no hash to compute; the
     -- keys were checked as they came, in push)
+    -- One partition per worker: this worker's own partition keeps the table itself, the
+    -- other partitions' keys taken out of it (a nil stored while pairs() walks is allowed),
+    -- so its reduce task neither reads those keys from arrays nor inserts them again.
+    local mine = hashed and spec.workers == nparts and current.worker or -1
     for k, v in pairs(acc) do
       local t = hashed and key_hash(k, who) % nparts or 0
       local n = (counts[t] or 0) + 1
       if n == 1 then keys[t], values[t] = table_new(per_bucket, 0), table_new(per_bucket, 0) end
       keys[t][n], values[t][n] = k, v
       counts[t] = n
+      if mine >= 0 and t ~= mine then acc[k] = nil end
       left = left - 1
       if left == 0 then break end
     end
@@ -98,7 +103,8 @@ function terminals.combine(task, spec)
     acc = nil -- a trace may keep push alive: not the task's table
     for t, n in pairs(counts) do
       emit(task, t, n, true, keys[t], values[t])
-      if hashed then keep_local(task, spec, t, keys[t], values[t]) end
+      if t == mine then handoff.keep_table(task, combined, n)
+      elseif hashed then keep_local(task, spec, t, keys[t], values[t]) end
     end
     -- One bucket: the table itself for a reduce task of this VM (dstream.worker.handoff).
     if not hashed and added > 0 then handoff.keep_table(task, combined, added) end
