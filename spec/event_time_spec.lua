@@ -318,6 +318,15 @@ describe("event time argument errors", function()
     assert.are.equal(0, src:event_time(ts_of):map(kv_of):late_count()) -- a map keeps the count
   end)
 
+  it("watermark = 0 (or \"0s\") is the default said out loud; a negative one is refused", function()
+    for _, wm in ipairs { 0, "0s", "0ms" } do
+      assert.has_no.errors(function() src:event_time(ts_of, { watermark = wm }) end)
+    end
+    local ok, err = pcall(function() src:event_time(ts_of, { watermark = -1 }) end)
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find("event_time: watermark: a duration must be a positive number of seconds (or 0), got -1", 1, true), tostring(err))
+  end)
+
   it("event-time window lengths must be a multiple of the batch interval too", function()
     local ok, err = pcall(function()
       src:event_time(ts_of):map(kv_of):reduce_by_key_and_window(add, "2500ms", "1s")

@@ -331,6 +331,28 @@ describe("SQL windows on event time", function()
     assert.are.same(sorted_rows(list, cols), sorted_rows(got, cols))
   end)
 
+  it("JOIN of two streams within windows, the tables without a watermark (or watermark 0)", function()
+    for _, wm in ipairs { false, 0, "0s" } do
+      local ctx = dstream.context { clock = "manual", workers = 2 }
+      local topts = { event_time = "ts", watermark = wm or nil }
+      ctx:queue_stream({ { { "ann", 100 }, { "bob", 500 } }, { { "ann", 1500 } }, { { "zed", 9000 } } })
+        :to_table("c", { "user", "ts" }, topts)
+      ctx:queue_stream({ { { "ann", 200 } }, { { "bob", 900 }, { "ann", 1900 } }, { { "zed", 9000 } } })
+        :to_table("v", { "user", "ts" }, topts)
+      local got = {}
+      ctx:sql("SELECT c.user, window_start, COUNT(*) AS n FROM c JOIN v ON c.user = v.user "
+        .. "GROUP BY TUMBLE(c.ts, '2 seconds'), c.user")
+        :foreach_rdd(function(rdd, time)
+          for _, r in ipairs(rdd:collect()) do got[#got + 1] = { time, r.user, r.window_start, r.n } end
+        end)
+      ctx:start()
+      ctx:advance(3)
+      ctx:stop()
+      table.sort(got, function(a, b) return a[2] < b[2] end)
+      assert.are.same({ { 3000, "ann", 0, 4 }, { 3000, "bob", 0, 1 } }, got)
+    end
+  end)
+
   local CLICKS = { { { user = "ann", ts = 1000 }, { user = "bob", ts = 1500 }, { user = "ann", ts = 2500 } },
     { { user = "ann", ts = 3100 }, { user = "bob", ts = 900 } }, { { user = "ann", ts = 7000 } } }
   local function clicks(opts)

@@ -111,7 +111,7 @@ function Stream:event_time(fn, opts)
   local delay = 0
   if opts.watermark ~= nil then
     local err
-    delay, err = util.parse_duration(opts.watermark)
+    delay, err = util.parse_duration(opts.watermark, true) -- (0, the default, said out loud)
     if not delay then util.raise("event_time: watermark: " .. err) end
   end
   local late = opts.late or "drop"

@@ -47,7 +47,7 @@ function M.to_table(source, name, columns, opts)
     end
   end
   if opts.watermark ~= nil then
-    local ok, err = util.parse_duration(opts.watermark)
+    local ok, err = util.parse_duration(opts.watermark, true) -- (0: the default)
     if not ok then util.raise(who .. ": watermark: " .. err) end
     if opts.event_time == nil then util.raise(who .. ": watermark needs event_time") end
   end
