@@ -234,6 +234,9 @@ describe("interval joins of two streams (event time)", function()
     assert.truthy(e:find(THIS .. "join: a join within a time needs event time on both streams: the left stream has none %(call event_time%(fn, opts%) on it first%)"), e)
     e = err_of(function() ta:full_outer_join(b, { within = "1s" }) end)
     assert.truthy(e:find(THIS .. "full_outer_join: a join within a time needs event time on both streams: the right stream has none"), e)
+    e = err_of(function() ta:left_outer_join(tb, "10s") end)
+    assert.truthy(e:find(THIS .. "left_outer_join: expected a number of partitions or a table of options, got the string \"10s\": a join"
+      .. " within a time is left_outer_join%(other, { within = \"10s\" }%), after event_time on both streams"), e)
     e = err_of(function() ta:join(7, { within = "1s" }) end)
     assert.truthy(e:find(THIS .. "join: expected a stream, got number"), e)
     -- Without within, one process joins batch by batch, as before.

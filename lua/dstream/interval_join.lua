@@ -27,6 +27,17 @@ local OUTER = {
 
 M.OPTIONS = { within = true, before = true, after = true }
 
+-- The options of a two-stream join (a number of partitions or a table, util.options); a
+-- duration alone, join(other, "10s"), is a join within a time written short: say how to write it.
+function M.options(opts, mode)
+  if type(opts) == "string" then
+    util.raise(("%s: expected a number of partitions or a table of options, got the string %q:"
+      .. " a join within a time is %s(other, { within = %q }), after event_time on both streams")
+      :format(mode, opts, mode == "cogroup" and "join" or mode, opts))
+  end
+  return util.options(opts, mode, M.OPTIONS)
+end
+
 -- Whether opts ask for an interval join.
 function M.wanted(opts)
   return opts.within ~= nil or opts.before ~= nil or opts.after ~= nil

@@ -160,7 +160,7 @@ end
 local function two_sided(mode)
   return function(self, other, nparts)
     local interval = require("dstream.interval_join")
-    local opts = util.options(nparts, mode, interval.OPTIONS)
+    local opts = interval.options(nparts, mode)
     if interval.wanted(opts) then return interval.join(self, other, mode, opts) end
     if self.ctx.cluster and M.is_stream(other) then interval.refuse(mode) end
     nparts = opts.partitions
