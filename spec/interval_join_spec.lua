@@ -162,6 +162,28 @@ describe("interval joins of two streams (event time)", function()
     assert.are.equal(1, ev:late_count())
   end)
 
+  it("two filters of one event_time stream joined (views with their clicks): a late record counted once", function()
+    local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2 }
+    local ev = ctx:queue_stream({ { "view ann 800", "click ann 1100", "view bob 1200" },
+      { "click bob 2000", "click ann 300", "view cy 1900" }, { "view dee 9000", "click dee 9000" } })
+      :map(function(l) local kind, u, ts = l:match("(%S+) (%S+) (%d+)"); return u, { kind = kind, ts = tonumber(ts) } end)
+      :event_time(function(_, v) return v.ts end, { watermark = "500ms" })
+    local views = ev:filter(function(_, v) return v.kind == "view" end)
+    local clicks = ev:filter(function(_, v) return v.kind == "click" end)
+    local got = {}
+    views:left_outer_join(clicks, { within = "1s" }):foreach_rdd(function(rdd, time)
+      for _, kv in ipairs(rdd:collect()) do
+        got[#got + 1] = time .. " " .. kv[1] .. " " .. kv[2][1].ts .. " " .. (kv[2][2] and kv[2][2].ts or "-")
+      end
+    end)
+    ctx:start()
+    ctx:advance(3)
+    ctx:stop()
+    table.sort(got)
+    assert.are.same({ "1000 ann 800 1100", "2000 bob 1200 2000", "3000 cy 1900 -", "3000 dee 9000 9000" }, got)
+    assert.are.equal(1, ev:late_count()) -- (click ann 300: the watermark was 600)
+  end)
+
   it("before and after bound the right record's time asymmetrically: tr in [tl - before, tl + after]", function()
     local left, right = input()
     assert.are.same(nested_loop(left, right, 200, 900, "full_outer_join"),
