@@ -261,6 +261,10 @@ describe("interval joins of two streams (event time)", function()
       .. " within a time is left_outer_join%(other, { within = \"10s\" }%), after event_time on both streams"), e)
     e = err_of(function() ta:join(7, { within = "1s" }) end)
     assert.truthy(e:find(THIS .. "join: expected a stream, got number"), e)
+    -- A static dataset (a batch) on the other side: joined per batch through transform.
+    e = err_of(function() a:left_outer_join(ctx:parallelize({ { "ann", 1 } }, 1, { pairs = true })) end)
+    assert.truthy(e:find(THIS .. "left_outer_join: expected a stream, got a batch %(rdd%): join a static dataset through"
+      .. " transform%(function%(rdd%) return rdd:left_outer_join%(dataset%) end%)"), e)
     -- Without within, one process joins batch by batch, as before.
     assert.has_no.errors(function() a:join(b) end)
   end)

@@ -67,6 +67,16 @@ local function bounds(opts, mode)
   return bound(opts.before, mode, "before"), bound(opts.after, mode, "after")
 end
 
+-- The other side of a stream's join is not a stream: a batch (rdd), a static dataset, is
+-- joined per batch through transform, as in Spark.
+function M.not_a_stream(mode, other)
+  if rdd_mod.is_rdd(other) then
+    util.raise(mode .. ": expected a stream, got a batch (rdd): join a static dataset through"
+      .. " transform(function(rdd) return rdd:" .. mode .. "(dataset) end)")
+  end
+  util.raise(mode .. ": expected a stream, got " .. type(other))
+end
+
 -- A two-stream join without within in cluster mode.
 function M.refuse(mode)
   local timed = mode == "cogroup" and "join" or mode -- (cogroup has no event-time form)
@@ -78,9 +88,7 @@ function M.refuse(mode)
 end
 
 local function check_sides(left, right, mode, cluster)
-  if not stream_mod.is_stream(right) then
-    util.raise(mode .. ": expected a stream, got " .. type(right))
-  end
+  if not stream_mod.is_stream(right) then M.not_a_stream(mode, right) end
   for i, s in ipairs { left, right } do
     local which = i == 1 and "left" or "right"
     if not s.event then

@@ -161,8 +161,9 @@ local function two_sided(mode)
   return function(self, other, nparts)
     local interval = require("dstream.interval_join")
     local opts = interval.options(nparts, mode)
+    if not M.is_stream(other) then interval.not_a_stream(mode, other) end
     if interval.wanted(opts) then return interval.join(self, other, mode, opts) end
-    if self.ctx.cluster and M.is_stream(other) then interval.refuse(mode) end
+    if self.ctx.cluster then interval.refuse(mode) end
     nparts = opts.partitions
     return self:_derive2(other, mode, function(a, b) return a[mode](a, b, nparts) end)
   end
