@@ -334,6 +334,7 @@ describe("cluster mode beyond update_state_by_key", function()
   end)
 
   it("a stream joined with itself within a time: each pair of the self-join, a late record counted once", function()
+    if H.sanitizer_build() then return pending("the driver's late count (Lua): release build only") end
     for _, t in ipairs { "spec-cself-ev", "spec-cself-pairs-repartition", "spec-cself-pairs-changelog" } do
       mock:create_topic(t, 2)
     end
