@@ -108,7 +108,7 @@ return function(Planner)
         -- too, in the Lua API's words).
         error(grammar.caret(q.text, j.pos, "in cluster mode a JOIN of two stream tables batch by batch"
           .. " would join only the rows each process reads: join them within windows (GROUP BY"
-          .. " TUMBLE(...) or HOP(...) over the JOIN, both tables with event_time), or join a static table"), 0)
+          .. " TUMBLE(...) or HOP(...) over the JOIN, both tables with event_time), or a static table in place of one of the stream tables in the JOIN"), 0)
       end
       joined = lkeyed[kind](lkeyed, rkeyed)
     elseif stream_mod.is_stream(lkeyed) then
