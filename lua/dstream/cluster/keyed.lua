@@ -48,10 +48,14 @@ end
 local function ensure_topics(brokers, topics, n, who)
   for _, t in ipairs(topics) do
     local count, err = core.kafka_topic_ensure(brokers, t, n)
-    if not count then
+    if not count then -- (all of the operator's topics named: the next start would stop at the next one)
+      local args, cmds = {}, {}
+      for i, name in ipairs(topics) do
+        args[i], cmds[i] = name .. ":" .. n, "`topic " .. name .. " " .. n .. "`"
+      end
       error(who .. ": " .. tostring(err) .. " (a broker without the admin API, such as dstream"
-        .. " kafka-mock, needs the job's topics made first: " .. t .. ":" .. n .. " on kafka-mock's"
-        .. " command line, or `topic " .. t .. " " .. n .. "` on its standard input)", 0)
+        .. " kafka-mock, needs the job's topics made first: " .. table.concat(args, " ") .. " on"
+        .. " kafka-mock's command line, or " .. table.concat(cmds, " and ") .. " on its standard input)", 0)
     end
     if count ~= n then
       error(string.format("%s: topic %s has %d partitions, but this start asks for %d state partitions:"
