@@ -1053,4 +1053,54 @@ for line in open(sys.argv[1], encoding="utf-8", errors="strict"):
       assert.is_falsy(err:find("\\0", 1, true), err)
     end)
   end)
+
+  -- A group-assigned stream that the group gives nothing reads nothing and would say nothing
+  -- else: the warning after two session timeouts and the first join's 3 s (93 s at the default
+  -- session.timeout.ms, 15 s at the shortest the brokers allow, used here in a job of its own
+  -- whose stderr is read: the two of a group on a one-partition topic are one member too
+  -- many, and a topic the group cannot see is assigned to nobody; a healthy group is not
+  -- warned about).
+  it("assign = \"group\": a stream the group has given no partition for long is warned about, naming the group", function()
+    assert.are.equal(93000, require("dstream.sources.kafka_assignment").limit_ms({}))
+    if H.sanitizer_build() then return pending("an 18 s job: release build only") end
+    local dir = H.tmpdir()
+    local script = dir .. "/no_assignment.lua"
+    H.write_file(script, [[
+local dstream = require("dstream")
+local kafka = require("dstream.kafka")
+local mock = kafka.mock_cluster { brokers = 1, topics = { absent = 2, present = 2, one = 1 } }
+mock:topic_error("absent", 3) -- the group sees no such topic
+local conf = { ["session.timeout.ms"] = 6000, ["heartbeat.interval.ms"] = 2000 }
+local ctx = dstream.context { batch = "500ms", workers = 1 }
+local function stream(topic, group, name)
+  local s = ctx:kafka_stream { brokers = mock:bootstrap(), topic = topic, group = group, assign = "group",
+    conf = conf, name = name }
+  s:foreach_rdd(function() end)
+  return s
+end
+local a, p = stream("absent", "g-absent"), stream("present", "g-present")
+local o1, o2 = stream("one", "g-one", "one-a"), stream("one", "g-one", "one-b")
+ctx:start()
+ctx:await_termination(17)
+print(string.format("partitions: absent %d present %d one %d", a:kafka_stats().partitions,
+  p:kafka_stats().partitions, o1:kafka_stats().partitions + o2:kafka_stats().partitions))
+ctx:stop()
+mock:close()
+]])
+    local bin = os.getenv("DSTREAM_BIN") or "build/dstream"
+    local pipe = assert(io.popen(H.quote(bin) .. " " .. H.quote(script) .. " 2>&1"))
+    local out = pipe:read("*a")
+    pipe:close()
+    H.rmdir(dir)
+    assert.truthy(out:find("partitions: absent 0 present 2 one 1", 1, true), out)
+    local function warned(name, group)
+      local _, n = out:gsub("kafka_stream " .. name .. ": group " .. group
+        .. " has assigned no partition to this process for 1%d s", "")
+      return n
+    end
+    assert.are.equal(1, warned("absent", "g%-absent"), out)
+    assert.are.equal(1, warned("one%-a", "g%-one") + warned("one%-b", "g%-one"), out)
+    assert.are.equal(0, warned("present", "g%-present"), out)
+    assert.truthy(out:find("Check that the topics exist", 1, true), out)
+  end)
 end)

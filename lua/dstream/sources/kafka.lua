@@ -39,6 +39,7 @@
 local ffi = require("ffi")
 local core = require("dstream.core")
 local kafka = require("dstream.kafka")
+local assignment = require("dstream.sources.kafka_assignment")
 local sources = require("dstream.sources")
 local util = require("dstream.util")
 
@@ -100,8 +101,14 @@ local function open_source(K)
     if not had or had.offset ~= o.offset then K.initial[k] = true end
     K.completed[k] = o
   end
+  -- Assigned by the group: a long stretch without partitions is told (kafka_assignment).
+  local watch = K.assign == "group" and assignment.watch { name = K.name, group = K.group, conf = K.conf }
   local handle = {}
   function handle.seal(_, _nparts)
+    if watch and not st.stopping then
+      local g = src:group()
+      watch:check(#g.assigned, g.member_id, g.rebalances)
+    end
     -- Re-run batches (input.deferred) take their records first: until then, nothing.
     if st.nreruns > 0 then return (src:seal_until({}, 0)) end
     -- A batch that reads a killed process's plan again holds nothing else (see replaying).
