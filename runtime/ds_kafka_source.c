@@ -98,6 +98,7 @@ struct ds_kafka_source {
   ds_kafka_positions *positions;
   int ignore_committed;     /* partitions not in `wanted` start at the start policy */
   int start_earliest;
+  char group[256];          /* the group's name, for the log */
   int nwanted;
   int group_assign;          /* subscribed: the group assigns partitions (rebalance_cb) */
   const char **subscribed;   /* direct assignment: the topics (interned), for refreshes */
@@ -744,12 +745,22 @@ static int resolve_starts(ds_kafka_source *s, rd_kafka_topic_partition_list_t *l
                         rd_kafka_err2str(rc));
       result = -EIO;
     }
+    int from_group = 0;
     for (int i = 0; i < ask->cnt && !result; i++) {
       rd_kafka_topic_partition_t *c = &ask->elems[i];
       if (c->err || c->offset < 0) continue;
       rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_find(l, c->topic, c->partition);
-      if (tp) tp->offset = c->offset;
+      if (!tp) continue;
+      tp->offset = c->offset;
+      from_group++;
     }
+    /* A second run in a group the first committed to starts where the first ended, whatever
+     * `start` says: a job that reads nothing for that reason is told why at --log-level info. */
+    if (from_group > 0)
+      ds_log(DS_LOG_INFO,
+             "kafka_stream: %d of %d partition(s) start at group %s's committed offsets (start = %s "
+             "is for partitions without one: a new group reads the topic again)",
+             from_group, l->cnt, s->group, earliest ? "earliest" : "latest");
   }
   rd_kafka_topic_partition_list_destroy(ask);
   for (int i = 0; i < l->cnt && !result; i++) {
@@ -926,6 +937,7 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
   s->st.connected = 1;
   s->ignore_committed = o->ignore_committed;
   s->start_earliest = o->start && strcmp(o->start, "earliest") == 0;
+  snprintf(s->group, sizeof s->group, "%s", o->group);
   s->group_assign = o->group_assign;
   s->refresh_ms = o->refresh_ms > 0 ? o->refresh_ms : REFRESH_MS_DEFAULT;
   if (!(s->subscribed = calloc((size_t)o->ntopics, sizeof *s->subscribed))) goto oom;
