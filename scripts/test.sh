@@ -60,8 +60,9 @@ run_busted() { # DSTREAM LABEL
 # second suite's load can push past them. E2E_ASIDE starts with the phase, beside the solo suite
 # and the lanes and outside their count, with a longer time limit: a suite that mostly waits
 # (a cluster at librdkafka's default session timeout, whose every rebalance takes the embedded
-# broker 44 s: several minutes at a few per cent of a core), so it adds no lane time.
-E2E_ASIDE="cluster_defaults"
+# broker 44 s: several minutes at a few per cent of a core; a warning due 93 s after a
+# start at that timeout), so it adds no lane time.
+E2E_ASIDE="cluster_defaults kafka_defaults"
 E2E_SOLO="cluster_state"
 E2E_FIRST="kafka_crash crash_defaults kafka database_crash socket_wal_crash cluster"
 e2e_order() {

@@ -1063,6 +1063,7 @@ for line in open(sys.argv[1], encoding="utf-8", errors="strict"):
   -- starts at the group's committed offsets (so reads nothing here), whatever `start` says.
   it("assign = \"group\": a stream the group has given no partition for long is warned about, naming the group;"
       .. " one that starts at its group's committed offsets says so at info", function()
+    -- (6 s sessions here, for speed; spec/e2e/kafka_defaults.sh is the twin at the defaults)
     assert.are.equal(93000, require("dstream.sources.kafka_assignment").limit_ms({}))
     -- (busted's pending, which this file's pending(s) hides)
     if H.sanitizer_build() then return getfenv(1).pending("an 18 s job: release build only") end
