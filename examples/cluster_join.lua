@@ -26,12 +26,8 @@ local demo = require("cluster_demo")
 local APP, N = "example-join", 6
 
 if arg[1] == "--member" then
-  -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
-  local brokers, name = arg[2], arg[3]
-  local ctx = dstream.context { batch = "500ms", workers = 2, name = name }
-  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
-    -- A member that dies is noticed after its session timeout: short here, for the example.
-    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  -- One member (the command line gave --cluster APP): its context and its input, "words".
+  local ctx, lines, name = demo.member(dstream)
   -- "kafka group t=4300": the word `pick` (1: the impression, 2: the click) at 4300 ms;
   -- "~ t=..." is on both sides (it only moves the watermark).
   local function side(pick)
@@ -64,13 +60,10 @@ if arg[1] == "--member" then
     table.sort(shown, function(x, y) return x[1] < y[1] or x[1] == y[1] and (x[2] < y[2] or x[2] == y[2] and x[3] < y[3]) end)
     local texts = {}
     for i, s in ipairs(shown) do texts[i] = s[3] end
-    print(string.format("%s owns state partitions %s: %d joined %s; late %d", name,
+    demo.say_and_stop(ctx, string.format("%s owns state partitions %s: %d joined %s; late %d", name,
       demo.owned(pairs_of), #shown, table.concat(texts, " "), impressions:late_count() + clicks:late_count()))
-    io.stdout:flush()
-    ctx:stop { graceful = true }
   end)
-  ctx:start()
-  ctx:await_termination()
+  demo.serve(ctx)
   return
 end
 

@@ -26,12 +26,8 @@ local APP, N = "example-sessions", 6
 local function stamp(i) return i * 100 + math.floor((i - 1) / 10) * 3000 end -- (line i's time)
 
 if arg[1] == "--member" then
-  -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
-  local brokers, name = arg[2], arg[3]
-  local ctx = dstream.context { batch = "500ms", workers = 2, name = name }
-  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
-    -- A member that dies is noticed after its session timeout: short here, for the example.
-    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  -- One member (the command line gave --cluster APP): its context and its input, "words".
+  local ctx, lines, name = demo.member(dstream)
   -- "kafka group t=4300" -> (kafka, 4300), (group, 4300); "~ t=..." only moves the watermark.
   local timed = lines:flat_map(function(line)
       local ts, out = tonumber(line:match("t=(%d+)")), {}
@@ -60,13 +56,10 @@ if arg[1] == "--member" then
     table.sort(spans, function(x, y) return x[1] < y[1] or x[1] == y[1] and x[2] < y[2] end)
     local shown = {}
     for i, span in ipairs(spans) do shown[i] = span[3] end
-    print(string.format("%s owns state partitions %s: %d sessions %s; late %d; in all: %s", name,
+    demo.say_and_stop(ctx, string.format("%s owns state partitions %s: %d sessions %s; late %d; in all: %s", name,
       demo.owned(sessions), #spans, table.concat(shown, " "), timed:late_count(), demo.shown(total)))
-    io.stdout:flush()
-    ctx:stop { graceful = true }
   end)
-  ctx:start()
-  ctx:await_termination()
+  demo.serve(ctx)
   return
 end
 

@@ -25,12 +25,8 @@ local APP, N = "example-counts", 6
 local INITIAL = { { "kafka", 100 }, { "legacy", 5 } } -- the (word, count) pairs the state starts from
 
 if arg[1] == "--member" then
-  -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
-  local brokers, name = arg[2], arg[3]
-  local ctx = dstream.context { batch = "500ms", workers = 2, name = name }
-  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
-    -- A member that dies is noticed after its session timeout: short here, for the example.
-    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  -- One member (the command line gave --cluster APP): its context and its input, "words".
+  local ctx, lines, name = demo.member(dstream)
   local counts = lines:flat_map(function(line) return line:gmatch("%S+") end)
     :map(function(w) return w, 1 end)
     :reduce_by_key(function(a, b) return a + b end)
@@ -58,16 +54,13 @@ if arg[1] == "--member" then
     local m = ctx:metrics()
     m:render() -- (runs the collectors that refresh the gauges)
     local op = { operator = "counts" }
-    print(string.format("%s holds %d keys; restored %d state partitions (%d changelog records);"
+    demo.say_and_stop(ctx, string.format("%s holds %d keys; restored %d state partitions (%d changelog records);"
       .. " skipped %d entries as applied already", name,
       m:get("dstream_state_keys"):value(op) or 0, m:get("dstream_cluster_restores_total"):value(op) or 0,
       m:get("dstream_cluster_restored_changes_total"):value(op) or 0,
       m:get("dstream_cluster_replayed_entries_total"):value(op) or 0))
-    io.stdout:flush()
-    ctx:stop { graceful = true }
   end)
-  ctx:start()
-  ctx:await_termination()
+  demo.serve(ctx)
   return
 end
 

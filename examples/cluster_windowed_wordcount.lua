@@ -22,12 +22,8 @@ local demo = require("cluster_demo")
 local APP, N = "example-windows", 6
 
 if arg[1] == "--member" then
-  -- One member: arg[2] = brokers, arg[3] = its name. The command line gave --cluster APP.
-  local brokers, name = arg[2], arg[3]
-  local ctx = dstream.context { batch = "500ms", workers = 2, name = name }
-  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
-    -- A member that dies is noticed after its session timeout: short here, for the example.
-    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  -- One member (the command line gave --cluster APP): its context and its input, "words".
+  local ctx, lines, name = demo.member(dstream)
   local windows = lines:flat_map(function(line) return line:gmatch("%S+") end)
     :map(function(w) return w, 1 end)
     :reduce_by_key_and_window(function(a, b) return a + b end, "2s", "2s", { partitions = N })
@@ -47,13 +43,10 @@ if arg[1] == "--member" then
     end
     if printed or os.time() - started < 15 then return end
     printed = true
-    print(string.format("%s owns state partitions %s: %d windows, the last %s; in all: %s", name,
+    demo.say_and_stop(ctx, string.format("%s owns state partitions %s: %d windows, the last %s; in all: %s", name,
       demo.owned(windows), count, last or "(none)", demo.shown(total)))
-    io.stdout:flush()
-    ctx:stop { graceful = true }
   end)
-  ctx:start()
-  ctx:await_termination()
+  demo.serve(ctx)
   return
 end
 

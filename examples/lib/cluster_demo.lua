@@ -26,6 +26,34 @@ function M.owned(stream)
   return table.concat(parts, ",")
 end
 
+-- member(dstream [, ctx_opts]): a member's context and its input, from the command line run()
+-- gives it (`--member BROKERS NAME`; --cluster APP is on the command line too, or in ctx_opts):
+-- 500 ms batches, 2 workers unless ctx_opts says otherwise, topic "words" from the earliest
+-- offset. Returns ctx, lines, the member's name.
+function M.member(dstream, ctx_opts)
+  local brokers, name = arg[2], arg[3]
+  local opts = { batch = "500ms", workers = 2, name = name }
+  for k, v in pairs(ctx_opts or {}) do opts[k] = v end
+  local ctx = dstream.context(opts)
+  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
+    -- A member that dies is noticed after its session timeout: short here, for the example.
+    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  return ctx, lines, name
+end
+
+-- Prints a member's last line (what run() shows) and stops it gracefully.
+function M.say_and_stop(ctx, text)
+  print(text)
+  io.stdout:flush()
+  ctx:stop { graceful = true }
+end
+
+-- Runs a member's job until say_and_stop (or a signal) ends it.
+function M.serve(ctx)
+  ctx:start()
+  ctx:await_termination()
+end
+
 local function read(path)
   local fh = io.open(path)
   local text = fh and fh:read("*a") or ""
