@@ -15,16 +15,15 @@
 -- broker.
 local dstream = require("dstream")
 local kafka = require("dstream.kafka")
+-- The members' setup, shared with the other cluster examples (examples/lib/).
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/lib/?.lua;" .. package.path
+local demo = require("cluster_demo")
 
 local APP = "example-wordcount"
 
 if arg[1] == "--member" then
-  -- One member: arg[2] = brokers, arg[3] = its name.
-  local brokers, name = arg[2], arg[3]
-  local ctx = dstream.context { batch = "500ms", workers = 1, cluster = APP, name = name }
-  local lines = ctx:kafka_stream { brokers = brokers, topics = { "words" }, start = "earliest",
-    -- A member that dies is noticed after its session timeout: short here, for the example.
-    conf = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 } }
+  -- One member, in cluster APP: its context (one worker) and its input, "words".
+  local ctx, lines, name = demo.member(dstream, { workers = 1, cluster = APP })
   local last_owned, totals = nil, {}
   lines:flat_map(function(line) return line:gmatch("%S+") end)
     :map(function(w) return w, 1 end)
@@ -76,11 +75,25 @@ for i = 1, 40 do
   ffi.C.poll(nil, 0, 200)
 end
 producer:close()
-os.execute("sleep 4") -- the members stop 10 s after their start
-for m = 1, 3 do
+-- The members stop 10 s after their start and print their totals then: wait for those lines
+-- (20 s at most: a loaded machine can make a member's graceful stop take a while).
+local function output(m)
   local fh = io.open(string.format("%s/member%d.out", dir, m))
-  io.write(fh and fh:read("*a") or ("member" .. m .. ": no output\n"))
+  local text = fh and fh:read("*a") or ""
   if fh then fh:close() end
+  return text
+end
+for _ = 1, 200 do
+  local done = 0
+  for m = 1, 3 do
+    if output(m):find("counted", 1, true) then done = done + 1 end
+  end
+  if done == 3 then break end
+  ffi.C.poll(nil, 0, 100)
+end
+for m = 1, 3 do
+  local text = output(m)
+  io.write(text ~= "" and text or ("member" .. m .. ": no output\n"))
   os.remove(string.format("%s/member%d.out", dir, m))
 end
 os.remove(dir)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# spec/e2e/cluster_examples.sh: the four cluster examples of the guide, each three processes of
+# spec/e2e/cluster_examples.sh: the five cluster examples of the guide, each three processes of
 # `dstream --cluster` against an embedded broker, run side by side (each has its broker on a
 # port of its own): every member prints, and what the members hold together (their state
 # partitions' counts; their windows' counts added up) equals what was produced, each word at
 # one member only; the sessions example's sessions are those python3 finds in the lines the
-# example produces, and the join example's pairs are the left outer join python3 computes.
+# example produces, and the join example's pairs are the left outer join python3 computes;
+# the stateless word count's members each own input partitions, each partition's words counted
+# by one member only.
 # Checked with python3. Release build only (about 16 s).
 source "$(dirname "$0")/lib/common.bash"
 release_only
@@ -17,6 +19,7 @@ run_example cluster_state_wordcount &
 run_example cluster_windowed_wordcount &
 run_example cluster_sessions &
 run_example cluster_join &
+run_example cluster_wordcount &
 wait
 
 # together NAME REGEX: python3 adds up the word=count pairs that follow REGEX on the members'
@@ -59,6 +62,25 @@ for name in cluster_state_wordcount cluster_windowed_wordcount cluster_sessions 
   check "$name: each of the three members says which state partitions it owns ($n)" [ "$n" -eq 3 ]
   [ "$n" -eq 3 ] || { show output "$WORK/$name.out"; show stderr "$WORK/$name.err"; }
 done
+check "cluster_wordcount: the example ends with status 0" [ "$(cat "$WORK/cluster_wordcount.status")" -eq 0 ]
+n=$(grep -c '^member[123] owns words\[' "$WORK/cluster_wordcount.out")
+check "cluster_wordcount: each of the three members says which input partitions it owns ($n)" [ "$n" -ge 3 ]
+# Each "p<i>" word is partition i's: one member's count of it, at most the 40 / 6 lines produced.
+check "cluster_wordcount: each partition's words are counted by one member only" python3 - "$WORK/cluster_wordcount.out" <<'PY'
+import re, sys
+seen = {}
+for line in open(sys.argv[1]):
+    m = re.match(r"^(member\d) counted (.*)$", line)
+    if not m:
+        continue
+    for w, n in re.findall(r"(p\d)=(\d+)", m.group(2)):
+        if w in seen or int(n) > 7:
+            sys.exit("%s counted by %s and %s, or more than produced (%s)" % (w, seen.get(w), m.group(1), n))
+        seen[w] = m.group(1)
+if len(seen) != 6:
+    sys.exit("partitions counted: %s" % sorted(seen))
+PY
+[ "$n" -ge 3 ] || { show output "$WORK/cluster_wordcount.out"; show stderr "$WORK/cluster_wordcount.err"; }
 check "cluster_state_wordcount: the members' counts, together, are what was produced (plus the initial state)" \
   together cluster_state_wordcount '^member\d owns state partitions [\d,]*: (.*)$'
 check "cluster_windowed_wordcount: the members' windows, added up, are what was produced" \
