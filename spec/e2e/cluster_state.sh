@@ -29,10 +29,10 @@ T_START=$SECONDS
 PARTS=4 # partitions of the input topics
 N=6     # state partitions
 
+export E2E_JOBS=$JOBS # (the job's shared part, read_ranges.lua)
 cat >"$WORK/job.lua" <<'EOF'
 -- dstream --cluster APP job.lua BROKERS TOPIC OUT SESSION_MS|default
 local dstream = require("dstream")
-local kafka = require("dstream.kafka")
 local text = require("dstream.text")
 local brokers, topic, out, session = arg[1], arg[2], arg[3], arg[4]
 local ctx = dstream.context { batch = "300ms", workers = 2, name = "e2e-cluster-state" }
@@ -42,16 +42,9 @@ if session ~= "default" then
   conf["heartbeat.interval.ms"] = "300"
 end
 local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest", conf = conf }
--- Each batch's input offsets, in OUT.ranges, as the batch is computed: before its pairs go to
--- the repartition topic, so a batch killed half-way is there too.
-local read = lines:transform(function(rdd)
-  local rf = assert(io.open(out .. ".ranges", "a"))
-  for _, r in ipairs(kafka.offset_ranges(rdd)) do
-    if r.count > 0 then rf:write(string.format("%d %d %d\n", r.partition, r.from, r["until"])) end
-  end
-  rf:close()
-  return rdd
-end)
+-- Each batch's input offsets, in OUT.ranges, as the batch is computed (spec/e2e/jobs/).
+package.path = os.getenv("E2E_JOBS") .. "/?.lua;" .. package.path
+local read = require("read_ranges")(lines, out)
 local counts = read:flat_map(function(l) return text.words(l) end)
   :map(function(w) return w, 1 end)
   :reduce_by_key(function(a, b) return a + b end)

@@ -15,21 +15,14 @@
 --   OUT.windows-owned  after each batch: the windows' state partitions it owns ("P,Q");
 --   OUT.pairs    every pair the join emitted: "partition offset partition offset" (left, right).
 local dstream = require("dstream")
-local kafka = require("dstream.kafka")
 local text = require("dstream.text")
 local brokers, topic, out, n = arg[1], arg[2], arg[3], tonumber(arg[4])
 
 local ctx = dstream.context { workers = 2, name = "e2e-cluster-defaults" }
 local lines = ctx:kafka_stream { brokers = brokers, topics = { topic }, start = "earliest",
   with_meta = true } -- (records: { partition =, offset =, value =, ... })
-local read = lines:transform(function(rdd)
-  local rf = assert(io.open(out .. ".ranges", "a"))
-  for _, r in ipairs(kafka.offset_ranges(rdd)) do
-    if r.count > 0 then rf:write(string.format("%d %d %d\n", r.partition, r.from, r["until"])) end
-  end
-  rf:close()
-  return rdd
-end)
+package.path = (arg[0]:match("^(.*)/") or ".") .. "/?.lua;" .. package.path
+local read = require("read_ranges")(lines, out)
 local words = read:flat_map(function(r) return text.words(r.value) end):map(function(w) return w, 1 end)
 
 local counts = words:reduce_by_key(function(a, b) return a + b end)
