@@ -21,8 +21,7 @@ source "$(dirname "$0")/lib/common.bash"
 source "$(dirname "$0")/lib/cluster.bash"
 release_only
 
-command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
-command -v curl >/dev/null || { echo "not ok - curl is not installed"; exit 1; }
+require_commands kcat curl
 T_START=$SECONDS
 PARTS=6
 

@@ -23,8 +23,7 @@ source "$(dirname "$0")/lib/cluster.bash"
 source "$(dirname "$0")/lib/cluster_state.bash"
 release_only
 
-command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
-command -v curl >/dev/null || { echo "not ok - curl is not installed"; exit 1; }
+require_commands kcat curl
 T_START=$SECONDS
 PARTS=4 # partitions of the input topics
 N=6     # state partitions

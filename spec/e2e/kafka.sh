@@ -22,7 +22,7 @@
 # Every broker listens on 127.0.0.1; every process started here is stopped at exit.
 source "$(dirname "$0")/lib/common.bash"
 
-command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
+require_commands kcat
 JOB=$JOBS/kafka_count.lua
 
 # ---- the embedded broker in its own process, commands through a FIFO ----

@@ -18,7 +18,7 @@
 source "$(dirname "$0")/lib/common.bash"
 release_only
 
-command -v kcat >/dev/null || { echo "not ok - kcat is not installed (apt-get install kcat)"; exit 1; }
+require_commands kcat
 JOB=$JOBS/kafka_totals.lua
 KILLS=${KAFKA_CRASH_KILLS:-22}
 CHUNKS=40

@@ -94,6 +94,14 @@ release_only() {
     ;;
   esac
 }
+# require_commands NAME...: a suite that needs programs nobody here wrote (kcat, curl) fails
+# at once, saying which to install, when one is missing (scripts/setup.sh installs them).
+require_commands() {
+  local c
+  for c in "$@"; do
+    command -v "$c" >/dev/null || { echo "not ok - $c is not installed (apt-get install $c)"; exit 1; }
+  done
+}
 # saved_outputs PREFIX: "<directory> <line>" for every line in the save_as_text_files output
 # directories PREFIX-* now (what a reader of the outputs sees at this moment).
 saved_outputs() {
