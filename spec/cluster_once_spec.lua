@@ -65,6 +65,36 @@ ctx:start()
 ctx:await_termination()
 ]]
 
+-- A windowed word count (2 s windows every 1 s, so every record is in 2 windows) writing
+-- each window's (time, word, count) to the file arg[3]; with arg[4] = k, the process kills
+-- itself (SIGKILL) at the k-th batch with a window to output, before writing it: its keyed
+-- stage applied the batch and wrote its changes to the changelog, its output never happened.
+local WINDOW_JOB = [[
+local text = require("dstream.text")
+local ctx = require("dstream").context { batch = "500ms", workers = 2 }
+local kill_at, seen = tonumber(arg[4]), 0
+local out = assert(io.open(arg[3], "a"))
+ctx:kafka_stream { brokers = arg[1], topic = arg[2], start = "earliest", max_rate_per_partition = 80,
+    conf = { ["session.timeout.ms"] = "3000", ["heartbeat.interval.ms"] = "300" } }
+  :flat_map(function(l) return text.words(l) end):map(function(w) return w, 1 end)
+  :reduce_by_key_and_window(function(a, b) return a + b end, "2s", "1s", { partitions = 3 })
+  :name("windows")
+  :foreach_rdd(function(rdd, time)
+    local got = rdd:collect()
+    if #got > 0 then
+      seen = seen + 1
+      if seen == kill_at then
+        io.stderr:write("killing this process before it writes window ", time, "\n")
+        os.execute("kill -9 " .. io.open("/proc/self/stat"):read("*l"):match("^(%d+)"))
+      end
+    end
+    for _, kv in ipairs(got) do out:write(string.format("%d %s %d\n", time, kv[1], kv[2])) end
+    out:flush()
+  end)
+ctx:start()
+ctx:await_termination()
+]]
+
 -- The values of `topic` as kcat reads them.
 local function topic_values(B, topic)
   local p = assert(io.popen(string.format("kcat -b %s -C -t %s -e -q -f '%%s\\n' 2>&1", B, topic)))
@@ -80,7 +110,8 @@ describe("cluster mode through a kill in the middle of a batch's sends", functio
   setup(function()
     mock = kafka.mock_cluster { brokers = 1, topics = { once_in = 2,
       ["spec-once-counts-repartition"] = 3, ["spec-once-counts-changelog"] = 3, txn_in = 2, txn_out = 1,
-      two_a = 2, two_b = 1, ["spec-two-counts-repartition"] = 3, ["spec-two-counts-changelog"] = 3 } }
+      two_a = 2, two_b = 1, ["spec-two-counts-repartition"] = 3, ["spec-two-counts-changelog"] = 3,
+      win_in = 2, ["spec-win-windows-repartition"] = 3, ["spec-win-windows-changelog"] = 3 } }
     B = mock:bootstrap()
     dir = H.tmpdir()
   end)
@@ -201,6 +232,40 @@ describe("cluster mode through a kill in the middle of a batch's sends", functio
     killed_member("spec-two", "two_a,two_b")
     total = total + produce("two_b", H.random_lines(300, 29), 1, want)
     next_owner("spec-two", "two_a,two_b", want, total)
+  end)
+
+  it("a window whose keyed stage ran but whose output was killed is emitted by the next owner", function()
+    if H.sanitizer_build() then return pending("Lua only: release build only") end
+    local want, total = {}, 0
+    total = produce("win_in", H.random_lines(1200, 31), 2, want)
+    spawn("w1", WINDOW_JOB, "", "spec-win", "win_in " .. dir .. "/w1.windows 4")
+    assert.is_true(wait_for(function() return io.open(dir .. "/w1.status") ~= nil end, 60), "w1 did not end")
+    local err = io.open(dir .. "/w1.err"):read("*a")
+    assert.is_truthy(err:find("killing this process before it writes window", 1, true), err)
+    spawn("w2", WINDOW_JOB, "", "spec-win", "win_in " .. dir .. "/w2.windows 0")
+    -- Every word's windows, both members' outputs added up: twice its count (2 windows each).
+    local function sums()
+      local got, n = {}, 0
+      for _, m in ipairs { "w1", "w2" } do
+        local f = io.open(dir .. "/" .. m .. ".windows")
+        for line in (f and f:read("*a") or ""):gmatch("[^\n]+") do
+          local w, c = line:match("^%d+ (%S+) (%d+)$")
+          got[w] = (got[w] or 0) + tonumber(c)
+          n = n + tonumber(c)
+        end
+        if f then f:close() end
+      end
+      return got, n
+    end
+    local ok = wait_for(function() return select(2, sums()) >= 2 * total end, 90)
+    H.sleep_ms(3000) -- (a window emitted twice would show)
+    local pid = io.open(dir .. "/w2.pid"):read("*l")
+    os.execute("kill -TERM " .. pid)
+    assert.is_true(wait_for(function() return io.open(dir .. "/w2.status") ~= nil end, 30), "w2 did not stop")
+    local got, n = sums()
+    assert.is_true(ok, "the windows hold " .. n .. " of " .. 2 * total .. " records (2 windows each)")
+    for w, c in pairs(want) do assert.are.equal(2 * c, got[w], w) end
+    assert.are.equal(2 * total, n)
   end)
 
   it("to_kafka{ exactly_once = true }: each process has a transactional.id of its own", function()

@@ -65,6 +65,30 @@ local function ensure_topics(brokers, topics, n, who)
   end
 end
 
+-- A batch's keyed stages leave their changelog batches unmarked (held by no restore) until
+-- the batch's outputs are done: then every worker writes its markers
+-- (operator cluster_commit_markers, dstream.worker.ops.cluster), before the batch's input
+-- offsets are committed. So a process killed in between its keyed stages and the end of its
+-- outputs leaves the batch to the next owner whole, which emits its windows and pairs again
+-- (at least once), rather than skipping what the killed process had applied but never output.
+local function mark_after_outputs(ctx)
+  if ctx._cluster_markers then return ctx._cluster_markers end
+  local due = { time = nil }
+  ctx._cluster_markers = due
+  ctx._after_outputs = ctx._after_outputs or {}
+  table.insert(ctx._after_outputs, function(time)
+    if due.time ~= time then return end -- (no keyed stage ran a task in this batch)
+    due.time = nil
+    local each = rdd_mod.empty(ctx, ctx.workers)
+    local plans = each:_plans()
+    for w, plan in ipairs(plans) do
+      plan.ops, plan.state_part = { { kind = "cluster_commit_markers" } }, w - 1 -- (on worker w - 1)
+    end
+    ctx:_scheduler():run_tasks(each:_tasks(plans, function() return DISCARD end, "changelog markers"))
+  end)
+  return due
+end
+
 local function copy(t)
   local out = {}
   for k, v in pairs(t or {}) do out[k] = v end
@@ -130,6 +154,7 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
     return op
   end
 
+  local markers_due = mark_after_outputs(ctx)
   local initial = opts and opts.initial -- (worker/ops/cluster.lua says when it seeds the state)
   local out = stream_mod.new(ctx, { self, incoming }, function(s, time)
     if initial then -- the initial pairs of each state partition to its worker, once a process
@@ -161,6 +186,7 @@ function M.keyed_operator(self, who, n, kind, fields, term, result, opts)
       end
       if #run > 0 then
         results = ctx:_scheduler():run_tasks(arrived:_tasks(run, function() return term end, who))
+        markers_due.time = time
       end
       count_entries(time)
     end

@@ -76,9 +76,12 @@ function Clock:_run_batch(batch)
   self:_batch_done(batch.time)
 end
 
--- After the outputs of a batch: sources note what the batch consumed, and a checkpoint is
--- written when one is due (in the batch's job, so its state tasks can run).
+-- After the outputs of a batch: what must follow them but precede the input's commit runs
+-- (cluster mode's changelog markers, dstream.cluster.keyed), sources note what the batch
+-- consumed, and a checkpoint is written when one is due (in the batch's job, so its state
+-- tasks can run).
 function Clock:_batch_done(time)
+  for _, fn in ipairs(self._after_outputs or {}) do fn(time) end
   for _, input in ipairs(self.inputs) do
     if input.on_batch_done then input:on_batch_done(time) end
   end

@@ -20,6 +20,11 @@
 --   batch: a restore applies a batch's changes only once it reads its marker, and only when
 --   its writer had read every batch held before it (see catch_up), so a task that failed
 --   half-way or a process that had lost the partition leaves nothing a restore would apply.
+--   The marker is written once the batch's outputs are done (operator cluster_commit_markers,
+--   run by dstream.cluster.keyed before the batch's input offsets are committed): a process
+--   killed before its outputs leaves its batch's changes unheld, and the next owner applies
+--   the batch again and emits what it emitted (at least once), where a marker written with
+--   the changes would have made the next owner skip a window or a join's pairs never output.
 --   The marker's offset (store.applied) makes the keyed stage read each repartition record
 --   once: records below it were applied by whoever wrote the changelog and are skipped (a
 --   batch whose changelog was written but whose offsets were not committed before a kill).
@@ -139,6 +144,8 @@ return function(W)
     end
     local states, touched, now, keys, bytes = store.states, store.touched, current.time, 0, 0
     local held_end = from -- the end of the last batch held (or where this store stood)
+    local ended = from -- the end of the last batch read, held or not: after it, changes whose
+    -- marker is not written yet (its writer's outputs still running), or never will be
     local pk, pv, po, n = {}, {}, {}, 0 -- changes read since the last marker
     -- Restores in progress on the live page (dstream.cluster.status): tag = the operator's
     -- restore accumulator, then changes and bytes read so far, since when.
@@ -180,6 +187,7 @@ return function(W)
               part, offs[i], base, held_end))
           end
           pk, pv, po, n = {}, {}, {}, 0
+          ended = offs[i] + 1
         else
           local key = k -- (apply decodes it)
           if not apply then
@@ -202,7 +210,8 @@ return function(W)
       from = nxt
     end
     C.ds_task_progress(task, 0, 0, 0, 0)
-    store.cl_end = high
+    -- Read again next time from the last marker: a batch whose marker comes later holds then.
+    store.cl_end = ended
     if not apply then rekey(states) end
     return keys, bytes
   end
@@ -314,14 +323,18 @@ return function(W)
     return store, r, (store.applied or 0) - spec.from, high
   end
 
+  -- Batches whose changes are in their changelog partition, waiting for their marker (see
+  -- cluster_commit_markers): this VM's, in the order their tasks succeeded.
+  local unmarked = {}
+
   -- The end of a keyed-stage task: each change put(key, state[, slot]) that each_change(put)
-  -- gives (state nil: removed) to the changelog, then the batch's marker (with `meta`, a number
-  -- a restore puts in store.meta, when given); the store's offsets move once the task
-  -- succeeded. The changelog's key is the key in string.buffer's encoding, after the slot's
-  -- when given (windows: the pane's end or the window's start; their `apply` decodes both).
+  -- gives (state nil: removed) to the changelog; the batch's marker (with `meta`, a number a
+  -- restore puts in store.meta, when given) waits for the batch's outputs. The changelog's
+  -- key is the key in string.buffer's encoding, after the slot's when given (windows: the
+  -- pane's end or the window's start; their `apply` decodes both).
   local function write_changes(spec, part, store, r, base, each_change, meta)
     local topic = spec.changelog
-    local send, put, flush = changelog_sender(spec, part)
+    local _, put, flush = changelog_sender(spec, part)
     each_change(put)
     local applied = math.max(spec["until"], store.applied or 0)
     local marker = meta and string.format("%d %d %.17g", applied, base, meta)
@@ -331,7 +344,6 @@ return function(W)
     local took = current.once_took
     current.once_took = nil
     if took and #took > 0 then marker = marker .. "\n" .. buffer.encode(took) end
-    send(MARKER, marker)
     local sent = flush()
     local _, cl_end = r:watermarks(topic, part, spec.kafka_ms)
     if not cl_end then error(spec.who .. ": cannot read the changelog's end after writing to it", 0) end
@@ -345,11 +357,54 @@ return function(W)
     end
     local on_success = current.on_success
     on_success[#on_success + 1] = function()
-      store.applied, store.cl_end = applied, cl_end
-      if took and #took > 0 then
-        store.once = store.once or once.new()
-        for _, o in ipairs(took) do once.note(store.once, o) end
+      unmarked[#unmarked + 1] = { spec = spec, part = part, store = store, r = r, marker = marker,
+        at = cl_end, applied = applied, took = took }
+    end
+  end
+
+  -- The markers of this VM's batches (write_changes), once the batch's outputs are done and
+  -- before its input offsets are committed (dstream.cluster.keyed runs it on every worker). A
+  -- changelog partition that another process wrote to meanwhile (one that took the partition
+  -- over while this batch ran) drops the state partition here: the changelog's order says
+  -- whose batch holds, and the next task that needs it restores it from there.
+  function operators.cluster_commit_markers(_, _, fin)
+    return function() end, function()
+      local producers = {}
+      for _, u in ipairs(unmarked) do
+        if not u.sent then
+          local p = producer_to(u.spec, u.spec.changelog)
+          if not producers[p] then
+            p:mark()
+            producers[p] = u.spec
+          end
+          local ok, err = p:send(u.spec.changelog, u.marker, MARKER, u.part)
+          if not ok then error(u.spec.who .. ": " .. tostring(err), 0) end
+          u.sent = true -- (a retry after a failed flush sends it again: a second marker is ignored)
+        end
       end
+      for p, spec in pairs(producers) do
+        local ok, err = p:flush(spec.kafka_ms)
+        if not ok then error(spec.who .. ": writing to " .. spec.changelog .. ": " .. tostring(err), 0) end
+      end
+      local list = unmarked
+      unmarked = {}
+      for _, u in ipairs(list) do
+        local spec, store = u.spec, u.store
+        local _, cl_end = u.r:watermarks(spec.changelog, u.part, spec.kafka_ms)
+        if cl_end == u.at + 1 then
+          store.applied, store.cl_end = u.applied, cl_end
+          if u.took and #u.took > 0 then
+            store.once = store.once or once.new()
+            for _, o in ipairs(u.took) do once.note(store.once, o) end
+          end
+        else
+          core.log("warn", string.format("%s: changelog %s [%d] was written by another process while"
+            .. " this one's batch ran (the partition moved); state partition %d is read again from"
+            .. " the changelog when next needed here", spec.who, spec.changelog, u.part, u.part))
+          stores.drop(spec.state, u.part)
+        end
+      end
+      fin()
     end
   end
 
