@@ -960,6 +960,12 @@ int ds_kafka_source_start(const ds_kafka_source_opts *o, ds_kafka_source **out, 
       {"enable.partition.eof", "false"},
       {"client.id", "dstream"},
       {"reconnect.backoff.max.ms", "2000"},
+      /* librdkafka before 2.2 stops fetching a partition for a fixed second once its local
+       * queue holds queued.min.messages (100000 by default): a consumer behind by that many
+       * small messages read in bursts (8 M words from 24 partitions: 4.4 s, 2.5 s with this).
+       * The queue's bytes (queued.max.messages.kbytes) and the source's own pause
+       * (pause_bytes) still bound the memory. */
+      {"queued.min.messages", "1000000"},
   };
   rd_kafka_conf_t *c = ds_kafka__conf(o->brokers, defaults,
                                       (int)(sizeof defaults / sizeof *defaults), o->conf, o->nconf,
