@@ -193,7 +193,7 @@ if c_kafka then
     row("word count, Kafka (text.words)", r, c_kafka, nil, { impl_name = "dstream " .. w .. " wkr" })
     check("kafka word count", c_kafka, r, "words")
   end
-  print("  (the 2 M-word corpus, one message per line, in 8 partitions of the embedded broker)")
+  print("  (the workloads' corpus, one message per line, in 24 partitions of the embedded broker)")
 end
 print()
 
