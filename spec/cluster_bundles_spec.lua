@@ -11,7 +11,12 @@ local kafka = require("dstream.kafka")
 local bundles = require("dstream.worker.bundles")
 local sleep_ms, wait_for = H.sleep_ms, H.wait_for
 
--- One member per test, at the consumer settings a user gets (no conf: 45 s session timeout).
+-- One member per test, with a session timeout of 3 s: the bundles are what is tested here, and
+-- spec/e2e/cluster_defaults.sh is the twin at the defaults. (At librdkafka's 45 s, a loaded
+-- machine sometimes made the member's second consumer miss the group's first join, and each
+-- round of the rebalance that followed waited 44 s on the embedded broker: CI failed once after
+-- 100 s.)
+local CONF = { ["session.timeout.ms"] = 3000, ["heartbeat.interval.ms"] = 300 }
 
 describe("cluster mode's repartition bundles", function()
   local mock, B, producer
@@ -54,7 +59,7 @@ describe("cluster mode's repartition bundles", function()
   -- with fold(values, state).
   local function member(app, topic, name, n, pair, fold)
     local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = app }
-    local s = ctx:kafka_stream { brokers = B, topic = topic, start = "earliest" }
+    local s = ctx:kafka_stream { brokers = B, topic = topic, start = "earliest", conf = CONF }
     local latest = {}
     s:map(pair):update_state_by_key(fold, { partitions = n }):name(name):foreach_rdd(function(rdd)
       latest = {}
@@ -66,8 +71,8 @@ describe("cluster mode's repartition bundles", function()
   -- Runs batches until have() holds: the first once every record of `total` is pending, so
   -- that one map task reads them all. The member's two consumers (input and repartition) join
   -- together, within the embedded broker's 3 s initial delay; on a loaded machine the second
-  -- sometimes misses it, and its own rebalance waits the default session timeout less 1 s
-  -- (44 s): the limit allows one such round (the wait ends as soon as have() holds).
+  -- sometimes misses it, and its own rebalance waits the session timeout less 1 s (the wait
+  -- ends as soon as have() holds).
   local function run(ctx, s, total, have)
     assert.is_true(wait_for(function() return (s:kafka_stats().pending or 0) >= total end, 30))
     assert.is_true(wait_for(function()
@@ -182,7 +187,7 @@ describe("cluster mode's repartition bundles", function()
     -- keys' partial counts and the task's largest timestamp (key nil), from which the keyed
     -- stage moves its watermark: one message per state partition (303 before bundles).
     local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2, cluster = "spec-be" }
-    local s = ctx:kafka_stream { brokers = B, topic = "be_in", start = "earliest" }
+    local s = ctx:kafka_stream { brokers = B, topic = "be_in", start = "earliest", conf = CONF }
     local latest = {}
     s:map(function(line)
       local k, ts = line:match("^(%S+) (%d+)$")
