@@ -57,12 +57,11 @@ run_busted() { # DSTREAM LABEL
 # second lane halves the phase's time on two cores. Longest first, so the lanes end together;
 # each suite's output is kept and printed whole, in the order below. E2E_SOLO runs alone
 # first: a cluster moving partitions between several processes within set times, which a
-# second suite's load can push past them. E2E_ASIDE starts before the build's busted specs
-# (start_aside), beside them and then the solo suite and the lanes, outside their count, with a
-# longer time limit: a suite that mostly waits (a cluster at librdkafka's default session
-# timeout, whose every rebalance takes the embedded broker 44 s: several minutes at a few per
-# cent of a core; a warning due 93 s after a start at that timeout), so it adds no lane time,
-# and started with the e2e phase it was the phase's longest (450-530 s against the lanes' 370).
+# second suite's load can push past them. E2E_ASIDE starts with the phase, beside the solo suite
+# and the lanes and outside their count, with a longer time limit: a suite that mostly waits
+# (a cluster at librdkafka's default session timeout, whose every rebalance takes the embedded
+# broker 44 s: several minutes at a few per cent of a core; a warning due 93 s after a
+# start at that timeout), so it adds no lane time.
 E2E_ASIDE="cluster_defaults kafka_defaults"
 E2E_SOLO="cluster_state"
 E2E_FIRST="kafka_crash crash_defaults kafka database_crash socket_wal_crash cluster"
@@ -85,25 +84,16 @@ run_suite() {
   mv "$3.rc.tmp" "$3.rc"
 }
 
-# start_aside DSTREAM DIR: the E2E_ASIDE suites, into DIR (their numbers first in e2e_order's),
-# from a subshell, so not jobs of this shell: run_e2e's waits are its lanes' only.
-start_aside() {
-  local t i=0
-  for t in $(e2e_order); do
-    case " $E2E_ASIDE " in *" $(basename "$t" .sh) "*) (run_suite "$1" "$t" "$2/$i" 900 &) ;; esac
-    i=$((i + 1))
-  done
-}
-
-run_e2e() { # DSTREAM LABEL [DIR: start_aside's, the aside suites started already]
+run_e2e() { # DSTREAM LABEL
   local ok=0 bad=0 t out dir i=0 running=0
   local suites=()
   mapfile -t suites < <(e2e_order)
-  dir=${3:-$(mktemp -d)}
-  [ -n "${3:-}" ] || start_aside "$1" "$dir"
+  dir=$(mktemp -d)
   for t in "${suites[@]}"; do
     local lanes=${E2E_LANES:-2}
     case " $E2E_ASIDE " in *" $(basename "$t" .sh) "*)
+      # Started from a subshell, so not a job of this one: the waits below are the lanes' only.
+      (run_suite "$1" "$t" "$dir/$i" 900 &)
       i=$((i + 1))
       continue
       ;;
@@ -145,10 +135,8 @@ run_e2e() { # DSTREAM LABEL [DIR: start_aside's, the aside suites started alread
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" >/dev/null || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
 run_ctest build "release:"
-aside_dir=$(mktemp -d)
-start_aside "$root/build/dstream" "$aside_dir"
 run_busted "$root/build/dstream" "release:"
-run_e2e "$root/build/dstream" "release:" "$aside_dir"
+run_e2e "$root/build/dstream" "release:"
 
 if [ "${1:-}" != "--quick" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDSTREAM_SANITIZE=ON >/dev/null
