@@ -367,20 +367,20 @@ return function(W)
   -- changelog partition that another process wrote to meanwhile (one that took the partition
   -- over while this batch ran) drops the state partition here: the changelog's order says
   -- whose batch holds, and the next task that needs it restores it from there.
+  -- The markers wait here until a flush delivered them all: the retry of a task whose flush
+  -- failed sends them again (a marker delivered twice: restores ignore the second, whose base
+  -- is behind, and the check below finds the partition grown by two and reads it again).
   function operators.cluster_commit_markers(_, _, fin)
     return function() end, function()
       local producers = {}
       for _, u in ipairs(unmarked) do
-        if not u.sent then
-          local p = producer_to(u.spec, u.spec.changelog)
-          if not producers[p] then
-            p:mark()
-            producers[p] = u.spec
-          end
-          local ok, err = p:send(u.spec.changelog, u.marker, MARKER, u.part)
-          if not ok then error(u.spec.who .. ": " .. tostring(err), 0) end
-          u.sent = true -- (a retry after a failed flush sends it again: a second marker is ignored)
+        local p = producer_to(u.spec, u.spec.changelog)
+        if not producers[p] then
+          p:mark()
+          producers[p] = u.spec
         end
+        local ok, err = p:send(u.spec.changelog, u.marker, MARKER, u.part)
+        if not ok then error(u.spec.who .. ": " .. tostring(err), 0) end
       end
       for p, spec in pairs(producers) do
         local ok, err = p:flush(spec.kafka_ms)
@@ -398,9 +398,11 @@ return function(W)
             for _, o in ipairs(u.took) do once.note(store.once, o) end
           end
         else
-          core.log("warn", string.format("%s: changelog %s [%d] was written by another process while"
-            .. " this one's batch ran (the partition moved); state partition %d is read again from"
-            .. " the changelog when next needed here", spec.who, spec.changelog, u.part, u.part))
+          core.log("warn", string.format("%s: changelog %s [%d] holds %d record(s) after this batch's"
+            .. " changes where its marker alone was expected (another process wrote to it while this"
+            .. " batch ran, the partition having moved, or a retried marker): state partition %d is"
+            .. " read again from the changelog when next needed here", spec.who, spec.changelog,
+            u.part, cl_end and cl_end - u.at or -1, u.part))
           stores.drop(spec.state, u.part)
         end
       end
