@@ -75,8 +75,7 @@ local function mark_after_outputs(ctx)
   if ctx._cluster_markers then return ctx._cluster_markers end
   local due = { time = nil }
   ctx._cluster_markers = due
-  ctx._after_outputs = ctx._after_outputs or {}
-  table.insert(ctx._after_outputs, function(time)
+  ctx:_on_outputs_done(function(time)
     if due.time ~= time then return end -- (no keyed stage ran a task in this batch)
     due.time = nil
     local each = rdd_mod.empty(ctx, ctx.workers)

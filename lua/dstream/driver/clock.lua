@@ -76,6 +76,13 @@ function Clock:_run_batch(batch)
   self:_batch_done(batch.time)
 end
 
+-- Registers fn(time), run after each batch's outputs and before its inputs commit (see
+-- _batch_done).
+function Clock:_on_outputs_done(fn)
+  self._after_outputs = self._after_outputs or {}
+  self._after_outputs[#self._after_outputs + 1] = fn
+end
+
 -- After the outputs of a batch: what must follow them but precede the input's commit runs
 -- (cluster mode's changelog markers, dstream.cluster.keyed), sources note what the batch
 -- consumed, and a checkpoint is written when one is due (in the batch's job, so its state

@@ -357,19 +357,18 @@ return function(W)
     end
     local on_success = current.on_success
     on_success[#on_success + 1] = function()
-      unmarked[#unmarked + 1] = { spec = spec, part = part, store = store, r = r, marker = marker,
+      unmarked[#unmarked + 1] = { spec = spec, part = part, store = store, marker = marker,
         at = cl_end, applied = applied, took = took }
     end
   end
 
   -- The markers of this VM's batches (write_changes), once the batch's outputs are done and
-  -- before its input offsets are committed (dstream.cluster.keyed runs it on every worker). A
-  -- changelog partition that another process wrote to meanwhile (one that took the partition
-  -- over while this batch ran) drops the state partition here: the changelog's order says
-  -- whose batch holds, and the next task that needs it restores it from there.
-  -- The markers wait here until a flush delivered them all: the retry of a task whose flush
-  -- failed sends them again (a marker delivered twice: restores ignore the second, whose base
-  -- is behind, and the check below finds the partition grown by two and reads it again).
+  -- before its input offsets are committed (dstream.cluster.keyed runs it on every worker).
+  -- They wait here until a flush delivered them all, so the retry of a task whose flush failed
+  -- sends them again. A changelog partition that grew by more than its marker (another process
+  -- took the partition over while this batch ran, or a retry delivered a marker twice, which
+  -- restores ignore: its base is behind) drops the state partition here: the changelog's order
+  -- says whose batch holds, and the next task that needs it restores it from there.
   function operators.cluster_commit_markers(_, _, fin)
     return function() end, function()
       local producers = {}
@@ -390,7 +389,7 @@ return function(W)
       unmarked = {}
       for _, u in ipairs(list) do
         local spec, store = u.spec, u.store
-        local _, cl_end = u.r:watermarks(spec.changelog, u.part, spec.kafka_ms)
+        local _, cl_end = reader_for(spec):watermarks(spec.changelog, u.part, spec.kafka_ms)
         if cl_end == u.at + 1 then
           store.applied, store.cl_end = u.applied, cl_end
           if u.took and #u.took > 0 then
