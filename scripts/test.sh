@@ -62,7 +62,7 @@ run_busted() { # DSTREAM LABEL
 # (a cluster at librdkafka's default session timeout, whose every rebalance takes the embedded
 # broker 44 s: several minutes at a few per cent of a core; a warning due 93 s after a
 # start at that timeout), so it adds no lane time.
-E2E_ASIDE="cluster_defaults kafka_defaults"
+E2E_ASIDE="cluster_defaults kafka_defaults cluster_output_kill"
 E2E_SOLO="cluster_state"
 E2E_FIRST="kafka_crash crash_defaults kafka database_crash socket_wal_crash cluster"
 e2e_order() {

@@ -8,8 +8,9 @@
 -- with two kafka_streams unioned, the second getting records only after the kill. And two
 -- member processes writing with to_kafka{ exactly_once = true } each use a transactional.id of
 -- their own (the embedded broker does not fence producers, so the ids are read from the log).
--- A session timeout of 3 s for a fast move; spec/e2e/cluster_defaults.sh is the twin at the
--- defaults (and kills at a random moment).
+-- A session timeout of 3 s for a fast move; the twins at the defaults are
+-- spec/e2e/cluster_defaults.sh (kills at a random moment) and, for the window killed in its
+-- output, spec/e2e/cluster_output_kill.sh.
 package.path = "spec/helpers/?.lua;" .. package.path
 local H = require("engine")
 local dstream = require("dstream")
