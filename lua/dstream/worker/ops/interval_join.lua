@@ -93,33 +93,144 @@ return function(W)
     return list, changed
   end
 
+  -- The expiry index of a state partition's rows, so that a batch looks at the keys whose
+  -- entries expire rather than at every key held (a join within an hour holds an hour of keys;
+  -- walking them all made each batch's cost grow with the state): a binary min-heap of (time,
+  -- key), `exp[k]` the time key k's first entry expires (its ts + after for a left entry, + before
+  -- for a right one: evicted once the watermark passes it), and the number of keys. A heap node
+  -- whose time is not exp[k] any more is stale and skipped. Kept beside the rows table, not in
+  -- the store: a checkpoint does not carry it, and rows restored (a new table) build it again.
+  local indexes = setmetatable({}, { __mode = "k" }) -- rows -> { ht, hk, n, exp, keys }
+
+  local function expiry(list, spec)
+    local before, after, t = spec.before, spec.after, nil
+    for i = 1, #list do
+      local e = list[i]
+      local x = e[1] + (e[3] == 1 and after or before)
+      if t == nil or x < t then t = x end
+    end
+    return t
+  end
+
+  local function heap_push(ix, t, k)
+    local ht, hk = ix.ht, ix.hk
+    local i = ix.n + 1
+    ix.n = i
+    while i > 1 do
+      local p = (i - i % 2) / 2
+      if ht[p] <= t then break end
+      ht[i], hk[i] = ht[p], hk[p]
+      i = p
+    end
+    ht[i], hk[i] = t, k
+  end
+
+  local function heap_pop(ix)
+    local ht, hk, n = ix.ht, ix.hk, ix.n
+    local t, k = ht[n], hk[n]
+    ht[n], hk[n] = nil, nil
+    n = n - 1
+    ix.n = n
+    if n == 0 then return end
+    local i = 1
+    while true do
+      local c = 2 * i
+      if c > n then break end
+      if c < n and ht[c + 1] < ht[c] then c = c + 1 end
+      if ht[c] >= t then break end
+      ht[i], hk[i] = ht[c], hk[c]
+      i = c
+    end
+    ht[i], hk[i] = t, k
+  end
+
+  local function index_of(rows, spec)
+    local ix = indexes[rows]
+    if ix then return ix end
+    ix = { ht = {}, hk = {}, n = 0, exp = {}, keys = 0 }
+    for k, list in pairs(rows) do
+      local t = expiry(list, spec)
+      ix.exp[k], ix.keys = t, ix.keys + 1
+      heap_push(ix, t, k)
+    end
+    indexes[rows] = ix
+    return ix
+  end
+
+  -- Calls visit(k) for each key whose first entry expires before `watermark`, without
+  -- changing the heap (a failed attempt changes nothing): the nodes under the watermark form a
+  -- subtree at the root.
+  local function each_due(ix, watermark, visit)
+    local ht, hk, n, exp = ix.ht, ix.hk, ix.n, ix.exp
+    if n == 0 or ht[1] >= watermark then return end
+    local stack, top = { 1 }, 1
+    while top > 0 do
+      local i = stack[top]
+      top = top - 1
+      local t = ht[i]
+      if t < watermark then
+        local k = hk[i]
+        if exp[k] == t then visit(k) end
+        local c = 2 * i
+        if c <= n then
+          top = top + 1
+          stack[top] = c
+          if c < n then
+            top = top + 1
+            stack[top] = c + 1
+          end
+        end
+      end
+    end
+  end
+
   -- A batch of a state partition: rows (key -> entries, the state), incoming (key -> the
-  -- batch's entries). Returns the changes: key -> its new entries, or false (none left). The
-  -- keys without records are looked at only when the watermark moved since `last_watermark`.
-  local function join_batch(rows, incoming, spec, watermark, last_watermark, nxt)
+  -- batch's entries). Returns the changes: key -> its new entries, or false (none left). Of
+  -- the keys without records, only those with an entry past the watermark are looked at.
+  local function join_batch(rows, incoming, spec, watermark, nxt)
     local changes = {}
     for k, new in pairs(incoming) do
       changes[k] = join_key(k, rows[k], new, spec, watermark, nxt) or false
     end
-    if watermark and watermark ~= last_watermark then
-      for k, old in pairs(rows) do
-        if incoming[k] == nil then
-          local list, changed = join_key(k, old, nil, spec, watermark, nxt)
+    if watermark then
+      each_due(index_of(rows, spec), watermark, function(k)
+        if changes[k] == nil then
+          local list, changed = join_key(k, rows[k], nil, spec, watermark, nxt)
           if changed then changes[k] = list or false end
         end
-      end
+      end)
     end
     return changes
   end
 
-  local function apply(rows, changes)
-    for k, list in pairs(changes) do rows[k] = list or nil end
+  -- The changes of a successful batch into the rows and their expiry index: the nodes past
+  -- the watermark go (their keys' entries were evicted in the batch, or they were stale), each
+  -- changed key's next expiry comes in.
+  local function apply(rows, changes, spec, watermark)
+    local ix = index_of(rows, spec)
+    local ht, exp = ix.ht, ix.exp
+    if watermark then
+      while ix.n > 0 and ht[1] < watermark do heap_pop(ix) end
+    end
+    for k, list in pairs(changes) do
+      local had = rows[k] ~= nil
+      rows[k] = list or nil
+      local old = exp[k]
+      if list then
+        if not had then ix.keys = ix.keys + 1 end
+        local t = expiry(list, spec)
+        exp[k] = t
+        if t ~= old then heap_push(ix, t, k) end -- (a node past the watermark went: t is later)
+      else
+        if had then ix.keys = ix.keys - 1 end
+        exp[k] = nil
+      end
+    end
   end
 
   -- The number of keys the state will hold once the changes are applied.
-  local function keys_after(rows, changes)
-    local keys = 0
-    for _ in pairs(rows) do keys = keys + 1 end
+  local function keys_after(rows, changes, spec)
+    local keys = index_of(rows, spec).keys
     for k, list in pairs(changes) do
       if list and rows[k] == nil then keys = keys + 1 elseif not list and rows[k] ~= nil then keys = keys - 1 end
     end
@@ -148,11 +259,10 @@ return function(W)
       add(incoming, k, tv, side)
     end, function()
       local watermark = spec.watermark
-      local changes = join_batch(rows, incoming, spec, watermark, store.watermark, nxt)
+      local changes = join_batch(rows, incoming, spec, watermark, nxt)
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
-        apply(rows, changes)
-        store.watermark = watermark
+        apply(rows, changes, spec, watermark)
       end
       fin()
     end
@@ -223,8 +333,8 @@ return function(W)
         rows[k] = list
       end
     end
-    -- (and every key looked at by the next batch, whatever watermark the restored entries saw)
-    store.rows, store.restoring, store.join_watermark = rows, nil, nil
+    -- (a new rows table: its expiry index is built at the next batch, from every key)
+    store.rows, store.restoring = rows, nil
   end
 
   -- The changelog writes of a batch's changes (cluster mode): each new entry (given its id),
@@ -287,8 +397,8 @@ return function(W)
       add(incoming, k, tv, side)
     end, true), function()
       local watermark = top1 and top2 and min(top1 - delay1, top2 - delay2)
-      local changes = join_batch(rows, incoming, spec, watermark, store.join_watermark, nxt)
-      W.report_keys(spec, keys_after(rows, changes))
+      local changes = join_batch(rows, incoming, spec, watermark, nxt)
+      W.report_keys(spec, keys_after(rows, changes, spec))
       C.write_changes(spec, part, store, r, base, function(put)
         put_changes(put, rows, changes)
         if top1 ~= tops[1] then put(1, top1) end
@@ -302,9 +412,8 @@ return function(W)
       end
       local on_success = current.on_success
       on_success[#on_success + 1] = function()
-        apply(rows, changes)
+        apply(rows, changes, spec, watermark)
         tops[1], tops[2] = top1, top2
-        store.join_watermark = watermark -- (not restored: a first batch after a restore looks at every key)
       end
       fin()
     end
