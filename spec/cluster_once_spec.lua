@@ -66,35 +66,10 @@ ctx:start()
 ctx:await_termination()
 ]]
 
--- A windowed word count (2 s windows every 1 s, so every record is in 2 windows) writing
--- each window's (time, word, count) to the file arg[3]; with arg[4] = k, the process kills
--- itself (SIGKILL) at the k-th batch with a window to output, before writing it: its keyed
--- stage applied the batch and wrote its changes to the changelog, its output never happened.
-local WINDOW_JOB = [[
-local text = require("dstream.text")
-local ctx = require("dstream").context { batch = "500ms", workers = 2 }
-local kill_at, seen = tonumber(arg[4]), 0
-local out = assert(io.open(arg[3], "a"))
-ctx:kafka_stream { brokers = arg[1], topic = arg[2], start = "earliest", max_rate_per_partition = 80,
-    conf = { ["session.timeout.ms"] = "3000", ["heartbeat.interval.ms"] = "300" } }
-  :flat_map(function(l) return text.words(l) end):map(function(w) return w, 1 end)
-  :reduce_by_key_and_window(function(a, b) return a + b end, "2s", "1s", { partitions = 3 })
-  :name("windows")
-  :foreach_rdd(function(rdd, time)
-    local got = rdd:collect()
-    if #got > 0 then
-      seen = seen + 1
-      if seen == kill_at then
-        io.stderr:write("killing this process before it writes window ", time, "\n")
-        os.execute("kill -9 " .. io.open("/proc/self/stat"):read("*l"):match("^(%d+)"))
-      end
-    end
-    for _, kv in ipairs(got) do out:write(string.format("%d %s %d\n", time, kv[1], kv[2])) end
-    out:flush()
-  end)
-ctx:start()
-ctx:await_termination()
-]]
+-- A windowed word count that kills itself (SIGKILL) at its k-th window, before writing it:
+-- spec/e2e/jobs/cluster_window_kill.lua with its `fast` settings (that suite runs it at the
+-- defaults).
+local WINDOW_JOB = assert(io.open("spec/e2e/jobs/cluster_window_kill.lua")):read("*a")
 
 -- The values of `topic` as kcat reads them.
 local function topic_values(B, topic)
@@ -239,11 +214,11 @@ describe("cluster mode through a kill in the middle of a batch's sends", functio
     if H.sanitizer_build() then return pending("Lua only: release build only") end
     local want, total = {}, 0
     total = produce("win_in", H.random_lines(1200, 31), 2, want)
-    spawn("w1", WINDOW_JOB, "", "spec-win", "win_in " .. dir .. "/w1.windows 4")
+    spawn("w1", WINDOW_JOB, "", "spec-win", "win_in " .. dir .. "/w1.windows 4 fast")
     assert.is_true(wait_for(function() return io.open(dir .. "/w1.status") ~= nil end, 60), "w1 did not end")
     local err = io.open(dir .. "/w1.err"):read("*a")
     assert.is_truthy(err:find("killing this process before it writes window", 1, true), err)
-    spawn("w2", WINDOW_JOB, "", "spec-win", "win_in " .. dir .. "/w2.windows 0")
+    spawn("w2", WINDOW_JOB, "", "spec-win", "win_in " .. dir .. "/w2.windows 0 fast")
     -- Every word's windows, both members' outputs added up: twice its count (2 windows each).
     local function sums()
       local got, n = {}, 0

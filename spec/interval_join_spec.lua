@@ -14,29 +14,35 @@ local function err_of(f)
   return tostring(e)
 end
 
--- Ten batches of each side: "key ts" lines, ts within the batch's second or up to 800 ms
--- before it (the event_time watermark allows 1 s), keys k1..k4; a left record 3.9 s late in
--- batch 7 (left "late" lines are never paired nor emitted); both sides end with a record at
--- 100 s, which moves the watermark past every other record.
-local function input()
-  local seed = 7
+-- `o.batches` batches of each side: "key ts" lines, `o.min` to `o.min + o.more - 1` a batch,
+-- keys k1..k<o.keys>, ts within the batch's second or up to `o.spread` ms before it (the
+-- event_time watermark allows 1 s); both sides end with a record at 100 s, which moves the
+-- watermark past every other record, then an empty batch.
+local function sides(seed, o)
   local function rand(n)
     seed = (seed * 1103515245 + 12345) % 2147483648
     return seed % n
   end
   local left, right = {}, {}
-  for b = 1, 10 do
+  for b = 1, o.batches do
     for _, side in ipairs { left, right } do
       local batch = {}
-      for _ = 1, 3 + rand(4) do
-        batch[#batch + 1] = string.format("k%d %d", 1 + rand(4), b * 1000 - rand(800))
+      for _ = 1, o.min + rand(o.more) do
+        batch[#batch + 1] = string.format("k%d %d", 1 + rand(o.keys), b * 1000 - rand(o.spread))
       end
       side[b] = batch
     end
   end
+  left[o.batches + 1], right[o.batches + 1] = { "end 100000" }, { "end 100000" }
+  left[o.batches + 2], right[o.batches + 2] = {}, {}
+  return left, right
+end
+
+-- Ten batches of 3 to 6 records of keys k1..k4, and a left record 3.9 s late in batch 7 (left
+-- "late" lines are never paired nor emitted).
+local function input()
+  local left, right = sides(7, { batches = 10, min = 3, more = 4, keys = 4, spread = 800 })
   table.insert(left[7], "late 3100")
-  left[11], right[11] = { "end 100000" }, { "end 100000" }
-  left[12], right[12] = {}, {}
   return left, right
 end
 
@@ -83,9 +89,10 @@ local function parse(line)
   return k, tonumber(ts)
 end
 
--- The join by dstream: its records as nested_loop's lines, and when each came.
-local function joined(mode, opts, ctx_opts)
-  local left, right = input()
+-- The join by dstream of input() (or of left and right): its records as nested_loop's lines,
+-- and when each came.
+local function joined(mode, opts, ctx_opts, left, right)
+  if not left then left, right = input() end
   local ctx = dstream.context(ctx_opts or { batch = "1s", clock = "manual", workers = 2 })
   local clicks = ctx:queue_stream(left):map(parse):event_time(function(_, ts) return ts end, { watermark = "1s" })
   local views = ctx:queue_stream(right):map(parse):event_time(function(_, ts) return ts end, { watermark = "1s" })
@@ -198,48 +205,12 @@ describe("interval joins of two streams (event time)", function()
   -- (times up to 900 ms out of order, bounds of 2.5 s on one side and 400 ms on the other): the
   -- keyed stage looks only at the keys with an entry past the watermark (an expiry index), so
   -- a key left out of it would keep an outer record back or lose it.
-  local function many(seed, keys)
-    local function rand(n)
-      seed = (seed * 1103515245 + 12345) % 2147483648
-      return seed % n
-    end
-    local left, right = {}, {}
-    for b = 1, 20 do
-      for _, side in ipairs { left, right } do
-        local batch = {}
-        for _ = 1, 30 + rand(30) do
-          batch[#batch + 1] = string.format("k%d %d", 1 + rand(keys), b * 1000 - rand(900))
-        end
-        side[b] = batch
-      end
-    end
-    left[21], right[21] = { "end 100000" }, { "end 100000" }
-    left[22], right[22] = {}, {}
-    return left, right
-  end
-
   it("many keys whose entries expire out of order: every outer join is the nested-loop join", function()
-    local left, right = many(11, 60)
-    local function run(mode, opts)
-      local ctx = dstream.context { batch = "1s", clock = "manual", workers = 2 }
-      local a = ctx:queue_stream(left):map(parse):event_time(function(_, ts) return ts end, { watermark = "1s" })
-      local b = ctx:queue_stream(right):map(parse):event_time(function(_, ts) return ts end, { watermark = "1s" })
-      local lines = {}
-      a[mode](a, b, opts):foreach_rdd(function(rdd)
-        for _, kv in ipairs(rdd:collect()) do
-          lines[#lines + 1] = kv[1] .. " " .. (kv[2][1] or "-") .. " " .. (kv[2][2] or "-")
-        end
-      end)
-      ctx:start()
-      ctx:advance(#left)
-      ctx:stop()
-      table.sort(lines)
-      return lines
-    end
+    local left, right = sides(11, { batches = 20, min = 30, more = 30, keys = 60, spread = 900 })
     for _, mode in ipairs { "join", "left_outer_join", "right_outer_join", "full_outer_join" } do
       local want = nested_loop(left, right, 400, 2500, mode)
       assert.is_true(#want > 500, #want .. " lines")
-      assert.are.same(want, run(mode, { before = "400ms", after = "2500ms", partitions = 3 }))
+      assert.are.same(want, (joined(mode, { before = "400ms", after = "2500ms", partitions = 3 }, nil, left, right)))
     end
   end)
 

@@ -137,18 +137,7 @@ check "through a SIGKILL: every word counted exactly once (no duplicates: $DUPS)
 window_sums() { cat "$WORK"/*.windows | awk '{ s[$2] += $3 } END { for (w in s) print w, s[w] }' | sort; }
 window_total() { cat "$WORK"/*.windows | awk '{ s += $3 } END { print s + 0 }'; }
 want=$((2 * $(words_in "$WORK/input.txt")))
-last=-1
-stable_windows() { # the windows' total at WANT or more, the same for 6 s (3 slides)
-  local now
-  now=$(window_total)
-  if [ "$now" -ge "$want" ] && [ "$now" = "$last" ]; then
-    [ $((SECONDS - since)) -ge 6 ]
-  else
-    last=$now since=$SECONDS
-    return 1
-  fi
-}
-wait_until 60 stable_windows
+wait_until 60 steady "$want" 6 window_total # (6 s: 3 slides)
 window_sums >"$WORK/window-sums.txt"
 awk '{ print $1, 2 * $2 }' "$WORK/expected.txt" | join -a 1 -e 0 -o 0,1.2,2.2 - "$WORK/window-sums.txt" >"$WORK/cmp-windows.txt"
 W_LOST=$(awk '$3 < $2 { n++ } END { print n + 0 }' "$WORK/cmp-windows.txt")

@@ -57,18 +57,7 @@ wait_until 120 [ -e "$WORK/produced-words" ]
 word_counts "$WORK/input.txt" | awk '{ print $1, 2 * $2 }' >"$WORK/want.txt"
 WANT=$(awk '{ s += $2 } END { print s }' "$WORK/want.txt")
 total() { cat "$WORK"/a.windows "$WORK"/b.windows | awk '{ s += $3 } END { print s + 0 }'; }
-last=-1
-stable() {
-  local now
-  now=$(total)
-  if [ "$now" -ge "$WANT" ] && [ "$now" = "$last" ]; then
-    [ $((SECONDS - since)) -ge 5 ]
-  else
-    last=$now since=$SECONDS
-    return 1
-  fi
-}
-wait_until 120 stable
+wait_until 120 steady "$WANT" 5 total
 kill -TERM "$PID_b"
 wait_exit "$PID_b" 30
 check "b's graceful stop ends with status 0" [ "$EXIT_STATUS" = 0 ]

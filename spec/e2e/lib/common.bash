@@ -69,6 +69,22 @@ wait_until() {
   return 0
 }
 
+# steady WANT SECONDS COMMAND...: for wait_until: the number COMMAND prints is WANT or more and
+# has stayed the same for SECONDS (a count that must stop growing; STEADY_LAST, STEADY_SINCE).
+STEADY_LAST=-1
+STEADY_SINCE=0
+steady() {
+  local want=$1 secs=$2 now
+  shift 2
+  now=$("$@")
+  if [ "$now" -ge "$want" ] && [ "$now" = "$STEADY_LAST" ]; then
+    [ $((SECONDS - STEADY_SINCE)) -ge "$secs" ]
+  else
+    STEADY_LAST=$now STEADY_SINCE=$SECONDS
+    return 1
+  fi
+}
+
 # bg COMMAND...: runs the command in the background; its pid is in $BG_PID and it is killed
 # at exit if it is still running.
 bg() {
