@@ -27,7 +27,8 @@
 # (every pair; a pair twice only with a line read twice). On the embedded broker each rebalance
 # but a group's first waits the session timeout less a second (44 s) even when every member has
 # rejoined, and a move takes two to four of them, so this takes six to eight minutes, nearly
-# all waiting: CI starts it beside the e2e lanes (scripts/test.sh, E2E_ASIDE), on the release
+# all waiting: CI starts it before the busted specs, beside them and the e2e lanes
+# (scripts/test.sh, E2E_EARLY), on the release
 # build only. CLUSTER_DEBUG=1: debug logs.
 source "$(dirname "$0")/lib/common.bash"
 source "$(dirname "$0")/lib/cluster.bash"
