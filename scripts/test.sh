@@ -67,7 +67,7 @@ run_busted() { # DSTREAM LABEL
 # 25. (All aside suites started so in session 10 once: a busted spec of a cluster at the
 # defaults failed then, whose member had missed its group's first join, the race the embedded
 # broker's limits in the guide name; those specs now wait it out or use short sessions.)
-E2E_ASIDE="cluster_defaults kafka_defaults cluster_output_kill"
+E2E_ASIDE="cluster_defaults kafka_defaults cluster_output_kill cluster_bundles_defaults"
 E2E_EARLY="cluster_defaults"
 E2E_SOLO="cluster_state"
 E2E_FIRST="kafka_crash crash_defaults kafka database_crash socket_wal_crash cluster"
