@@ -1,9 +1,12 @@
 /* bench/baseline_state.c - BASELINE (not dstream): running per-key counts in plain C on one
- * core: BATCHES x KEYS records, record i has the key "u<i * 7919 % KEYS>" (bench/state.lua's),
+ * core: BATCHES x KEYS records, record i of batch b has the key "u<i * stride(b) % KEYS>"
+ * (bench/state.lua's: each batch visits every key once, in an order of its own),
  * one hash table from key (copied into an arena) to its count. Memory per key: the table's
  * slots and the key bytes; key_bytes is the keys' own bytes (characters and a NUL).
  *   baseline_state KEYS BATCHES */
 #include "baseline.h"
+
+static const long long strides[8] = {7919, 104729, 224737, 350377, 479909, 611953, 746773, 882377};
 
 int main(int argc, char **argv) {
   if (argc != 3) bl_die("usage: baseline_state KEYS BATCHES");
@@ -16,7 +19,7 @@ int main(int argc, char **argv) {
   if (!arena) bl_die("out of memory");
   for (long long i = 0; i < nkeys * nbatches; i++) {
     char key[24];
-    long long k = i * 7919 % nkeys;
+    long long k = i * strides[(i / nkeys) % 8] % nkeys;
     int len = 0;
     key[len++] = 'u';
     char digits[20];

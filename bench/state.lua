@@ -1,6 +1,9 @@
 -- bench/state.lua: running per-key counts over KEYS string keys with update_state_by_key.
 -- Every batch has KEYS records (the integers of rate_stream, mapped to keys "u<n>" so that each
--- batch touches every key once); BATCHES batches run on the manual clock as fast as they go.
+-- batch touches every key once, in an order of its own, as users or sessions come in another
+-- order each batch: the same order every batch, the one the first batch made the strings in,
+-- let one VM walk its heap in address order, see docs/performance.md); BATCHES batches run on
+-- the manual clock as fast as they go.
 -- Memory: the worker's Lua bytes (after full collections) per key, minus the key's own bytes
 -- (a LuaJIT string: 24 bytes of header, the characters and a NUL).
 --   dstream bench/state.lua dstream KEYS BATCHES WORKERS [VARIANT]
@@ -14,7 +17,12 @@ local variant = arg[5]
 
 -- User code ---------------------------------------------------------------------------------
 local NKEYS = nkeys
-local function key_of(i) return "u" .. (i * 7919 % NKEYS), 1 end -- 7919 is prime: a bijection
+-- Batch b's records (i from b * NKEYS) visit every key once, in the order of a stride of its
+-- own: a prime, so a bijection of 0 .. NKEYS - 1 (KEYS has no other factors than 2 and 5).
+local STRIDES = { 7919, 104729, 224737, 350377, 479909, 611953, 746773, 882377 }
+local function key_of(i)
+  return "u" .. (i * STRIDES[math.floor(i / NKEYS) % 8 + 1] % NKEYS), 1
+end
 local function update(values, state)
   local n = state or 0
   for i = 1, #values do n = n + values[i] end
