@@ -704,6 +704,13 @@ int luaopen_dstream_core(lua_State *L) {
   luaL_register(L, NULL, functions);
   lua_pushstring(L, DS_VERSION);
   lua_setfield(L, -2, "version");
+  /* This VM's string table, for its word reader's prefetch (ds_words_cut); nil when the
+   * LuaJIT linked cannot prefetch it. */
+  void *strings = ds_words_strings(L);
+  if (strings) {
+    lua_pushlightuserdata(L, strings);
+    lua_setfield(L, -2, "string_table");
+  }
   lua_pushinteger(L, SIGINT);
   lua_setfield(L, -2, "SIGINT");
   lua_pushinteger(L, SIGTERM);

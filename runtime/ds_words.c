@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include <luajit.h>
+
 static uint32_t record_len(const uint8_t *p) {
   uint32_t len;
   memcpy(&len, p, sizeof len); /* the records' 32-bit lengths need not be aligned */
@@ -84,8 +86,8 @@ static uint64_t separators64(const uint8_t *p, const runs *r) {
 static int ctz64(uint64_t x) { return __builtin_ctzll(x); }
 #endif
 
-size_t ds_words_cut(const uint8_t *recs, size_t n, ds_words_pos *at, const uint8_t *is_space,
-                    uint32_t *out, size_t max) {
+static size_t cut(const uint8_t *recs, size_t n, ds_words_pos *at, const uint8_t *is_space,
+                  uint32_t *out, size_t max) {
 #if defined(__SSE2__)
   /* 64 bytes at a time: a mask of the separators of the next 64 bytes of the line (bytes past
    * the line's end count as separators), then each word of it from the mask's bits; a word
@@ -147,4 +149,24 @@ uint64_t ds_words_line_of(const uint8_t *recs, size_t n, uint64_t off) {
     line = next;
   }
   return line;
+}
+
+size_t ds_words_cut(const uint8_t *recs, size_t n, ds_words_pos *at, const uint8_t *is_space,
+                    uint32_t *out, size_t max, void *strings) {
+  size_t k = cut(recs, n, at, is_space, out, max);
+#ifdef LUAJIT_STR_PREFETCH
+  if (strings) luaJIT_str_prefetch(strings, (const char *)recs, out, k);
+#else
+  (void)strings;
+#endif
+  return k;
+}
+
+void *ds_words_strings(lua_State *L) {
+#ifdef LUAJIT_STR_PREFETCH
+  return luaJIT_str_handle(L);
+#else
+  (void)L;
+  return NULL;
+#endif
 }

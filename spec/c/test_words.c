@@ -2,10 +2,14 @@
  * random lines of words, separators, NULs and high bytes, long words that cross its 64-byte
  * windows, lines that end at the records' last byte (the buffer is exactly the records, so
  * ASan catches a read past it), separator sets it takes 64 bytes at a time and sets it cuts
- * byte at a time, and callers taking 1, 7 or 1024 words per call. */
+ * byte at a time, and callers taking 1, 7 or 1024 words per call; each with and without a
+ * VM's string table to prefetch into (the words must not depend on it). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <lauxlib.h>
+#include <luajit.h>
 
 #include "ds_words.h"
 
@@ -88,7 +92,7 @@ static uint8_t *random_records(const char *seps, int lines, size_t *n) {
   return exact;
 }
 
-static void check_case(const char *seps, int lines, size_t max) {
+static void check_case(const char *seps, int lines, size_t max, void *strings) {
   uint8_t is_space[256] = { 0 };
   for (const char *c = seps; *c; c++) is_space[(uint8_t)*c] = 1;
   size_t n;
@@ -99,7 +103,7 @@ static void check_case(const char *seps, int lines, size_t max) {
   size_t nwant = split(recs, n, is_space, want), got = 0;
   ds_words_pos at = { 0, 0 };
   for (;;) {
-    size_t k = ds_words_cut(recs, n, &at, is_space, out, max);
+    size_t k = ds_words_cut(recs, n, &at, is_space, out, max, strings);
     CHECK_INT(k, <=, max);
     for (size_t i = 0; i < k; i++, got++) {
       CHECK_INT(got, <, nwant);
@@ -118,12 +122,22 @@ int main(void) {
   /* " \t\n\v\f\r" (text.SPACE): two runs of byte values, 64 bytes at a time. */
   const char *sets[] = { " \t\n\v\f\r", ",", " ;", "\x01\x03\x05\x07\x09", "\xff " };
   size_t maxes[] = { 1, 7, 1024 };
+  lua_State *L = luaL_newstate();
+  CHECK(L != NULL);
+  void *strings = ds_words_strings(L);
+#ifdef LUAJIT_STR_PREFETCH
+  CHECK(strings != NULL); /* dstream's LuaJIT: the reader prefetches */
+#endif
   for (size_t s = 0; s < sizeof sets / sizeof *sets; s++) {
     for (size_t m = 0; m < sizeof maxes / sizeof *maxes; m++) {
-      for (int round = 0; round < 20; round++) check_case(sets[s], 1 + (int)(next_rand() % 400), maxes[m]);
+      for (int round = 0; round < 20; round++) {
+        check_case(sets[s], 1 + (int)(next_rand() % 400), maxes[m], round % 2 ? strings : NULL);
+      }
     }
   }
-  check_case(" ", 0, 1024); /* no records at all */
+  check_case(" ", 0, 1024, NULL); /* no records at all */
+  check_case(" ", 0, 1024, strings);
+  lua_close(L);
   printf("test_words: ok\n");
   return 0;
 }

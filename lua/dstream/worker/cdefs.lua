@@ -53,7 +53,7 @@ uint32_t ds_hash_bytes(const char *p, size_t len);
 uint32_t ds_hash_number(double v);
 typedef struct ds_words_pos { uint64_t pos; uint64_t line_end; } ds_words_pos;
 size_t ds_words_cut(const uint8_t *recs, size_t n, ds_words_pos *at, const uint8_t *is_space,
-                    uint32_t *out, size_t max);
+                    uint32_t *out, size_t max, void *strings);
 uint64_t ds_words_line_of(const uint8_t *recs, size_t n, uint64_t off);
 ]]
 

@@ -99,13 +99,17 @@ local C = ffi.C
 local WORDS_MAX = 1024
 local word_at = ffi.new("uint32_t[?]", 2 * WORDS_MAX)
 local words_pos = ffi.new("ds_words_pos")
+-- This VM's string table: ds_words_cut prefetches what interning each word will look at
+-- (nil without dstream's LuaJIT: no prefetch). Word count, 1 worker: -20 to -30% of its time
+-- (docs/performance.md, change 25).
+local STRINGS = require("dstream.core").string_table
 
 local function read_words(st, push)
   local input_records, input_size, input_words = st[1], st[2], word_at
   words_pos.pos, words_pos.line_end = st[3], st[3]
   while true do
     local count = tonumber(C.ds_words_cut(input_records, input_size, words_pos, is_space,
-      input_words, WORDS_MAX))
+      input_words, WORDS_MAX, STRINGS))
     local input_word = 0
     while input_word < count do
       push(ffi_string(input_records + input_words[2 * input_word], input_words[2 * input_word + 1]))
