@@ -8,8 +8,9 @@
  * loop got hot first (docs/performance.md). With SSE2 the bytes are looked at 64 at a time
  * (a mask of the separators; byte at a time for sets of more than 4 runs of byte values, and
  * near the records' end, where 64 bytes would read past them). Called by worker threads
- * through the FFI; it touches nothing shared but the calling VM's own string table. Offsets are 32-bit: a slice is at most DS_SLICE_BYTES, or one
- * record of at most DS_RECORD_MAX (ds_limits.h). */
+ * through the FFI; it touches nothing shared, only the calling VM's own string table (read,
+ * to prefetch). Offsets are 32-bit: a slice is at most DS_SLICE_BYTES, or one record of at
+ * most DS_RECORD_MAX (ds_limits.h). */
 #ifndef DS_WORDS_H
 #define DS_WORDS_H
 
