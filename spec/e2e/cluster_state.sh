@@ -104,7 +104,7 @@ step "scale out 2 -> 3" 60 "p1=2 p2=2 p3=2" p1 p2 p3
 check "a process that joins restores its state partitions from the changelog" \
   wait_until 15 grep -q "state partition [0-9] brought up to date from the changelog (offsets 0 to [1-9][0-9]*): [1-9]" "$WORK/p3.err"
 grep "brought up to date" "$WORK/p3.err" | sed 's/^.*info: /#   p3: /' | head -n 3
-url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/p3.err" | tail -n 1)
+url=$(page p3)
 curl -s "${url}metrics" >"$WORK/p3.metrics"
 grep '^dstream_cluster' "$WORK/p3.metrics" | sed 's/^/#   p3 \/metrics: /'
 check "/metrics of the joining process shows its member id, state partitions, restores and rebalances" \

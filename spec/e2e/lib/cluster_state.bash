@@ -28,17 +28,37 @@ show_owners() {
 }
 # state_sum NAMES...: the sum of the counts the processes hold
 state_sum() { cat "${@/#/$WORK/}" 2>/dev/null | grep -v '^#' | awk '{ s += $2 } END { print s + 0 }'; }
+# page NAME: the address of process NAME's live page (each is started with --ui 127.0.0.1:0
+# and logging at info, which prints it)
+page() { grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/$1.err" | tail -n 1; }
 # replayed_entries NAMES...: dstream_cluster_replayed_entries_total summed over the processes'
-# /metrics (each started with --ui 127.0.0.1:0 and logging at info, which prints its address)
+# /metrics
 replayed_entries() {
   local n url sum=0 v
   for n in "$@"; do
-    url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$WORK/$n.err" | tail -n 1)
+    url=$(page "$n")
     [ -n "$url" ] || continue
     v=$(curl -s "${url}metrics" | awk '/^dstream_cluster_replayed_entries_total/ { s += $2 } END { print s + 0 }')
     sum=$((sum + ${v:-0}))
   done
   echo "$sum"
+}
+# assigned_all NAME: process NAME's /api/streams says the group gives it every partition of
+# every Kafka input it has: the job's topic (PARTS partitions) and each stateful operator's
+# repartition topic (N). Each input is a consumer of its own, and on the embedded broker each
+# gets its share in a rebalance of its own when its SyncGroup came after the leader's (the
+# guide's limits of `dstream kafka-mock`), so one operator may own its state partitions a
+# rebalance or more (44 s each) after another.
+assigned_all() {
+  local url
+  url=$(page "$1")
+  [ -n "$url" ] || return 1
+  curl -s --max-time 5 "${url}api/streams" | python3 -c '
+import json, sys
+parts, n = int(sys.argv[1]), int(sys.argv[2])
+inputs = json.load(sys.stdin)["cluster"]["inputs"]
+sys.exit(0 if inputs and all(len(i["assigned"]) == (n if i.get("state_of") else parts) for i in inputs) else 1)
+' "$PARTS" "$N" 2>/dev/null
 }
 # in_flight NAME SECONDS: returns once process NAME starts its next batch with records (it notes
 # the batch's input ranges in WORK/NAME.ranges before sending anything on; SECONDS at most),
