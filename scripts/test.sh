@@ -71,13 +71,15 @@ E2E_ASIDE="cluster_defaults kafka_defaults cluster_output_kill cluster_bundles_d
 E2E_EARLY="cluster_defaults"
 E2E_SOLO="cluster_state"
 E2E_FIRST="kafka_crash crash_defaults kafka database_crash socket_wal_crash cluster"
+# listed SUITE LIST: whether the suite (its path or its name) is one of LIST's names.
+listed() { case " $2 " in *" $(basename "$1" .sh) "*) return 0 ;; esac; return 1; }
 e2e_order() {
   local t name
   for name in $E2E_ASIDE $E2E_SOLO $E2E_FIRST; do [ -e "spec/e2e/$name.sh" ] && echo "spec/e2e/$name.sh"; done
   for t in spec/e2e/*.sh; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .sh)
-    case " $E2E_ASIDE $E2E_SOLO $E2E_FIRST " in *" $name "*) ;; *) echo "$t" ;; esac
+    listed "$name" "$E2E_ASIDE $E2E_SOLO $E2E_FIRST" || echo "$t"
   done
 }
 
@@ -95,7 +97,7 @@ run_suite() {
 start_early() {
   local t i=0
   for t in $(e2e_order); do
-    case " $E2E_EARLY " in *" $(basename "$t" .sh) "*) (run_suite "$1" "$t" "$2/$i" 900 &) ;; esac
+    listed "$t" "$E2E_EARLY" && (run_suite "$1" "$t" "$2/$i" 900 &)
     i=$((i + 1))
   done
 }
@@ -106,20 +108,19 @@ run_e2e() { # DSTREAM LABEL DIR (start_early's)
   mapfile -t suites < <(e2e_order)
   for t in "${suites[@]}"; do
     local lanes=${E2E_LANES:-2}
-    case " $E2E_ASIDE " in *" $(basename "$t" .sh) "*)
+    if listed "$t" "$E2E_ASIDE"; then
       # Started from a subshell, so not a job of this one: the waits below are the lanes' only.
-      case " $E2E_EARLY " in *" $(basename "$t" .sh) "*) ;; *) (run_suite "$1" "$t" "$dir/$i" 900 &) ;; esac
+      listed "$t" "$E2E_EARLY" || (run_suite "$1" "$t" "$dir/$i" 900 &)
       i=$((i + 1))
       continue
-      ;;
-    esac
-    case " $E2E_SOLO " in *" $(basename "$t" .sh) "*) lanes=1 ;; esac
+    fi
+    listed "$t" "$E2E_SOLO" && lanes=1
     while [ "$running" -ge "$lanes" ]; do wait -n; running=$((running - 1)); done
     run_suite "$1" "$t" "$dir/$i" 300 &
     running=$((running + 1))
     i=$((i + 1))
     # A solo suite has the lanes to itself until it ends.
-    case " $E2E_SOLO " in *" $(basename "$t" .sh) "*) wait; running=0 ;; esac
+    if listed "$t" "$E2E_SOLO"; then wait; running=0; fi
   done
   wait
   i=0

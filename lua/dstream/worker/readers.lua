@@ -100,9 +100,9 @@ local WORDS_MAX = 1024
 local word_at = ffi.new("uint32_t[?]", 2 * WORDS_MAX)
 local words_pos = ffi.new("ds_words_pos")
 -- This VM's string table: ds_words_cut prefetches what interning each word will look at
--- (NULL without dstream's LuaJIT: no prefetch). Word count, 1 worker: -20 to -30% of its time
--- (docs/performance.md, change 25). A pointer cdata, not the light userdata core gives: a
--- compiled FFI call cannot convert a light userdata (NYI), and the slice loop's trace aborted.
+-- (NULL without dstream's LuaJIT: no prefetch; what it saves: docs/performance.md, change 25).
+-- A pointer cdata, not the light userdata core gives: a compiled FFI call cannot convert a
+-- light userdata (NYI), and the slice loop's trace aborted.
 local STRINGS = ffi.cast("void *", require("dstream.core").string_table)
 
 local function read_words(st, push)
